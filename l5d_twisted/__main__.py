@@ -1,0 +1,3 @@
+from l5d_twisted.cli import main
+
+raise SystemExit(main())

