@@ -1,1 +1,1 @@
-"""router."""
+"""Routing: from an identified request to a bound, balanced, resilient client."""

@@ -1,0 +1,62 @@
+"""``l5d-twisted run CONFIG``: run the mesh a config describes, in the foreground.
+
+What the container runs.  A bad config prints every error and exits 2 before anything
+listens; a port that cannot be bound stops everything and exits 1; SIGTERM or SIGINT
+drains in-flight requests (up to ``admin.shutdownGraceMs``) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run the mesh described by a config file")
+    parser.add_argument("config", help="linkerd-style YAML config file")
+    parser.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines as JSON (default) or text")
+    parser.add_argument("--log-level", choices=["debug", "info", "warn", "error"], default="info")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from l5d_twisted.config import ConfigErrors, load_config_file
+
+    try:
+        config = load_config_file(args.config)
+    except ConfigErrors as e:
+        print(f"{args.config}: invalid config:\n{e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{args.config}: cannot read: {e.strerror}", file=sys.stderr)
+        return 2
+
+    from twisted.internet import reactor
+
+    from l5d_twisted.logs import start_logging
+    from l5d_twisted.mesh import Mesh
+
+    start_logging(args.log_format, args.log_level)
+    mesh = Mesh(config, reactor)
+    exit_code = [0]
+
+    def stop_reactor() -> None:
+        if reactor.running:  # type: ignore[attr-defined]
+            reactor.stop()  # type: ignore[attr-defined]
+
+    def failed_to_start(failure: Any) -> None:
+        print(f"l5d-twisted: cannot start: {failure.getErrorMessage()}", file=sys.stderr)
+        exit_code[0] = 1
+        stop_reactor()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(lambda: mesh.shutdown().addBoth(lambda _: stop_reactor()))  # type: ignore[attr-defined]
+
+    mesh.on_shutdown(stop_reactor)
+    reactor.callWhenRunning(lambda: mesh.start().addErrback(failed_to_start))  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reactor.run(installSignalHandlers=False)  # type: ignore[attr-defined]
+    return exit_code[0]

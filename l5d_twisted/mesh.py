@@ -1,0 +1,215 @@
+"""A running mesh: what ``l5d-twisted run CONFIG`` starts.
+
+From a validated :class:`~l5d_twisted.config.model.Config` it builds, in order:
+telemeters (metrics first, so everything else can record), namers, each router (its
+transformers, interpreter, identifiers, stacks) and its servers, then the admin server.
+Start-up is all or nothing: if any port cannot be bound, whatever started is stopped and
+the error is raised, so the proxy never half-starts.
+
+Stopping is graceful: servers stop accepting, in-flight requests drain for up to
+``admin.shutdownGraceMs``, then clients, namers and telemeters close.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
+from twisted.logger import Logger
+
+from l5d_twisted.context import PluginContext
+from l5d_twisted.http.server import ServerSettings, serve_http
+from l5d_twisted.naming.interpreter import Interpreter
+from l5d_twisted.naming.path import Path
+from l5d_twisted.registry import NAMERS, TELEMETERS, TRANSFORMERS, load_plugins
+from l5d_twisted.router.router import Router
+from l5d_twisted.telemetry.filters import StatsFilter
+from l5d_twisted.telemetry.metrics import MetricsTree
+
+log = Logger()
+
+
+class Mesh:
+    """Routers, namers, telemeters and the admin server of one config."""
+
+    def __init__(self, config: Any, reactor: Any, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.env = dict(os.environ if env is None else env)
+        self.metrics: Any = None
+        self.routers: list[Router] = []
+        self.namers: dict[str, Any] = {}
+        self.telemeters: list[Any] = []
+        self.recent_requests: Any = None
+        self.servers: list[Any] = []  # what serve_http returned, one per server
+        self.admin_port: Any = None
+        self.allow_shutdown: bool = bool(getattr(config.admin, "allow_shutdown", False))
+        self._stopping: Deferred[None] | None = None
+        self._on_shutdown: list[Any] = []
+
+    # -- AdminTarget ---------------------------------------------------------------
+    def config_json(self) -> dict[str, Any]:
+        to_json = getattr(self.config, "to_json", None)
+        return to_json() if to_json is not None else {}
+
+    def shutdown(self, grace_s: float | None = None) -> Deferred[None]:
+        """Drain and stop, then run the shutdown callbacks (``run`` stops the reactor)."""
+        d = self.stop(grace_s)
+
+        def done(result: Any) -> Any:
+            for callback in self._on_shutdown:
+                callback()
+            return result
+
+        return d.addBoth(done)
+
+    def on_shutdown(self, callback: Any) -> None:
+        self._on_shutdown.append(callback)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> Deferred[None]:
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        load_plugins()
+        config = self.config
+        self.metrics = MetricsTree(self.reactor)
+        ctx = PluginContext(
+            reactor=self.reactor,
+            stats=self.metrics.stats,
+            env=self.env,
+            config_dir=getattr(config, "source_dir", "."),
+        )
+        ctx.metrics = self.metrics  # type: ignore[attr-defined]
+        try:
+            self._build_telemeters(ctx)
+            self._build_namers(ctx)
+            self._build_routers(ctx)
+            self._listen_admin()
+        except BaseException:
+            await self.stop(0.0)
+            raise
+        log.info(
+            "mesh started: {routers} routers, {servers} servers, {namers} namers, admin on {admin}",
+            routers=len(self.routers),
+            servers=len(self.servers),
+            namers=len(self.namers),
+            admin=f"{config.admin.ip}:{config.admin.port}",
+        )
+
+    def _build_telemeters(self, ctx: PluginContext) -> None:
+        for spec in self.config.telemetry:
+            telemeter = TELEMETERS.get(spec.kind).factory(spec.config, ctx)
+            self.telemeters.append(telemeter)
+            if spec.kind == "io.l5d.recentRequests":
+                self.recent_requests = telemeter
+            start = getattr(telemeter, "start", None)
+            if start is not None:
+                start()
+
+    def _build_namers(self, ctx: PluginContext) -> None:
+        for spec in self.config.namers:
+            namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
+            self.namers[spec.prefix.show()] = namer
+            ctx.namers[spec.prefix.show()] = namer
+
+    def _request_observers(self) -> list[Any]:
+        observers = []
+        for telemeter in self.telemeters:
+            observer = getattr(telemeter, "request_observer", None)
+            if observer is not None:
+                observers.append(observer)
+        return observers
+
+    def _build_routers(self, ctx: PluginContext) -> None:
+        namers = {Path.read(prefix): namer for prefix, namer in self.namers.items()}
+        observers = self._request_observers()
+        for router_config in self.config.routers:
+            transformers = [TRANSFORMERS.get(spec.kind).factory(spec.config, ctx) for spec in router_config.interpreter.transformers]
+            interpreter = Interpreter(namers, transformers, self.reactor)
+            router = Router(
+                router_config,
+                interpreter,
+                reactor=self.reactor,
+                stats=self.metrics.stats,
+                ctx=ctx,
+                request_observers=observers,
+            )
+            self.routers.append(router)
+            for server in router_config.servers:
+                self._listen_server(router, router_config, server)
+
+    def _listen_server(self, router: Router, router_config: Any, server: Any) -> None:
+        stats = self.metrics.stats.scope("rt", router.label, "server", server.ip, str(server.port))
+        service = StatsFilter(stats, router.context_classifier, self.reactor).and_then(router)
+        settings = ServerSettings(
+            max_headers_kb=router_config.max_headers_kb,
+            max_initial_line_kb=router_config.max_initial_line_kb,
+            max_concurrent_requests=server.max_concurrent_requests,
+            clear_context=server.clear_context,
+        )
+        listening = serve_http(self.reactor, server.ip, server.port, service, settings, stats)
+        self.servers.append(listening)
+        log.info("router {router} serving on {ip}:{port}", router=router.label, ip=server.ip, port=server.port)
+
+    def _listen_admin(self) -> None:
+        from l5d_twisted.admin.server import AdminServer
+
+        admin = self.config.admin
+        self.admin_port = AdminServer(self, self.reactor).listen(admin.ip, admin.port)
+
+    def stop(self, grace_s: float | None = None) -> Deferred[None]:
+        if self._stopping is None:
+            if grace_s is None:
+                grace_s = self.config.admin.shutdown_grace_ms / 1000.0
+            self._stopping = ensureDeferred(self._stop(grace_s))
+        return self._stopping
+
+    async def _stop(self, grace_s: float) -> None:
+        log.info("mesh stopping: draining for up to {grace}s", grace=grace_s)
+        drains = [maybeDeferred(_drain, server, grace_s) for server in self.servers]
+        await DeferredList(drains, consumeErrors=True)
+        await DeferredList([maybeDeferred(r.close) for r in self.routers], consumeErrors=True)
+        for thing in list(self.namers.values()) + self.telemeters:
+            for method in ("close", "stop"):
+                close = getattr(thing, method, None)
+                if close is not None:
+                    try:
+                        await maybeDeferred(close)
+                    except Exception:
+                        log.failure("closing {thing}", thing=thing)
+                    break
+        if self.admin_port is not None:
+            await maybeDeferred(self.admin_port.stopListening)
+        log.info("mesh stopped")
+
+    def ports(self) -> dict[str, Any]:
+        """The bound ports, for tests and the demo: ``{"<router>/<i>": port, "admin": port}``."""
+        out: dict[str, Any] = {}
+        i = 0
+        for router in self.routers:
+            for _server in router.config.servers:
+                out[f"{router.label}/{i}"] = _port_number(self.servers[i])
+                i += 1
+        if self.admin_port is not None:
+            out["admin"] = self.admin_port.getHost().port
+        return out
+
+
+def _drain(server: Any, grace_s: float) -> Any:
+    drain = getattr(server, "drain", None)
+    if drain is not None:
+        return drain(grace_s)
+    return server.stopListening()
+
+
+def _port_number(server: Any) -> int:
+    port = getattr(server, "port", server)
+    return int(port.getHost().port)
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,148 @@
+"""The client for one bound name: a balancer over live endpoints.
+
+A ``BoundClient`` observes its ``BoundName``'s address set.  Each address gets an endpoint
+stack (``stacks.ENDPOINT_STACK``: failure accrual -> attempt timeout -> pooled
+connection); the balancer gets the new set on every change (addresses that stay keep their
+state; removed ones drain).  A lost or failed discovery keeps the last known addresses:
+routing to the last known pods beats refusing all traffic (linkerd 1's stale-or-nothing
+problem, the other way round).  A pending address set holds requests up to the binding
+timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+
+from l5d_twisted.errors import BindingTimeout, NoHostsAvailable
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.naming.addr import Addr, Address, AddrBound, AddrFailed, AddrNeg, AddrPending, BoundName
+from l5d_twisted.naming.var import Closable
+from l5d_twisted.service import Service, Status
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+from .headers import DST_CLIENT
+
+log = Logger()
+
+
+class BoundClient(Service[Request, Response]):
+    """Service for one bound name (one ``rt/<router>/client/<id>`` in the metrics)."""
+
+    def __init__(
+        self,
+        bound: BoundName,
+        *,
+        make_endpoint: Callable[[Address], Service[Request, Response]],
+        balancer: Any,
+        reactor: Any,
+        binding_timeout_s: float,
+        stats: StatsReceiver,
+    ) -> None:
+        self.bound = bound
+        self.id_text = bound.id.show()
+        self._id_header = self.id_text.encode("latin-1", "replace")
+        self._make_endpoint = make_endpoint
+        self.balancer = balancer
+        self._reactor = reactor
+        self._binding_timeout_s = binding_timeout_s
+        self._endpoints: dict[Address, Service[Request, Response]] = {}
+        self.addr: Addr = AddrPending()
+        self._waiters: list[Deferred[None]] = []
+        self.last_used = reactor.seconds()
+        self.pending = 0
+        stats.gauge("loadbalancer", "size", fn=lambda: float(balancer.size))
+        stats.gauge("loadbalancer", "available", fn=lambda: float(balancer.available))
+        stats.gauge("loadbalancer", "load", fn=lambda: float(balancer.load))
+        self._observation: Closable | None = bound.addr.observe(self._on_addr)
+
+    # -- discovery -----------------------------------------------------------------
+    def _on_addr(self, addr: Addr) -> None:
+        if isinstance(addr, AddrBound):
+            self._set_addresses(addr.addresses)
+        elif isinstance(addr, AddrNeg):
+            self._set_addresses(frozenset())
+        elif isinstance(addr, AddrFailed):
+            log.warn("discovery failed for {client}: {reason}; keeping {n} last known addresses", client=self.id_text, reason=addr.reason, n=len(self._endpoints))
+            if isinstance(self.addr, AddrBound):
+                return  # keep the last known addresses and state
+        elif isinstance(addr, AddrPending) and isinstance(self.addr, AddrBound):
+            return  # a re-list in progress: keep serving the last known set
+        self.addr = addr
+        if not isinstance(addr, AddrPending):
+            waiters, self._waiters = self._waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def _set_addresses(self, addresses: frozenset[Address]) -> None:
+        current = self._endpoints
+        updated: dict[Address, Service[Request, Response]] = {}
+        for address in addresses:
+            endpoint = current.get(address)
+            updated[address] = endpoint if endpoint is not None else self._make_endpoint(address)
+        self._endpoints = updated
+        self.balancer.update(updated)
+        if len(addresses) != len(current) or any(a not in current for a in addresses):
+            log.info("client {client} bound to {n} addresses", client=self.id_text, n=len(addresses))
+
+    def addresses(self) -> list[str]:
+        return sorted(a.show() for a in self._endpoints)
+
+    def state(self) -> dict[str, Any]:
+        kind = {AddrBound: "bound", AddrNeg: "neg", AddrPending: "pending", AddrFailed: "failed"}.get(type(self.addr), "unknown")
+        state: dict[str, Any] = {"state": kind, "addresses": self.addresses()}
+        if isinstance(self.addr, AddrFailed):
+            state["reason"] = self.addr.reason
+        return state
+
+    # -- requests ------------------------------------------------------------------
+    def __call__(self, request: Request) -> Deferred[Response]:
+        self.last_used = self._reactor.seconds()
+        request.headers.set(DST_CLIENT, self._id_header)
+        if isinstance(self.addr, AddrPending):
+            return self._after_binding(request)
+        if not self._endpoints:
+            return fail(NoHostsAvailable(f"No hosts are available for {self.id_text}: its address set is empty", client=self.id_text))
+        return self._dispatch(request)
+
+    def _dispatch(self, request: Request) -> Deferred[Response]:
+        self.pending += 1
+        d: Deferred[Response] = self.balancer(request)
+        d.addBoth(self._done)
+        return d
+
+    def _done(self, result: Any) -> Any:
+        self.pending -= 1
+        return result
+
+    def _after_binding(self, request: Request) -> Deferred[Response]:
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        timer = self._reactor.callLater(self._binding_timeout_s, self._expire_waiter, waiter)
+
+        def ready(_: None) -> Deferred[Response]:
+            if timer.active():
+                timer.cancel()
+            return self(request)
+
+        return waiter.addCallback(ready)
+
+    def _expire_waiter(self, waiter: Deferred[None]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+            waiter.errback(BindingTimeout(f"Timed out after {self._binding_timeout_s:g}s waiting for the addresses of {self.id_text}"))
+
+    @property
+    def status(self) -> Status:
+        return Status.OPEN
+
+    def close(self) -> Deferred[None]:
+        if self._observation is not None:
+            self._observation.close()
+            self._observation = None
+        self.balancer.update({})
+        return self.balancer.close()
+

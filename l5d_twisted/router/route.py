@@ -1,0 +1,205 @@
+"""Routing one logical name: bind it through the dtab, pick a bound name per request.
+
+A ``BindingService`` exists per (logical path, override dtab).  It observes the
+interpreter's live binding and every leaf's address set, and re-evaluates the tree only
+when either changes, so a request only does a weighted random pick and a dict lookup.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+
+from l5d_twisted.errors import BindingTimeout, MeshError, NoHostsAvailable
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.naming.addr import BoundName
+from l5d_twisted.naming.dtab import Dtab
+from l5d_twisted.naming.evaluate import evaluate
+from l5d_twisted.naming.nametree import EMPTY, FAIL, Alt, Leaf, NameTree, Union
+from l5d_twisted.naming.path import Path
+from l5d_twisted.naming.var import Closable, Failed, Ok, State
+from l5d_twisted.service import Service
+
+log = Logger()
+
+
+class _Choice:
+    """A resolved tree: the bound names and their cumulative weights, or an error."""
+
+    __slots__ = ("names", "cumulative", "error")
+
+    def __init__(self, names: list[BoundName], weights: list[float], error: MeshError | None = None) -> None:
+        self.names = names
+        self.cumulative: list[float] = []
+        total = 0.0
+        for w in weights:
+            total += max(w, 0.0)
+            self.cumulative.append(total)
+        self.error = error
+
+    def pick(self, rng: random.Random) -> BoundName:
+        if len(self.names) == 1:
+            return self.names[0]
+        total = self.cumulative[-1]
+        if total <= 0:
+            return rng.choice(self.names)
+        return self.names[bisect.bisect_right(self.cumulative, rng.random() * total)]
+
+
+class BindingService(Service[Request, Response]):
+    def __init__(
+        self,
+        *,
+        path: Path,
+        local_dtab: Dtab,
+        base_dtab: Dtab,
+        interpreter: Any,
+        client_for: Callable[[BoundName], Service[Request, Response]],
+        reactor: Any,
+        rng: random.Random,
+        binding_timeout_s: float,
+    ) -> None:
+        self.path = path
+        self.local_dtab = local_dtab
+        self.base_dtab = base_dtab
+        self._interpreter = interpreter
+        self._client_for = client_for
+        self._reactor = reactor
+        self._rng = rng
+        self._binding_timeout_s = binding_timeout_s
+        self._choice: _Choice | None = None  # None while pending
+        self._tree: NameTree[BoundName] | None = None
+        self._leaf_observations: list[Closable] = []
+        self._waiters: list[Deferred[None]] = []
+        self.last_used = reactor.seconds()
+        self._observation: Closable | None = interpreter.bind(base_dtab + local_dtab, path).observe(self._on_state)
+
+    # -- binding -------------------------------------------------------------------
+    def _on_state(self, state: State) -> None:
+        if isinstance(state, Ok):
+            tree = state.value
+            if tree != self._tree:
+                self._tree = tree
+                self._watch_leaves(tree)
+            self._reevaluate()
+        elif isinstance(state, Failed):
+            self._set_choice(_Choice([], [], self._no_hosts(f"binding failed: {state.error}")))
+        # Pending: keep the previous choice (if any) while the binding settles.
+
+    def _watch_leaves(self, tree: NameTree[BoundName]) -> None:
+        for c in self._leaf_observations:
+            c.close()
+        self._leaf_observations = []
+        leaves: list[BoundName] = []
+        _collect_leaves(tree, leaves)
+        for bound in leaves:
+            # A leaf whose address set turns negative changes the evaluation (Alt falls
+            # through), so every leaf's addresses are watched too.
+            self._leaf_observations.append(bound.addr.observe(lambda _addr: self._reevaluate()))
+
+    def _reevaluate(self) -> None:
+        tree = self._tree
+        if tree is None:
+            return
+        try:
+            result = evaluate(tree)
+        except Exception as e:  # never let a bad tree break routing for other names
+            log.failure("evaluating the binding of {path}", path=self.path.show())
+            self._set_choice(_Choice([], [], self._no_hosts(f"cannot evaluate binding: {e}")))
+            return
+        if isinstance(result, Leaf):
+            self._set_choice(_Choice([result.value], [1.0]))
+        elif isinstance(result, Union):
+            names: list[BoundName] = []
+            weights: list[float] = []
+            for branch in result.branches:
+                if isinstance(branch.tree, Leaf):
+                    names.append(branch.tree.value)
+                    weights.append(branch.weight)
+            if names:
+                self._set_choice(_Choice(names, weights))
+            else:
+                self._set_choice(_Choice([], [], self._no_hosts("every branch is negative")))
+        elif result is FAIL:
+            self._set_choice(_Choice([], [], self._no_hosts("the name resolved to a failure")))
+        elif result is EMPTY:
+            self._set_choice(_Choice([], [], self._no_hosts("the name resolved to an empty set")))
+        else:  # NEG
+            self._set_choice(_Choice([], [], self._no_hosts("the name is negative: no dtab rule or namer knows it")))
+
+    def _set_choice(self, choice: _Choice) -> None:
+        self._choice = choice
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def _no_hosts(self, why: str) -> NoHostsAvailable:
+        return NoHostsAvailable(f"Unable to route request! service name: {self.path.show()} ({why})", explanation="", path=self.path.show())
+
+    def explain(self) -> str:
+        """The text the 'no hosts' error body carries: names, dtabs, and the tree."""
+        lines = [
+            f"service name: {self.path.show()}",
+            f"base dtab: {self.base_dtab.show()}",
+            f"override dtab: {self.local_dtab.show()}",
+            "resolution:",
+        ]
+        try:
+            lines.append(self._interpreter.explain(self.base_dtab + self.local_dtab, self.path).to_text())
+        except Exception as e:  # the explanation is a courtesy: never fail the error path
+            lines.append(f"  (no explanation available: {e})")
+        return "\n".join(lines)
+
+    # -- requests ------------------------------------------------------------------
+    def __call__(self, request: Request) -> Deferred[Response]:
+        self.last_used = self._reactor.seconds()
+        choice = self._choice
+        if choice is None:
+            return self._after_binding(request)
+        if choice.error is not None:
+            error = NoHostsAvailable(choice.error.message, explanation=self.explain(), path=self.path.show())
+            return fail(error)
+        bound = choice.pick(self._rng)
+        return self._client_for(bound)(request)
+
+    def _after_binding(self, request: Request) -> Deferred[Response]:
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        timer = self._reactor.callLater(self._binding_timeout_s, self._expire_waiter, waiter)
+
+        def ready(_: None) -> Deferred[Response]:
+            if timer.active():
+                timer.cancel()
+            return self(request)
+
+        return waiter.addCallback(ready)
+
+    def _expire_waiter(self, waiter: Deferred[None]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+            waiter.errback(BindingTimeout(f"Timed out after {self._binding_timeout_s:g}s binding {self.path.show()}"))
+
+    def close(self) -> Deferred[None]:
+        for c in self._leaf_observations:
+            c.close()
+        self._leaf_observations = []
+        if self._observation is not None:
+            self._observation.close()
+            self._observation = None
+        return super().close()
+
+
+def _collect_leaves(tree: NameTree[BoundName], out: list[BoundName]) -> None:
+    if isinstance(tree, Leaf):
+        out.append(tree.value)
+    elif isinstance(tree, Alt):
+        for t in tree.trees:
+            _collect_leaves(t, out)
+    elif isinstance(tree, Union):
+        for b in tree.branches:
+            _collect_leaves(b.tree, out)

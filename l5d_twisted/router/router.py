@@ -1,0 +1,265 @@
+"""A router: what one ``routers[]`` entry of the config becomes.
+
+Per request: count Via hops (loops get 400), read the override dtab headers, identify the
+logical name (identifiers tried in order), then hand the request to the cached service
+layer for that name.  Layers are cached bottom-up (service per (name, override dtab),
+client per bound name, endpoint per address) and idle ones are closed after a while, so
+pod churn and random Host values cannot grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from l5d_twisted.balancers.base import BalancerContext
+from l5d_twisted.context import PluginContext
+from l5d_twisted.errors import IdentificationError, MeshError
+from l5d_twisted.http.client import EndpointClient, PoolSettings
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.identifiers.base import Identified
+from l5d_twisted.naming.addr import Address, BoundName
+from l5d_twisted.naming.dtab import Dtab
+from l5d_twisted.naming.path import Path
+from l5d_twisted.registry import BALANCERS, CLASSIFIERS, IDENTIFIERS
+from l5d_twisted.resilience.retries import RetryBudget
+from l5d_twisted.service import Service
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+from . import headers as h
+from .classify import CLASSIFIER_KEY, ContextClassifier
+from .client import BoundClient
+from .route import BindingService
+from .stacks import DEFAULT_STACKS, RouterStacks, StackParams
+
+log = Logger()
+
+RequestObserver = Callable[[Request, "Response | BaseException", float], None]
+
+# Idle layers are closed after this long without a request (linkerd 1 expired idle
+# clients and their metrics for the same reason).
+IDLE_TTL_S = 600.0
+SWEEP_INTERVAL_S = 30.0
+
+
+def _scope_name(path: Path) -> str:
+    """``/svc/hello`` -> ``svc/hello``: linkerd's metric scope for a name."""
+    return path.show().lstrip("/")
+
+
+class Router(Service[Request, Response]):
+    def __init__(
+        self,
+        config: Any,
+        interpreter: Any,
+        *,
+        reactor: Any,
+        stats: StatsReceiver,
+        ctx: PluginContext,
+        stacks: RouterStacks = DEFAULT_STACKS,
+        request_observers: Sequence[RequestObserver] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.label: str = config.label
+        self.interpreter = interpreter
+        self.dtab: Dtab = config.dtab
+        self.dst_prefix: Path = config.dst_prefix
+        self._reactor = reactor
+        self._rng = rng or random.Random()
+        self._stacks = stacks
+        self._observers = tuple(request_observers)
+        self.stats = stats.scope("rt", self.label)
+        self._identifiers = [IDENTIFIERS.get(spec.kind).factory(spec.config, self.dst_prefix, ctx) for spec in config.identifier]
+        default_service = config.service.params_for(self.dst_prefix)
+        self._fallback_classifier = self._classifier(default_service)
+        self.context_classifier = ContextClassifier(self._fallback_classifier)
+        self._routes: dict[tuple[Path, str], Service[Request, Response]] = {}
+        self._binders: dict[tuple[Path, str], BindingService] = {}
+        self._clients: dict[BoundName, BoundClient] = {}
+        self._client_services: dict[BoundName, Service[Request, Response]] = {}
+        self._binding_timeout_s = config.binding_timeout_ms / 1000.0
+        self._max_call_depth: int = config.max_call_depth
+        self._sweeper = LoopingCall(self._sweep_idle)
+        self._sweeper.clock = reactor
+        self._sweeper.start(SWEEP_INTERVAL_S, now=False)
+
+    # -- the request path ----------------------------------------------------------
+    def __call__(self, request: Request) -> Deferred[Response]:
+        observers = self._observers
+        start = self._reactor.seconds() if observers else 0.0
+        try:
+            d = self._route(request)
+        except MeshError as e:
+            d = fail(e)
+        except Exception as e:  # a bug must cost one request, not the connection
+            log.failure("routing {method} {uri}", method=request.method, uri=request.uri)
+            d = fail(MeshError(f"internal error routing the request: {e}"))
+        d.addCallback(self._add_via)
+        if observers:
+            d.addBoth(self._observe, request, start)
+        return d
+
+    def _route(self, request: Request) -> Deferred[Response]:
+        hdrs = request.headers
+        h.check_call_depth(hdrs, self._max_call_depth)
+        local = h.local_dtab(hdrs)
+        identified = None
+        reasons = []
+        for identifier in self._identifiers:
+            result = identifier.identify(request)
+            if isinstance(result, Identified):
+                identified = result
+                break
+            reasons.append(result.reason)
+        if identified is None:
+            raise IdentificationError("Unable to identify request: " + "; ".join(reasons))
+        request = identified.request
+        path = identified.path
+        request.ctx["dst"] = path
+        hdrs.set(h.DST_SERVICE, path.show().encode("latin-1", "replace"))
+        hdrs.set(h.REQID, h.request_id(hdrs, self._rng))
+        hdrs.add(b"Via", h.VIA_VALUE)
+        key = (path, local.show() if local != _EMPTY else "")
+        service = self._routes.get(key)
+        if service is None:
+            service = self._make_route(key, path, local)
+        return service(request)
+
+    @staticmethod
+    def _add_via(response: Response) -> Response:
+        response.headers.add(b"Via", h.VIA_VALUE)
+        return response
+
+    def _observe(self, result: Any, request: Request, start: float) -> Any:
+        outcome = result.value if isinstance(result, Failure) else result
+        latency_ms = (self._reactor.seconds() - start) * 1000.0
+        for observer in self._observers:
+            try:
+                observer(request, outcome, latency_ms)
+            except Exception:
+                log.failure("request observer failed")
+        return result
+
+    # -- layers --------------------------------------------------------------------
+    def _classifier(self, service_params: Any) -> Any:
+        spec = service_params.response_classifier
+        return CLASSIFIERS.get(spec.kind).factory(spec.config)
+
+    def _make_route(self, key: tuple[Path, str], path: Path, local: Dtab) -> Service[Request, Response]:
+        service_params = self.config.service.params_for(path)
+        classifier = self._classifier(service_params)
+        binder = BindingService(
+            path=path,
+            local_dtab=local,
+            base_dtab=self.dtab,
+            interpreter=self.interpreter,
+            client_for=self._client_for,
+            reactor=self._reactor,
+            rng=self._rng,
+            binding_timeout_s=self._binding_timeout_s,
+        )
+        params = {
+            StackParams.REACTOR: self._reactor,
+            StackParams.STATS: self.stats.scope("service", _scope_name(path)),
+            StackParams.CLASSIFIER: classifier,
+            StackParams.RNG: self._rng,
+            StackParams.SERVICE: service_params,
+        }
+        service = _SetClassifier(classifier, self._stacks.service.make(params, binder))
+        self._routes[key] = service
+        self._binders[key] = binder
+        return service
+
+    def _client_for(self, bound: BoundName) -> Service[Request, Response]:
+        service = self._client_services.get(bound)
+        if service is not None:
+            return service
+        client_params = self.config.client.params_for(bound.id)
+        scope = self.stats.scope("client", _scope_name(bound.id))
+        spec = client_params.load_balancer
+        balancer = BALANCERS.get(spec.kind).factory(spec.config, BalancerContext(self._reactor, scope, self._rng))
+        pool = client_params.host_connection_pool
+        pool_settings = PoolSettings(
+            min_size=pool.min_size,
+            max_size=pool.max_size,
+            idle_time_s=pool.idle_time_ms / 1000.0,
+            max_waiters=pool.max_waiters,
+        )
+        connect_timeout_s = getattr(client_params, "connect_timeout_ms", 1000) / 1000.0
+        endpoint_params = {
+            StackParams.REACTOR: self._reactor,
+            StackParams.STATS: scope,
+            StackParams.CLASSIFIER: self.context_classifier,
+            StackParams.RNG: self._rng,
+            StackParams.CLIENT: client_params,
+        }
+
+        def make_endpoint(address: Address) -> Service[Request, Response]:
+            leaf = EndpointClient(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s)
+            return self._stacks.endpoint.make(endpoint_params, leaf)
+
+        client = BoundClient(
+            bound,
+            make_endpoint=make_endpoint,
+            balancer=balancer,
+            reactor=self._reactor,
+            binding_timeout_s=self._binding_timeout_s,
+            stats=scope,
+        )
+        client_stack_params = dict(endpoint_params)
+        client_stack_params[StackParams.REQUEUE_BUDGET] = RetryBudget(10, 0.2, 10, self._reactor)
+        service = self._stacks.client.make(client_stack_params, client)
+        self._clients[bound] = client
+        self._client_services[bound] = service
+        return service
+
+    def _sweep_idle(self) -> None:
+        cutoff = self._reactor.seconds() - IDLE_TTL_S
+        for key, binder in list(self._binders.items()):
+            if binder.last_used < cutoff:
+                del self._binders[key]
+                del self._routes[key]
+                binder.close()
+        for bound, client in list(self._clients.items()):
+            if client.last_used < cutoff and client.pending == 0:
+                del self._clients[bound]
+                del self._client_services[bound]
+                client.close()
+
+    # -- admin views ---------------------------------------------------------------
+    def client_state(self) -> dict[str, dict[str, Any]]:
+        return {client.id_text: client.state() for client in self._clients.values()}
+
+    def close(self) -> Deferred[None]:
+        if self._sweeper.running:
+            self._sweeper.stop()
+        closing = [b.close() for b in self._binders.values()] + [c.close() for c in self._clients.values()]
+        self._binders.clear()
+        self._routes.clear()
+        self._clients.clear()
+        self._client_services.clear()
+        return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
+
+
+_EMPTY = Dtab.empty()
+
+
+class _SetClassifier(Service[Request, Response]):
+    """Puts the service's classifier in the request context for the shared layers."""
+
+    __slots__ = ("classifier", "service")
+
+    def __init__(self, classifier: Any, service: Service[Request, Response]) -> None:
+        self.classifier = classifier
+        self.service = service
+
+    def __call__(self, request: Request) -> Deferred[Response]:
+        request.ctx[CLASSIFIER_KEY] = self.classifier
+        return self.service(request)
