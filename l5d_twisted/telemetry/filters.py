@@ -1,0 +1,119 @@
+"""``StatsFilter``: the per-interface request stats linkerd 1 shows.
+
+Put one in front of each interface with the scope it reports under
+(``rt/<router>/service/<svc>``, ``rt/<router>/client/<id>``,
+``rt/<router>/server/<ip>/<port>``).  Per request it records:
+
+* ``requests`` (counted when the request enters), ``pending`` (a gauge of requests in
+  flight);
+* ``success`` or ``failures``, decided by the ``ResponseClassifier``; a failure that is an
+  exception also counts ``failures/<kind>`` (``MeshError.kind``, else the exception's
+  class name);
+* ``request_latency_ms``: from the request entering to the response *head* arriving (the
+  Deferred fires on the head; a streamed body may take longer and is not included);
+* ``status/<code>`` and ``status/<N>XX``.  An exception counts as the status the mesh
+  answers it with (``MeshError.status``, else 502), so error rates include mesh-generated
+  errors; pass ``error_status=False`` to count only real responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from l5d_twisted.errors import MeshError
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
+from l5d_twisted.service import Filter, Service
+from l5d_twisted.telemetry.stats import Counter, StatsReceiver
+
+log = Logger()
+
+
+def failure_kind(error: BaseException) -> str:
+    if isinstance(error, MeshError):
+        return error.kind
+    return type(error).__name__
+
+
+class StatsFilter(Filter[Request, Response]):
+    def __init__(
+        self,
+        stats: StatsReceiver,
+        classifier: ResponseClassifier,
+        clock: Any,
+        error_status: bool = True,
+    ) -> None:
+        self._stats = stats
+        self._classifier = classifier
+        self._seconds = clock.seconds
+        self._error_status = error_status
+        self._requests = stats.counter("requests")
+        self._success = stats.counter("success")
+        self._failures = stats.counter("failures")
+        self._latency = stats.stat("request_latency_ms")
+        self._status: dict[int, tuple[Counter, Counter]] = {}
+        self._failure_kinds: dict[str, Counter] = {}
+        self.pending = 0
+        self._pending_gauge = stats.gauge("pending", fn=lambda: self.pending)
+
+    def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
+        self._requests.incr()
+        self.pending += 1
+        start = self._seconds()
+        try:
+            d = service(request)
+        except Exception as e:  # a service that raises instead of failing its Deferred
+            d = Deferred()
+            d.errback(Failure(e))
+        d.addCallbacks(
+            self._on_response, self._on_error, callbackArgs=(request, start), errbackArgs=(request, start)
+        )
+        return d
+
+    def _on_response(self, response: Response, request: Request, start: float) -> Response:
+        self.pending -= 1
+        self._latency.add((self._seconds() - start) * 1000.0)
+        self._count_status(response.status)
+        if self._classify(request, response).is_success:
+            self._success.incr()
+        else:
+            self._failures.incr()
+        return response
+
+    def _on_error(self, failure: Failure, request: Request, start: float) -> Failure:
+        self.pending -= 1
+        self._latency.add((self._seconds() - start) * 1000.0)
+        error = failure.value
+        if self._error_status:
+            self._count_status(error.status if isinstance(error, MeshError) else 502)
+        if isinstance(error, BaseException) and self._classify(request, error).is_success:
+            self._success.incr()
+        else:
+            self._failures.incr()
+            kind = failure_kind(error) if isinstance(error, BaseException) else "Unknown"
+            counter = self._failure_kinds.get(kind)
+            if counter is None:
+                counter = self._failure_kinds[kind] = self._stats.counter("failures", kind)
+            counter.incr()
+        return failure
+
+    def _classify(self, request: Request, outcome: Response | BaseException) -> ResponseClass:
+        try:
+            return self._classifier.classify(request, outcome)
+        except Exception:
+            log.failure("response classifier failed; counting a failure")
+            return ResponseClass.NON_RETRYABLE_FAILURE
+
+    def _count_status(self, status: int) -> None:
+        counters = self._status.get(status)
+        if counters is None:
+            counters = self._status[status] = (
+                self._stats.counter("status", str(status)),
+                self._stats.counter("status", f"{status // 100}XX"),
+            )
+        counters[0].incr()
+        counters[1].incr()

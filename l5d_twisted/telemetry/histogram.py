@@ -1,0 +1,160 @@
+"""Histograms with fixed log-linear buckets: cheap to add to, summarised at read time.
+
+A value ``v > 0`` is written ``m * 2**e`` with ``m`` in ``[0.5, 1)`` (``math.frexp``); each
+power-of-two range is split into :data:`SUB_BUCKETS` equal buckets, so a bucket's width is
+at most 1/16 of its lower bound (reported values are within ~3% of the truth).  ``add``
+does one C call, a dict increment and a handful of attribute operations; percentiles,
+min, max and avg are computed only when someone reads them.
+
+Two kinds of figures, on purpose:
+
+* ``count`` and ``sum`` are cumulative since start, so Prometheus' ``rate()`` works on
+  ``<name>_count`` / ``<name>_sum``;
+* percentiles, ``min``, ``max`` and ``avg`` describe a recent window: the buckets of the
+  current period plus the previous one (the tree rotates periods, default every 30 s, so a
+  summary covers the last 30-60 s), like linkerd 1's latched histograms, so a latency
+  spike shows up and also goes away.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SUB_BUCKETS = 16
+# Index of the bucket holding zero and negative values (below any frexp-derived index).
+_ZERO_INDEX = -(10**9)
+
+# The quantiles linkerd 1 reports, with their metrics.json suffixes and Prometheus labels.
+QUANTILES: tuple[tuple[float, str, str], ...] = (
+    (0.5, "p50", "0.5"),
+    (0.9, "p90", "0.9"),
+    (0.95, "p95", "0.95"),
+    (0.99, "p99", "0.99"),
+    (0.999, "p9990", "0.999"),
+    (0.9999, "p9999", "0.9999"),
+)
+
+
+def bucket_index(value: float) -> int:
+    if value <= 0.0:
+        return _ZERO_INDEX
+    mantissa, exponent = math.frexp(value)
+    return exponent * SUB_BUCKETS + int((mantissa - 0.5) * (2 * SUB_BUCKETS))
+
+
+def bucket_bounds(index: int) -> tuple[float, float]:
+    """The ``[low, high)`` range of values a bucket holds."""
+    if index == _ZERO_INDEX:
+        return (0.0, 0.0)
+    exponent, sub = divmod(index, SUB_BUCKETS)
+    step = 1.0 / (2 * SUB_BUCKETS)
+    low = math.ldexp(0.5 + sub * step, exponent)
+    high = math.ldexp(0.5 + (sub + 1) * step, exponent)
+    return (low, high)
+
+
+def bucket_value(index: int) -> float:
+    """The value a bucket stands for when reporting a percentile (its midpoint)."""
+    low, high = bucket_bounds(index)
+    return (low + high) / 2.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a histogram shows when read."""
+
+    count: int  # cumulative
+    sum: float  # cumulative
+    window_count: int
+    min: float
+    max: float
+    avg: float
+    percentiles: tuple[float, ...]  # in the order of QUANTILES
+
+
+class Histogram:
+    """Implements the ``Stat`` protocol: ``add(value)``."""
+
+    __slots__ = (
+        "count",
+        "sum",
+        "_cur",
+        "_cur_sum",
+        "_cur_min",
+        "_cur_max",
+        "_prev",
+        "_prev_sum",
+        "_prev_min",
+        "_prev_max",
+        "group",
+        "__weakref__",
+    )
+
+    def __init__(self, group: object = None) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self._cur: dict[int, int] = {}
+        self._cur_sum = 0.0
+        self._cur_min = math.inf
+        self._cur_max = -math.inf
+        self._prev: dict[int, int] = {}
+        self._prev_sum = 0.0
+        self._prev_min = math.inf
+        self._prev_max = -math.inf
+        # The expiry group this histogram belongs to; held so the group lives while
+        # anyone holds one of its metrics (see metrics.MetricsTree).
+        self.group = group
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        self._cur_sum += value
+        if value > self._cur_max:
+            self._cur_max = value
+        if value < self._cur_min:
+            self._cur_min = value
+        cur = self._cur
+        index = bucket_index(value)
+        cur[index] = cur.get(index, 0) + 1
+
+    def rotate(self) -> None:
+        """Start a new period; the previous one is forgotten (called by the tree)."""
+        self._prev = self._cur
+        self._prev_sum = self._cur_sum
+        self._prev_min = self._cur_min
+        self._prev_max = self._cur_max
+        self._cur = {}
+        self._cur_sum = 0.0
+        self._cur_min = math.inf
+        self._cur_max = -math.inf
+
+    def summary(self) -> Summary:
+        merged = dict(self._prev)
+        for index, n in self._cur.items():
+            merged[index] = merged.get(index, 0) + n
+        window_count = sum(merged.values())
+        if window_count == 0:
+            return Summary(self.count, self.sum, 0, 0.0, 0.0, 0.0, tuple(0.0 for _ in QUANTILES))
+        low = min(self._prev_min, self._cur_min)
+        high = max(self._prev_max, self._cur_max)
+        avg = (self._prev_sum + self._cur_sum) / window_count
+        ordered = sorted(merged.items())
+        percentiles = []
+        for quantile, _, _ in QUANTILES:
+            rank = max(1, math.ceil(quantile * window_count))
+            seen = 0
+            value = high
+            for index, n in ordered:
+                seen += n
+                if seen >= rank:
+                    value = bucket_value(index)
+                    break
+            # A bucket's midpoint may lie outside what was actually seen.
+            percentiles.append(min(max(value, low), high))
+        return Summary(self.count, self.sum, window_count, low, high, avg, tuple(percentiles))
+
+    @property
+    def activity(self) -> int:
+        """Changes whenever something is added (for idle expiry)."""
+        return self.count

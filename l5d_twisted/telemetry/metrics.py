@@ -1,0 +1,300 @@
+"""The metrics tree: where every layer records, and what exposition reads.
+
+``MetricsTree(clock)`` implements the :mod:`~l5d_twisted.telemetry.stats` API.  Its
+``.stats`` is the root :class:`StatsReceiver`; ``stats.scope("rt", "outgoing", "service",
+"svc/hello").counter("requests")`` is the metric linkerd 1 calls
+``rt/outgoing/service/svc/hello/requests``.  Every segment loses one leading ``/``, so a
+router may pass ids as they print (``"/svc/hello"`` -> ``svc/hello``); a segment may itself
+contain ``/`` (a service or client id is one segment, which is what lets exposition turn
+it into one Prometheus label).
+
+Recording is cheap: ``counter.incr(n)`` is one attribute update, ``stat.add(v)`` a bucket
+increment plus a few comparisons (see :mod:`.histogram`); nothing reads the clock.
+
+**Idle expiry.**  linkerd 1 learnt that per-service and per-client metrics explode with
+pod churn.  Metrics are kept in *groups*: one per ``rt/<r>/service/<svc>``,
+``rt/<r>/client/<id>`` and ``rt/<r>/server/<ip>/<port>`` scope, plus one permanent group
+for everything else.  Every tick (``tick_s``, default 30 s, a ``LoopingCall`` on the
+clock given) the tree compares each group's counters and histogram counts with the last
+tick; a group unchanged for ``expiry_ttl_s`` (default 600 s; the ``io.l5d.prometheus``
+telemeter's ``metricsExpiryTtlSecs`` knob changes it, 0 disables expiry) leaves the tree
+and all exposition.  Its metric objects live on while someone (a router) holds them: the
+group becomes *dormant*, referenced weakly, and the first change seen to it (checked at
+each tick and each read) puts it back, with its counters continuing where they were.  A
+dormant group nobody references is garbage collected.  The same tick rotates histogram
+windows.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, TypeAlias
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from l5d_twisted.telemetry.histogram import Histogram
+from l5d_twisted.telemetry.stats import Counter, Gauge, Stat, StatsReceiver
+
+log = Logger()
+
+Name: TypeAlias = tuple[str, ...]
+
+DEFAULT_EXPIRY_TTL_S = 600.0
+DEFAULT_TICK_S = 30.0
+
+
+class CounterMetric:
+    """Implements ``Counter``.  ``value`` only grows."""
+
+    __slots__ = ("value", "group", "__weakref__")
+
+    def __init__(self, group: object = None) -> None:
+        self.value = 0
+        self.group = group
+
+    def incr(self, n: int = 1) -> None:
+        self.value += n
+
+    @property
+    def activity(self) -> int:
+        return self.value
+
+
+class GaugeMetric:
+    """Implements ``Gauge``: a function read at exposition time."""
+
+    __slots__ = ("fn", "group", "name", "__weakref__")
+
+    def __init__(self, fn: Callable[[], float], group: _Group | None, name: Name) -> None:
+        self.fn = fn
+        self.group = group
+        self.name = name
+
+    def read(self) -> float:
+        try:
+            return float(self.fn())
+        except Exception:
+            # A broken gauge must not break exposition of everything else.
+            log.failure("gauge {name} failed", name="/".join(self.name))
+            return float("nan")
+
+    def remove(self) -> None:
+        group = self.group
+        if group is not None and group.metrics.get(self.name) is self:
+            del group.metrics[self.name]
+
+    activity = 0
+
+
+Metric: TypeAlias = CounterMetric | Histogram | GaugeMetric
+
+
+class _Group:
+    """The metrics of one expirable scope (or the permanent rest)."""
+
+    __slots__ = ("key", "metrics", "signature", "last_active", "__weakref__")
+
+    def __init__(self, key: Name, now: float) -> None:
+        self.key = key
+        self.metrics: dict[Name, Metric] = {}
+        self.signature = 0
+        self.last_active = now
+
+    def current_signature(self) -> int:
+        return sum(m.activity for m in self.metrics.values())
+
+
+def group_key(name: Name) -> Name:
+    """The expirable scope a metric belongs to, or ``()`` for the permanent group."""
+    if len(name) >= 5 and name[0] == "rt":
+        kind = name[2]
+        if kind in ("service", "client"):
+            return name[:4]
+        if kind == "server" and len(name) >= 6:
+            return name[:5]
+    return ()
+
+
+def _normalise(segments: tuple[str, ...]) -> Name:
+    out = []
+    for segment in segments:
+        segment = str(segment)
+        if segment.startswith("/"):
+            segment = segment[1:]
+        if segment:
+            out.append(segment)
+    return tuple(out)
+
+
+class MetricsTree:
+    def __init__(
+        self,
+        clock: Any,
+        expiry_ttl_s: float = DEFAULT_EXPIRY_TTL_S,
+        tick_s: float = DEFAULT_TICK_S,
+        start: bool = True,
+    ) -> None:
+        self.clock = clock
+        self.expiry_ttl_s = expiry_ttl_s
+        self.tick_s = tick_s
+        self._groups: dict[Name, _Group] = {(): _Group((), clock.seconds())}
+        self._dormant: weakref.WeakValueDictionary[Name, _Group] = weakref.WeakValueDictionary()
+        self.stats: ScopedStats = ScopedStats(self, ())
+        self._ticker: LoopingCall | None = None
+        self.expired_total = 0
+        if start:
+            self.start()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._ticker is not None:
+            return
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = self.clock
+        self._ticker.start(self.tick_s, now=False).addErrback(
+            lambda f: log.failure("metrics tick failed", f)
+        )
+
+    def stop(self) -> None:
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        self._ticker = None
+
+    def set_expiry_ttl(self, seconds: float) -> None:
+        """Idle time after which service/client/server metrics leave (0 = never)."""
+        self.expiry_ttl_s = seconds
+
+    # -- recording (the StatsReceiver implementation calls these) --------------------
+
+    def _group(self, name: Name) -> _Group:
+        key = group_key(name)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._dormant.pop(key, None)
+            if group is None:
+                group = _Group(key, self.clock.seconds())
+            else:
+                group.last_active = self.clock.seconds()
+            self._groups[key] = group
+        return group
+
+    def counter(self, name: Name) -> Counter:
+        group = self._group(name)
+        metric = group.metrics.get(name)
+        if isinstance(metric, CounterMetric):
+            return metric
+        counter = CounterMetric(group)
+        if metric is None:
+            group.metrics[name] = counter
+        else:
+            log.warn("metric {name} already exists as another type", name="/".join(name))
+        return counter
+
+    def stat(self, name: Name) -> Stat:
+        group = self._group(name)
+        metric = group.metrics.get(name)
+        if isinstance(metric, Histogram):
+            return metric
+        histogram = Histogram(group)
+        if metric is None:
+            group.metrics[name] = histogram
+        else:
+            log.warn("metric {name} already exists as another type", name="/".join(name))
+        return histogram
+
+    def gauge(self, name: Name, fn: Callable[[], float]) -> Gauge:
+        group = self._group(name)
+        metric = group.metrics.get(name)
+        gauge = GaugeMetric(fn, group, name)
+        if metric is None or isinstance(metric, GaugeMetric):
+            # A gauge registered again replaces the old one (a rebuilt layer).
+            group.metrics[name] = gauge
+        else:
+            log.warn("metric {name} already exists as another type", name="/".join(name))
+        return gauge
+
+    # -- reading ----------------------------------------------------------------------
+
+    def metrics(self) -> Iterator[tuple[Name, Metric]]:
+        """Every live metric with its full name (order: by group, then registration)."""
+        self._revive_dormant()
+        for group in list(self._groups.values()):
+            yield from list(group.metrics.items())
+
+    def get(self, *name: str) -> Metric | None:
+        full = _normalise(name)
+        group = self._groups.get(group_key(full))
+        return None if group is None else group.metrics.get(full)
+
+    def group_keys(self) -> list[Name]:
+        return [k for k in self._groups if k]
+
+    # -- maintenance ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock.seconds()
+        self._revive_dormant()
+        for group in list(self._groups.values()):
+            for metric in group.metrics.values():
+                if isinstance(metric, Histogram):
+                    metric.rotate()
+            signature = group.current_signature()
+            if signature != group.signature:
+                group.signature = signature
+                group.last_active = now
+            elif group.key and self.expiry_ttl_s > 0 and now - group.last_active >= self.expiry_ttl_s:
+                del self._groups[group.key]
+                self._dormant[group.key] = group
+                self.expired_total += 1
+                log.debug("metrics of {scope} expired", scope="/".join(group.key))
+
+    def _revive_dormant(self) -> None:
+        if not self._dormant:
+            return
+        now = self.clock.seconds()
+        for key, group in list(self._dormant.items()):
+            signature = group.current_signature()
+            if signature != group.signature and key not in self._groups:
+                group.signature = signature
+                group.last_active = now
+                self._groups[key] = group
+                del self._dormant[key]
+
+
+class ScopedStats:
+    """A :class:`StatsReceiver` recording into a :class:`MetricsTree` under a prefix."""
+
+    __slots__ = ("tree", "prefix")
+
+    def __init__(self, tree: MetricsTree, prefix: Name) -> None:
+        self.tree = tree
+        self.prefix = prefix
+
+    def counter(self, *name: str) -> Counter:
+        return self.tree.counter(self.prefix + _normalise(name))
+
+    def stat(self, *name: str) -> Stat:
+        return self.tree.stat(self.prefix + _normalise(name))
+
+    def gauge(self, *name: str, fn: Callable[[], float]) -> Gauge:
+        return self.tree.gauge(self.prefix + _normalise(name), fn)
+
+    def scope(self, *name: str) -> StatsReceiver:
+        return ScopedStats(self.tree, self.prefix + _normalise(name))
+
+    def __repr__(self) -> str:
+        return f"ScopedStats({'/'.join(self.prefix)!r})"
+
+
+def tree_of(stats: StatsReceiver) -> MetricsTree:
+    """The tree behind a receiver (telemeters are handed ``ctx.stats = tree.stats``)."""
+    tree = getattr(stats, "tree", None)
+    if not isinstance(tree, MetricsTree):
+        raise TypeError(
+            "telemeters need the mesh's MetricsTree: build them with "
+            "PluginContext(stats=metrics_tree.stats)"
+        )
+    return tree

@@ -1,0 +1,73 @@
+"""The contract telemeters meet (``telemetry:`` entries in the config).
+
+A telemeter is a registered plugin, ``TELEMETERS.register(kind, ConfigType)``, whose
+factory is ``factory(config, ctx: PluginContext) -> Telemeter``.  The mesh hands it
+``ctx.stats = metrics_tree.stats`` (the root scope; :func:`metrics.tree_of` finds the
+tree from it) and ``ctx.reactor``.  Everything a telemeter offers is optional:
+
+* ``admin_resources() -> dict[bytes, IResource]``: exact admin paths it serves
+  (``io.l5d.prometheus`` serves ``/admin/metrics/prometheus``); the admin server mounts
+  them.
+* ``request_observer``: a :class:`RequestObserver` the router calls once per finished
+  request (``io.l5d.recentRequests``), or ``None``.
+* ``recent_requests``: a :class:`~l5d_twisted.telemetry.recent.RecentRequests` to show at
+  ``/requests`` (the mesh exposes it as ``AdminTarget.recent_requests``).
+* ``close()``: stop background work (may return a Deferred).
+
+:class:`TelemeterBase` supplies the defaults; :func:`admin_resources_of` and
+:func:`request_observer_of` read any object defensively.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.web.resource import IResource
+
+
+class RequestObserver(Protocol):
+    def __call__(
+        self,
+        *,
+        router: str,
+        method: str | bytes,
+        uri: str | bytes,
+        dst_path: str,
+        client_id: str,
+        status: int | None,
+        latency_ms: float,
+        error: str | None = None,
+    ) -> None:
+        """One finished request: ``status`` is None and ``error`` set when it failed
+        without a response."""
+        ...
+
+
+class Telemeter(Protocol):
+    request_observer: RequestObserver | None
+
+    def admin_resources(self) -> dict[bytes, IResource]: ...
+
+    def close(self) -> Any: ...
+
+
+class TelemeterBase:
+    request_observer: RequestObserver | None = None
+    recent_requests: Any = None
+
+    def admin_resources(self) -> dict[bytes, IResource]:
+        return {}
+
+    def close(self) -> Any:
+        return None
+
+
+def admin_resources_of(telemeter: object) -> dict[bytes, IResource]:
+    fn = getattr(telemeter, "admin_resources", None)
+    if fn is None:
+        return {}
+    return dict(fn())
+
+
+def request_observer_of(telemeter: object) -> RequestObserver | None:
+    return getattr(telemeter, "request_observer", None)
