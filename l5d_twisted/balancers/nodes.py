@@ -1,0 +1,229 @@
+"""What every balancer shares: the live node set, draining, fail-open and the stats.
+
+:class:`NodeBalancer` keeps one :class:`Node` per address.  ``update()`` keeps the node
+(and so its load and latency estimate) of every address that stays, adds new ones, and
+*retires* the rest: a retired node takes no new request and its service is closed once its
+last pending request finishes.
+
+A subclass implements only ``_choose(nodes, open_only)``: pick a node, among those whose
+service status is OPEN when ``open_only`` (return ``None`` if there is none).  When no node
+is OPEN (all marked dead by failure accrual, say) the balancer *fails open*: it picks among
+all of them rather than refusing, since a possibly-dead endpoint beats a certain error;
+``loadbalancer/fail_open`` counts how often.
+
+Stats, in the scope given (``rt/<router>/client/<id>``): ``loadbalancer/size``,
+``available`` and ``load`` gauges; ``adds``, ``removes`` and ``fail_open`` counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.logger import Logger
+
+from l5d_twisted.balancers.base import Balancer, BalancerContext
+from l5d_twisted.errors import NoHostsAvailable
+from l5d_twisted.naming.addr import Address
+from l5d_twisted.service import Service, Status
+
+log = Logger()
+
+_OPEN = Status.OPEN
+
+
+class Node:
+    """One endpoint as a balancer sees it: its service and how loaded it is."""
+
+    __slots__ = ("address", "service", "weight", "pending", "retired", "__weakref__")
+
+    def __init__(self, address: Address, service: Service[Any, Any]) -> None:
+        self.address = address
+        self.service = service
+        self.weight = address.weight
+        self.pending = 0  # requests this balancer sent that have not completed
+        self.retired = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.service.status is _OPEN
+
+    def weighted_load(self) -> float:
+        """Load for least-loaded choices: (pending + 1) / weight, so that idle nodes
+        still prefer the heavier one; a weight of 0 takes traffic only when nothing else can."""
+        if self.weight <= 0:
+            return float("inf")
+        return (self.pending + 1) / self.weight
+
+    def __repr__(self) -> str:
+        return f"Node({self.address.show()}, pending={self.pending})"
+
+
+class NodeBalancer(Balancer):
+    """Base class of the registered balancers; see the module doc."""
+
+    node_type: type[Node] = Node
+
+    def __init__(self, ctx: BalancerContext) -> None:
+        self._clock = ctx.clock
+        self._rng = ctx.rng
+        self._nodes: list[Node] = []
+        self._by_address: dict[Address, Node] = {}
+        self._draining: set[Node] = set()
+        self._load = 0
+        self._closed = False
+        stats = ctx.stats.scope("loadbalancer")
+        self._gauges = [
+            stats.gauge("size", fn=lambda: float(self.size)),
+            stats.gauge("available", fn=lambda: float(self.available)),
+            stats.gauge("load", fn=lambda: float(self.load)),
+        ]
+        self._adds = stats.counter("adds")
+        self._removes = stats.counter("removes")
+        self._fail_open = stats.counter("fail_open")
+
+    # -- the live set ---------------------------------------------------------------------
+
+    def update(self, endpoints: Mapping[Address, Service[Any, Any]]) -> None:
+        if self._closed:
+            raise RuntimeError("update() on a closed balancer")
+        old = self._by_address
+        by_address: dict[Address, Node] = {}
+        for address, service in endpoints.items():
+            node = old.get(address)
+            if node is None or node.service is not service:
+                node = self.node_type(address, service)
+                self._adds.incr()
+            by_address[address] = node
+        for address, node in old.items():
+            if by_address.get(address) is not node:
+                self._retire(node)
+        self._by_address = by_address
+        self._nodes = list(by_address.values())
+        self._nodes_changed(self._nodes)
+
+    def _nodes_changed(self, nodes: list[Node]) -> None:
+        """Hook: the node list was replaced (rebuild any index over it)."""
+
+    def _retire(self, node: Node) -> None:
+        node.retired = True
+        self._removes.incr()
+        if node.pending == 0:
+            self._close_node(node)
+        else:
+            self._draining.add(node)
+
+    def _close_node(self, node: Node) -> None:
+        self._draining.discard(node)
+        try:
+            d = node.service.close()
+        except Exception:
+            log.failure("closing endpoint {address} failed", address=node.address.show())
+            return
+        d.addErrback(lambda f: log.failure("closing endpoint {address} failed", f, address=node.address.show()))
+
+    # -- gauges ---------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return len(self._nodes)
+
+    @property
+    def available(self) -> int:
+        return sum(1 for n in self._nodes if n.is_open)
+
+    @property
+    def load(self) -> float:
+        return float(sum(n.pending for n in self._nodes))
+
+    @property
+    def nodes(self) -> Sequence[Node]:
+        return tuple(self._nodes)
+
+    @property
+    def status(self) -> Status:
+        if self._closed:
+            return Status.CLOSED
+        return _OPEN if any(n.is_open for n in self._nodes) else Status.BUSY
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _pick(self) -> Node:
+        nodes = self._nodes
+        if not nodes:
+            raise NoHostsAvailable(
+                "No hosts are available: the destination's address set is empty"
+                if not self._closed
+                else "No hosts are available: the client is closed"
+            )
+        node = self._choose(nodes, True)
+        if node is None:
+            self._fail_open.incr()
+            node = self._choose(nodes, False)
+            assert node is not None
+        return node
+
+    def _choose(self, nodes: list[Node], open_only: bool) -> Node | None:
+        raise NotImplementedError
+
+    def __call__(self, request: Any) -> Deferred[Any]:
+        try:
+            node = self._pick()
+        except NoHostsAvailable as e:
+            return fail(e)
+        return self._dispatch(node, request)
+
+    def _dispatch(self, node: Node, request: Any) -> Deferred[Any]:
+        node.pending += 1
+        self._acquired(node)
+        try:
+            d = node.service(request)
+        except Exception as e:  # a broken endpoint must not break the balancer's accounting
+            d = fail(e)
+        d.addBoth(self._release, node)
+        return d
+
+    def _release(self, result: Any, node: Node) -> Any:
+        node.pending -= 1
+        self._released(node)
+        if node.retired and node.pending == 0:
+            self._close_node(node)
+        return result
+
+    def _acquired(self, node: Node) -> None:
+        """Hook: ``node.pending`` just went up by one."""
+
+    def _released(self, node: Node) -> None:
+        """Hook: ``node.pending`` just went down by one."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> Deferred[None]:
+        if self._closed:
+            return succeed(None)
+        self._closed = True
+        for gauge in self._gauges:
+            gauge.remove()
+        nodes = self._nodes + list(self._draining)
+        self._nodes = []
+        self._by_address = {}
+        self._draining.clear()
+        closing = []
+        for node in nodes:
+            node.retired = True
+            try:
+                closing.append(node.service.close())
+            except Exception as e:
+                closing.append(fail(e))
+        d: Deferred[Any] = DeferredList(closing, consumeErrors=True)
+        return d.addCallback(lambda _: None)
+
+
+def distinct_pair(rng: Any, n: int) -> tuple[int, int]:
+    """Two different indexes in ``range(n)`` (n >= 2), uniformly."""
+    i = rng.randrange(n)
+    j = rng.randrange(n - 1)
+    if j >= i:
+        j += 1
+    return i, j

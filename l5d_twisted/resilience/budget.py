@@ -1,0 +1,92 @@
+"""Retry budgets: retries may add at most a fixed fraction of load (Finagle's token bucket).
+
+Every request deposits ``percent_can_retry`` of a token; every retry withdraws one whole
+token.  On top of the deposits there is a constant reserve of ``min_retries_per_sec *
+ttl_secs`` tokens, so a service with little traffic can still retry a little.  Deposits
+and withdrawals both expire after ``ttl_secs`` (they are kept in a sliding window of ten
+slices), so the reserve refills and old traffic stops paying for new retries.
+
+With the defaults (10/s, 20 %, 10 s) a fully failing service sees at most 1.2x its offered
+load plus 10 retries per second.
+
+Tokens are counted in thousandths (integers) so that sums never drift.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+_SCALE = 1000  # one retry == 1000 units
+_SLICES = 10
+
+
+class RetryBudget:
+    """A windowed token bucket; ``deposit()`` per request, ``try_withdraw()`` per retry."""
+
+    def __init__(
+        self,
+        min_retries_per_sec: float = 10,
+        percent_can_retry: float = 0.2,
+        ttl_secs: float = 10,
+        clock: Any = None,
+    ) -> None:
+        if min_retries_per_sec < 0:
+            raise ValueError(f"minRetriesPerSec must be >= 0, got {min_retries_per_sec}")
+        if not 0 <= percent_can_retry <= 1000:
+            raise ValueError(f"percentCanRetry must be within [0, 1000], got {percent_can_retry}")
+        if not 1 <= ttl_secs <= 60:
+            raise ValueError(f"ttlSecs must be within [1, 60], got {ttl_secs}")
+        if clock is None:
+            from twisted.internet import reactor as clock  # the real clock, outside tests
+        self._clock = clock
+        self.min_retries_per_sec = min_retries_per_sec
+        self.percent_can_retry = percent_can_retry
+        self.ttl_secs = ttl_secs
+        self._deposit_units = int(round(percent_can_retry * _SCALE))
+        self._reserve_units = int(round(min_retries_per_sec * ttl_secs * _SCALE))
+        self._slice_s = ttl_secs / _SLICES
+        # (slice number, units deposited minus withdrawn during that slice)
+        self._slices: deque[list[int]] = deque()
+        self._window_sum = 0
+
+    def _current_slice(self) -> list[int]:
+        number = int(self._clock.seconds() // self._slice_s)
+        slices = self._slices
+        oldest_kept = number - _SLICES + 1
+        while slices and slices[0][0] < oldest_kept:
+            self._window_sum -= slices.popleft()[1]
+        if slices and slices[-1][0] == number:
+            return slices[-1]
+        current = [number, 0]
+        slices.append(current)
+        return current
+
+    def _add(self, units: int) -> None:
+        self._current_slice()[1] += units
+        self._window_sum += units
+
+    def deposit(self) -> None:
+        """Record one request (earns ``percent_can_retry`` of a retry)."""
+        if self._deposit_units:
+            self._add(self._deposit_units)
+
+    def try_withdraw(self) -> bool:
+        """Take one retry from the budget if there is one."""
+        self._current_slice()
+        if self._window_sum + self._reserve_units >= _SCALE:
+            self._add(-_SCALE)
+            return True
+        return False
+
+    @property
+    def balance(self) -> int:
+        """Whole retries available now (the ``retries/budget`` gauge)."""
+        self._current_slice()
+        return max(0, (self._window_sum + self._reserve_units) // _SCALE)
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(min_retries_per_sec={self.min_retries_per_sec}, "
+            f"percent_can_retry={self.percent_can_retry}, ttl_secs={self.ttl_secs})"
+        )
