@@ -1,0 +1,233 @@
+"""The few Kubernetes API calls discovery needs, on the reactor (treq), never blocking.
+
+* :meth:`KubernetesApi.get_json` - a list request, answering the decoded JSON object.
+* :meth:`KubernetesApi.watch` - a watch request whose body is streamed line by line
+  (one JSON event per line) to a callback as bytes arrive; an idle timer aborts a stream
+  that goes silent (a half-open connection would otherwise keep stale endpoints forever).
+
+A non-200 answer raises :class:`ApiError` with the HTTP status (410 Gone and 404 matter to
+the watcher); a body that is not a JSON object raises :class:`MalformedResponse`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IResponse
+
+from l5d_twisted.k8s.access import ApiAccess
+
+log = Logger()
+
+# An API object (EndpointSlice lists included) fits easily; a stream line that grows past
+# this is not a watch event and would only eat memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class MalformedResponse(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+class StreamIdle(Exception):
+    """A watch stream sent nothing for longer than its idle timeout."""
+
+
+def _error_message(body: bytes) -> str:
+    """The ``message`` of a Kubernetes Status body, else the start of the body."""
+    try:
+        decoded = json.loads(body)
+        if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+            return str(decoded["message"])
+    except ValueError:
+        pass
+    return body[:200].decode("utf-8", "replace") or "(empty body)"
+
+
+def _tls_policy(access: ApiAccess) -> BrowserLikePolicyForHTTPS:
+    if access.ca_file is None:
+        return BrowserLikePolicyForHTTPS()
+    from twisted.internet.ssl import Certificate
+
+    with open(access.ca_file, "rb") as f:
+        return BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(f.read()))
+
+
+class _LineStream(Protocol):
+    """Receives a streamed body, hands each complete line to ``on_line``."""
+
+    def __init__(self, on_line: Callable[[bytes], None], done: Deferred[None]) -> None:
+        self._on_line = on_line
+        self._done = done
+        self._buffer = b""
+        self.on_data: Callable[[], None] = lambda: None
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        self.on_data()
+        self._buffer += data
+        if b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_LINE_BYTES:
+                self._buffer = b""
+                self.abort(MalformedResponse("watch stream line too long"))
+            return
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._on_line(line)
+
+    def abort(self, reason: Exception) -> None:
+        if not self._done.called:
+            self._done.errback(Failure(reason))
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+        if self._done.called:
+            return
+        if self._buffer.strip():
+            self._on_line(self._buffer)
+            self._buffer = b""
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            self._done.callback(None)
+        else:
+            self._done.errback(reason)
+
+
+class WatchHandle:
+    """A running watch: ``done`` fires when the stream ends; ``abort()`` ends it now."""
+
+    def __init__(self, done: Deferred[None]) -> None:
+        self.done = done
+        self._stream: _LineStream | None = None
+        self._request: Deferred[Any] | None = None
+
+    def abort(self, reason: Exception | None = None) -> None:
+        reason = reason or ConnectionAbortedError("watch aborted")
+        if self._stream is not None:
+            self._stream.abort(reason)
+        elif self._request is not None and not self._request.called:
+            self._request.cancel()
+        if not self.done.called:
+            self.done.errback(Failure(reason))
+
+
+class KubernetesApi:
+    """HTTP(S) calls to the API described by an :class:`ApiAccess`."""
+
+    def __init__(self, reactor: Any, access: ApiAccess, request_timeout_s: float = 10.0) -> None:
+        self.reactor = reactor
+        self.access = access
+        self.request_timeout_s = request_timeout_s
+        # No persistent connections: a watch holds its connection for minutes, and a list
+        # after an outage must not reuse a socket the outage broke.
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        agent = Agent(reactor, contextFactory=_tls_policy(access), pool=pool, connectTimeout=request_timeout_s)
+        self._http = HTTPClient(cast(IAgent, agent))
+
+    def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        query = ("?" + urlencode(dict(params))) if params else ""
+        return self.access.base_url.rstrip("/") + path + query
+
+    def _headers(self) -> Headers:
+        headers = Headers({b"Accept": [b"application/json"], b"User-Agent": [b"l5d-twisted"]})
+        token = self.access.bearer_token()
+        if token:
+            headers.setRawHeaders(b"Authorization", [b"Bearer " + token.encode()])
+        return headers
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """GET ``path``; the JSON object answered, or ApiError/MalformedResponse."""
+        d = self._http.get(self.url(path, params), headers=self._headers())
+        timer = self.reactor.callLater(self.request_timeout_s, d.cancel)
+        try:
+            response: IResponse = await d
+            body_d = treq.content(response)
+            timer.reset(self.request_timeout_s)  # a slow body is bounded too
+            body: bytes = await body_d
+        finally:
+            if timer.active():
+                timer.cancel()
+        if response.code != 200:
+            raise ApiError(response.code, _error_message(body))
+        try:
+            decoded = json.loads(body)
+        except ValueError as e:
+            raise MalformedResponse(f"response is not JSON: {e}") from None
+        if not isinstance(decoded, dict):
+            raise MalformedResponse(f"response is a JSON {type(decoded).__name__}, not an object")
+        return decoded
+
+    def watch(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        on_line: Callable[[bytes], None],
+        idle_timeout_s: float,
+    ) -> WatchHandle:
+        """Start a watch; each body line goes to ``on_line`` as it arrives.
+
+        ``handle.done`` fires with None when the server ends the stream, or fails with
+        ApiError (non-200 answer), StreamIdle, or the connection error.
+        """
+        done: Deferred[None] = Deferred()
+        handle = WatchHandle(done)
+        request = self._http.get(self.url(path, params), headers=self._headers())
+        handle._request = request
+        idle = self.reactor.callLater(self.request_timeout_s, lambda: handle.abort(StreamIdle("no answer to watch")))
+
+        def on_response(response: IResponse) -> Deferred[None] | None:
+            if done.called:
+                return None
+            if response.code != 200:
+                body = treq.content(response)
+
+                def fail(content: bytes) -> None:
+                    if not done.called:
+                        done.errback(Failure(ApiError(response.code, _error_message(content))))
+
+                body.addCallbacks(fail, lambda f: done.errback(f) if not done.called else None)
+                return None
+            stream = _LineStream(on_line, done)
+
+            def touched() -> None:
+                if idle.active():
+                    idle.reset(idle_timeout_s)
+
+            stream.on_data = touched
+            idle.reset(idle_timeout_s)
+            handle._stream = stream
+            cast(Any, response).deliverBody(stream)  # IResponse is a zope interface
+            return None
+
+        def on_request_error(failure: Failure) -> None:
+            if not done.called:
+                done.errback(failure)
+
+        request.addCallbacks(on_response, on_request_error)
+
+        def cleanup(result: Any) -> Any:
+            if idle.active():
+                idle.cancel()
+            return result
+
+        done.addBoth(cleanup)
+        return handle

@@ -1,0 +1,213 @@
+"""The ``io.l5d.k8s`` namer: ``/<namespace>/<port>/<service>[/<label value>]`` -> pods.
+
+A name resolves to the READY endpoints of the service's port (a port name, or a number),
+each address carrying ``node_name``, ``pod`` and ``zone`` in its meta for the DaemonSet
+and localnode transformers.  Unknown service or unknown port name -> ``NEG``; a service
+without ready endpoints -> an empty bound set; before the namespace's first list ->
+pending.
+
+With ``labelSelector: <key>`` names take a fourth segment, and only the endpoint objects
+whose label ``<key>`` has that value count (as in linkerd 1, the labels are those of the
+Endpoints/EndpointSlice objects, which Kubernetes copies from the Service).
+
+All names of a namespace share one :class:`NamespaceWatcher`; each name keeps one bound
+name whose address var updates in place, so clients are never rebuilt on endpoint churn.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.logger import Logger
+
+from l5d_twisted.config.schema import knob
+from l5d_twisted.context import PluginContext
+from l5d_twisted.k8s.access import ApiAccess, resolve_access
+from l5d_twisted.k8s.api import KubernetesApi
+from l5d_twisted.k8s.objects import resolve
+from l5d_twisted.k8s.watcher import NamespaceWatcher, WatchSettings
+from l5d_twisted.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, BoundName
+from l5d_twisted.naming.nametree import NEG, Leaf
+from l5d_twisted.naming.path import Path
+from l5d_twisted.naming.var import PENDING, Ok, State, Var
+from l5d_twisted.registry import NAMERS
+
+log = Logger()
+
+# RFC 1123 labels: what namespaces and service names may be (keeps URLs well-formed).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class K8sNamerConfig:
+    host: str | None = knob(None, doc="API host (a kubectl proxy); unset: in-cluster service account if present, else localhost")
+    port: int | None = knob(None, doc="API port (default 8001, a kubectl proxy)", minimum=1, maximum=65535)
+    label_selector: str | None = knob(None, doc="label key whose value is the 4th name segment")
+    request_timeout_ms: int = knob(10000, doc="timeout of list calls and of a watch's first answer", minimum=1)
+    watch_timeout_secs: int = knob(300, doc="server-side timeout of each watch call; it is then resumed", minimum=1)
+    resync_interval_secs: float = knob(300.0, doc="full re-list period (0 disables)", minimum=0)
+    prefer_endpoint_slices: bool = knob(True, doc="watch discovery.k8s.io/v1 EndpointSlices, falling back to v1 Endpoints when not served")
+
+
+@dataclass(frozen=True)
+class _NameKey:
+    namespace: str
+    port: str
+    service: str
+    label_value: str | None
+
+
+class _LiveName:
+    """One resolved name: its activity (tree) and its bound name's address var."""
+
+    def __init__(self, key: _NameKey, bound_id: Path, watcher: NamespaceWatcher, label_key: str | None) -> None:
+        self.key = key
+        self.watcher = watcher
+        self.label_key = label_key
+        self.addr: Var[Addr] = Var(ADDR_PENDING)
+        self.bound = BoundName(bound_id, self.addr)
+        self.tree: Var[State] = Var(PENDING)
+        self._listener = watcher.listen(key.service, self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if not self.watcher.synced:
+            return
+        shards = self.watcher.shards_for(self.key.service)
+        if self.label_key is not None:
+            shards = [s for s in shards if s.label(self.label_key) == self.key.label_value]
+        resolution = resolve(shards, self.key.port)
+        if resolution.exists:
+            # Address first, so whoever sees the leaf appear sees its addresses too.
+            self.addr.update(AddrBound(resolution.addresses))
+            self.tree.update(Ok(Leaf(self.bound)))
+        else:
+            # Clients still holding the bound name must stop using the old addresses.
+            self.addr.update(ADDR_NEG)
+            self.tree.update(Ok(NEG))
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+class K8sNamer:
+    """Kubernetes service discovery; see the module doc."""
+
+    def __init__(
+        self,
+        api: KubernetesApi,
+        prefix: Path,
+        reactor: Any,
+        ctx: PluginContext | None = None,
+        label_selector: str | None = None,
+        settings: WatchSettings | None = None,
+        prefer_slices: bool = True,
+    ) -> None:
+        self.api = api
+        self.prefix = prefix
+        self.reactor = reactor
+        self.ctx = ctx or PluginContext(reactor)
+        self.label_selector = label_selector
+        self.settings = settings or WatchSettings()
+        self.prefer_slices = prefer_slices
+        self._watchers: dict[str, NamespaceWatcher] = {}
+        self._names: dict[_NameKey, _LiveName] = {}
+
+    @property
+    def access(self) -> ApiAccess:
+        return self.api.access
+
+    def watcher(self, namespace: str) -> NamespaceWatcher:
+        """The namespace's shared watcher, started on first use."""
+        watcher = self._watchers.get(namespace)
+        if watcher is None:
+            watcher = NamespaceWatcher(
+                self.api,
+                namespace,
+                self.reactor,
+                rng=self.ctx.rng,
+                settings=self.settings,
+                stats=self.ctx.stats.scope("k8s", namespace),
+                prefer_slices=self.prefer_slices,
+            )
+            self._watchers[namespace] = watcher
+            watcher.start()
+        return watcher
+
+    def _key(self, path: Path) -> tuple[_NameKey, int] | None:
+        needed = 4 if self.label_selector else 3
+        if len(path) < needed:
+            return None
+        namespace, port, service = path[0], path[1], path[2]
+        label_value = path[3] if self.label_selector else None
+        if not (_DNS_LABEL.match(namespace) and _DNS_LABEL.match(service)):
+            return None
+        if not (port.isdigit() or _DNS_LABEL.match(port)):
+            return None
+        if label_value is not None and not _LABEL_VALUE.match(label_value):
+            return None
+        return _NameKey(namespace, port, service, label_value), needed
+
+    def lookup(self, path: Path) -> Var[State]:
+        parsed = self._key(path)
+        if parsed is None:
+            return Var(Ok(NEG))
+        key, consumed = parsed
+        live = self._names.get(key)
+        if live is None:
+            live = _LiveName(key, self.prefix + path.take(consumed), self.watcher(key.namespace), self.label_selector)
+            self._names[key] = live
+        residual = path.drop(consumed)
+        if residual.is_empty:
+            return live.tree
+
+        def with_residual(state: State) -> State:
+            if isinstance(state, Ok) and isinstance(state.value, Leaf):
+                return Ok(Leaf(BoundName(live.bound.id, live.addr, residual)))
+            return state
+
+        return live.tree.map(with_residual)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "api": self.access.show(),
+            "labelSelector": self.label_selector,
+            "namespaces": {ns: w.state() for ns, w in sorted(self._watchers.items())},
+        }
+
+    def close(self) -> None:
+        for live in self._names.values():
+            live.close()
+        for watcher in self._watchers.values():
+            watcher.stop()
+
+
+def make_api(reactor: Any, host: str | None, port: int | None, env: Any, request_timeout_ms: int) -> KubernetesApi:
+    access = resolve_access(host, port, env)
+    log.info("kubernetes API at {api}", api=access.show())
+    return KubernetesApi(reactor, access, request_timeout_s=request_timeout_ms / 1000.0)
+
+
+def settings_from(config: K8sNamerConfig) -> WatchSettings:
+    return WatchSettings(
+        watch_timeout_s=config.watch_timeout_secs,
+        idle_timeout_s=config.watch_timeout_secs + 30.0,
+        resync_s=config.resync_interval_secs,
+    )
+
+
+@NAMERS.register("io.l5d.k8s", K8sNamerConfig)
+def make_k8s_namer(config: K8sNamerConfig, prefix: Path, ctx: PluginContext) -> K8sNamer:
+    api = make_api(ctx.reactor, config.host, config.port, ctx.env, config.request_timeout_ms)
+    return K8sNamer(
+        api,
+        prefix,
+        ctx.reactor,
+        ctx,
+        label_selector=config.label_selector,
+        settings=settings_from(config),
+        prefer_slices=config.prefer_endpoint_slices,
+    )

@@ -1,0 +1,239 @@
+"""Endpoints and EndpointSlices, read into one small model the namer resolves names from.
+
+Both API kinds say the same thing in different shapes: a service's pods (IP, readiness,
+node, pod name, zone) and the ports they serve by name.  An Endpoints object carries
+several ``subsets`` (each its own port list); an EndpointSlice is one such subset and a
+service may have several slices.  So a parsed object is a :class:`ServiceShard` holding
+:class:`Subset` s, and a service is the union of its shards.
+
+Parsing is strict about types and forgiving about absence: a malformed object raises
+:class:`MalformedObject` (the watcher logs and skips it), an absent optional field is
+simply absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from l5d_twisted.naming.addr import Address, make_address
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class MalformedObject(ValueError):
+    """An API object that does not have the shape of its kind."""
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    name: str  # "" when the service port is unnamed
+    port: int
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    ip: str
+    ready: bool
+    node_name: str | None = None
+    pod_name: str | None = None
+    zone: str | None = None
+
+    def address(self, port: int) -> Address:
+        meta = {"node_name": self.node_name, "pod": self.pod_name, "zone": self.zone}
+        return make_address(self.ip, port, meta={k: v for k, v in meta.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Subset:
+    ports: tuple[PortSpec, ...]
+    endpoints: tuple[EndpointInfo, ...]
+
+
+@dataclass(frozen=True)
+class ServiceShard:
+    """One API object: all of an Endpoints object, or one EndpointSlice."""
+
+    name: str  # the object's own name (== service name for Endpoints)
+    service: str
+    labels: tuple[tuple[str, str], ...]
+    subsets: tuple[Subset, ...]
+
+    def label(self, key: str) -> str | None:
+        for k, v in self.labels:
+            if k == key:
+                return v
+        return None
+
+
+# --- field helpers -----------------------------------------------------------------------
+
+
+def _dict(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedObject(f"{where} should be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedObject(f"{where} should be a list, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedObject(f"{where} should be a string, got {type(value).__name__}")
+    return value
+
+
+def _port(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise MalformedObject(f"{where} should be a port number, got {value!r}")
+    return value
+
+
+def _ports(items: Any, where: str) -> tuple[PortSpec, ...]:
+    out = []
+    for i, item in enumerate(_list(items, where)):
+        item = _dict(item, f"{where}[{i}]")
+        if item.get("protocol", "TCP") not in ("TCP", None):
+            continue  # UDP/SCTP ports cannot carry HTTP
+        if item.get("port") is None:
+            continue  # slices may list a port with no number ("all ports"); not routable
+        name = _opt_str(item.get("name"), f"{where}[{i}].name") or ""
+        out.append(PortSpec(name, _port(item.get("port"), f"{where}[{i}].port")))
+    return tuple(out)
+
+
+def _metadata(obj: Any) -> tuple[str, tuple[tuple[str, str], ...], Mapping[str, Any]]:
+    obj = _dict(obj, "object")
+    meta = _dict(obj.get("metadata"), "metadata")
+    name = _opt_str(meta.get("name"), "metadata.name")
+    if not name:
+        raise MalformedObject("object has no metadata.name")
+    labels = _dict(meta.get("labels"), "metadata.labels")
+    label_items = tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+    return name, label_items, obj
+
+
+def _target_pod(ref: Any, where: str) -> str | None:
+    ref = _dict(ref, where)
+    if ref.get("kind", "Pod") != "Pod":
+        return None
+    return _opt_str(ref.get("name"), f"{where}.name")
+
+
+# --- the two kinds -----------------------------------------------------------------------
+
+
+def parse_endpoints(obj: Any) -> ServiceShard:
+    """A core/v1 Endpoints object (named after its service)."""
+    name, labels, body = _metadata(obj)
+    subsets = []
+    for i, raw in enumerate(_list(body.get("subsets"), "subsets")):
+        raw = _dict(raw, f"subsets[{i}]")
+        ports = _ports(raw.get("ports"), f"subsets[{i}].ports")
+        endpoints = []
+        for key, ready in (("addresses", True), ("notReadyAddresses", False)):
+            for j, addr in enumerate(_list(raw.get(key), f"subsets[{i}].{key}")):
+                where = f"subsets[{i}].{key}[{j}]"
+                addr = _dict(addr, where)
+                ip = _opt_str(addr.get("ip"), f"{where}.ip")
+                if not ip:
+                    raise MalformedObject(f"{where} has no ip")
+                endpoints.append(
+                    EndpointInfo(
+                        ip=ip,
+                        ready=ready,
+                        node_name=_opt_str(addr.get("nodeName"), f"{where}.nodeName"),
+                        pod_name=_target_pod(addr.get("targetRef"), f"{where}.targetRef"),
+                    )
+                )
+        subsets.append(Subset(ports, tuple(endpoints)))
+    return ServiceShard(name, name, labels, tuple(subsets))
+
+
+def parse_endpoint_slice(obj: Any) -> ServiceShard:
+    """A discovery.k8s.io/v1 EndpointSlice (its service named by a label)."""
+    name, labels, body = _metadata(obj)
+    service = dict(labels).get(SERVICE_NAME_LABEL)
+    if not service:
+        raise MalformedObject(f"EndpointSlice {name} has no {SERVICE_NAME_LABEL} label")
+    address_type = body.get("addressType", "IPv4")
+    if address_type not in ("IPv4", "IPv6"):
+        # FQDN slices name hosts, not IPs; a proxy cannot use them as endpoints.
+        return ServiceShard(name, service, labels, ())
+    ports = _ports(body.get("ports"), "ports")
+    endpoints = []
+    for i, raw in enumerate(_list(body.get("endpoints"), "endpoints")):
+        where = f"endpoints[{i}]"
+        raw = _dict(raw, where)
+        conditions = _dict(raw.get("conditions"), f"{where}.conditions")
+        # "ready" unset means unknown, which the API says to treat as ready.
+        ready = conditions.get("ready") is not False
+        for j, ip in enumerate(_list(raw.get("addresses"), f"{where}.addresses")):
+            if not isinstance(ip, str) or not ip:
+                raise MalformedObject(f"{where}.addresses[{j}] should be an IP string")
+            endpoints.append(
+                EndpointInfo(
+                    ip=ip,
+                    ready=ready,
+                    node_name=_opt_str(raw.get("nodeName"), f"{where}.nodeName"),
+                    pod_name=_target_pod(raw.get("targetRef"), f"{where}.targetRef"),
+                    zone=_opt_str(raw.get("zone"), f"{where}.zone"),
+                )
+            )
+    return ServiceShard(name, service, labels, (Subset(ports, tuple(endpoints)),))
+
+
+# --- resolving a (service, port) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a name resolves to: ``exists`` False means negative; else ready addresses."""
+
+    exists: bool
+    addresses: frozenset[Address] = frozenset()
+
+
+NEGATIVE = Resolution(False)
+
+
+def resolve(shards: Iterable[ServiceShard], port: str) -> Resolution:
+    """The ready addresses of a service's ``port`` (a port name, or a number).
+
+    No shard -> negative (unknown service).  Shards whose ports are all unknown (a
+    service with no endpoints has no port list) -> an empty set.  A port *name* that no
+    subset lists while others are listed -> negative.  A port *number* picks the subsets
+    listing that number, or, when none does, is used as is on every ready endpoint (pods
+    often serve ports the service does not declare).
+    """
+    shards = list(shards)
+    if not shards:
+        return NEGATIVE
+    subsets = [s for shard in shards for s in shard.subsets]
+    known_ports = [p for s in subsets for p in s.ports]
+    number = int(port) if port.isdigit() else None
+    addresses: set[Address] = set()
+    matched = False
+    for subset in subsets:
+        for spec in subset.ports:
+            if spec.name == port or (number is not None and spec.port == number):
+                matched = True
+                addresses.update(e.address(spec.port) for e in subset.endpoints if e.ready)
+    if matched:
+        return Resolution(True, frozenset(addresses))
+    if number is not None and 0 < number < 65536:
+        return Resolution(True, frozenset(e.address(number) for s in subsets for e in s.endpoints if e.ready))
+    if known_ports:
+        return NEGATIVE  # the service exists but has no such port
+    return Resolution(True, frozenset())
