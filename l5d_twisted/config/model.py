@@ -1,0 +1,123 @@
+"""The config model: what ``l5d-twisted run CONFIG`` is made of.
+
+Frozen dataclasses with snake_case attributes; YAML keys are their camelCase form.  The
+defaults are linkerd 1's (see the reference); plugin blocks (``kind: ...``) are decoded
+by the config class their kind registered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
+from l5d_twisted.config.schema import PluginSpec, default_plugin, knob
+from l5d_twisted.config.tls import ServerTlsConfig
+from l5d_twisted.naming.path import Path
+from l5d_twisted.registry import IDENTIFIERS, TELEMETERS, TRANSFORMERS
+
+if TYPE_CHECKING:
+    from l5d_twisted.naming.dtab import Dtab
+
+PROTOCOLS = ("http", "h2")
+DEFAULT_SERVER_PORTS = {"http": 4140, "h2": 4142}
+MAX_PORT = 65535  # ports may be 0: any free port (tests)
+
+
+def check_ip(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"expected an IP address such as 127.0.0.1 or 0.0.0.0, got {value!r}") from None
+
+
+def empty_dtab() -> Any:
+    from l5d_twisted.config.dtabs import dtab_type
+
+    dtab_cls = dtab_type()
+    return dtab_cls.empty() if hasattr(dtab_cls, "empty") else ""
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    ip: str = knob("127.0.0.1", validator=check_ip, doc="address of the admin server")
+    port: int = knob(9990, minimum=0, maximum=MAX_PORT, doc="admin port (dashboard, metrics, delegator)")
+    shutdown_grace_ms: int = knob(10_000, minimum=0, doc="how long a shutdown waits for requests to finish")
+    allow_shutdown: bool = knob(False, doc="accept POST /admin/shutdown")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    port: int = knob(DEFAULT_SERVER_PORTS["http"], minimum=0, maximum=MAX_PORT, doc="listening port (http 4140, h2 4142 by default)")
+    ip: str = knob("127.0.0.1", validator=check_ip, doc="listening address (0.0.0.0 for all)")
+    clear_context: bool = knob(False, doc="drop inbound l5d-ctx-* / l5d-dtab headers (untrusted clients)")
+    max_concurrent_requests: int | None = knob(None, minimum=1, doc="reject requests beyond this many in flight")
+    tls: ServerTlsConfig | None = knob(None, doc="terminate TLS")
+
+
+@dataclass(frozen=True)
+class InterpreterConfig:
+    kind: str = knob("default", choices=("default",), doc="only the in-process interpreter exists")
+    transformers: tuple[PluginSpec, ...] = knob(default=(), registry=TRANSFORMERS, doc="applied to bound trees, in order")
+
+
+def _default_identifiers() -> tuple[PluginSpec, ...]:
+    return (default_plugin(IDENTIFIERS, "io.l5d.header.token"),)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    protocol: str = knob("http", choices=PROTOCOLS)
+    label: str = knob("", doc="the router's name in metrics and the admin UI (default: the protocol)")
+    servers: tuple[ServerConfig, ...] = knob(default=(), min_items=1, doc="default: one on the protocol's port")
+    dtab: Dtab = knob(default_factory=empty_dtab, doc="delegation table")
+    dst_prefix: Path = knob(default_factory=lambda: Path.read("/svc"), doc="prefix of identified names")
+    identifier: tuple[PluginSpec, ...] = knob(
+        default_factory=_default_identifiers,
+        registry=IDENTIFIERS,
+        default_kind="io.l5d.header.token",
+        one_or_many=True,
+        min_items=1,
+        doc="tried in order until one names the request",
+    )
+    interpreter: InterpreterConfig = knob(default_factory=InterpreterConfig)
+    client: ClientConfig = knob(default_factory=ClientConfig)
+    service: ServiceConfig = knob(default_factory=ServiceConfig)
+    binding_timeout_ms: int = knob(10_000, minimum=1, doc="fail requests whose name does not bind in time")
+    max_headers_kb: int = knob(8, minimum=1, maximum=1024, key="maxHeadersKB")
+    max_initial_line_kb: int = knob(4, minimum=1, maximum=1024, key="maxInitialLineKB")
+    max_request_kb: int = knob(5120, minimum=1, key="maxRequestKB", doc="largest buffered request body")
+    max_response_kb: int = knob(5120, minimum=1, key="maxResponseKB", doc="largest buffered response body")
+    streaming_enabled: bool = knob(True)
+    max_call_depth: int = knob(1000, minimum=1, doc="Via entries allowed before a request counts as a loop")
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.protocol)
+        if not self.servers:
+            port = DEFAULT_SERVER_PORTS.get(self.protocol, DEFAULT_SERVER_PORTS["http"])
+            object.__setattr__(self, "servers", (ServerConfig(port=port),))
+
+
+@dataclass(frozen=True)
+class NamerSpec:
+    """A ``namers:`` entry; dtabs reach it as ``/#/<prefix>`` (prefix default ``/<kind>``)."""
+
+    kind: str
+    prefix: Path
+    config: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    admin: AdminConfig = knob(default_factory=AdminConfig)
+    routers: tuple[RouterConfig, ...] = knob(min_items=1)
+    namers: tuple[NamerSpec, ...] = knob(default=())
+    telemetry: tuple[PluginSpec, ...] = knob(default=(), registry=TELEMETERS)
+    source_dir: str = knob(".", internal=True, doc="directory of the config file (relative paths)")
+
+    def to_json(self) -> dict[str, Any]:
+        from l5d_twisted.config.tojson import config_json
+
+        return config_json(self)

@@ -1,0 +1,79 @@
+"""YAML text -> a node tree that remembers where every value came from.
+
+PyYAML's composer keeps a start mark (line, column) on every node; the decoder walks the
+nodes instead of plain Python values so that each error can name its line.  Scalars are
+turned into Python values by PyYAML's safe constructor (so ``yes``/``1e3``/``~`` mean what
+YAML says), merge keys (``<<: *anchor``) are expanded in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from l5d_twisted.config.errors import ConfigError, ConfigErrors
+
+STR_TAG = "tag:yaml.org,2002:str"
+NULL_TAG = "tag:yaml.org,2002:null"
+
+
+class Document:
+    """One parsed YAML document: its root node and the constructor for its scalars."""
+
+    def __init__(self, root: Node | None, loader: yaml.SafeLoader, source: str) -> None:
+        self.root = root
+        self.source = source
+        self._loader = loader
+
+    def scalar(self, node: ScalarNode) -> Any:
+        """The Python value of a scalar (int, float, bool, None, str, date...)."""
+        return self._loader.construct_object(node, deep=True)
+
+    def flatten_merges(self, node: MappingNode) -> None:
+        """Expand ``<<`` merge keys of ``node`` in place (raises yaml.YAMLError on bad merges)."""
+        self._loader.flatten_mapping(node)
+
+
+def parse(text: str, source: str) -> Document:
+    """Compose ``text`` into nodes; unreadable YAML raises ConfigErrors with the line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = " ".join(p for p in (e.context, e.problem) if p)
+        raise ConfigErrors([ConfigError("", line, f"not valid YAML: {problem}", source)]) from None
+    except yaml.YAMLError as e:
+        raise ConfigErrors([ConfigError("", None, f"not valid YAML: {e}", source)]) from None
+    except RecursionError:
+        raise ConfigErrors([ConfigError("", None, "not valid YAML: nested too deeply", source)]) from None
+    return Document(root, loader, source)
+
+
+def line_of(node: Node | None) -> int | None:
+    if node is None or node.start_mark is None:
+        return None
+    return int(node.start_mark.line) + 1
+
+
+def is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == NULL_TAG
+
+
+def describe(doc: Document, node: Node) -> str:
+    """How a value reads in an error message: ``"abc"``, ``42``, ``a list``, ``null``."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if is_null(node):
+        return "nothing (null)"
+    text = str(node.value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    if node.tag == STR_TAG:
+        return '"' + text.replace('"', '\\"') + '"'
+    return text
