@@ -192,10 +192,17 @@ def plan_children(options: DemoOptions, config: Path, logs: Path) -> list[Child]
         base_env.pop(var, None)
     l5d = [options.python, "-m", "l5d_twisted"]
     children = [Child("l5d", [*l5d, "run", str(config)], base_env, logs / "l5d.log", options.outgoing_port)]
+    # On one machine every instance has the same ip, so each reports ip:port instead
+    # (through POD_IP, what the apps report): the answers then show the load balancing.
     for i, port in enumerate(options.world_ports):
         argv = [*l5d, "example", "world", "--ip", options.ip, "--port", str(port)]
-        children.append(Child(f"world-{i + 1}", argv, base_env, logs / f"world-{i + 1}.log", port))
-    hello_env = {**base_env, "http_proxy": f"{options.ip}:{options.outgoing_port}"}
+        env = {**base_env, "POD_IP": f"{options.ip}:{port}"}
+        children.append(Child(f"world-{i + 1}", argv, env, logs / f"world-{i + 1}.log", port))
+    hello_env = {
+        **base_env,
+        "POD_IP": f"{options.ip}:{options.hello_port}",
+        "http_proxy": f"{options.ip}:{options.outgoing_port}",
+    }
     argv = [*l5d, "example", "hello", "--ip", options.ip, "--port", str(options.hello_port)]
     children.append(Child("hello", argv, hello_env, logs / "hello.log", options.hello_port))
     return children
