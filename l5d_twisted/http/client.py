@@ -1,0 +1,438 @@
+"""The HTTP/1.1 client side of the data plane: one ``EndpointClient`` per upstream address.
+
+``EndpointClient(reactor, address, pool, stats, connect_timeout_s)`` is a
+``Service[Request, Response]`` over a keep-alive connection pool (``http.pool``):
+
+* the request target is rewritten to origin form (``http://hello/x`` -> ``/x``) and ``Host``
+  is set from the authority when absent; the client writes its own framing and never copies
+  hop-by-hop fields;
+* the response is parsed by httptools; a small ``Content-Length`` body (up to
+  ``BUFFERED_RESPONSE_LIMIT``) arrives as a ``BufferedBody``, anything else as a
+  ``StreamBody`` whose flow pauses this connection when the consumer is slow;
+* a connection goes back to the pool only when the request and the response were both
+  transferred whole and both sides keep the connection alive;
+* failures: ``errors.ConnectionFailed`` (could not connect, nothing written: retryable),
+  ``errors.ConnectionReset`` (the connection broke after the request was written),
+  ``errors.UpstreamProtocolError`` (unparseable response).  A connection that breaks
+  mid-response fails the response body stream, so the server aborts its client connection
+  instead of presenting a truncated body as complete.
+* Cancelling the returned Deferred aborts the exchange's connection.
+
+Stats (in the scope given): ``connections`` gauge, ``connects``, ``sent_bytes``,
+``received_bytes``, ``connect_failures`` counters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httptools
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from l5d_twisted.errors import ConnectionFailed, ConnectionReset, UpstreamProtocolError
+from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
+from l5d_twisted.http.codec import (
+    CRLF,
+    NONE,
+    choose_framing,
+    encode_fields,
+    framing_field,
+    send_body,
+)
+from l5d_twisted.http.hop import HOP_BY_HOP, connection_tokens, strip_nominated
+from l5d_twisted.http.message import Headers, Request, Response
+from l5d_twisted.http.pool import ConnectionPool, PoolSettings
+from l5d_twisted.http.stream import StreamBody
+from l5d_twisted.naming.addr import Address
+from l5d_twisted.service import Service, Status
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+__all__ = ["EndpointClient", "PoolSettings", "HttpClientProtocol", "BUFFERED_RESPONSE_LIMIT"]
+
+log = Logger()
+
+BUFFERED_RESPONSE_LIMIT = 64 * 1024
+"""Responses with a Content-Length up to this are buffered (one write downstream)."""
+
+_BODYLESS_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"})
+_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length"}
+
+
+class _HeadOnly(Exception):
+    """Stops the parser after a HEAD response's head (llhttp would wait for its body)."""
+
+
+def origin_form(request: Request) -> tuple[bytes, bytes | None]:
+    """The target to send upstream and the authority of an absolute-form target."""
+    uri = request.uri
+    if uri[:1] == b"/" or uri == b"*":
+        return uri, None
+    scheme_end = uri.find(b"://")
+    if scheme_end < 0:
+        return uri, None
+    rest = uri[scheme_end + 3 :]
+    slash = rest.find(b"/")
+    query = rest.find(b"?")
+    if slash < 0 or (0 <= query < slash):
+        if query >= 0:
+            return b"/" + rest[query:], rest[:query]
+        return b"/", rest
+    return rest[slash:], rest[:slash]
+
+
+class HttpClientProtocol(Protocol):
+    """One upstream connection, carrying one exchange at a time."""
+
+    transport: Any
+
+    def __init__(self, client: EndpointClient) -> None:
+        self._client = client
+        self._parser: Any = httptools.HttpResponseParser(self)
+        self._deferred: Deferred[Response] | None = None
+        self._request: Request | None = None
+        self._is_head = False
+        self._request_done = False
+        self._response_done = False
+        self._keep_alive = True
+        self._pipe: Any = None
+        self._lost = False
+        self._paused = False
+        self.reusable = True
+        self.idle_since = 0.0
+        # per-response parse state
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._conn_values: list[bytes] | None = None
+        self._content_length: int | None = None
+        self._in_head = True
+        self._collect: list[bytes] | None = None
+        self._stream: StreamBody | None = None
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._interim = False
+        self._chunked = False
+
+    # -- connection lifecycle ------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._client._connection_made(self)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+        self._lost = True
+        self.reusable = False
+        stream = self._stream
+        if stream is not None and not self._response_done:
+            if self._content_length is None and not self._chunked and reason.check(ConnectionDone):
+                # a close-delimited body ends with the connection
+                self._response_done = True
+                stream.finish(self._trailers)
+            else:
+                stream.fail(ConnectionReset("the upstream connection closed mid-response", reason=str(reason.value)))
+            self._stream = None
+        d = self._deferred
+        if d is not None and not d.called:
+            self._deferred = None
+            d.errback(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
+        self._client._connection_lost(self)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, request: Request) -> Deferred[Response]:
+        self.reusable = False  # until this exchange completes cleanly
+        self._request = request
+        self._is_head = request.method == b"HEAD"
+        self._request_done = False
+        self._response_done = False
+        self._keep_alive = True
+        self._reset_parse_state()
+        d: Deferred[Response] = Deferred(self._cancel)
+        self._deferred = d
+        target, authority = origin_form(request)
+        headers = request.headers
+        parts = [request.method + b" " + target + b" HTTP/1.1\r\n"]
+        if b"host" not in headers:
+            host = authority if authority is not None else self._client.authority
+            parts.append(b"Host: " + host + CRLF)
+        encode_fields(parts, headers)
+        body = request.body
+        if isinstance(body, BufferedBody) and not body.data and not body.trailers:
+            framing = NONE
+            if request.method not in _BODYLESS_METHODS:
+                parts.append(b"Content-Length: 0\r\n")
+        else:
+            framing = choose_framing(body, True)
+            parts.append(framing_field(framing, body))
+        parts.append(CRLF)
+        self._pipe = send_body(self.transport, b"".join(parts), body, framing, self._request_sent, self._client._count_sent)
+        return d
+
+    def _request_sent(self, ok: bool) -> None:
+        self._pipe = None
+        if not ok:
+            # the request body failed or the connection went away: this exchange is broken
+            self.reusable = False
+            d = self._deferred
+            if d is not None and not d.called:
+                self._deferred = None
+                d.errback(ConnectionReset("the request body could not be sent whole"))
+            if not self._lost:
+                self.transport.abortConnection()
+            return
+        self._request_done = True
+        if self._response_done:
+            self._exchange_done()
+
+    def _cancel(self, d: Deferred[Response]) -> None:
+        self._deferred = None
+        self.reusable = False
+        if not self._lost and self.transport is not None:
+            self.transport.abortConnection()
+        d.errback(CancelledError())
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        self._client._count_received(len(data))
+        if self._request is None:
+            # nothing asked: an idle connection the server wrote to (or garbage): drop it
+            self.reusable = False
+            self.transport.abortConnection()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:
+            if isinstance(e.__context__, _HeadOnly):
+                self._parser = httptools.HttpResponseParser(self)
+                self._message_complete()
+                return
+            self._protocol_error(f"response handling failed: {e.__context__!r}")
+        except httptools.HttpParserUpgrade:
+            self._protocol_error("protocol upgrades are not supported")
+        except httptools.HttpParserError as e:
+            self._protocol_error(f"malformed response: {e}")
+
+    def _protocol_error(self, message: str) -> None:
+        self.reusable = False
+        error = UpstreamProtocolError(message)
+        d = self._deferred
+        if d is not None and not d.called:
+            self._deferred = None
+            d.errback(error)
+        elif self._stream is not None:
+            self._stream.fail(error)
+            self._stream = None
+        self.transport.abortConnection()
+
+    def _reset_parse_state(self) -> None:
+        self._fields = []
+        self._conn_values = None
+        self._content_length = None
+        self._chunked = False
+        self._in_head = True
+        self._collect = None
+        self._stream = None
+        self._trailers = None
+        self._interim = False
+
+    def on_message_begin(self) -> None:
+        self._reset_parse_state()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+            return
+        lname = name.lower()
+        if lname in _RESPONSE_DROPPED:
+            if lname == b"content-length":
+                self._content_length = int(value)
+                if self._is_head:
+                    self._fields.append((name, value))  # describes the GET's body
+                    return
+            elif lname == b"connection":
+                if self._conn_values is None:
+                    self._conn_values = []
+                self._conn_values.append(value)
+            elif lname == b"transfer-encoding":
+                self._chunked = True
+            return
+        self._fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        status: int = parser.get_status_code()
+        if status < 200:
+            self._interim = True  # 100 Continue & co: dropped (the server answered 100 itself)
+            return
+        self._keep_alive = parser.should_keep_alive()
+        headers = Headers.__new__(Headers)
+        headers._items = self._fields
+        if self._conn_values is not None:
+            strip_nominated(headers, connection_tokens(self._conn_values))
+        length = self._content_length
+        if self._is_head or status == 204 or status == 304:
+            body: Any = EMPTY_BODY
+        elif length is not None and length <= BUFFERED_RESPONSE_LIMIT and not self._chunked:
+            if length == 0:
+                body = EMPTY_BODY
+            else:
+                self._collect = []
+                return  # delivered whole at the end of the message
+        else:
+            stream = StreamBody(self, None if self._chunked else length)
+            self._stream = stream
+            body = stream
+        self._deliver(Response(status, headers, body))
+        if self._is_head:
+            raise _HeadOnly()
+
+    def on_body(self, data: bytes) -> None:
+        if self._collect is not None:
+            self._collect.append(data)
+        elif self._stream is not None:
+            self._stream.write(data)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self._collect is not None:
+            headers = Headers.__new__(Headers)
+            headers._items = self._fields
+            if self._conn_values is not None:
+                strip_nominated(headers, connection_tokens(self._conn_values))
+            body = BufferedBody(b"".join(self._collect))
+            self._collect = None
+            self._deliver(Response(self._parser.get_status_code(), headers, body))
+        self._message_complete()
+
+    def _deliver(self, response: Response) -> None:
+        d = self._deferred
+        if d is not None and not d.called:
+            self._deferred = None
+            d.callback(response)
+        elif isinstance(response.body, StreamBody):
+            response.body.discard()
+
+    def _message_complete(self) -> None:
+        self._response_done = True
+        stream = self._stream
+        self._stream = None
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+        if stream is not None:
+            stream.finish(self._trailers)
+        if self._request_done:
+            self._exchange_done()
+        elif self._pipe is not None:
+            # answered before the request body was sent (e.g. 413): stop sending, drop the connection
+            self._keep_alive = False
+
+    def _exchange_done(self) -> None:
+        self._request = None
+        self.reusable = self._keep_alive and not self._lost
+        self._client._release(self)
+
+    # -- BodySource (the response body stream pauses this connection) --------------------
+
+    def pause_body(self) -> None:
+        if not self._paused and not self._lost:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resume_body(self) -> None:
+        if self._paused and not self._lost:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def abort_body(self) -> None:
+        """The consumer discarded the response body: this connection cannot be reused."""
+        self.reusable = False
+        self._stream = None
+        if not self._lost:
+            self.transport.abortConnection()
+
+    def close_idle(self) -> None:
+        self.reusable = False
+        if not self._lost and self.transport is not None:
+            self.transport.loseConnection()
+
+
+class EndpointClient(Service[Request, Response]):
+    """Requests to one upstream address over pooled keep-alive connections."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        address: Address,
+        pool: PoolSettings,
+        stats: StatsReceiver,
+        connect_timeout_s: float = 1.0,
+    ) -> None:
+        self.reactor = reactor
+        self.address = address
+        self.authority = address.show().encode("ascii")
+        self.pending = 0
+        self._closed = False
+        self._sent = stats.counter("sent_bytes")
+        self._received = stats.counter("received_bytes")
+        self._pool = ConnectionPool(
+            reactor,
+            address,
+            pool,
+            lambda: HttpClientProtocol(self),
+            stats,
+            connect_timeout_s,
+        )
+
+    @property
+    def status(self) -> Status:
+        if self._closed:
+            return Status.CLOSED
+        return Status.BUSY if self._pool.exhausted else Status.OPEN
+
+    def __call__(self, request: Request) -> Deferred[Response]:
+        if self._closed:
+            return fail(ConnectionFailed(f"client for {self.address.show()} is closed", address=self.address.show()))
+        self.pending += 1
+        conn = self._pool.take_idle()
+        if conn is not None:
+            d = conn.send(request)
+        else:
+            d = self._pool.acquire().addCallback(lambda c: c.send(request))
+        d.addBoth(self._done)
+        return d
+
+    def _done(self, result: Any) -> Any:
+        self.pending -= 1
+        return result
+
+    def close(self) -> Deferred[None]:
+        """Stop taking requests; finish those in flight, then close every connection."""
+        self._closed = True
+        return self._pool.close()
+
+    # connection callbacks
+    def _connection_made(self, conn: HttpClientProtocol) -> None:
+        pass
+
+    def _connection_lost(self, conn: HttpClientProtocol) -> None:
+        self._pool.lost(conn)
+
+    def _release(self, conn: HttpClientProtocol) -> None:
+        self._pool.release(conn)
+
+    def _count_sent(self, n: int) -> None:
+        self._sent.incr(n)
+
+    def _count_received(self, n: int) -> None:
+        self._received.incr(n)
+
+    def __repr__(self) -> str:
+        return f"EndpointClient({self.address.show()})"
+

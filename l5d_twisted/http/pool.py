@@ -1,0 +1,231 @@
+"""A keep-alive connection pool to one upstream address (linkerd's ``hostConnectionPool``).
+
+* ``max_size`` caps open plus connecting connections (``None``: unbounded); a request that
+  finds none free waits in FIFO order, up to ``max_waiters`` waiting (then
+  ``errors.Overloaded``, retryable).
+* Idle connections are reused most-recent first (warm ones; the cold ones expire) and closed
+  after ``idle_time_s``, except that ``min_size`` connections are kept.
+* A connection comes back only when its exchange completed cleanly and keep-alive holds;
+  otherwise it is closed and forgotten.
+* ``close()`` fails the waiters (nothing was written: retryable), closes idle connections
+  and fires when the busy ones have finished.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    connectProtocol,
+)
+from twisted.python.failure import Failure
+
+from l5d_twisted.errors import ConnectionFailed, Overloaded
+from l5d_twisted.naming.addr import Address
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    min_size: int = 0
+    max_size: int | None = None
+    idle_time_s: float = 10.0
+    max_waiters: int | None = None
+
+
+def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=timeout)
+    if ip.version == 4:
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+
+
+class ConnectionPool:
+    """Connections to one address; the pooled objects are the client protocols."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        address: Address,
+        settings: PoolSettings,
+        protocol_factory: Callable[[], Any],
+        stats: StatsReceiver,
+        connect_timeout_s: float,
+    ) -> None:
+        self.reactor = reactor
+        self.address = address
+        self.settings = settings
+        self._protocol_factory = protocol_factory
+        self._endpoint = _endpoint(reactor, address.host, address.port, connect_timeout_s)
+        self._open: set[Any] = set()
+        self._idle: list[Any] = []
+        self._connecting = 0
+        self._waiters: deque[Deferred[Any]] = deque()
+        self._sweeper: Any = None
+        self._closed = False
+        self._close_waiters: list[Deferred[None]] = []
+        self._connects = stats.counter("connects")
+        self._connect_failures = stats.counter("connect_failures")
+        self._gauge = stats.gauge("connections", fn=lambda: float(len(self._open)))
+
+    # -- introspection -------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return len(self._open)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def waiters(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def exhausted(self) -> bool:
+        """No connection free and no room for another (requests would queue)."""
+        return not self._idle and not self._has_room()
+
+    def _has_room(self) -> bool:
+        max_size = self.settings.max_size
+        return max_size is None or len(self._open) + self._connecting < max_size
+
+    # -- acquiring -----------------------------------------------------------------------
+
+    def take_idle(self) -> Any | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.reusable:
+                return conn
+            self._open.discard(conn)
+        return None
+
+    def acquire(self) -> Deferred[Any]:
+        if self._closed:
+            return fail(ConnectionFailed(f"connection pool for {self.address.show()} is closed"))
+        conn = self.take_idle()
+        if conn is not None:
+            return succeed(conn)
+        if self._has_room():
+            return self._connect()
+        limit = self.settings.max_waiters
+        if limit is not None and len(self._waiters) >= limit:
+            return fail(Overloaded(f"connection pool for {self.address.show()} has {limit} waiters already"))
+        waiter: Deferred[Any] = Deferred(self._forget_waiter)
+        self._waiters.append(waiter)
+        return waiter
+
+    def _forget_waiter(self, waiter: Deferred[Any]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+
+    def _connect(self) -> Deferred[Any]:
+        self._connecting += 1
+        d = connectProtocol(self._endpoint, self._protocol_factory())
+
+        def connected(conn: Any) -> Any:
+            self._connecting -= 1
+            self._connects.incr()
+            self._open.add(conn)
+            return conn
+
+        def failed(reason: Failure) -> Any:
+            self._connecting -= 1
+            if reason.check(CancelledError):
+                return reason
+            self._connect_failures.incr()
+            self._serve_waiters()
+            raise ConnectionFailed(
+                f"unable to connect to {self.address.show()}: {reason.getErrorMessage()}",
+                address=self.address.show(),
+            )
+
+        d.addCallbacks(connected, failed)
+        return d
+
+    # -- returning -----------------------------------------------------------------------
+
+    def release(self, conn: Any) -> None:
+        """An exchange on ``conn`` finished; keep it if it is reusable."""
+        if self._closed or not conn.reusable:
+            self._open.discard(conn)
+            conn.close_idle()
+            self._serve_waiters()
+            self._check_closed()
+            return
+        if self._waiters:
+            self._waiters.popleft().callback(conn)
+            return
+        conn.idle_since = self.reactor.seconds()
+        self._idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self.reactor.callLater(self.settings.idle_time_s, self._sweep)
+
+    def lost(self, conn: Any) -> None:
+        """``conn``'s connection closed (whatever the reason)."""
+        self._open.discard(conn)
+        if conn in self._idle:
+            self._idle.remove(conn)
+        self._serve_waiters()
+        self._check_closed()
+
+    def _serve_waiters(self) -> None:
+        while self._waiters and self._has_room() and not self._closed:
+            waiter = self._waiters.popleft()
+            self._connect().chainDeferred(waiter)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = self.reactor.seconds()
+        limit = self.settings.idle_time_s
+        keep: list[Any] = []
+        # oldest first: they are the ones to expire
+        for conn in self._idle:
+            if now - conn.idle_since >= limit and len(self._open) > self.settings.min_size:
+                self._open.discard(conn)
+                conn.close_idle()
+            else:
+                keep.append(conn)
+        self._idle = keep
+        if keep:
+            oldest = min(c.idle_since for c in keep)
+            self._sweeper = self.reactor.callLater(max(limit - (now - oldest), 0.01), self._sweep)
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self) -> Deferred[None]:
+        self._closed = True
+        waiters, self._waiters = self._waiters, deque()
+        for waiter in waiters:
+            waiter.errback(ConnectionFailed(f"connection pool for {self.address.show()} closed", address=self.address.show()))
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._open.discard(conn)
+            conn.close_idle()
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
+        d: Deferred[None] = Deferred()
+        self._close_waiters.append(d)
+        self._check_closed()
+        return d
+
+    def _check_closed(self) -> None:
+        if self._closed and not self._open and not self._connecting and self._close_waiters:
+            self._gauge.remove()
+            waiting, self._close_waiters = self._close_waiters, []
+            for d in waiting:
+                d.callback(None)

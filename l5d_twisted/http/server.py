@@ -1,0 +1,653 @@
+"""The HTTP/1.1 server side of the data plane: a raw Twisted protocol over httptools.
+
+``serve_http(reactor, ip, port, service, settings, stats)`` listens and returns an
+:class:`HttpServer` (an ``IListeningPort`` with ``drain(grace_s)`` for graceful shutdown).
+
+Per connection (:class:`HttpServerProtocol`):
+
+* Requests are parsed by httptools (llhttp, strict mode), so smuggling shapes (both
+  ``Content-Length`` and ``Transfer-Encoding``, duplicate or differing lengths, a
+  ``Transfer-Encoding`` not ending in chunked, obs-fold, bare LF) are refused with 400 and
+  the connection is closed.
+* Hop-by-hop fields are removed before the service sees the request; the body carries the
+  framing: empty, a ``BufferedBody`` when ``Content-Length <= max_buffered_body_kb``
+  (replayable: retries can resend it), else a ``StreamBody`` (always for chunked bodies)
+  that flows with backpressure (the connection's transport is paused while the consumer's
+  transport is full).
+* Pipelined requests are answered in order, one at a time.
+* ``Expect: 100-continue``: the server answers ``100 Continue`` itself when the request
+  reaches the head of the connection's queue and removes ``Expect`` before forwarding (the
+  upstream would otherwise wait for a continue it cannot send through us).
+* HTTP/1.0 clients: keep-alive only when asked; a body of unknown length is delimited by
+  closing the connection.
+* ``max_initial_line_kb`` -> 414, ``max_headers_kb`` -> 431, a head not received within
+  ``header_read_timeout_s`` -> 408, then close; an idle connection is closed after
+  ``idle_timeout_s``; more than ``max_concurrent_requests`` in flight -> 503
+  (``l5d-retryable``).
+* A failed service Deferred becomes an error response (``http.errors``); a response body
+  that fails after the head was sent aborts the connection, so the client never takes a
+  truncated body for a complete one.  A client that goes away cancels the service Deferred
+  and discards the response body (which aborts the upstream exchange).
+* ``CONNECT`` and protocol upgrades (websockets) are not supported: CONNECT gets 405; an
+  upgrade request is forwarded as a plain request without its ``Upgrade`` field.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from l5d_twisted.errors import BadRequest, ConnectionReset, MeshError, Overloaded
+from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
+from l5d_twisted.http.codec import (
+    CRLF,
+    NONE,
+    choose_framing,
+    encode_fields,
+    framing_field,
+    send_body,
+    status_line,
+)
+from l5d_twisted.http.errors import error_response
+from l5d_twisted.http.hop import DROPPED_ON_PARSE, NOT_WRITTEN, connection_tokens, strip_nominated
+from l5d_twisted.http.message import Headers, Request, Response
+from l5d_twisted.http.stream import StreamBody
+from l5d_twisted.service import Service
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+log = Logger()
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE_FIELD = b"Connection: close\r\n"
+_KEEP_ALIVE_FIELD = b"Connection: keep-alive\r\n"
+_HEAD_SKIP_KEEPING_LENGTH = NOT_WRITTEN - {b"content-length"}
+_MAX_PIPELINED = 16  # parsed-but-unanswered requests before the connection stops reading
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_headers_kb: int = 8
+    max_initial_line_kb: int = 4
+    idle_timeout_s: float = 60.0
+    header_read_timeout_s: float = 10.0
+    max_buffered_body_kb: int = 8
+    max_concurrent_requests: int | None = None
+    clear_context: bool = False
+    """Remove every inbound ``l5d-*`` field (ingress from untrusted clients)."""
+    drain_grace_s: float = 10.0
+
+
+class ProtocolError(Exception):
+    """Raised from a parser callback to refuse the request with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Exchange:
+    """One request on a connection, from its head to the end of its response."""
+
+    __slots__ = (
+        "request",
+        "ready",
+        "keep_alive",
+        "chunked_ok",
+        "body_done",
+        "expect_continue",
+        "continue_sent",
+        "deferred",
+        "rejection",
+        "counted",
+        "stream",
+    )
+
+    def __init__(self, request: Request | None, keep_alive: bool, chunked_ok: bool) -> None:
+        self.request = request
+        self.ready = False
+        self.keep_alive = keep_alive
+        self.chunked_ok = chunked_ok
+        self.body_done = False
+        self.expect_continue = False
+        self.continue_sent = False
+        self.deferred: Deferred[Response] | None = None
+        self.rejection: Response | None = None
+        self.counted = False
+        self.stream: StreamBody | None = None
+
+
+def protocol_error_response(status: int, message: str) -> Response:
+    response = error_response(BadRequest(message))
+    response.status = status
+    return response
+
+
+class HttpServerProtocol(Protocol):
+    """One client connection."""
+
+    transport: Any
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        settings = server.settings
+        self._service = server.service
+        self._max_url = settings.max_initial_line_kb * 1024
+        self._max_head = settings.max_headers_kb * 1024
+        self._max_buffered = settings.max_buffered_body_kb * 1024
+        self._clear_context = settings.clear_context
+        self._seconds = server.reactor.seconds
+        self._parser: Any = httptools.HttpRequestParser(self)
+        self._queue: deque[_Exchange] = deque()
+        self._active: _Exchange | None = None
+        self._parsing: _Exchange | None = None
+        self._dispatching = False
+        self._lost = False
+        self._closing = False  # no more requests will be read
+        self._draining = False
+        self._paused: set[str] = set()
+        self._timer: Any = None
+        self._last_activity = 0.0
+        # per-message parse state
+        self._in_head = False
+        self._head_started = 0.0
+        self._head_bytes = 0
+        self._partial_head = 0
+        self._url = b""
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._conn_values: list[bytes] | None = None
+        self._content_length: int | None = None
+        self._chunked = False
+        self._expect = False
+        self._collect: list[bytes] | None = None
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._discarding = False
+
+    # -- connection lifecycle ------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._server._connection_made(self)
+        self._last_activity = self._seconds()
+        self._schedule_timer(min(self._server.settings.idle_timeout_s, self._server.settings.header_read_timeout_s))
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionResetError())) -> None:  # noqa: B008
+        self._lost = True
+        self._closing = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        parsing = self._parsing
+        if parsing is not None and parsing.stream is not None:
+            parsing.stream.fail(ConnectionReset("the client closed the connection mid-request"))
+        active = self._active
+        if active is not None:
+            self._uncount(active)
+            d = active.deferred
+            if d is not None and not d.called:
+                d.cancel()
+        self._queue.clear()
+        self._server._connection_lost(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._last_activity = self._seconds()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self._after_upgrade(data, int(e.args[0]) if e.args else len(data))
+            return
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, ProtocolError):
+                self._reject(cause.status, cause.message)
+            else:
+                log.failure("HTTP server callback failed", Failure(cause) if cause else None)
+                self._reject(400, "bad request")
+            return
+        except httptools.HttpParserError as e:
+            self._reject(400, f"malformed request: {e}")
+            return
+        if self._in_head:
+            self._partial_head += len(data)
+            if self._partial_head > self._max_head + self._max_url:
+                self._reject(431, "request header fields too large")
+
+    # -- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_started = self._last_activity
+        self._head_bytes = 0
+        self._partial_head = 0
+        self._url = b""
+        self._fields = []
+        self._conn_values = None
+        self._content_length = None
+        self._chunked = False
+        self._expect = False
+        self._collect = None
+        self._trailers = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._max_url:
+            raise ProtocolError(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_head:
+            raise ProtocolError(431, "request header fields too large")
+        if not self._in_head:  # a trailer field of a chunked body
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+            return
+        lname = name.lower()
+        if lname in DROPPED_ON_PARSE:
+            if lname == b"connection":
+                if self._conn_values is None:
+                    self._conn_values = []
+                self._conn_values.append(value)
+            elif lname == b"content-length":
+                self._content_length = int(value)
+            elif lname == b"transfer-encoding":
+                self._chunked = True
+            elif lname == b"expect":
+                self._expect = value.lower() == b"100-continue"
+            return
+        self._fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        method: bytes = parser.get_method()
+        if method == b"CONNECT":
+            raise ProtocolError(405, "CONNECT is not supported")
+        headers = Headers.__new__(Headers)
+        headers._items = self._fields
+        if self._conn_values is not None:
+            tokens = connection_tokens(self._conn_values)
+            strip_nominated(headers, tokens)
+            if b"upgrade" in tokens and parser.should_upgrade() and (self._chunked or self._content_length):
+                # llhttp would skip this body and read it as the next request
+                raise ProtocolError(400, "a protocol upgrade request cannot have a body")
+        if self._clear_context:
+            headers.remove_if(lambda n: n.startswith(b"l5d-"))
+        version = parser.get_http_version()
+        ex = _Exchange(None, parser.should_keep_alive(), version == "1.1")
+        length = self._content_length
+        if self._chunked:
+            stream = StreamBody(self, None)
+            ex.stream = stream
+            body: Any = stream
+            ex.ready = True
+        elif length:
+            if length <= self._max_buffered:
+                self._collect = []
+                body = EMPTY_BODY  # replaced at the end of the message
+            else:
+                stream = StreamBody(self, length)
+                ex.stream = stream
+                body = stream
+                ex.ready = True
+            ex.expect_continue = self._expect
+        else:
+            body = EMPTY_BODY
+            ex.ready = True
+        request = Request(method, self._url, headers, body, version.encode("ascii"))
+        ex.request = request
+        self._parsing = ex
+        self._queue.append(ex)
+        if len(self._queue) > _MAX_PIPELINED:
+            self._pause("pipeline")
+        if ex.ready or ex.expect_continue:
+            self._maybe_dispatch()
+
+    def on_body(self, data: bytes) -> None:
+        if self._collect is not None:
+            self._collect.append(data)
+            return
+        ex = self._parsing
+        if ex is not None and ex.stream is not None and not self._discarding:
+            ex.stream.write(data)
+
+    def on_message_complete(self) -> None:
+        ex = self._parsing
+        self._parsing = None
+        if ex is None:
+            return
+        ex.body_done = True
+        if self._collect is not None:
+            assert ex.request is not None
+            ex.request.body = BufferedBody(b"".join(self._collect))
+            self._collect = None
+            ex.ready = True
+        elif ex.stream is not None:
+            ex.stream.finish(self._trailers)
+            self._discarding = False
+            self._resume("body")
+        self._maybe_dispatch()
+
+    # -- BodySource (the request body stream pauses this connection) ---------------------
+
+    def pause_body(self) -> None:
+        self._pause("body")
+
+    def resume_body(self) -> None:
+        self._resume("body")
+
+    def abort_body(self) -> None:
+        """Nobody wants the rest of the request body: read and drop it."""
+        self._discarding = True
+        self._resume("body")
+
+    # -- dispatch and responses ----------------------------------------------------------
+
+    def _maybe_dispatch(self) -> None:
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._active is None and self._queue and not self._lost:
+                ex = self._queue[0]
+                if not ex.ready:
+                    if ex.expect_continue and not ex.continue_sent:
+                        ex.continue_sent = True
+                        self.transport.write(_CONTINUE)
+                    return
+                self._queue.popleft()
+                self._active = ex
+                if "pipeline" in self._paused and len(self._queue) <= _MAX_PIPELINED // 2:
+                    self._resume("pipeline")
+                self._start(ex)
+        finally:
+            self._dispatching = False
+
+    def _start(self, ex: _Exchange) -> None:
+        if ex.rejection is not None:
+            self._respond(ex.rejection, ex)
+            return
+        if ex.expect_continue and not ex.continue_sent and not ex.body_done:
+            ex.continue_sent = True
+            self.transport.write(_CONTINUE)
+        server = self._server
+        limit = server.settings.max_concurrent_requests
+        if limit is not None and server.in_flight >= limit:
+            self._respond(error_response(Overloaded(f"max concurrent requests ({limit}) exceeded")), ex)
+            return
+        server.in_flight += 1
+        ex.counted = True
+        try:
+            assert ex.request is not None
+            d = self._service(ex.request)
+        except Exception:
+            d = fail()
+        ex.deferred = d
+        d.addCallbacks(self._respond, self._respond_failure, callbackArgs=(ex,), errbackArgs=(ex,))
+
+    def _respond_failure(self, failure: Failure, ex: _Exchange) -> None:
+        if ex is not self._active or self._lost:
+            return None
+        if not failure.check(MeshError, CancelledError):
+            log.warn("service failed: {error}", error=failure.getErrorMessage())
+        self._respond(error_response(failure), ex)
+        return None
+
+    def _respond(self, response: Response, ex: _Exchange) -> None:
+        body = response.body
+        if ex is not self._active or self._lost:
+            if isinstance(body, StreamBody):
+                body.discard()
+            return None
+        request = ex.request
+        status = response.status
+        is_head = request is not None and request.method == b"HEAD"
+        keep_alive = ex.keep_alive and not self._draining and not self._closing
+        if status < 200 or status == 204 or status == 304 or is_head:
+            framing = NONE
+        else:
+            framing = choose_framing(body, ex.chunked_ok)
+            if framing == 3:  # close-delimited
+                keep_alive = False
+        parts = [status_line(status, response.reason)]
+        if framing == NONE:
+            encode_fields(parts, response.headers, _HEAD_SKIP_KEEPING_LENGTH)
+            if is_head and b"content-length" not in response.headers and isinstance(body, BufferedBody) and body.data:
+                parts.append(b"Content-Length: %d\r\n" % len(body.data))
+        else:
+            encode_fields(parts, response.headers)
+            parts.append(framing_field(framing, body))
+        if not ex.body_done and keep_alive:
+            keep_alive = False  # the rest of the request body is still on the wire
+        if not keep_alive:
+            parts.append(_CLOSE_FIELD)
+        elif not ex.chunked_ok:
+            parts.append(_KEEP_ALIVE_FIELD)
+        parts.append(CRLF)
+        send_body(
+            self.transport,
+            b"".join(parts),
+            body,
+            framing,
+            lambda ok: self._finish_exchange(ex, ok, keep_alive),
+        )
+        return None
+
+    def _finish_exchange(self, ex: _Exchange, ok: bool, keep_alive: bool) -> None:
+        self._uncount(ex)
+        if self._active is ex:
+            self._active = None
+        if self._lost:
+            return
+        transport = self.transport
+        if not ok:
+            self._closing = True
+            transport.abortConnection()
+            return
+        self._last_activity = self._seconds()
+        if not keep_alive or not ex.body_done:
+            self._close()
+            return
+        if self._draining and not self._queue and not self._in_head:
+            self._close()
+            return
+        self._maybe_dispatch()
+
+    def _uncount(self, ex: _Exchange) -> None:
+        if ex.counted:
+            ex.counted = False
+            self._server.in_flight -= 1
+
+    # -- protocol errors, timeouts, flow control -----------------------------------------
+
+    def _reject(self, status: int, message: str) -> None:
+        """Refuse what is being parsed: answer ``status`` after earlier responses, then close."""
+        if self._closing:
+            return
+        self._closing = True
+        self._pause("closing")
+        self._in_head = False
+        ex = self._parsing
+        self._parsing = None
+        if ex is not None:
+            if ex.stream is not None:
+                ex.stream.fail(BadRequest(message))
+            if ex is self._active:
+                return  # its own response (an error, as its body failed) ends the connection
+            if ex in self._queue:
+                self._queue.remove(ex)
+        self._queue = deque(e for e in self._queue if e.ready)
+        rejection = _Exchange(None, False, True)
+        rejection.ready = True
+        rejection.body_done = True
+        rejection.rejection = protocol_error_response(status, message)
+        self._queue.append(rejection)
+        self._maybe_dispatch()
+
+    def _after_upgrade(self, data: bytes, offset: int) -> None:
+        """llhttp stops after an upgrade request; the upgrade is ignored, so parse on."""
+        self._parser = httptools.HttpRequestParser(self)
+        rest = data[offset:]
+        if rest:
+            self.dataReceived(rest)
+
+    def _close(self) -> None:
+        self._closing = True
+        self.transport.loseConnection()
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused:
+            self.transport.pauseProducing()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason in self._paused:
+            self._paused.discard(reason)
+            if not self._paused and not self._lost:
+                self.transport.resumeProducing()
+
+    def _schedule_timer(self, delay: float) -> None:
+        self._timer = self._server.reactor.callLater(max(delay, 0.001), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._lost:
+            return
+        settings = self._server.settings
+        now = self._seconds()
+        if self._in_head and self._active is None:
+            waited = now - self._head_started
+            if waited >= settings.header_read_timeout_s:
+                self._reject(408, "timed out reading the request head")
+                self._schedule_timer(settings.header_read_timeout_s)
+                return
+            self._schedule_timer(settings.header_read_timeout_s - waited)
+            return
+        if self._active is not None or self._queue or self._parsing is not None:
+            self._schedule_timer(settings.idle_timeout_s)
+            return
+        idle = now - self._last_activity
+        if idle >= settings.idle_timeout_s:
+            if self._closing:  # a close already asked for has not finished: force it
+                self.transport.abortConnection()
+            else:
+                self._close()
+                self._schedule_timer(settings.idle_timeout_s)
+            return
+        self._schedule_timer(settings.idle_timeout_s - idle)
+
+    def drain(self) -> None:
+        """Finish the request in progress (if any), then close."""
+        self._draining = True
+        if self._active is None and not self._queue and not self._in_head and not self._lost:
+            self._close()
+
+
+class _ServerFactory(Factory):
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+
+    def buildProtocol(self, addr: Any) -> HttpServerProtocol:
+        return HttpServerProtocol(self.server)
+
+
+@implementer(IListeningPort)
+class HttpServer:
+    """A listening HTTP server: the ``IListeningPort`` plus graceful drain."""
+
+    def __init__(self, reactor: Any, service: Service[Request, Response], settings: ServerSettings, stats: StatsReceiver) -> None:
+        self.reactor = reactor
+        self.service = service
+        self.settings = settings
+        self.stats = stats
+        self.connections: set[HttpServerProtocol] = set()
+        self.in_flight = 0
+        self.port: Any = None
+        self._connects = stats.counter("connects")
+        self._gauge = stats.gauge("connections", fn=lambda: float(len(self.connections)))
+        self._drained: list[Deferred[None]] = []
+        self.factory = _ServerFactory(self)
+
+    def _connection_made(self, conn: HttpServerProtocol) -> None:
+        self.connections.add(conn)
+        self._connects.incr()
+
+    def _connection_lost(self, conn: HttpServerProtocol) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                if not d.called:
+                    d.callback(None)
+
+    # IListeningPort
+    def startListening(self) -> None:
+        if self.port is not None:
+            self.port.startListening()
+
+    def stopListening(self) -> Deferred[None] | None:
+        if self.port is None:
+            return None
+        d: Deferred[None] | None = self.port.stopListening()
+        return d
+
+    def getHost(self) -> Any:
+        return self.port.getHost()
+
+    def drain(self, grace_s: float | None = None) -> Deferred[None]:
+        """Stop accepting, let in-flight requests finish, close connections as they idle.
+
+        Fires when every connection has closed, or after ``grace_s`` (default
+        ``settings.drain_grace_s``) when the stragglers are aborted.
+        """
+        grace = self.settings.drain_grace_s if grace_s is None else grace_s
+        if self.port is not None:
+            self.port.stopListening()
+        d: Deferred[None] = Deferred()
+        if not self.connections:
+            d.callback(None)
+            self._gauge.remove()
+            return d
+        self._drained.append(d)
+        for conn in list(self.connections):
+            conn.drain()
+
+        def abort_stragglers() -> None:
+            for conn in list(self.connections):
+                if conn.transport is not None:
+                    conn.transport.abortConnection()
+
+        timer = self.reactor.callLater(grace, abort_stragglers)
+
+        def done(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            self._gauge.remove()
+            return result
+
+        d.addBoth(done)
+        return d
+
+
+def serve_http(
+    reactor: Any,
+    ip: str,
+    port: int,
+    service: Service[Request, Response],
+    settings: ServerSettings,
+    stats: StatsReceiver,
+) -> HttpServer:
+    """Listen on ``ip:port`` (0 for any free port) and serve ``service``."""
+    server = HttpServer(reactor, service, settings, stats)
+    server.port = reactor.listenTCP(port, server.factory, interface=ip, backlog=1024)
+    return server
