@@ -1,0 +1,166 @@
+"""Failure accrual: stop sending to an endpoint that keeps failing, probe it back later.
+
+:class:`FailureAccrualService` wraps one endpoint.  Each outcome is classified by the
+response classifier and reported to an :class:`AccrualPolicy` (``client.failureAccrual``:
+consecutive failures, success rate, ...).  When the policy answers a failure with a
+duration, the endpoint is *marked dead* for that long: its ``status`` becomes BUSY and the
+balancer sends elsewhere (unless every endpoint is dead; then it fails open).  The request
+whose failure marked it dead is answered as usual, never failed by the marking.
+
+After the duration the endpoint lets exactly one *probe* through: its status is OPEN until
+a request arrives, then BUSY while that request is in flight.  A successful probe revives
+it (the policy's backoff starts over); a failed one marks it dead again for the policy's
+next, longer, backoff.  Any success, even of a request sent while dead (fail-open), revives.
+Outcomes of requests that were cancelled by the caller are not the endpoint's fault and are
+not counted.
+
+Stats (client scope): ``failure_accrual/removals``, ``revivals``, ``probes`` counters and
+``removed_for_ms`` (a counter of the milliseconds endpoints were marked dead for).
+
+Registered factory (``FAILURE_ACCRUAL``): ``factory(config) -> AccrualPolicy``, a fresh
+policy per endpoint.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from l5d_twisted.resilience.classifier import ResponseClassifier
+from l5d_twisted.service import Service, Status
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+log = Logger()
+
+
+class AccrualPolicy(Protocol):
+    """Decides, from an endpoint's outcomes, when and for how long it is dead."""
+
+    def record_success(self, now: float) -> None: ...
+
+    def mark_dead_on_failure(self, now: float) -> float | None:
+        """Record a failure; return seconds to mark the endpoint dead for, or None."""
+        ...
+
+    def revived(self, now: float) -> None:
+        """The endpoint came back: start the backoff over."""
+        ...
+
+
+class AccrualState(enum.Enum):
+    ALIVE = "alive"
+    DEAD = "dead"
+    PROBE_OPEN = "probe_open"  # the next request is the probe
+    PROBING = "probing"  # the probe is in flight
+
+
+class FailureAccrualService(Service[Any, Any]):
+    def __init__(
+        self,
+        endpoint: Service[Any, Any],
+        policy: AccrualPolicy,
+        classifier: ResponseClassifier,
+        clock: Any,
+        stats: StatsReceiver,
+        label: str = "",
+    ) -> None:
+        self.endpoint = endpoint
+        self.policy = policy
+        self.classifier = classifier
+        self._clock = clock
+        self.label = label
+        self.state = AccrualState.ALIVE
+        self._timer: Any = None
+        scope = stats.scope("failure_accrual")
+        self._removals = scope.counter("removals")
+        self._revivals = scope.counter("revivals")
+        self._probes = scope.counter("probes")
+        self._removed_for_ms = scope.counter("removed_for_ms")
+
+    @property
+    def status(self) -> Status:
+        inner = self.endpoint.status
+        if inner is not Status.OPEN:
+            return inner
+        state = self.state
+        if state is AccrualState.ALIVE or state is AccrualState.PROBE_OPEN:
+            return Status.OPEN
+        return Status.BUSY
+
+    def __call__(self, request: Any) -> Deferred[Any]:
+        if self.state is AccrualState.PROBE_OPEN:
+            self.state = AccrualState.PROBING
+            self._probes.incr()
+        try:
+            d = self.endpoint(request)
+        except Exception as e:
+            d = fail(e)
+        d.addBoth(self._observe, request)
+        return d
+
+    def _observe(self, outcome: Any, request: Any) -> Any:
+        value: Any = outcome.value if isinstance(outcome, Failure) else outcome
+        if isinstance(value, CancelledError):
+            if self.state is AccrualState.PROBING:
+                self.state = AccrualState.PROBE_OPEN  # the probe told us nothing: probe again
+            return outcome
+        try:
+            success = self.classifier.classify(request, value).is_success
+        except Exception:
+            log.failure("response classifier failed; counting the outcome as a failure")
+            success = False
+        now = self._clock.seconds()
+        if success:
+            self._succeeded(now)
+        else:
+            self._failed(now)
+        return outcome
+
+    def _succeeded(self, now: float) -> None:
+        self.policy.record_success(now)
+        if self.state is not AccrualState.ALIVE:
+            self._cancel_timer()
+            self.state = AccrualState.ALIVE
+            self._revivals.incr()
+            self.policy.revived(now)
+            log.info("endpoint {label} revived", label=self.label)
+
+    def _failed(self, now: float) -> None:
+        state = self.state
+        if state is not AccrualState.ALIVE and state is not AccrualState.PROBING:
+            return  # already dead: stragglers and fail-open requests change nothing
+        duration = self.policy.mark_dead_on_failure(now)
+        if duration is not None:
+            self._mark_dead(duration)
+        elif state is AccrualState.PROBING:
+            self.state = AccrualState.PROBE_OPEN
+
+    def _mark_dead(self, duration: float) -> None:
+        self._cancel_timer()
+        self.state = AccrualState.DEAD
+        self._removals.incr()
+        self._removed_for_ms.incr(int(duration * 1000))
+        self._timer = self._clock.callLater(duration, self._open_probe)
+        log.info("endpoint {label} marked dead for {ms} ms", label=self.label, ms=int(duration * 1000))
+
+    def _open_probe(self) -> None:
+        self._timer = None
+        if self.state is AccrualState.DEAD:
+            self.state = AccrualState.PROBE_OPEN
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def close(self) -> Deferred[None]:
+        self._cancel_timer()
+        return self.endpoint.close()
+
+    @property
+    def pending(self) -> int:
+        return int(getattr(self.endpoint, "pending", 0))

@@ -1,0 +1,105 @@
+"""Requeues: re-send at once what provably never reached a server (linkerd's "requeues").
+
+A failure that is a :class:`~l5d_twisted.errors.MeshError` with ``retryable`` set (e.g.
+``ConnectionFailed``: nothing was written) is sent again through the balancer, which may
+pick another endpoint, without waiting and whatever the method or the body, since the
+server never saw it.  Requeues draw on their own :class:`RetryBudget` (per client) and
+stop after ``max_requeues``.  ``NoHostsAvailable`` and ``BindingTimeout`` are not requeued:
+sending again cannot find hosts that are not there.
+
+Stats (client scope): ``retries/requeues`` and ``retries/budget_exhausted`` counters,
+``retries/requeues_per_request`` stat.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
+
+from l5d_twisted.errors import BindingTimeout, MeshError, NoHostsAvailable
+from l5d_twisted.resilience.budget import RetryBudget
+from l5d_twisted.service import Filter, Service
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+_NOT_REQUEUED = (NoHostsAvailable, BindingTimeout)
+
+
+def requeueable(error: BaseException) -> bool:
+    return isinstance(error, MeshError) and error.retryable and not isinstance(error, _NOT_REQUEUED)
+
+
+class RequeueFilter(Filter[Any, Any]):
+    def __init__(self, budget: RetryBudget, stats: StatsReceiver, max_requeues: int = 25) -> None:
+        self.budget = budget
+        self.max_requeues = max_requeues
+        self._requeues = stats.counter("retries", "requeues")
+        self._exhausted = stats.counter("retries", "budget_exhausted")
+        self._per_request = stats.stat("retries", "requeues_per_request")
+
+    def apply(self, request: Any, service: Service[Any, Any]) -> Deferred[Any]:
+        self.budget.deposit()
+        return _Requeuing(self, request, service).start()
+
+
+class _Requeuing:
+    """One request's attempts; loops instead of recursing when attempts fail synchronously."""
+
+    __slots__ = ("f", "request", "service", "result", "current", "requeues", "_in_send", "_again", "_cancelled")
+
+    def __init__(self, f: RequeueFilter, request: Any, service: Service[Any, Any]) -> None:
+        self.f = f
+        self.request = request
+        self.service = service
+        self.result: Deferred[Any] = Deferred(self._cancel)
+        self.current: Deferred[Any] | None = None
+        self.requeues = 0
+        self._in_send = False
+        self._again = False
+        self._cancelled = False
+
+    def start(self) -> Deferred[Any]:
+        self._send()
+        return self.result
+
+    def _send(self) -> None:
+        while True:
+            self._again = False
+            self._in_send = True
+            try:
+                d = self.service(self.request)
+            except Exception as e:
+                d = fail(e)
+            self.current = d
+            d.addBoth(self._on_outcome)
+            self._in_send = False
+            if not self._again:
+                return
+
+    def _on_outcome(self, outcome: Any) -> None:
+        self.current = None
+        if self._cancelled:
+            return None
+        f = self.f
+        if isinstance(outcome, Failure) and outcome.value is not None and requeueable(outcome.value):
+            if self.requeues < f.max_requeues and f.budget.try_withdraw():
+                self.requeues += 1
+                f._requeues.incr()
+                if self._in_send:
+                    self._again = True
+                else:
+                    self._send()
+                return None
+            f._exhausted.incr()
+        f._per_request.add(self.requeues)
+        if isinstance(outcome, Failure):
+            self.result.errback(outcome)
+        else:
+            self.result.callback(outcome)
+        return None
+
+    def _cancel(self, _: Deferred[Any]) -> None:
+        self._cancelled = True
+        if self.current is not None:
+            self.current.cancel()

@@ -1,0 +1,173 @@
+"""Retries of retryable failures, within a budget (``service.retries``).
+
+:class:`RetryFilter` sends a request, asks the response classifier about the outcome, and
+while the outcome is a ``RETRYABLE_FAILURE`` sends it again, provided that
+
+* the request body can be sent again (``request.body.replayable``: a streamed body never
+  is; linkerd 1 lost such bodies on retry, we refuse instead), and
+* the :class:`~l5d_twisted.resilience.budget.RetryBudget` has a token (every request
+  deposits, every retry withdraws).
+
+Between attempts it waits the next delay of the backoff (``clock.callLater``, cancelled if
+the caller goes away).  A failed attempt's response body is discarded.  Each retry is sent
+as a fresh copy of the request as it was before the first attempt, so headers that lower
+layers add (``Via``, ``l5d-dst-client``) are not added twice.
+
+When the budget or the body forbids a retry the last outcome is returned as is.
+
+Stats (service scope): ``retries/total`` counter, ``retries/per_request`` stat,
+``retries/budget_exhausted`` counter, ``retries/budget`` gauge.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
+
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.resilience.backoff import Backoff
+from l5d_twisted.resilience.budget import RetryBudget
+from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
+from l5d_twisted.service import Filter, Service
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+__all__ = ["RetryBudget", "RetryFilter"]
+
+_RETRYABLE = ResponseClass.RETRYABLE_FAILURE
+
+
+class RetryFilter(Filter[Request, Response]):
+    def __init__(
+        self,
+        classifier: ResponseClassifier,
+        budget: RetryBudget,
+        backoff: Backoff,
+        clock: Any,
+        stats: StatsReceiver,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.budget = budget
+        self.backoff = backoff
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._total = stats.counter("retries", "total")
+        self._per_request = stats.stat("retries", "per_request")
+        self._exhausted = stats.counter("retries", "budget_exhausted")
+        self._gauge = stats.gauge("retries", "budget", fn=lambda: float(budget.balance))
+
+    def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
+        self.budget.deposit()
+        return _Attempts(self, request, service).start()
+
+    def close(self) -> None:
+        """Stop reporting the budget gauge (the service this filter guards went away)."""
+        self._gauge.remove()
+
+
+def _copy_request(original: Request, headers: Any, ctx: dict[str, Any]) -> Request:
+    copy = Request(original.method, original.uri, headers.copy(), original.body, original.version)
+    copy.ctx.update(ctx)
+    return copy
+
+
+class _Attempts:
+    """One request's attempts.  Attempts that fail synchronously loop rather than recurse."""
+
+    __slots__ = (
+        "f", "request", "service", "result", "current", "timer", "retries", "delays",
+        "_headers", "_ctx", "_in_send", "_again", "_cancelled",
+    )  # fmt: skip
+
+    def __init__(self, f: RetryFilter, request: Request, service: Service[Request, Response]) -> None:
+        self.f = f
+        self.request = request
+        self.service = service
+        self.result: Deferred[Response] = Deferred(self._cancel)
+        self.current: Deferred[Response] | None = None
+        self.timer: Any = None
+        self.retries = 0
+        self.delays: Iterator[float] | None = None
+        # the request as it was before any layer below touched it, for retries
+        self._headers = request.headers.copy() if request.body.replayable else None
+        self._ctx = dict(request.ctx)
+        self._in_send = False
+        self._again = False
+        self._cancelled = False
+
+    def start(self) -> Deferred[Response]:
+        self._send(self.request)
+        return self.result
+
+    def _send(self, request: Request) -> None:
+        while True:
+            self._again = False
+            self._in_send = True
+            try:
+                d = self.service(request)
+            except Exception as e:
+                d = fail(e)
+            self.current = d
+            d.addBoth(self._on_outcome)
+            self._in_send = False
+            if not self._again:
+                return
+            request = self._next_request()
+
+    def _next_request(self) -> Request:
+        return _copy_request(self.request, self._headers, self._ctx)
+
+    def _on_outcome(self, outcome: Any) -> None:
+        self.current = None
+        value: Any = outcome.value if isinstance(outcome, Failure) else outcome
+        if self._cancelled:
+            _discard(value)
+            return None
+        f = self.f
+        if self._headers is not None and f.classifier.classify(self.request, value) is _RETRYABLE:
+            if f.budget.try_withdraw():
+                _discard(value)
+                self._schedule_retry()
+                return None
+            f._exhausted.incr()
+        f._per_request.add(self.retries)
+        if isinstance(outcome, Failure):
+            self.result.errback(outcome)
+        else:
+            self.result.callback(outcome)
+        return None
+
+    def _schedule_retry(self) -> None:
+        f = self.f
+        self.retries += 1
+        f._total.incr()
+        if self.delays is None:
+            self.delays = f.backoff.delays(f._rng)
+        delay = next(self.delays, 0.0)
+        if delay > 0:
+            self.timer = f._clock.callLater(delay, self._fire_timer)
+        elif self._in_send:
+            self._again = True
+        else:
+            self._send(self._next_request())
+
+    def _fire_timer(self) -> None:
+        self.timer = None
+        self._send(self._next_request())
+
+    def _cancel(self, _: Deferred[Response]) -> None:
+        self._cancelled = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        if self.current is not None:
+            self.current.cancel()
+
+
+def _discard(value: Any) -> None:
+    if isinstance(value, Response):
+        value.body.discard()
