@@ -1,0 +1,190 @@
+"""``io.l5d.fs``: service discovery from a directory, one file per service.
+
+``/#/io.l5d.fs/hello`` reads ``<rootDir>/hello``: each line ``ip port`` or
+``ip port * weight``; ``#`` starts a comment.  A missing file is negative (the dtab falls
+back), an empty file is an existing service with no addresses.  A malformed line is logged
+with ``file:line`` and skipped.  ``rootDir`` is relative to the config file's directory.
+
+Changes are picked up live: while anyone observes a name, its file is checked every
+``pollIntervalMs`` (default 500 ms) and re-read when its size, mtime or inode changed.
+Nothing is polled for names nobody uses.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from l5d_twisted.config.schema import knob
+from l5d_twisted.context import PluginContext
+from l5d_twisted.namers._addrlines import LineError, parse_address_lines
+from l5d_twisted.namers._watched import WatchedVar
+from l5d_twisted.naming.addr import ADDR_NEG, Addr, AddrBound, BoundName
+from l5d_twisted.naming.addrshow import addr_json
+from l5d_twisted.naming.nametree import NEG, Leaf
+from l5d_twisted.naming.path import Path
+from l5d_twisted.naming.var import Ok, State, Var, activity_map
+from l5d_twisted.registry import NAMERS
+
+log = Logger()
+
+# Keep at most this many unobserved names cached (a flood of unknown Host headers must not
+# grow memory without bound).
+_MAX_IDLE_ENTRIES = 1000
+
+
+@dataclass(frozen=True)
+class FsNamerConfig:
+    root_dir: str = knob(doc="directory with one file per service name (relative to the config file)")
+    poll_interval_ms: int = knob(500, minimum=10, doc="how often watched files are checked for changes")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.root_dir, str) or not self.root_dir:
+            raise ValueError("rootDir is required: the directory with one file per service")
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _Name:
+    """What the namer knows about one service file, shared by all lookups of it."""
+
+    def __init__(self, namer: FsNamer, name: str) -> None:
+        self.namer = namer
+        self.name = name
+        self.file = os.path.join(namer.root_dir, name)
+        self.watchers = 0
+        self.signature: tuple[int, int, int] | None = None
+        self.errors: list[LineError] = []
+        self.addr: Var[Addr] = WatchedVar(ADDR_NEG, self._watch, self.refresh)
+        self.bound = BoundName(namer.id_prefix + Path.of(name), self.addr)
+        self.tree: Var[State] = WatchedVar(Ok(NEG), self._watch, self.refresh)
+        self.refresh()
+
+    def _watch(self, on: bool) -> None:
+        self.watchers += 1 if on else -1
+        self.namer._watching_changed()
+
+    @property
+    def watched(self) -> bool:
+        return self.watchers > 0
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed since the last look."""
+        try:
+            st = os.stat(self.file)
+        except OSError:
+            self.signature = None
+            self.errors = []
+            self.addr.update(ADDR_NEG)
+            self.tree.update(Ok(NEG))
+            return
+        signature = _signature(st)
+        if signature == self.signature:
+            return
+        try:
+            with open(self.file, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as e:  # e.g. a directory or unreadable: treat like missing, say why
+            log.warn("io.l5d.fs: cannot read {file}: {error}", file=self.file, error=str(e))
+            self.signature = signature
+            self.addr.update(ADDR_NEG)
+            self.tree.update(Ok(NEG))
+            return
+        self.signature = signature
+        addresses, self.errors = parse_address_lines(text)
+        for error in self.errors:
+            log.warn("io.l5d.fs: skipping bad line {where}", where=error.show(self.file))
+        self.addr.update(AddrBound.of(addresses))
+        self.tree.update(Ok(Leaf(self.bound)))
+
+
+class FsNamer:
+    def __init__(self, root_dir: str, prefix: Path, clock: Any, poll_interval_s: float = 0.5) -> None:
+        self.root_dir = root_dir
+        self.prefix = prefix
+        self.id_prefix = Path.of("#") + prefix
+        self._clock = clock
+        self._poll_interval_s = poll_interval_s
+        self._names: dict[str, _Name] = {}
+        self._poller: LoopingCall | None = None
+        if not os.path.isdir(root_dir):
+            log.warn("io.l5d.fs: rootDir {root_dir} is not a directory (yet); every name is negative until it is", root_dir=root_dir)
+
+    def lookup(self, path: Path) -> Var[State]:
+        if path.is_empty:
+            return Var(Ok(NEG))
+        name = path[0]
+        if name in (".", "..") or "/" in name or "\0" in name or name.startswith("."):
+            return Var(Ok(NEG))
+        entry = self._entry(name)
+        residual = path.drop(1)
+        if residual.is_empty:
+            return entry.tree
+        with_residual = BoundName(entry.bound.id, entry.addr, residual)
+        return activity_map(entry.tree, lambda tree: Leaf(with_residual) if isinstance(tree, Leaf) else tree)
+
+    def _entry(self, name: str) -> _Name:
+        entry = self._names.get(name)
+        if entry is None:
+            if len(self._names) >= _MAX_IDLE_ENTRIES:
+                self._prune()
+            entry = self._names[name] = _Name(self, name)
+        return entry
+
+    def _prune(self) -> None:
+        for name, entry in list(self._names.items()):
+            if not entry.watched:
+                del self._names[name]
+
+    def _watching_changed(self) -> None:
+        watching = any(e.watched for e in self._names.values())
+        if watching and self._poller is None:
+            self._poller = LoopingCall(self.poll)
+            self._poller.clock = self._clock
+            self._poller.start(self._poll_interval_s, now=False)
+        elif not watching and self._poller is not None:
+            poller, self._poller = self._poller, None
+            if poller.running:
+                poller.stop()
+
+    def poll(self) -> None:
+        """Check every watched name's file once."""
+        for entry in list(self._names.values()):
+            if entry.watched:
+                try:
+                    entry.refresh()
+                except Exception:  # never let one file stop the poller
+                    log.failure("io.l5d.fs: refreshing {file} failed", file=entry.file)
+
+    def state(self) -> dict[str, Any]:
+        """Every service file in rootDir with its addresses (``/namer_state``)."""
+        names: dict[str, Any] = {}
+        try:
+            files = sorted(f for f in os.listdir(self.root_dir) if not f.startswith("."))
+        except OSError as e:
+            return {"rootDir": self.root_dir, "error": str(e), "names": names}
+        for name in files:
+            if not os.path.isfile(os.path.join(self.root_dir, name)):
+                continue
+            entry = self._names.get(name) or _Name(self, name)
+            if not entry.watched:
+                entry.refresh()
+            names[name] = {
+                "id": entry.bound.id.show(),
+                "watched": entry.watched,
+                "addr": addr_json(entry.addr.sample()),
+                "errors": [e.show(name) for e in entry.errors],
+            }
+        return {"rootDir": self.root_dir, "names": names}
+
+
+@NAMERS.register("io.l5d.fs", FsNamerConfig)
+def make_fs_namer(config: FsNamerConfig, prefix: Path, ctx: PluginContext) -> FsNamer:
+    root = os.path.join(ctx.config_dir, os.path.expanduser(config.root_dir))
+    return FsNamer(os.path.normpath(root), prefix, ctx.reactor, config.poll_interval_ms / 1000.0)

@@ -1,0 +1,246 @@
+"""Delegation tables: ``prefix => tree`` rules that rewrite logical names.
+
+A :class:`Dtab` is an ordered tuple of :class:`Dentry` rules.  Resolution (see
+``naming.interpreter``) tries rules from the bottom up: every rule whose prefix matches a
+path contributes its tree with the rest of the path appended, the later rule first, and
+the interpreter falls back from one to the next only when a branch is negative.
+
+``Dtab.read(text)`` parses linkerd 1's syntax (``naming.parser``), ``show()`` prints it so
+that it reads back equal, ``a + b`` concatenates (rules of ``b`` win, being later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union
+from l5d_twisted.naming.path import Path, _escape
+
+
+class DtabError(ValueError):
+    """A dtab (or path, or name tree) that does not parse; says what and where.
+
+    ``offset`` is the 0-based character offset into ``text`` where parsing stopped.
+    """
+
+    def __init__(self, problem: str, text: str, offset: int) -> None:
+        self.problem = problem
+        self.text = text
+        self.offset = offset
+        super().__init__(f"dtab: {problem} at offset {offset}{_position(text, offset)}: {_excerpt(text, offset)}")
+
+
+def _position(text: str, offset: int) -> str:
+    """' (line 2, column 5)' for multi-line input, where offsets are hard to count."""
+    if "\n" not in text:
+        return ""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f" (line {line}, column {column})"
+
+
+def _excerpt(text: str, offset: int, width: int = 40) -> str:
+    """The text around ``offset`` in quotes, with ``>>>`` marking the spot if it is long."""
+    if len(text) <= 2 * width:
+        return '"' + text.replace("\n", "\\n") + '"'
+    start = max(0, offset - width)
+    end = min(len(text), offset + width)
+    before = ("..." if start > 0 else "") + text[start:offset]
+    after = text[offset:end] + ("..." if end < len(text) else "")
+    return '"' + (before + ">>>" + after).replace("\n", "\\n") + '"'
+
+
+# A prefix element: a literal segment, or None for the ``*`` wildcard (one any segment).
+PrefixElem = str | None
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """The left side of a rule: a path whose segments may be ``*`` (matches any one)."""
+
+    elems: tuple[PrefixElem, ...] = ()
+
+    @classmethod
+    def read(cls, text: str) -> Prefix:
+        from l5d_twisted.naming.parser import parse_prefix
+
+        return parse_prefix(text)
+
+    @classmethod
+    def of_path(cls, path: Path) -> Prefix:
+        return cls(tuple(path.segments))
+
+    def __len__(self) -> int:
+        return len(self.elems)
+
+    def matches(self, path: Path) -> bool:
+        segments = path.segments
+        if len(segments) < len(self.elems):
+            return False
+        for elem, segment in zip(self.elems, segments):
+            if elem is not None and elem != segment:
+                return False
+        return True
+
+    def show(self) -> str:
+        if not self.elems:
+            return "/"
+        return "/" + "/".join("*" if e is None else _escape(e) for e in self.elems)
+
+    def __str__(self) -> str:
+        return self.show()
+
+
+@dataclass(frozen=True)
+class Dentry:
+    """One rule: paths matching ``prefix`` are rewritten to ``dst`` plus the rest."""
+
+    prefix: Prefix
+    dst: NameTree[Path]
+
+    @classmethod
+    def read(cls, text: str) -> Dentry:
+        from l5d_twisted.naming.parser import parse_dentry
+
+        return parse_dentry(text)
+
+    def rewrite(self, path: Path) -> NameTree[Path] | None:
+        """``dst`` with the unmatched rest of ``path`` appended, or None if no match."""
+        if not self.prefix.matches(path):
+            return None
+        rest = path.drop(len(self.prefix))
+        if rest.is_empty:
+            return self.dst
+        return self.dst.map(lambda p: p + rest)
+
+    def show(self) -> str:
+        return f"{self.prefix.show()} => {show_tree(self.dst)}"
+
+    def __str__(self) -> str:
+        return self.show()
+
+
+@dataclass(frozen=True)
+class Dtab:
+    """An ordered, immutable table of rules (later rules take precedence)."""
+
+    dentries: tuple[Dentry, ...] = ()
+
+    @classmethod
+    def read(cls, text: str) -> Dtab:
+        """Parse ``text``; raises :class:`DtabError` saying what is wrong and where."""
+        from l5d_twisted.naming.parser import parse_dtab
+
+        return parse_dtab(text)
+
+    @classmethod
+    def empty(cls) -> Dtab:
+        return _EMPTY_DTAB
+
+    @classmethod
+    def of(cls, dentries: Sequence[Dentry]) -> Dtab:
+        return cls(tuple(dentries))
+
+    def show(self) -> str:
+        return ";".join(d.show() for d in self.dentries)
+
+    def show_lines(self) -> str:
+        """One rule per line, each ending with ``;`` (for humans; reads back equal)."""
+        return "".join(d.show() + ";\n" for d in self.dentries)
+
+    def __str__(self) -> str:
+        return self.show()
+
+    def __add__(self, other: Dtab) -> Dtab:
+        if not other.dentries:
+            return self
+        if not self.dentries:
+            return other
+        return Dtab(self.dentries + other.dentries)
+
+    def __iter__(self) -> Iterator[Dentry]:
+        return iter(self.dentries)
+
+    def __len__(self) -> int:
+        return len(self.dentries)
+
+    def __bool__(self) -> bool:
+        return bool(self.dentries)
+
+    def matching(self, path: Path) -> list[tuple[Dentry, NameTree[Path]]]:
+        """The rules matching ``path``, latest first, each with its rewritten tree."""
+        found = []
+        for dentry in reversed(self.dentries):
+            tree = dentry.rewrite(path)
+            if tree is not None:
+                found.append((dentry, tree))
+        return found
+
+    def lookup(self, path: Path) -> NameTree[Path]:
+        """What one delegation step makes of ``path``: NEG if no rule matches, the one
+        rewritten tree, or an ``Alt`` of them (latest rule first) so that the interpreter
+        falls back to earlier rules when a later one is negative."""
+        found = self.matching(path)
+        if not found:
+            return NEG
+        if len(found) == 1:
+            return found[0][1]
+        return Alt(tuple(tree for _, tree in found))
+
+
+_EMPTY_DTAB = Dtab(())
+
+
+# --- printing name trees -------------------------------------------------------------
+# The grammar has three levels: alternation ``a | b`` binds loosest, then union
+# ``w * a & w * b``, then simple trees (paths, ``~ ! $`` and parenthesised trees).  A
+# nested tree is parenthesised whenever printing it flat would parse back differently.
+
+
+def show_tree(tree: NameTree[Path]) -> str:
+    return _show_alt(tree)
+
+
+def _show_alt(tree: NameTree[Path]) -> str:
+    if isinstance(tree, Alt) and len(tree.trees) >= 2:
+        return " | ".join(_show_union(t) for t in tree.trees)
+    return _show_union(tree)
+
+
+def _show_union(tree: NameTree[Path]) -> str:
+    if isinstance(tree, Union) and len(tree.branches) >= 2:
+        return " & ".join(_show_weight(b.weight) + _show_simple(b.tree) for b in tree.branches)
+    if isinstance(tree, Union) and len(tree.branches) == 1 and tree.branches[0].weight != 1.0:
+        b = tree.branches[0]
+        return _show_weight(b.weight) + _show_simple(b.tree)
+    return _show_simple(tree)
+
+
+def _show_weight(weight: float) -> str:
+    if weight == 1.0:
+        return ""
+    return f"{weight!r} * "
+
+
+def _show_simple(tree: NameTree[Path]) -> str:
+    if isinstance(tree, Leaf):
+        value = tree.value
+        return value.show() if isinstance(value, Path) else str(value)
+    if tree is NEG:
+        return "~"
+    if tree is FAIL:
+        return "!"
+    if tree is EMPTY:
+        return "$"
+    if isinstance(tree, Alt) and len(tree.trees) == 1:
+        # A one-branch Alt only arises from "(x)" with nothing else; it means x.
+        return _show_simple(tree.trees[0])
+    if isinstance(tree, Alt) and not tree.trees:
+        return "~"
+    if isinstance(tree, Union) and not tree.branches:
+        return "~"
+    if isinstance(tree, Union) and len(tree.branches) == 1 and tree.branches[0].weight == 1.0:
+        # Weight 1 on its own means nothing: the branch itself (weighted ones print above).
+        return _show_simple(tree.branches[0].tree)
+    return "(" + _show_alt(tree) + ")"

@@ -1,0 +1,235 @@
+"""Binding: from a logical path to a live tree of bound names.
+
+``Interpreter.bind(dtab, path)`` follows linkerd 1 (Finagle's ``Namer.bind``):
+
+* A path is looked up in the dtab (``Dtab.lookup``): rules are tried from the bottom up,
+  every matching rule rewrites the prefix, and the result is bound again from the bottom
+  of the table.  Several matching rules form an alternation, latest rule first.
+* Alternation (``|`` or several rules) takes the first branch that is not negative;
+  a failure (``!``) stops the fallback.
+* A union binds its branches, drops negative ones and keeps the weights.  It stays usable
+  while at least one branch is bound; it is pending or failed only if no branch is bound.
+* A path no rule matches goes to a namer: ``/#/<prefix>/...`` to the configured namer with
+  the longest matching prefix, ``/$/...`` to the built-ins (``naming.builtins``); anything
+  else is negative.  A namer may answer with bound names or with paths to bind again.
+* More than ``max_depth`` delegation steps (a dtab loop such as ``/a => /a/b``) is a
+  failure that says so.
+
+The result is an activity (``Var[State]`` of ``NameTree[BoundName]``) that follows the
+namers: when a namer's answer changes, the bound tree changes.  Vars are lazy, so nothing
+is watched unless someone observes the result, and binds are cached and shared per
+(dtab, path).  The configured transformers are applied, in order, to the bound tree.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from l5d_twisted.naming.activity import (
+    Const,
+    collect_states,
+    failed,
+    first_failure_or_pending,
+    flat_map,
+    ok,
+)
+from l5d_twisted.naming.addr import BoundName
+from l5d_twisted.naming.builtins import Builtins
+from l5d_twisted.naming.dtab import Dtab
+from l5d_twisted.naming.inet import InetNamer, Resolve, thread_resolver
+from l5d_twisted.naming.namer import Namer, Transformer
+from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
+from l5d_twisted.naming.path import Path
+from l5d_twisted.naming.var import Ok, State, Var
+
+MAX_DEPTH = 100
+# Bound on lookups in one synchronous binding pass: a union of unions nested 100 deep is
+# 2**100 paths; stop long before that.
+MAX_STEPS = 10000
+NAMER_MARK = "#"
+BUILTIN_MARK = "$"
+TRANSFORMED_MARK = "%"
+
+
+class DelegationError(ValueError):
+    """Binding could not finish: too deep (a loop) or too much work."""
+
+
+def _short(path: Path, limit: int = 80) -> str:
+    text = path.show()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Budget:
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+
+class Interpreter:
+    """Binds paths with a dtab, configured namers, built-ins and transformers.
+
+    ``namers`` maps a namer prefix (``/io.l5d.fs``) to the namer; ``reactor`` runs DNS
+    lookups for ``/$/inet`` (the global reactor if None); ``resolve`` replaces the DNS
+    resolver in tests.
+    """
+
+    def __init__(
+        self,
+        namers: Mapping[Path, Namer] | Mapping[str, Namer],
+        transformers: Sequence[Transformer] = (),
+        reactor: Any = None,
+        *,
+        max_depth: int = MAX_DEPTH,
+        resolve: Resolve | None = None,
+        dns_refresh_s: float = 5.0,
+        cache_size: int = 1024,
+    ) -> None:
+        prefixes = [(k if isinstance(k, Path) else Path.read(k), namer) for k, namer in namers.items()]
+        # Longest prefix first, so /io.l5d.k8s.other wins over /io.l5d.k8s for its names.
+        self.namers: tuple[tuple[Path, Namer], ...] = tuple(sorted(prefixes, key=lambda p: -len(p[0])))
+        self.transformers = tuple(transformers)
+        self.max_depth = max_depth
+        self._reactor = reactor
+        self._resolve = resolve
+        self._dns_refresh_s = dns_refresh_s
+        self._builtins: Builtins | None = None
+        self._cache: weakref.WeakValueDictionary[tuple[Dtab, Path], Var[State]] = weakref.WeakValueDictionary()
+        # Strong references to the most recent binds so that a route that is dropped and
+        # asked for again soon finds its tree (and its namers' state) still there.
+        self._recent: OrderedDict[tuple[Dtab, Path], Var[State]] = OrderedDict()
+        self._cache_size = cache_size
+
+    # --- public API -------------------------------------------------------------------
+    def bind(self, dtab: Dtab, path: Path) -> Var[State]:
+        """An activity of ``NameTree[BoundName]`` for ``path``, transformers applied."""
+        key = (dtab, path)
+        var = self._cache.get(key)
+        if var is None:
+            var = self._transform(self.bind_untransformed(dtab, path))
+            self._cache[key] = var
+        self._recent[key] = var
+        self._recent.move_to_end(key)
+        if len(self._recent) > self._cache_size:
+            self._recent.popitem(last=False)
+        return var
+
+    def bind_untransformed(self, dtab: Dtab, path: Path) -> Var[State]:
+        return self._bind_path(dtab, path, 0, _Budget())
+
+    def explain(self, dtab: Dtab, path: Path) -> Any:
+        """A snapshot :class:`~l5d_twisted.naming.explanation.Explanation` of binding
+        ``path``: which rule matched at each step and what each branch became."""
+        from l5d_twisted.naming.explanation import explain
+
+        return explain(self, dtab, path)
+
+    def lookup(self, path: Path) -> Var[State]:
+        """What a namer (``/#/...``) or built-in (``/$/...``) says about ``path``, a tree
+        of bound names and/or paths to bind again.  Other paths are negative."""
+        if path.is_empty:
+            return ok(NEG)
+        mark = path[0]
+        if mark == NAMER_MARK:
+            found = self.namer_for(path)
+            if found is None:
+                return ok(NEG)
+            prefix, namer = found
+            try:
+                return namer.lookup(path.drop(1 + len(prefix)))
+            except Exception as e:  # a namer bug must not break other routes
+                return failed(e)
+        if mark == BUILTIN_MARK:
+            return self.builtins.lookup(path.drop(1))
+        return ok(NEG)
+
+    def namer_for(self, path: Path) -> tuple[Path, Namer] | None:
+        """The configured namer (with its prefix) for a ``/#/...`` path, if any."""
+        rest = path.drop(1)
+        for prefix, namer in self.namers:
+            if rest.startswith(prefix):
+                return prefix, namer
+        return None
+
+    @property
+    def builtins(self) -> Builtins:
+        if self._builtins is None:
+            reactor = self._reactor
+            if reactor is None:
+                from twisted.internet import reactor as global_reactor
+
+                reactor = global_reactor
+            resolve = self._resolve or thread_resolver(reactor)
+            self._builtins = Builtins(InetNamer(reactor, resolve, self._dns_refresh_s))
+        return self._builtins
+
+    # --- binding ----------------------------------------------------------------------
+    def _transform(self, act: Var[State]) -> Var[State]:
+        for transformer in self.transformers:
+            act = flat_map(act, transformer.transform)
+        return act
+
+    def _bind_path(self, dtab: Dtab, path: Path, depth: int, budget: _Budget) -> Var[State]:
+        if depth > self.max_depth:
+            return failed(DelegationError(f"more than {self.max_depth} delegation steps (reached {_short(path)}); is there a loop in the dtab?"))
+        budget.steps += 1
+        if budget.steps > MAX_STEPS:
+            return failed(DelegationError(f"more than {MAX_STEPS} lookups in one binding (at {_short(path)}); the dtab expands too much"))
+        rewritten = dtab.lookup(path)
+        if rewritten is not NEG:
+            return self._bind_tree(dtab, rewritten, depth + 1, budget)
+        looked_up = self.lookup(path)
+        sync = isinstance(looked_up, Const)
+
+        def bind_answer(tree: NameTree[Any]) -> Var[State]:
+            return self._bind_tree(dtab, tree, depth + 1, budget if sync else _Budget())
+
+        return flat_map(looked_up, bind_answer)
+
+    def _bind_tree(self, dtab: Dtab, tree: NameTree[Any], depth: int, budget: _Budget) -> Var[State]:
+        if isinstance(tree, Leaf):
+            value = tree.value
+            if isinstance(value, Path):
+                return self._bind_path(dtab, value, depth, budget)
+            if isinstance(value, BoundName):
+                return ok(tree)
+            return failed(TypeError(f"a name tree leaf must be a path or a bound name, not {value!r}"))
+        if tree is NEG or tree is FAIL or tree is EMPTY:
+            return ok(tree)
+        if isinstance(tree, Alt):
+            return self._bind_alt(dtab, tree.trees, depth, budget)
+        if isinstance(tree, Union):
+            return self._bind_union(dtab, tree.branches, depth, budget)
+        return failed(TypeError(f"not a name tree: {tree!r}"))
+
+    def _bind_alt(self, dtab: Dtab, trees: tuple[NameTree[Any], ...], depth: int, budget: _Budget) -> Var[State]:
+        if not trees:
+            return ok(NEG)
+        head = self._bind_tree(dtab, trees[0], depth, budget)
+        rest = trees[1:]
+        sync = isinstance(head, Const)
+
+        def fall_through(bound: NameTree[BoundName]) -> Var[State]:
+            if bound is NEG:
+                return self._bind_alt(dtab, rest, depth, budget if sync else _Budget())
+            return ok(bound)  # bound, empty or failed: no fallback
+
+        return flat_map(head, fall_through)
+
+    def _bind_union(self, dtab: Dtab, branches: tuple[Weighted[Any], ...], depth: int, budget: _Budget) -> Var[State]:
+        weights = [b.weight for b in branches]
+        acts = [self._bind_tree(dtab, b.tree, depth, budget) for b in branches]
+
+        def combine(states: tuple[State, ...]) -> State:
+            kept = tuple(
+                Weighted(w, s.value) for w, s in zip(weights, states) if isinstance(s, Ok) and s.value is not NEG
+            )
+            if kept:
+                return Ok(Union(kept))
+            return first_failure_or_pending(states) or Ok(NEG)
+
+        return collect_states(acts, combine)

@@ -1,0 +1,114 @@
+"""io.l5d.fs: files as service discovery, picked up live (poller driven by a Clock)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path as FsPath
+from typing import Any
+
+from twisted.internet.task import Clock
+
+from l5d_twisted.context import PluginContext
+from l5d_twisted.namers._addrlines import parse_address_lines
+from l5d_twisted.namers.fs import FsNamer, FsNamerConfig
+from l5d_twisted.naming.addr import AddrBound, AddrNeg
+from l5d_twisted.naming.dtab import Dtab
+from l5d_twisted.naming.evaluate import evaluate
+from l5d_twisted.naming.interpreter import Interpreter
+from l5d_twisted.naming.nametree import NEG, Leaf
+from l5d_twisted.naming.path import Path
+from l5d_twisted.naming.var import Ok, State
+from l5d_twisted.registry import NAMERS
+
+P = Path.read
+
+
+def hosts(addr: Any) -> set[tuple[str, int, float]]:
+    assert isinstance(addr, AddrBound), addr
+    return {(a.host, a.port, a.weight) for a in addr.addresses}
+
+
+def write(path: FsPath, text: str) -> None:
+    # Replace atomically, as a deploy tool would; also changes the inode.
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_file_format_weights_comments_and_bad_lines() -> None:
+    addresses, errors = parse_address_lines(
+        "# hello's pods\n127.0.0.1 8080\n\n127.0.0.2 8081 * 2.5  # canary\n127.0.0.3:8082\nnot-a-port x\n127.0.0.1 99999\n1.2.3.4 80 * lots\n"
+    )
+    assert {(a.host, a.port, a.weight) for a in addresses} == {("127.0.0.1", 8080, 1.0), ("127.0.0.2", 8081, 2.5), ("127.0.0.3", 8082, 1.0)}
+    assert [e.line for e in errors] == [6, 7, 8]
+    assert "port must be a number" in errors[0].show("hello") and errors[0].show("hello").startswith("hello:6: ")
+
+
+def test_missing_file_is_neg_empty_file_is_an_empty_set(tmp_path: FsPath) -> None:
+    (tmp_path / "empty").write_text("")
+    namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), Clock())
+    assert namer.lookup(P("/missing")).sample() == Ok(NEG)
+    state = namer.lookup(P("/empty")).sample()
+    assert isinstance(state, Ok) and isinstance(state.value, Leaf)
+    assert state.value.value.addr.sample() == AddrBound.of([])
+    assert namer.lookup(P("/..")).sample() == Ok(NEG)
+
+
+def test_changes_on_disk_are_picked_up_while_observed(tmp_path: FsPath) -> None:
+    clock = Clock()
+    svc = tmp_path / "hello"
+    write(svc, "127.0.0.1 8080\n")
+    namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), clock, poll_interval_s=0.5)
+    interp = Interpreter({P("/io.l5d.fs"): namer})
+    dtab = Dtab.read("/svc => /#/io.l5d.fs")
+    trees: list[State] = []
+    bind = interp.bind(dtab, P("/svc/hello")).observe(trees.append)
+    bound = trees[-1].value.value  # type: ignore[union-attr]
+    assert bound.id == P("/#/io.l5d.fs/hello")
+    addrs: list[Any] = []
+    watch = bound.addr.observe(addrs.append)
+    assert hosts(addrs[-1]) == {("127.0.0.1", 8080, 1.0)}
+
+    write(svc, "127.0.0.1 8080\n127.0.0.1 8081 * 3\n")
+    clock.advance(0.5)
+    assert hosts(addrs[-1]) == {("127.0.0.1", 8080, 1.0), ("127.0.0.1", 8081, 3.0)}
+
+    svc.unlink()
+    clock.advance(0.5)
+    assert isinstance(addrs[-1], AddrNeg)
+    assert trees[-1] == Ok(NEG)
+
+    write(svc, "127.0.0.9 9000\n")
+    clock.advance(0.5)
+    assert isinstance(trees[-1], Ok) and isinstance(trees[-1].value, Leaf)
+    assert hosts(addrs[-1]) == {("127.0.0.9", 9000, 1.0)}
+    assert evaluate(trees[-1].value) == trees[-1].value
+
+    # Once nobody observes, the poller stops: nothing runs for unused names.
+    bind.close()
+    watch.close()
+    assert not clock.getDelayedCalls()
+
+
+def test_fallback_from_missing_file_to_another_service(tmp_path: FsPath) -> None:
+    write(tmp_path / "world", "127.0.0.1 7778\n")
+    clock = Clock()
+    interp = Interpreter({P("/io.l5d.fs"): FsNamer(str(tmp_path), P("/io.l5d.fs"), clock)})
+    dtab = Dtab.read("/svc => /#/io.l5d.fs; /svc/world => /#/io.l5d.fs/world-v2")
+    seen: list[State] = []
+    interp.bind(dtab, P("/svc/world")).observe(seen.append)
+    assert seen[-1].value.value.id == P("/#/io.l5d.fs/world")  # type: ignore[union-attr]
+    write(tmp_path / "world-v2", "127.0.0.1 7779\n")
+    clock.advance(0.5)
+    assert seen[-1].value.value.id == P("/#/io.l5d.fs/world-v2")  # type: ignore[union-attr]
+
+
+def test_registered_factory_resolves_root_dir_relative_to_config(tmp_path: FsPath) -> None:
+    (tmp_path / "disco").mkdir()
+    (tmp_path / "disco" / "hello").write_text("127.0.0.1 1234\n")
+    plugin = NAMERS.get("io.l5d.fs")
+    assert plugin.config_type is FsNamerConfig
+    namer = plugin.factory(FsNamerConfig(root_dir="disco"), P("/io.l5d.fs"), PluginContext(reactor=Clock(), config_dir=str(tmp_path)))
+    state = namer.state()
+    assert state["names"]["hello"]["addr"] == {"type": "bound", "addrs": [{"ip": "127.0.0.1", "port": 1234}]}
+    assert namer.root_dir == str(tmp_path / "disco")
