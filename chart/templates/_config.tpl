@@ -1,0 +1,80 @@
+{{/*
+The mesh config (linkerd.yaml) generated from the values: linkerd 1's reference DaemonSet
+deployment.  Router `outgoing` sends each request to the mesh pod on the destination pod's
+node (io.l5d.k8s.daemonset, at that pod's `incoming` port); router `incoming` delivers only
+to pods on its own node (io.l5d.k8s.localnode).  The io.l5d.k8s namer has no host/port
+unless mesh.k8sNamer sets them: it then talks to the API server in-cluster with the pod's
+service account token.
+*/}}
+{{- define "l5d-twisted.meshConfig" -}}
+{{- if .Values.mesh.configOverride -}}
+{{ tpl .Values.mesh.configOverride . }}
+{{- else -}}
+{{- $dtab := tpl .Values.mesh.dtab . | trim -}}
+admin:
+  ip: 0.0.0.0
+  port: {{ .Values.mesh.admin.port }}
+  shutdownGraceMs: {{ .Values.mesh.admin.shutdownGraceMs }}
+namers:
+  - kind: io.l5d.k8s
+{{- with omit .Values.mesh.k8sNamer "kind" }}
+{{ toYaml . | indent 4 }}
+{{- end }}
+telemetry:
+  - kind: io.l5d.prometheus
+{{- if .Values.mesh.recentRequests.enabled }}
+  - kind: io.l5d.recentRequests
+    sampleRate: {{ .Values.mesh.recentRequests.sampleRate }}
+    capacity: {{ .Values.mesh.recentRequests.capacity }}
+{{- end }}
+{{- with .Values.mesh.extraTelemetry }}
+{{ toYaml . | indent 2 }}
+{{- end }}
+routers:
+  - protocol: http
+    label: outgoing
+    dtab: |
+      {{- range splitList ";" $dtab }}{{ if trim . }}
+      {{ trim . }};{{ end }}{{ end }}
+    interpreter:
+      kind: default
+      transformers:
+        - kind: io.l5d.k8s.daemonset
+          namespace: {{ .Release.Namespace }}
+          service: {{ include "l5d-twisted.fullname" . }}
+          port: incoming
+          hostNetwork: {{ .Values.mesh.hostNetwork }}
+    servers:
+      - port: {{ .Values.mesh.outgoing.port }}
+        ip: 0.0.0.0
+{{- with .Values.mesh.client }}
+    client:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
+{{- with .Values.mesh.service }}
+    service:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
+  - protocol: http
+    label: incoming
+    dtab: |
+      {{- range splitList ";" $dtab }}{{ if trim . }}
+      {{ trim . }};{{ end }}{{ end }}
+    interpreter:
+      kind: default
+      transformers:
+        - kind: io.l5d.k8s.localnode
+          hostNetwork: {{ .Values.mesh.hostNetwork }}
+    servers:
+      - port: {{ .Values.mesh.incoming.port }}
+        ip: 0.0.0.0
+{{- with .Values.mesh.client }}
+    client:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
+{{- with .Values.mesh.service }}
+    service:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
+{{- end }}
+{{- end }}

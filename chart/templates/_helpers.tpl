@@ -1,0 +1,98 @@
+{{/*
+Chart name, overridable with nameOverride (truncated to the 63 characters DNS labels allow).
+*/}}
+{{- define "l5d-twisted.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: the release name, with the chart name appended unless the release
+name already contains it (release "mesh" -> "mesh-l5d-twisted"; release "l5d-twisted" -> itself).
+This is also the name of the mesh's Service, which the daemonset transformer looks up.
+*/}}
+{{- define "l5d-twisted.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "l5d-twisted.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: they select the DaemonSet's pods, which Kubernetes does not let change
+after creation, so they hold only what never changes across upgrades.
+*/}}
+{{- define "l5d-twisted.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "l5d-twisted.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Common labels: the selector labels plus those that may change with each upgrade.
+*/}}
+{{- define "l5d-twisted.labels" -}}
+helm.sh/chart: {{ include "l5d-twisted.chart" . }}
+{{ include "l5d-twisted.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: l5d-twisted
+app.kubernetes.io/component: proxy
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount the mesh pods run as.
+*/}}
+{{- define "l5d-twisted.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "l5d-twisted.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The project image, tag defaulting to the chart's appVersion.
+*/}}
+{{- define "l5d-twisted.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+
+{{/*
+Namespace the dtab's io.l5d.k8s names look services up in (default: the release's).
+*/}}
+{{- define "l5d-twisted.appNamespace" -}}
+{{- default .Release.Namespace .Values.mesh.appNamespace }}
+{{- end }}
+
+{{/*
+Seconds Kubernetes waits after SIGTERM before killing a mesh pod: the admin drain grace
+(admin.shutdownGraceMs, rounded up) plus a margin, so in-flight requests finish before SIGKILL.
+*/}}
+{{- define "l5d-twisted.terminationGracePeriodSeconds" -}}
+{{- $grace := div (add .Values.mesh.admin.shutdownGraceMs 999) 1000 }}
+{{- if gt (int .Values.terminationGracePeriodSeconds) 0 }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int $grace) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than mesh.admin.shutdownGraceMs (%v ms), or the pod is killed mid-drain" .Values.terminationGracePeriodSeconds .Values.mesh.admin.shutdownGraceMs) }}
+{{- end }}
+{{- .Values.terminationGracePeriodSeconds }}
+{{- else }}
+{{- add $grace .Values.terminationGraceMarginSeconds }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,185 @@
+"""Generate chart/README.md from the `# --` comments of the chart's values files.
+
+helm-docs style: a `# -- text` comment (continued by further `#` lines) documents the key on
+the next line; the table lists each documented key with its type and default.  The parent
+chart's values come first, then each local subchart's under its name (`prometheus.port`).
+
+    python3 chart/tools/gen_readme.py           # rewrite chart/README.md
+    python3 chart/tools/gen_readme.py --check   # exit 1 if README.md is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CHART = Path(__file__).resolve().parent.parent
+SUBCHARTS = ("hello-world", "prometheus", "grafana")
+KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.\-]+|\"[^\"]+\")\s*:(?:\s|$)")
+DOC_START = re.compile(r"^\s*# -- ?(?P<text>.*)$")
+DOC_MORE = re.compile(r"^\s*# ?(?P<text>.*)$")
+
+
+@dataclass(frozen=True)
+class ValueDoc:
+    key: str
+    type: str
+    default: str
+    description: str
+
+
+def documented_keys(text: str) -> dict[tuple[str, ...], str]:
+    """Map each documented key path to its description."""
+    docs: dict[tuple[str, ...], str] = {}
+    stack: list[tuple[int, str]] = []
+    pending: list[str] | None = None
+    for line in text.splitlines():
+        start = DOC_START.match(line)
+        if start:
+            pending = [start.group("text").strip()]
+            continue
+        if pending is not None and line.lstrip().startswith("#"):
+            more = DOC_MORE.match(line)
+            if more:
+                pending.append(more.group("text").strip())
+            continue
+        key = KEY_LINE.match(line)
+        if not key or line.lstrip().startswith("-"):
+            if line.strip() and not line.lstrip().startswith("#"):
+                pending = None
+            continue
+        indent = len(key.group("indent"))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key.group("key").strip('"')))
+        if pending is not None:
+            docs[tuple(name for _, name in stack)] = " ".join(p for p in pending if p)
+            pending = None
+    return docs
+
+
+def leaf_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Key paths of every scalar, list or empty map in a values tree."""
+    if isinstance(value, dict) and value:
+        paths: list[tuple[str, ...]] = []
+        for key, child in value.items():
+            paths.extend(leaf_paths(child, (*prefix, str(key))))
+        return paths
+    return [prefix]
+
+
+def lookup(values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = values
+    for part in path:
+        node = node[part]
+    return node
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def value_docs(values_file: Path, prefix: str = "") -> list[ValueDoc]:
+    text = values_file.read_text()
+    values = yaml.safe_load(text) or {}
+    rows = []
+    for path, description in documented_keys(text).items():
+        default = lookup(values, path)
+        shown = json.dumps(default) if not isinstance(default, str) else json.dumps(default)
+        rows.append(ValueDoc(prefix + ".".join(path), type_name(default), shown, description))
+    return rows
+
+
+def undocumented(values_file: Path) -> list[str]:
+    """Leaf keys with neither their own `# --` comment nor a documented ancestor."""
+    text = values_file.read_text()
+    docs = documented_keys(text)
+    values = yaml.safe_load(text) or {}
+    missing = []
+    for path in leaf_paths(values):
+        if not any(path[:n] in docs for n in range(1, len(path) + 1)):
+            missing.append(".".join(path))
+    return missing
+
+
+def escape(cell: str) -> str:
+    return cell.replace("|", "\\|").replace("\n", " ")
+
+
+def render() -> str:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    lines = [
+        f"# {chart['name']}",
+        "",
+        f"![Version: {chart['version']}](https://img.shields.io/badge/Version-{chart['version']}-informational) "
+        f"![AppVersion: {chart['appVersion']}](https://img.shields.io/badge/AppVersion-{chart['appVersion']}-informational)",
+        "",
+        " ".join(chart["description"].split()),
+        "",
+        "One proxy per node (a DaemonSet): apps send their HTTP with `http_proxy=$(NODE_NAME):4140`;",
+        "router `outgoing` (4140) forwards to the mesh pod on the destination's node, router `incoming`",
+        "(4141) delivers to the local pod; admin, dashboard and metrics on 9990.  The local subcharts",
+        "(`charts/`) add linkerd 1's hello/world sample app, a Prometheus with recording rules and",
+        "success-rate SLO alerts, and a Grafana with the dashboards of `dashboards/` (also importable",
+        "by hand).  No chart repository is needed.",
+        "",
+        "## Install",
+        "",
+        "```sh",
+        "helm install mesh ./chart --namespace mesh --create-namespace",
+        "helm test mesh --namespace mesh     # l5d-twisted smoke: admin, proxy, Prometheus, Grafana",
+        "```",
+        "",
+        "Each `ci/*-values.yaml` is a tested example (`ci/mesh-only-values.yaml`: the mesh alone).",
+        "",
+        "## Values",
+        "",
+        "Generated from the `# --` comments of `values.yaml` and the subcharts' `values.yaml` by",
+        "`python3 chart/tools/gen_readme.py` (a test fails when this table is out of date).",
+        "",
+        "| Key | Type | Default | Description |",
+        "|-----|------|---------|-------------|",
+    ]
+    rows = value_docs(CHART / "values.yaml")
+    for sub in SUBCHARTS:
+        rows.extend(value_docs(CHART / "charts" / sub / "values.yaml", prefix=f"{sub}."))
+    for row in rows:
+        lines.append(f"| {escape(row.key)} | {row.type} | `{escape(row.default)}` | {escape(row.description)} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    args = parser.parse_args(argv)
+    readme = CHART / "README.md"
+    text = render()
+    if args.check:
+        if readme.read_text() != text:
+            print(f"{readme} is out of date: run python3 chart/tools/gen_readme.py", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""values.schema.json rejects bad values with a message naming the value, in helm 3 and 4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from chart_testlib import CHART, HELMS, helm
+
+BAD_VALUES = [
+    ({"mesh": {"admin": {"port": 70000}}}, "port", "65"),
+    ({"mesh": {"outgoing": {"port": "4140"}}}, "outgoing", "integer"),
+    ({"mesh": {"admn": {"port": 1}}}, "admn", "not allowed"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy", "IfNotPresent"),
+    ({"grafana": {"enabled": "yes"}}, "enabled", "boolean"),
+    ({"mesh": {"recentRequests": {"sampleRate": 1.5}}}, "sampleRate", "1"),
+    ({"mesh": {"appNamespace": "Bad_NS"}}, "appNamespace", ""),
+    ({"hello-world": {"world": {"failureRate": 2}}}, "failureRate", "1"),
+    ({"hello-world": {"proxy": {"hostEnv": "POD_IP"}}}, "hostEnv", "HOST_IP"),
+    ({"prometheus": {"slo": {"successRate": 1.0}}}, "successRate", ""),
+    ({"prometheus": {"retention": "six hours"}}, "retention", ""),
+    ({"grafana": {"anonymous": {"role": "Boss"}}}, "role", "Viewer"),
+]
+
+
+@pytest.mark.parametrize("version", sorted(HELMS))
+@pytest.mark.parametrize("values,names,hint", BAD_VALUES, ids=[next(iter(v)) + "-" + n for v, n, _ in BAD_VALUES])
+def test_schema_rejects_bad_values_clearly(tmp_path: Path, version: str, values: dict, names: str, hint: str) -> None:
+    path = tmp_path / "bad-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    result = helm(version, "template", "mesh", str(CHART), "-f", str(path), check=False)
+    assert result.returncode != 0
+    message = result.stderr
+    assert "schema" in message, message
+    assert names in message and hint in message, message
+
+
+@pytest.mark.parametrize("version", sorted(HELMS))
+def test_template_rejects_a_grace_period_shorter_than_the_drain(version: str) -> None:
+    result = helm(version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=5", check=False)
+    assert result.returncode != 0
+    assert "terminationGracePeriodSeconds (5) must be greater than mesh.admin.shutdownGraceMs (10000 ms)" in result.stderr
