@@ -117,7 +117,7 @@ def test_fails_open_when_none_is_open(kind: str) -> None:
 
 def test_staying_address_keeps_state_new_added_removed_drains(kind: str) -> None:
     stats = RecordingStats()
-    b = make(kind, stats)
+    b = make(kind, stats, **({"min_aperture": 2} if kind == "aperture" else {}))
     eps = endpoints(2)
     b.update(eps)
     a0, a1 = list(eps)

@@ -123,3 +123,98 @@ def test_heap_stays_consistent_across_updates() -> None:
         if i:
             assert heap[(i - 1) // 2].pending <= node.pending
     assert results == ["ok"] * 8
+
+
+def test_ewma_avoids_the_slow_node_and_probes_it_again_later() -> None:
+    b = make("ewma")
+    clock = b._clock
+    eps = endpoints(4)
+    b.update(eps)
+    slow_addr = list(eps)[0]
+    slow = eps[slow_addr]
+    # warm up: every node answers in 1 ms, except the slow one in 2 s
+    for _ in range(40):
+        b("req")
+        clock.advance(0.001)
+        for ep in list(eps.values())[1:]:
+            ep.answer_all()
+    clock.advance(2)
+    slow.answer_all()
+    assert b.cost_of(slow_addr) > 1000
+    before = len(slow.calls)
+    for _ in range(500):
+        b("req")
+        clock.advance(0.001)
+        for ep in list(eps.values())[1:]:
+            ep.answer_all()
+    assert len(slow.calls) == before  # a 2 s node loses against 1 ms ones
+    # while the fast nodes keep answering in 1 ms, the slow node's estimate decays (tau
+    # 10 s) until, after roughly 10 s * ln(2000), it is tried again
+    for _ in range(1200):
+        clock.advance(0.099)
+        b("req")
+        clock.advance(0.001)
+        for ep in eps.values():
+            ep.answer_all()
+    assert len(slow.calls) > before
+
+
+def test_ewma_new_node_gets_one_request_at_a_time() -> None:
+    b = make("ewma")
+    eps = endpoints(2)
+    b.update(eps)
+    b("req")
+    b("req")  # nobody answers: the node with a pending first request costs a penalty
+    assert [ep.pending for ep in eps.values()] == [1, 1]
+    assert b.cost_of(list(eps)[0]) >= 1e12
+
+
+def test_ewma_peak_and_decay() -> None:
+    b = make("ewma", decay_time_ms=1000)
+    clock = b._clock
+    ep = FakeEndpoint()
+    addr = Address("127.0.0.1", 1)
+    b.update({addr: ep})
+    b("req")
+    clock.advance(0.5)
+    ep.answer_all()
+    assert abs(b.cost_of(addr) - 500) < 1e-6  # the peak is taken at once
+    clock.advance(1.0)
+    assert abs(b.cost_of(addr) - 500 * 2.718281828 ** -1) < 1e-3  # decays with tau = 1 s
+
+
+def test_aperture_grows_with_load_and_shrinks_when_idle() -> None:
+    b = make("aperture", smooth_window_ms=1000)
+    clock = b._clock
+    eps = endpoints(10)
+    b.update(eps)
+    assert b.aperture == 1
+    for _ in range(200):
+        b("req")  # load accumulates, nothing answers
+        clock.advance(0.05)
+    assert b.aperture >= 5
+    busy = [ep for ep in eps.values() if ep.calls]
+    assert len(busy) >= 5
+    # everything answers; keep a trickle of sequential traffic: the window narrows
+    for _ in range(400):
+        for ep in eps.values():
+            ep.answer_all()
+        b("req")
+        clock.advance(0.05)
+    assert b.aperture == 1
+
+
+def test_aperture_window_skips_dead_nodes_and_min_aperture() -> None:
+    b = make("aperture", min_aperture=3)
+    eps = endpoints(6)
+    b.update(eps)
+    assert b.aperture == 3
+    ring = list(b.nodes)
+    for node in ring[:2]:
+        node.service.state = Status.BUSY
+    for _ in range(60):
+        b("req")
+        for ep in eps.values():
+            ep.answer_all()
+    used = {n.address for n in ring if n.service.calls}
+    assert used == {n.address for n in ring[2:5]}
