@@ -25,7 +25,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from l5d_twisted.config.errors import ConfigError
 from l5d_twisted.config.schema import PluginSpec, yaml_key
-from l5d_twisted.config.yamldoc import STR_TAG, Document, describe, is_null, line_of
+from l5d_twisted.config.yamldoc import MERGE_TAG, STR_TAG, Document, describe, is_null, line_of
 from l5d_twisted.naming.path import Path, PathError
 from l5d_twisted.registry import Registry
 
@@ -296,24 +296,29 @@ class Decoder:
             return {}
         if not isinstance(node, MappingNode):
             return self.expected(where, node, what)
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != MERGE_TAG)
         try:
             self.doc.flatten_merges(node)
         except (yaml.YAMLError, RecursionError) as e:
             return self.error(where, node, f"bad merge key: {_first_line(e)}")
-        out: dict[str, tuple[Node, Node]] = {}
+        # Merged-in entries come first; written keys override them (YAML merge semantics),
+        # but a key written twice is a mistake.
+        merged_count = len(node.value) - explicit
+        out: dict[str, tuple[Node, Node, bool]] = {}
         ok = True
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, ScalarNode) or is_null(key_node):
                 self.error(where, key_node, f"keys must be names, got {describe(self.doc, key_node)}")
                 ok = False
                 continue
             key = str(key_node.value)
-            if key in out:
-                self.error(_join(where, key), key_node, f"duplicate key {key!r} (first on line {line_of(out[key][0])})")
+            if key in out and index >= merged_count and out[key][2]:
+                first = out[key][0]
+                self.error(_join(where, key), key_node, f"duplicate key {key!r} (first on line {line_of(first)})")
                 ok = False
                 continue
-            out[key] = (key_node, value_node)
-        return out if ok else INVALID
+            out[key] = (key_node, value_node, index >= merged_count)
+        return {k: (kn, vn) for k, (kn, vn, _written) in out.items()} if ok else INVALID
 
     # -- dataclasses ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from l5d_twisted.config.errors import ConfigError, ConfigErrors
 
 STR_TAG = "tag:yaml.org,2002:str"
 NULL_TAG = "tag:yaml.org,2002:null"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class Document:

@@ -1,0 +1,99 @@
+"""Checks across fields: labels, ports, namer prefixes, dtab references to namers."""
+
+from __future__ import annotations
+
+import pytest
+
+from l5d_twisted.config import ConfigErrors, load_config
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_config(text, "c.yaml")
+    return [str(e) for e in info.value.errors]
+
+
+def test_router_labels_must_be_unique_including_the_protocol_default() -> None:
+    assert errors_of("routers:\n- servers: [{port: 1}]\n- servers: [{port: 2}]\n") == [
+        "c.yaml:3: routers[1].label: router label 'http' is already used by routers[0]; give each router its own label"
+    ]
+
+
+def test_two_servers_on_one_address_clash() -> None:
+    text = "routers:\n- label: a\n  servers: [{port: 4140}]\n- label: b\n  servers:\n  - port: 4141\n  - ip: 127.0.0.1\n    port: 4140\n"
+    assert errors_of(text) == [
+        "c.yaml:8: routers[1].servers[1].port: 127.0.0.1:4140 is already used by routers[0].servers[0] (127.0.0.1:4140)"
+    ]
+
+
+def test_wildcard_address_overlaps_every_address_and_admin_counts() -> None:
+    text = "admin: {port: 7000}\nrouters:\n- servers: [{ip: 0.0.0.0, port: 7000}]\n"
+    assert errors_of(text) == ["c.yaml:3: routers[0].servers[0].port: 0.0.0.0:7000 is already used by admin (127.0.0.1:7000)"]
+
+
+def test_distinct_addresses_and_port_zero_do_not_clash() -> None:
+    config = load_config(
+        "admin: {port: 0}\nrouters:\n- label: a\n  servers: [{ip: 127.0.0.1, port: 5000}, {port: 0}]\n"
+        "- label: b\n  servers: [{ip: 127.0.0.2, port: 5000}, {port: 0}]\n"
+    )
+    assert len(config.routers) == 2
+
+
+def test_h2_routers_default_to_port_4142() -> None:
+    config = load_config("routers:\n- protocol: h2\n- protocol: http\n- protocol: h2\n  label: other\n  servers: [{ip: 127.0.0.3}]\n")
+    assert [[(s.ip, s.port) for s in r.servers] for r in config.routers] == [
+        [("127.0.0.1", 4142)],
+        [("127.0.0.1", 4140)],
+        [("127.0.0.3", 4142)],
+    ]
+
+
+def test_namer_prefixes_must_be_unique() -> None:
+    text = "routers: [{}]\nnamers:\n- kind: io.l5d.fs\n  rootDir: a\n- kind: io.l5d.fs\n  rootDir: b\n"
+    assert errors_of(text) == [
+        "c.yaml:5: namers[1].prefix: namer prefix /io.l5d.fs is already used by namers[0]; set a distinct prefix"
+    ]
+
+
+def test_namer_prefix_defaults_to_kind_and_accepts_hash_form() -> None:
+    config = load_config(
+        "routers:\n- dtab: /svc => /#/disco | /#/io.l5d.fs\nnamers:\n- kind: io.l5d.fs\n  rootDir: a\n"
+        "- kind: io.l5d.fs\n  prefix: /#/disco\n  rootDir: b\n"
+    )
+    assert [n.prefix.show() for n in config.namers] == ["/io.l5d.fs", "/disco"]
+
+
+def test_dtab_sending_to_an_unconfigured_namer_names_the_rule_line() -> None:
+    text = (
+        "routers:\n"
+        "- label: out\n"
+        "  dtab: |\n"
+        "    /svc => /#/io.l5d.fs;\n"
+        "    /svc/x => /#/io.l5d.k8s/default/http/x;\n"
+        "namers:\n- kind: io.l5d.fs\n  rootDir: a\n"
+    )
+    assert errors_of(text) == [
+        "c.yaml:5: routers[0].dtab: router 'out' dtab sends to /#/io.l5d.k8s/default/http/x, "
+        "but no namer has prefix /io.l5d.k8s (configured: /#/io.l5d.fs)"
+    ]
+
+
+def test_namer_reference_on_the_left_of_a_rule_is_not_a_destination() -> None:
+    config = load_config("routers:\n- dtab: /#/nope => /$/inet/127.0.0.1/80\n")
+    assert len(config.routers[0].dtab) == 1
+
+
+def test_dtab_syntax_error_is_reported_at_its_line() -> None:
+    text = "routers:\n- dtab: |\n    /svc => /a;\n    /x => (( ;\n"
+    [error] = errors_of(text)
+    assert error.startswith("c.yaml:4: routers[0].dtab: invalid dtab: ")
+    assert "'/x => (( ;'" in error
+
+
+def test_cross_checks_run_alongside_other_errors() -> None:
+    text = (
+        "routers:\n- label: a\n  bogus: 1\n  servers: [{port: 4140}]\n  dtab: /svc => /#/nope\n"
+        "- label: a\n  servers: [{port: 4140}]\n"
+    )
+    paths = [e.split(": ")[1] for e in errors_of(text)]
+    assert paths == ["routers[0].bogus", "routers[0].dtab", "routers[1].label", "routers[1].servers[0].port"]
