@@ -129,32 +129,55 @@ class Histogram:
         self._cur_min = math.inf
         self._cur_max = -math.inf
 
-    def summary(self) -> Summary:
+    def window(self) -> tuple[dict[int, int], float, float, float]:
+        """The recent window: merged bucket counts, min, max and sum."""
         merged = dict(self._prev)
         for index, n in self._cur.items():
             merged[index] = merged.get(index, 0) + n
-        window_count = sum(merged.values())
-        if window_count == 0:
-            return Summary(self.count, self.sum, 0, 0.0, 0.0, 0.0, tuple(0.0 for _ in QUANTILES))
         low = min(self._prev_min, self._cur_min)
         high = max(self._prev_max, self._cur_max)
-        avg = (self._prev_sum + self._cur_sum) / window_count
-        ordered = sorted(merged.items())
-        percentiles = []
-        for quantile, _, _ in QUANTILES:
-            rank = max(1, math.ceil(quantile * window_count))
-            seen = 0
-            value = high
-            for index, n in ordered:
-                seen += n
-                if seen >= rank:
-                    value = bucket_value(index)
-                    break
-            # A bucket's midpoint may lie outside what was actually seen.
-            percentiles.append(min(max(value, low), high))
-        return Summary(self.count, self.sum, window_count, low, high, avg, tuple(percentiles))
+        return merged, low, high, self._prev_sum + self._cur_sum
+
+    def summary(self) -> Summary:
+        merged, low, high, window_sum = self.window()
+        return summarize(merged, low, high, window_sum, self.count, self.sum)
 
     @property
     def activity(self) -> int:
         """Changes whenever something is added (for idle expiry)."""
         return self.count
+
+
+def summarize(buckets: dict[int, int], low: float, high: float, window_sum: float, count: int = 0, total: float = 0.0) -> Summary:
+    """Percentiles etc. of a window's buckets (``low``/``high``: the exact min and max)."""
+    window_count = sum(buckets.values())
+    if window_count == 0:
+        return Summary(count, total, 0, 0.0, 0.0, 0.0, tuple(0.0 for _ in QUANTILES))
+    ordered = sorted(buckets.items())
+    percentiles = []
+    for quantile, _, _ in QUANTILES:
+        rank = max(1, math.ceil(quantile * window_count))
+        seen = 0
+        value = high
+        for index, n in ordered:
+            seen += n
+            if seen >= rank:
+                value = bucket_value(index)
+                break
+        # A bucket's midpoint may lie outside what was actually seen.
+        percentiles.append(min(max(value, low), high))
+    return Summary(count, total, window_count, low, high, window_sum / window_count, tuple(percentiles))
+
+
+def merged_summary(histograms: list[Histogram]) -> Summary:
+    """One summary over several histograms' windows (e.g. all services of a router)."""
+    buckets: dict[int, int] = {}
+    low, high, window_sum, count, total = math.inf, -math.inf, 0.0, 0, 0.0
+    for histogram in histograms:
+        merged, h_low, h_high, h_sum = histogram.window()
+        for index, n in merged.items():
+            buckets[index] = buckets.get(index, 0) + n
+        low, high, window_sum = min(low, h_low), max(high, h_high), window_sum + h_sum
+        count += histogram.count
+        total += histogram.sum
+    return summarize(buckets, low, high, window_sum, count, total)

@@ -7,8 +7,10 @@ Config::
       sampleRate: 1.0   # fraction of requests kept (0..1)
       capacity: 10      # how many are kept (newest first)
 
-The router calls :meth:`RecentRequests.record` (the telemeter's ``request_observer``) once
-per finished request; recording is a random draw and, when sampled, one ``deque`` append.
+The router calls :meth:`RecentRequests.observe` (the telemeter's ``request_observer``,
+see :class:`~l5d_twisted.telemetry.telemeter.RequestObserver`) once per finished request;
+:meth:`RecentRequests.record` takes the same facts as plain fields.  Recording is a random
+draw and, when sampled, one ``deque`` append.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 from l5d_twisted.config.schema import knob
 from l5d_twisted.context import PluginContext
+from l5d_twisted.errors import MeshError
+from l5d_twisted.http.message import Request, Response
 from l5d_twisted.registry import TELEMETERS
 from l5d_twisted.telemetry.telemeter import RequestObserver, TelemeterBase
 
@@ -61,7 +65,7 @@ class RecentRequests:
     def record(
         self,
         *,
-        router: str,
+        router: str = "",
         method: str | bytes,
         uri: str | bytes,
         dst_path: str,
@@ -86,6 +90,36 @@ class RecentRequests:
             )
         )
 
+    def observe(self, request: Request, outcome: Response | BaseException, latency_ms: float) -> None:
+        if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
+            return
+        dst = request.ctx.get("dst")
+        if dst is None:
+            dst = request.headers.get(b"l5d-dst-service", b"")
+        client = request.headers.get(b"l5d-dst-client", b"") or b""
+        if isinstance(outcome, Response):
+            status: int | None = outcome.status
+            error = None
+            mesh_error = outcome.ctx.get("error")
+            if mesh_error is not None:
+                error = str(mesh_error)
+        else:
+            status = getattr(outcome, "status", None) if isinstance(outcome, MeshError) else None
+            error = f"{type(outcome).__name__}: {outcome}"
+        self._records.append(
+            RequestRecord(
+                time=self.clock.seconds(),
+                router=str(request.ctx.get("router", "")),
+                method=_text(request.method),
+                uri=_text(request.uri),
+                dst_path=_text(dst) if isinstance(dst, bytes) else str(dst),
+                client_id=_text(client),
+                status=status,
+                latency_ms=round(float(latency_ms), 3),
+                error=error,
+            )
+        )
+
     def records(self) -> list[RequestRecord]:
         """Newest first."""
         return list(reversed(self._records))
@@ -97,7 +131,7 @@ class RecentRequests:
 class RecentRequestsTelemeter(TelemeterBase):
     def __init__(self, recent: RecentRequests) -> None:
         self.recent_requests = recent
-        self.request_observer: RequestObserver | None = recent.record
+        self.request_observer: RequestObserver | None = recent.observe
 
 
 @TELEMETERS.register("io.l5d.recentRequests", RecentRequestsConfig)

@@ -24,23 +24,19 @@ from typing import Any, Protocol
 
 from twisted.web.resource import IResource
 
+from l5d_twisted.http.message import Request, Response
+
 
 class RequestObserver(Protocol):
-    def __call__(
-        self,
-        *,
-        router: str,
-        method: str | bytes,
-        uri: str | bytes,
-        dst_path: str,
-        client_id: str,
-        status: int | None,
-        latency_ms: float,
-        error: str | None = None,
-    ) -> None:
-        """One finished request: ``status`` is None and ``error`` set when it failed
-        without a response."""
-        ...
+    """Called by the router once per finished request (what ``Router`` calls).
+
+    ``outcome`` is the response, or the exception the request failed with;
+    ``latency_ms`` runs from the router receiving the request to the response head.
+    The router also sets ``request.ctx["dst"]`` (the logical name, a Path) and the
+    forwarded ``l5d-dst-client`` header when it got that far.
+    """
+
+    def __call__(self, request: Request, outcome: Response | BaseException, latency_ms: float) -> None: ...
 
 
 class Telemeter(Protocol):

@@ -1,0 +1,441 @@
+"""The admin server (port 9990): dashboard, delegator, state and metrics endpoints.
+
+``AdminServer(target, reactor).listen(ip, port)`` serves an :class:`~.target.AdminTarget`:
+
+==============================  =========================================================
+``/``                           dashboard (live charts and tables, static/index.html)
+``/admin/dashboard.json``       the dashboard's figures (see dashboard_data)
+``/delegator``                  dtab playground (static/delegator.html)
+``/delegator.json``             ``?router=&path=&dtab=``: explanation of a path's binding
+``/admin/routers.json``         routers with their dstPrefix and dtab (for the playground)
+``/config.json``                the running config
+``/client_state.json``          per router, each client's state and addresses
+``/namer_state/<prefix>.json``  what a namer knows (``/namer_state/io.l5d.k8s.json``)
+``/requests``, ``/requests.json``  recent requests (``io.l5d.recentRequests``)
+``/admin/metrics.json``         flat metrics (``?pretty=1``, ``?q=<substring>``)
+``/admin/metrics/prometheus``   Prometheus text (or a telemeter's own path)
+``/admin/ping``                 ``pong``
+``/admin/shutdown``             POST only; 403 unless ``admin.allowShutdown``
+==============================  =========================================================
+
+Telemeters' ``admin_resources()`` are served at their paths.  Every handler's failure
+becomes a short text error (never a traceback); unknown paths get a 404 listing the
+endpoints.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import mimetypes
+from collections.abc import Callable
+from pathlib import Path as FsPath
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import Request as WebRequest
+
+from l5d_twisted.admin.dashboard_data import DashboardSampler
+from l5d_twisted.admin.target import AdminTarget
+from l5d_twisted.naming.dtab import Dtab, DtabError
+from l5d_twisted.naming.path import Path, PathError
+from l5d_twisted.telemetry.metrics_json import metrics_json
+from l5d_twisted.telemetry.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from l5d_twisted.telemetry.prometheus import PrometheusExposition
+from l5d_twisted.telemetry.telemeter import admin_resources_of
+
+log = Logger()
+
+STATIC_DIR = FsPath(__file__).resolve().parent / "static"
+PROMETHEUS_PATH = b"/admin/metrics/prometheus"
+
+ENDPOINTS = (
+    ("/", "dashboard"),
+    ("/delegator", "dtab playground"),
+    ("/delegator.json?router=&path=&dtab=", "explain how a path binds"),
+    ("/config.json", "running config"),
+    ("/client_state.json", "clients and their addresses"),
+    ("/namer_state/<prefix>.json", "what a namer knows"),
+    ("/requests", "recent requests (also /requests.json)"),
+    ("/admin/metrics.json", "metrics (?pretty=1, ?q=substring)"),
+    ("/admin/metrics/prometheus", "metrics in Prometheus format"),
+    ("/admin/dashboard.json", "dashboard figures"),
+    ("/admin/routers.json", "routers"),
+    ("/admin/ping", "liveness"),
+    ("/admin/shutdown", "POST: drain and stop"),
+)
+
+Handler = Callable[[WebRequest], Any]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _arg(request: WebRequest, name: str) -> str | None:
+    values = (request.args or {}).get(name.encode())
+    if not values:
+        return None
+    return values[0].decode("utf-8", "replace")
+
+
+def _json_bytes(value: Any, pretty: bool = False) -> bytes:
+    if pretty:
+        return json.dumps(value, indent=2, default=str).encode() + b"\n"
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def _send_json(request: WebRequest, value: Any, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return _json_bytes(value, pretty=_arg(request, "pretty") not in (None, "", "0", "false"))
+
+
+class _AdminPort:
+    """The listening port, which also stops the dashboard sampler when it stops."""
+
+    def __init__(self, port: Any, on_stop: Callable[[], None]) -> None:
+        self._port = port
+        self._on_stop = on_stop
+
+    def stopListening(self) -> Any:
+        self._on_stop()
+        return self._port.stopListening()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+
+class AdminServer:
+    def __init__(self, target: AdminTarget, reactor: Any, sample_interval_s: float = 5.0) -> None:
+        self.target = target
+        self.reactor = reactor
+        self.sampler = DashboardSampler(
+            target.metrics,
+            reactor,
+            router_labels=lambda: [r.label for r in target.routers],
+            interval_s=sample_interval_s,
+        )
+        self._default_prometheus: PrometheusExposition | None = None
+        self.site = Site(AdminResource(self))
+        self.site.displayTracebacks = False
+        self.routes: dict[bytes, Handler] = {
+            b"/": self.dashboard,
+            b"/index.html": self.dashboard,
+            b"/admin": self.dashboard,
+            b"/admin/": self.dashboard,
+            b"/delegator": self.delegator_page,
+            b"/delegator.json": self.delegator_json,
+            b"/admin/routers.json": self.routers_json,
+            b"/config.json": self.config_json,
+            b"/client_state.json": self.client_state_json,
+            b"/requests": self.requests_page,
+            b"/requests.json": self.requests_json,
+            b"/admin/metrics.json": self.metrics_json,
+            b"/admin/dashboard.json": self.dashboard_json,
+            b"/admin/ping": self.ping,
+            b"/admin/shutdown": self.shutdown,
+        }
+
+    def listen(self, ip: str, port: int) -> IListeningPort:
+        listening = self.reactor.listenTCP(port, self.site, interface=ip)
+        self.sampler.start()
+        log.info("admin server on {ip}:{port}", ip=ip, port=listening.getHost().port)
+        return _AdminPort(listening, self.sampler.stop)  # type: ignore[return-value]
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def handle(self, request: WebRequest) -> Any:
+        path = request.path or b"/"
+        method = request.method
+        try:
+            telemeter_resource = self._telemeter_resources().get(path)
+            if telemeter_resource is not None:
+                return telemeter_resource.render(request)
+            handler = self.routes.get(path)
+            if handler is None:
+                handler = self._prefix_handler(path)
+            if handler is None:
+                raise HttpError(404, self._not_found_text(path))
+            if handler != self.shutdown and method not in (b"GET", b"HEAD"):
+                request.setHeader(b"allow", b"GET, HEAD")
+                raise HttpError(405, f"{method.decode('latin-1')} not allowed here; use GET\n")
+            result = handler(request)
+            if isinstance(result, Deferred):
+                result.addCallbacks(lambda body: self._finish(request, body), lambda f: self._fail(request, f))
+                return NOT_DONE_YET
+            return result
+        except HttpError as e:
+            return self._error(request, e.status, e.message)
+        except Exception:
+            log.failure("admin {method} {path} failed", method=method, path=path)
+            return self._error(request, 500, "internal error; see the mesh's log\n")
+
+    def _prefix_handler(self, path: bytes) -> Handler | None:
+        if path.startswith(b"/namer_state/"):
+            return self.namer_state
+        if path.startswith(b"/static/"):
+            return self.static
+        if path == PROMETHEUS_PATH:
+            return self.prometheus
+        return None
+
+    def _telemeter_resources(self) -> dict[bytes, Any]:
+        resources: dict[bytes, Any] = {}
+        for telemeter in getattr(self.target, "telemeters", ()) or ():
+            try:
+                resources.update(admin_resources_of(telemeter))
+            except Exception:
+                log.failure("telemeter {t} admin_resources failed", t=telemeter)
+        return resources
+
+    def _not_found_text(self, path: bytes) -> str:
+        lines = [f"no admin endpoint at {path.decode('latin-1')}; endpoints:"]
+        lines += [f"  {p:38} {what}" for p, what in ENDPOINTS]
+        for extra in sorted(self._telemeter_resources()):
+            lines.append(f"  {extra.decode('latin-1'):38} (telemeter)")
+        return "\n".join(lines) + "\n"
+
+    def _error(self, request: WebRequest, status: int, message: str) -> bytes:
+        request.setResponseCode(status)
+        wants_json = request.path is not None and request.path.endswith(b".json")
+        if wants_json:
+            request.setHeader(b"content-type", b"application/json")
+            return _json_bytes({"error": message.strip()})
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return message.encode()
+
+    def _finish(self, request: WebRequest, body: bytes) -> None:
+        if not request.finished and not getattr(request, "_disconnected", False):
+            request.write(body)
+            request.finish()
+
+    def _fail(self, request: WebRequest, failure: Failure) -> None:
+        if failure.check(HttpError):
+            e = failure.value
+            body = self._error(request, e.status, e.message)  # type: ignore[union-attr]
+        else:
+            log.failure("admin {path} failed", failure, path=request.path)
+            body = self._error(request, 500, "internal error; see the mesh's log\n")
+        self._finish(request, body)
+
+    # -- pages and static files ------------------------------------------------------
+
+    def dashboard(self, request: WebRequest) -> bytes:
+        return self._static_file(request, "index.html")
+
+    def delegator_page(self, request: WebRequest) -> bytes:
+        return self._static_file(request, "delegator.html")
+
+    def static(self, request: WebRequest) -> bytes:
+        name = (request.path or b"")[len(b"/static/") :].decode("utf-8", "replace")
+        return self._static_file(request, name)
+
+    def _static_file(self, request: WebRequest, name: str) -> bytes:
+        # Only plain file names of the static folder: no traversal.
+        if "/" in name or "\\" in name or name.startswith(".") or not (STATIC_DIR / name).is_file():
+            raise HttpError(404, f"no static file {name!r}\n")
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type.endswith("javascript"):
+            content_type += "; charset=utf-8"
+        request.setHeader(b"content-type", content_type.encode())
+        request.setHeader(b"cache-control", b"no-cache")
+        return (STATIC_DIR / name).read_bytes()
+
+    # -- JSON endpoints ---------------------------------------------------------------
+
+    def ping(self, request: WebRequest) -> bytes:
+        request.setHeader(b"content-type", b"text/plain")
+        return b"pong"
+
+    def config_json(self, request: WebRequest) -> bytes:
+        return _send_json(request, self.target.config_json())
+
+    def routers_json(self, request: WebRequest) -> bytes:
+        routers = [
+            {"label": r.label, "dstPrefix": r.dst_prefix.show(), "dtab": r.dtab.show()}
+            for r in self.target.routers
+        ]
+        return _send_json(request, routers)
+
+    def client_state_json(self, request: WebRequest) -> bytes:
+        state: dict[str, Any] = {}
+        for router in self.target.routers:
+            state[router.label] = router.client_state()
+        return _send_json(request, state)
+
+    def namer_state(self, request: WebRequest) -> bytes:
+        raw = (request.path or b"")[len(b"/namer_state/") :].decode("utf-8", "replace")
+        prefix = raw[: -len(".json")] if raw.endswith(".json") else raw
+        namers = self.target.namers
+        for candidate in (prefix, "/" + prefix.lstrip("/")):
+            namer = namers.get(candidate)
+            if namer is not None:
+                return _send_json(request, namer.state())
+        known = ", ".join(sorted(namers)) or "none configured"
+        raise HttpError(404, f"no namer with prefix {prefix!r}; namers: {known}\n")
+
+    def delegator_json(self, request: WebRequest) -> Any:
+        routers = list(self.target.routers)
+        if not routers:
+            raise HttpError(404, "no routers configured")
+        label = _arg(request, "router")
+        if label:
+            matching = [r for r in routers if r.label == label]
+            if not matching:
+                known = ", ".join(r.label for r in routers)
+                raise HttpError(404, f"no router {label!r}; routers: {known}")
+            router = matching[0]
+        else:
+            router = routers[0]
+        path_text = (_arg(request, "path") or "").strip()
+        if not path_text:
+            raise HttpError(400, "give the path to explain: ?path=/svc/<name>")
+        try:
+            path = Path.read(path_text)
+        except PathError as e:
+            raise HttpError(400, f"bad path: {e}") from None
+        dtab_text = _arg(request, "dtab") or ""
+        try:
+            override = Dtab.read(dtab_text) if dtab_text.strip() else Dtab.empty()
+        except DtabError as e:
+            raise HttpError(400, f"bad dtab: {e}") from None
+
+        def render(explanation: Any) -> bytes:
+            body = {
+                "router": router.label,
+                "path": path.show(),
+                "dtab": router.dtab.show(),
+                "override": override.show(),
+                "explanation": explanation.to_json(),
+                "text": explanation.to_text(),
+            }
+            return _send_json(request, body)
+
+        def failed(failure: Failure) -> Failure:
+            log.failure("explaining {path} failed", failure, path=path.show())
+            error = failure.value
+            return Failure(HttpError(500, f"explaining {path.show()} failed: {type(error).__name__}: {error}"))
+
+        # explain() returns a snapshot; a Deferred is accepted too.
+        return maybeDeferred(router.interpreter.explain, router.dtab + override, path).addCallbacks(render, failed)
+
+    def requests_json(self, request: WebRequest) -> bytes:
+        recent = self._recent()
+        return _send_json(request, recent.to_json() if recent is not None else [])
+
+    def requests_page(self, request: WebRequest) -> bytes:
+        recent = self._recent()
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        rows = []
+        for r in recent.records() if recent is not None else []:
+            cells = (
+                _clock_text(r.time),
+                r.router,
+                r.method,
+                r.uri,
+                r.dst_path,
+                r.client_id,
+                "" if r.status is None else str(r.status),
+                f"{r.latency_ms:.1f}",
+                r.error or "",
+            )
+            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        note = "" if recent is not None else "<p>Enable the <code>io.l5d.recentRequests</code> telemeter to record requests.</p>"
+        page = _REQUESTS_PAGE.format(rows="\n".join(rows), note=note)
+        return page.encode()
+
+    def _recent(self) -> Any:
+        recent = getattr(self.target, "recent_requests", None)
+        if recent is None:
+            return None
+        # The mesh may hand over the telemeter rather than its RecentRequests.
+        inner = getattr(recent, "recent_requests", None)
+        return inner if inner is not None else recent
+
+    def metrics_json(self, request: WebRequest) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        pretty = _arg(request, "pretty") not in (None, "", "0", "false")
+        return metrics_json(self.target.metrics, _arg(request, "q"), pretty)
+
+    def prometheus(self, request: WebRequest) -> bytes:
+        if self._default_prometheus is None:
+            self._default_prometheus = PrometheusExposition(self.target.metrics)
+        request.setHeader(b"content-type", PROMETHEUS_CONTENT_TYPE.encode())
+        return self._default_prometheus.render()
+
+    def dashboard_json(self, request: WebRequest) -> bytes:
+        return _send_json(request, self.sampler.to_json())
+
+    def shutdown(self, request: WebRequest) -> bytes:
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            raise HttpError(405, "shutdown needs a POST\n")
+        if not getattr(self.target, "allow_shutdown", False):
+            raise HttpError(403, "shutdown via the admin server is disabled (admin.allowShutdown: false)\n")
+        grace_s = self._grace_s(request)
+        log.info("shutdown requested via the admin server (grace {grace}s)", grace=grace_s)
+        # After this response is written.
+        self.reactor.callLater(0, self._shutdown, grace_s)
+        request.setResponseCode(202)
+        request.setHeader(b"content-type", b"text/plain")
+        return b"shutting down\n"
+
+    def _grace_s(self, request: WebRequest) -> float:
+        given = _arg(request, "graceMs")
+        if given:
+            try:
+                return max(0.0, float(given) / 1000.0)
+            except ValueError:
+                raise HttpError(400, f"graceMs must be a number of milliseconds, not {given!r}\n") from None
+        admin = getattr(getattr(self.target, "config", None), "admin", None)
+        grace_ms = getattr(admin, "shutdown_grace_ms", 10000)
+        return float(grace_ms) / 1000.0
+
+    def _shutdown(self, grace_s: float) -> None:
+        maybeDeferred(self.target.shutdown, grace_s).addErrback(lambda f: log.failure("shutdown failed", f))
+
+
+def _clock_text(seconds: float) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
+class AdminResource(Resource):
+    """twisted.web glue: every path goes to :meth:`AdminServer.handle`."""
+
+    isLeaf = True
+
+    def __init__(self, admin: AdminServer) -> None:
+        super().__init__()
+        self.admin = admin
+
+    def render(self, request: WebRequest) -> Any:
+        return self.admin.handle(request)
+
+
+_REQUESTS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="5">
+<title>Recent requests - l5d-twisted</title>
+<link rel="stylesheet" href="/static/dashboard.css">
+</head><body>
+<header><h1><a href="/">l5d-twisted</a> recent requests</h1>
+<nav><a href="/">dashboard</a> <a href="/delegator">delegator</a> <a href="/requests.json">json</a></nav></header>
+<main>{note}
+<div class="scroll"><table class="data">
+<thead><tr><th>time</th><th>router</th><th>method</th><th>uri</th><th>service</th><th>client</th><th>status</th><th>ms</th><th>error</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table></div></main></body></html>
+"""

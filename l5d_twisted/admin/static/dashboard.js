@@ -1,0 +1,188 @@
+// Live dashboard: polls /admin/dashboard.json and draws SVG charts and sortable tables.
+"use strict";
+(function () {
+  var POLL_MS = 3000, WINDOW_S = 600, SVG = "http://www.w3.org/2000/svg";
+  var routersEl = document.getElementById("routers");
+  var views = {};  // router label -> view
+  var sorts = {};  // table id -> {key, desc}
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function pct(v) { return v === null || v === undefined ? "\u2013" : (v * 100).toFixed(2) + "%"; }
+  function num(v, d) { return v === null || v === undefined ? "\u2013" : v.toFixed(d); }
+  function ms(v) { return v === null || v === undefined ? "\u2013" : (v < 10 ? v.toFixed(1) : v.toFixed(0)) + " ms"; }
+
+  function chart(title, names) {
+    var box = el("div", { "class": "chart" });
+    var head = el("div", { "class": "title" });
+    head.appendChild(el("span", {}, title));
+    var legend = el("span", { "class": "legend" });
+    head.appendChild(legend);
+    box.appendChild(head);
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 600 100");
+    svg.setAttribute("preserveAspectRatio", "none");
+    [25, 50, 75].forEach(function (y) {
+      var g = document.createElementNS(SVG, "line");
+      g.setAttribute("class", "grid"); g.setAttribute("x1", 0); g.setAttribute("x2", 600);
+      g.setAttribute("y1", y); g.setAttribute("y2", y);
+      g.setAttribute("vector-effect", "non-scaling-stroke");
+      svg.appendChild(g);
+    });
+    var paths = names.map(function (n, i) {
+      var p = document.createElementNS(SVG, "path");
+      p.setAttribute("class", "s" + i);
+      p.setAttribute("d", "");
+      svg.appendChild(p);
+      legend.appendChild(el("span", { "class": "s" + i }, n));
+      return p;
+    });
+    box.appendChild(svg);
+    var scale = el("div", { "class": "title" });
+    box.appendChild(scale);
+    return { box: box, paths: paths, legend: legend, scale: scale };
+  }
+
+  // Draw series (arrays aligned with t) into a chart; null values leave gaps.
+  function draw(c, t, series, fixedMax, fmt, now) {
+    var max = fixedMax || 0;
+    if (!fixedMax) series.forEach(function (s) { s.forEach(function (v) { if (v !== null && v > max) max = v; }); });
+    if (!max) max = 1;
+    var start = now - WINDOW_S;
+    series.forEach(function (s, i) {
+      var d = "", pen = false;
+      for (var j = 0; j < t.length; j++) {
+        var v = s[j];
+        if (v === null || v === undefined || t[j] < start) { pen = false; continue; }
+        var x = ((t[j] - start) / WINDOW_S) * 600, y = 100 - (v / max) * 98 - 1;
+        d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1) + " ";
+        if (!pen && (j + 1 >= t.length || s[j + 1] === null)) d += "l0.5 0 ";  // a lone point stays visible
+        pen = true;
+      }
+      c.paths[i].setAttribute("d", d.trim());
+      var last = null;
+      for (var k = s.length - 1; k >= 0; k--) if (s[k] !== null) { last = s[k]; break; }
+      c.legend.children[i].textContent = c.legend.children[i].textContent.split(" ")[0] + " " + fmt(last);
+    });
+    c.scale.textContent = "max " + fmt(max) + " \u00b7 last 10 min";
+  }
+
+  var COLUMNS = [["name", "name"], ["success_rate", "success"], ["rps", "rps"], ["requests", "requests"], ["p50", "p50"], ["p95", "p95"], ["p99", "p99"]];
+
+  function table(id) {
+    var wrap = el("div", { "class": "scroll" });
+    var tbl = el("table", { "class": "data", id: id });
+    var tr = el("tr");
+    COLUMNS.forEach(function (col) {
+      var th = el("th", { "data-key": col[0] }, col[1]);
+      th.addEventListener("click", function () {
+        var s = sorts[id];
+        sorts[id] = { key: col[0], desc: s && s.key === col[0] ? !s.desc : col[0] !== "success_rate" && col[0] !== "name" };
+        render(lastData);
+      });
+      tr.appendChild(th);
+    });
+    var thead = el("thead"); thead.appendChild(tr); tbl.appendChild(thead);
+    tbl.appendChild(el("tbody"));
+    wrap.appendChild(tbl);
+    return { wrap: wrap, table: tbl };
+  }
+
+  function fillTable(t, rows) {
+    var id = t.table.id, s = sorts[id] || { key: "success_rate", desc: false };
+    rows = rows.slice().sort(function (a, b) {
+      var x = a[s.key], y = b[s.key];
+      if (x === null || x === undefined) return 1;
+      if (y === null || y === undefined) return -1;
+      var r = typeof x === "string" ? x.localeCompare(y) : x - y;
+      return s.desc ? -r : r;
+    });
+    Array.prototype.forEach.call(t.table.tHead.rows[0].cells, function (th) {
+      th.className = th.getAttribute("data-key") === s.key ? "sorted" + (s.desc ? " desc" : "") : "";
+    });
+    var body = el("tbody");
+    rows.forEach(function (r) {
+      var tr = el("tr");
+      var sr = el("td", {}, pct(r.success_rate));
+      if (r.success_rate !== null && r.success_rate < 0.95) sr.className = "bad";
+      tr.appendChild(el("td", {}, r.name));
+      tr.appendChild(sr);
+      tr.appendChild(el("td", {}, num(r.rps, 1)));
+      tr.appendChild(el("td", {}, String(r.requests)));
+      tr.appendChild(el("td", {}, ms(r.p50)));
+      tr.appendChild(el("td", {}, ms(r.p95)));
+      tr.appendChild(el("td", {}, ms(r.p99)));
+      body.appendChild(tr);
+    });
+    if (!rows.length) { var tr0 = el("tr"); tr0.appendChild(el("td", { colspan: 7, "class": "muted" }, "none yet")); body.appendChild(tr0); }
+    t.table.replaceChild(body, t.table.tBodies[0]);
+  }
+
+  function view(label) {
+    var sec = el("section", { "class": "router", id: "router-" + label });
+    sec.appendChild(el("h2", {}, "router " + label));
+    var figures = el("div", { "class": "figures" });
+    sec.appendChild(figures);
+    var charts = el("div", { "class": "charts" });
+    var v = {
+      sec: sec, figures: figures,
+      success: chart("success rate", ["success"]),
+      volume: chart("request volume", ["rps"]),
+      latency: chart("latency", ["p50", "p95", "p99"]),
+      services: table("services-" + label),
+      clients: table("clients-" + label)
+    };
+    charts.appendChild(v.success.box); charts.appendChild(v.volume.box); charts.appendChild(v.latency.box);
+    sec.appendChild(charts);
+    sec.appendChild(el("h3", {}, "services"));
+    sec.appendChild(v.services.wrap);
+    sec.appendChild(el("h3", {}, "clients"));
+    sec.appendChild(v.clients.wrap);
+    return v;
+  }
+
+  function figure(label, value) {
+    var f = el("div", { "class": "figure" });
+    f.appendChild(el("b", {}, value));
+    f.appendChild(el("span", { "class": "muted" }, label));
+    return f;
+  }
+
+  var lastData = null;
+  function render(data) {
+    if (!data) return;
+    lastData = data;
+    var status = document.getElementById("status");
+    if (status) status.textContent = data.routers.length ? "" : "no routers yet";
+    data.routers.forEach(function (r) {
+      var v = views[r.label];
+      if (!v) { v = views[r.label] = view(r.label); routersEl.appendChild(v.sec); }
+      var c = r.current;
+      v.figures.replaceChildren(
+        figure("success rate", pct(c.success_rate)), figure("requests/s", num(c.rps, 1)),
+        figure("p50", ms(c.p50)), figure("p99", ms(c.p99)), figure("requests", String(c.requests)));
+      var s = r.series;
+      draw(v.success, s.t, [s.success_rate.map(function (x) { return x === null ? null : x * 100; })], 100, function (x) { return x === null ? "\u2013" : x.toFixed(1) + "%"; }, data.now);
+      draw(v.volume, s.t, [s.rps], 0, function (x) { return num(x, 1) + "/s"; }, data.now);
+      draw(v.latency, s.t, [s.p50, s.p95, s.p99], 0, ms, data.now);
+      fillTable(v.services, r.services);
+      fillTable(v.clients, r.clients);
+    });
+  }
+
+  function poll() {
+    fetch("/admin/dashboard.json", { cache: "no-store" })
+      .then(function (resp) { if (!resp.ok) throw new Error("HTTP " + resp.status); return resp.json(); })
+      .then(render)
+      .catch(function (e) {
+        var status = document.getElementById("status");
+        if (status) status.textContent = "cannot reach the admin server: " + e.message;
+      })
+      .then(function () { setTimeout(poll, POLL_MS); });
+  }
+  poll();
+})();

@@ -1,0 +1,68 @@
+"""DashboardSampler: per-router series and per service/client rows, driven by task.Clock."""
+
+from __future__ import annotations
+
+from fake_mesh import HELLO_CLIENT, WORLD_CLIENT, FakeMesh, Traffic
+from twisted.internet.task import Clock
+
+from l5d_twisted.admin.dashboard_data import DashboardSampler
+
+
+def run(seconds: int, clock: Clock, traffic: Traffic | None) -> None:
+    for _ in range(seconds):
+        if traffic is not None:
+            traffic.step(1.0)
+        clock.advance(1.0)
+
+
+def test_series_rates_success_and_latency() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=50, world_rps=30)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing", "incoming"], interval_s=5.0)
+    sampler.start()
+    run(30, clock, traffic)
+    data = sampler.to_json()
+    assert [r["label"] for r in data["routers"]] == ["incoming", "outgoing"]
+    incoming, outgoing = data["routers"]
+    assert incoming["series"]["rps"] == [0.0] * 6 and incoming["services"] == []
+    series = outgoing["series"]
+    assert len(series["t"]) == 6  # samples at 0, 5, ..., 30 s: rates from the second on
+    assert series["rps"][-1] == 80.0
+    assert series["success_rate"][-1] == 0.875  # (40 + 30) / 80
+    assert 45 <= series["p50"][-1] <= 55 and 93 <= series["p95"][-1] <= 97 and 97 <= series["p99"][-1] <= 101
+    current = outgoing["current"]
+    assert current["rps"] == 80.0 and current["requests"] == 2400
+
+    services = outgoing["services"]
+    assert [s["name"] for s in services] == ["svc/hello", "svc/world"]  # worst first
+    assert services[0]["success_rate"] == 0.8 and services[0]["rps"] == 50.0
+    assert services[1]["success_rate"] == 1.0 and services[1]["rps"] == 30.0
+    assert {c["name"] for c in outgoing["clients"]} == {HELLO_CLIENT, WORLD_CLIENT}
+
+
+def test_idle_router_has_gaps_not_zero_success() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=10, world_rps=0)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
+    sampler.start()
+    run(10, clock, traffic)
+    run(10, clock, None)  # traffic stops
+    series = sampler.to_json()["routers"][0]["series"]
+    assert series["rps"][-1] == 0.0
+    assert series["success_rate"][-1] is None and series["p99"][-1] is None
+    assert series["success_rate"][0] == 0.8
+
+
+def test_history_is_bounded() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, history_s=60.0)
+    sampler.start()
+    run(300, clock, Traffic(mesh, 1, 1))
+    assert len(sampler.to_json()["routers"][0]["series"]["t"]) == 13
+    sampler.stop()
+    before = len(sampler.to_json()["routers"][0]["series"]["t"])
+    run(30, clock, None)
+    assert len(sampler.to_json()["routers"][0]["series"]["t"]) == before  # stopped: no more samples
