@@ -158,7 +158,7 @@ class K8sNamer:
         key, consumed = parsed
         live = self._names.get(key)
         if live is None:
-            live = _LiveName(key, self.prefix + path.take(consumed), self.watcher(key.namespace), self.label_selector)
+            live = _LiveName(key, Path.of("#") + self.prefix + path.take(consumed), self.watcher(key.namespace), self.label_selector)
             self._names[key] = live
         residual = path.drop(consumed)
         if residual.is_empty:

@@ -258,7 +258,7 @@ async def test_label_selector_picks_objects_by_label_value():
         v3 = Watched(namer, "/default/http/web-v1/v3")
         await eventually(lambda: v1.shows("10.0.0.1:80") and v2.shows("10.0.0.2:80") and v3.trees[-1] == Ok(NEG))
         leaf = v1.trees[-1].value.value
-        assert leaf.id == Path.read("/io.l5d.k8s/default/http/web-v1/v1") and leaf.residual == Path.read("/extra")
+        assert leaf.id == Path.read("/#/io.l5d.k8s/default/http/web-v1/v1") and leaf.residual == Path.read("/extra")
     finally:
         namer.close()
         await api.stop()
