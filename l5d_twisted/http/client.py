@@ -43,6 +43,7 @@ from l5d_twisted.http.codec import (
     framing_field,
     send_body,
 )
+from l5d_twisted.http.fastwrite import direct_writer
 from l5d_twisted.http.hop import HOP_BY_HOP, connection_tokens, strip_nominated
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
@@ -113,10 +114,12 @@ class HttpClientProtocol(Protocol):
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._interim = False
         self._chunked = False
+        self._write: Any = None
 
     # -- connection lifecycle ------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self._write = direct_writer(self.transport)
         self._client._connection_made(self)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
@@ -165,7 +168,7 @@ class HttpClientProtocol(Protocol):
             framing = choose_framing(body, True)
             parts.append(framing_field(framing, body))
         parts.append(CRLF)
-        self._pipe = send_body(self.transport, b"".join(parts), body, framing, self._request_sent, self._client._count_sent)
+        self._pipe = send_body(self.transport, b"".join(parts), body, framing, self._request_sent, self._client._count_sent, self._write)
         return d
 
     def _request_sent(self, ok: bool) -> None:

@@ -102,15 +102,19 @@ def send_body(
     framing: int,
     on_done: Callable[[bool], None],
     count: Callable[[int], None] | None = None,
+    write: Callable[[bytes], None] | None = None,
 ) -> BodyPipe | None:
     """Write ``head`` (which already holds the framing fields) and then ``body``.
 
     ``on_done(ok)`` is called once: ``ok`` False means the body could not be sent whole
     (its source failed, or the destination went away) and the connection must be aborted,
     never reused.  Returns the pipe for a streamed body (so its owner can stop it).
+    ``write`` replaces ``transport.write`` (see ``http.fastwrite``).
     """
+    if write is None:
+        write = transport.write
     if framing == NONE:
-        transport.write(head)
+        write(head)
         if count is not None:
             count(len(head))
         if isinstance(body, StreamBody):
@@ -118,10 +122,10 @@ def send_body(
         on_done(True)
         return None
     if isinstance(body, StreamBody):
-        transport.write(head)
+        write(head)
         if count is not None:
             count(len(head))
-        pipe = BodyPipe(transport, body, framing, on_done, count)
+        pipe = BodyPipe(transport, body, framing, on_done, count, write)
         transport.registerProducer(pipe, True)
         if not pipe.done:
             body.consume(pipe)
@@ -135,7 +139,7 @@ def send_body(
             out = head + encode_trailers(trailers)
     else:
         out = head + data if data else head
-    transport.write(out)
+    write(out)
     if count is not None:
         count(len(out))
     on_done(True)
@@ -145,7 +149,7 @@ def send_body(
 class BodyPipe:
     """Copies a stream onto a transport with framing; the transport's push producer."""
 
-    __slots__ = ("transport", "body", "framing", "on_done", "count", "remaining", "done")
+    __slots__ = ("transport", "body", "framing", "on_done", "count", "remaining", "done", "write")
 
     def __init__(
         self,
@@ -154,8 +158,10 @@ class BodyPipe:
         framing: int,
         on_done: Callable[[bool], None],
         count: Callable[[int], None] | None,
+        write: Callable[[bytes], None] | None = None,
     ) -> None:
         self.transport = transport
+        self.write = write if write is not None else transport.write
         self.body = body
         self.framing = framing
         self.on_done = on_done
@@ -169,7 +175,7 @@ class BodyPipe:
             return
         n = len(data)
         if self.framing == CHUNKED:
-            self.transport.writeSequence((b"%x\r\n" % n, data, CRLF))
+            self.write(b"".join((b"%x\r\n" % n, data, CRLF)))
         else:
             if self.remaining is not None:
                 self.remaining -= n
@@ -177,7 +183,7 @@ class BodyPipe:
                     self._finish(False)
                     self.body.discard()
                     return
-            self.transport.write(data)
+            self.write(data)
         if self.count is not None:
             self.count(n)
 
@@ -185,7 +191,7 @@ class BodyPipe:
         if self.done:
             return
         if self.framing == CHUNKED:
-            self.transport.write(encode_trailers(trailers))
+            self.write(encode_trailers(trailers))
         elif self.remaining:  # shorter than its Content-Length: not a complete message
             self._finish(False)
             return

@@ -58,6 +58,7 @@ from l5d_twisted.http.codec import (
     status_line,
 )
 from l5d_twisted.http.errors import error_response
+from l5d_twisted.http.fastwrite import direct_writer
 from l5d_twisted.http.hop import DROPPED_ON_PARSE, NOT_WRITTEN, connection_tokens, strip_nominated
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.stream import StreamBody
@@ -171,10 +172,12 @@ class HttpServerProtocol(Protocol):
         self._collect: list[bytes] | None = None
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._discarding = False
+        self._write: Any = None
 
     # -- connection lifecycle ------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self._write = direct_writer(self.transport)
         self._server._connection_made(self)
         self._last_activity = self._seconds()
         self._schedule_timer(min(self._server.settings.idle_timeout_s, self._server.settings.header_read_timeout_s))
@@ -192,8 +195,8 @@ class HttpServerProtocol(Protocol):
         if active is not None:
             self._uncount(active)
             d = active.deferred
-            if d is not None and not d.called:
-                d.cancel()
+            if d is not None:
+                d.cancel()  # also when it waits on an inner Deferred (``called`` is then True)
         self._queue.clear()
         self._server._connection_lost(self)
 
@@ -261,6 +264,10 @@ class HttpServerProtocol(Protocol):
             elif lname == b"content-length":
                 self._content_length = int(value)
             elif lname == b"transfer-encoding":
+                # only "chunked" last frames a request (RFC 9112 §6.3); llhttp refuses the rest
+                # but only after this head was handed on, so refuse it here first
+                if value.rsplit(b",", 1)[-1].strip().lower() != b"chunked" or self._chunked:
+                    raise ProtocolError(400, "unsupported Transfer-Encoding")
                 self._chunked = True
             elif lname == b"expect":
                 self._expect = value.lower() == b"100-continue"
@@ -363,7 +370,7 @@ class HttpServerProtocol(Protocol):
                 if not ex.ready:
                     if ex.expect_continue and not ex.continue_sent:
                         ex.continue_sent = True
-                        self.transport.write(_CONTINUE)
+                        self._write(_CONTINUE)
                     return
                 self._queue.popleft()
                 self._active = ex
@@ -379,7 +386,7 @@ class HttpServerProtocol(Protocol):
             return
         if ex.expect_continue and not ex.continue_sent and not ex.body_done:
             ex.continue_sent = True
-            self.transport.write(_CONTINUE)
+            self._write(_CONTINUE)
         server = self._server
         limit = server.settings.max_concurrent_requests
         if limit is not None and server.in_flight >= limit:
@@ -440,6 +447,8 @@ class HttpServerProtocol(Protocol):
             body,
             framing,
             lambda ok: self._finish_exchange(ex, ok, keep_alive),
+            None,
+            self._write,
         )
         return None
 
@@ -480,9 +489,10 @@ class HttpServerProtocol(Protocol):
         ex = self._parsing
         self._parsing = None
         if ex is not None:
+            dispatched = ex is self._active
             if ex.stream is not None:
-                ex.stream.fail(BadRequest(message))
-            if ex is self._active:
+                ex.stream.fail(BadRequest(message))  # may answer (and finish) it right away
+            if dispatched:
                 return  # its own response (an error, as its body failed) ends the connection
             if ex in self._queue:
                 self._queue.remove(ex)

@@ -1,0 +1,44 @@
+"""Writing to a TCP transport without waiting for the next reactor turn.
+
+Twisted's ``transport.write`` only queues: the bytes go out when the reactor next polls
+the socket as writable, which costs two ``epoll_ctl`` calls and a poll cycle per write.
+For a proxy answering small requests that doubles the per-request syscalls.  When the
+transport has nothing queued, :func:`direct_writer` sends straight away with one
+``send()`` and queues only what the kernel did not take, so ordering, backpressure
+(``registerProducer``) and error handling stay Twisted's.  Any transport that is not a
+plain TCP connection (TLS, tests' ``StringTransport``) just gets ``transport.write``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import tcp
+
+_PLAIN_TCP = (tcp.Server, tcp.Client)
+
+
+def direct_writer(transport: Any) -> Callable[[bytes], None]:
+    if type(transport) not in _PLAIN_TCP or getattr(transport, "TLS", False):
+        write: Callable[[bytes], None] = transport.write
+        return write
+    send = transport.socket.send
+    queue = transport.write
+
+    def write_now(data: bytes) -> None:
+        t = transport
+        if t._tempDataLen or t.offset != len(t.dataBuffer) or not t.connected or t.disconnecting or t.TLS:
+            queue(data)
+            return
+        try:
+            sent = send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            queue(data)  # Twisted's own write path notices and reports the failure
+            return
+        if sent < len(data):
+            queue(data[sent:])
+
+    return write_now
