@@ -1,0 +1,55 @@
+"""The proxy benchmark's parsing and report (the benchmark itself is run by hand)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from proxy_bench import Target, parse_wrk, table  # noqa: E402
+
+WRK_OUTPUT = """\
+Running 3s test @ http://127.0.0.1:40001/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.01ms  800.00us  12.00ms   90.00%
+    Req/Sec    10.00k     1.00k   12.00k    70.00%
+  Latency Distribution
+     50%  850.00us
+     75%    1.20ms
+     90%    2.50ms
+     99%    1.05s
+  60000 requests in 3.00s, 9.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 0
+  Non-2xx or 3xx responses: 7
+Requests/sec:  20000.50
+Transfer/sec:      3.00MB
+"""
+
+
+def test_parse_wrk_units() -> None:
+    r = parse_wrk(WRK_OUTPUT)
+    assert r["rps"] == 20000.5
+    assert r["p50"] == 0.85 and r["p75"] == 1.2 and r["p99"] == 1050.0
+    assert r["non_2xx"] == 7
+    assert r["socket_errors"] == "connect 0, read 2, write 0, timeout 0"
+
+
+def test_table_reports_added_latency_and_ratio() -> None:
+    def t(name: str, rps: float, p50: float, p99: float, rss: float | None) -> Target:
+        target = Target(name, 1)
+        target.results = {
+            "wrk": {"rps": rps, "p50": 1.0, "p99": 2.0, "non_2xx": 0, "socket_errors": ""},
+            "rate": {"p50": p50, "p99": p99, "failed": 0, "dropped": 0, "achieved_rps": 1000.0},
+        }
+        if rss is not None:
+            target.results["rss_peak_mb"] = rss
+        return target
+
+    args = argparse.Namespace(connections=50, rate=1000.0)
+    text = table([t("direct", 20000, 0.5, 1.0, None), t("nginx", 16000, 0.7, 1.5, 15.0), t("l5d-twisted", 8000, 1.0, 2.5, 40.0)], args)
+    assert "| l5d-twisted | 8,000 |" in text
+    assert "+0.50 / +1.50" in text
+    assert "l5d-twisted / nginx req/s: 0.50x" in text
