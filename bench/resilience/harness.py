@@ -65,11 +65,11 @@ class Processes:
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         env.pop("http_proxy", None)
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "l5d_twisted", *args],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "l5d_twisted", *args],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         self.procs.append(proc)
         return proc
 
