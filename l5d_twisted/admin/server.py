@@ -143,6 +143,7 @@ class AdminServer:
             b"/admin/dashboard.json": self.dashboard_json,
             b"/admin/ping": self.ping,
             b"/admin/shutdown": self.shutdown,
+            b"/favicon.ico": self.favicon,
         }
 
     def listen(self, ip: str, port: int) -> IListeningPort:
@@ -251,6 +252,10 @@ class AdminServer:
         return (STATIC_DIR / name).read_bytes()
 
     # -- JSON endpoints ---------------------------------------------------------------
+
+    def favicon(self, request: WebRequest) -> bytes:
+        request.setResponseCode(204)  # browsers ask; there is none
+        return b""
 
     def ping(self, request: WebRequest) -> bytes:
         request.setHeader(b"content-type", b"text/plain")
@@ -428,6 +433,7 @@ _REQUESTS_PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="5">
 <title>Recent requests - l5d-twisted</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/dashboard.css">
 </head><body>
 <header><h1><a href="/">l5d-twisted</a> recent requests</h1>

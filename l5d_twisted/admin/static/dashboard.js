@@ -49,16 +49,18 @@
 
   // Draw series (arrays aligned with t) into a chart; null values leave gaps.
   function draw(c, t, series, fixedMax, fmt, now) {
-    var max = fixedMax || 0;
-    if (!fixedMax) series.forEach(function (s) { s.forEach(function (v) { if (v !== null && v > max) max = v; }); });
+    var max = fixedMax || 0, seen = false;
+    series.forEach(function (s) { s.forEach(function (v) { if (v !== null) { seen = true; if (!fixedMax && v > max) max = v; } }); });
     if (!max) max = 1;
-    var start = now - WINDOW_S;
+    // Up to the last 10 minutes; a younger history fills the width (at least a minute).
+    var span = Math.min(WINDOW_S, Math.max(60, t.length ? now - t[0] : 0));
+    var start = now - span;
     series.forEach(function (s, i) {
       var d = "", pen = false;
       for (var j = 0; j < t.length; j++) {
         var v = s[j];
         if (v === null || v === undefined || t[j] < start) { pen = false; continue; }
-        var x = ((t[j] - start) / WINDOW_S) * 600, y = 100 - (v / max) * 98 - 1;
+        var x = ((t[j] - start) / span) * 600, y = 100 - (v / max) * 98 - 1;
         d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1) + " ";
         if (!pen && (j + 1 >= t.length || s[j + 1] === null)) d += "l0.5 0 ";  // a lone point stays visible
         pen = true;
@@ -68,7 +70,7 @@
       for (var k = s.length - 1; k >= 0; k--) if (s[k] !== null) { last = s[k]; break; }
       c.legend.children[i].textContent = c.legend.children[i].textContent.split(" ")[0] + " " + fmt(last);
     });
-    c.scale.textContent = "max " + fmt(max) + " \u00b7 last 10 min";
+    c.scale.textContent = (seen ? "max " + fmt(max) : "no data") + " \u00b7 last " + (span >= 120 ? Math.round(span / 60) + " min" : Math.round(span) + " s");
   }
 
   var COLUMNS = [["name", "name"], ["success_rate", "success"], ["rps", "rps"], ["requests", "requests"], ["p50", "p50"], ["p95", "p95"], ["p99", "p99"]];
@@ -78,7 +80,7 @@
     var tbl = el("table", { "class": "data", id: id });
     var tr = el("tr");
     COLUMNS.forEach(function (col) {
-      var th = el("th", { "data-key": col[0] }, col[1]);
+      var th = el("th", { "data-key": col[0], "class": "c-" + col[0] }, col[1]);
       th.addEventListener("click", function () {
         var s = sorts[id];
         sorts[id] = { key: col[0], desc: s && s.key === col[0] ? !s.desc : col[0] !== "success_rate" && col[0] !== "name" };
@@ -102,20 +104,15 @@
       return s.desc ? -r : r;
     });
     Array.prototype.forEach.call(t.table.tHead.rows[0].cells, function (th) {
-      th.className = th.getAttribute("data-key") === s.key ? "sorted" + (s.desc ? " desc" : "") : "";
+      var key = th.getAttribute("data-key");
+      th.className = "c-" + key + (key === s.key ? " sorted" + (s.desc ? " desc" : "") : "");
     });
     var body = el("tbody");
     rows.forEach(function (r) {
       var tr = el("tr");
-      var sr = el("td", {}, pct(r.success_rate));
-      if (r.success_rate !== null && r.success_rate < 0.95) sr.className = "bad";
-      tr.appendChild(el("td", {}, r.name));
-      tr.appendChild(sr);
-      tr.appendChild(el("td", {}, num(r.rps, 1)));
-      tr.appendChild(el("td", {}, String(r.requests)));
-      tr.appendChild(el("td", {}, ms(r.p50)));
-      tr.appendChild(el("td", {}, ms(r.p95)));
-      tr.appendChild(el("td", {}, ms(r.p99)));
+      var cells = [r.name, pct(r.success_rate), num(r.rps, 1), String(r.requests), ms(r.p50), ms(r.p95), ms(r.p99)];
+      cells.forEach(function (text, i) { tr.appendChild(el("td", { "class": "c-" + COLUMNS[i][0] }, text)); });
+      if (r.success_rate !== null && r.success_rate < 0.95) tr.cells[1].className += " bad";
       body.appendChild(tr);
     });
     if (!rows.length) { var tr0 = el("tr"); tr0.appendChild(el("td", { colspan: 7, "class": "muted" }, "none yet")); body.appendChild(tr0); }

@@ -1,0 +1,126 @@
+"""The dashboard and delegator in headless Chromium (Playwright, the system's chromium)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Processes, free_port, wait_for_port
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
+]
+
+
+COUNT_COLOURS_JS = """async (b64) => {
+  const img = new Image();
+  img.src = "data:image/png;base64," + b64;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = img.width; canvas.height = img.height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const seen = new Set();
+  for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+  return seen.size;
+}"""
+
+
+def distinct_colours(browser: Any, png: bytes) -> int:
+    """How many distinct colours a screenshot has (a blank page has one or two)."""
+    page = browser.new_page()
+    try:
+        return int(page.evaluate(COUNT_COLOURS_JS, base64.b64encode(png).decode()))
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def fake_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    processes = Processes(tmp_path_factory.mktemp("fake_mesh"))
+    try:
+        port = free_port()
+        processes.start(sys.executable, str(HERE / "fake_mesh.py"), "--port", str(port), "--sample-interval", "0.5", name="fake_mesh")
+        wait_for_port("127.0.0.1", port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_dashboard_renders_live_charts_and_tables(fake_admin: str, browser: Any, tmp_path: Path) -> None:
+    for scheme, width in (("light", 1200), ("dark", 390)):  # desktop, then a phone
+        page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+        errors: list[str] = []
+        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        page.goto(fake_admin + "/")
+        # Charts have drawn lines once two samples exist (rates need two).
+        page.wait_for_function(
+            "() => { const p = document.querySelector('#router-outgoing .chart path.s0');"
+            " return p && (p.getAttribute('d') || '').split('L').length > 2; }",
+            timeout=20000,
+        )
+        page.wait_for_selector("#services-outgoing tbody tr td:nth-child(2)", timeout=10000)
+        rows = page.eval_on_selector_all("#services-outgoing tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+        assert rows == ["svc/hello", "svc/world"]  # worst success rate first
+        hello_rate = page.text_content("#services-outgoing tbody tr:first-child td:nth-child(2)")
+        assert hello_rate is not None and hello_rate.startswith("80.")
+        clients = page.eval_on_selector_all("#clients-outgoing tbody tr", "rows => rows.length")
+        assert clients == 2
+        # Sorting by name (click) puts svc/hello first; clicking again reverses.
+        page.click("#services-outgoing th[data-key=name]")
+        page.click("#services-outgoing th[data-key=name]")
+        assert page.text_content("#services-outgoing tbody tr:first-child td") == "svc/world"
+        latency_lines = page.eval_on_selector_all("#router-outgoing .chart path", "ps => ps.filter(p => p.getAttribute('d')).length")
+        assert latency_lines == 5  # success, rps, p50, p95, p99
+        assert page.evaluate("document.documentElement.scrollWidth") <= width + 1  # no sideways scrolling
+        shot = page.screenshot(full_page=True)
+        (tmp_path / f"dashboard-{scheme}.png").write_bytes(shot)
+        assert distinct_colours(browser, shot) > 20
+        assert errors == []
+        page.close()
+
+
+def test_delegator_page_explains_without_reload(fake_admin: str, browser: Any) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(fake_admin + "/delegator")
+    page.wait_for_function("() => document.querySelectorAll('#router option').length == 2")
+    assert "io.l5d.fs" in (page.text_content("#base") or "")
+    page.evaluate("window.marker = 1")  # survives only if the page does not reload
+    page.select_option("#router", "incoming")
+    page.fill("#path", "/svc/hello")
+    page.fill("#dtab", "/svc/hello => /#/io.l5d.fs/v2")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#result pre.explanation")
+    assert "/#/io.l5d.fs/svc/hello" in (page.text_content("#result") or "")
+    page.fill("#dtab", "/svc => =>")
+    page.click("button[type=submit]")
+    page.wait_for_function("() => document.getElementById('error').textContent.length > 0")
+    assert (page.text_content("#error") or "").startswith("bad dtab")
+    assert page.evaluate("window.marker") == 1
+    assert errors == []
+    page.close()
