@@ -29,7 +29,16 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_testlib import NAMESPACE, RELEASE, REPO, find, localise, mesh_config_text, prometheus_files, render
+from chart_testlib import (
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    find,
+    localise,
+    mesh_config_text,
+    prometheus_files,
+    render,
+)
 from conftest import Processes, free_port, wait_for_port, wait_until
 
 HERE = Path(__file__).resolve().parent
