@@ -271,7 +271,7 @@ def run_scenario(main: Any) -> int:
 
     reactor.callWhenRunning(go)
     reactor.run()
-    result = outcome[0] if outcome else None
+    result: Any = outcome[0] if outcome else None
     if hasattr(result, "getTraceback"):
         print(result.getTraceback(), file=sys.stderr)
         return 1
