@@ -8,6 +8,7 @@ YAML says), merge keys (``<<: *anchor``) are expanded in place.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -37,10 +38,30 @@ class Document:
         self._loader.flatten_mapping(node)
 
 
+# PyYAML's scanner slows down quadratically with flow nesting ([[[[...), and no config
+# needs more than a few levels: refuse absurd nesting before parsing.
+MAX_FLOW_DEPTH = 100
+_FLOW_CHARS = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: str) -> int:
+    depth = deepest = 0
+    for m in _FLOW_CHARS.finditer(text):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def parse(text: str, source: str) -> Document:
     """Compose ``text`` into nodes; unreadable YAML raises ConfigErrors with the line."""
-    loader = yaml.SafeLoader(text)
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        message = f"not valid YAML: brackets nested more than {MAX_FLOW_DEPTH} deep"
+        raise ConfigErrors([ConfigError("", None, message, source)])
     try:
+        loader = yaml.SafeLoader(text)
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
