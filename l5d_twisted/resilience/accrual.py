@@ -67,6 +67,7 @@ class FailureAccrualService(Service[Any, Any]):
         clock: Any,
         stats: StatsReceiver,
         label: str = "",
+        stats_scope: str = "failure_accrual",
     ) -> None:
         self.endpoint = endpoint
         self.policy = policy
@@ -75,7 +76,7 @@ class FailureAccrualService(Service[Any, Any]):
         self.label = label
         self.state = AccrualState.ALIVE
         self._timer: Any = None
-        scope = stats.scope("failure_accrual")
+        scope = stats.scope(stats_scope)
         self._removals = scope.counter("removals")
         self._revivals = scope.counter("revivals")
         self._probes = scope.counter("probes")

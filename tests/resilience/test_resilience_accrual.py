@@ -198,3 +198,20 @@ def test_default_backoff_is_jittered_5s_to_300s() -> None:
         delays.append(policy.mark_dead_on_failure(0))
     assert delays[:4] == [None] * 4 and delays[4] == 5.0
     assert all(5.0 <= (policy.mark_dead_on_failure(0) or 0) <= 300.0 for _ in range(50))
+
+
+def test_fail_fast_only_connection_failures_count() -> None:
+    from l5d_twisted.resilience.fail_fast import fail_fast_service
+
+    clock, stats, ep = Clock(), RecordingStats(), FakeEndpoint()
+    svc = fail_fast_service(ep, clock, stats)
+    call(svc, ep, response(500))
+    call(svc, ep, errors.ConnectionReset("reset"))
+    assert svc.status is Status.OPEN
+    failure = call(svc, ep, errors.ConnectionFailed("refused"))
+    assert failure.check(errors.ConnectionFailed)  # answered as usual
+    assert svc.status is Status.BUSY
+    assert stats.counters["failfast/removals"] == 1 and stats.counters["failfast/removed_for_ms"] == 1000
+    clock.advance(1)
+    call(svc, ep, response(503))  # the probe reached the server: reachable again
+    assert svc.status is Status.OPEN and stats.counters["failfast/revivals"] == 1
