@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import treq
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -48,7 +48,11 @@ class MalformedResponse(ApiError):
         super().__init__(0, message)
 
 
-class StreamIdle(Exception):
+class ApiTimeout(Exception):
+    """The API did not answer (or finish answering) in time."""
+
+
+class StreamIdle(ApiTimeout):
     """A watch stream sent nothing for longer than its idle timeout."""
 
 
@@ -157,12 +161,23 @@ class KubernetesApi:
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET ``path``; the JSON object answered, or ApiError/MalformedResponse."""
         d = self._http.get(self.url(path, params), headers=self._headers())
-        timer = self.reactor.callLater(self.request_timeout_s, d.cancel)
+        timed_out: list[bool] = []
+
+        def expire() -> None:
+            timed_out.append(True)
+            current.cancel()
+
+        current: Deferred[Any] = d
+        timer = self.reactor.callLater(self.request_timeout_s, expire)
         try:
             response: IResponse = await d
-            body_d = treq.content(response)
+            current = treq.content(response)
             timer.reset(self.request_timeout_s)  # a slow body is bounded too
-            body: bytes = await body_d
+            body: bytes = await current
+        except CancelledError:
+            if timed_out:
+                raise ApiTimeout(f"no answer from {self.access.base_url} within {self.request_timeout_s:g}s") from None
+            raise
         finally:
             if timer.active():
                 timer.cancel()
@@ -192,7 +207,14 @@ class KubernetesApi:
         handle = WatchHandle(done)
         request = self._http.get(self.url(path, params), headers=self._headers())
         handle._request = request
-        idle = self.reactor.callLater(self.request_timeout_s, lambda: handle.abort(StreamIdle("no answer to watch")))
+
+        def on_idle() -> None:
+            if handle._stream is None:
+                handle.abort(StreamIdle(f"no answer to watch within {self.request_timeout_s:g}s"))
+            else:
+                handle.abort(StreamIdle(f"watch stream silent for {idle_timeout_s:g}s"))
+
+        idle = self.reactor.callLater(self.request_timeout_s, on_idle)
 
         def on_response(response: IResponse) -> Deferred[None] | None:
             if done.called:
