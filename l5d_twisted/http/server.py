@@ -311,6 +311,7 @@ class HttpServerProtocol(Protocol):
         else:
             body = EMPTY_BODY
             ex.ready = True
+            ex.body_done = True  # so an answer given right away can keep the connection
         request = Request(method, self._url, headers, body, version.encode("ascii"))
         ex.request = request
         self._parsing = ex
