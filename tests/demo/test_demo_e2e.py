@@ -53,7 +53,7 @@ def pid_alive(pid: int) -> bool:
 
 def test_demo_routes_hello_to_both_worlds_and_stops_cleanly(processes: Processes, tmp_path: Path) -> None:
     p = demo_ports()
-    demo = processes.l5d(*demo_args(p, tmp_path / "demo"), name="demo")
+    demo = processes.l5d(*demo_args(p, tmp_path / "demo"), "--traffic", "50", name="demo")
     banner = wait_until(lambda: "Ctrl-C stops everything" in processes.log(demo) or demo.poll() is not None, timeout=60, what="the demo banner")
     assert banner and demo.poll() is None, processes.log(demo)
     log = processes.log(demo)
@@ -76,6 +76,19 @@ def test_demo_routes_hello_to_both_worlds_and_stops_cleanly(processes: Processes
         if len(seen) == 2:
             break
     assert seen == {f"127.0.0.1:{p['world1']}", f"127.0.0.1:{p['world2']}"}
+
+    # --traffic: background requests to hello show in the outgoing router's metrics
+    def hello_requests() -> float:
+        conn = http.client.HTTPConnection("127.0.0.1", p["admin"], timeout=10)
+        try:
+            conn.request("GET", "/admin/metrics/prometheus")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        m = re.search(r'^rt:service:requests\{rt="outgoing",service="svc/hello"\} (\S+)$', text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    wait_until(lambda: hello_requests() > len(seen) + 1 + 60, timeout=30, what="background traffic in the metrics")
 
     # SIGTERM: exits 0 within a deadline, every child gone, every port free
     started = time.monotonic()
