@@ -2,7 +2,8 @@
 
 Prints ``ok`` and exits 0, or prints every problem (``file:line: key.path: message``) to
 stderr and exits 2.  ``-`` reads the config from stdin; ``--show`` prints the config as
-the proxy would run it (defaults filled in) as JSON.
+the proxy would run it (defaults filled in) as JSON; ``--reference`` prints every key of
+the model and of every registered plugin kind, as Markdown.
 """
 
 from __future__ import annotations
@@ -19,14 +20,23 @@ def add_parser(subparsers: Any) -> None:
         help="validate a config file",
         description="Validate a config file: prints ok, or every problem with its line.",
     )
-    parser.add_argument("config", metavar="CONFIG", help="the YAML config file ('-' for stdin)")
+    parser.add_argument("config", metavar="CONFIG", nargs="?", help="the YAML config file ('-' for stdin)")
     parser.add_argument("--show", action="store_true", help="print the effective config (defaults filled in) as JSON")
+    parser.add_argument("--reference", action="store_true", help="print every config key of every plugin kind (Markdown) and exit")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from l5d_twisted.config import ConfigErrors, load_config, load_config_file
 
+    if args.reference:
+        from l5d_twisted.config.reference import render_reference
+
+        print(render_reference(), end="")
+        return 0
+    if args.config is None:
+        print("l5d-twisted check: a CONFIG file is required (or --reference)", file=sys.stderr)
+        return 2
     try:
         if args.config == "-":
             config = load_config(sys.stdin.read(), "<stdin>")
