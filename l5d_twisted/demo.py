@@ -271,11 +271,13 @@ class Demo:
                 if self.reactor.seconds() > deadline:
                     raise DemoError(f"{child.name} did not listen on {self.options.ip}:{child.port} within {self.options.start_timeout_s:g}s\n--- {child.log_path} ---\n{child.log_tail()}")
                 await task.deferLater(self.reactor, 0.1, lambda: None)
-        deadline_admin = deadline
-        while not await self._port_open(self.options.admin_port):
-            if self.reactor.seconds() > deadline_admin:
-                raise DemoError(f"the admin server did not listen on {self.options.ip}:{self.options.admin_port}")
-            await task.deferLater(self.reactor, 0.1, lambda: None)
+        for what, port in (("the incoming router", self.options.incoming_port), ("the admin server", self.options.admin_port)):
+            while not await self._port_open(port):
+                if self.stopping:
+                    return
+                if self.reactor.seconds() > deadline:
+                    raise DemoError(f"{what} did not listen on {self.options.ip}:{port} within {self.options.start_timeout_s:g}s")
+                await task.deferLater(self.reactor, 0.1, lambda: None)
 
     async def _port_open(self, port: int) -> bool:
         endpoint = TCP4ClientEndpoint(self.reactor, self.options.ip, port, timeout=1)

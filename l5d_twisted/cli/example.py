@@ -22,6 +22,13 @@ def _failure_rate(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _timeout(text: str) -> float:
+    value = _latency(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"timeout must be positive, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -53,7 +60,7 @@ def add_parser(subparsers: Any) -> None:
     hello = apps.add_parser("hello", help="answers 'Hello (<ip>) ' + the body of a call to --target through http_proxy")
     _add_common(hello, 7777)
     hello.add_argument("--target", default="http://world/", help="URL to call through the proxy in http_proxy (default %(default)s)")
-    hello.add_argument("--timeout-ms", type=_latency, default=10_000.0, metavar="N", help="bound on the call to --target (default %(default)s)")
+    hello.add_argument("--timeout-ms", type=_timeout, default=10_000.0, metavar="N", help="bound on the call to --target (default %(default)s)")
     parser.set_defaults(func=_run)
 
 

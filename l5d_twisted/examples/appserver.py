@@ -20,6 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
+from twisted.internet import task
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
@@ -28,6 +29,7 @@ from twisted.python.failure import Failure
 
 log = Logger()
 
+IDLE_TIMEOUT_S = 60.0  # close keep-alive connections nobody used for this long
 MAX_BODY_BYTES = 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 TEXT_PLAIN = b"text/plain; charset=utf-8"
@@ -100,8 +102,10 @@ class _Slot:
 
 
 class AppServerProtocol(Protocol):
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, clock: Any = None) -> None:
         self._handler = handler
+        self._clock = clock
+        self.last_active = clock.seconds() if clock is not None else 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._pipeline: deque[_Slot] = deque()
         self._reset_message()
@@ -190,6 +194,8 @@ class AppServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
+        if self._clock is not None:
+            self.last_active = self._clock.seconds()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -205,22 +211,59 @@ class AppServerProtocol(Protocol):
         self._closing = True
         self._flush()
 
+    @property
+    def idle(self) -> bool:
+        """No request waiting for its answer (only idle connections are reaped)."""
+        return not self._pipeline
+
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._closing = True
         self._cancel_pending()
+        if self.factory is not None:
+            self.factory.connections.discard(self)
 
 
 class AppServerFactory(Factory):
+    """Builds connections and, every few seconds, closes those idle for ``idle_timeout_s``.
+
+    One timer per server instead of one per connection keeps the read path to a float
+    assignment.
+    """
+
     noisy = False
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, clock: Any, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.handler = handler
+        self.clock = clock
+        self.idle_timeout_s = idle_timeout_s
+        self.connections: set[AppServerProtocol] = set()
+        self._reaper = task.LoopingCall(self.close_idle)
+        self._reaper.clock = clock
+
+    def startFactory(self) -> None:
+        self._reaper.start(max(0.5, self.idle_timeout_s / 4), now=False)
+
+    def stopFactory(self) -> None:
+        if self._reaper.running:
+            self._reaper.stop()
 
     def buildProtocol(self, addr: Any) -> AppServerProtocol:
-        return AppServerProtocol(self.handler)
+        proto = AppServerProtocol(self.handler, self.clock)
+        proto.factory = self
+        self.connections.add(proto)
+        return proto
+
+    def close_idle(self) -> None:
+        cutoff = self.clock.seconds() - self.idle_timeout_s
+        for proto in [p for p in self.connections if p.idle and p.last_active < cutoff]:
+            self.connections.discard(proto)
+            transport: Any = proto.transport
+            if transport is not None:
+                transport.loseConnection()
 
 
-def listen(reactor: Any, ip: str, port: int, handler: Handler) -> IListeningPort:
+def listen(reactor: Any, ip: str, port: int, handler: Handler, idle_timeout_s: float = IDLE_TIMEOUT_S) -> IListeningPort:
     """Serve ``handler`` on ``ip:port`` (port 0 picks a free one)."""
-    port_obj: IListeningPort = reactor.listenTCP(port, AppServerFactory(handler), backlog=1024, interface=ip)
+    factory = AppServerFactory(handler, reactor, idle_timeout_s)
+    port_obj: IListeningPort = reactor.listenTCP(port, factory, backlog=1024, interface=ip)
     return port_obj

@@ -129,3 +129,29 @@ def test_percentile() -> None:
     assert percentile(values, 0.99) == 99.0
     assert percentile(values, 1.0) == 100.0
     assert percentile([], 0.5) != percentile([], 0.5)  # NaN
+
+
+def test_idle_connections_are_closed_busy_ones_kept() -> None:
+    from l5d_twisted.examples.appserver import AppServerFactory
+
+    clock = task.Clock()
+    waiting: list[Deferred[AppResponse]] = []
+
+    def handler(request: AppRequest) -> Deferred[AppResponse]:
+        d: Deferred[AppResponse] = Deferred()
+        waiting.append(d)
+        return d
+
+    factory = AppServerFactory(handler, clock, idle_timeout_s=60)
+    factory.startFactory()
+    idle, busy = factory.buildProtocol(None), factory.buildProtocol(None)
+    idle_t, busy_t = StringTransport(), StringTransport()
+    idle.makeConnection(idle_t)
+    busy.makeConnection(busy_t)
+    busy.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    clock.advance(45)
+    assert not idle_t.disconnecting
+    clock.advance(30)
+    assert idle_t.disconnecting
+    assert not busy_t.disconnecting  # still owes an answer
+    factory.stopFactory()
