@@ -31,10 +31,17 @@ from l5d_twisted.k8s.watcher import NamespaceWatcher, WatchSettings
 from l5d_twisted.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, BoundName
 from l5d_twisted.naming.nametree import NEG, Leaf
 from l5d_twisted.naming.path import Path
-from l5d_twisted.naming.var import PENDING, Ok, State, Var
+from l5d_twisted.naming.var import PENDING, Failed, Ok, State, Var
 from l5d_twisted.registry import NAMERS
 
 log = Logger()
+
+MAX_NAMESPACES = 256
+MAX_NAMES = 10000
+
+
+class NamespaceLimit(Exception):
+    pass
 
 # RFC 1123 labels: what namespaces and service names may be (keeps URLs well-formed).
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -130,7 +137,7 @@ class K8sNamer:
                 self.reactor,
                 rng=self.ctx.rng,
                 settings=self.settings,
-                stats=self.ctx.stats.scope("k8s", namespace),
+                stats=self.ctx.stats.scope("namer", *self.prefix.segments, namespace),
                 prefer_slices=self.prefer_slices,
             )
             self._watchers[namespace] = watcher
@@ -158,6 +165,12 @@ class K8sNamer:
         key, consumed = parsed
         live = self._names.get(key)
         if live is None:
+            if key.namespace not in self._watchers and len(self._watchers) >= MAX_NAMESPACES:
+                # Names come from dtabs, and per-request dtab headers are client input:
+                # never let them open an unbounded number of watches.
+                return Var(Failed(NamespaceLimit(f"io.l5d.k8s watches at most {MAX_NAMESPACES} namespaces; not watching {key.namespace!r}")))
+            if len(self._names) >= MAX_NAMES:
+                self._prune()
             live = _LiveName(key, Path.of("#") + self.prefix + path.take(consumed), self.watcher(key.namespace), self.label_selector)
             self._names[key] = live
         residual = path.drop(consumed)
@@ -170,6 +183,13 @@ class K8sNamer:
             return state
 
         return live.tree.map(with_residual)
+
+    def _prune(self) -> None:
+        """Forget names nobody observes (e.g. one per random Host header)."""
+        for key, live in list(self._names.items()):
+            if not live.tree.observed and not live.addr.observed:
+                live.close()
+                del self._names[key]
 
     def state(self) -> dict[str, Any]:
         return {

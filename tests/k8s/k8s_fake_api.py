@@ -54,11 +54,16 @@ class FakeApi(Resource):
         self.watchers: list[tuple[server.Request, str, str]] = []
         self.port: Any = None
         self.port_number = 0
+        self.required_token: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def listen(self, port: int = 0) -> int:
-        self.port = self.reactor.listenTCP(port, server.Site(self), interface="127.0.0.1")
+    def listen(self, port: int = 0, tls: Any = None) -> int:
+        """Serve on 127.0.0.1 (over TLS when given twisted CertificateOptions)."""
+        if tls is not None:
+            self.port = self.reactor.listenSSL(port, server.Site(self), tls, interface="127.0.0.1")
+        else:
+            self.port = self.reactor.listenTCP(port, server.Site(self), interface="127.0.0.1")
         self.port_number = self.port.getHost().port
         return self.port_number
 
@@ -127,6 +132,9 @@ class FakeApi(Resource):
         url = urlparse(request.uri.decode())
         query = parse_qs(url.query)
         self.requests.append((url.path, query))
+        if self.required_token is not None and request.getHeader(b"authorization") != f"Bearer {self.required_token}".encode():
+            self._status(request, 401, "Unauthorized")
+            return server.NOT_DONE_YET
         if self.faults.delay_s:
             self.reactor.callLater(self.faults.delay_s, self._answer, request, url.path, query)
         else:
