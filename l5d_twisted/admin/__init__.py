@@ -1,1 +1,5 @@
-"""admin."""
+"""The admin server on port 9990 (:mod:`.server`): the dashboard (``/``, fed by
+:mod:`.dashboard_data`), the dtab playground (``/delegator``), state and metrics endpoints,
+``/admin/shutdown``.  It serves an :class:`~.target.AdminTarget` (the running ``Mesh``).
+Static files (HTML, JS, CSS; no framework, no CDN) live in ``static/``.
+"""

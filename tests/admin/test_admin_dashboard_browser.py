@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from admin_helpers import CHART_HAS_LINE_JS, CHROMIUM, PageErrors, browser_session, distinct_colours
 from conftest import Processes, free_port, wait_for_port
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
 ]
-
-
-COUNT_COLOURS_JS = """async (b64) => {
-  const img = new Image();
-  img.src = "data:image/png;base64," + b64;
-  await img.decode();
-  const canvas = document.createElement("canvas");
-  canvas.width = img.width; canvas.height = img.height;
-  const ctx = canvas.getContext("2d");
-  ctx.drawImage(img, 0, 0);
-  const d = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-  const seen = new Set();
-  for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-  return seen.size;
-}"""
-
-
-def distinct_colours(browser: Any, png: bytes) -> int:
-    """How many distinct colours a screenshot has (a blank page has one or two)."""
-    page = browser.new_page()
-    try:
-        return int(page.evaluate(COUNT_COLOURS_JS, base64.b64encode(png).decode()))
-    finally:
-        page.close()
 
 
 @pytest.fixture(scope="module")
@@ -59,29 +33,16 @@ def fake_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from browser_session()
 
 
 def test_dashboard_renders_live_charts_and_tables(fake_admin: str, browser: Any, tmp_path: Path) -> None:
     for scheme, width in (("light", 1200), ("dark", 390)):  # desktop, then a phone
         page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
-        errors: list[str] = []
-        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        errors = PageErrors(page)
         page.goto(fake_admin + "/")
         # Charts have drawn lines once two samples exist (rates need two).
-        page.wait_for_function(
-            "() => { const p = document.querySelector('#router-outgoing .chart path.s0');"
-            " return p && (p.getAttribute('d') || '').split('L').length > 2; }",
-            timeout=20000,
-        )
+        page.wait_for_function(CHART_HAS_LINE_JS, arg="#router-outgoing .chart path.s0", timeout=20000)
         page.wait_for_selector("#services-outgoing tbody tr td:nth-child(2)", timeout=10000)
         rows = page.eval_on_selector_all("#services-outgoing tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
         assert rows == ["svc/hello", "svc/world"]  # worst success rate first
@@ -99,14 +60,13 @@ def test_dashboard_renders_live_charts_and_tables(fake_admin: str, browser: Any,
         shot = page.screenshot(full_page=True)
         (tmp_path / f"dashboard-{scheme}.png").write_bytes(shot)
         assert distinct_colours(browser, shot) > 20
-        assert errors == []
+        assert errors.errors == []
         page.close()
 
 
 def test_delegator_page_explains_without_reload(fake_admin: str, browser: Any) -> None:
     page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    errors = PageErrors(page)
     page.goto(fake_admin + "/delegator")
     page.wait_for_function("() => document.querySelectorAll('#router option').length == 2")
     assert "io.l5d.fs" in (page.text_content("#base") or "")
@@ -122,5 +82,5 @@ def test_delegator_page_explains_without_reload(fake_admin: str, browser: Any) -
     page.wait_for_function("() => document.getElementById('error').textContent.length > 0")
     assert (page.text_content("#error") or "").startswith("bad dtab")
     assert page.evaluate("window.marker") == 1
-    assert errors == []
+    assert errors.errors == []
     page.close()

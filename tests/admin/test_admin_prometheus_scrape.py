@@ -6,73 +6,19 @@ every 5th request a 500, svc/world 30 rps with every 20th a 404, latencies 1..10
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
+from admin_helpers import PROMETHEUS, PromQL, near, start_prometheus
 from conftest import Processes, free_port, wait_for_port, wait_until
 
 HERE = Path(__file__).resolve().parent
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="prometheus is not installed"),
 ]
-
-
-def http_get(url: str, timeout: float = 2.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return bytes(response.read())
-
-
-def start_prometheus(processes: Processes, tmp_path: Path, target_port: int) -> int:
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n"
-        "- job_name: l5d\n"
-        "  metrics_path: /admin/metrics/prometheus\n"
-        f"  static_configs:\n  - targets: ['127.0.0.1:{target_port}']\n"
-    )
-    processes.start(
-        PROMETHEUS,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-        name="prometheus",
-    )
-    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/-/ready") is not None, timeout=30, what="prometheus ready")
-    return port
-
-
-class PromQL:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}/api/v1/query?query="
-
-    def vector(self, query: str) -> list[dict[str, Any]]:
-        body = json.loads(http_get(self.base + urllib.parse.quote(query)))
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def scalar(self, query: str) -> float:
-        result = self.vector(query)
-        assert len(result) == 1, (query, result)
-        return float(result[0]["value"][1])
-
-    def by(self, query: str, label: str) -> dict[str, float]:
-        return {r["metric"].get(label, ""): float(r["value"][1]) for r in self.vector(query)}
-
-
-def near(value: float, want: float, tolerance: float) -> bool:
-    return abs(value - want) <= tolerance * want
 
 
 def test_prometheus_answers_top_line_queries(processes: Processes, tmp_path: Path) -> None:
@@ -83,8 +29,7 @@ def test_prometheus_answers_top_line_queries(processes: Processes, tmp_path: Pat
 
     # Enough 1 s scrapes for 5 s rates to be steady.
     volume = "sum(rate(rt:service:requests[5s]))"
-    scrapes = 'count_over_time(rt:service:requests{service="svc/hello"}[10s])'
-    wait_until(lambda: prom.vector(scrapes) and prom.scalar(scrapes) >= 7, timeout=40, interval=0.5, what="enough scrapes")
+    prom.wait_for_scrapes('rt:service:requests{service="svc/hello"}', 7)
     wait_until(lambda: prom.vector("up") and prom.scalar("up") == 1.0, timeout=10, what="target up")
 
     # TOP LINE: global success rate and request volume, error rates.

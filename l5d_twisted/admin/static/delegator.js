@@ -51,7 +51,10 @@
       if (!r.ok) { errorEl.textContent = r.body.error || "failed"; return; }
       result.appendChild(el("h3", "", r.body.path + " on router " + r.body.router));
       result.appendChild(el("pre", "explanation", r.body.text));
-      result.appendChild(tree(r.body.explanation));
+      var details = el("details");
+      details.appendChild(el("summary", "", "as JSON"));
+      details.appendChild(tree(r.body.explanation));
+      result.appendChild(details);
     }).catch(function (e) { errorEl.textContent = "request failed: " + e.message; });
   });
 })();
