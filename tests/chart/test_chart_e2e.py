@@ -182,8 +182,18 @@ class Cluster:
         return proc.returncode, self.processes.log(proc)
 
 
-@pytest.fixture
-def cluster(processes: Processes, tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One simulated two-node cluster shared by this module's tests (started once: ~6 s)."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    processes = Processes(tmp_path)
+    try:
+        yield from start_cluster(processes, tmp_path)
+    finally:
+        processes.stop_all()
+
+
+def start_cluster(processes: Processes, tmp_path: Path) -> Iterator[Cluster]:
     docs = render(sets=SETS)
     ports = free_ports(9)
     nodes = [Node(1, *ports[0:3]), Node(2, *ports[3:6])]
@@ -259,7 +269,8 @@ def test_rendered_chart_runs_and_helm_tests_pass(cluster: Cluster) -> None:
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian prometheus missing")
 def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) -> None:
     node1, node2 = cluster.nodes
-    tmp = cluster.tmp
+    tmp = cluster.tmp / "prometheus"
+    tmp.mkdir()
     targets = tmp / "targets.json"
     config, _ = localise(prometheus_files(cluster.docs), tmp, targets)
     meta = {
