@@ -294,6 +294,8 @@ class NamespaceWatcher:
             log.warn("{namespace}/{kind}: skipping malformed watch line ({error}): {line}", namespace=self.namespace, kind=self.kind.name, error=str(e), line=line[:200].decode("utf-8", "replace"))
             return
         self._events_in_watch += 1
+        if self._events_in_watch == 1 and kind != "ERROR":
+            self._backoff.reset()  # the stream works: a later drop retries quickly again
         if kind == "ERROR":
             code = obj.get("code")
             handle = self._watch
