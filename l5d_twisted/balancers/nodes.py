@@ -222,8 +222,10 @@ class NodeBalancer(Balancer):
 
 def distinct_pair(rng: Any, n: int) -> tuple[int, int]:
     """Two different indexes in ``range(n)`` (n >= 2), uniformly."""
-    i = rng.randrange(n)
-    j = rng.randrange(n - 1)
+    # int(random() * n) rather than randrange: a third of the cost on the hot path
+    r = rng.random
+    i = int(r() * n)
+    j = int(r() * (n - 1))
     if j >= i:
         j += 1
     return i, j

@@ -49,9 +49,14 @@ class RetryBudget:
         # (slice number, units deposited minus withdrawn during that slice)
         self._slices: deque[list[int]] = deque()
         self._window_sum = 0
+        self._current_until = float("-inf")  # end of the newest slice (clock seconds)
 
     def _current_slice(self) -> list[int]:
-        number = int(self._clock.seconds() // self._slice_s)
+        now = self._clock.seconds()
+        if now < self._current_until:  # the common case: still in the newest slice
+            return self._slices[-1]
+        number = int(now // self._slice_s)
+        self._current_until = (number + 1) * self._slice_s
         slices = self._slices
         oldest_kept = number - _SLICES + 1
         while slices and slices[0][0] < oldest_kept:

@@ -7,8 +7,7 @@ server never saw it.  Requeues draw on their own :class:`RetryBudget` (per clien
 stop after ``max_requeues``.  ``NoHostsAvailable`` and ``BindingTimeout`` are not requeued:
 sending again cannot find hosts that are not there.
 
-Stats (client scope): ``retries/requeues`` and ``retries/budget_exhausted`` counters,
-``retries/requeues_per_request`` stat.
+Stats (client scope): ``retries/requeues`` and ``retries/budget_exhausted`` counters.
 """
 
 from __future__ import annotations
@@ -36,11 +35,26 @@ class RequeueFilter(Filter[Any, Any]):
         self.max_requeues = max_requeues
         self._requeues = stats.counter("retries", "requeues")
         self._exhausted = stats.counter("retries", "budget_exhausted")
-        self._per_request = stats.stat("retries", "requeues_per_request")
 
     def apply(self, request: Any, service: Service[Any, Any]) -> Deferred[Any]:
         self.budget.deposit()
-        return _Requeuing(self, request, service).start()
+        try:
+            d = service(request)
+        except Exception as e:
+            d = fail(e)
+        # Fast path: only a failure builds the requeue machinery (its Deferred is chained).
+        return d.addErrback(self._first_failure, request, service)
+
+    def _first_failure(self, failure: Failure, request: Any, service: Service[Any, Any]) -> Any:
+        if failure.value is not None and requeueable(failure.value):
+            if self.max_requeues > 0 and self.budget.try_withdraw():
+                self._requeues.incr()
+                requeuing = _Requeuing(self, request, service)
+                requeuing.requeues = 1
+                requeuing._send()
+                return requeuing.result
+            self._exhausted.incr()
+        return failure
 
 
 class _Requeuing:
@@ -58,10 +72,6 @@ class _Requeuing:
         self._in_send = False
         self._again = False
         self._cancelled = False
-
-    def start(self) -> Deferred[Any]:
-        self._send()
-        return self.result
 
     def _send(self) -> None:
         while True:
@@ -92,7 +102,6 @@ class _Requeuing:
                     self._send()
                 return None
             f._exhausted.incr()
-        f._per_request.add(self.requeues)
         if isinstance(outcome, Failure):
             self.result.errback(outcome)
         else:

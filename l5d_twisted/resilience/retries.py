@@ -62,7 +62,30 @@ class RetryFilter(Filter[Request, Response]):
 
     def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
         self.budget.deposit()
-        return _Attempts(self, request, service).start()
+        # The request as it is before any layer below touches it, for retries.
+        headers = request.headers.copy() if request.body.replayable else None
+        try:
+            d = service(request)
+        except Exception as e:
+            d = fail(e)
+        # Fast path: one callback; the retry machinery is only built for a retryable failure
+        # (returning its Deferred from the callback chains it, cancellation included).
+        return d.addBoth(self._first_outcome, request, service, headers, dict(request.ctx))
+
+    def _first_outcome(
+        self, outcome: Any, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[str, Any]
+    ) -> Any:
+        if headers is not None:
+            value: Any = outcome.value if isinstance(outcome, Failure) else outcome
+            if self.classifier.classify(request, value) is _RETRYABLE:
+                if self.budget.try_withdraw():
+                    _discard(value)
+                    attempts = _Attempts(self, request, service, headers, ctx)
+                    attempts.retry()
+                    return attempts.result
+                self._exhausted.incr()
+        self._per_request.add(0)
+        return outcome
 
     def close(self) -> None:
         """Stop reporting the budget gauge (the service this filter guards went away)."""
@@ -83,7 +106,9 @@ class _Attempts:
         "_headers", "_ctx", "_in_send", "_again", "_cancelled",
     )  # fmt: skip
 
-    def __init__(self, f: RetryFilter, request: Request, service: Service[Request, Response]) -> None:
+    def __init__(
+        self, f: RetryFilter, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[str, Any]
+    ) -> None:
         self.f = f
         self.request = request
         self.service = service
@@ -92,16 +117,15 @@ class _Attempts:
         self.timer: Any = None
         self.retries = 0
         self.delays: Iterator[float] | None = None
-        # the request as it was before any layer below touched it, for retries
-        self._headers = request.headers.copy() if request.body.replayable else None
-        self._ctx = dict(request.ctx)
+        self._headers = headers  # the original request's, for the copies sent as retries
+        self._ctx = ctx
         self._in_send = False
         self._again = False
         self._cancelled = False
 
-    def start(self) -> Deferred[Response]:
-        self._send(self.request)
-        return self.result
+    def retry(self) -> None:
+        """The first attempt failed retryably and a retry was withdrawn from the budget."""
+        self._schedule_retry()
 
     def _send(self, request: Request) -> None:
         while True:
