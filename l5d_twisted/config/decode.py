@@ -389,7 +389,9 @@ class Decoder:
         if registry is None:
             return self.error(where, node, "plugin field without a registry (a bug in its schema)")
         if entries is None:
-            entries = self.mapping(node, where, f"a mapping with a {registry.category} kind")
+            if isinstance(node, ScalarNode) and node.tag == STR_TAG and node.value in registry:
+                return self.expected(where, node, f"a mapping like {{kind: {node.value}}}")
+            entries = self.mapping(node, where, f"a mapping with a kind ({registry.category} plugin)")
             if entries is INVALID:
                 return INVALID
         kind = self.plugin_kind(registry, meta.get("default_kind"), entries, node, where)

@@ -47,7 +47,7 @@ def _decode_server(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
 
 
 def _decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
-    entries = decoder.mapping(node, where, "a mapping with a namer kind")
+    entries = decoder.mapping(node, where, "a mapping with a kind (namer plugin)")
     if entries is INVALID:
         return INVALID
     spec = decoder.decode_plugin(

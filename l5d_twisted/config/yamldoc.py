@@ -67,6 +67,8 @@ def parse(text: str, source: str) -> Document:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = " ".join(p for p in (e.context, e.problem) if p)
+        if "'\\t'" in problem:
+            problem += " (indent YAML with spaces, not tabs)"
         raise ConfigErrors([ConfigError("", line, f"not valid YAML: {problem}", source)]) from None
     except yaml.YAMLError as e:
         raise ConfigErrors([ConfigError("", None, f"not valid YAML: {e}", source)]) from None

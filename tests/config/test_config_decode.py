@@ -203,6 +203,7 @@ def test_usage_is_accepted_and_ignored() -> None:
         ("routers: []\n", "c.yaml:1: routers: needs at least 1 item"),
         ("routers:\n- [\n", "c.yaml:3: not valid YAML: "),
         ("a: 1\n---\nb: 2\n", "c.yaml:2: not valid YAML: "),
+        ("routers:\n\t- {}\n", "c.yaml:2: not valid YAML: while scanning for the next token found character '\\t' that cannot start any token (indent YAML with spaces, not tabs)"),
         ("routers: !!python/object:os.system {}\n", "c.yaml:1: routers: "),
         ("? [a]\n: x\nrouters: [{}]\n", "c.yaml:1: keys must be names, got a list"),
         ("1: x\nrouters: [{}]\n", "c.yaml:1: 1: unknown key '1'; known keys: admin, routers"),

@@ -143,6 +143,7 @@ def test_default_blocks_resolve_to_defaults() -> None:
         ("client:\n  kind: io.l5d.static\n  failFast: true\n  configs: []\n", "routers[0].client.failFast: unknown key 'failFast' (with io.l5d.static, params go in configs[]"),
         ("client:\n  kind: io.l5d.static\n  configs:\n  - prefix: svc\n", "routers[0].client.configs[0].prefix: prefix must start with '/'"),
         ("client:\n  kind: io.l5d.static\n  configs:\n  - prefix: /a/{x}/{x}\n", "routers[0].client.configs[0].prefix: capture {x} appears twice"),
+        ("client:\n  loadBalancer: p2c\n", 'routers[0].client.loadBalancer: expected a mapping like {kind: p2c}, got "p2c"'),
         ("client:\n  tls: {}\n", "routers[0].client.tls: tls needs commonName"),
         ("client:\n  hostConnectionPool: {minSize: 5, maxSize: 2}\n", "routers[0].client.hostConnectionPool: minSize (5) is larger than maxSize (2)"),
         ("client:\n  loadBalancer: {kind: p2c, maxEfort: 2}\n", "routers[0].client.loadBalancer.maxEfort: unknown key 'maxEfort' (did you mean 'maxEffort'?)"),
