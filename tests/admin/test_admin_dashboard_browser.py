@@ -82,5 +82,6 @@ def test_delegator_page_explains_without_reload(fake_admin: str, browser: Any) -
     page.wait_for_function("() => document.getElementById('error').textContent.length > 0")
     assert (page.text_content("#error") or "").startswith("bad dtab")
     assert page.evaluate("window.marker") == 1
-    assert errors.errors == []
+    # The one 400 (the bad dtab) is expected; Chromium logs it as a console error.
+    assert [e for e in errors.errors if "status of 400" not in e] == []
     page.close()
