@@ -127,6 +127,15 @@ class Dtab:
 
     dentries: tuple[Dentry, ...] = ()
 
+    def __hash__(self) -> int:
+        # Dtabs key the interpreter's and the router's caches: hash the rules once.
+        try:
+            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+        except KeyError:
+            value = hash(self.dentries)
+            object.__setattr__(self, "_hash", value)
+            return value
+
     @classmethod
     def read(cls, text: str) -> Dtab:
         """Parse ``text``; raises :class:`DtabError` saying what is wrong and where."""

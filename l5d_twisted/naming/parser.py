@@ -26,6 +26,7 @@ from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, U
 from l5d_twisted.naming.path import Path
 
 _SEGMENT_CHAR = re.compile(r"[A-Za-z0-9_:.#$%\-]")
+_SEGMENT_RUN = re.compile(r"[A-Za-z0-9_:.#$%\-]+")
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _HEX = "0123456789abcdefABCDEF"
 # What may follow a path: the end, space, a comment or an operator of the grammar.
@@ -247,16 +248,16 @@ class _Parser:
         text = self.text
         out = bytearray()
         while self.pos < len(text):
-            c = text[self.pos]
-            if c == "\\":
+            run = _SEGMENT_RUN.match(text, self.pos)
+            if run is not None:
+                out += run.group().encode("ascii")
+                self.pos = run.end()
+            elif text[self.pos] == "\\":
                 escape = text[self.pos : self.pos + 4]
                 if len(escape) < 4 or escape[1] != "x" or escape[2] not in _HEX or escape[3] not in _HEX:
                     raise self.fail("bad escape in path segment (expected \\xHH)")
                 out.append(int(escape[2:], 16))
                 self.pos += 4
-            elif _SEGMENT_CHAR.match(c):
-                out.append(ord(c))
-                self.pos += 1
             else:
                 break
         return out.decode("utf-8", errors="replace")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from l5d_twisted.naming.dtab import Dentry, Dtab, DtabError, Prefix
@@ -35,14 +35,14 @@ prefixes = st.lists(st.one_of(segments, st.none()), max_size=4).map(lambda elems
 dtabs = st.lists(st.builds(Dentry, prefixes, trees()), max_size=4).map(lambda ds: Dtab(tuple(ds)))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(dtabs)
 def test_show_parses_back_to_an_equal_dtab(dtab: Dtab) -> None:
     assert Dtab.read(dtab.show()) == dtab
     assert Dtab.read(dtab.show_lines()) == dtab
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.text())
 def test_arbitrary_text_only_ever_raises_dtab_error(text: str) -> None:
     try:
@@ -53,7 +53,7 @@ def test_arbitrary_text_only_ever_raises_dtab_error(text: str) -> None:
         assert Dtab.read(dtab.show()) == dtab
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.text(alphabet="/ab*=>|&()~!$#;.019eE+- \n\\x", max_size=40))
 def test_grammar_shaped_text_only_ever_raises_dtab_error(text: str) -> None:
     try:

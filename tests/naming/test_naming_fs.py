@@ -6,7 +6,8 @@ import os
 from pathlib import Path as FsPath
 from typing import Any
 
-from twisted.internet.task import Clock
+import pytest_twisted
+from twisted.internet.task import Clock, deferLater
 
 from l5d_twisted.context import PluginContext
 from l5d_twisted.namers._addrlines import parse_address_lines
@@ -112,3 +113,24 @@ def test_registered_factory_resolves_root_dir_relative_to_config(tmp_path: FsPat
     state = namer.state()
     assert state["names"]["hello"]["addr"] == {"type": "bound", "addrs": [{"ip": "127.0.0.1", "port": 1234}]}
     assert namer.root_dir == str(tmp_path / "disco")
+
+
+@pytest_twisted.ensureDeferred
+async def test_live_updates_on_the_real_reactor_within_a_second(tmp_path: FsPath) -> None:
+    from twisted.internet import reactor
+
+    write(tmp_path / "hello", "127.0.0.1 8080\n")
+    interp = Interpreter({P("/io.l5d.fs"): FsNamer(str(tmp_path), P("/io.l5d.fs"), reactor)})
+    trees: list[State] = []
+    handle = interp.bind(Dtab.read("/svc => /#/io.l5d.fs"), P("/svc/hello")).observe(trees.append)
+    addrs: list[Any] = []
+    watch = trees[-1].value.value.addr.observe(addrs.append)  # type: ignore[union-attr]
+    try:
+        write(tmp_path / "hello", "127.0.0.1 8080\n127.0.0.1 8081\n")
+        start = reactor.seconds()
+        while hosts(addrs[-1]) != {("127.0.0.1", 8080, 1.0), ("127.0.0.1", 8081, 1.0)}:
+            assert reactor.seconds() - start < 1.0, "change not picked up within 1 s"
+            await deferLater(reactor, 0.05)
+    finally:
+        handle.close()
+        watch.close()
