@@ -130,7 +130,7 @@ class Dtab:
     def __hash__(self) -> int:
         # Dtabs key the interpreter's and the router's caches: hash the rules once.
         try:
-            return self.__dict__["_hash"]  # type: ignore[no-any-return]
+            return self.__dict__["_hash"]
         except KeyError:
             value = hash(self.dentries)
             object.__setattr__(self, "_hash", value)
