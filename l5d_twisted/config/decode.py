@@ -497,15 +497,21 @@ def did_you_mean(word: str, candidates: Sequence[str]) -> str:
 
 
 def unknown_key_message(key: str, known: Sequence[str]) -> str:
+    key = _shorten(key)
     hint = did_you_mean(key, known)
     listing = f"; known keys: {', '.join(known)}" if known else "; this block takes no keys"
     return f"unknown key {key!r}{hint}{listing}"
 
 
 def unknown_kind_message(category: str, kind: str, known: Sequence[str]) -> str:
+    kind = _shorten(kind)
     hint = did_you_mean(kind, known)
     listing = ", ".join(known) if known else "none registered"
     return f"unknown {category} kind {kind!r}{hint}; known kinds: {listing}"
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _join(where: str, key: str) -> str:

@@ -60,6 +60,7 @@ def _load(text: str, source: str, source_dir: str) -> Config:
     if root is None or is_null(root):
         raise ConfigErrors([ConfigError("", None, "the config is empty; it needs at least 'routers'", source)])
     decoder = Decoder(doc)
+    decoder.nodes[""] = root
     entries = decoder.mapping(root, "", "a mapping of top-level keys (admin, routers, namers, telemetry)")
     config: Any = INVALID
     if entries is not INVALID:

@@ -97,3 +97,23 @@ def test_cross_checks_run_alongside_other_errors() -> None:
     )
     paths = [e.split(": ")[1] for e in errors_of(text)]
     assert paths == ["routers[0].bogus", "routers[0].dtab", "routers[1].label", "routers[1].servers[0].port"]
+
+
+def test_tls_blocks_are_validated() -> None:
+    config = load_config(
+        "routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, caCertPath: /ca.pem, requireClientAuth: true}\n"
+        "  client:\n    tls:\n      commonName: world\n      trustCertsBundle: /ca.pem\n      clientAuth: {certPath: /c.pem, keyPath: /k.pem}\n"
+    )
+    server_tls = config.routers[0].servers[0].tls
+    assert server_tls is not None and server_tls.require_client_auth
+    errors = errors_of(
+        "routers:\n- servers:\n  - tls: {certPath: /c.pem, requireClientAuth: true}\n"
+        "  client:\n    tls: {commonName: x, clientAuth: {certPath: /c.pem}}\n"
+    )
+    assert errors == [
+        "c.yaml:3: routers[0].servers[0].tls: missing required key 'keyPath'",
+        "c.yaml:5: routers[0].client.tls.clientAuth: missing required key 'keyPath'",
+    ]
+    assert errors_of("routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, requireClientAuth: true}\n") == [
+        "c.yaml:3: routers[0].servers[0].tls: requireClientAuth needs caCertPath (the CA to check client certificates against)"
+    ]
