@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.server import Request as WebRequest
@@ -125,7 +126,7 @@ class AdminServer:
             interval_s=sample_interval_s,
         )
         self._default_prometheus: PrometheusExposition | None = None
-        self.site = Site(AdminResource(self))
+        self.site = _QuietSite(AdminResource(self))
         self.site.displayTracebacks = False
         self.routes: dict[bytes, Handler] = {
             b"/": self.dashboard,
@@ -413,6 +414,13 @@ def _clock_text(seconds: float) -> str:
     import time
 
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
+class _QuietSite(Site):
+    """No access log: Prometheus scrapes and dashboard polls would flood the mesh's log."""
+
+    def log(self, request: http.Request) -> None:
+        pass
 
 
 class AdminResource(Resource):

@@ -221,3 +221,10 @@ async def test_a_failing_handler_gives_500_without_traceback(admin_for: Any) -> 
     assert code == 500 and b"secret" not in body and b"Traceback" not in body
     code, _, _ = await admin.get("/admin/ping")
     assert code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_head_answers_without_body(admin_for: Any) -> None:
+    admin = admin_for(fed_mesh())
+    code, headers, body = await admin.get("/admin/metrics.json", method="HEAD")
+    assert code == 200 and body == b"" and headers["content-type"] == "application/json"
