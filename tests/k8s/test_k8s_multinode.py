@@ -92,6 +92,13 @@ def get(url: str, proxy: str | None = None, timeout: float = 5.0) -> tuple[int, 
         return e.code, e.read().decode(errors="replace"), e.headers
 
 
+def patch(url: str, body: dict[str, Any]) -> None:
+    """A merge patch through the emulated API, as a controller would change endpoints."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PATCH", headers={"Content-Type": "application/merge-patch+json"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5) as response:
+        assert response.status == 200
+
+
 def metrics(admin: str) -> dict[str, Any]:
     status, body, _ = get(f"http://{admin}/admin/metrics.json")
     assert status == 200, body
@@ -174,6 +181,15 @@ def test_hello_world_across_two_nodes(processes: Any, tmp_path: Path) -> None:
             )
 
         wait_until(routed, timeout=10, what="routers' metrics showing outgoing(node1) -> incoming(node2)")
+        # Live: node2's mesh pod leaves the DaemonSet's endpoints -> world has no mesh pod
+        # on its node, the name is negative and hello's call fails; it comes back -> works.
+        l5d_url = f"http://127.0.0.1:{api_port}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/l5d-x1"
+        l5d_slice = objects[2]
+        patch(l5d_url, {"endpoints": l5d_slice["endpoints"][:1]})
+        wait_until(lambda: get("http://hello/", proxy=node1_proxy)[0] != 200, timeout=5, what="world unroutable without node2's mesh pod")
+        patch(l5d_url, {"endpoints": l5d_slice["endpoints"]})
+        wait_until(lambda: get("http://hello/", proxy=node1_proxy)[1].strip() == expected, timeout=5, what="world routable again")
+
         # node1's namer state shows the shared watch and the DaemonSet's pods
         status, body, _ = get(f"http://{admins['node1']}/namer_state/io.l5d.k8s.json")
         assert status == 200, body
