@@ -72,7 +72,22 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise SystemExit(f"port {port} did not open")
 
 
-def wrk(port: int, duration: int, connections: int, threads: int) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (and their reaped children), from /proc."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def nginx_workers(master: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def wrk(port: int, duration: int, connections: int, threads: int) -> tuple[float, int]:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"http://127.0.0.1:{port}/"],
         capture_output=True,
@@ -83,7 +98,8 @@ def wrk(port: int, duration: int, connections: int, threads: int) -> float:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
     if errors:
         print("  wrk reported:", errors.group(0))
-    return float(match.group(1)) if match else 0.0
+    total = re.search(r"(\d+) requests in", out)
+    return (float(match.group(1)) if match else 0.0), (int(total.group(1)) if total else 0)
 
 
 def main() -> int:
@@ -113,11 +129,20 @@ def main() -> int:
                 wait_port(port)
             wrk(harness, 1, args.connections, args.threads)  # warm up
             results = {}
+            # CPU per request of the proxy process itself: robust when other load shares the
+            # machine, unlike req/s (nginx: its worker; harness: the Python process)
+            proxy_pids = {"nginx proxy": nginx_workers(procs[0].pid), "l5d http wire": [procs[1].pid]}
             for name, port in (("direct", backend), ("nginx proxy", nginx_proxy), ("l5d http wire", harness)):
-                results[name] = wrk(port, args.duration, args.connections, args.threads)
-                print(f"{name:>14}: {results[name]:10.0f} req/s")
+                pids = proxy_pids.get(name, [])
+                before = cpu_seconds(pids)
+                rps, total = wrk(port, args.duration, args.connections, args.threads)
+                used = cpu_seconds(pids) - before
+                results[name] = rps
+                per = f"  proxy CPU {used / max(total, 1) * 1e6:6.1f} us/request" if pids else ""
+                print(f"{name:>14}: {rps:10.0f} req/s{per}")
             ratio = results["l5d http wire"] / max(results["nginx proxy"], 1.0)
             print(f"harness / nginx proxy = {ratio:.2f}x (c={args.connections}, t={args.threads}, {args.duration}s)")
+            print(f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)")
         finally:
             for proc in procs:
                 if proc.poll() is None:

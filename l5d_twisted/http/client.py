@@ -44,7 +44,7 @@ from l5d_twisted.http.codec import (
     send_body,
 )
 from l5d_twisted.http.fastwrite import direct_writer
-from l5d_twisted.http.hop import HOP_BY_HOP, connection_tokens, strip_nominated
+from l5d_twisted.http.hop import HOP_BY_HOP, connection_tokens, names_other_fields, strip_nominated
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
 from l5d_twisted.http.stream import StreamBody
@@ -134,10 +134,7 @@ class HttpClientProtocol(Protocol):
             else:
                 stream.fail(ConnectionReset("the upstream connection closed mid-response", reason=str(reason.value)))
             self._stream = None
-        d = self._deferred
-        if d is not None and not d.called:
-            self._deferred = None
-            d.errback(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
+        self._fail(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
         self._client._connection_lost(self)
 
     # -- sending -------------------------------------------------------------------------
@@ -152,23 +149,36 @@ class HttpClientProtocol(Protocol):
         self._reset_parse_state()
         d: Deferred[Response] = Deferred(self._cancel)
         self._deferred = d
+        self._pipe = None
+        self._client.pending += 1
         target, authority = origin_form(request)
         headers = request.headers
-        parts = [request.method + b" " + target + b" HTTP/1.1\r\n"]
-        if b"host" not in headers:
-            host = authority if authority is not None else self._client.authority
-            parts.append(b"Host: " + host + CRLF)
-        encode_fields(parts, headers)
+        parts = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
+        if not encode_fields(parts, headers):
+            # RFC 9112 §3.2: Host first
+            parts.insert(1, b"Host: %s\r\n" % (authority if authority is not None else self._client.authority))
         body = request.body
-        if isinstance(body, BufferedBody) and not body.data and not body.trailers:
-            framing = NONE
-            if request.method not in _BODYLESS_METHODS:
-                parts.append(b"Content-Length: 0\r\n")
-        else:
+        if type(body) is BufferedBody and not body.trailers:
+            data = body.data
+            if data:
+                parts.append(b"Content-Length: %d\r\n\r\n" % len(data))
+                parts.append(data)
+            elif request.method not in _BODYLESS_METHODS:
+                parts.append(b"Content-Length: 0\r\n\r\n")
+            else:
+                parts.append(CRLF)
+            out = b"".join(parts)
+            self._write(out)
+            self._client.count_sent(len(out))
+            self._request_done = True
+            return d
+        if isinstance(body, (BufferedBody, StreamBody)):
             framing = choose_framing(body, True)
-            parts.append(framing_field(framing, body))
+        else:
+            framing = NONE
+        parts.append(framing_field(framing, body))
         parts.append(CRLF)
-        self._pipe = send_body(self.transport, b"".join(parts), body, framing, self._request_sent, self._client._count_sent, self._write)
+        self._pipe = send_body(self.transport, b"".join(parts), body, framing, self._request_sent, self._client.count_sent, self._write)
         return d
 
     def _request_sent(self, ok: bool) -> None:
@@ -176,10 +186,7 @@ class HttpClientProtocol(Protocol):
         if not ok:
             # the request body failed or the connection went away: this exchange is broken
             self.reusable = False
-            d = self._deferred
-            if d is not None and not d.called:
-                self._deferred = None
-                d.errback(ConnectionReset("the request body could not be sent whole"))
+            self._fail(ConnectionReset("the request body could not be sent whole"))
             if not self._lost:
                 self.transport.abortConnection()
             return
@@ -187,8 +194,20 @@ class HttpClientProtocol(Protocol):
         if self._response_done:
             self._exchange_done()
 
-    def _cancel(self, d: Deferred[Response]) -> None:
+    def _fail(self, error: BaseException) -> bool:
+        """Fail the exchange's Deferred if it is still waiting; False if it was not."""
+        d = self._deferred
+        if d is None:
+            return False
         self._deferred = None
+        self._client.pending -= 1
+        d.errback(error)
+        return True
+
+    def _cancel(self, d: Deferred[Response]) -> None:
+        if self._deferred is not None:
+            self._deferred = None
+            self._client.pending -= 1
         self.reusable = False
         if not self._lost and self.transport is not None:
             self.transport.abortConnection()
@@ -197,7 +216,7 @@ class HttpClientProtocol(Protocol):
     # -- receiving -----------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        self._client._count_received(len(data))
+        self._client.count_received(len(data))
         if self._request is None:
             # nothing asked: an idle connection the server wrote to (or garbage): drop it
             self.reusable = False
@@ -219,10 +238,8 @@ class HttpClientProtocol(Protocol):
     def _protocol_error(self, message: str) -> None:
         self.reusable = False
         error = UpstreamProtocolError(message)
-        d = self._deferred
-        if d is not None and not d.called:
-            self._deferred = None
-            d.errback(error)
+        if self._fail(error):
+            pass
         elif self._stream is not None:
             self._stream.fail(error)
             self._stream = None
@@ -274,7 +291,7 @@ class HttpClientProtocol(Protocol):
         self._keep_alive = parser.should_keep_alive()
         headers = Headers.__new__(Headers)
         headers._items = self._fields
-        if self._conn_values is not None:
+        if self._conn_values is not None and names_other_fields(self._conn_values):
             strip_nominated(headers, connection_tokens(self._conn_values))
         length = self._content_length
         if self._is_head or status == 204 or status == 304:
@@ -306,7 +323,7 @@ class HttpClientProtocol(Protocol):
         if self._collect is not None:
             headers = Headers.__new__(Headers)
             headers._items = self._fields
-            if self._conn_values is not None:
+            if self._conn_values is not None and names_other_fields(self._conn_values):
                 strip_nominated(headers, connection_tokens(self._conn_values))
             body = BufferedBody(b"".join(self._collect))
             self._collect = None
@@ -315,8 +332,9 @@ class HttpClientProtocol(Protocol):
 
     def _deliver(self, response: Response) -> None:
         d = self._deferred
-        if d is not None and not d.called:
+        if d is not None:
             self._deferred = None
+            self._client.pending -= 1
             d.callback(response)
         elif isinstance(response.body, StreamBody):
             response.body.discard()
@@ -382,8 +400,8 @@ class EndpointClient(Service[Request, Response]):
         self.authority = address.show().encode("ascii")
         self.pending = 0
         self._closed = False
-        self._sent = stats.counter("sent_bytes")
-        self._received = stats.counter("received_bytes")
+        self.count_sent = stats.counter("sent_bytes").incr
+        self.count_received = stats.counter("received_bytes").incr
         self._pool = ConnectionPool(
             reactor,
             address,
@@ -402,18 +420,19 @@ class EndpointClient(Service[Request, Response]):
     def __call__(self, request: Request) -> Deferred[Response]:
         if self._closed:
             return fail(ConnectionFailed(f"client for {self.address.show()} is closed", address=self.address.show()))
-        self.pending += 1
         conn = self._pool.take_idle()
         if conn is not None:
-            d = conn.send(request)
-        else:
-            d = self._pool.acquire().addCallback(lambda c: c.send(request))
-        d.addBoth(self._done)
+            return conn.send(request)
+        self.pending += 1  # counted by the connection once it has one
+        d = self._pool.acquire()
+        d.addBoth(self._connected, request)
         return d
 
-    def _done(self, result: Any) -> Any:
+    def _connected(self, conn: Any, request: Request) -> Any:
         self.pending -= 1
-        return result
+        if isinstance(conn, Failure):
+            return conn
+        return conn.send(request)
 
     def close(self) -> Deferred[None]:
         """Stop taking requests; finish those in flight, then close every connection."""
@@ -430,11 +449,6 @@ class EndpointClient(Service[Request, Response]):
     def _release(self, conn: HttpClientProtocol) -> None:
         self._pool.release(conn)
 
-    def _count_sent(self, n: int) -> None:
-        self._sent.incr(n)
-
-    def _count_received(self, n: int) -> None:
-        self._received.incr(n)
 
     def __repr__(self) -> str:
         return f"EndpointClient({self.address.show()})"

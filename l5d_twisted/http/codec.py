@@ -37,7 +37,14 @@ LAST_CHUNK = b"0\r\n\r\n"
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
+_STATUS_LINES: dict[int, bytes] = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
+
+
 def status_line(status: int, reason: bytes = b"") -> bytes:
+    if not reason:
+        line = _STATUS_LINES.get(status)
+        if line is not None:
+            return line
     return b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown"))
 
 
@@ -45,13 +52,18 @@ def body_allowed_for_status(status: int) -> bool:
     return not (status < 200 or status == 204 or status == 304)
 
 
-def encode_fields(parts: list[bytes], headers: Headers, skip: frozenset[bytes] = NOT_WRITTEN) -> None:
-    """Append ``name: value\\r\\n`` for every field not in ``skip``."""
+def encode_fields(parts: list[bytes], headers: Headers, skip: frozenset[bytes] = NOT_WRITTEN) -> bool:
+    """Append ``name: value\\r\\n`` for every field not in ``skip``; True if one was Host."""
     append = parts.append
+    has_host = False
     for name, value in headers._items:
-        if name.lower() in skip:
+        lname = name.lower()
+        if lname in skip:
             continue
-        append(name + b": " + value + CRLF)
+        if lname == b"host":
+            has_host = True
+        append(b"%s: %s\r\n" % (name, value))
+    return has_host
 
 
 def body_length(body: Any) -> int | None:

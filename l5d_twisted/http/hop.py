@@ -32,6 +32,14 @@ NOT_WRITTEN = HOP_BY_HOP | {b"content-length"}
 DROPPED_ON_PARSE = NOT_WRITTEN | {b"expect"}
 
 
+_PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+
+
+def names_other_fields(values: list[bytes]) -> bool:
+    """Whether ``Connection`` names fields to remove (beyond its usual options); cheap."""
+    return any(value not in _PLAIN_CONNECTION_VALUES for value in values)
+
+
 def connection_tokens(values: list[bytes]) -> set[bytes]:
     """The lowercase tokens of one or more ``Connection`` field values."""
     tokens: set[bytes] = set()

@@ -50,6 +50,7 @@ from l5d_twisted.errors import BadRequest, ConnectionReset, MeshError, Overloade
 from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
 from l5d_twisted.http.codec import (
     CRLF,
+    LENGTH,
     NONE,
     choose_framing,
     encode_fields,
@@ -59,7 +60,13 @@ from l5d_twisted.http.codec import (
 )
 from l5d_twisted.http.errors import error_response
 from l5d_twisted.http.fastwrite import direct_writer
-from l5d_twisted.http.hop import DROPPED_ON_PARSE, NOT_WRITTEN, connection_tokens, strip_nominated
+from l5d_twisted.http.hop import (
+    DROPPED_ON_PARSE,
+    NOT_WRITTEN,
+    connection_tokens,
+    names_other_fields,
+    strip_nominated,
+)
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.service import Service
@@ -172,6 +179,7 @@ class HttpServerProtocol(Protocol):
         self._collect: list[bytes] | None = None
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._discarding = False
+        self._count_head = True
         self._write: Any = None
 
     # -- connection lifecycle ------------------------------------------------------------
@@ -204,6 +212,8 @@ class HttpServerProtocol(Protocol):
         if self._closing:
             return
         self._last_activity = self._seconds()
+        # a head can only be too large if this read, or the head it continues, is large
+        self._count_head = self._in_head or len(data) > self._max_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -224,6 +234,8 @@ class HttpServerProtocol(Protocol):
             self._partial_head += len(data)
             if self._partial_head > self._max_head + self._max_url:
                 self._reject(431, "request header fields too large")
+            elif not self._count_head:  # the fields parsed so far were not counted
+                self._head_bytes = self._partial_head
 
     # -- httptools callbacks -------------------------------------------------------------
 
@@ -247,9 +259,10 @@ class HttpServerProtocol(Protocol):
             raise ProtocolError(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self._max_head:
-            raise ProtocolError(431, "request header fields too large")
+        if self._count_head:
+            self._head_bytes += len(name) + len(value) + 4
+            if self._head_bytes > self._max_head:
+                raise ProtocolError(431, "request header fields too large")
         if not self._in_head:  # a trailer field of a chunked body
             if self._trailers is None:
                 self._trailers = []
@@ -282,7 +295,7 @@ class HttpServerProtocol(Protocol):
             raise ProtocolError(405, "CONNECT is not supported")
         headers = Headers.__new__(Headers)
         headers._items = self._fields
-        if self._conn_values is not None:
+        if self._conn_values is not None and names_other_fields(self._conn_values):
             tokens = connection_tokens(self._conn_values)
             strip_nominated(headers, tokens)
             if b"upgrade" in tokens and parser.should_upgrade() and (self._chunked or self._content_length):
@@ -318,7 +331,7 @@ class HttpServerProtocol(Protocol):
         self._queue.append(ex)
         if len(self._queue) > _MAX_PIPELINED:
             self._pause("pipeline")
-        if ex.ready or ex.expect_continue:
+        if (ex.ready or ex.expect_continue) and self._active is None:
             self._maybe_dispatch()
 
     def on_body(self, data: bytes) -> None:
@@ -344,7 +357,8 @@ class HttpServerProtocol(Protocol):
             ex.stream.finish(self._trailers)
             self._discarding = False
             self._resume("body")
-        self._maybe_dispatch()
+        if self._active is None and self._queue:
+            self._maybe_dispatch()
 
     # -- BodySource (the request body stream pauses this connection) ---------------------
 
@@ -442,6 +456,12 @@ class HttpServerProtocol(Protocol):
         elif not ex.chunked_ok:
             parts.append(_KEEP_ALIVE_FIELD)
         parts.append(CRLF)
+        if framing == LENGTH and type(body) is BufferedBody:
+            # the common case: head and body in one write, done
+            parts.append(body.data)
+            self._write(b"".join(parts))
+            self._finish_exchange(ex, True, keep_alive)
+            return None
         send_body(
             self.transport,
             b"".join(parts),
