@@ -124,6 +124,11 @@ class Cluster:
         self.mesh: subprocess.Popen[bytes] | None = None
         self.port = free_port()
         self.admin_port = free_port()
+        # Ctrl-C / SIGTERM stop the reactor before the scenario's cleanup can run: stop the
+        # children then (each by PID).
+        from twisted.internet import reactor
+
+        reactor.addSystemEventTrigger("before", "shutdown", self.procs.stop_all)  # type: ignore[attr-defined]
 
     def start_backends(self, n: int, failure_rates: dict[int, float] | None = None) -> None:
         for i in range(n):

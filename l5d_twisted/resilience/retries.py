@@ -25,7 +25,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.python.failure import Failure
 
 from l5d_twisted.http.message import Request, Response
@@ -77,7 +77,8 @@ class RetryFilter(Filter[Request, Response]):
     ) -> Any:
         if headers is not None:
             value: Any = outcome.value if isinstance(outcome, Failure) else outcome
-            if self.classifier.classify(request, value) is _RETRYABLE:
+            # a cancelled attempt means the caller gave up: never retried
+            if not isinstance(value, CancelledError) and self.classifier.classify(request, value) is _RETRYABLE:
                 if self.budget.try_withdraw():
                     _discard(value)
                     attempts = _Attempts(self, request, service, headers, ctx)

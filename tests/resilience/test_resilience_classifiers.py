@@ -58,7 +58,15 @@ def test_non_5xx_is_success(kind: str, status: int) -> None:
     assert classifier(kind).classify(request(b"POST"), response(status)) is S
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS)
+@pytest.mark.parametrize("method", sorted(TABLE))
+def test_exceptions_retryable_where_5xx_are(method: bytes) -> None:
+    for kind, expected in zip(ALL_KINDS, TABLE[method]):
+        got = classifier(kind).classify(request(method), errors.ConnectionReset("reset"))
+        assert got is (R if expected is R else N), (kind, method)
+        assert classifier(kind).classify(request(method), errors.RequestTimeout("slow")) is got
+
+
+@pytest.mark.parametrize("kind", ["io.l5d.http.nonRetryable5XX", "io.l5d.http.allSuccessful"])
 def test_exceptions(kind: str) -> None:
     c = classifier(kind)
     post = request(b"POST")
@@ -77,3 +85,10 @@ def test_downstream_mesh_retryable_header(kind: str) -> None:
     assert c.classify(request(b"POST"), response(502, [(b"l5d-retryable", b"false")])) in (N, R)
     if kind == "io.l5d.http.nonRetryable5XX":
         assert c.classify(request(b"GET"), response(502, [(b"l5d-retryable", b"false")])) is N
+
+
+def test_cancellation_is_never_retryable() -> None:
+    from twisted.internet.defer import CancelledError
+
+    for kind in ALL_KINDS:
+        assert classifier(kind).classify(request(b"GET"), CancelledError()) is N
