@@ -53,6 +53,8 @@ _LAZY_NAMES: dict[str, Callable[[], Any]] = {}
 # Walking arbitrary YAML into Python values (``Any`` fields) is bounded: aliases can make a
 # small file describe an exponentially large value.
 _MAX_PLAIN_NODES = 100_000
+# No setting needs more; larger ints would overflow timers and C APIs downstream.
+_MAX_INT = 2**63 - 1
 
 
 def register_type_decoder(tp: Any, decoder: TypeDecoder) -> None:
@@ -178,7 +180,7 @@ class Decoder:
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             return self.expected(where, node, "an integer" + _range_text(meta))
-        if not _in_range(value, meta):
+        if not _in_range(value, meta) or abs(value) > _MAX_INT:
             return self.expected(where, node, "an integer" + _range_text(meta))
         return value
 
