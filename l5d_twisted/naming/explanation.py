@@ -111,6 +111,7 @@ class Explanation:
     state: State  # the transformed bind result at the time of the snapshot
     result: NameTree[BoundName] | None = None  # evaluate()d, None if pending or failed
     snapshot: dict[BoundName, Addr] = field(default_factory=dict)
+    transformers: tuple[str, ...] = ()  # the interpreter's transformers, in order
 
     @property
     def addresses(self) -> list[Address]:
@@ -147,6 +148,7 @@ class Explanation:
     def to_json(self) -> dict[str, Any]:
         out = self.root.to_json()
         out["dtab"] = self.dtab.show()
+        out["transformers"] = list(self.transformers)
         out["result"] = self._result_json()
         return out
 
@@ -165,6 +167,8 @@ class Explanation:
     def to_text(self) -> str:
         lines = [self.root_line()]
         _render_children(self.root, "", lines)
+        if self.transformers:
+            lines.append(f"transformed by: {', '.join(self.transformers)}")
         lines.append(f"=> {self.summary()}")
         if self.result is not None and self.result not in (NEG, FAIL, EMPTY):
             for weight, bound in _weighted_leaves(self.result):
@@ -331,7 +335,15 @@ def explain(interp: Interpreter, dtab: Dtab, path: Path) -> Explanation:
     if result is not None:
         for bound in _leaves(result):
             walker.snapshot.setdefault(bound, bound.addr.sample())
-    return Explanation(dtab, path, root, state, result, walker.snapshot)
+    names = tuple(_transformer_name(t) for t in interp.transformers)
+    return Explanation(dtab, path, root, state, result, walker.snapshot, names)
+
+
+def _transformer_name(transformer: Any) -> str:
+    prefix = getattr(transformer, "prefix", None)
+    if isinstance(prefix, Path):
+        return prefix.show()
+    return str(getattr(transformer, "kind", None) or type(transformer).__name__)
 
 
 def explain_settled(interp: Interpreter, dtab: Dtab, path: Path, clock: Any, timeout_s: float = 5.0) -> Deferred[Explanation]:

@@ -128,6 +128,22 @@ class Interpreter:
 
         return explain(self, dtab, path)
 
+    def explain_settled(self, dtab: Dtab, path: Path, timeout_s: float = 5.0) -> Any:
+        """A Deferred :class:`~l5d_twisted.naming.explanation.Explanation`, taken once no
+        namer is pending any more (or after ``timeout_s``): for the admin playground and
+        the CLI, where names may not be watched yet."""
+        from l5d_twisted.naming.explanation import explain_settled
+
+        return explain_settled(self, dtab, path, self.reactor, timeout_s)
+
+    @property
+    def reactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            return global_reactor
+        return self._reactor
+
     def lookup(self, path: Path) -> Var[State]:
         """What a namer (``/#/...``) or built-in (``/$/...``) says about ``path``, a tree
         of bound names and/or paths to bind again.  Other paths are negative."""
@@ -158,11 +174,7 @@ class Interpreter:
     @property
     def builtins(self) -> Builtins:
         if self._builtins is None:
-            reactor = self._reactor
-            if reactor is None:
-                from twisted.internet import reactor as global_reactor
-
-                reactor = global_reactor
+            reactor = self.reactor
             resolve = self._resolve or thread_resolver(reactor)
             self._builtins = Builtins(InetNamer(reactor, resolve, self._dns_refresh_s))
         return self._builtins

@@ -125,3 +125,33 @@ async def test_explain_settled_waits_for_pending_namers() -> None:
     d = explain_settled(i, Dtab.read("/s => /#/slow/x"), P("/s"), clock, timeout_s=2)
     clock.advance(2)
     assert (await d).summary().startswith("pending")
+
+
+def test_transformers_are_named_and_results_show_transformed_ids() -> None:
+    from l5d_twisted.naming.addr import BoundName
+    from l5d_twisted.naming.nametree import NameTree
+
+    class ToPort:
+        prefix = P("/io.l5d.port/4141")
+
+        def transform(self, tree: NameTree[BoundName]) -> Var[State]:
+            return Var(Ok(tree.map(lambda b: BoundName(P("/%/io.l5d.port/4141") + b.id, b.addr, b.residual))))
+
+    namer = MemoryNamer(P("/io.l5d.k8s"), {"default/http/hello": ["10.0.0.2:7777"]})
+    i = Interpreter({P("/io.l5d.k8s"): namer}, [ToPort()])
+    explanation = i.explain(REFERENCE, P("/svc/hello"))
+    text = explanation.to_text()
+    assert "transformed by: /io.l5d.port/4141" in text
+    assert "/%/io.l5d.port/4141/#/io.l5d.k8s/default/http/hello: 10.0.0.2:7777" in text
+    data = explanation.to_json()
+    assert data["transformers"] == ["/io.l5d.port/4141"]
+    assert data["result"]["bound"]["id"] == "/%/io.l5d.port/4141/#/io.l5d.k8s/default/http/hello"
+
+
+@pytest_twisted.ensureDeferred
+async def test_interpreter_explain_settled_uses_its_reactor() -> None:
+    clock = Clock()
+    i = Interpreter({P("/m"): MemoryNamer(P("/m"), {"x": ["127.0.0.1:1"]})}, reactor=clock)
+    d = i.explain_settled(Dtab.read("/s => /#/m/x"), P("/s"), timeout_s=1)
+    clock.advance(0)
+    assert (await d).addresses[0].show() == "127.0.0.1:1"
