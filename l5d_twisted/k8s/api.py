@@ -95,6 +95,8 @@ class _LineStream(Protocol):
             return
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
+            if self._done.called:
+                return  # aborted by an earlier line (an ERROR event): ignore the rest
             if line.strip():
                 self._on_line(line)
 
@@ -116,6 +118,14 @@ class _LineStream(Protocol):
             self._done.errback(reason)
 
 
+def _discard(response: IResponse) -> None:
+    finished: Deferred[None] = Deferred()
+    finished.addErrback(lambda _failure: None)
+    stream = _LineStream(lambda _line: None, finished)
+    cast(Any, response).deliverBody(stream)
+    stream.abort(ConnectionAbortedError("not wanted any more"))
+
+
 class WatchHandle:
     """A running watch: ``done`` fires when the stream ends; ``abort()`` ends it now."""
 
@@ -128,10 +138,12 @@ class WatchHandle:
         reason = reason or ConnectionAbortedError("watch aborted")
         if self._stream is not None:
             self._stream.abort(reason)
-        elif self._request is not None and not self._request.called:
-            self._request.cancel()
+        # Fail ``done`` with the reason before cancelling a pending request, whose own
+        # CancelledError would otherwise be reported instead.
         if not self.done.called:
             self.done.errback(Failure(reason))
+        if self._stream is None and self._request is not None and not self._request.called:
+            self._request.cancel()
 
 
 class KubernetesApi:
@@ -218,6 +230,7 @@ class KubernetesApi:
 
         def on_response(response: IResponse) -> Deferred[None] | None:
             if done.called:
+                _discard(response)  # aborted meanwhile: close the connection
                 return None
             if response.code != 200:
                 body = treq.content(response)
