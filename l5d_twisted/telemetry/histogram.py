@@ -107,6 +107,17 @@ class Histogram:
         self.group = group
 
     def add(self, value: float) -> None:
+        # bucket_index() inlined: this is the hot path.
+        if value > 0.0:
+            try:
+                mantissa, exponent = math.frexp(value)
+                index = exponent * SUB_BUCKETS + int((mantissa - 0.5) * (2 * SUB_BUCKETS))
+            except OverflowError:
+                return  # infinity: not a measurement, and it would poison sum/avg
+        elif value == value:
+            index = _ZERO_INDEX
+        else:
+            return  # NaN
         self.count += 1
         self.sum += value
         self._cur_sum += value
@@ -115,7 +126,6 @@ class Histogram:
         if value < self._cur_min:
             self._cur_min = value
         cur = self._cur
-        index = bucket_index(value)
         cur[index] = cur.get(index, 0) + 1
 
     def rotate(self) -> None:

@@ -39,7 +39,7 @@ _INVALID = re.compile(r"[^a-zA-Z0-9:]")
 
 
 def metric_name(segments: tuple[str, ...], prefix: str = "") -> str:
-    name = prefix + _INVALID.sub("_", ":".join(segments))
+    name = _INVALID.sub("_", prefix + ":".join(segments))
     if not name or name[0].isdigit():
         name = "_" + name
     return name

@@ -53,6 +53,7 @@ def test_names_and_labels_as_linkerd() -> None:
     )
     assert name_and_labels(("jvm", "uptime"), prefix="l5d_") == ("l5d_jvm:uptime", {})
     assert name_and_labels(("a-b", "c.d")) == ("a_b:c_d", {})
+    assert name_and_labels(("x",), prefix="l5d-") == ("l5d_x", {})  # a prefix is sanitised too
 
 
 def test_exposition_parses_with_expected_samples() -> None:

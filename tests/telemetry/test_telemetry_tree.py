@@ -162,3 +162,20 @@ def test_stop_cancels_the_tick() -> None:
     assert clock.getDelayedCalls()
     tree.stop()
     assert not clock.getDelayedCalls()
+
+
+def test_inlined_index_matches_bucket_index_and_zero_is_recorded() -> None:
+    h = Histogram()
+    for value in (0.0, -1.0, 0.001, 3.0, 1e9):
+        h.add(value)
+    assert sorted(h._cur) == sorted({bucket_index(v) for v in (0.0, -1.0, 0.001, 3.0, 1e9)})
+    assert h.summary().min == -1.0
+
+
+def test_nan_and_infinity_are_not_recorded() -> None:
+    h = Histogram()
+    h.add(float("nan"))
+    h.add(float("inf"))
+    h.add(2.0)
+    s = h.summary()
+    assert s.count == 1 and s.sum == 2.0 and s.max == 2.0
