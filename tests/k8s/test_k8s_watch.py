@@ -244,3 +244,22 @@ async def test_resync_relists_periodically():
     finally:
         namer.close()
         await api.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_watch_is_presumed_dead_and_resumed():
+    api = fixture()
+    namer = make_namer(api, settings=WatchSettings(watch_timeout_s=60, idle_timeout_s=0.3, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.2))
+    try:
+        api.set_service("default", "web", [endpoint("10.0.0.1")])
+        web = Watched(namer, "/default/http/web")
+        await eventually(lambda: web.shows("10.0.0.1:8080"))
+        # the stream stays open but says nothing (a half-open connection looks the same)
+        await eventually(lambda: api.watch_count() >= 3, what="silent watches replaced")
+        assert "silent" in (namer.state()["namespaces"]["default"]["lastError"] or "")
+        assert all(h == ["10.0.0.1:8080"] for h in web.history())
+        api.set_service("default", "web", [endpoint("10.0.0.2")])
+        await eventually(lambda: web.shows("10.0.0.2:8080"))
+    finally:
+        namer.close()
+        await api.stop()
