@@ -24,7 +24,7 @@ telemetry:
   - kind: io.l5d.prometheus
 {{- if .Values.mesh.recentRequests.enabled }}
   - kind: io.l5d.recentRequests
-    sampleRate: {{ .Values.mesh.recentRequests.sampleRate }}
+    sampleRate: {{ .Values.mesh.recentRequests.sampleRate | float64 }}
     capacity: {{ .Values.mesh.recentRequests.capacity }}
 {{- end }}
 {{- with .Values.mesh.extraTelemetry }}

@@ -10,7 +10,12 @@ proxy check goes through the node's hostPort (HOST_IP), as the sample app does.
 - {{ printf "http://%s.%s.svc:%v" (include "l5d-twisted.fullname" .) .Release.Namespace .Values.mesh.admin.port | quote }}
 {{- if index .Values "hello-world" "enabled" }}
 - --proxy
+{{- if .Values.mesh.outgoing.hostPort }}
 - {{ printf "$(HOST_IP):%v" .Values.mesh.outgoing.hostPort | quote }}
+{{- else }}
+{{- /* No hostPort: reach an outgoing router through the mesh's Service instead. */}}
+- {{ printf "%s.%s.svc:%v" (include "l5d-twisted.fullname" .) .Release.Namespace .Values.mesh.outgoing.port | quote }}
+{{- end }}
 - --target
 - http://hello/
 {{- end }}

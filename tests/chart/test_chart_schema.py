@@ -41,3 +41,16 @@ def test_template_rejects_a_grace_period_shorter_than_the_drain(version: str) ->
     result = helm(version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=5", check=False)
     assert result.returncode != 0
     assert "terminationGracePeriodSeconds (5) must be greater than mesh.admin.shutdownGraceMs (10000 ms)" in result.stderr
+
+
+@pytest.mark.parametrize("version", sorted(HELMS))
+def test_decimals_given_with_set_are_accepted(version: str) -> None:
+    # `helm --set x=0.2` passes the string "0.2": fractions accept numeric strings too.
+    sets = ["hello-world.world.failureRate=0.2", "mesh.recentRequests.sampleRate=.5", "prometheus.slo.successRate=0.99"]
+    args = [a for s in sets for a in ("--set", s)]
+    result = helm(version, "template", "mesh", str(CHART), *args)
+    assert "sampleRate: 0.5" in result.stdout
+    assert "rt_service:error_ratio:rate1h > 0.144" in result.stdout
+    for bad in ("hello-world.world.failureRate=abc", "prometheus.slo.successRate=1.0"):
+        rejected = helm(version, "template", "mesh", str(CHART), "--set", bad, check=False)
+        assert rejected.returncode != 0 and bad.split("=")[0].split(".")[-1] in rejected.stderr
