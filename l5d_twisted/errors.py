@@ -109,3 +109,7 @@ class Overloaded(MeshError):
     status = 503
     retryable = True
     kind = "RejectedExecutionException"
+
+
+# Failures no resend can cure: the binding itself has no address (yet).
+UNROUTABLE = (NoHostsAvailable, BindingTimeout)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import CancelledError
 
-from l5d_twisted.errors import MeshError
+from l5d_twisted.errors import UNROUTABLE, MeshError
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.registry import CLASSIFIERS
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
@@ -41,8 +41,12 @@ _NON_RETRYABLE = ResponseClass.NON_RETRYABLE_FAILURE
 
 
 def classify_exception(error: BaseException) -> ResponseClass:
-    """A failed call: retryable only when the mesh knows nothing reached a server."""
-    if isinstance(error, MeshError) and error.retryable:
+    """A failed call: retryable only when the mesh knows nothing reached a server.
+
+    Unroutable requests (no hosts, binding timeout) are not retried: the next attempt
+    would meet the same binding, so a retry only spends budget and time.
+    """
+    if isinstance(error, MeshError) and error.retryable and not isinstance(error, UNROUTABLE):
         return _RETRYABLE
     return _NON_RETRYABLE
 

@@ -17,12 +17,12 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from l5d_twisted.errors import BindingTimeout, MeshError, NoHostsAvailable
+from l5d_twisted.errors import UNROUTABLE, MeshError
 from l5d_twisted.resilience.budget import RetryBudget
 from l5d_twisted.service import Filter, Service
 from l5d_twisted.telemetry.stats import StatsReceiver
 
-_NOT_REQUEUED = (NoHostsAvailable, BindingTimeout)
+_NOT_REQUEUED = UNROUTABLE
 
 
 def requeueable(error: BaseException) -> bool:

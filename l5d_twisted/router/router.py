@@ -41,6 +41,9 @@ from .stacks import DEFAULT_STACKS, RouterStacks, StackParams
 log = Logger()
 
 RequestObserver = Callable[[Request, "Response | BaseException", float], None]
+# (reactor, address, pool settings, stats, connect_timeout_s=...) -> endpoint service;
+# EndpointClient in production, a fake in router tests.
+EndpointFactory = Callable[..., Service[Request, Response]]
 
 # Idle layers are closed after this long without a request (linkerd 1 expired idle
 # clients and their metrics for the same reason).
@@ -65,6 +68,7 @@ class Router(Service[Request, Response]):
         stacks: RouterStacks = DEFAULT_STACKS,
         request_observers: Sequence[RequestObserver] = (),
         rng: random.Random | None = None,
+        endpoint_factory: EndpointFactory | None = None,
     ) -> None:
         self.config = config
         self.label: str = config.label
@@ -75,6 +79,7 @@ class Router(Service[Request, Response]):
         self._rng = rng or random.Random()
         self._stacks = stacks
         self._observers = tuple(request_observers)
+        self._endpoint_factory: EndpointFactory = endpoint_factory or EndpointClient
         self.stats = stats.scope("rt", self.label)
         self._identifiers = [IDENTIFIERS.get(spec.kind).factory(spec.config, self.dst_prefix, ctx) for spec in config.identifier]
         default_service = config.service.params_for(self.dst_prefix)
@@ -202,7 +207,7 @@ class Router(Service[Request, Response]):
         }
 
         def make_endpoint(address: Address) -> Service[Request, Response]:
-            leaf = EndpointClient(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s)
+            leaf = self._endpoint_factory(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s)
             return self._stacks.endpoint.make(endpoint_params, leaf)
 
         client = BoundClient(
