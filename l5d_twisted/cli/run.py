@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from twisted.internet import reactor
+    from twisted.internet.error import ReactorNotRunning
 
     from l5d_twisted.logs import start_logging
     from l5d_twisted.mesh import Mesh
@@ -43,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
     exit_code = [0]
 
     def stop_reactor() -> None:
-        if reactor.running:  # type: ignore[attr-defined]
+        try:
             reactor.stop()  # type: ignore[attr-defined]
+        except ReactorNotRunning:
+            pass  # a signal and the admin shutdown can both ask
 
     def failed_to_start(failure: Any) -> None:
         print(f"l5d-twisted: cannot start: {failure.getErrorMessage()}", file=sys.stderr)
