@@ -44,19 +44,25 @@ def is_ip_literal(host: str) -> bool:
 
 
 def thread_resolver(reactor: Any) -> Resolve:
-    """Resolve with ``getaddrinfo`` in the reactor's thread pool (all A/AAAA records)."""
+    """Resolve with ``getaddrinfo`` in the reactor's thread pool.
+
+    IPv4 addresses are preferred: ``localhost`` also resolves to ``::1``, where a backend
+    listening on 127.0.0.1 refuses connections.  IPv6 is used when there is no IPv4.
+    """
 
     def lookup(host: str, port: int) -> list[str]:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror:
+        except (socket.gaierror, UnicodeError):
             return []  # unknown name: negative, not an error
-        seen: list[str] = []
-        for _family, _type, _proto, _canon, sockaddr in infos:
+        v4: list[str] = []
+        v6: list[str] = []
+        for family, _type, _proto, _canon, sockaddr in infos:
             ip = str(sockaddr[0])
-            if ip not in seen:
-                seen.append(ip)
-        return seen
+            found = v4 if family == socket.AF_INET else v6
+            if ip not in found:
+                found.append(ip)
+        return v4 or v6
 
     def resolve(host: str, port: int) -> Deferred[list[str]]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), lookup, host, port)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import pytest_twisted
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
@@ -154,3 +155,13 @@ def test_nil_and_fail() -> None:
 
 def test_transformed_ids_are_not_bound_again() -> None:
     assert _bound_id("", "/%/io.l5d.port/4141/#/n/api") is NEG
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_resolver_prefers_ipv4_for_localhost() -> None:
+    from twisted.internet import reactor
+
+    from l5d_twisted.naming.inet import thread_resolver
+
+    ips = await thread_resolver(reactor)("localhost", 80)  # /etc/hosts: no DNS traffic
+    assert "127.0.0.1" in ips and "::1" not in ips
