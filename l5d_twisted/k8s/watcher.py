@@ -92,7 +92,8 @@ class NamespaceWatcher:
         self.settings = settings or WatchSettings()
         self.kind = ENDPOINT_SLICES if prefer_slices else ENDPOINTS
         self._backoff = JitteredBackoff(rng or random.Random(), self.settings.backoff_base_s, self.settings.backoff_max_s)
-        self._objects: dict[str, ServiceShard] = {}
+        self._objects: dict[str, ServiceShard] = {}  # by object name
+        self._by_service: dict[str, dict[str, ServiceShard]] = {}  # service -> name -> shard
         self._listeners: dict[str, dict[int, Callable[[], None]]] = {}
         self._next_listener = 0
         self.synced = False
@@ -115,7 +116,7 @@ class NamespaceWatcher:
     # --- what names read ---------------------------------------------------------------
 
     def shards_for(self, service: str) -> list[ServiceShard]:
-        return [s for s in self._objects.values() if s.service == service]
+        return list(self._by_service.get(service, {}).values())
 
     def listen(self, service: str, callback: Callable[[], None]) -> Closable:
         """Call ``callback()`` whenever ``service``'s shards change (or on first sync)."""
@@ -246,6 +247,9 @@ class NamespaceWatcher:
             if old != new:
                 changed.update(s.service for s in (old, new) if s is not None)
         self._objects = fresh
+        self._by_service = {}
+        for shard in fresh.values():
+            self._by_service.setdefault(shard.service, {})[shard.name] = shard
         self._notify(changed)
 
     async def _watch_once(self) -> None:
@@ -314,6 +318,7 @@ class NamespaceWatcher:
             name = (obj.get("metadata") or {}).get("name")
             old = self._objects.pop(name, None) if isinstance(name, str) else None
             if old is not None:
+                self._unindex(old)
                 self._notify({old.service})
         else:
             self._malformed.incr()
@@ -329,8 +334,18 @@ class NamespaceWatcher:
         old = self._objects.get(shard.name)
         if old == shard:
             return
+        if old is not None:
+            self._unindex(old)
         self._objects[shard.name] = shard
+        self._by_service.setdefault(shard.service, {})[shard.name] = shard
         self._notify({s.service for s in (old, shard) if s is not None})
+
+    def _unindex(self, shard: ServiceShard) -> None:
+        shards = self._by_service.get(shard.service)
+        if shards is not None:
+            shards.pop(shard.name, None)
+            if not shards:
+                del self._by_service[shard.service]
 
     # --- /namer_state ------------------------------------------------------------------
 

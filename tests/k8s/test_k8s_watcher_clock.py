@@ -93,3 +93,35 @@ def test_gone_relists_at_once_without_backoff():
     api.watches[-1].abort(ApiError(410, "too old resource version"))
     assert [k for _, k in api.calls] == ["list", "watch", "list", "watch"]
     assert clock.seconds() == 0
+
+
+def _event(kind: str, name: str, service: str, ip: str, rv: str) -> bytes:
+    import json
+
+    obj = {
+        "metadata": {"name": name, "resourceVersion": rv, "labels": {"kubernetes.io/service-name": service}},
+        "ports": [{"name": "http", "port": 80}],
+        "endpoints": [{"addresses": [ip]}],
+    }
+    return json.dumps({"type": kind, "object": obj}).encode()
+
+
+def test_events_update_the_per_service_index_and_notify_both_services():
+    watcher, api, clock = make(WatchSettings(resync_s=0))
+    told: list[str] = []
+    watcher.listen("a", lambda: told.append("a"))
+    watcher.listen("b", lambda: told.append("b"))
+    watcher.start()
+    assert told == ["a", "b"]  # first sync
+    watcher._on_line(_event("ADDED", "s1", "a", "10.0.0.1", "5"))
+    assert [s.name for s in watcher.shards_for("a")] == ["s1"] and told[-1] == "a"
+    told.clear()
+    watcher._on_line(_event("MODIFIED", "s1", "b", "10.0.0.1", "6"))  # re-labelled to b
+    assert watcher.shards_for("a") == [] and [s.name for s in watcher.shards_for("b")] == ["s1"]
+    assert sorted(told) == ["a", "b"]
+    told.clear()
+    watcher._on_line(_event("MODIFIED", "s1", "b", "10.0.0.1", "7"))  # no change: nobody told
+    assert told == [] and watcher.resource_version == "7"
+    watcher._on_line(_event("DELETED", "s1", "b", "10.0.0.1", "8"))
+    assert watcher.shards_for("b") == [] and told == ["b"]
+    watcher.stop()
