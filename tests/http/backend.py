@@ -12,6 +12,7 @@ code with ``l5d_twisted.http`` so the two cannot agree on the same mistake.  Rou
 * ``/status?code=C``: that status without a body (1xx first when ``interim=1``).
 * ``/reset?after=N``: promises 1,000,000 bytes, sends N, then resets the connection.
 * ``/hang``: never answers; ``/stats`` tells how many hangs are still connected.
+* ``/slow?ms=N``: answers after N ms.
 * ``/close``: answers with ``Connection: close`` and closes.
 * ``/early``: answers 413 without reading the body, then closes.
 * ``/raw?resp=<urlencoded bytes>``: writes those bytes verbatim and closes.
@@ -30,7 +31,7 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 _conn_ids = itertools.count(1)
 _lock = threading.Lock()
-_stats = {"hangs": 0, "connections": 0, "requests": 0}
+_stats = {"hangs": 0, "connections": 0, "requests": 0, "slow": 0}
 BLOCK = b"x" * (256 * 1024)
 
 
@@ -204,6 +205,11 @@ def handle(sock: socket.socket) -> None:
                 time.sleep(0.05)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return
+            elif path == "/slow":
+                with _lock:
+                    _stats["slow"] += 1
+                time.sleep(int(q.get("ms", "200")) / 1000.0)
+                respond(sock, 200, b"slow\n")
             elif path == "/close":
                 respond(sock, 200, b"bye\n", [("Connection", "close")])
                 return

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -44,13 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = serve_http(reactor, args.ip, args.listen, client, settings, NULL_STATS)
 
-    def on_term(signum: int, frame: object) -> None:
-        def stop(_: object) -> None:
-            reactor.stop()  # type: ignore[attr-defined]
-
-        reactor.callFromThread(lambda: server.drain(5.0).addBoth(stop))  # type: ignore[attr-defined]
-
-    signal.signal(signal.SIGTERM, on_term)
+    # SIGTERM stops the reactor; shutdown waits for the drain (in-flight requests finish)
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: server.drain(5.0))  # type: ignore[attr-defined]
     print(f"listening on {server.getHost().port}", flush=True)
     reactor.run()  # type: ignore[attr-defined]
     return 0

@@ -366,3 +366,50 @@ def test_idle_and_header_read_timeouts(wire: Wire) -> None:
         status, headers, _, _ = read_response(reader)
         assert status == 408
         assert reader.closed()
+
+
+def test_pipelined_post_then_get(wire: Wire) -> None:
+    with connect(wire.proxy_port) as sock:
+        sock.sendall(
+            b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /inspect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"
+            b"GET /inspect?last HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        reader = Reader(sock)
+        seen = [inspect(read_response(reader)[2]) for _ in range(3)]
+    assert [s["body"] for s in seen] == ["abc", "de", ""]
+    assert seen[2]["target"] == "/inspect?last"
+
+
+def test_upgrade_request_is_forwarded_as_plain_request(wire: Wire) -> None:
+    with connect(wire.proxy_port) as sock:
+        sock.sendall(
+            b"GET /inspect?ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            b"GET /inspect?after HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        reader = Reader(sock)
+        first = inspect(read_response(reader)[2])
+        second = inspect(read_response(reader)[2])
+    assert first["target"] == "/inspect?ws"
+    assert "upgrade" not in {k.lower() for k, _ in first["headers"]}
+    assert second["target"] == "/inspect?after"
+
+
+def test_upgrade_request_with_body_is_refused(wire: Wire) -> None:
+    request = b"POST /inspect HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 40\r\n\r\n"
+    assert_refused(wire.proxy_port, request + b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400)
+
+
+def test_sigterm_drains_in_flight_requests(wire: Wire) -> None:
+    port, proxy = wire.start_proxy()
+    with connect(port) as busy, connect(port) as idle:
+        slow_before = wire.backend_stats()["slow"]
+        busy.sendall(b"GET /slow?ms=700 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: wire.backend_stats()["slow"] > slow_before, 5, what="the slow request to arrive")
+        proxy.terminate()
+        idle_reader = Reader(idle)
+        assert idle_reader.closed(), "an idle connection stays open during drain"
+        status, headers, body, _ = read_response(Reader(busy))
+        assert status == 200 and body == b"slow\n"
+        assert headers["connection"] == ["close"]
+    assert proxy.wait(10) == 0
