@@ -1,0 +1,67 @@
+"""io.l5d.recentRequests: a bounded, sampled ring of the latest requests."""
+
+from __future__ import annotations
+
+import random
+
+from twisted.internet.task import Clock
+
+from l5d_twisted.context import PluginContext
+from l5d_twisted.errors import ConnectionFailed
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.naming.path import Path
+from l5d_twisted.registry import TELEMETERS
+from l5d_twisted.telemetry.recent import RecentRequests
+
+
+def request(uri: bytes = b"/a") -> Request:
+    req = Request(b"GET", uri)
+    req.ctx["dst"] = Path.read("/svc/hello")
+    req.headers.add(b"l5d-dst-client", b"/$/inet/127.0.0.1/7777")
+    return req
+
+
+def test_observe_keeps_the_newest_first_up_to_capacity() -> None:
+    clock = Clock()
+    recent = RecentRequests(clock, capacity=3)
+    for i in range(5):
+        clock.advance(1)
+        recent.observe(request(f"/{i}".encode()), Response(200), 1.23456)
+    records = recent.to_json()
+    assert [r["uri"] for r in records] == ["/4", "/3", "/2"]
+    newest = records[0]
+    assert newest == {
+        "time": 5.0,
+        "router": "",
+        "method": "GET",
+        "uri": "/4",
+        "dst_path": "/svc/hello",
+        "client_id": "/$/inet/127.0.0.1/7777",
+        "status": 200,
+        "latency_ms": 1.235,
+        "error": None,
+    }
+
+
+def test_failures_record_the_mesh_status_and_error() -> None:
+    recent = RecentRequests(Clock())
+    recent.observe(request(), ConnectionFailed("connection refused"), 3.0)
+    recent.observe(Request(b"GET", b"/x"), ValueError("boom"), 1.0)
+    unidentified, refused = recent.to_json()
+    assert refused["status"] == 502 and refused["error"] == "ConnectionFailed: connection refused"
+    assert unidentified["status"] is None and unidentified["dst_path"] == "" and unidentified["error"] == "ValueError: boom"
+
+
+def test_sample_rate_keeps_about_that_fraction() -> None:
+    recent = RecentRequests(Clock(), capacity=10_000, sample_rate=0.25, rng=random.Random(7))
+    for _ in range(4000):
+        recent.observe(request(), Response(200), 1.0)
+    assert 900 <= len(recent.records()) <= 1100
+
+
+def test_plugin_exposes_observer_and_records() -> None:
+    plugin = TELEMETERS.get("io.l5d.recentRequests")
+    telemeter = plugin.factory(plugin.config_type(sample_rate=1.0, capacity=2), PluginContext(reactor=Clock()))
+    telemeter.request_observer(request(), Response(404), 2.0)
+    assert telemeter.recent_requests.to_json()[0]["status"] == 404
+    assert telemeter.admin_resources() == {}
