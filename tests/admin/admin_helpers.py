@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import Processes, free_port, wait_until
+from l5d_testing import Processes, free_port, wait_until
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 CHROMIUM = "/usr/bin/chromium"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from admin_helpers import CHART_HAS_LINE_JS, CHROMIUM, PageErrors, browser_session, distinct_colours
-from conftest import Processes, free_port, wait_for_port
+from l5d_testing import Processes, free_port, wait_for_port
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_twisted
 import treq
-from conftest import free_port
+from l5d_testing import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.web.resource import Resource

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from admin_helpers import PROMETHEUS, PromQL, near, start_prometheus
-from conftest import Processes, free_port, wait_for_port, wait_until
+from l5d_testing import Processes, free_port, wait_for_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 

@@ -28,7 +28,7 @@ from admin_helpers import (
     near,
     start_prometheus,
 )
-from conftest import Processes, free_port, wait_for_port, wait_until
+from l5d_testing import Processes, free_port, wait_for_port, wait_until
 
 pytestmark = [
     pytest.mark.slow,

@@ -39,7 +39,7 @@ from chart_testlib import (
     prometheus_files,
     render,
 )
-from conftest import Processes, free_port, wait_for_port, wait_until
+from l5d_testing import Processes, free_port, wait_for_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 FULLNAME = f"{RELEASE}-l5d-twisted"

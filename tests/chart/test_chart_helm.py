@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 from chart_testlib import CHART, CI_VALUES, HELMS, NAMESPACE, RELEASE, helm, render, value_args
+from l5d_testing import Processes, free_port, wait_for_port
+
+HERE = Path(__file__).resolve().parent
 
 VALUES_CASES = [pytest.param(p, id=p.name) for p in CI_VALUES]
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
@@ -49,10 +54,30 @@ def test_helm3_renders_what_helm4_renders(values_file: Path) -> None:
     assert stable(helm3) == stable(render("helm4", [values_file]))
 
 
-def test_install_dry_run_client() -> None:
-    # helm 4 renders an install without a cluster; helm 3.18's `install --dry-run=client`
-    # still asks a cluster for its version, so helm 3 is covered by `helm template` above.
-    result = helm("helm4", "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
+@pytest.fixture
+def discovery_kubeconfig(processes: Processes, tmp_path: Path) -> Path:
+    """helm 3.18's `install --dry-run=client` still asks a cluster for its version and API
+    kinds: a discovery-only fake API on loopback answers (kinds validated separately)."""
+    port = free_port()
+    processes.start(sys.executable, str(HERE / "chart_fake_discovery.py"), "--port", str(port), name="discovery")
+    wait_for_port("127.0.0.1", port)
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake", "users": [],
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "namespace": NAMESPACE}}],
+    }))
+    return path
+
+
+@pytest.mark.parametrize("version", sorted(HELMS))
+def test_install_dry_run_client(version: str, request: pytest.FixtureRequest) -> None:
+    # helm 4 renders an install without any cluster; helm 3 gets the discovery-only fake.
+    if version == "helm4":
+        result = helm(version, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
+    else:
+        result = helm(version, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+                      "--disable-openapi-validation", kubeconfig=request.getfixturevalue("discovery_kubeconfig"))
     assert "STATUS: pending-install" in result.stdout
     assert "kind: DaemonSet" in result.stdout
     # NOTES.txt tells the user the next commands.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from chart_testlib import REPO, find, render
-from conftest import free_port, wait_for_port
+from l5d_testing import free_port, wait_for_port
 
 from l5d_twisted.smoke import CheckResult, SmokeFailure, run_check, split_host_port
 

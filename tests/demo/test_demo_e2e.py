@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Processes, free_port, port_open, wait_until
+from l5d_testing import Processes, free_port, port_open, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import Processes, free_port, wait_for_port
+from l5d_testing import Processes, free_port, wait_for_port
 
 
 def call(port: int, path: str = "/", method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -16,7 +16,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import Processes, free_port, wait_for_port, wait_until  # noqa: E402
+from l5d_testing import Processes, free_port, wait_for_port, wait_until  # noqa: E402
 
 __all__ = ["Processes", "free_port", "wait_for_port", "wait_until", "Wire", "raw_exchange", "read_response", "rss_peak_kb"]
 

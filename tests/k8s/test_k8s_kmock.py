@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from conftest import free_port, wait_for_port
+from l5d_testing import free_port, wait_for_port
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, free_port, wait_for_port, wait_until
+from l5d_testing import REPO, free_port, wait_for_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_CONFIG = REPO / "examples" / "configs" / "daemonset.yaml"
