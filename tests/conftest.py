@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from l5d_testing import Processes
+from l5d_testing import Processes, free_port, port_open, wait_for_port, wait_until  # noqa: F401  (re-exported)
 
 
 @pytest.fixture
