@@ -50,14 +50,15 @@ def helm_env(home: Path) -> dict[str, str]:
 _HELM_HOME = Path(os.environ.get("TMPDIR", "/tmp")) / f"l5d-chart-tests-helm-{os.getpid()}"
 
 
-def helm(version: str, *args: str, check: bool = True) -> HelmResult:
+def helm(version: str, *args: str, check: bool = True, kubeconfig: Path | None = None) -> HelmResult:
     binary = HELMS[version]
     if not binary.exists():
         raise AssertionError(f"{binary} is missing: run bash scripts/fetch-helm.sh")
     _HELM_HOME.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [str(binary), *args], capture_output=True, text=True, env=helm_env(_HELM_HOME), timeout=120, cwd=REPO
-    )
+    env = helm_env(_HELM_HOME)
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
     result = HelmResult(proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout[-2000:]}")
