@@ -1,7 +1,9 @@
 {{/*
 Recording rules for the dashboards' top line, and multi-window multi-burn-rate alerts on the
-per-service success-rate SLO (the Google SRE workbook's: page on 2 % of the 30-day budget
-burnt in 1 h or 5 % in 6 h, ticket on 10 % in 3 d or 2 % ... in 1 d).
+per-service success-rate SLO (the SRE workbook's, for a 30-day budget): page when the error
+ratio burns 14.4x the budget rate over 1 h (and still over 5 m) or 6x over 6 h (and 30 m);
+ticket at 3x over 1 d (and 2 h) or 1x over 3 d (and 6 h).  The short window makes an alert
+stop soon after the errors do.
 */}}
 {{- define "prometheus.rules" -}}
 {{- $budget := round (subf 1.0 .Values.slo.successRate) 9 }}
