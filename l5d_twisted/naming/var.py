@@ -52,10 +52,11 @@ class Var(Generic[T]):
         self._value = value
         self._version += 1
         version = self._version
-        for fn in list(self._observers.values()):
+        for key, fn in list(self._observers.items()):
             if self._version != version:
                 break  # a nested update already delivered a newer value
-            fn(value)
+            if key in self._observers:  # not closed by an earlier observer of this update
+                fn(value)
 
     def observe(self, fn: Callable[[T], None]) -> Closable:
         key = self._next_id
@@ -89,12 +90,26 @@ class Var(Generic[T]):
     def flat_map(self, f: Callable[[T], Var[U]]) -> Var[U]:
         def subscribe(emit: Callable[[U], None]) -> Closable:
             inner: list[Closable] = []
+            # Which outer value is current: an inner var switched away from (even in the
+            # middle of its own update, or re-entrantly) must not emit any more.
+            generation = [0]
 
             def on_outer(value: T) -> None:
+                generation[0] += 1
+                mine = generation[0]
                 for c in inner:
                     c.close()
                 inner.clear()
-                inner.append(f(value).observe(emit))
+
+                def on_inner(v: U) -> None:
+                    if generation[0] == mine:
+                        emit(v)
+
+                subscription = f(value).observe(on_inner)
+                if generation[0] == mine:
+                    inner.append(subscription)
+                else:  # the outer changed while we subscribed: this inner is already stale
+                    subscription.close()
 
             outer = self.observe(on_outer)
 
