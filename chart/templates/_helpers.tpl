@@ -96,3 +96,17 @@ Seconds Kubernetes waits after SIGTERM before killing a mesh pod: the admin drai
 {{- add $grace .Values.terminationGraceMarginSeconds }}
 {{- end }}
 {{- end }}
+
+{{/*
+Checks across values that the schema cannot express; fails the render with the reason.
+*/}}
+{{- define "l5d-twisted.validate" -}}
+{{- $m := .Values.mesh }}
+{{- $ports := list (int $m.outgoing.port) (int $m.incoming.port) (int $m.admin.port) }}
+{{- if ne (len (uniq $ports)) 3 }}
+{{- fail (printf "mesh.outgoing.port (%v), mesh.incoming.port (%v) and mesh.admin.port (%v) must differ: they are listened on in the same pod" $m.outgoing.port $m.incoming.port $m.admin.port) }}
+{{- end }}
+{{- if and $m.hostNetwork $m.outgoing.hostPort (ne (int $m.outgoing.hostPort) (int $m.outgoing.port)) }}
+{{- fail (printf "with mesh.hostNetwork, mesh.outgoing.hostPort (%v) must equal mesh.outgoing.port (%v) or be 0" $m.outgoing.hostPort $m.outgoing.port) }}
+{{- end }}
+{{- end }}

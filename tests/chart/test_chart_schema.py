@@ -54,3 +54,18 @@ def test_decimals_given_with_set_are_accepted(version: str) -> None:
     for bad in ("hello-world.world.failureRate=abc", "prometheus.slo.successRate=1.0"):
         rejected = helm(version, "template", "mesh", str(CHART), "--set", bad, check=False)
         assert rejected.returncode != 0 and bad.split("=")[0].split(".")[-1] in rejected.stderr
+
+
+@pytest.mark.parametrize("version", sorted(HELMS))
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (["mesh.incoming.port=9990"], "mesh.outgoing.port (4140), mesh.incoming.port (9990) and mesh.admin.port (9990) must differ"),
+        (["mesh.hostNetwork=true", "mesh.outgoing.port=4000"], "with mesh.hostNetwork, mesh.outgoing.hostPort (4140) must equal mesh.outgoing.port (4000) or be 0"),
+    ],
+    ids=["port-clash", "hostnetwork-hostport"],
+)
+def test_template_rejects_inconsistent_ports(version: str, sets: list[str], message: str) -> None:
+    args = [a for s in sets for a in ("--set", s)]
+    result = helm(version, "template", "mesh", str(CHART), *args, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
