@@ -214,8 +214,12 @@ def _tree_json(tree: NameTree[BoundName], snapshot: dict[BoundName, Addr]) -> di
 # --- text rendering -------------------------------------------------------------------
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _node_line(node: Node) -> str:
-    where = node.path.show() if node.path is not None else ""
+    where = _clip(node.path.show()) if node.path is not None else ""
     rule = f"  [{node.dentry.show()}]" if node.dentry is not None else ""
     if node.type in ("delegate", "alt"):
         label = where or ("alternatives" if node.type == "alt" else "")
@@ -234,7 +238,18 @@ def _node_line(node: Node) -> str:
     return f"{head}{rule} -> {node.type}{detail}"
 
 
-def _render_children(node: Node, indent: str, lines: list[str]) -> None:
+_MAX_TEXT_DEPTH = 16
+
+
+def _render_children(node: Node, indent: str, lines: list[str], depth: int = 0) -> None:
+    if depth >= _MAX_TEXT_DEPTH and node.children:
+        # A loop or a very long chain: skip to where it ends instead of printing it all.
+        skipped, end = 0, node
+        while end.children:
+            end, skipped = end.children[0], skipped + 1
+        lines.append(f"{indent}└─ ... {skipped - 1} more steps ...")
+        lines.append(f"{indent}   └─ {_node_line(end)}")
+        return
     count = len(node.children)
     for i, child in enumerate(node.children):
         last = i == count - 1
@@ -246,7 +261,7 @@ def _render_children(node: Node, indent: str, lines: list[str]) -> None:
         elif node.type == "union":
             label = f"[{node.weights[i]!r} *] "
         lines.append(f"{indent}{branch}{label}{_node_line(child)}")
-        _render_children(child, indent + ("   " if last else "│  "), lines)
+        _render_children(child, indent + ("   " if last else "│  "), lines, depth + 1)
 
 
 # --- the walk -------------------------------------------------------------------------

@@ -155,3 +155,9 @@ async def test_interpreter_explain_settled_uses_its_reactor() -> None:
     d = i.explain_settled(Dtab.read("/s => /#/m/x"), P("/s"), timeout_s=1)
     clock.advance(0)
     assert (await d).addresses[0].show() == "127.0.0.1:1"
+
+
+def test_loop_explanations_stay_short() -> None:
+    text = Interpreter({}).explain(Dtab.read("/a => /a/b"), P("/a")).to_text()
+    assert len(text) < 3000
+    assert "... 84 more steps ..." in text and "more than 100 delegation steps" in text

@@ -134,3 +134,20 @@ async def test_live_updates_on_the_real_reactor_within_a_second(tmp_path: FsPath
     finally:
         handle.close()
         watch.close()
+
+
+def test_malformed_lines_are_logged_with_file_and_line_and_skipped(tmp_path: FsPath) -> None:
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        write(tmp_path / "hello", "127.0.0.1 8080\n127.0.0.1 http\n")
+        namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), Clock())
+        state = namer.lookup(P("/hello")).sample()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert hosts(state.value.value.addr.sample()) == {("127.0.0.1", 8080, 1.0)}  # type: ignore[union-attr]
+    messages = [formatEvent(e) for e in events]
+    assert any(f"{tmp_path / 'hello'}:2: port must be a number" in m for m in messages), messages
+    assert namer.state()["names"]["hello"]["errors"] == ["hello:2: port must be a number between 1 and 65535, not 'http': '127.0.0.1 http'"]
