@@ -25,7 +25,6 @@ endpoints.
 
 from __future__ import annotations
 
-import html
 import json
 import mimetypes
 from collections.abc import Callable
@@ -42,9 +41,10 @@ from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.server import Request as WebRequest
 
 from l5d_twisted.admin.dashboard_data import DashboardSampler
+from l5d_twisted.admin.delegator import explain
+from l5d_twisted.admin.http_error import HttpError
+from l5d_twisted.admin.requests_page import render_requests_page
 from l5d_twisted.admin.target import AdminTarget
-from l5d_twisted.naming.dtab import Dtab, DtabError
-from l5d_twisted.naming.path import Path, PathError
 from l5d_twisted.telemetry.metrics_json import metrics_json
 from l5d_twisted.telemetry.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
@@ -72,13 +72,6 @@ ENDPOINTS = (
 )
 
 Handler = Callable[[WebRequest], Any]
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _arg(request: WebRequest, name: str) -> str | None:
@@ -289,50 +282,9 @@ class AdminServer:
         known = ", ".join(sorted(namers)) or "none configured"
         raise HttpError(404, f"no namer with prefix {prefix!r}; namers: {known}\n")
 
-    def delegator_json(self, request: WebRequest) -> Any:
-        routers = list(self.target.routers)
-        if not routers:
-            raise HttpError(404, "no routers configured")
-        label = _arg(request, "router")
-        if label:
-            matching = [r for r in routers if r.label == label]
-            if not matching:
-                known = ", ".join(r.label for r in routers)
-                raise HttpError(404, f"no router {label!r}; routers: {known}")
-            router = matching[0]
-        else:
-            router = routers[0]
-        path_text = (_arg(request, "path") or "").strip()
-        if not path_text:
-            raise HttpError(400, "give the path to explain: ?path=/svc/<name>")
-        try:
-            path = Path.read(path_text)
-        except PathError as e:
-            raise HttpError(400, f"bad path: {e}") from None
-        dtab_text = _arg(request, "dtab") or ""
-        try:
-            override = Dtab.read(dtab_text) if dtab_text.strip() else Dtab.empty()
-        except DtabError as e:
-            raise HttpError(400, f"bad dtab: {e}") from None
-
-        def render(explanation: Any) -> bytes:
-            body = {
-                "router": router.label,
-                "path": path.show(),
-                "dtab": router.dtab.show(),
-                "override": override.show(),
-                "explanation": explanation.to_json(),
-                "text": explanation.to_text(),
-            }
-            return _send_json(request, body)
-
-        def failed(failure: Failure) -> Failure:
-            log.failure("explaining {path} failed", failure, path=path.show())
-            error = failure.value
-            return Failure(HttpError(500, f"explaining {path.show()} failed: {type(error).__name__}: {error}"))
-
-        # explain() returns a snapshot; a Deferred is accepted too.
-        return maybeDeferred(router.interpreter.explain, router.dtab + override, path).addCallbacks(render, failed)
+    def delegator_json(self, request: WebRequest) -> Deferred[bytes]:
+        d = explain(list(self.target.routers), _arg(request, "router"), _arg(request, "path") or "", _arg(request, "dtab") or "")
+        return d.addCallback(lambda body: _send_json(request, body))
 
     def requests_json(self, request: WebRequest) -> bytes:
         recent = self._recent()
@@ -341,23 +293,7 @@ class AdminServer:
     def requests_page(self, request: WebRequest) -> bytes:
         recent = self._recent()
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        rows = []
-        for r in recent.records() if recent is not None else []:
-            cells = (
-                _clock_text(r.time),
-                r.router,
-                r.method,
-                r.uri,
-                r.dst_path,
-                r.client_id,
-                "" if r.status is None else str(r.status),
-                f"{r.latency_ms:.1f}",
-                r.error or "",
-            )
-            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        note = "" if recent is not None else "<p>Enable the <code>io.l5d.recentRequests</code> telemeter to record requests.</p>"
-        page = _REQUESTS_PAGE.format(rows="\n".join(rows), note=note)
-        return page.encode()
+        return render_requests_page(recent.records() if recent is not None else None)
 
     def _recent(self) -> Any:
         recent = getattr(self.target, "recent_requests", None)
@@ -410,12 +346,6 @@ class AdminServer:
         maybeDeferred(self.target.shutdown, grace_s).addErrback(lambda f: log.failure("shutdown failed", f))
 
 
-def _clock_text(seconds: float) -> str:
-    import time
-
-    return time.strftime("%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
-
-
 class _QuietSite(Site):
     """No access log: Prometheus scrapes and dashboard polls would flood the mesh's log."""
 
@@ -434,22 +364,3 @@ class AdminResource(Resource):
 
     def render(self, request: WebRequest) -> Any:
         return self.admin.handle(request)
-
-
-_REQUESTS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="5">
-<title>Recent requests - l5d-twisted</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/dashboard.css">
-</head><body>
-<header><h1><a href="/">l5d-twisted</a> recent requests</h1>
-<nav><a href="/">dashboard</a> <a href="/delegator">delegator</a> <a href="/requests.json">json</a></nav></header>
-<main>{note}
-<div class="scroll"><table class="data">
-<thead><tr><th>time</th><th>router</th><th>method</th><th>uri</th><th>service</th><th>client</th><th>status</th><th>ms</th><th>error</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table></div></main></body></html>
-"""

@@ -1,0 +1,68 @@
+"""``/delegator.json``: how a path binds on a router, with an optional override dtab.
+
+The effective dtab is the router's dtab followed by the override (later rules win, as
+with an ``l5d-dtab`` header).  Input errors raise :class:`HttpError` (400/404) with a
+message saying what is wrong; a failure inside naming becomes a 500 naming the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from l5d_twisted.admin.http_error import HttpError
+from l5d_twisted.admin.target import RouterView
+from l5d_twisted.naming.dtab import Dtab, DtabError
+from l5d_twisted.naming.path import Path, PathError
+
+log = Logger()
+
+
+def pick_router(routers: Sequence[RouterView], label: str | None) -> RouterView:
+    if not routers:
+        raise HttpError(404, "no routers configured")
+    if not label:
+        return routers[0]
+    for router in routers:
+        if router.label == label:
+            return router
+    known = ", ".join(r.label for r in routers)
+    raise HttpError(404, f"no router {label!r}; routers: {known}")
+
+
+def explain(routers: Sequence[RouterView], label: str | None, path_text: str, dtab_text: str) -> Deferred[dict[str, Any]]:
+    router = pick_router(routers, label)
+    path_text = path_text.strip()
+    if not path_text:
+        raise HttpError(400, "give the path to explain: ?path=/svc/<name>")
+    try:
+        path = Path.read(path_text)
+    except PathError as e:
+        raise HttpError(400, f"bad path: {e}") from None
+    try:
+        override = Dtab.read(dtab_text) if dtab_text.strip() else Dtab.empty()
+    except DtabError as e:
+        raise HttpError(400, f"bad dtab: {e}") from None
+
+    def described(explanation: Any) -> dict[str, Any]:
+        return {
+            "router": router.label,
+            "path": path.show(),
+            "dtab": router.dtab.show(),
+            "override": override.show(),
+            "explanation": explanation.to_json(),
+            "text": explanation.to_text(),
+        }
+
+    def failed(failure: Failure) -> Failure:
+        log.failure("explaining {path} failed", failure, path=path.show())
+        error = failure.value
+        return Failure(HttpError(500, f"explaining {path.show()} failed: {type(error).__name__}: {error}"))
+
+    # explain() returns a snapshot; a Deferred is accepted too.
+    d: Deferred[dict[str, Any]] = maybeDeferred(router.interpreter.explain, router.dtab + override, path).addCallbacks(described, failed)
+    return d
