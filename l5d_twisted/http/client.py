@@ -43,7 +43,7 @@ from l5d_twisted.http.codec import (
     framing_field,
     send_body,
 )
-from l5d_twisted.http.fastwrite import direct_writer
+from l5d_twisted.http.fastwrite import direct_writer, set_no_delay
 from l5d_twisted.http.hop import HOP_BY_HOP, connection_tokens, names_other_fields, strip_nominated
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
@@ -119,6 +119,7 @@ class HttpClientProtocol(Protocol):
     # -- connection lifecycle ------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        set_no_delay(self.transport)
         self._write = direct_writer(self.transport)
         self._client._connection_made(self)
 

@@ -42,3 +42,14 @@ def direct_writer(transport: Any) -> Callable[[bytes], None]:
             queue(data[sent:])
 
     return write_now
+
+
+def set_no_delay(transport: Any) -> None:
+    """Turn Nagle off: a streamed body's small writes must not wait for the peer's ACK
+    (with delayed ACKs that is 40 ms per chunk); every write here is already a whole unit."""
+    set_tcp_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_tcp_no_delay is not None:
+        try:
+            set_tcp_no_delay(True)
+        except OSError:  # not a TCP socket after all
+            pass

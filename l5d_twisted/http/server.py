@@ -59,7 +59,7 @@ from l5d_twisted.http.codec import (
     status_line,
 )
 from l5d_twisted.http.errors import error_response
-from l5d_twisted.http.fastwrite import direct_writer
+from l5d_twisted.http.fastwrite import direct_writer, set_no_delay
 from l5d_twisted.http.hop import (
     DROPPED_ON_PARSE,
     NOT_WRITTEN,
@@ -185,6 +185,7 @@ class HttpServerProtocol(Protocol):
     # -- connection lifecycle ------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        set_no_delay(self.transport)
         self._write = direct_writer(self.transport)
         self._server._connection_made(self)
         self._last_activity = self._seconds()

@@ -11,7 +11,8 @@ code with ``l5d_twisted.http`` so the two cannot agree on the same mistake.  Rou
 * ``/sink``: reads the body (any size), answers ``{"received": n}``.
 * ``/status?code=C``: that status without a body (1xx first when ``interim=1``).
 * ``/reset?after=N``: promises 1,000,000 bytes, sends N, then resets the connection.
-* ``/hang``: never answers; ``/stats`` tells how many hangs are still connected.
+* ``/hang``: never answers; ``/stats`` tells how many hangs are still connected, and how
+  many ``/gen`` or ``/sink`` transfers are in progress (``streaming``).
 * ``/slow?ms=N``: answers after N ms.
 * ``/close``: answers with ``Connection: close`` and closes.
 * ``/early``: answers 413 without reading the body, then closes.
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 _conn_ids = itertools.count(1)
 _lock = threading.Lock()
-_stats = {"hangs": 0, "connections": 0, "requests": 0, "slow": 0}
+_stats = {"hangs": 0, "connections": 0, "requests": 0, "slow": 0, "streaming": 0}
 BLOCK = b"x" * (256 * 1024)
 
 
@@ -145,7 +146,13 @@ def handle(sock: socket.socket) -> None:
                         _stats["hangs"] -= 1
                 return
             if path == "/sink":
-                n, _, trailers = read_body(f, headers, sink=True)
+                with _lock:
+                    _stats["streaming"] += 1
+                try:
+                    n, _, trailers = read_body(f, headers, sink=True)
+                finally:
+                    with _lock:
+                        _stats["streaming"] -= 1
                 respond(sock, 200, json.dumps({"received": n, "trailers": trailers}).encode(), [("Content-Type", "application/json")])
                 continue
             n, body, trailers = read_body(f, headers)
@@ -185,13 +192,19 @@ def handle(sock: socket.socket) -> None:
                 else:
                     sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
                 remaining = size
-                while remaining:
-                    block = BLOCK if remaining >= len(BLOCK) else BLOCK[:remaining]
-                    if chunked:
-                        sock.sendall(b"%x\r\n" % len(block) + block + b"\r\n")
-                    else:
-                        sock.sendall(block)
-                    remaining -= len(block)
+                with _lock:
+                    _stats["streaming"] += 1
+                try:
+                    while remaining:
+                        block = BLOCK if remaining >= len(BLOCK) else BLOCK[:remaining]
+                        if chunked:
+                            sock.sendall(b"%x\r\n" % len(block) + block + b"\r\n")
+                        else:
+                            sock.sendall(block)
+                        remaining -= len(block)
+                finally:
+                    with _lock:
+                        _stats["streaming"] -= 1
                 if chunked:
                     sock.sendall(b"0\r\n\r\n")
             elif path == "/status":

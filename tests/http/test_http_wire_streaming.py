@@ -8,7 +8,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from http_wire_env import Processes, Reader, Wire, connect, read_response, rss_kb, rss_peak_kb
+from http_wire_env import (
+    Processes,
+    Reader,
+    Wire,
+    connect,
+    read_response,
+    rss_kb,
+    rss_peak_kb,
+    wait_until,
+)
 
 GB = 1 << 30
 RSS_GROWTH_LIMIT_KB = 64 * 1024  # what the proxy may grow by while moving a gigabyte
@@ -110,3 +119,22 @@ def test_slow_reader_pauses_the_upstream(wire: Wire) -> None:
             time.sleep(0.1)
         assert rss_kb(wire.proxy.pid) - baseline < RSS_GROWTH_LIMIT_KB
         assert len(rest) + drain(sock, size - len(rest)) == size
+
+
+def test_client_leaving_mid_download_aborts_the_upstream(wire: Wire) -> None:
+    sock = connect(wire.proxy_port)
+    sock.sendall(b"GET /gen?bytes=%d HTTP/1.1\r\nHost: x\r\n\r\n" % GB)
+    read_head(sock)
+    assert drain(sock, 1 << 20) == 1 << 20
+    wait_until(lambda: wire.backend_stats()["streaming"] == 1, 10, what="the download to be in progress")
+    sock.close()
+    wait_until(lambda: wire.backend_stats()["streaming"] == 0, 10, what="the upstream transfer to be aborted")
+
+
+def test_client_leaving_mid_upload_aborts_the_upstream(wire: Wire) -> None:
+    sock = connect(wire.proxy_port)
+    sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % GB)
+    sock.sendall(b"u" * (4 << 20))
+    wait_until(lambda: wire.backend_stats()["streaming"] == 1, 10, what="the upload to be in progress")
+    sock.close()
+    wait_until(lambda: wire.backend_stats()["streaming"] == 0, 10, what="the upstream transfer to be aborted")
