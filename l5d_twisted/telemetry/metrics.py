@@ -17,8 +17,8 @@ pod churn.  Metrics are kept in *groups*: one per ``rt/<r>/service/<svc>``,
 for everything else.  Every tick (``tick_s``, default 30 s, a ``LoopingCall`` on the
 clock given) the tree compares each group's counters and histogram counts with the last
 tick; a group unchanged for ``expiry_ttl_s`` (default 600 s; the ``io.l5d.prometheus``
-telemeter's ``metricsExpiryTtlSecs`` knob changes it, 0 disables expiry) leaves the tree
-and all exposition.  Its metric objects live on while someone (a router) holds them: the
+telemeter's ``metricsExpiryTtlSecs`` knob changes it, 0 disables expiry) and with nothing
+``pending`` leaves the tree and all exposition.  Its metric objects live on while someone (a router) holds them: the
 group becomes *dormant*, referenced weakly, and the first change seen to it (checked at
 each tick and each read) puts it back, with its counters continuing where they were.  A
 dormant group nobody references is garbage collected.  The same tick rotates histogram
@@ -104,6 +104,13 @@ class _Group:
 
     def current_signature(self) -> int:
         return sum(m.activity for m in self.metrics.values())
+
+    def has_pending(self) -> bool:
+        """Requests in flight (a long stream updates no counter, yet is not idle)."""
+        for name, metric in self.metrics.items():
+            if isinstance(metric, GaugeMetric) and name[-1] == "pending" and metric.read() > 0:
+                return True
+        return False
 
 
 def group_key(name: Name) -> Name:
@@ -245,7 +252,7 @@ class MetricsTree:
             if signature != group.signature:
                 group.signature = signature
                 group.last_active = now
-            elif group.key and self.expiry_ttl_s > 0 and now - group.last_active >= self.expiry_ttl_s:
+            elif group.key and self.expiry_ttl_s > 0 and now - group.last_active >= self.expiry_ttl_s and not group.has_pending():
                 del self._groups[group.key]
                 self._dormant[group.key] = group
                 self.expired_total += 1

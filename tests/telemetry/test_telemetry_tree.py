@@ -179,3 +179,17 @@ def test_nan_and_infinity_are_not_recorded() -> None:
     h.add(2.0)
     s = h.summary()
     assert s.count == 1 and s.sum == 2.0 and s.max == 2.0
+
+
+def test_scope_with_requests_in_flight_does_not_expire() -> None:
+    clock = Clock()
+    tree = MetricsTree(clock, expiry_ttl_s=60, tick_s=10)
+    scope = tree.stats.scope("rt", "r", "service", "stream")
+    scope.counter("requests").incr()
+    in_flight = [1]
+    scope.gauge("pending", fn=lambda: in_flight[0])
+    advance(clock, 200)
+    assert "rt/r/service/stream/requests" in names(tree)
+    in_flight[0] = 0
+    advance(clock, 80)
+    assert "rt/r/service/stream/requests" not in names(tree)
