@@ -26,7 +26,7 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l5d_twisted.naming.activity import (
     Const,
@@ -44,6 +44,11 @@ from l5d_twisted.naming.namer import Namer, Transformer
 from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Ok, State, Var
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from l5d_twisted.naming.explanation import Explanation
 
 MAX_DEPTH = 100
 # Bound on lookups in one synchronous binding pass: a union of unions nested 100 deep is
@@ -90,7 +95,7 @@ class Interpreter:
         cache_size: int = 1024,
     ) -> None:
         prefixes = [(k if isinstance(k, Path) else Path.read(k), namer) for k, namer in namers.items()]
-        # Longest prefix first, so /io.l5d.k8s.other wins over /io.l5d.k8s for its names.
+        # Longest prefix first: a namer at /k8s/prod wins over one at /k8s for its names.
         self.namers: tuple[tuple[Path, Namer], ...] = tuple(sorted(prefixes, key=lambda p: -len(p[0])))
         self.transformers = tuple(transformers)
         self.max_depth = max_depth
@@ -121,14 +126,14 @@ class Interpreter:
     def bind_untransformed(self, dtab: Dtab, path: Path) -> Var[State]:
         return self._bind_path(dtab, path, 0, _Budget())
 
-    def explain(self, dtab: Dtab, path: Path) -> Any:
+    def explain(self, dtab: Dtab, path: Path) -> Explanation:
         """A snapshot :class:`~l5d_twisted.naming.explanation.Explanation` of binding
         ``path``: which rule matched at each step and what each branch became."""
         from l5d_twisted.naming.explanation import explain
 
         return explain(self, dtab, path)
 
-    def explain_settled(self, dtab: Dtab, path: Path, timeout_s: float = 5.0) -> Any:
+    def explain_settled(self, dtab: Dtab, path: Path, timeout_s: float = 5.0) -> Deferred[Explanation]:
         """A Deferred :class:`~l5d_twisted.naming.explanation.Explanation`, taken once no
         namer is pending any more (or after ``timeout_s``): for the admin playground and
         the CLI, where names may not be watched yet."""
