@@ -110,3 +110,16 @@ Checks across values that the schema cannot express; fails the render with the r
 {{- fail (printf "with mesh.hostNetwork, mesh.outgoing.hostPort (%v) must equal mesh.outgoing.port (%v) or be 0" $m.outgoing.hostPort $m.outgoing.port) }}
 {{- end }}
 {{- end }}
+
+{{/*
+Labels of the helm test pods: not the selector labels, so the mesh's Service and DaemonSet
+never count a test pod as one of theirs.
+*/}}
+{{- define "l5d-twisted.testLabels" -}}
+helm.sh/chart: {{ include "l5d-twisted.chart" . }}
+app.kubernetes.io/name: {{ include "l5d-twisted.name" . }}-smoke
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: l5d-twisted
+app.kubernetes.io/component: test
+{{- end }}

@@ -81,10 +81,26 @@ def _render_cached(version: str, values_files: tuple[Path, ...], sets: tuple[str
     ).stdout
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A YAML loader that rejects duplicate keys, as the Kubernetes API's decoders do."""
+
+
+def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def render(version: str = "helm4", values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The chart's manifests (templates/tests included) as parsed documents."""
+    """The chart's manifests (templates/tests included) as parsed documents (duplicate keys
+    in a manifest fail the test)."""
     text = _render_cached(version, tuple(values_files), tuple(sets))
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yaml.load_all(text, Loader=StrictLoader) if doc]
 
 
 def find(docs: Sequence[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

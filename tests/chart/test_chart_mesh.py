@@ -165,6 +165,10 @@ def test_helm_test_pods_run_smoke() -> None:
     docs = render()
     pods = [d for d in docs if d["kind"] == "Pod"]
     assert {p["metadata"]["annotations"]["helm.sh/hook"] for p in pods} == {"test"}
+    # A test pod is never selected as a mesh pod.
+    selector = find(docs, "Service", FULLNAME)["spec"]["selector"]
+    for pod in pods:
+        assert not pod["metadata"]["labels"].items() >= selector.items(), pod["metadata"]["name"]
     commands = {p["metadata"]["name"]: p["spec"]["containers"][0]["command"] + p["spec"]["containers"][0]["args"] for p in pods}
     mesh = commands[f"{FULLNAME}-smoke-mesh"]
     assert mesh[:2] == ["l5d-twisted", "smoke"]
