@@ -11,6 +11,7 @@ that it reads back equal, ``a + b`` concatenates (rules of ``b`` win, being late
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -138,10 +139,16 @@ class Dtab:
 
     @classmethod
     def read(cls, text: str) -> Dtab:
-        """Parse ``text``; raises :class:`DtabError` saying what is wrong and where."""
-        from l5d_twisted.naming.parser import parse_dtab
+        """Parse ``text``; raises :class:`DtabError` saying what is wrong and where.
 
-        return parse_dtab(text)
+        Recently read texts are remembered: the same ``l5d-dtab`` header on every request
+        of a client is parsed once.
+        """
+        if not isinstance(text, str) or len(text) > _CACHED_TEXT_MAX:
+            from l5d_twisted.naming.parser import parse_dtab
+
+            return parse_dtab(text)
+        return _read_cached(text)
 
     @classmethod
     def empty(cls) -> Dtab:
@@ -199,6 +206,14 @@ class Dtab:
 
 
 _EMPTY_DTAB = Dtab(())
+_CACHED_TEXT_MAX = 4096
+
+
+@functools.lru_cache(maxsize=512)
+def _read_cached(text: str) -> Dtab:
+    from l5d_twisted.naming.parser import parse_dtab
+
+    return parse_dtab(text)
 
 
 # --- printing name trees -------------------------------------------------------------
