@@ -14,15 +14,15 @@ increment plus a few comparisons (see :mod:`.histogram`); nothing reads the cloc
 **Idle expiry.**  linkerd 1 learnt that per-service and per-client metrics explode with
 pod churn.  Metrics are kept in *groups*: one per ``rt/<r>/service/<svc>``,
 ``rt/<r>/client/<id>`` and ``rt/<r>/server/<ip>/<port>`` scope, plus one permanent group
-for everything else.  Every tick (``tick_s``, default 30 s, a ``LoopingCall`` on the
-clock given) the tree compares each group's counters and histogram counts with the last
+for everything else.  Every tick (a ``LoopingCall`` on the clock given, every TTL/10
+between 0.5 s and 30 s unless ``tick_s`` fixes it) the tree compares each group's counters and histogram counts with the last
 tick; a group unchanged for ``expiry_ttl_s`` (default 600 s; the ``io.l5d.prometheus``
 telemeter's ``metricsExpiryTtlSecs`` knob changes it, 0 disables expiry) and with nothing
 ``pending`` leaves the tree and all exposition.  Its metric objects live on while someone (a router) holds them: the
 group becomes *dormant*, referenced weakly, and the first change seen to it (checked at
 each tick and each read) puts it back, with its counters continuing where they were.  A
-dormant group nobody references is garbage collected.  The same tick rotates histogram
-windows.
+dormant group nobody references is garbage collected.  Ticks also rotate histogram
+windows, every ``window_s`` (30 s).
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ log = Logger()
 Name: TypeAlias = tuple[str, ...]
 
 DEFAULT_EXPIRY_TTL_S = 600.0
-DEFAULT_TICK_S = 30.0
+DEFAULT_WINDOW_S = 30.0
+
+
+def _tick_for(ttl_s: float) -> float:
+    """Check often enough that a metric outlives its TTL by at most ~10%."""
+    if ttl_s <= 0:
+        return DEFAULT_WINDOW_S
+    return min(DEFAULT_WINDOW_S, max(0.5, ttl_s / 10.0))
 
 
 class CounterMetric:
@@ -140,12 +147,16 @@ class MetricsTree:
         self,
         clock: Any,
         expiry_ttl_s: float = DEFAULT_EXPIRY_TTL_S,
-        tick_s: float = DEFAULT_TICK_S,
+        tick_s: float | None = None,
+        window_s: float = DEFAULT_WINDOW_S,
         start: bool = True,
     ) -> None:
         self.clock = clock
         self.expiry_ttl_s = expiry_ttl_s
-        self.tick_s = tick_s
+        self._fixed_tick_s = tick_s
+        self.tick_s = tick_s if tick_s is not None else _tick_for(expiry_ttl_s)
+        self.window_s = window_s
+        self._last_rotation = clock.seconds()
         self._groups: dict[Name, _Group] = {(): _Group((), clock.seconds())}
         self._dormant: weakref.WeakValueDictionary[Name, _Group] = weakref.WeakValueDictionary()
         self.stats: ScopedStats = ScopedStats(self, ())
@@ -173,6 +184,13 @@ class MetricsTree:
     def set_expiry_ttl(self, seconds: float) -> None:
         """Idle time after which service/client/server metrics leave (0 = never)."""
         self.expiry_ttl_s = seconds
+        if self._fixed_tick_s is None:
+            tick_s = _tick_for(seconds)
+            if tick_s != self.tick_s:
+                self.tick_s = tick_s
+                if self._ticker is not None:
+                    self.stop()
+                    self.start()
 
     # -- recording (the StatsReceiver implementation calls these) --------------------
 
@@ -244,10 +262,15 @@ class MetricsTree:
     def tick(self) -> None:
         now = self.clock.seconds()
         self._revive_dormant()
+        # A little slack: ticks of a LoopingCall land at multiples of tick_s.
+        rotate = now - self._last_rotation >= self.window_s - 1e-6
+        if rotate:
+            self._last_rotation = now
         for group in list(self._groups.values()):
-            for metric in group.metrics.values():
-                if isinstance(metric, Histogram):
-                    metric.rotate()
+            if rotate:
+                for metric in group.metrics.values():
+                    if isinstance(metric, Histogram):
+                        metric.rotate()
             signature = group.current_signature()
             if signature != group.signature:
                 group.signature = signature

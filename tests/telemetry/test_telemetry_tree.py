@@ -193,3 +193,25 @@ def test_scope_with_requests_in_flight_does_not_expire() -> None:
     in_flight[0] = 0
     advance(clock, 80)
     assert "rt/r/service/stream/requests" not in names(tree)
+
+
+def test_tick_follows_the_ttl_and_histogram_windows_stay_30s() -> None:
+    clock = Clock()
+    tree = MetricsTree(clock)
+    assert tree.tick_s == 30.0
+    tree.set_expiry_ttl(5)
+    assert tree.tick_s == 0.5
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [0.5]  # the loop was restarted
+    tree.set_expiry_ttl(0)
+    assert tree.tick_s == 30.0
+    tree.set_expiry_ttl(5)
+    stat = tree.stats.stat("lat")
+    stat.add(1000.0)
+    advance(clock, 29, step=0.5)
+    assert flat_metrics(tree)["lat.max"] == 1000.0
+    advance(clock, 31, step=0.5)  # two rotations: gone from the window
+    assert flat_metrics(tree)["lat.max"] == 0.0
+    counter = tree.stats.scope("rt", "r", "client", "c").counter("requests")
+    counter.incr()
+    advance(clock, 6, step=0.5)
+    assert "rt/r/client/c/requests" not in names(tree)
