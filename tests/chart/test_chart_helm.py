@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import tarfile
 from pathlib import Path
 
 import kubernetes_validate
@@ -26,8 +27,8 @@ def test_ci_values_files_exist() -> None:
 @pytest.mark.parametrize("version", sorted(HELMS))
 @pytest.mark.parametrize("values_file", VALUES_CASES)
 def test_lint_strict(version: str, values_file: Path) -> None:
-    result = helm(version, "lint", "--strict", str(CHART), "--namespace", NAMESPACE, *value_args([values_file]))
-    assert "0 chart(s) failed" in result.stdout
+    result = helm(version, "lint", "--strict", "--with-subcharts", str(CHART), "--namespace", NAMESPACE, *value_args([values_file]))
+    assert "4 chart(s) linted, 0 chart(s) failed" in result.stdout
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
 
 
@@ -96,3 +97,17 @@ def test_subcharts_are_local_and_switchable() -> None:
     assert {("Deployment", "hello"), ("Deployment", "world-v1"), ("Deployment", f"{RELEASE}-prometheus"), ("Deployment", f"{RELEASE}-grafana")} <= full
     chart_yaml = (CHART / "Chart.yaml").read_text()
     assert "repository: file://charts/" in chart_yaml and "http" not in chart_yaml.split("dependencies:")[1]
+
+
+@pytest.mark.parametrize("version", sorted(HELMS))
+def test_package_is_self_contained(version: str, tmp_path: Path) -> None:
+    # The packaged chart carries its subcharts and dashboards, and none of the dev tooling.
+    helm(version, "package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("l5d-twisted-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "l5d-twisted/charts/prometheus/Chart.yaml" in names
+    assert "l5d-twisted/dashboards/l5d-twisted-top-line.json" in names
+    assert not [n for n in names if "/tools/" in n or n.endswith(".py")]
+    rendered = helm(version, "template", RELEASE, str(archive), "--namespace", NAMESPACE).stdout
+    assert "kind: DaemonSet" in rendered and "l5d-twisted-top-line.json" in rendered
