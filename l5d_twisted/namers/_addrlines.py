@@ -51,7 +51,7 @@ def parse_address_line(line: str) -> Address:
     if len(fields) == 1 and fields[0].count(":") == 1:
         fields = fields[0].split(":")
     if len(fields) != 2:
-        raise ValueError("expected 'host port' or 'host port * weight'")
+        raise ValueError("expected 'host port' or 'host:port', optionally followed by '* weight'")
     host, port_text = fields
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"port must be a number between 1 and 65535, not {port_text!r}")

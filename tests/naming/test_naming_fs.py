@@ -151,3 +151,15 @@ def test_malformed_lines_are_logged_with_file_and_line_and_skipped(tmp_path: FsP
     messages = [formatEvent(e) for e in events]
     assert any(f"{tmp_path / 'hello'}:2: port must be a number" in m for m in messages), messages
     assert namer.state()["names"]["hello"]["errors"] == ["hello:2: port must be a number between 1 and 65535, not 'http': '127.0.0.1 http'"]
+
+
+def test_memory_namer_config_errors_point_at_the_entry() -> None:
+    from l5d_twisted.config import ConfigErrors, load_config
+
+    text = 'namers:\n- kind: io.l5d.memory\n  names:\n    hello: ["127.0.0.1"]\nrouters: [{protocol: http}]\n'
+    try:
+        load_config(text)
+    except ConfigErrors as e:
+        assert "names.hello: '127.0.0.1': expected 'host port' or 'host:port'" in str(e)
+    else:
+        raise AssertionError("a bad io.l5d.memory entry was accepted")
