@@ -17,9 +17,12 @@
   mid-response fails the response body stream, so the server aborts its client connection
   instead of presenting a truncated body as complete.
 * Cancelling the returned Deferred aborts the exchange's connection.
+* The keep-alive race: a reused connection that closes before any byte of the answer
+  (the server timed it out as we sent) gets an idempotent request with a buffered body
+  sent once more on another connection, instead of a spurious ``ConnectionReset``.
 
 Stats (in the scope given): ``connections`` gauge, ``connects``, ``sent_bytes``,
-``received_bytes``, ``connect_failures`` counters.
+``received_bytes``, ``connect_failures``, ``stale_connection_resends`` counters.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ log = Logger()
 BUFFERED_RESPONSE_LIMIT = 64 * 1024
 """Responses with a Content-Length up to this are buffered (one write downstream)."""
 
+_IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _BODYLESS_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"})
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length"}
 
@@ -115,6 +119,11 @@ class HttpClientProtocol(Protocol):
         self._interim = False
         self._chunked = False
         self._write: Any = None
+        # resending after a stale keep-alive connection closed under us
+        self._exchanges = 0
+        self._answered = False
+        self._may_resend = True
+        self._handoff: Deferred[Response] | None = None
 
     # -- connection lifecycle ------------------------------------------------------------
 
@@ -135,14 +144,54 @@ class HttpClientProtocol(Protocol):
             else:
                 stream.fail(ConnectionReset("the upstream connection closed mid-response", reason=str(reason.value)))
             self._stream = None
-        self._fail(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
+        d = self._deferred
+        resend = d is not None and self._stale_close_is_resendable()
+        if resend:
+            self._deferred = None
+            self._client.pending -= 1
+        else:
+            self._fail(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
         self._client._connection_lost(self)
+        if resend and d is not None and self._request is not None:
+            handoff = self._client._resend(self._request)
+            self._handoff = handoff
+            handoff.addBoth(self._relay, d)
+
+    def _stale_close_is_resendable(self) -> bool:
+        """A reused connection closed before any answer: most likely the server closed it
+        for idleness as we sent (the keep-alive race).  Safe to send once more elsewhere
+        when the request is idempotent and its body can be sent again (RFC 9110 §9.2.2)."""
+        request = self._request
+        return (
+            self._may_resend
+            and self._exchanges > 1
+            and not self._answered
+            and request is not None
+            and request.method in _IDEMPOTENT_METHODS
+            and type(request.body) is BufferedBody
+        )
+
+    def _relay(self, result: Any, d: Deferred[Response]) -> None:
+        self._handoff = None
+        if d.called:
+            if isinstance(result, Response) and isinstance(result.body, StreamBody):
+                result.body.discard()
+            return None
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
+        return None
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, request: Request) -> Deferred[Response]:
+    def send(self, request: Request, may_resend: bool = True) -> Deferred[Response]:
+        """Send ``request``; ``may_resend`` False when this already is a resend."""
         self.reusable = False  # until this exchange completes cleanly
         self._request = request
+        self._exchanges += 1
+        self._answered = False
+        self._may_resend = may_resend
         self._is_head = request.method == b"HEAD"
         self._request_done = False
         self._response_done = False
@@ -206,6 +255,11 @@ class HttpClientProtocol(Protocol):
         return True
 
     def _cancel(self, d: Deferred[Response]) -> None:
+        handoff = self._handoff
+        if handoff is not None:  # the request was resent on another connection: cancel that
+            self._handoff = None
+            handoff.cancel()
+            return
         if self._deferred is not None:
             self._deferred = None
             self._client.pending -= 1
@@ -258,6 +312,7 @@ class HttpClientProtocol(Protocol):
         self._interim = False
 
     def on_message_begin(self) -> None:
+        self._answered = True
         self._reset_parse_state()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -403,6 +458,7 @@ class EndpointClient(Service[Request, Response]):
         self._closed = False
         self.count_sent = stats.counter("sent_bytes").incr
         self.count_received = stats.counter("received_bytes").incr
+        self._resends = stats.counter("stale_connection_resends")
         self._pool = ConnectionPool(
             reactor,
             address,
@@ -429,11 +485,21 @@ class EndpointClient(Service[Request, Response]):
         d.addBoth(self._connected, request)
         return d
 
-    def _connected(self, conn: Any, request: Request) -> Any:
+    def _connected(self, conn: Any, request: Request, may_resend: bool = True) -> Any:
         self.pending -= 1
         if isinstance(conn, Failure):
             return conn
-        return conn.send(request)
+        return conn.send(request, may_resend)
+
+    def _resend(self, request: Request) -> Deferred[Response]:
+        """Send again a request whose reused connection closed before answering."""
+        self._resends.incr()
+        if self._closed:
+            return fail(ConnectionReset(f"the connection to {self.address.show()} closed before responding"))
+        self.pending += 1
+        d = self._pool.acquire()
+        d.addBoth(self._connected, request, False)
+        return d
 
     def close(self) -> Deferred[None]:
         """Stop taking requests; finish those in flight, then close every connection."""

@@ -228,3 +228,49 @@ def test_streamed_request_body_is_framed(chunked: bool) -> None:
         assert transport.value().endswith(b"Content-Length: 6\r\n\r\nabcdef")
     proto.dataReceived(OK)
     assert got[0].status == 200
+
+
+def test_stale_keep_alive_connection_resends_idempotent_request() -> None:
+    reactor, client = make_client()
+    client(Request(b"GET", b"/1"))
+    proto, transport = accept(reactor)
+    proto.dataReceived(OK)
+    got = results(client(Request(b"GET", b"/2")))
+    from twisted.internet.error import ConnectionDone
+
+    proto.connectionLost(Failure(ConnectionDone()))  # the server closed it as we sent
+    assert got == []
+    proto2, transport2 = accept(reactor)
+    assert transport2.value().startswith(b"GET /2 ")
+    proto2.dataReceived(OK)
+    assert got[0].status == 200 and client.pending == 0
+
+
+def test_stale_connection_does_not_resend_a_post() -> None:
+    reactor, client = make_client()
+    client(Request(b"GET", b"/1"))
+    proto, _ = accept(reactor)
+    proto.dataReceived(OK)
+    got = results(client(Request(b"POST", b"/2", body=BufferedBody(b"x"))))
+    from twisted.internet.error import ConnectionDone
+
+    proto.connectionLost(Failure(ConnectionDone()))
+    assert isinstance(got[0].value, ConnectionReset)
+    assert reactor.tcpClients == []
+
+
+def test_a_resent_request_can_be_cancelled() -> None:
+    reactor, client = make_client()
+    client(Request(b"GET", b"/1"))
+    proto, _ = accept(reactor)
+    proto.dataReceived(OK)
+    d = client(Request(b"GET", b"/2"))
+    got = results(d)
+    from twisted.internet.error import ConnectionDone
+
+    proto.connectionLost(Failure(ConnectionDone()))
+    proto2, transport2 = accept(reactor)
+    d.cancel()
+    assert isinstance(got[0].value, CancelledError)
+    assert transport2.disconnecting or transport2.disconnected
+    assert client.pending == 0
