@@ -170,12 +170,13 @@ class PrometheusScrapes:
         down = [t["metric"].get("instance", "?") for t in targets if t["value"][1] != "1"]
         if down:
             raise SmokeFailure(f"{len(down)} of {len(targets)} mesh targets down: {', '.join(sorted(down))}")
+        up = f"{len(targets)} mesh target{'s' if len(targets) != 1 else ''} up"
         rate_expr = f'sum(rate(rt:server:requests{{job="{self.job}"}}[1m]))'
         rate = self.query(rate_expr, timeout_s)
         value = float(rate[0]["value"][1]) if rate else 0.0
         if not value > 0:
-            raise SmokeFailure(f"{len(targets)} mesh targets up, but no requests yet ({rate_expr} = {value})")
-        return f"{len(targets)} mesh targets up, {value:.2f} requests/s"
+            raise SmokeFailure(f"{up}, but no requests yet ({rate_expr} = {value})")
+        return f"{up}, {value:.2f} requests/s"
 
 
 @dataclass(frozen=True)
