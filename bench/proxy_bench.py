@@ -13,6 +13,8 @@ One command.  On free loopback ports it starts
   and service settings (p2c, failure accrual, retries budget, metrics) and the
   Prometheus telemeter, i.e. what a user would run;
 
+with ``--pin`` (the default) the proxies on the last CPU and the backend and load generators
+on the others, so each proxy gets one core to itself as its single process/worker would;
 then measures each path (direct, nginx, l5d-twisted) twice:
 
 1. **fixed concurrency**: ``wrk -c 50 -t 2 -d <duration>s --latency``: requests/s, p50, p99;
@@ -214,9 +216,20 @@ class Bench:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     # -- processes ----------------------------------------------------------------------
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def cpus(self, role: str) -> set[int] | None:
+        """With --pin: proxies on the last CPU, backend and load generators on the others."""
+        available = sorted(os.sched_getaffinity(0))
+        if not self.args.pin or len(available) < 2:
+            return None
+        return {available[-1]} if role == "proxy" else set(available[:-1])
+
+    def pinned(self, role: str) -> Any:
+        cpus = self.cpus(role)
+        return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, role: str = "proxy") -> subprocess.Popen[bytes]:
         with open(self.dir / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True, preexec_fn=self.pinned(role))
         self.procs.append(proc)
         return proc
 
@@ -241,18 +254,18 @@ class Bench:
         if not self.args.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def nginx(self, name: str, conf: str) -> subprocess.Popen[bytes]:
+    def nginx(self, name: str, conf: str, role: str) -> subprocess.Popen[bytes]:
         path = self.dir / f"{name}.conf"
         path.write_text(conf)
-        return self.start(name, ["nginx", "-p", str(self.dir), "-c", str(path), "-e", str(self.dir / f"{name}-startup.log")])
+        return self.start(name, ["nginx", "-p", str(self.dir), "-c", str(path), "-e", str(self.dir / f"{name}-startup.log")], role=role)
 
     def setup(self) -> list[Target]:
         backend_port = free_port()
-        self.nginx("backend", BACKEND_CONF.format(dir=self.dir, port=backend_port))
+        self.nginx("backend", BACKEND_CONF.format(dir=self.dir, port=backend_port), role="load")
         wait_for_http(backend_port, "backend", proc=self.procs[-1])
 
         nginx_port = free_port()
-        nginx = self.nginx("nginx-proxy", NGINX_PROXY_CONF.format(dir=self.dir, port=nginx_port, backend_port=backend_port))
+        nginx = self.nginx("nginx-proxy", NGINX_PROXY_CONF.format(dir=self.dir, port=nginx_port, backend_port=backend_port), role="proxy")
         wait_for_http(nginx_port, "backend", proc=nginx)
 
         (self.dir / "disco" / "backend").write_text(f"127.0.0.1 {backend_port}\n")
@@ -271,13 +284,13 @@ class Bench:
     def wrk(self, target: Target, duration: float) -> dict[str, Any]:
         a = self.args
         argv = ["wrk", "-c", str(a.connections), "-t", str(a.threads), "-d", f"{duration:g}s", "--latency", "-H", "Host: backend", f"http://127.0.0.1:{target.port}/"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, preexec_fn=self.pinned("load")).stdout
         return parse_wrk(out)
 
     def rate(self, target: Target) -> dict[str, Any]:
         a = self.args
         argv = [sys.executable, str(REPO / "bench" / "rategen.py"), "--port", str(target.port), "--host", "backend", "--rps", str(a.rate), "--duration", str(a.duration), "--warmup", "2"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration + 60, env={**os.environ, "PYTHONPATH": str(REPO)})
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration + 60, env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=self.pinned("load"))
         if out.returncode != 0:
             raise RuntimeError(f"rategen failed: {out.stderr}")
         return dict(json.loads(out.stdout))
@@ -339,12 +352,14 @@ def table(targets: list[Target], args: argparse.Namespace) -> str:
     return "\n".join(rows)
 
 
-def environment() -> str:
+def environment(pin: bool) -> str:
     load = os.getloadavg()
+    cpus = sorted(os.sched_getaffinity(0))
+    placement = f"proxy pinned to CPU {cpus[-1]}, backend and load generators to CPU {','.join(map(str, cpus[:-1]))}" if pin and len(cpus) > 1 else "no CPU pinning"
     return (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, load average before the run "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, Python {sys.version.split()[0]}, "
-        f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}"
+        f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}; {placement}"
     )
 
 
@@ -366,12 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="requests/s of the fixed-rate runs (default %(default)s)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the raw results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin the proxy to the last CPU and the backend and load generators to the others")
     args = parser.parse_args(argv)
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             print(f"proxy_bench: {tool} is not installed (scripts/setup.sh installs it)", file=sys.stderr)
             return 2
-    env_line = environment()
+    env_line = environment(args.pin)
     bench = Bench(args)
     try:
         with running(bench) as targets:
