@@ -223,7 +223,8 @@ def _node_line(node: Node) -> str:
     rule = f"  [{node.dentry.show()}]" if node.dentry is not None else ""
     if node.type in ("delegate", "alt"):
         label = where or ("alternatives" if node.type == "alt" else "")
-        return f"{label}{rule}"
+        note = f" ({node.message})" if node.message else ""
+        return f"{label}{rule}{note}"
     if node.type == "union":
         return f"{where or 'union'}{rule}" if where else f"union{rule}"
     if node.type == "leaf" and node.bound is not None:
@@ -312,7 +313,8 @@ class _Walker:
             return Node("neg", path, dentry, message="the namer does not know this name")
         if tree is FAIL or tree is EMPTY:
             return Node("fail" if tree is FAIL else "empty", path, dentry)
-        return Node("delegate", path, dentry, children=(self.tree(tree, None, depth + 1),))
+        rewriter = f"/$/{path[1]}" if mark == "$" and len(path) > 1 else "the namer"
+        return Node("delegate", path, dentry, children=(self.tree(tree, None, depth + 1),), message=f"rewritten by {rewriter}")
 
     def tree(self, tree: NameTree[Any], dentry: Dentry | None, depth: int) -> Node:
         if isinstance(tree, Leaf):

@@ -161,3 +161,9 @@ def test_loop_explanations_stay_short() -> None:
     text = Interpreter({}).explain(Dtab.read("/a => /a/b"), P("/a")).to_text()
     assert len(text) < 3000
     assert "... 84 more steps ..." in text and "more than 100 delegation steps" in text
+
+
+def test_rewriting_builtins_say_what_rewrote_the_name() -> None:
+    text = interp().explain(REFERENCE + Dtab.read("/d => /$/io.buoyant.http.domainToPathPfx/svc"), P("/d/hello.default")).to_text()
+    assert "/$/io.buoyant.http.domainToPathPfx/svc/hello.default  [/d => /$/io.buoyant.http.domainToPathPfx/svc] (rewritten by /$/io.buoyant.http.domainToPathPfx)" in text
+    assert "└─ /svc/default/hello" in text
