@@ -1,7 +1,7 @@
 """The ``io.l5d.k8s`` namer: ``/<namespace>/<port>/<service>[/<label value>]`` -> pods.
 
 A name resolves to the READY endpoints of the service's port (a port name, or a number),
-each address carrying ``node_name``, ``pod`` and ``zone`` in its meta for the DaemonSet
+each address carrying ``node_name``, ``pod_name`` and ``zone`` in its meta for the DaemonSet
 and localnode transformers.  Unknown service or unknown port name -> ``NEG``; a service
 without ready endpoints -> an empty bound set; before the namespace's first list ->
 pending.

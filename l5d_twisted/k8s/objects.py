@@ -41,7 +41,7 @@ class EndpointInfo:
     zone: str | None = None
 
     def address(self, port: int) -> Address:
-        meta = {"node_name": self.node_name, "pod": self.pod_name, "zone": self.zone}
+        meta = {"node_name": self.node_name, "pod_name": self.pod_name, "zone": self.zone}
         return make_address(self.ip, port, meta={k: v for k, v in meta.items() if v is not None})
 
 

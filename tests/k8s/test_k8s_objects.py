@@ -40,7 +40,7 @@ def test_slice_ready_addresses_with_node_pod_zone_meta():
     res = resolve([shard], "http")
     assert res.exists and shows(res) == ["10.0.0.1:8080"]
     (addr,) = res.addresses
-    assert addr.node_name == "n1" and addr.get("pod") == "web-1" and addr.get("zone") == "z1"
+    assert addr.node_name == "n1" and addr.get("pod_name") == "web-1" and addr.get("zone") == "z1"
 
 
 def test_ready_unset_counts_as_ready():

@@ -177,7 +177,7 @@ async def test_falls_back_to_v1_endpoints_when_slices_are_not_served():
         web = Watched(namer, "/default/http/web")
         await eventually(lambda: web.shows("10.0.0.1:8080"))
         (addr,) = web.addrs[-1].addresses
-        assert addr.node_name == "n1" and addr.get("pod") == "web-1"
+        assert addr.node_name == "n1" and addr.get("pod_name") == "web-1"
         assert namer.state()["namespaces"]["default"]["resource"] == "endpoints"
         api.set_service("default", "web", [endpoint("10.0.0.2")])
         await eventually(lambda: web.shows("10.0.0.2:8080"))
