@@ -83,7 +83,6 @@ class Mesh:
             env=self.env,
             config_dir=getattr(config, "source_dir", "."),
         )
-        ctx.metrics = self.metrics  # type: ignore[attr-defined]
         try:
             self._build_telemeters(ctx)
             self._build_namers(ctx)
@@ -184,6 +183,8 @@ class Mesh:
                     break
         if self.admin_port is not None:
             await maybeDeferred(self.admin_port.stopListening)
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("mesh stopped")
 
     def ports(self) -> dict[str, Any]:

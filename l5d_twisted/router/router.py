@@ -127,7 +127,9 @@ class Router(Service[Request, Response]):
             raise IdentificationError("Unable to identify request: " + "; ".join(reasons))
         request = identified.request
         path = identified.path
-        request.ctx["dst"] = path
+        ctx = request.ctx
+        ctx["router"] = self.label
+        ctx["dst"] = path
         hdrs.set(h.DST_SERVICE, path.show().encode("latin-1", "replace"))
         hdrs.set(h.REQID, h.request_id(hdrs, self._rng))
         hdrs.add(b"Via", h.VIA_VALUE)
