@@ -3,9 +3,12 @@
     python3 bench/http_wire/run.py [--duration 5] [--connections 50] [--threads 2]
 
 Starts (all on 127.0.0.1, free ports, stopped by PID at the end): an nginx backend answering
-a small fixed body, an nginx reverse proxy with keep-alive upstream connections, and
+a small fixed body, an nginx reverse proxy with keep-alive upstream connections, a blind
+Twisted byte relay (``twisted_relay.py``: the reactor's own floor) and
 ``tests/http/proxy_harness.py`` (serve_http + EndpointClient); runs ``wrk`` against each
-and prints requests/s and the ratio of the harness to nginx.  Needs nginx and wrk.
+and prints requests/s, the proxy process's CPU per request, and the ratio of the harness to
+nginx.  Needs nginx and wrk.  On a shared machine compare CPU per request: req/s moves
+with whatever else runs.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ def main() -> int:
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} not found")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    backend, nginx_proxy, harness = free_port(), free_port(), free_port()
+    backend, nginx_proxy, harness, relay = free_port(), free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "nginx.conf"), "w") as f:
@@ -125,14 +128,16 @@ def main() -> int:
                     stdout=subprocess.DEVNULL,
                 )
             )
-            for port in (backend, nginx_proxy, harness):
+            procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "twisted_relay.py"), str(relay), str(backend)]))
+            for port in (backend, nginx_proxy, harness, relay):
                 wait_port(port)
             wrk(harness, 1, args.connections, args.threads)  # warm up
             results = {}
             # CPU per request of the proxy process itself: robust when other load shares the
             # machine, unlike req/s (nginx: its worker; harness: the Python process)
-            proxy_pids = {"nginx proxy": nginx_workers(procs[0].pid), "l5d http wire": [procs[1].pid]}
-            for name, port in (("direct", backend), ("nginx proxy", nginx_proxy), ("l5d http wire", harness)):
+            proxy_pids = {"nginx proxy": nginx_workers(procs[0].pid), "l5d http wire": [procs[1].pid], "twisted relay": [procs[2].pid]}
+            targets = (("direct", backend), ("nginx proxy", nginx_proxy), ("twisted relay", relay), ("l5d http wire", harness))
+            for name, port in targets:
                 pids = proxy_pids.get(name, [])
                 before = cpu_seconds(pids)
                 rps, total = wrk(port, args.duration, args.connections, args.threads)

@@ -12,12 +12,16 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from twisted.internet import reactor  # noqa: E402
+from typing import Any  # noqa: E402
+
+from twisted.internet import reactor as _reactor  # noqa: E402
 
 from l5d_twisted.http.client import EndpointClient, PoolSettings  # noqa: E402
 from l5d_twisted.http.server import ServerSettings, serve_http  # noqa: E402
 from l5d_twisted.naming.addr import Address  # noqa: E402
 from l5d_twisted.telemetry.stats import NULL_STATS  # noqa: E402
+
+reactor: Any = _reactor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     server = serve_http(reactor, args.ip, args.listen, client, settings, NULL_STATS)
 
     # SIGTERM stops the reactor; shutdown waits for the drain (in-flight requests finish)
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: server.drain(5.0))  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: server.drain(5.0))
     print(f"listening on {server.getHost().port}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
     return 0
 
 
