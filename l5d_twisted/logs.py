@@ -64,4 +64,5 @@ class TextObserver(JsonLinesObserver):
 def start_logging(fmt: str = "json", level: str = "info", out: IO[str] | None = None) -> None:
     observer = (TextObserver if fmt == "text" else JsonLinesObserver)(out or sys.stdout)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(observer, [predicate])], redirectStandardIO=False)
+    predicates: list[Any] = [predicate]
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(observer, predicates)], redirectStandardIO=False)

@@ -158,7 +158,8 @@ class Mesh:
         from l5d_twisted.admin.server import AdminServer
 
         admin = self.config.admin
-        self.admin_port = AdminServer(self, self.reactor).listen(admin.ip, admin.port)
+        target: Any = self  # Mesh meets admin.target.AdminTarget structurally
+        self.admin_port = AdminServer(target, self.reactor).listen(admin.ip, admin.port)
 
     def stop(self, grace_s: float | None = None) -> Deferred[None]:
         if self._stopping is None:

@@ -33,19 +33,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: cannot read: {e.strerror}", file=sys.stderr)
         return 2
 
-    from twisted.internet import reactor
+    from twisted.internet import reactor as global_reactor
     from twisted.internet.error import ReactorNotRunning
 
     from l5d_twisted.logs import start_logging
     from l5d_twisted.mesh import Mesh
 
+    reactor: Any = global_reactor
     start_logging(args.log_format, args.log_level)
     mesh = Mesh(config, reactor)
     exit_code = [0]
 
     def stop_reactor() -> None:
         try:
-            reactor.stop()  # type: ignore[attr-defined]
+            reactor.stop()
         except ReactorNotRunning:
             pass  # a signal and the admin shutdown can both ask
 
@@ -55,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         stop_reactor()
 
     def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(lambda: mesh.shutdown().addBoth(lambda _: stop_reactor()))  # type: ignore[attr-defined]
+        reactor.callFromThread(lambda: mesh.shutdown().addBoth(lambda _: stop_reactor()))
 
     mesh.on_shutdown(stop_reactor)
-    reactor.callWhenRunning(lambda: mesh.start().addErrback(failed_to_start))  # type: ignore[attr-defined]
+    reactor.callWhenRunning(lambda: mesh.start().addErrback(failed_to_start))
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    reactor.run(installSignalHandlers=False)  # type: ignore[attr-defined]
+    reactor.run(installSignalHandlers=False)
     return exit_code[0]

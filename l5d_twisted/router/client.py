@@ -19,7 +19,15 @@ from twisted.logger import Logger
 
 from l5d_twisted.errors import BindingTimeout, NoHostsAvailable
 from l5d_twisted.http.message import Request, Response
-from l5d_twisted.naming.addr import Addr, Address, AddrBound, AddrFailed, AddrNeg, AddrPending, BoundName
+from l5d_twisted.naming.addr import (
+    Addr,
+    AddrBound,
+    Address,
+    AddrFailed,
+    AddrNeg,
+    AddrPending,
+    BoundName,
+)
 from l5d_twisted.naming.var import Closable
 from l5d_twisted.service import Service, Status
 from l5d_twisted.telemetry.stats import StatsReceiver

@@ -40,7 +40,7 @@ from .stacks import DEFAULT_STACKS, RouterStacks, StackParams
 
 log = Logger()
 
-RequestObserver = Callable[[Request, "Response | BaseException", float], None]
+RequestObserver = Callable[[Request, Any, float], None]  # (request, Response or exception, latency ms)
 # (reactor, address, pool settings, stats, connect_timeout_s=...) -> endpoint service;
 # EndpointClient in production, a fake in router tests.
 EndpointFactory = Callable[..., Service[Request, Response]]

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from l5d_twisted.registry import BACKOFFS, FAILURE_ACCRUAL
-from l5d_twisted.resilience.deadline import DeadlineFilter
-from l5d_twisted.resilience.retries import RetryBudget, RetryFilter
-from l5d_twisted.resilience.requeues import RequeueFilter
-from l5d_twisted.resilience.timeouts import TimeoutFilter
 from l5d_twisted.resilience.accrual import FailureAccrualService
+from l5d_twisted.resilience.deadline import DeadlineFilter
+from l5d_twisted.resilience.requeues import RequeueFilter
+from l5d_twisted.resilience.retries import RetryBudget, RetryFilter
+from l5d_twisted.resilience.timeouts import TimeoutFilter
 from l5d_twisted.service import Module, Service, Stack
 from l5d_twisted.telemetry.filters import StatsFilter
 
@@ -44,13 +44,13 @@ class StackParams:
 
 
 def _stats(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
-    return StatsFilter(params[StackParams.STATS], params[StackParams.CLASSIFIER], params[StackParams.REACTOR]).and_then(next_)  # type: ignore[no-any-return]
+    return StatsFilter(params[StackParams.STATS], params[StackParams.CLASSIFIER], params[StackParams.REACTOR]).and_then(next_)
 
 
 def _deadline(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
     total_ms = params[StackParams.SERVICE].total_timeout_ms
     total = total_ms / 1000.0 if total_ms else None
-    return DeadlineFilter(params[StackParams.REACTOR], total).and_then(next_)  # type: ignore[no-any-return]
+    return DeadlineFilter(params[StackParams.REACTOR], total).and_then(next_)
 
 
 def _retries(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
@@ -64,13 +64,13 @@ def _retries(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any
     )
     backoff_plugin = BACKOFFS.get(retries.backoff.kind)
     backoff = backoff_plugin.factory(retries.backoff.config)
-    return RetryFilter(  # type: ignore[no-any-return]
+    return RetryFilter(
         params[StackParams.CLASSIFIER], budget, backoff, params[StackParams.REACTOR], params[StackParams.STATS], params[StackParams.RNG]
     ).and_then(next_)
 
 
 def _requeues(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
-    return RequeueFilter(params[StackParams.REQUEUE_BUDGET], params[StackParams.STATS]).and_then(next_)  # type: ignore[no-any-return]
+    return RequeueFilter(params[StackParams.REQUEUE_BUDGET], params[StackParams.STATS]).and_then(next_)
 
 
 def _failure_accrual(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
@@ -83,7 +83,7 @@ def _attempt_timeout(params: Mapping[str, Any], next_: Service[Any, Any]) -> Ser
     timeout_ms = params[StackParams.CLIENT].request_attempt_timeout_ms
     if not timeout_ms:
         return next_
-    return TimeoutFilter(timeout_ms / 1000.0, params[StackParams.REACTOR]).and_then(next_)  # type: ignore[no-any-return]
+    return TimeoutFilter(timeout_ms / 1000.0, params[StackParams.REACTOR]).and_then(next_)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,21 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from l5d_twisted.config import load_config
 from l5d_twisted.context import PluginContext
-from l5d_twisted.errors import BadDtabHeader, BindingTimeout, CallDepthExceeded, IdentificationError, MeshError, NoHostsAvailable
+from l5d_twisted.errors import (
+    BadDtabHeader,
+    BindingTimeout,
+    CallDepthExceeded,
+    IdentificationError,
+    MeshError,
+    NoHostsAvailable,
+)
 from l5d_twisted.http.message import Headers, Request, Response
-from l5d_twisted.naming.addr import AddrBound, AddrPending, Address, BoundName
+from l5d_twisted.naming.addr import AddrBound, Address, AddrPending, BoundName
 from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.nametree import NEG, Leaf
 from l5d_twisted.naming.path import Path
@@ -27,6 +33,7 @@ from l5d_twisted.naming.var import Ok, Var
 from l5d_twisted.router.router import IDLE_TTL_S, SWEEP_INTERVAL_S, Router
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.metrics import MetricsTree
+from l5d_twisted.telemetry.metrics_json import flat_metrics
 
 
 class MemoryNamer:
@@ -267,11 +274,14 @@ def test_service_and_client_stats_are_recorded() -> None:
     h.namer.set("hello", "127.0.0.1:8080")
     for _ in range(3):
         ok(h.call("hello"))
-    flat = h.metrics.flatten() if hasattr(h.metrics, "flatten") else {}
-    if not flat:
-        pytest.skip("MetricsTree has no flatten(); covered by the telemetry tests")
+    h.call("nobody")
+    flat = flat_metrics(h.metrics)
     assert flat["rt/outgoing/service/svc/hello/requests"] == 3
+    assert flat["rt/outgoing/service/svc/hello/success"] == 3
     assert flat["rt/outgoing/client/#/mem/hello/requests"] == 3
+    assert flat["rt/outgoing/client/#/mem/hello/status/2XX"] == 3
+    assert flat["rt/outgoing/client/#/mem/hello/loadbalancer/size"] == 1
+    assert flat["rt/outgoing/service/svc/nobody/failures"] == 1
 
 
 def test_an_internal_error_costs_one_request_only() -> None:
