@@ -62,7 +62,9 @@ class TextObserver(JsonLinesObserver):
 
 
 def start_logging(fmt: str = "json", level: str = "info", out: IO[str] | None = None) -> None:
-    observer = (TextObserver if fmt == "text" else JsonLinesObserver)(out or sys.stdout)
+    # Any: the observers meet ILogObserver by shape (zope interfaces are invisible to mypy).
+    observer: Any = (TextObserver if fmt == "text" else JsonLinesObserver)(out or sys.stdout)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
     predicates: list[Any] = [predicate]
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(observer, predicates)], redirectStandardIO=False)
+    filtered: Any = FilteringLogObserver(observer, predicates)
+    globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
