@@ -63,6 +63,14 @@ def explain(routers: Sequence[RouterView], label: str | None, path_text: str, dt
         error = failure.value
         return Failure(HttpError(500, f"explaining {path.show()} failed: {type(error).__name__}: {error}"))
 
-    # explain() returns a snapshot; a Deferred is accepted too.
-    d: Deferred[dict[str, Any]] = maybeDeferred(router.interpreter.explain, router.dtab + override, path).addCallbacks(described, failed)
+    # Wait (bounded) for namers to answer, so a name no route has looked up yet (say a
+    # Kubernetes service) shows its addresses rather than "pending"; a plain snapshot
+    # where the interpreter cannot wait.
+    interpreter = router.interpreter
+    settled = getattr(interpreter, "explain_settled", None)
+    if settled is not None:
+        d: Deferred[dict[str, Any]] = maybeDeferred(settled, router.dtab + override, path, 2.0)
+    else:
+        d = maybeDeferred(interpreter.explain, router.dtab + override, path)
+    d.addCallbacks(described, failed)
     return d
