@@ -118,6 +118,7 @@ class HttpClientProtocol(Protocol):
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._interim = False
         self._chunked = False
+        self._held: Response | None = None  # a buffered response waiting for its body
         self._write: Any = None
         # resending after a stale keep-alive connection closed under us
         self._exchanges = 0
@@ -196,7 +197,6 @@ class HttpClientProtocol(Protocol):
         self._request_done = False
         self._response_done = False
         self._keep_alive = True
-        self._reset_parse_state()
         d: Deferred[Response] = Deferred(self._cancel)
         self._deferred = d
         self._pipe = None
@@ -357,6 +357,7 @@ class HttpClientProtocol(Protocol):
                 body = EMPTY_BODY
             else:
                 self._collect = []
+                self._held = Response(status, headers, EMPTY_BODY)
                 return  # delivered whole at the end of the message
         else:
             stream = StreamBody(self, None if self._chunked else length)
@@ -377,13 +378,12 @@ class HttpClientProtocol(Protocol):
             self._interim = False
             return
         if self._collect is not None:
-            headers = Headers.__new__(Headers)
-            headers._items = self._fields
-            if self._conn_values is not None and names_other_fields(self._conn_values):
-                strip_nominated(headers, connection_tokens(self._conn_values))
-            body = BufferedBody(b"".join(self._collect))
+            response = self._held
+            self._held = None
+            assert response is not None
+            response.body = BufferedBody(b"".join(self._collect))
             self._collect = None
-            self._deliver(Response(self._parser.get_status_code(), headers, body))
+            self._deliver(response)
         self._message_complete()
 
     def _deliver(self, response: Response) -> None:

@@ -78,6 +78,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_FIELD = b"Connection: close\r\n"
 _KEEP_ALIVE_FIELD = b"Connection: keep-alive\r\n"
 _HEAD_SKIP_KEEPING_LENGTH = NOT_WRITTEN - {b"content-length"}
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 _MAX_PIPELINED = 16  # parsed-but-unanswered requests before the connection stops reading
 
 
@@ -326,7 +327,7 @@ class HttpServerProtocol(Protocol):
             body = EMPTY_BODY
             ex.ready = True
             ex.body_done = True  # so an answer given right away can keep the connection
-        request = Request(method, self._url, headers, body, version.encode("ascii"))
+        request = Request(method, self._url, headers, body, _VERSIONS.get(version) or version.encode("ascii"))
         ex.request = request
         self._parsing = ex
         self._queue.append(ex)
