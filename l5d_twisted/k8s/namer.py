@@ -6,6 +6,12 @@ and localnode transformers.  Unknown service or unknown port name -> ``NEG``; a 
 without ready endpoints -> an empty bound set; before the namespace's first list ->
 pending.
 
+A numbered port is a *service* port, as in linkerd 1: the namespace's Services are then
+watched too (only then: RBAC for ``services`` is needed only by configs that use numbers)
+and the number is mapped to its port name, which Endpoints and EndpointSlices use for the
+target port.  A number no Service declares, or Services the API refuses to list, leave
+the number as the target port itself.
+
 With ``labelSelector: <key>`` names take a fourth segment, and only the endpoint objects
 whose label ``<key>`` has that value count (as in linkerd 1, the labels are those of the
 Endpoints/EndpointSlice objects, which Kubernetes copies from the Service).
@@ -26,8 +32,8 @@ from l5d_twisted.config.schema import knob
 from l5d_twisted.context import PluginContext
 from l5d_twisted.k8s.access import ApiAccess, resolve_access
 from l5d_twisted.k8s.api import KubernetesApi
-from l5d_twisted.k8s.objects import resolve
-from l5d_twisted.k8s.watcher import NamespaceWatcher, WatchSettings
+from l5d_twisted.k8s.objects import resolve, service_port_name
+from l5d_twisted.k8s.watcher import SERVICES, NamespaceWatcher, WatchSettings
 from l5d_twisted.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, BoundName
 from l5d_twisted.naming.nametree import NEG, Leaf
 from l5d_twisted.naming.path import Path
@@ -70,23 +76,45 @@ class _NameKey:
 class _LiveName:
     """One resolved name: its activity (tree) and its bound name's address var."""
 
-    def __init__(self, key: _NameKey, bound_id: Path, watcher: NamespaceWatcher, label_key: str | None) -> None:
+    def __init__(
+        self,
+        key: _NameKey,
+        bound_id: Path,
+        watcher: NamespaceWatcher,
+        label_key: str | None,
+        services: NamespaceWatcher | None = None,
+    ) -> None:
         self.key = key
         self.watcher = watcher
+        self.services = services
         self.label_key = label_key
         self.addr: Var[Addr] = Var(ADDR_PENDING)
         self.bound = BoundName(bound_id, self.addr)
         self.tree: Var[State] = Var(PENDING)
-        self._listener = watcher.listen(key.service, self.refresh)
+        self._listeners = [watcher.listen(key.service, self.refresh)]
+        if services is not None:
+            self._listeners.append(services.listen(key.service, self.refresh))
         self.refresh()
 
+    def _port(self) -> str | None:
+        """The port to resolve: a numbered *service* port becomes its port name, as
+        linkerd 1 mapped it; None while the Services are still being listed."""
+        if self.services is None:
+            return self.key.port
+        if not self.services.synced:
+            # Without access to Services (RBAC, errors) use the number as a target port.
+            return self.key.port if self.services.last_error is not None else None
+        name = service_port_name(self.services.shards_for(self.key.service), int(self.key.port))
+        return self.key.port if name is None else name
+
     def refresh(self) -> None:
-        if not self.watcher.synced:
+        port = self._port()
+        if not self.watcher.synced or port is None:
             return
         shards = self.watcher.shards_for(self.key.service)
         if self.label_key is not None:
             shards = [s for s in shards if s.label(self.label_key) == self.key.label_value]
-        resolution = resolve(shards, self.key.port)
+        resolution = resolve(shards, port)
         if resolution.exists:
             # Address first, so whoever sees the leaf appear sees its addresses too.
             self.addr.update(AddrBound(resolution.addresses))
@@ -97,7 +125,8 @@ class _LiveName:
             self.tree.update(Ok(NEG))
 
     def close(self) -> None:
-        self._listener.close()
+        for listener in self._listeners:
+            listener.close()
 
 
 class K8sNamer:
@@ -121,6 +150,7 @@ class K8sNamer:
         self.settings = settings or WatchSettings()
         self.prefer_slices = prefer_slices
         self._watchers: dict[str, NamespaceWatcher] = {}
+        self._service_watchers: dict[str, NamespaceWatcher] = {}  # only for numbered ports
         self._names: dict[_NameKey, _LiveName] = {}
 
     @property
@@ -141,6 +171,23 @@ class K8sNamer:
                 prefer_slices=self.prefer_slices,
             )
             self._watchers[namespace] = watcher
+            watcher.start()
+        return watcher
+
+    def service_watcher(self, namespace: str) -> NamespaceWatcher:
+        """The namespace's Services, watched only once a numbered port is asked for."""
+        watcher = self._service_watchers.get(namespace)
+        if watcher is None:
+            watcher = NamespaceWatcher(
+                self.api,
+                namespace,
+                self.reactor,
+                rng=self.ctx.rng,
+                settings=self.settings,
+                stats=self.ctx.stats.scope("namer", *self.prefix.segments, namespace, "services"),
+                kind=SERVICES,
+            )
+            self._service_watchers[namespace] = watcher
             watcher.start()
         return watcher
 
@@ -171,7 +218,8 @@ class K8sNamer:
                 return Var(Failed(NamespaceLimit(f"io.l5d.k8s watches at most {MAX_NAMESPACES} namespaces; not watching {key.namespace!r}")))
             if len(self._names) >= MAX_NAMES:
                 self._prune()
-            live = _LiveName(key, Path.of("#") + self.prefix + path.take(consumed), self.watcher(key.namespace), self.label_selector)
+            services = self.service_watcher(key.namespace) if key.port.isdigit() else None
+            live = _LiveName(key, Path.of("#") + self.prefix + path.take(consumed), self.watcher(key.namespace), self.label_selector, services)
             self._names[key] = live
         residual = path.drop(consumed)
         if residual.is_empty:
@@ -196,12 +244,13 @@ class K8sNamer:
             "api": self.access.show(),
             "labelSelector": self.label_selector,
             "namespaces": {ns: w.state() for ns, w in sorted(self._watchers.items())},
+            "services": {ns: w.state() for ns, w in sorted(self._service_watchers.items())},
         }
 
     def close(self) -> None:
         for live in self._names.values():
             live.close()
-        for watcher in self._watchers.values():
+        for watcher in [*self._watchers.values(), *self._service_watchers.values()]:
             watcher.stop()
 
 

@@ -53,12 +53,14 @@ class Subset:
 
 @dataclass(frozen=True)
 class ServiceShard:
-    """One API object: all of an Endpoints object, or one EndpointSlice."""
+    """One API object: all of an Endpoints object, or one EndpointSlice; or a Service,
+    which has no endpoints but says which port *name* a service port number has."""
 
-    name: str  # the object's own name (== service name for Endpoints)
+    name: str  # the object's own name (== service name for Endpoints and Services)
     service: str
     labels: tuple[tuple[str, str], ...]
     subsets: tuple[Subset, ...]
+    service_ports: tuple[PortSpec, ...] = ()  # Services only: (port name, service port)
 
     def label(self, key: str) -> str | None:
         for k, v in self.labels:
@@ -192,6 +194,23 @@ def parse_endpoint_slice(obj: Any) -> ServiceShard:
                 )
             )
     return ServiceShard(name, service, labels, (Subset(ports, tuple(endpoints)),))
+
+
+def parse_service(obj: Any) -> ServiceShard:
+    """A core/v1 Service: only its ports matter (service port number -> port name)."""
+    name, labels, body = _metadata(obj)
+    spec = _dict(body.get("spec"), "spec")
+    return ServiceShard(name, name, labels, (), _ports(spec.get("ports"), "spec.ports"))
+
+
+def service_port_name(services: Iterable[ServiceShard], number: int) -> str | None:
+    """The name of the service port numbered ``number`` (Endpoints and EndpointSlices
+    name their target ports after it), or None if no Service says."""
+    for service in services:
+        for spec in service.service_ports:
+            if spec.port == number:
+                return spec.name
+    return None
 
 
 # --- resolving a (service, port) -----------------------------------------------------------

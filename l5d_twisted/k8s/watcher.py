@@ -36,6 +36,7 @@ from l5d_twisted.k8s.objects import (
     ServiceShard,
     parse_endpoint_slice,
     parse_endpoints,
+    parse_service,
 )
 from l5d_twisted.naming.var import Closable
 from l5d_twisted.telemetry.stats import NULL_STATS, StatsReceiver
@@ -54,6 +55,7 @@ ENDPOINT_SLICES = ResourceKind(
     "endpointslices", "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices", parse_endpoint_slice
 )
 ENDPOINTS = ResourceKind("endpoints", "/api/v1/namespaces/{namespace}/endpoints", parse_endpoints)
+SERVICES = ResourceKind("services", "/api/v1/namespaces/{namespace}/services", parse_service)
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,13 @@ class NamespaceWatcher:
         settings: WatchSettings | None = None,
         stats: StatsReceiver = NULL_STATS,
         prefer_slices: bool = True,
+        kind: ResourceKind | None = None,
     ) -> None:
         self.api = api
         self.namespace = namespace
         self.reactor = reactor
         self.settings = settings or WatchSettings()
-        self.kind = ENDPOINT_SLICES if prefer_slices else ENDPOINTS
+        self.kind = kind or (ENDPOINT_SLICES if prefer_slices else ENDPOINTS)
         self._backoff = JitteredBackoff(rng or random.Random(), self.settings.backoff_base_s, self.settings.backoff_max_s)
         self._objects: dict[str, ServiceShard] = {}  # by object name
         self._by_service: dict[str, dict[str, ServiceShard]] = {}  # service -> name -> shard
@@ -194,6 +197,10 @@ class NamespaceWatcher:
     async def _pause(self, error: str) -> None:
         self._errors.incr()
         self.last_error = error
+        if not self.synced:
+            # Listeners that can do without this resource (numbered ports without
+            # Services) should stop waiting for it.
+            self._notify(set(self._listeners))
         delay = self._backoff.next_delay()
         self.connection = "backoff"
         log.warn("{namespace}/{kind}: {error}; retrying in {delay:.2f}s with last known endpoints", namespace=self.namespace, kind=self.kind.name, error=error, delay=delay)
@@ -353,6 +360,8 @@ class NamespaceWatcher:
         services: dict[str, dict[str, list[str]]] = {}
         for shard in sorted(self._objects.values(), key=lambda s: s.name):
             ports = services.setdefault(shard.service, {})
+            for spec in shard.service_ports:
+                ports.setdefault(spec.name or str(spec.port), []).append(f"service port {spec.port}")
             for subset in shard.subsets:
                 for spec in subset.ports:
                     addrs = ports.setdefault(spec.name or str(spec.port), [])

@@ -19,6 +19,7 @@ from twisted.web.resource import Resource
 
 SLICES = "endpointslices"
 ENDPOINTS = "endpoints"
+SERVICES = "services"
 
 
 @dataclass
@@ -55,6 +56,7 @@ class FakeApi(Resource):
         self.port: Any = None
         self.port_number = 0
         self.required_token: str | None = None
+        self.forbidden: set[str] = set()  # resources answered 403 (RBAC)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -148,8 +150,10 @@ class FakeApi(Resource):
         # /api/v1/namespaces/NS/endpoints or /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices
         if self.faults.fail_statuses:
             return self._status(request, self.faults.fail_statuses.pop(0), "injected failure")
-        if len(parts) < 5 or parts[-3] != "namespaces" or parts[-1] not in (SLICES, ENDPOINTS):
+        if len(parts) < 5 or parts[-3] != "namespaces" or parts[-1] not in (SLICES, ENDPOINTS, SERVICES):
             return self._status(request, 404, "not found")
+        if parts[-1] in self.forbidden:
+            return self._status(request, 403, f"{parts[-1]} is forbidden: User cannot list resource")
         resource, namespace = parts[-1], parts[-2]
         if resource == SLICES and not self.faults.slices_served:
             return self._status(request, 404, "the server could not find the requested resource")
@@ -192,6 +196,16 @@ class FakeApi(Resource):
         request.setHeader(b"content-type", b"application/json")
         request.write(json.dumps({"kind": "Status", "code": code, "message": message}).encode())
         request.finish()
+
+
+def service_obj(service: str, ports: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """A Service with (port name, service port, target port) entries."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service},
+        "spec": {"ports": [{"name": n, "port": p, "targetPort": t, "protocol": "TCP"} for n, p, t in ports]},
+    }
 
 
 def endpoint(ip: str, node: str | None = None, ready: bool = True, pod: str | None = None) -> dict[str, Any]:

@@ -114,3 +114,14 @@ def test_udp_ports_and_fqdn_slices_are_ignored():
     raw["addressType"] = "FQDN"
     assert parse_endpoint_slice(raw).subsets == ()
     assert shard.subsets[0].ports == ()
+
+
+def test_service_ports_map_numbers_to_names():
+    from l5d_twisted.k8s.objects import parse_service, service_port_name
+
+    svc = parse_service({"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"port": 9000, "targetPort": "admin"}]}})
+    assert service_port_name([svc], 80) == "http"
+    assert service_port_name([svc], 9000) == ""  # unnamed: matches the unnamed endpoint port
+    assert service_port_name([svc], 81) is None
+    with pytest.raises(MalformedObject):
+        parse_service({"metadata": {"name": "web"}, "spec": {"ports": "nope"}})

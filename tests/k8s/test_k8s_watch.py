@@ -10,7 +10,7 @@ import time
 
 import pytest
 import pytest_twisted
-from k8s_fake_api import ENDPOINTS, SLICES, FakeApi, endpoint, slice_obj
+from k8s_fake_api import ENDPOINTS, SERVICES, SLICES, FakeApi, endpoint, service_obj, slice_obj
 from k8s_watch_helpers import Watched, eventually
 from twisted.internet import reactor
 
@@ -260,6 +260,43 @@ async def test_silent_watch_is_presumed_dead_and_resumed():
         assert all(h == ["10.0.0.1:8080"] for h in web.history())
         api.set_service("default", "web", [endpoint("10.0.0.2")])
         await eventually(lambda: web.shows("10.0.0.2:8080"))
+    finally:
+        namer.close()
+        await api.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_numbered_port_is_a_service_port_mapped_to_its_target():
+    api = fixture()
+    namer = make_namer(api)
+    try:
+        api.put(SERVICES, "default", service_obj("web", [("http", 80, 8080)]))
+        api.set_service("default", "web", [endpoint("10.0.0.1")], port=("http", 8080))
+        by_number = Watched(namer, "/default/80/web")
+        by_target = Watched(namer, "/default/8080/web")
+        by_name = Watched(namer, "/default/http/web")
+        await eventually(lambda: by_number.shows("10.0.0.1:8080") and by_target.shows("10.0.0.1:8080") and by_name.shows("10.0.0.1:8080"))
+        assert by_number.history() == [["10.0.0.1:8080"]]  # never the wrong port first
+        # the Service's port is renumbered: the name follows
+        api.put(SERVICES, "default", service_obj("web", [("http", 81, 8080)]))
+        await eventually(lambda: by_number.shows("10.0.0.1:80"))
+        assert namer.state()["services"]["default"]["services"]["web"] == {"http": ["service port 81"]}
+        assert api.watch_count(SERVICES) == 1 and api.watch_count(SLICES) == 1
+    finally:
+        namer.close()
+        await api.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_numbered_port_without_access_to_services_uses_the_number():
+    api = fixture()
+    api.forbidden.add(SERVICES)
+    namer = make_namer(api)
+    try:
+        api.set_service("default", "web", [endpoint("10.0.0.1")], port=("http", 8080))
+        by_number = Watched(namer, "/default/9000/web")
+        await eventually(lambda: by_number.shows("10.0.0.1:9000"), what="fallback to the number")
+        assert "forbidden" in namer.state()["services"]["default"]["lastError"]
     finally:
         namer.close()
         await api.stop()
