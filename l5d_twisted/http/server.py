@@ -313,6 +313,7 @@ class HttpServerProtocol(Protocol):
             ex.stream = stream
             body: Any = stream
             ex.ready = True
+            ex.expect_continue = self._expect
         elif length:
             if length <= self._max_buffered:
                 self._collect = []

@@ -202,3 +202,22 @@ def test_connect_is_refused_with_405() -> None:
     proto.dataReceived(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 405 ")
     assert transport.disconnecting
+
+
+def test_expect_continue_for_a_chunked_upload_is_answered_at_dispatch() -> None:
+    backend = Backend()
+    _, _, proto, transport = connection(backend)
+    proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+    assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert b"expect" not in backend.calls[0][0].headers
+
+
+def test_expect_continue_waits_for_the_previous_response() -> None:
+    backend = Backend()
+    _, _, proto, transport = connection(backend)
+    proto.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    assert transport.value() == b""  # a 100 now would interleave with the first response
+    backend.calls[0][1].callback(ok(b"first"))
+    assert transport.value().endswith(b"first" + b"HTTP/1.1 100 Continue\r\n\r\n")
+    proto.dataReceived(b"abc")
+    assert backend.calls[1][0].body.data == b"abc"
