@@ -22,7 +22,13 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    ResponseDone,
+    _HTTP11ClientFactory,
+)
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
@@ -146,6 +152,10 @@ class WatchHandle:
             self._request.cancel()
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    noisy = False
+
+
 class KubernetesApi:
     """HTTP(S) calls to the API described by an :class:`ApiAccess`."""
 
@@ -156,6 +166,7 @@ class KubernetesApi:
         # No persistent connections: a watch holds its connection for minutes, and a list
         # after an outage must not reuse a socket the outage broke.
         pool = HTTPConnectionPool(reactor, persistent=False)
+        pool._factory = _QuietClientFactory  # one connection per call: do not log each
         agent = Agent(reactor, contextFactory=_tls_policy(access), pool=pool, connectTimeout=request_timeout_s)
         self._http = HTTPClient(cast(IAgent, agent))
 
