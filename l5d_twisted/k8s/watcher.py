@@ -109,6 +109,7 @@ class NamespaceWatcher:
         self._sleep: Deferred[None] | None = None
         self._watch: WatchHandle | None = None
         self._events_in_watch = 0
+        self._gone_streak = 0
         self._resync_call: Any = None
         self._stats = stats
         self._malformed = stats.counter("malformed")
@@ -183,6 +184,10 @@ class NamespaceWatcher:
             except Gone:
                 log.info("{namespace}/{kind}: resourceVersion {rv} too old, listing again", namespace=self.namespace, kind=self.kind.name, rv=self.resource_version)
                 self._need_list = True
+                self._gone_streak += 1
+                if self._gone_streak > 1:
+                    # 410 again before any event: do not spin on a confused API server.
+                    await self._pause("410 Gone again right after a list")
             except _Restart:
                 continue
             except CancelledError:
@@ -222,8 +227,6 @@ class NamespaceWatcher:
                 log.info("{namespace}: EndpointSlices not served, falling back to v1 Endpoints", namespace=self.namespace)
                 self.kind = ENDPOINTS
                 body = await self.api.get_json(self.kind.path.format(namespace=self.namespace))
-            elif e.status == 410:
-                raise Gone() from None
             else:
                 raise
         self._relists.incr()
@@ -260,6 +263,8 @@ class NamespaceWatcher:
         self._notify(changed)
 
     async def _watch_once(self) -> None:
+        if self._stopped:
+            return  # stopped while the list was in flight
         params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(self.settings.watch_timeout_s)}
         if self.resource_version:
             params["resourceVersion"] = self.resource_version
@@ -307,6 +312,7 @@ class NamespaceWatcher:
         self._events_in_watch += 1
         if self._events_in_watch == 1 and kind != "ERROR":
             self._backoff.reset()  # the stream works: a later drop retries quickly again
+            self._gone_streak = 0
         if kind == "ERROR":
             code = obj.get("code")
             handle = self._watch

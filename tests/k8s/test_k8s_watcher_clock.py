@@ -125,3 +125,33 @@ def test_events_update_the_per_service_index_and_notify_both_services():
     watcher._on_line(_event("DELETED", "s1", "b", "10.0.0.1", "8"))
     assert watcher.shards_for("b") == [] and told == ["b"]
     watcher.stop()
+
+
+def test_repeated_gone_backs_off_instead_of_spinning():
+    watcher, api, clock = make(WatchSettings(resync_s=0, backoff_base_s=1.0, backoff_max_s=4.0))
+    watcher.start()
+    for _ in range(3):
+        api.watches[-1].abort(ApiError(410, "too old resource version"))
+    kinds = [k for _, k in api.calls]
+    assert kinds == ["list", "watch", "list", "watch"]  # the second 410 waits
+    clock.advance(1.0)
+    assert [k for _, k in api.calls][4:] == ["list", "watch"]
+    watcher.stop()
+
+
+def test_stop_during_a_list_starts_no_watch():
+    clock = Clock()
+    pending: Deferred[Any] = Deferred()
+
+    class SlowApi(ScriptedApi):
+        def get_json(self, path: str, params: Any = None) -> Deferred[Any]:
+            self.calls.append((0.0, "list"))
+            return pending
+
+    api = SlowApi()
+    api.clock = clock
+    watcher = NamespaceWatcher(api, "default", clock, settings=WatchSettings(resync_s=0))  # type: ignore[arg-type]
+    watcher.start()
+    watcher.stop()
+    pending.callback({"metadata": {"resourceVersion": "1"}, "items": []})
+    assert [k for _, k in api.calls] == ["list"]
