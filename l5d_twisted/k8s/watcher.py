@@ -2,7 +2,8 @@
 
 The loop, and why each step is there:
 
-1. **List** (EndpointSlices; if the cluster does not serve them, a 404, then v1 Endpoints)
+1. **List** (EndpointSlices; if the cluster does not serve them (404) or RBAC does not
+   allow them (403), v1 Endpoints)
    and remember the list's ``resourceVersion``.
 2. **Watch** from that version with ``allowWatchBookmarks``; each event is applied as it
    arrives, so a removed endpoint leaves the bound set at once.  BOOKMARK events only
@@ -223,8 +224,9 @@ class NamespaceWatcher:
         try:
             body = await self.api.get_json(path)
         except ApiError as e:
-            if e.status == 404 and self.kind is ENDPOINT_SLICES:
-                log.info("{namespace}: EndpointSlices not served, falling back to v1 Endpoints", namespace=self.namespace)
+            if e.status in (403, 404) and self.kind is ENDPOINT_SLICES:
+                # Not served (old cluster) or not allowed (RBAC granting only Endpoints).
+                log.info("{namespace}: EndpointSlices not available ({error}), falling back to v1 Endpoints", namespace=self.namespace, error=str(e))
                 self.kind = ENDPOINTS
                 body = await self.api.get_json(self.kind.path.format(namespace=self.namespace))
             else:

@@ -167,10 +167,14 @@ async def test_500s_and_a_slow_api_are_retried():
         await api.stop()
 
 
+@pytest.mark.parametrize("why", ["not-served", "forbidden"])
 @pytest_twisted.ensureDeferred
-async def test_falls_back_to_v1_endpoints_when_slices_are_not_served():
+async def test_falls_back_to_v1_endpoints_when_slices_are_not_served(why):
     api = fixture()
-    api.faults.slices_served = False
+    if why == "forbidden":
+        api.forbidden.add(SLICES)
+    else:
+        api.faults.slices_served = False
     namer = make_namer(api)
     try:
         api.set_service("default", "web", [endpoint("10.0.0.1", "n1", pod="web-1"), endpoint("10.0.0.2", ready=False)])
