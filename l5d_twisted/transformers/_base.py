@@ -23,6 +23,7 @@ from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Ok, State, Var
 
 TRANSFORMED = "%"
+MAX_CACHED = 10000
 
 
 class LeafAddrTransformer:
@@ -44,6 +45,8 @@ class LeafAddrTransformer:
         if cached is not None and cached[0] is leaf.addr:
             return cached[1]
         mapped = BoundName(self.transformed_id(leaf.id), self.map_addr(leaf.addr), leaf.residual)
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()  # names from client input must not grow this forever
         self._cache[key] = (leaf.addr, mapped)
         return mapped
 
