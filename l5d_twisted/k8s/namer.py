@@ -33,7 +33,14 @@ from l5d_twisted.context import PluginContext
 from l5d_twisted.k8s.access import ApiAccess, resolve_access
 from l5d_twisted.k8s.api import KubernetesApi
 from l5d_twisted.k8s.objects import resolve, service_port_name
-from l5d_twisted.k8s.watcher import SERVICES, NamespaceWatcher, WatchSettings
+from l5d_twisted.k8s.watcher import (
+    ENDPOINT_SLICES,
+    ENDPOINTS,
+    SERVICES,
+    NamespaceWatcher,
+    ResourceKind,
+    WatchSettings,
+)
 from l5d_twisted.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, BoundName
 from l5d_twisted.naming.nametree import NEG, Leaf
 from l5d_twisted.naming.path import Path
@@ -158,25 +165,16 @@ class K8sNamer:
         return self.api.access
 
     def watcher(self, namespace: str) -> NamespaceWatcher:
-        """The namespace's shared watcher, started on first use."""
-        watcher = self._watchers.get(namespace)
-        if watcher is None:
-            watcher = NamespaceWatcher(
-                self.api,
-                namespace,
-                self.reactor,
-                rng=self.ctx.rng,
-                settings=self.settings,
-                stats=self.ctx.stats.scope("namer", *self.prefix.segments, namespace),
-                prefer_slices=self.prefer_slices,
-            )
-            self._watchers[namespace] = watcher
-            watcher.start()
-        return watcher
+        """The namespace's shared endpoints watcher, started on first use."""
+        kind = ENDPOINT_SLICES if self.prefer_slices else ENDPOINTS
+        return self._shared(self._watchers, namespace, kind, ())
 
     def service_watcher(self, namespace: str) -> NamespaceWatcher:
         """The namespace's Services, watched only once a numbered port is asked for."""
-        watcher = self._service_watchers.get(namespace)
+        return self._shared(self._service_watchers, namespace, SERVICES, ("services",))
+
+    def _shared(self, table: dict[str, NamespaceWatcher], namespace: str, kind: ResourceKind, scope: tuple[str, ...]) -> NamespaceWatcher:
+        watcher = table.get(namespace)
         if watcher is None:
             watcher = NamespaceWatcher(
                 self.api,
@@ -184,10 +182,10 @@ class K8sNamer:
                 self.reactor,
                 rng=self.ctx.rng,
                 settings=self.settings,
-                stats=self.ctx.stats.scope("namer", *self.prefix.segments, namespace, "services"),
-                kind=SERVICES,
+                stats=self.ctx.stats.scope("namer", *self.prefix.segments, namespace, *scope),
+                kind=kind,
             )
-            self._service_watchers[namespace] = watcher
+            table[namespace] = watcher
             watcher.start()
         return watcher
 
