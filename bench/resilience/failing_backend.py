@@ -57,7 +57,7 @@ async def main(reactor: Any, args: argparse.Namespace) -> str:
         c.stop_mesh()
     header = ["failure accrual", "success", "requests", "failed", "removals", "revivals", "retries", "p99 ms"]
     today = datetime.date.today().isoformat()
-    title = "(c) ... with retryableRead5XX retries" if args.retries else "(b) one of five backends failing 40 %, retries off"
+    title = "(c) one of five backends failing 40 %, retryableRead5XX retries" if args.retries else "(b) one of five backends failing 40 %, retries off"
     return (
         f"### {title} ({today}; {args.rps:g} req/s for {args.seconds:g} s, p2c, classifier {classifier}, "
         "accrual backoff default jittered 5 s..300 s)\n\n" + table(header, rows)

@@ -87,7 +87,15 @@ class NodeBalancer(Balancer):
 
     def update(self, endpoints: Mapping[Address, Service[Any, Any]]) -> None:
         if self._closed:
-            raise RuntimeError("update() on a closed balancer")
+            # A late address-set update racing with shutdown: the balancer owns the services
+            # it is handed, so close them rather than leak them (and never raise into the
+            # namer's observer).
+            for service in endpoints.values():
+                try:
+                    service.close()
+                except Exception:
+                    log.failure("closing endpoint failed")
+            return
         old = self._by_address
         by_address: dict[Address, Node] = {}
         for address, service in endpoints.items():

@@ -182,3 +182,12 @@ def test_endpoint_raising_synchronously_is_a_failed_deferred(kind: str) -> None:
     b("req").addErrback(failures.append)
     assert failures[0].check(RuntimeError)
     assert b.load == 0
+
+
+def test_update_after_close_closes_the_services_instead_of_raising(kind: str) -> None:
+    b = make(kind)
+    b.close()
+    late = endpoints(2)
+    b.update(late)
+    assert all(ep.closed for ep in late.values())
+    assert b.size == 0
