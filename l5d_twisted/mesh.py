@@ -96,7 +96,7 @@ class Mesh:
             routers=len(self.routers),
             servers=len(self.servers),
             namers=len(self.namers),
-            admin=f"{config.admin.ip}:{config.admin.port}",
+            admin=f"{config.admin.ip}:{self.admin_port.getHost().port}",
         )
 
     def _build_telemeters(self, ctx: PluginContext) -> None:
@@ -152,7 +152,7 @@ class Mesh:
         )
         listening = serve_http(self.reactor, server.ip, server.port, service, settings, stats)
         self.servers.append(listening)
-        log.info("router {router} serving on {ip}:{port}", router=router.label, ip=server.ip, port=server.port)
+        log.info("router {router} serving on {ip}:{port}", router=router.label, ip=server.ip, port=_port_number(listening))
 
     def _listen_admin(self) -> None:
         from l5d_twisted.admin.server import AdminServer
