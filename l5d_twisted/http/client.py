@@ -30,6 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 import httptools
+from OpenSSL import SSL
+from service_identity import CertificateError, VerificationError
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
@@ -62,6 +64,8 @@ log = Logger()
 BUFFERED_RESPONSE_LIMIT = 64 * 1024
 """Responses with a Content-Length up to this are buffered (one write downstream)."""
 
+# a handshake or certificate check that failed: the request never reached the server
+_TLS_FAILURES = (SSL.Error, VerificationError, CertificateError)
 _IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _BODYLESS_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"})
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length"}
@@ -150,6 +154,10 @@ class HttpClientProtocol(Protocol):
         if resend:
             self._deferred = None
             self._client.pending -= 1
+        elif reason.check(*_TLS_FAILURES) and not self._answered:
+            # the TLS handshake failed: the server never saw the request
+            address = self._client.address.show()
+            self._fail(ConnectionFailed(f"TLS with {address} failed: {reason.getErrorMessage()}", address=address))
         else:
             self._fail(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
         self._client._connection_lost(self)
@@ -282,7 +290,7 @@ class HttpClientProtocol(Protocol):
         except httptools.HttpParserCallbackError as e:
             if isinstance(e.__context__, _HeadOnly):
                 self._parser = httptools.HttpResponseParser(self)
-                self._message_complete()
+                self._complete_held()
                 return
             self._protocol_error(f"response handling failed: {e.__context__!r}")
         except httptools.HttpParserUpgrade:
@@ -350,22 +358,20 @@ class HttpClientProtocol(Protocol):
         if self._conn_values is not None and names_other_fields(self._conn_values):
             strip_nominated(headers, connection_tokens(self._conn_values))
         length = self._content_length
-        if self._is_head or status == 204 or status == 304:
-            body: Any = EMPTY_BODY
-        elif length is not None and length <= BUFFERED_RESPONSE_LIMIT and not self._chunked:
-            if length == 0:
-                body = EMPTY_BODY
-            else:
-                self._collect = []
-                self._held = Response(status, headers, EMPTY_BODY)
-                return  # delivered whole at the end of the message
-        else:
-            stream = StreamBody(self, None if self._chunked else length)
-            self._stream = stream
-            body = stream
-        self._deliver(Response(status, headers, body))
-        if self._is_head:
-            raise _HeadOnly()
+        if self._is_head or status == 204 or status == 304 or length == 0:
+            # no body: answered at the end of the message, once the connection is back in
+            # the pool (a caller sending its next request right away then reuses it)
+            self._held = Response(status, headers, EMPTY_BODY)
+            if self._is_head:
+                raise _HeadOnly()  # llhttp would wait for the body the length announces
+            return
+        if length is not None and length <= BUFFERED_RESPONSE_LIMIT and not self._chunked:
+            self._collect = []
+            self._held = Response(status, headers, EMPTY_BODY)
+            return  # delivered whole at the end of the message
+        stream = StreamBody(self, None if self._chunked else length)
+        self._stream = stream
+        self._deliver(Response(status, headers, stream))
 
     def on_body(self, data: bytes) -> None:
         if self._collect is not None:
@@ -378,13 +384,25 @@ class HttpClientProtocol(Protocol):
             self._interim = False
             return
         if self._collect is not None:
-            response = self._held
-            self._held = None
-            assert response is not None
-            response.body = BufferedBody(b"".join(self._collect))
+            held = self._held
+            if held is not None:
+                held.body = BufferedBody(b"".join(self._collect))
             self._collect = None
-            self._deliver(response)
-        self._message_complete()
+        self._complete_held()
+
+    def _complete_held(self) -> None:
+        """End the exchange, then answer with the held response (if any)."""
+        response = self._held
+        self._held = None
+        d = self._deferred
+        if response is not None and d is not None:
+            self._deferred = None
+            self._client.pending -= 1
+        else:
+            d = None
+        self._message_complete()  # may hand this connection to the next request
+        if d is not None and response is not None:
+            d.callback(response)
 
     def _deliver(self, response: Response) -> None:
         d = self._deferred
@@ -450,7 +468,9 @@ class EndpointClient(Service[Request, Response]):
         pool: PoolSettings,
         stats: StatsReceiver,
         connect_timeout_s: float = 1.0,
+        tls: Any = None,
     ) -> None:
+        """``tls``: a client connection creator from ``http.tls.client_tls`` (None: plain)."""
         self.reactor = reactor
         self.address = address
         self.authority = address.show().encode("ascii")
@@ -466,6 +486,7 @@ class EndpointClient(Service[Request, Response]):
             lambda: HttpClientProtocol(self),
             stats,
             connect_timeout_s,
+            tls,
         )
 
     @property

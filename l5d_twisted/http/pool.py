@@ -22,6 +22,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
+    SSL4ClientEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     connectProtocol,
@@ -41,7 +42,10 @@ class PoolSettings:
     max_waiters: int | None = None
 
 
-def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: Any = None) -> Any:
+    if tls is not None:
+        # connectSSL takes both connection creators (validating) and plain context factories
+        return SSL4ClientEndpoint(reactor, host, port, tls, timeout=timeout)
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
@@ -62,12 +66,13 @@ class ConnectionPool:
         protocol_factory: Callable[[], Any],
         stats: StatsReceiver,
         connect_timeout_s: float,
+        tls: Any = None,
     ) -> None:
         self.reactor = reactor
         self.address = address
         self.settings = settings
         self._protocol_factory = protocol_factory
-        self._endpoint = _endpoint(reactor, address.host, address.port, connect_timeout_s)
+        self._endpoint = _endpoint(reactor, address.host, address.port, connect_timeout_s, tls)
         self._open: set[Any] = set()
         self._idle: list[Any] = []
         self._connecting = 0

@@ -93,6 +93,8 @@ class ServerSettings:
     clear_context: bool = False
     """Remove every inbound ``l5d-*`` field (ingress from untrusted clients)."""
     drain_grace_s: float = 10.0
+    tls: Any = None
+    """Server TLS options (``http.tls.server_tls``): listen with TLS; None for plain TCP."""
 
 
 class ProtocolError(Exception):
@@ -683,5 +685,8 @@ def serve_http(
 ) -> HttpServer:
     """Listen on ``ip:port`` (0 for any free port) and serve ``service``."""
     server = HttpServer(reactor, service, settings, stats)
-    server.port = reactor.listenTCP(port, server.factory, interface=ip, backlog=1024)
+    if settings.tls is not None:
+        server.port = reactor.listenSSL(port, server.factory, settings.tls, interface=ip, backlog=1024)
+    else:
+        server.port = reactor.listenTCP(port, server.factory, interface=ip, backlog=1024)
     return server
