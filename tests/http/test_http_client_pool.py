@@ -274,3 +274,20 @@ def test_a_resent_request_can_be_cancelled() -> None:
     assert isinstance(got[0].value, CancelledError)
     assert transport2.disconnecting or transport2.disconnected
     assert client.pending == 0
+
+
+def test_next_request_sent_from_the_callback_reuses_the_connection() -> None:
+    """Retries send from the response callback: the connection must already be free."""
+    reactor, client = make_client()
+    follow_up: list[Any] = []
+
+    def send_next(response: Any) -> Any:
+        follow_up.append(client(Request(b"GET", b"/again")))
+        return response
+
+    client(Request(b"GET", b"/first")).addCallback(send_next)
+    proto, transport = accept(reactor)
+    transport.clear()
+    proto.dataReceived(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    assert follow_up and reactor.tcpClients == []
+    assert transport.value().startswith(b"GET /again ")
