@@ -569,10 +569,18 @@ class HttpServerProtocol(Protocol):
                 return
             self._schedule_timer(settings.header_read_timeout_s - waited)
             return
+        idle = now - self._last_activity
+        if self._collect is not None and self._active is None:
+            # a small body still arriving, not handed on yet: a trickle is a slow client
+            if idle >= settings.idle_timeout_s:
+                self._reject(408, "timed out reading the request body")
+                self._schedule_timer(settings.idle_timeout_s)
+                return
+            self._schedule_timer(settings.idle_timeout_s - idle)
+            return
         if self._active is not None or self._queue or self._parsing is not None:
             self._schedule_timer(settings.idle_timeout_s)
             return
-        idle = now - self._last_activity
         if idle >= settings.idle_timeout_s:
             if self._closing:  # a close already asked for has not finished: force it
                 self.transport.abortConnection()

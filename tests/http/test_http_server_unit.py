@@ -221,3 +221,16 @@ def test_expect_continue_waits_for_the_previous_response() -> None:
     assert transport.value().endswith(b"first" + b"HTTP/1.1 100 Continue\r\n\r\n")
     proto.dataReceived(b"abc")
     assert backend.calls[1][0].body.data == b"abc"
+
+
+def test_stalled_small_body_gets_408() -> None:
+    backend = Backend()
+    clock, _, proto, transport = connection(backend, idle_timeout_s=5.0)
+    proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    clock.advance(3)
+    proto.dataReceived(b"de")  # still trickling in: not idle yet
+    clock.advance(3)
+    assert not transport.disconnecting
+    clock.advance(3)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert transport.disconnecting and backend.calls == []
