@@ -1,6 +1,6 @@
 """Micro benchmark of the HTTP wire: direct backend vs nginx proxy vs the harness proxy.
 
-    python3 bench/http_wire/run.py [--duration 5] [--connections 50] [--threads 2]
+    python3 bench/http_wire/run.py [--duration 5] [--connections 50] [--threads 2] [--rounds 3]
 
 Starts (all on 127.0.0.1, free ports, stopped by PID at the end): an nginx backend answering
 a small fixed body, an nginx reverse proxy with keep-alive upstream connections, a blind
@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,9 +108,10 @@ def wrk(port: int, duration: int, connections: int, threads: int) -> tuple[float
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -137,16 +139,22 @@ def main() -> int:
             # machine, unlike req/s (nginx: its worker; harness: the Python process)
             proxy_pids = {"nginx proxy": nginx_workers(procs[0].pid), "l5d http wire": [procs[1].pid], "twisted relay": [procs[2].pid]}
             targets = (("direct", backend), ("nginx proxy", nginx_proxy), ("twisted relay", relay), ("l5d http wire", harness))
-            for name, port in targets:
-                pids = proxy_pids.get(name, [])
-                before = cpu_seconds(pids)
-                rps, total = wrk(port, args.duration, args.connections, args.threads)
-                used = cpu_seconds(pids) - before
-                results[name] = rps
-                per = f"  proxy CPU {used / max(total, 1) * 1e6:6.1f} us/request" if pids else ""
-                print(f"{name:>14}: {rps:10.0f} req/s{per}")
+            rates: dict[str, list[float]] = {name: [] for name, _ in targets}
+            cpu: dict[str, list[float]] = {name: [] for name, _ in targets}
+            # interleaved rounds, medians: other load on the machine comes and goes
+            for _ in range(args.rounds):
+                for name, port in targets:
+                    pids = proxy_pids.get(name, [])
+                    before = cpu_seconds(pids)
+                    rps, total = wrk(port, args.duration, args.connections, args.threads)
+                    rates[name].append(rps)
+                    cpu[name].append((cpu_seconds(pids) - before) / max(total, 1) * 1e6)
+            for name, _ in targets:
+                results[name] = statistics.median(rates[name])
+                per = f"  proxy CPU {statistics.median(cpu[name]):6.1f} us/request" if proxy_pids.get(name) else ""
+                print(f"{name:>14}: {results[name]:10.0f} req/s{per}")
             ratio = results["l5d http wire"] / max(results["nginx proxy"], 1.0)
-            print(f"harness / nginx proxy = {ratio:.2f}x (c={args.connections}, t={args.threads}, {args.duration}s)")
+            print(f"harness / nginx proxy = {ratio:.2f}x (median of {args.rounds} rounds; c={args.connections}, t={args.threads}, {args.duration}s each)")
             print(f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)")
         finally:
             for proc in procs:
