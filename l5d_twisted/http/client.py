@@ -38,7 +38,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from l5d_twisted.errors import ConnectionFailed, ConnectionReset, UpstreamProtocolError
+from l5d_twisted.errors import ConnectionFailed, ConnectionReset, MeshError, UpstreamProtocolError
 from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
 from l5d_twisted.http.codec import (
     CRLF,
@@ -196,23 +196,38 @@ class HttpClientProtocol(Protocol):
 
     def send(self, request: Request, may_resend: bool = True) -> Deferred[Response]:
         """Send ``request``; ``may_resend`` False when this already is a resend."""
+        try:
+            head, framing = self._encode(request)
+        except Exception as e:  # a malformed message from some layer: nothing was written
+            log.warn("cannot encode request {request!r}: {error}", request=request, error=e)
+            self._client._release(self)
+            return fail(MeshError(f"cannot send the request: {e}"))
         self.reusable = False  # until this exchange completes cleanly
         self._request = request
         self._exchanges += 1
         self._answered = False
         self._may_resend = may_resend
         self._is_head = request.method == b"HEAD"
-        self._request_done = False
         self._response_done = False
         self._keep_alive = True
         d: Deferred[Response] = Deferred(self._cancel)
         self._deferred = d
         self._pipe = None
         self._client.pending += 1
+        if framing < 0:  # the whole request is in ``head``
+            self._request_done = True
+            self._write(head)
+            self._client.count_sent(len(head))
+            return d
+        self._request_done = False
+        self._pipe = send_body(self.transport, head, request.body, framing, self._request_sent, self._client.count_sent, self._write)
+        return d
+
+    def _encode(self, request: Request) -> tuple[bytes, int]:
+        """The bytes to write first and the framing of what follows (-1: nothing follows)."""
         target, authority = origin_form(request)
-        headers = request.headers
         parts = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
-        if not encode_fields(parts, headers):
+        if not encode_fields(parts, request.headers):
             # RFC 9112 §3.2: Host first
             parts.insert(1, b"Host: %s\r\n" % (authority if authority is not None else self._client.authority))
         body = request.body
@@ -225,19 +240,11 @@ class HttpClientProtocol(Protocol):
                 parts.append(b"Content-Length: 0\r\n\r\n")
             else:
                 parts.append(CRLF)
-            out = b"".join(parts)
-            self._write(out)
-            self._client.count_sent(len(out))
-            self._request_done = True
-            return d
-        if isinstance(body, (BufferedBody, StreamBody)):
-            framing = choose_framing(body, True)
-        else:
-            framing = NONE
+            return b"".join(parts), -1
+        framing = choose_framing(body, True) if isinstance(body, (BufferedBody, StreamBody)) else NONE
         parts.append(framing_field(framing, body))
         parts.append(CRLF)
-        self._pipe = send_body(self.transport, b"".join(parts), body, framing, self._request_sent, self._client.count_sent, self._write)
-        return d
+        return b"".join(parts), framing
 
     def _request_sent(self, ok: bool) -> None:
         self._pipe = None

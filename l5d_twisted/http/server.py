@@ -121,6 +121,7 @@ class _Exchange:
         "rejection",
         "counted",
         "stream",
+        "response_started",
     )
 
     def __init__(self, request: Request | None, keep_alive: bool, chunked_ok: bool) -> None:
@@ -135,6 +136,7 @@ class _Exchange:
         self.rejection: Response | None = None
         self.counted = False
         self.stream: StreamBody | None = None
+        self.response_started = False
 
 
 def protocol_error_response(status: int, message: str) -> Response:
@@ -431,11 +433,28 @@ class HttpServerProtocol(Protocol):
         return None
 
     def _respond(self, response: Response, ex: _Exchange) -> None:
-        body = response.body
         if ex is not self._active or self._lost:
+            body = getattr(response, "body", None)
             if isinstance(body, StreamBody):
                 body.discard()
             return None
+        try:
+            if not isinstance(response, Response):
+                raise TypeError(f"the service answered {response!r}, not a Response")
+            self._write_response(response, ex)
+        except Exception as e:
+            # a malformed response from some layer must not leave the client waiting
+            log.failure("cannot write response", Failure(e))
+            if ex.response_started:
+                self._closing = True
+                self.transport.abortConnection()
+                self._finish_exchange(ex, False, False)
+            else:
+                self._write_response(error_response(e), ex)
+        return None
+
+    def _write_response(self, response: Response, ex: _Exchange) -> None:
+        body = response.body
         request = ex.request
         status = response.status
         is_head = request is not None and request.method == b"HEAD"
@@ -461,6 +480,7 @@ class HttpServerProtocol(Protocol):
         elif not ex.chunked_ok:
             parts.append(_KEEP_ALIVE_FIELD)
         parts.append(CRLF)
+        ex.response_started = True
         if framing == LENGTH and type(body) is BufferedBody:
             # the common case: head and body in one write, done
             parts.append(body.data)

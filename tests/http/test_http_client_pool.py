@@ -291,3 +291,19 @@ def test_next_request_sent_from_the_callback_reuses_the_connection() -> None:
     proto.dataReceived(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
     assert follow_up and reactor.tcpClients == []
     assert transport.value().startswith(b"GET /again ")
+
+
+def test_unencodable_request_fails_cleanly_and_keeps_the_connection() -> None:
+    from l5d_twisted.errors import MeshError
+
+    reactor, client = make_client()
+    client(Request(b"GET", b"/1"))
+    proto, transport = accept(reactor)
+    proto.dataReceived(OK)
+    transport.clear()
+    bad = results(client(Request(b"GET", b"/2", Headers([(b"X-Bad", "str")]))))  # type: ignore[list-item]
+    assert isinstance(bad[0].value, MeshError) and transport.value() == b""
+    good = results(client(Request(b"GET", b"/3")))
+    assert transport.value().startswith(b"GET /3 ") and reactor.tcpClients == []
+    proto.dataReceived(OK)
+    assert good[0].status == 200 and client.pending == 0

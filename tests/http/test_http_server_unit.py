@@ -234,3 +234,14 @@ def test_stalled_small_body_gets_408() -> None:
     clock.advance(3)
     assert transport.value().startswith(b"HTTP/1.1 408 ")
     assert transport.disconnecting and backend.calls == []
+
+
+def test_malformed_responses_become_502_not_a_hang() -> None:
+    answers: list[Any] = [None, Response(200, Headers([(b"X-Bad", "not bytes")])), Response(200, body=BufferedBody(b"fine"))]  # type: ignore[list-item]
+    _, _, proto, transport = connection(lambda r: succeed(answers.pop(0)))
+    for _ in range(3):
+        proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    out = transport.value()
+    assert out.count(b"HTTP/1.1 502 ") == 2
+    assert out.endswith(b"fine")
+    assert not transport.disconnecting
