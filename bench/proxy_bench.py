@@ -21,7 +21,10 @@ then measures each path (direct, nginx, l5d-twisted) twice:
 2. **fixed rate**: 1,000 requests/s open-loop (``bench/rategen.py``; wrk cannot hold a
    rate and wrk2 is not packaged): p50, p99 measured from each request's due time.
 
-It prints a Markdown table with the latency each proxy adds over direct and each proxy's
+The fixed-rate columns give latency from each request's due time (includes any lag of the
+generator itself, shown as "generator lag") and from the moment it was actually written;
+"added" is the proxy's latency from send minus direct's.  It prints a Markdown table with
+the latency each proxy adds over direct and each proxy's
 peak RSS during the runs (``VmHWM``, plus ``VmRSS`` sampled; for nginx the master plus its
 worker), and with ``--json FILE`` writes the raw numbers.  Everything it starts is stopped
 by PID at exit.
@@ -330,13 +333,14 @@ def parse_wrk(out: str) -> dict[str, Any]:
 
 def table(targets: list[Target], args: argparse.Namespace) -> str:
     direct = targets[0].results
+    at = f"@{args.rate:g}/s"
     rows = [
-        f"| path | req/s (c={args.connections}) | p50 ms | p99 ms | p50 ms @{args.rate:g}/s | p99 ms @{args.rate:g}/s | added p50 / p99 ms @{args.rate:g}/s | peak RSS MB | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| path | req/s (c={args.connections}) | p50 ms | p99 ms | p50 / p99 ms {at} | p50 / p99 ms {at} from send | added p50 / p99 ms {at} | generator lag p99 ms | peak RSS MB | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for t in targets:
         w, r = t.results["wrk"], t.results["rate"]
-        added = "-" if t is targets[0] else f"{r['p50'] - direct['rate']['p50']:+.2f} / {r['p99'] - direct['rate']['p99']:+.2f}"
+        added = "-" if t is targets[0] else f"{r['service_p50'] - direct['rate']['service_p50']:+.2f} / {r['service_p99'] - direct['rate']['service_p99']:+.2f}"
         rss = t.results.get("rss_peak_mb", "-")
         errors = []
         if w["non_2xx"]:
@@ -345,7 +349,10 @@ def table(targets: list[Target], args: argparse.Namespace) -> str:
             errors.append(f"wrk sockets: {w['socket_errors']}")
         if r["failed"] or r["dropped"]:
             errors.append(f"rate failed {r['failed']} dropped {r['dropped']}")
-        rows.append(f"| {t.name} | {w['rps']:,.0f} | {w['p50']:.2f} | {w['p99']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} | {added} | {rss} | {'; '.join(errors) or 'none'} |")
+        rows.append(
+            f"| {t.name} | {w['rps']:,.0f} | {w['p50']:.2f} | {w['p99']:.2f} | {r['p50']:.2f} / {r['p99']:.2f} "
+            f"| {r['service_p50']:.2f} / {r['service_p99']:.2f} | {added} | {r['send_lag_p99']:.2f} | {rss} | {'; '.join(errors) or 'none'} |"
+        )
     ratio = targets[2].results["wrk"]["rps"] / targets[1].results["wrk"]["rps"]
     rows.append("")
     rows.append(f"l5d-twisted / nginx req/s: {ratio:.2f}x; rate runs achieved {', '.join(str(t.results['rate']['achieved_rps']) for t in targets)} req/s.")

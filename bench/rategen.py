@@ -52,6 +52,8 @@ async def measure(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     client.close()
     s = traffic.stats
     ms = [v * 1000.0 for v in s.latencies_s]
+    service_ms = [v * 1000.0 for v in s.service_times_s]
+    lag_ms = [v * 1000.0 for v in s.send_lags_s]
     return {
         "rps": args.rps,
         "achieved_rps": round(s.sent / elapsed, 1),
@@ -65,6 +67,12 @@ async def measure(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         "p99": round(percentile(ms, 0.99), 3),
         "p999": round(percentile(ms, 0.999), 3),
         "max": round(max(ms), 3) if ms else None,
+        # from the moment each request was actually written: excludes the generator's own lag
+        "service_p50": round(percentile(service_ms, 0.50), 3),
+        "service_p99": round(percentile(service_ms, 0.99), 3),
+        # how late the generator sent (CPU starvation of the generator itself shows here)
+        "send_lag_p99": round(percentile(lag_ms, 0.99), 3),
+        "send_lag_max": round(max(lag_ms), 3) if lag_ms else None,
     }
 
 

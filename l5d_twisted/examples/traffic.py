@@ -28,7 +28,9 @@ class TrafficStats:
     failed: int = 0  # other statuses or no response
     dropped: int = 0  # not sent: too many outstanding
     statuses: dict[int, int] = field(default_factory=dict)
-    latencies_s: list[float] = field(default_factory=list)  # only when recording
+    latencies_s: list[float] = field(default_factory=list)  # from due time; only when recording
+    service_times_s: list[float] = field(default_factory=list)  # from actual send; only when recording
+    send_lags_s: list[float] = field(default_factory=list)  # send time - due time; only when recording
 
     @property
     def outstanding(self) -> int:
@@ -96,12 +98,19 @@ class OpenLoopTraffic:
                 self.stats.dropped += 1
                 continue
             self.stats.sent += 1
+            if self.record_latencies:
+                self.stats.send_lags_s.append(now - due_at)
             d = self.send()
-            d.addCallbacks(self._answered, self._errored, callbackArgs=(due_at,), errbackArgs=(due_at,))
+            d.addCallbacks(self._answered, self._errored, callbackArgs=(due_at, now), errbackArgs=(due_at, now))
         next_at = self._start + self._due / self.rps
         self._call = self.reactor.callLater(max(0.0, next_at - self.reactor.seconds()), self._tick)
 
-    def _answered(self, response: ClientResponse, due_at: float) -> None:
+    def _record(self, due_at: float, sent_at: float) -> None:
+        done = self.reactor.seconds()
+        self.stats.latencies_s.append(done - due_at)
+        self.stats.service_times_s.append(done - sent_at)
+
+    def _answered(self, response: ClientResponse, due_at: float, sent_at: float) -> None:
         status = response.status
         self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
         if 200 <= status < 300:
@@ -109,10 +118,10 @@ class OpenLoopTraffic:
         else:
             self.stats.failed += 1
         if self.record_latencies:
-            self.stats.latencies_s.append(self.reactor.seconds() - due_at)
+            self._record(due_at, sent_at)
 
-    def _errored(self, failure: Any, due_at: float) -> None:
+    def _errored(self, failure: Any, due_at: float, sent_at: float) -> None:
         self.stats.failed += 1
         self.stats.statuses[0] = self.stats.statuses.get(0, 0) + 1
         if self.record_latencies:
-            self.stats.latencies_s.append(self.reactor.seconds() - due_at)
+            self._record(due_at, sent_at)

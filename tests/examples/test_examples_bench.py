@@ -42,7 +42,7 @@ def test_table_reports_added_latency_and_ratio() -> None:
         target = Target(name, 1)
         target.results = {
             "wrk": {"rps": rps, "p50": 1.0, "p99": 2.0, "non_2xx": 0, "socket_errors": ""},
-            "rate": {"p50": p50, "p99": p99, "failed": 0, "dropped": 0, "achieved_rps": 1000.0},
+            "rate": {"p50": p50 + 1, "p99": p99 + 1, "service_p50": p50, "service_p99": p99, "send_lag_p99": 0.1, "failed": 0, "dropped": 0, "achieved_rps": 1000.0},
         }
         if rss is not None:
             target.results["rss_peak_mb"] = rss
