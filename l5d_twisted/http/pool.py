@@ -82,7 +82,7 @@ class ConnectionPool:
         self._close_waiters: list[Deferred[None]] = []
         self._connects = stats.counter("connects")
         self._connect_failures = stats.counter("connect_failures")
-        self._gauge = stats.gauge("connections", fn=lambda: float(len(self._open)))
+        self._gauge: Any = stats.gauge("connections", fn=lambda: float(len(self._open)))
 
     # -- introspection -------------------------------------------------------------------
 
@@ -230,7 +230,9 @@ class ConnectionPool:
 
     def _check_closed(self) -> None:
         if self._closed and not self._open and not self._connecting and self._close_waiters:
-            self._gauge.remove()
+            if self._gauge is not None:
+                self._gauge.remove()
+                self._gauge = None
             waiting, self._close_waiters = self._close_waiters, []
             for d in waiting:
                 d.callback(None)

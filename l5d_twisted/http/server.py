@@ -638,7 +638,7 @@ class HttpServer:
         self.in_flight = 0
         self.port: Any = None
         self._connects = stats.counter("connects")
-        self._gauge = stats.gauge("connections", fn=lambda: float(len(self.connections)))
+        self._gauge: Any = stats.gauge("connections", fn=lambda: float(len(self.connections)))
         self._drained: list[Deferred[None]] = []
         self.factory = _ServerFactory(self)
 
@@ -653,6 +653,11 @@ class HttpServer:
             for d in waiting:
                 if not d.called:
                     d.callback(None)
+
+    def _remove_gauge(self) -> None:
+        if self._gauge is not None:
+            self._gauge.remove()
+            self._gauge = None
 
     # IListeningPort
     def startListening(self) -> None:
@@ -680,7 +685,7 @@ class HttpServer:
         d: Deferred[None] = Deferred()
         if not self.connections:
             d.callback(None)
-            self._gauge.remove()
+            self._remove_gauge()
             return d
         self._drained.append(d)
         for conn in list(self.connections):
@@ -696,7 +701,7 @@ class HttpServer:
         def done(result: None) -> None:
             if timer.active():
                 timer.cancel()
-            self._gauge.remove()
+            self._remove_gauge()
             return result
 
         d.addBoth(done)
