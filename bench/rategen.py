@@ -62,6 +62,7 @@ async def measure(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         "failed": s.failed,
         "dropped": s.dropped,
         "statuses": {str(k): v for k, v in sorted(s.statuses.items())},
+        "errors": s.errors,
         "p50": round(percentile(ms, 0.50), 3),
         "p90": round(percentile(ms, 0.90), 3),
         "p99": round(percentile(ms, 0.99), 3),

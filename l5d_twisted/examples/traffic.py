@@ -28,6 +28,7 @@ class TrafficStats:
     failed: int = 0  # other statuses or no response
     dropped: int = 0  # not sent: too many outstanding
     statuses: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # why calls got no response (first 20 kinds)
     latencies_s: list[float] = field(default_factory=list)  # from due time; only when recording
     service_times_s: list[float] = field(default_factory=list)  # from actual send; only when recording
     send_lags_s: list[float] = field(default_factory=list)  # send time - due time; only when recording
@@ -123,5 +124,8 @@ class OpenLoopTraffic:
     def _errored(self, failure: Any, due_at: float, sent_at: float) -> None:
         self.stats.failed += 1
         self.stats.statuses[0] = self.stats.statuses.get(0, 0) + 1
+        reason = failure.getErrorMessage()[:200]
+        if reason in self.stats.errors or len(self.stats.errors) < 20:
+            self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1
         if self.record_latencies:
             self._record(due_at, sent_at)
