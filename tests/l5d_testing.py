@@ -12,10 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,15 +60,16 @@ class Processes:
 
     def start(self, *args: str, env: dict[str, str] | None = None, name: str | None = None, cwd: str | None = None) -> subprocess.Popen[bytes]:
         name = name or os.path.basename(args[0])
-        log = open(self.tmp_path / f"{name}-{len(self.procs)}.log", "wb")
+        log_path = self.tmp_path / f"{name}-{len(self.procs)}.log"
         full_env = dict(os.environ)
         full_env.setdefault("PYTHONPATH", str(REPO))
         full_env.pop("http_proxy", None)
         full_env.pop("HTTP_PROXY", None)
         if env:
             full_env.update(env)
-        proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=True)
-        proc.log_path = log.name  # type: ignore[attr-defined]
+        with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=True)
+        proc.log_path = str(log_path)  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
 
