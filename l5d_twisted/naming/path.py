@@ -17,11 +17,12 @@ class PathError(ValueError):
 class Path:
     """An immutable sequence of non-empty segments; ``Path.read("/a/b")``."""
 
-    __slots__ = ("segments", "_hash")
+    __slots__ = ("segments", "_hash", "_shown")
 
     def __init__(self, segments: tuple[str, ...] = ()) -> None:
         self.segments = segments
         self._hash = hash(segments)
+        self._shown: str | None = None  # show() is on the hot path (l5d-dst-service)
 
     @classmethod
     def read(cls, text: str) -> Path:
@@ -44,9 +45,14 @@ class Path:
         return cls(tuple(segments))
 
     def show(self) -> str:
-        if not self.segments:
-            return "/"
-        return "/" + "/".join(_escape(s) for s in self.segments)
+        shown = self._shown
+        if shown is None:
+            if not self.segments:
+                shown = "/"
+            else:
+                shown = "/" + "/".join(_escape(s) for s in self.segments)
+            self._shown = shown
+        return shown
 
     def __str__(self) -> str:
         return self.show()

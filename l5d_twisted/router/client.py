@@ -61,7 +61,6 @@ class BoundClient(Service[Request, Response]):
         self.addr: Addr = AddrPending()
         self._waiters: list[Deferred[None]] = []
         self.last_used = reactor.seconds()
-        self.pending = 0
         stats.gauge("loadbalancer", "size", fn=lambda: float(balancer.size))
         stats.gauge("loadbalancer", "available", fn=lambda: float(balancer.available))
         stats.gauge("loadbalancer", "load", fn=lambda: float(balancer.load))
@@ -114,17 +113,13 @@ class BoundClient(Service[Request, Response]):
             return self._after_binding(request)
         if not self._endpoints:
             return fail(NoHostsAvailable(f"No hosts are available for {self.id_text}: its address set is empty", client=self.id_text))
-        return self._dispatch(request)
-
-    def _dispatch(self, request: Request) -> Deferred[Response]:
-        self.pending += 1
         d: Deferred[Response] = self.balancer(request)
-        d.addBoth(self._done)
         return d
 
-    def _done(self, result: Any) -> Any:
-        self.pending -= 1
-        return result
+    @property
+    def pending(self) -> float:
+        """Requests in flight (the balancer counts them; no extra callback per request)."""
+        return float(self.balancer.load)
 
     def _after_binding(self, request: Request) -> Deferred[Response]:
         waiter: Deferred[None] = Deferred()

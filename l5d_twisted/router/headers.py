@@ -24,7 +24,7 @@ CTX_TRACE = b"l5d-ctx-trace"
 VIA = b"via"
 VIA_VALUE = b"1.1 linkerd"
 
-_EMPTY_DTAB = Dtab.empty()
+NO_DTAB = Dtab.empty()  # returned as is when a request has no override (checked by identity)
 
 
 def call_depth(headers: Headers) -> int:
@@ -49,8 +49,8 @@ def local_dtab(headers: Headers) -> Dtab:
     ctx_values = headers.get_all(CTX_DTAB)
     values = headers.remove(DTAB) if DTAB in headers else []
     if not ctx_values and not values:
-        return _EMPTY_DTAB
-    dtab = _EMPTY_DTAB
+        return NO_DTAB
+    dtab = NO_DTAB
     for name, group in ((CTX_DTAB, ctx_values), (DTAB, values)):
         for value in group:
             try:
@@ -58,7 +58,7 @@ def local_dtab(headers: Headers) -> Dtab:
             except (DtabError, UnicodeDecodeError) as e:
                 raise BadDtabHeader(f"Invalid {name.decode()} header: {e}") from None
     if ctx_values or values:
-        if dtab != _EMPTY_DTAB:
+        if dtab != NO_DTAB:
             headers.set(CTX_DTAB, dtab.show().encode("latin-1"))
         else:
             headers.remove(CTX_DTAB)

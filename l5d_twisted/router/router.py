@@ -133,7 +133,7 @@ class Router(Service[Request, Response]):
         hdrs.set(h.DST_SERVICE, path.show().encode("latin-1", "replace"))
         hdrs.set(h.REQID, h.request_id(hdrs, self._rng))
         hdrs.add(b"Via", h.VIA_VALUE)
-        key = (path, local.show() if local != _EMPTY else "")
+        key = (path, "" if local is h.NO_DTAB else local.show())
         service = self._routes.get(key)
         if service is None:
             service = self._make_route(key, path, local)
@@ -253,9 +253,6 @@ class Router(Service[Request, Response]):
         self._clients.clear()
         self._client_services.clear()
         return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
-
-
-_EMPTY = Dtab.empty()
 
 
 class _SetClassifier(Service[Request, Response]):
