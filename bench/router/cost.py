@@ -26,9 +26,9 @@ from l5d_twisted.config import load_config  # noqa: E402
 from l5d_twisted.context import PluginContext  # noqa: E402
 from l5d_twisted.http.client import EndpointClient, HttpClientProtocol  # noqa: E402
 from l5d_twisted.http.server import HttpServer, ServerSettings  # noqa: E402
+from l5d_twisted.namers.memory import MemoryNamer  # noqa: E402
 from l5d_twisted.naming.interpreter import Interpreter  # noqa: E402
 from l5d_twisted.naming.path import Path  # noqa: E402
-from l5d_twisted.namers.memory import MemoryNamer  # noqa: E402
 from l5d_twisted.router.router import Router  # noqa: E402
 from l5d_twisted.telemetry.filters import StatsFilter  # noqa: E402
 from l5d_twisted.telemetry.metrics import MetricsTree  # noqa: E402

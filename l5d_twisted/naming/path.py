@@ -47,10 +47,7 @@ class Path:
     def show(self) -> str:
         shown = self._shown
         if shown is None:
-            if not self.segments:
-                shown = "/"
-            else:
-                shown = "/" + "/".join(_escape(s) for s in self.segments)
+            shown = "/" + "/".join(_escape(s) for s in self.segments)
             self._shown = shown
         return shown
 
