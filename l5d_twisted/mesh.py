@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from l5d_twisted.context import PluginContext
 from l5d_twisted.http.server import ServerSettings, serve_http
+from l5d_twisted.http.tls import server_tls
 from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import NAMERS, TELEMETERS, TRANSFORMERS, load_plugins
@@ -149,6 +150,7 @@ class Mesh:
             max_initial_line_kb=router_config.max_initial_line_kb,
             max_concurrent_requests=server.max_concurrent_requests,
             clear_context=server.clear_context,
+            tls=server_tls(server.tls) if server.tls is not None else None,
         )
         listening = serve_http(self.reactor, server.ip, server.port, service, settings, stats)
         self.servers.append(listening)

@@ -73,8 +73,8 @@ def main() -> int:
     namer = MemoryNamer(Path.read("/mem"), {"hello": ("127.0.0.1:8080",)})
     clients: list[EndpointClient] = []
 
-    def endpoint(reactor: Any, address: Any, pool: Any, stats: Any, connect_timeout_s: float = 1.0) -> EndpointClient:
-        client = EndpointClient(reactor, address, pool, stats, connect_timeout_s=connect_timeout_s)
+    def endpoint(reactor: Any, address: Any, pool: Any, stats: Any, connect_timeout_s: float = 1.0, tls: Any = None) -> EndpointClient:
+        client = EndpointClient(reactor, address, pool, stats, connect_timeout_s=connect_timeout_s, tls=tls)
         upstream = HttpClientProtocol(client)
         upstream.makeConnection(NullTransport())
         client._pool._open.add(upstream)

@@ -23,6 +23,7 @@ from l5d_twisted.context import PluginContext
 from l5d_twisted.errors import IdentificationError, MeshError
 from l5d_twisted.http.client import EndpointClient, PoolSettings
 from l5d_twisted.http.message import Request, Response
+from l5d_twisted.http.tls import TlsConfigError, client_tls
 from l5d_twisted.identifiers.base import Identified
 from l5d_twisted.naming.addr import Address, BoundName
 from l5d_twisted.naming.dtab import Dtab
@@ -200,6 +201,7 @@ class Router(Service[Request, Response]):
             max_waiters=pool.max_waiters,
         )
         connect_timeout_s = getattr(client_params, "connect_timeout_ms", 1000) / 1000.0
+        tls = self._client_tls(bound, client_params)
         endpoint_params = {
             StackParams.REACTOR: self._reactor,
             StackParams.STATS: scope,
@@ -209,7 +211,7 @@ class Router(Service[Request, Response]):
         }
 
         def make_endpoint(address: Address) -> Service[Request, Response]:
-            leaf = self._endpoint_factory(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s)
+            leaf = self._endpoint_factory(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s, tls=tls)
             return self._stacks.endpoint.make(endpoint_params, leaf)
 
         client = BoundClient(
@@ -226,6 +228,16 @@ class Router(Service[Request, Response]):
         self._clients[bound] = client
         self._client_services[bound] = service
         return service
+
+    @staticmethod
+    def _client_tls(bound: BoundName, client_params: Any) -> Any:
+        """TLS options for a client (commonName captures are already filled in)."""
+        if client_params.tls is None:
+            return None
+        try:
+            return client_tls(client_params.tls)
+        except TlsConfigError as e:
+            raise MeshError(f"client TLS for {bound.id.show()} is misconfigured: {e}") from None
 
     def _sweep_idle(self) -> None:
         cutoff = self._reactor.seconds() - IDLE_TTL_S

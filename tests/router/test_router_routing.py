@@ -98,7 +98,7 @@ class Harness:
             endpoint_factory=self._endpoint,
         )
 
-    def _endpoint(self, reactor: Any, address: Address, pool: Any, stats: Any, connect_timeout_s: float = 1.0) -> FakeEndpoint:
+    def _endpoint(self, reactor: Any, address: Address, pool: Any, stats: Any, connect_timeout_s: float = 1.0, tls: Any = None) -> FakeEndpoint:
         endpoint = self.endpoints.get(address)
         if endpoint is None:
             endpoint = self.endpoints[address] = FakeEndpoint(address, self.sent)
