@@ -193,7 +193,10 @@ class _Connection(Protocol):
 class HttpClient:
     """GETs over pooled keep-alive connections, through ``proxy`` when given.
 
-    ``timeout_s`` bounds each call (connect, send and complete answer).
+    ``timeout_s`` bounds each call (connect, send and complete answer), waiting included.
+    At most ``max_connections_per_dest`` connections are open to one destination; calls
+    beyond that wait (first come, first served) for a connection to come free, so an
+    overloaded upstream is not also flooded with new connections.
     """
 
     def __init__(
@@ -203,14 +206,19 @@ class HttpClient:
         timeout_s: float = 10.0,
         connect_timeout_s: float = 2.0,
         max_idle_per_dest: int = 128,
+        max_connections_per_dest: int = 1024,
     ) -> None:
         self.reactor = reactor
         self.proxy = proxy
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_idle_per_dest = max_idle_per_dest
+        self.max_connections_per_dest = max_connections_per_dest
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._all: set[_Connection] = set()
+        self._open: dict[tuple[str, int], int] = {}  # connected or connecting, per destination
+        # calls waiting for a connection: handed a free connection, or None when a slot frees
+        self._waiters: dict[tuple[str, int], list[Deferred[_Connection | None]]] = {}
 
     def get(self, url: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()) -> Deferred[ClientResponse]:
         target = resolve_target(url, self.proxy)
@@ -248,19 +256,51 @@ class HttpClient:
             conn = idle.pop()
             conn.reused = True
             return conn
+        if self._open.get(key, 0) >= self.max_connections_per_dest:
+            handed = await self._wait_for_connection(key)
+            if handed is not None:
+                handed.reused = True
+                return handed
+        self._open[key] = self._open.get(key, 0) + 1
         endpoint = TCP4ClientEndpoint(self.reactor, key[0], key[1], timeout=self.connect_timeout_s)
         conn = _Connection(self, key)
         try:
             await endpoint.connect(_SingleProtocolFactory(conn))  # type: ignore[arg-type]
-        except CancelledError:
-            raise
-        except Exception as e:
+        except BaseException as e:
+            self._slot_freed(key)
+            if isinstance(e, CancelledError):
+                raise
             raise ClientError(f"cannot connect to {key[0]}:{key[1]}: {e}") from e
         conn._transport().setTcpNoDelay(True)
         self._all.add(conn)
         return conn
 
+    def _wait_for_connection(self, key: tuple[str, int]) -> Deferred[_Connection | None]:
+        waiters = self._waiters.setdefault(key, [])
+
+        def cancel(d: Deferred[_Connection | None]) -> None:
+            if d in waiters:
+                waiters.remove(d)
+
+        d: Deferred[_Connection | None] = Deferred(cancel)
+        waiters.append(d)
+        return d
+
+    def _next_waiter(self, key: tuple[str, int]) -> Deferred[_Connection | None] | None:
+        waiters = self._waiters.get(key)
+        return waiters.pop(0) if waiters else None
+
+    def _slot_freed(self, key: tuple[str, int]) -> None:
+        self._open[key] = self._open.get(key, 1) - 1
+        waiter = self._next_waiter(key)
+        if waiter is not None:
+            waiter.callback(None)  # it opens a connection of its own
+
     def _release(self, conn: _Connection) -> None:
+        waiter = self._next_waiter(conn.key)
+        if waiter is not None:
+            waiter.callback(conn)
+            return
         idle = self._idle.setdefault(conn.key, [])
         if len(idle) >= self.max_idle_per_dest:
             self._forget(conn)
@@ -273,7 +313,9 @@ class HttpClient:
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
-        self._all.discard(conn)
+        if conn in self._all:
+            self._all.discard(conn)
+            self._slot_freed(conn.key)
 
     def close(self) -> None:
         """Close every connection (in-flight calls fail)."""
@@ -282,6 +324,11 @@ class HttpClient:
                 conn._transport().loseConnection()
         self._idle.clear()
         self._all.clear()
+        self._open.clear()
+        waiters = [d for ds in self._waiters.values() for d in ds]
+        self._waiters.clear()
+        for d in waiters:
+            d.errback(ClientError("client closed"))
 
 
 class _SingleProtocolFactory:

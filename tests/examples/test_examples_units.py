@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
+import pytest_twisted
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import StringTransport
@@ -155,3 +157,41 @@ def test_idle_connections_are_closed_busy_ones_kept() -> None:
     assert idle_t.disconnecting
     assert not busy_t.disconnecting  # still owes an answer
     factory.stopFactory()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_bounds_connections_and_queues_calls() -> None:
+    from twisted.internet import reactor
+
+    from l5d_twisted.examples.appserver import listen
+    from l5d_twisted.examples.client import HttpClient
+
+    peers: set[int] = set()
+    release: list[Deferred[AppResponse]] = []
+
+    def handler(request: AppRequest) -> Deferred[AppResponse]:
+        d: Deferred[AppResponse] = Deferred()
+        release.append(d)
+        return d
+
+    port = listen(reactor, "127.0.0.1", 0, handler)
+    factory: Any = port.factory  # type: ignore[attr-defined]
+    client = HttpClient(reactor, max_connections_per_dest=2)
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}/"  # type: ignore[attr-defined]
+        calls = [client.get(url) for _ in range(5)]
+        while len(release) < 2:
+            await task.deferLater(reactor, 0.01, lambda: None)
+        await task.deferLater(reactor, 0.05, lambda: None)
+        assert len(release) == 2 and len(factory.connections) == 2  # 3 calls wait
+        while len(release) < 5 or any(not d.called for d in release):
+            for d in [d for d in release if not d.called]:
+                d.callback(AppResponse(200, b"ok"))
+            await task.deferLater(reactor, 0.01, lambda: None)
+        responses = [await c for c in calls]
+        assert [r.status for r in responses] == [200] * 5
+        peers.update(id(c) for c in factory.connections)
+        assert len(peers) <= 2  # the waiting calls reused the two connections
+    finally:
+        client.close()
+        await port.stopListening()
