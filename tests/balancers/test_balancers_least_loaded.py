@@ -218,3 +218,30 @@ def test_aperture_window_skips_dead_nodes_and_min_aperture() -> None:
             ep.answer_all()
     used = {n.address for n in ring if n.service.calls}
     assert used == {n.address for n in ring[2:5]}
+
+
+def test_ewma_avoids_a_node_turning_slow_before_its_first_slow_answer() -> None:
+    b = make("ewma")
+    clock = b._clock
+    eps = endpoints(4)
+    b.update(eps)
+    fast, *others = list(eps.values())
+    # warm-up: node 0 answers in 0.2 ms, the others in 20 ms (their estimates are high)
+    for _ in range(20):
+        for _ in range(4):
+            b("req")
+        clock.advance(0.0002)
+        fast.answer_all()
+        clock.advance(0.0198)
+        for ep in others:
+            ep.answer_all()
+    before = len(fast.calls)
+    # node 0 turns slow (stops answering); the others keep answering
+    for _ in range(1000):
+        b("req")
+        clock.advance(0.001)
+        for ep in others:
+            ep.answer_all()
+    # with a 0.2 ms estimate against 20 ms, plain peak EWMA would keep sending to it until
+    # ~100 requests are pending; the age of its pending requests stops that within a few ms
+    assert len(fast.calls) - before <= 10
