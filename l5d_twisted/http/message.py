@@ -43,6 +43,14 @@ class Headers:
                 return True
         return False
 
+    def lower_names(self) -> set[bytes]:
+        """The lowercase names present, for a layer that asks about several at once.
+
+        One pass over the fields instead of one per question; a snapshot (later changes to
+        the headers are not reflected).
+        """
+        return {k.lower() for k, _ in self._items}
+
     def add(self, name: bytes, value: bytes) -> None:
         self._items.append((name, value))
 

@@ -14,6 +14,7 @@ import random
 from l5d_twisted.errors import BadDtabHeader, CallDepthExceeded
 from l5d_twisted.http.message import Headers
 from l5d_twisted.naming.dtab import Dtab, DtabError
+from l5d_twisted.naming.path import Path
 
 DTAB = b"l5d-dtab"
 CTX_DTAB = b"l5d-ctx-dtab"
@@ -65,9 +66,19 @@ def local_dtab(headers: Headers) -> Dtab:
     return dtab
 
 
+def dst_service(path: Path) -> bytes:
+    """The ``l5d-dst-service`` value for a logical name."""
+    return path.show().encode("latin-1", "replace")
+
+
 def request_id(headers: Headers, rng: random.Random) -> bytes:
     """Reuse an upstream l5d-reqid, else make a new 64-bit id."""
     existing = headers.get(REQID)
     if existing:
         return existing
+    return new_request_id(rng)
+
+
+def new_request_id(rng: random.Random) -> bytes:
+    """A new 64-bit request id, as 16 hex digits."""
     return b"%016x" % rng.getrandbits(64)

@@ -86,7 +86,7 @@ class Router(Service[Request, Response]):
         default_service = config.service.params_for(self.dst_prefix)
         self._fallback_classifier = self._classifier(default_service)
         self.context_classifier = ContextClassifier(self._fallback_classifier)
-        self._routes: dict[tuple[Path, str], Service[Request, Response]] = {}
+        self._routes: dict[tuple[Path, str], _Route] = {}
         self._binders: dict[tuple[Path, str], BindingService] = {}
         self._clients: dict[BoundName, BoundClient] = {}
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
@@ -114,8 +114,12 @@ class Router(Service[Request, Response]):
 
     def _route(self, request: Request) -> Deferred[Response]:
         hdrs = request.headers
-        h.check_call_depth(hdrs, self._max_call_depth)
-        local = h.local_dtab(hdrs)
+        # Which fields the request came with, in one pass: most requests carry none of the
+        # l5d-* fields, and each separate lookup would scan every field again.
+        present = hdrs.lower_names()
+        if h.VIA in present:
+            h.check_call_depth(hdrs, self._max_call_depth)
+        local = h.local_dtab(hdrs) if h.CTX_DTAB in present or h.DTAB in present else h.NO_DTAB
         identified = None
         reasons = []
         for identifier in self._identifiers:
@@ -131,14 +135,22 @@ class Router(Service[Request, Response]):
         ctx = request.ctx
         ctx["router"] = self.label
         ctx["dst"] = path
-        hdrs.set(h.DST_SERVICE, path.show().encode("latin-1", "replace"))
-        hdrs.set(h.REQID, h.request_id(hdrs, self._rng))
-        hdrs.add(b"Via", h.VIA_VALUE)
         key = (path, "" if local is h.NO_DTAB else local.show())
-        service = self._routes.get(key)
-        if service is None:
-            service = self._make_route(key, path, local)
-        return service(request)
+        route = self._routes.get(key)
+        dst = route.dst_header if route is not None else h.dst_service(path)
+        # set() where the request came with the field (replacing it), a plain add() otherwise
+        if h.DST_SERVICE in present:
+            hdrs.set(h.DST_SERVICE, dst)
+        else:
+            hdrs.add(h.DST_SERVICE, dst)
+        if h.REQID in present:
+            hdrs.set(h.REQID, h.request_id(hdrs, self._rng))
+        else:
+            hdrs.add(h.REQID, h.new_request_id(self._rng))
+        hdrs.add(b"Via", h.VIA_VALUE)
+        if route is None:
+            route = self._make_route(key, path, local)
+        return route(request)
 
     @staticmethod
     def _add_via(response: Response) -> Response:
@@ -160,7 +172,7 @@ class Router(Service[Request, Response]):
         spec = service_params.response_classifier
         return CLASSIFIERS.get(spec.kind).factory(spec.config)
 
-    def _make_route(self, key: tuple[Path, str], path: Path, local: Dtab) -> Service[Request, Response]:
+    def _make_route(self, key: tuple[Path, str], path: Path, local: Dtab) -> _Route:
         service_params = self.config.service.params_for(path)
         classifier = self._classifier(service_params)
         binder = BindingService(
@@ -180,10 +192,10 @@ class Router(Service[Request, Response]):
             StackParams.RNG: self._rng,
             StackParams.SERVICE: service_params,
         }
-        service = _SetClassifier(classifier, self._stacks.service.make(params, binder))
-        self._routes[key] = service
+        route = _Route(classifier, self._stacks.service.make(params, binder), path)
+        self._routes[key] = route
         self._binders[key] = binder
-        return service
+        return route
 
     def _client_for(self, bound: BoundName) -> Service[Request, Response]:
         service = self._client_services.get(bound)
@@ -267,14 +279,19 @@ class Router(Service[Request, Response]):
         return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
 
 
-class _SetClassifier(Service[Request, Response]):
-    """Puts the service's classifier in the request context for the shared layers."""
+class _Route(Service[Request, Response]):
+    """The service layer of one logical name, as the router calls it per request.
 
-    __slots__ = ("classifier", "service")
+    Puts the service's classifier in the request context for the shared layers, and keeps
+    the ``l5d-dst-service`` value ready-encoded.
+    """
 
-    def __init__(self, classifier: Any, service: Service[Request, Response]) -> None:
+    __slots__ = ("classifier", "service", "dst_header")
+
+    def __init__(self, classifier: Any, service: Service[Request, Response], path: Path) -> None:
         self.classifier = classifier
         self.service = service
+        self.dst_header = h.dst_service(path)
 
     def __call__(self, request: Request) -> Deferred[Response]:
         request.ctx[CLASSIFIER_KEY] = self.classifier
