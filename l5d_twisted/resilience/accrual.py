@@ -30,11 +30,13 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from l5d_twisted.resilience.classifier import ResponseClassifier
+from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
 from l5d_twisted.service import Service, Status
 from l5d_twisted.telemetry.stats import StatsReceiver
 
 log = Logger()
+
+_SUCCESS = ResponseClass.SUCCESS
 
 
 class AccrualPolicy(Protocol):
@@ -110,25 +112,25 @@ class FailureAccrualService(Service[Any, Any]):
                 self.state = AccrualState.PROBE_OPEN  # the probe told us nothing: probe again
             return outcome
         try:
-            success = self.classifier.classify(request, value).is_success
+            success = self.classifier.classify(request, value) is _SUCCESS
         except Exception:
             log.failure("response classifier failed; counting the outcome as a failure")
             success = False
         now = self._clock.seconds()
         if success:
-            self._succeeded(now)
+            self.policy.record_success(now)
+            if self.state is not AccrualState.ALIVE:
+                self._revive(now)
         else:
             self._failed(now)
         return outcome
 
-    def _succeeded(self, now: float) -> None:
-        self.policy.record_success(now)
-        if self.state is not AccrualState.ALIVE:
-            self._cancel_timer()
-            self.state = AccrualState.ALIVE
-            self._revivals.incr()
-            self.policy.revived(now)
-            log.info("endpoint {label} revived", label=self.label)
+    def _revive(self, now: float) -> None:
+        self._cancel_timer()
+        self.state = AccrualState.ALIVE
+        self._revivals.incr()
+        self.policy.revived(now)
+        log.info("endpoint {label} revived", label=self.label)
 
     def _failed(self, now: float) -> None:
         state = self.state

@@ -74,8 +74,11 @@ class DeadlineFilter(Filter[Any, Any]):
 
     def apply(self, request: Any, service: Service[Any, Any]) -> Deferred[Any]:
         headers = request.headers
+        has_header = DEADLINE_HEADER in headers
+        if not has_header and self._total_ns is None:
+            return service(request)  # nothing to enforce: no clock read, no timer, no callback
         now_ns = int(self._clock.seconds() * _NS)
-        deadline_ns = parse_deadlines(headers.get_all(DEADLINE_HEADER)) if DEADLINE_HEADER in headers else None
+        deadline_ns = parse_deadlines(headers.get_all(DEADLINE_HEADER)) if has_header else None
         from_total = False
         if self._total_ns is not None:
             total_deadline = now_ns + self._total_ns

@@ -164,7 +164,8 @@ class BindingService(Service[Request, Response]):
         if choice.error is not None:
             error = NoHostsAvailable(choice.error.message, explanation=self.explain(), path=self.path.show())
             return fail(error)
-        bound = choice.pick(self._rng)
+        names = choice.names
+        bound = names[0] if len(names) == 1 else choice.pick(self._rng)
         return self._client_for(bound)(request)
 
     def _after_binding(self, request: Request) -> Deferred[Response]:
