@@ -107,9 +107,12 @@ class Router(Service[Request, Response]):
         except Exception as e:  # a bug must cost one request, not the connection
             log.failure("routing {method} {uri}", method=request.method, uri=request.uri)
             d = fail(MeshError(f"internal error routing the request: {e}"))
-        d.addCallback(self._add_via)
         if observers:
-            d.addBoth(self._observe, request, start)
+            # one callback for both (Via first, so observers see the response as sent)
+            args = (request, start)
+            d.addCallbacks(self._add_via_and_observe, self._observe, callbackArgs=args, errbackArgs=args)
+        else:
+            d.addCallback(self._add_via)
         return d
 
     def _route(self, request: Request) -> Deferred[Response]:
@@ -156,6 +159,13 @@ class Router(Service[Request, Response]):
     def _add_via(response: Response) -> Response:
         response.headers.add(b"Via", h.VIA_VALUE)
         return response
+
+    def _add_via_and_observe(self, response: Response, request: Request, start: float) -> Any:
+        try:
+            response.headers.add(b"Via", h.VIA_VALUE)
+        except Exception:  # not a Response after all: observed as the failure it becomes
+            return self._observe(Failure(), request, start)
+        return self._observe(response, request, start)
 
     def _observe(self, result: Any, request: Request, start: float) -> Any:
         outcome = result.value if isinstance(result, Failure) else result
