@@ -178,7 +178,7 @@ class NodeBalancer(Balancer):
     def __call__(self, request: Any) -> Deferred[Any]:
         try:
             node = self._pick()
-        except NoHostsAvailable as e:
+        except Exception as e:  # NoHostsAvailable; anything else is a bug, still never raised
             return fail(e)
         return self._dispatch(node, request)
 
