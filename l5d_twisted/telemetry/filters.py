@@ -71,11 +71,13 @@ class StatsFilter(Filter[Request, Response]):
         except Exception as e:  # a service that raises instead of failing its Deferred
             d = Deferred()
             d.errback(Failure(e))
-        args = (request, start)
-        d.addCallbacks(self._on_response, self._on_error, callbackArgs=args, errbackArgs=args)
+        # addBoth, not addCallbacks: Twisted's addCallbacks costs ~0.3 us more per call
+        d.addBoth(self._on_outcome, request, start)
         return d
 
-    def _on_response(self, response: Response, request: Request, start: float) -> Response:
+    def _on_outcome(self, response: Any, request: Request, start: float) -> Any:
+        if isinstance(response, Failure):
+            return self._on_error(response, request, start)
         # The common path, kept to one Python frame: it runs three times per routed request
         # (server, service and client layers).
         self.pending -= 1
