@@ -6,7 +6,7 @@ Three layers, cached bottom-up as in linkerd 1:
   (totalTimeoutMs and l5d-ctx-deadline) -> ``retries`` -> the binding service.
 * **client** (per bound name, e.g. ``/#/io.l5d.fs/world``): ``stats`` -> ``requeues`` ->
   the balancer.
-* **endpoint** (per address): ``failureAccrual`` -> ``attemptTimeout`` -> the pooled
+* **endpoint** (per address): ``failureAccrual`` -> ``failFast`` -> ``attemptTimeout`` -> the pooled
   connection.
 
 ``stack.make(params, leaf)`` receives a params mapping; see :class:`StackParams` for the
@@ -23,6 +23,7 @@ from typing import Any
 from l5d_twisted.registry import BACKOFFS, FAILURE_ACCRUAL
 from l5d_twisted.resilience.accrual import FailureAccrualService
 from l5d_twisted.resilience.deadline import DeadlineFilter
+from l5d_twisted.resilience.fail_fast import fail_fast_service
 from l5d_twisted.resilience.requeues import RequeueFilter
 from l5d_twisted.resilience.retries import RetryBudget, RetryFilter
 from l5d_twisted.resilience.timeouts import TimeoutFilter
@@ -79,6 +80,13 @@ def _failure_accrual(params: Mapping[str, Any], next_: Service[Any, Any]) -> Ser
     return FailureAccrualService(next_, policy, params[StackParams.CLASSIFIER], params[StackParams.REACTOR], params[StackParams.STATS])
 
 
+def _fail_fast(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
+    """client.failFast: out at the first connection failure, probed back after a backoff."""
+    if not params[StackParams.CLIENT].fail_fast:
+        return next_
+    return fail_fast_service(next_, params[StackParams.REACTOR], params[StackParams.STATS], params[StackParams.RNG])
+
+
 def _attempt_timeout(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
     timeout_ms = params[StackParams.CLIENT].request_attempt_timeout_ms
     if not timeout_ms:
@@ -110,6 +118,7 @@ DEFAULT_STACKS = RouterStacks(
     endpoint=Stack(
         (
             Module("failureAccrual", _failure_accrual, "mark failing endpoints dead, probe them back"),
+            Module("failFast", _fail_fast, "client.failFast: out at the first connection failure"),
             Module("attemptTimeout", _attempt_timeout, "requestAttemptTimeoutMs"),
         )
     ),

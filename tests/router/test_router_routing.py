@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from l5d_twisted.config import load_config
@@ -20,6 +20,7 @@ from l5d_twisted.errors import (
     BadDtabHeader,
     BindingTimeout,
     CallDepthExceeded,
+    ConnectionFailed,
     IdentificationError,
     MeshError,
     NoHostsAvailable,
@@ -69,9 +70,12 @@ class FakeEndpoint(Service[Request, Response]):
     status_code: int = 200
     hold: bool = False
     held: list[Deferred[Response]] = field(default_factory=list)
+    error: BaseException | None = None
 
     def __call__(self, request: Request) -> Deferred[Response]:
         self.log.append((self.address, request))
+        if self.error is not None:
+            return fail(self.error)
         if self.hold:
             d: Deferred[Response] = Deferred()
             self.held.append(d)
@@ -295,3 +299,14 @@ def test_an_internal_error_costs_one_request_only() -> None:
     h.router._identifiers = [Broken()]  # type: ignore[list-item]
     error = h.call("hello")
     assert isinstance(error, MeshError) and error.status == 502
+
+
+def test_fail_fast_takes_an_endpoint_out_at_its_first_connection_failure() -> None:
+    h = Harness(CONFIG.replace("label: outgoing", "label: outgoing\n  client:\n    failFast: true"))
+    h.namer.set("hello", "127.0.0.1:1001", "127.0.0.1:1002")
+    ok(h.call("hello"))  # creates both endpoints
+    h.endpoints[Address("127.0.0.1", 1001)].error = ConnectionFailed("connection refused")
+    for _ in range(60):
+        ok(h.call("hello"))  # a refused connection is requeued to the other endpoint
+    to_broken = [a for a, _ in h.sent[1:] if a.port == 1001]
+    assert len(to_broken) == 1, "after one refusal the endpoint gets no traffic until its backoff ends"
