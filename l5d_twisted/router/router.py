@@ -109,8 +109,7 @@ class Router(Service[Request, Response]):
             d = fail(MeshError(f"internal error routing the request: {e}"))
         if observers:
             # one callback for both (Via first, so observers see the response as sent)
-            args = (request, start)
-            d.addCallbacks(self._add_via_and_observe, self._observe, callbackArgs=args, errbackArgs=args)
+            d.addBoth(self._add_via_and_observe, request, start)
         else:
             d.addCallback(self._add_via)
         return d
@@ -160,12 +159,13 @@ class Router(Service[Request, Response]):
         response.headers.add(b"Via", h.VIA_VALUE)
         return response
 
-    def _add_via_and_observe(self, response: Response, request: Request, start: float) -> Any:
-        try:
-            response.headers.add(b"Via", h.VIA_VALUE)
-        except Exception:  # not a Response after all: observed as the failure it becomes
-            return self._observe(Failure(), request, start)
-        return self._observe(response, request, start)
+    def _add_via_and_observe(self, result: Any, request: Request, start: float) -> Any:
+        if not isinstance(result, Failure):
+            try:
+                result.headers.add(b"Via", h.VIA_VALUE)
+            except Exception:  # not a Response after all: observed as the failure it becomes
+                result = Failure()
+        return self._observe(result, request, start)
 
     def _observe(self, result: Any, request: Request, start: float) -> Any:
         outcome = result.value if isinstance(result, Failure) else result
