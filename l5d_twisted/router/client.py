@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
-from l5d_twisted.errors import BindingTimeout, NoHostsAvailable
+from l5d_twisted.errors import NoHostsAvailable
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.naming.addr import (
     Addr,
@@ -33,6 +33,7 @@ from l5d_twisted.service import Service, Status
 from l5d_twisted.telemetry.stats import StatsReceiver
 
 from .headers import DST_CLIENT
+from .waiting import BindingWaiters
 
 log = Logger()
 
@@ -56,10 +57,9 @@ class BoundClient(Service[Request, Response]):
         self._make_endpoint = make_endpoint
         self.balancer = balancer
         self._reactor = reactor
-        self._binding_timeout_s = binding_timeout_s
         self._endpoints: dict[Address, Service[Request, Response]] = {}
         self.addr: Addr = AddrPending()
-        self._waiters: list[Deferred[None]] = []
+        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"waiting for the addresses of {self.id_text}")
         self.last_used = reactor.seconds()
         stats.gauge("loadbalancer", "size", fn=lambda: float(balancer.size))
         stats.gauge("loadbalancer", "available", fn=lambda: float(balancer.available))
@@ -80,9 +80,7 @@ class BoundClient(Service[Request, Response]):
             return  # a re-list in progress: keep serving the last known set
         self.addr = addr
         if not isinstance(addr, AddrPending):
-            waiters, self._waiters = self._waiters, []
-            for d in waiters:
-                d.callback(None)
+            self._waiters.release_all()
 
     def _set_addresses(self, addresses: frozenset[Address]) -> None:
         current = self._endpoints
@@ -110,7 +108,7 @@ class BoundClient(Service[Request, Response]):
         self.last_used = self._reactor.seconds()
         request.headers.set(DST_CLIENT, self._id_header)
         if isinstance(self.addr, AddrPending):
-            return self._after_binding(request)
+            return self._waiters.wait_then(lambda: self(request))
         if not self._endpoints:
             return fail(NoHostsAvailable(f"No hosts are available for {self.id_text}: its address set is empty", client=self.id_text))
         d: Deferred[Response] = self.balancer(request)
@@ -120,23 +118,6 @@ class BoundClient(Service[Request, Response]):
     def pending(self) -> float:
         """Requests in flight (the balancer counts them; no extra callback per request)."""
         return float(self.balancer.load)
-
-    def _after_binding(self, request: Request) -> Deferred[Response]:
-        waiter: Deferred[None] = Deferred()
-        self._waiters.append(waiter)
-        timer = self._reactor.callLater(self._binding_timeout_s, self._expire_waiter, waiter)
-
-        def ready(_: None) -> Deferred[Response]:
-            if timer.active():
-                timer.cancel()
-            return self(request)
-
-        return waiter.addCallback(ready)
-
-    def _expire_waiter(self, waiter: Deferred[None]) -> None:
-        if waiter in self._waiters:
-            self._waiters.remove(waiter)
-            waiter.errback(BindingTimeout(f"Timed out after {self._binding_timeout_s:g}s waiting for the addresses of {self.id_text}"))
 
     @property
     def status(self) -> Status:

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
-from l5d_twisted.errors import BindingTimeout, MeshError, NoHostsAvailable
+from l5d_twisted.errors import MeshError, NoHostsAvailable
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.naming.addr import BoundName
 from l5d_twisted.naming.dtab import Dtab
@@ -24,6 +24,8 @@ from l5d_twisted.naming.nametree import EMPTY, FAIL, Alt, Leaf, NameTree, Union
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Closable, Failed, Ok, State
 from l5d_twisted.service import Service
+
+from .waiting import BindingWaiters
 
 log = Logger()
 
@@ -71,11 +73,10 @@ class BindingService(Service[Request, Response]):
         self._client_for = client_for
         self._reactor = reactor
         self._rng = rng
-        self._binding_timeout_s = binding_timeout_s
         self._choice: _Choice | None = None  # None while pending
         self._tree: NameTree[BoundName] | None = None
         self._leaf_observations: list[Closable] = []
-        self._waiters: list[Deferred[None]] = []
+        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"binding {self.path.show()}")
         self.last_used = reactor.seconds()
         self._observation: Closable | None = interpreter.bind(base_dtab + local_dtab, path).observe(self._on_state)
 
@@ -134,9 +135,7 @@ class BindingService(Service[Request, Response]):
 
     def _set_choice(self, choice: _Choice) -> None:
         self._choice = choice
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._waiters.release_all()
 
     def _no_hosts(self, why: str) -> NoHostsAvailable:
         return NoHostsAvailable(f"Unable to route request! service name: {self.path.show()} ({why})", explanation="", path=self.path.show())
@@ -160,30 +159,13 @@ class BindingService(Service[Request, Response]):
         self.last_used = self._reactor.seconds()
         choice = self._choice
         if choice is None:
-            return self._after_binding(request)
+            return self._waiters.wait_then(lambda: self(request))
         if choice.error is not None:
             error = NoHostsAvailable(choice.error.message, explanation=self.explain(), path=self.path.show())
             return fail(error)
         names = choice.names
         bound = names[0] if len(names) == 1 else choice.pick(self._rng)
         return self._client_for(bound)(request)
-
-    def _after_binding(self, request: Request) -> Deferred[Response]:
-        waiter: Deferred[None] = Deferred()
-        self._waiters.append(waiter)
-        timer = self._reactor.callLater(self._binding_timeout_s, self._expire_waiter, waiter)
-
-        def ready(_: None) -> Deferred[Response]:
-            if timer.active():
-                timer.cancel()
-            return self(request)
-
-        return waiter.addCallback(ready)
-
-    def _expire_waiter(self, waiter: Deferred[None]) -> None:
-        if waiter in self._waiters:
-            self._waiters.remove(waiter)
-            waiter.errback(BindingTimeout(f"Timed out after {self._binding_timeout_s:g}s binding {self.path.show()}"))
 
     def close(self) -> Deferred[None]:
         for c in self._leaf_observations:
