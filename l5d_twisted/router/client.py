@@ -30,7 +30,6 @@ from l5d_twisted.naming.addr import (
 )
 from l5d_twisted.naming.var import Closable
 from l5d_twisted.service import Service, Status
-from l5d_twisted.telemetry.stats import StatsReceiver
 
 from .headers import DST_CLIENT
 from .waiting import BindingWaiters
@@ -49,7 +48,6 @@ class BoundClient(Service[Request, Response]):
         balancer: Any,
         reactor: Any,
         binding_timeout_s: float,
-        stats: StatsReceiver,
     ) -> None:
         self.bound = bound
         self.id_text = bound.id.show()
@@ -61,9 +59,6 @@ class BoundClient(Service[Request, Response]):
         self.addr: Addr = AddrPending()
         self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"waiting for the addresses of {self.id_text}")
         self.last_used = reactor.seconds()
-        stats.gauge("loadbalancer", "size", fn=lambda: float(balancer.size))
-        stats.gauge("loadbalancer", "available", fn=lambda: float(balancer.available))
-        stats.gauge("loadbalancer", "load", fn=lambda: float(balancer.load))
         self._observation: Closable | None = bound.addr.observe(self._on_addr)
 
     # -- discovery -----------------------------------------------------------------

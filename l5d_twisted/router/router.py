@@ -234,7 +234,7 @@ class Router(Service[Request, Response]):
 
         def make_endpoint(address: Address) -> Service[Request, Response]:
             leaf = self._endpoint_factory(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s, tls=tls)
-            return self._stacks.endpoint.make(endpoint_params, leaf)
+            return self._stacks.endpoint.make({**endpoint_params, StackParams.ADDRESS: address}, leaf)
 
         client = BoundClient(
             bound,
@@ -242,7 +242,6 @@ class Router(Service[Request, Response]):
             balancer=balancer,
             reactor=self._reactor,
             binding_timeout_s=self._binding_timeout_s,
-            stats=scope,
         )
         client_stack_params = dict(endpoint_params)
         client_stack_params[StackParams.REQUEUE_BUDGET] = RetryBudget(10, 0.2, 10, self._reactor)

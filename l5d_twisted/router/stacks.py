@@ -42,6 +42,7 @@ class StackParams:
     SERVICE = "service_params"  # config ServiceParams (service layer)
     CLIENT = "client_params"  # config ClientParams (client and endpoint layers)
     REQUEUE_BUDGET = "requeue_budget"
+    ADDRESS = "address"  # the endpoint's Address (endpoint layer)
 
 
 def _stats(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
@@ -77,14 +78,18 @@ def _requeues(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[An
 def _failure_accrual(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
     spec = params[StackParams.CLIENT].failure_accrual
     policy = FAILURE_ACCRUAL.get(spec.kind).factory(spec.config)
-    return FailureAccrualService(next_, policy, params[StackParams.CLASSIFIER], params[StackParams.REACTOR], params[StackParams.STATS])
+    address = params.get(StackParams.ADDRESS)
+    label = address.show() if address is not None else ""  # names the endpoint in mark-dead/revive logs
+    return FailureAccrualService(next_, policy, params[StackParams.CLASSIFIER], params[StackParams.REACTOR], params[StackParams.STATS], label=label)
 
 
 def _fail_fast(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
     """client.failFast: out at the first connection failure, probed back after a backoff."""
     if not params[StackParams.CLIENT].fail_fast:
         return next_
-    return fail_fast_service(next_, params[StackParams.REACTOR], params[StackParams.STATS], params[StackParams.RNG])
+    address = params.get(StackParams.ADDRESS)
+    label = address.show() if address is not None else ""
+    return fail_fast_service(next_, params[StackParams.REACTOR], params[StackParams.STATS], params[StackParams.RNG], label=label)
 
 
 def _attempt_timeout(params: Mapping[str, Any], next_: Service[Any, Any]) -> Service[Any, Any]:
