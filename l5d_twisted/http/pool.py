@@ -190,7 +190,19 @@ class ConnectionPool:
     def _serve_waiters(self) -> None:
         while self._waiters and self._has_room() and not self._closed:
             waiter = self._waiters.popleft()
-            self._connect().chainDeferred(waiter)
+            self._connect().addBoth(self._hand_to_waiter, waiter)
+
+    def _hand_to_waiter(self, result: Any, waiter: Deferred[Any]) -> None:
+        """A connection made for ``waiter``: to it, or to the pool if it gave up meanwhile
+        (cancelled by a timeout): otherwise the connection would count against
+        ``max_size`` while nobody could ever use it."""
+        if not waiter.called:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+        elif not isinstance(result, Failure):
+            self.release(result)
 
     def _sweep(self) -> None:
         self._sweeper = None

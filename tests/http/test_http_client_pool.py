@@ -307,3 +307,25 @@ def test_unencodable_request_fails_cleanly_and_keeps_the_connection() -> None:
     assert transport.value().startswith(b"GET /3 ") and reactor.tcpClients == []
     proto.dataReceived(OK)
     assert good[0].status == 200 and client.pending == 0
+
+
+def test_a_connection_made_for_a_waiter_that_gave_up_is_pooled_not_leaked() -> None:
+    # max_size=1: the first exchange breaks, the pool connects again for the waiter, and the
+    # waiter is cancelled (e.g. its attempt timed out) while that connection is being made.
+    reactor, client = make_client(max_size=1)
+    first = results(client(Request(b"GET", b"/1")))
+    second = client(Request(b"GET", b"/2"))
+    second_results = results(second)
+    proto, _ = accept(reactor)
+    proto.connectionLost(Failure(ConnectionRefusedError()))
+    assert isinstance(first[0].value, ConnectionReset)
+    assert len(reactor.tcpClients) == 1  # connecting for the waiter
+    second.cancel()
+    assert isinstance(second_results[0].value, CancelledError)
+    proto2, transport2 = accept(reactor)
+    # the new connection went idle: the next request uses it instead of waiting forever
+    third = results(client(Request(b"GET", b"/3")))
+    assert reactor.tcpClients == []
+    assert transport2.value().startswith(b"GET /3 ")
+    proto2.dataReceived(OK)
+    assert third[0].status == 200
