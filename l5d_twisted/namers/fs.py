@@ -68,7 +68,7 @@ class _Name:
 
     def _watch(self, on: bool) -> None:
         self.watchers += 1 if on else -1
-        self.namer._watching_changed()
+        self.namer._watching_changed(self)
 
     @property
     def watched(self) -> bool:
@@ -112,6 +112,9 @@ class FsNamer:
         self._clock = clock
         self._poll_interval_s = poll_interval_s
         self._names: dict[str, _Name] = {}
+        # Polled apart from ``_names``: an entry pruned from that cache while idle may
+        # still be held (e.g. by a route cache) and observed again later.
+        self._watched: set[_Name] = set()
         self._poller: LoopingCall | None = None
         if not os.path.isdir(root_dir):
             log.warn("io.l5d.fs: rootDir {root_dir} is not a directory (yet); every name is negative until it is", root_dir=root_dir)
@@ -142,8 +145,14 @@ class FsNamer:
             if not entry.watched:
                 del self._names[name]
 
-    def _watching_changed(self) -> None:
-        watching = any(e.watched for e in self._names.values())
+    def _watching_changed(self, entry: _Name) -> None:
+        if entry.watched:
+            self._watched.add(entry)
+            # Adopt it back if it was pruned while idle, so that later lookups share it.
+            self._names.setdefault(entry.name, entry)
+        else:
+            self._watched.discard(entry)
+        watching = bool(self._watched)
         if watching and self._poller is None:
             self._poller = LoopingCall(self.poll)
             self._poller.clock = self._clock
@@ -155,12 +164,11 @@ class FsNamer:
 
     def poll(self) -> None:
         """Check every watched name's file once."""
-        for entry in list(self._names.values()):
-            if entry.watched:
-                try:
-                    entry.refresh()
-                except Exception:  # never let one file stop the poller
-                    log.failure("io.l5d.fs: refreshing {file} failed", file=entry.file)
+        for entry in list(self._watched):
+            try:
+                entry.refresh()
+            except Exception:  # never let one file stop the poller
+                log.failure("io.l5d.fs: refreshing {file} failed", file=entry.file)
 
     def state(self) -> dict[str, Any]:
         """Every service file in rootDir with its addresses (``/namer_state``)."""

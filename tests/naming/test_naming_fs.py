@@ -163,3 +163,26 @@ def test_memory_namer_config_errors_point_at_the_entry() -> None:
         assert "names.hello: '127.0.0.1': expected 'host port' or 'host:port'" in str(e)
     else:
         raise AssertionError("a bad io.l5d.memory entry was accepted")
+
+
+def test_a_name_looked_up_before_a_flood_of_unknown_names_still_gets_live_updates(tmp_path: FsPath) -> None:
+    # A route cache may hold hello's var, unobserved for a moment, while a flood of unknown
+    # Host headers makes the namer forget idle names; observed again, it must still be polled.
+    from l5d_twisted.namers import fs
+
+    clock = Clock()
+    write(tmp_path / "hello", "127.0.0.1 8080\n")
+    namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), clock, poll_interval_s=0.5)
+    held = namer.lookup(P("/hello"))
+    for i in range(fs._MAX_IDLE_ENTRIES + 1):
+        namer.lookup(P(f"/unknown-{i}"))
+    seen: list[State] = []
+    watch = held.observe(seen.append)
+    addrs: list[Any] = []
+    addr_watch = seen[-1].value.value.addr.observe(addrs.append)  # type: ignore[union-attr]
+    write(tmp_path / "hello", "127.0.0.1 8081\n")
+    clock.advance(0.5)
+    assert hosts(addrs[-1]) == {("127.0.0.1", 8081, 1.0)}
+    watch.close()
+    addr_watch.close()
+    assert not clock.getDelayedCalls()
