@@ -241,6 +241,9 @@ class HttpClientProtocol(Protocol):
             else:
                 parts.append(CRLF)
             return b"".join(parts), -1
+        if isinstance(body, StreamBody) and body.consumed:
+            # refused before any byte is written: a head without its body would hang the exchange
+            raise ValueError("its streamed body was already consumed by an earlier attempt")
         framing = choose_framing(body, True) if isinstance(body, (BufferedBody, StreamBody)) else NONE
         parts.append(framing_field(framing, body))
         parts.append(CRLF)

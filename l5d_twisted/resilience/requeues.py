@@ -5,7 +5,9 @@ A failure that is a :class:`~l5d_twisted.errors.MeshError` with ``retryable`` se
 pick another endpoint, without waiting and whatever the method or the body, since the
 server never saw it.  Requeues draw on their own :class:`RetryBudget` (per client) and
 stop after ``max_requeues``.  ``NoHostsAvailable`` and ``BindingTimeout`` are not requeued:
-sending again cannot find hosts that are not there.
+sending again cannot find hosts that are not there.  Nor is a request whose streamed body
+was already (partly) consumed, e.g. by a TLS connection that failed its handshake after
+the body began to flow: those bytes are gone, and the stream cannot be read twice.
 
 Stats (client scope): ``retries/requeues`` and ``retries/budget_exhausted`` counters.
 """
@@ -29,6 +31,11 @@ def requeueable(error: BaseException) -> bool:
     return isinstance(error, MeshError) and error.retryable and not isinstance(error, _NOT_REQUEUED)
 
 
+def _can_resend(request: Any, failure: Failure) -> bool:
+    """Only asked after a failure, so the happy path pays nothing."""
+    return failure.value is not None and requeueable(failure.value) and not getattr(request.body, "consumed", False)
+
+
 class RequeueFilter(Filter[Any, Any]):
     def __init__(self, budget: RetryBudget, stats: StatsReceiver, max_requeues: int = 25) -> None:
         self.budget = budget
@@ -46,7 +53,7 @@ class RequeueFilter(Filter[Any, Any]):
         return d.addErrback(self._first_failure, request, service)
 
     def _first_failure(self, failure: Failure, request: Any, service: Service[Any, Any]) -> Any:
-        if failure.value is not None and requeueable(failure.value):
+        if _can_resend(request, failure):
             if self.max_requeues > 0 and self.budget.try_withdraw():
                 self._requeues.incr()
                 requeuing = _Requeuing(self, request, service)
@@ -92,7 +99,7 @@ class _Requeuing:
         if self._cancelled:
             return None
         f = self.f
-        if isinstance(outcome, Failure) and outcome.value is not None and requeueable(outcome.value):
+        if isinstance(outcome, Failure) and _can_resend(self.request, outcome):
             if self.requeues < f.max_requeues and f.budget.try_withdraw():
                 self.requeues += 1
                 f._requeues.incr()

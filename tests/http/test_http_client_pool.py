@@ -329,3 +329,19 @@ def test_a_connection_made_for_a_waiter_that_gave_up_is_pooled_not_leaked() -> N
     assert transport2.value().startswith(b"GET /3 ")
     proto2.dataReceived(OK)
     assert third[0].status == 200
+
+
+def test_a_consumed_stream_is_refused_before_anything_is_written() -> None:
+    reactor, client = make_client()
+    body = StreamBody(None, None)
+    body.discard()
+    got = results(client(Request(b"POST", b"/up", Headers(), body)))
+    proto, transport = accept(reactor)
+    assert transport.value() == b""
+    assert "already consumed" in got[0].value.message
+    assert client.pending == 0
+    follow = results(client(Request(b"GET", b"/next")))
+    assert reactor.tcpClients == []  # the connection stayed usable
+    assert transport.value().startswith(b"GET /next ")
+    proto.dataReceived(OK)
+    assert follow[0].status == 200

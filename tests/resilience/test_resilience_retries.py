@@ -175,3 +175,23 @@ def test_requeue_limits() -> None:
     f = RequeueFilter(RetryBudget(0.3, 0.0, 10, clock), stats)
     outcome_of(f.and_then(svc)(request()))
     assert len(svc.requests) == 4  # budget of 3
+
+
+def test_requeue_never_resends_a_stream_that_began_to_flow() -> None:
+    # A TLS handshake failure is retryable (the server never saw the request) but the
+    # streamed body may already have been handed to that connection: it cannot be read again.
+    from l5d_twisted.http.stream import StreamBody as RealStream
+
+    clock, stats = Clock(), RecordingStats()
+    body = RealStream(None, None)
+
+    def consume_then_fail() -> BaseException:
+        body.discard()  # what the failed connection's body pipe does
+        return errors.ConnectionFailed("TLS with 10.0.0.1:443 failed")
+
+    svc = ScriptedService(consume_then_fail, response(200))
+    f = RequeueFilter(RetryBudget(10, 0.2, 10, clock), stats)
+    result = outcome_of(f.and_then(svc)(request(b"POST", body=body)))
+    assert result.check(errors.ConnectionFailed)
+    assert len(svc.requests) == 1
+    assert stats.counters["retries/requeues"] == 0
