@@ -121,10 +121,18 @@ def resolve(args: argparse.Namespace, reactor: Any) -> Deferred[tuple[int, str]]
         if args.json:
             output = json.dumps(explanation.to_json(), indent=2) + "\n"
         else:
-            output = f"dtab: {setup.dtab.show() or '(empty)'}\n" + explanation.to_text()
+            output = _show_dtab(setup.dtab) + explanation.to_text()
         return (0 if explanation.resolved else 1), output
 
     return explain_settled(setup.interpreter, setup.dtab, setup.path, reactor, args.timeout).addCallback(render)
+
+
+def _show_dtab(dtab: Dtab) -> str:
+    """The dtab above the tree: one rule per line once there are several, because a whole
+    router dtab on one line is hard to match against the rules the tree names."""
+    if len(dtab) <= 1:
+        return f"dtab: {dtab.show() or '(empty)'}\n"
+    return "dtab (later rules win):\n" + "".join(f"  {rule.show()};\n" for rule in dtab)
 
 
 def _prepare(args: argparse.Namespace, reactor: Any) -> _Setup:

@@ -159,3 +159,13 @@ def test_show_prints_one_rule_per_line(capsys: Any) -> None:
     assert capsys.readouterr().out == "/a => /b;\n/c => 0.5 * /d & 0.5 * /e | ~;\n"
     assert main(["dtab", "show", "/a=>"]) == 2
     assert "expected a name" in capsys.readouterr().err
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dtab_of_several_rules_is_printed_one_rule_per_line(tmp_path: Path) -> None:
+    root = disco(tmp_path)
+    code, output = await resolve_in_process("--namer-fs", str(root), "--dtab", "/srv => /#/io.l5d.fs; /svc => /srv", "hello")
+    assert code == 0, output
+    assert output.startswith("dtab (later rules win):\n  /srv => /#/io.l5d.fs;\n  /svc => /srv;\n/svc/hello\n")
+    code, output = await resolve_in_process("--namer-fs", str(root), "--dtab", "/svc => /#/io.l5d.fs", "hello")
+    assert output.startswith("dtab: /svc => /#/io.l5d.fs\n/svc/hello\n")
