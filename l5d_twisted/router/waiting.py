@@ -25,7 +25,8 @@ class BindingWaiters:
 
     def wait_then(self, retry: Callable[[], Deferred[Any]]) -> Deferred[Any]:
         """Call ``retry()`` once released, or fail with BindingTimeout after the timeout."""
-        waiter: Deferred[None] = Deferred()
+        # a caller that gives up (client gone, deadline) takes its timer and place with it
+        waiter: Deferred[None] = Deferred(lambda w: self._forget(w, timer))
         self._waiters.append(waiter)
         timer = self._reactor.callLater(self.timeout_s, self._expire, waiter)
 
@@ -40,6 +41,12 @@ class BindingWaiters:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(None)
+
+    def _forget(self, waiter: Deferred[None], timer: Any) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        if timer.active():
+            timer.cancel()
 
     def _expire(self, waiter: Deferred[None]) -> None:
         if waiter in self._waiters:
