@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from l5d_twisted.naming.dtab import Dentry, Dtab, DtabError, Prefix, PrefixElem
 from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
 from l5d_twisted.naming.path import Path
+
+T = TypeVar("T")
 
 _SEGMENT_CHAR = re.compile(r"[A-Za-z0-9_:.#$%\-]")
 _SEGMENT_RUN = re.compile(r"[A-Za-z0-9_:.#$%\-]+")
@@ -52,34 +56,28 @@ def parse_dtab(text: str) -> Dtab:
 
 
 def parse_dentry(text: str) -> Dentry:
-    parser = _Parser(text)
-    parser.skip_space()
-    dentry = parser.dentry()
-    parser.expect_end()
-    return dentry
+    return _parse_whole(text, lambda parser: parser.dentry())
 
 
 def parse_tree(text: str) -> NameTree[Path]:
-    parser = _Parser(text)
-    tree = parser.tree()
-    parser.expect_end()
-    return tree
+    return _parse_whole(text, lambda parser: parser.tree())
 
 
 def parse_path(text: str) -> Path:
-    parser = _Parser(text)
-    parser.skip_space()
-    path = parser.path()
-    parser.expect_end()
-    return path
+    return _parse_whole(text, lambda parser: parser.path())
 
 
 def parse_prefix(text: str) -> Prefix:
+    return _parse_whole(text, lambda parser: parser.prefix())
+
+
+def _parse_whole(text: str, parse: Callable[[_Parser], T]) -> T:
+    """``parse`` applied to all of ``text``: only space or comments may be left over."""
     parser = _Parser(text)
     parser.skip_space()
-    prefix = parser.prefix()
+    result = parse(parser)
     parser.expect_end()
-    return prefix
+    return result
 
 
 class _Parser:
