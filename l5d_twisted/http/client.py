@@ -50,7 +50,7 @@ from l5d_twisted.http.codec import (
 )
 from l5d_twisted.http.fastwrite import direct_writer, set_no_delay
 from l5d_twisted.http.hop import HOP_BY_HOP, connection_tokens, names_other_fields, strip_nominated
-from l5d_twisted.http.message import Headers, Request, Response
+from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.naming.addr import Address
@@ -77,20 +77,7 @@ class _HeadOnly(Exception):
 
 def origin_form(request: Request) -> tuple[bytes, bytes | None]:
     """The target to send upstream and the authority of an absolute-form target."""
-    uri = request.uri
-    if uri[:1] == b"/" or uri == b"*":
-        return uri, None
-    scheme_end = uri.find(b"://")
-    if scheme_end < 0:
-        return uri, None
-    rest = uri[scheme_end + 3 :]
-    slash = rest.find(b"/")
-    query = rest.find(b"?")
-    if slash < 0 or (0 <= query < slash):
-        if query >= 0:
-            return b"/" + rest[query:], rest[:query]
-        return b"/", rest
-    return rest[slash:], rest[:slash]
+    return split_target(request.uri)
 
 
 class HttpClientProtocol(Protocol):

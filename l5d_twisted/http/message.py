@@ -90,6 +90,37 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
+def split_target(uri: bytes) -> tuple[bytes, bytes | None]:
+    """A request target as ``(origin-form target, authority)``; authority None unless the
+    target is absolute-form: ``http://hello:81/a?b`` -> ``(b"/a?b", b"hello:81")``.
+
+    The authority ends at the first ``/``, ``?`` or ``#`` (RFC 3986 §3.2), so a query that
+    holds a slash (``http://hello?next=/x``) stays a query, and a fragment is never sent.
+    """
+    if uri[:1] == b"/" or uri == b"*":
+        return uri, None
+    scheme_end = uri.find(b"://")
+    if scheme_end < 0:
+        return uri, None
+    start = scheme_end + 3
+    end = uri.find(b"/", start)
+    if end < 0:
+        end = len(uri)
+    query = uri.find(b"?", start, end)
+    if query >= 0:
+        end = query
+    fragment = uri.find(b"#", start, end)
+    if fragment >= 0:
+        end = fragment
+    authority = uri[start:end]
+    first = uri[end : end + 1]
+    if first == b"/":
+        return uri[end:], authority
+    if first == b"?":
+        return b"/" + uri[end:], authority
+    return b"/", authority
+
+
 class Request:
     """An HTTP request.
 
@@ -121,31 +152,14 @@ class Request:
 
     @property
     def path(self) -> bytes:
-        """The path and query, whichever form the target was sent in."""
-        uri = self.uri
-        if uri[:1] == b"/":
-            return uri
-        scheme_end = uri.find(b"://")
-        if scheme_end < 0:
-            return uri
-        slash = uri.find(b"/", scheme_end + 3)
-        return uri[slash:] if slash >= 0 else b"/"
+        """The path and query, whichever form the target was sent in (what goes upstream)."""
+        return split_target(self.uri)[0]
 
     @property
     def host(self) -> bytes | None:
         """The authority of an absolute-form target, else the Host header."""
-        uri = self.uri
-        if uri[:1] != b"/":
-            scheme_end = uri.find(b"://")
-            if scheme_end >= 0:
-                rest = uri[scheme_end + 3 :]
-                end = len(rest)
-                for sep in (b"/", b"?", b"#"):
-                    i = rest.find(sep)
-                    if 0 <= i < end:
-                        end = i
-                return rest[:end]
-        return self.headers.get(b"host")
+        authority = split_target(self.uri)[1]
+        return authority if authority is not None else self.headers.get(b"host")
 
     def __repr__(self) -> str:
         return f"Request({self.method!r} {self.uri!r})"

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from l5d_twisted.config.schema import knob
 from l5d_twisted.context import PluginContext
-from l5d_twisted.http.message import Request
+from l5d_twisted.http.message import Request, split_target
 from l5d_twisted.identifiers.base import Identified, Unidentified
 from l5d_twisted.naming.path import Path, PathError
 from l5d_twisted.registry import IDENTIFIERS
@@ -46,8 +46,17 @@ class PathIdentifier:
         except PathError as e:
             return Unidentified(f"cannot name request: {e}")
         if self.consume:
-            request.uri = _strip_segments(target, self.segments)
+            request.uri = _absolute_prefix(request.uri) + _strip_segments(target, self.segments)
         return Identified(path, request)
+
+
+def _absolute_prefix(uri: bytes) -> bytes:
+    """``http://hello`` of an absolute-form target (kept: it is the upstream Host when the
+    request has no Host field, as HTTP/1.0 requests may not), else empty."""
+    authority = split_target(uri)[1]
+    if authority is None:
+        return b""
+    return uri[: uri.find(b"://") + 3] + authority
 
 
 def _strip_segments(target: bytes, n: int) -> bytes:

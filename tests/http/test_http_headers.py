@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from l5d_twisted.http.message import Headers, Request
+from l5d_twisted.http.message import Headers, Request, split_target
 
 
 def test_lookups_ignore_case_and_keep_order() -> None:
@@ -30,3 +30,14 @@ def test_request_path_and_host_in_both_target_forms() -> None:
     assert absolute.path == b"/a?b=c" and absolute.host == b"hello:8080"
     origin = Request(b"GET", b"/a", Headers([(b"Host", b"world")]))
     assert origin.path == b"/a" and origin.host == b"world"
+
+
+def test_the_authority_ends_at_a_query_or_fragment_not_at_a_slash_inside_them() -> None:
+    # the path identifier routes by request.path: a slash in the query must not become a segment
+    tricky = Request(b"GET", b"http://users?next=/admin/x")
+    assert tricky.path == b"/?next=/admin/x" and tricky.host == b"users"
+    assert Request(b"GET", b"http://hello#frag/x").path == b"/"
+    assert Request(b"GET", b"http://hello#frag").host == b"hello"
+    assert Request(b"GET", b"https://hello").path == b"/"
+    assert split_target(b"http://hello:81?a") == (b"/?a", b"hello:81")
+    assert split_target(b"*") == (b"*", None)

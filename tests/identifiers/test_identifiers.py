@@ -89,6 +89,17 @@ def test_path_identifier_with_and_without_consume() -> None:
     assert isinstance(short, Unidentified) and "fewer than 2" in short.reason
 
 
+def test_path_identifier_on_absolute_form_targets() -> None:
+    ident = make("io.l5d.path", PathIdentifierConfig(segments=1))
+    # a slash inside the query is not a path segment
+    tricky = ident.identify(request(b"http://users?next=/admin/x"))  # type: ignore[attr-defined]
+    assert isinstance(tricky, Unidentified)
+    consuming = make("io.l5d.path", PathIdentifierConfig(segments=1, consume=True))
+    req = request(b"http://web:8080/users/42?x=1", version=b"1.0")  # no Host field
+    assert name_of(consuming.identify(req)) == "/svc/users"  # type: ignore[attr-defined]
+    assert req.uri == b"http://web:8080/42?x=1" and req.host == b"web:8080"
+
+
 def test_header_path_identifier() -> None:
     ident = make("io.l5d.header", HeaderPathConfig())
     assert name_of(ident.identify(request(b"/", [(b"l5d-name", b"/hello/v2")]))) == "/svc/hello/v2"  # type: ignore[attr-defined]
