@@ -12,13 +12,19 @@ buffer per router (``history_s``, default 600 s):
 * ``p50``/``p95``/``p99``: latency in ms over all the router's services, from the
   histograms' recent window (30-60 s, see telemetry.histogram).
 
-Per service and client rows report the same figures, rates over the last ~30 s.  A sample
-costs one walk of the tree; ``to_json()`` is what ``/admin/dashboard.json`` serves.
+Per service and client rows report the same figures, rates over the last ~30 s, plus the
+resilience figures of their scope (issue 7): a service's ``retries/total`` as
+``retries_rps`` and its ``retries/budget_exhausted`` count; a client's
+``loadbalancer/{size,available}`` gauges, ``failure_accrual/removals`` and
+``retries/requeues`` counts (``null`` where the scope has no such metric, e.g. no
+balancer yet).  A sample costs one walk of the tree; ``to_json()`` is what
+``/admin/dashboard.json`` serves.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,31 +33,69 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from l5d_twisted.telemetry.histogram import Histogram, Summary, merged_summary
-from l5d_twisted.telemetry.metrics import CounterMetric, MetricsTree
+from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricsTree
 
 log = Logger()
 
 TABLE_RATE_WINDOW_S = 30.0
 
 
+# (t, requests, success, failures, retries): what rates are computed from.
+_Point = tuple[float, int, int, int, int]
+
+
+# The counters and gauges a row reports as read, by their name below the scope; rates are
+# derived from the counters ``requests``/``success``/``failures``/``retries/total``.
+_COUNTS: dict[tuple[str, ...], str] = {
+    ("requests",): "requests",
+    ("success",): "success",
+    ("failures",): "failures",
+    ("retries", "total"): "retries",
+    ("retries", "budget_exhausted"): "budget_exhausted",
+    ("retries", "requeues"): "requeues",
+    ("failure_accrual", "removals"): "removals",
+}
+_GAUGES: dict[tuple[str, ...], str] = {
+    ("loadbalancer", "size"): "lb_size",
+    ("loadbalancer", "available"): "lb_available",
+}
+
+
 @dataclass
 class _Entity:
-    """Counters and latency of one service or client, as read in one sample."""
+    """Counters, gauges and latency of one service or client, as read in one sample."""
 
     requests: int = 0
     success: int = 0
     failures: int = 0
+    retries: int = 0
+    # None: the scope has no such metric (a row shows "–", not a misleading 0).
+    budget_exhausted: int | None = None
+    requeues: int | None = None
+    removals: int | None = None
+    lb_size: int | None = None
+    lb_available: int | None = None
     latency: list[Histogram] = field(default_factory=list)
+
+    def point(self, now: float) -> _Point:
+        return (now, self.requests, self.success, self.failures, self.retries)
+
+
+@dataclass
+class _Rates:
+    rps: float | None = None
+    success_rate: float | None = None
+    retries_rps: float | None = None
 
 
 @dataclass
 class _History:
-    points: collections.deque[tuple[float, int, int, int]]
+    points: collections.deque[_Point]
 
-    def rate(self, window_s: float) -> tuple[float | None, float | None]:
-        """(requests per second, success rate) over roughly the last ``window_s``."""
+    def rate(self, window_s: float) -> _Rates:
+        """Rates over roughly the last ``window_s``."""
         if len(self.points) < 2:
-            return None, None
+            return _Rates()
         newest = self.points[-1]
         oldest = self.points[-2]
         for point in reversed(self.points):
@@ -61,16 +105,14 @@ class _History:
         return _rates(oldest, newest)
 
 
-def _rates(old: tuple[float, int, int, int], new: tuple[float, int, int, int]) -> tuple[float | None, float | None]:
+def _rates(old: _Point, new: _Point) -> _Rates:
     dt = new[0] - old[0]
     if dt <= 0:
-        return None, None
+        return _Rates()
     # Counters only grow, unless a scope was dropped and created anew: never negative.
-    requests = max(0, new[1] - old[1])
-    success = max(0, new[2] - old[2])
-    failures = max(0, new[3] - old[3])
+    requests, success, failures, retries = (max(0, n - o) for n, o in zip(new[1:], old[1:]))
     decided = success + failures
-    return requests / dt, (success / decided if decided else None)
+    return _Rates(requests / dt, success / decided if decided else None, retries / dt)
 
 
 def _latency(summary: Summary) -> dict[str, float | None]:
@@ -78,6 +120,11 @@ def _latency(summary: Summary) -> dict[str, float | None]:
         return {"p50": None, "p95": None, "p99": None}
     p = summary.percentiles
     return {"p50": round(p[0], 3), "p95": round(p[2], 3), "p99": round(p[3], 3)}
+
+
+def _whole(value: float) -> int | None:
+    """A count read from a gauge; a broken gauge reads NaN, which JSON cannot carry."""
+    return round(value) if math.isfinite(value) else None
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -103,7 +150,7 @@ class DashboardSampler:
         self._latest: dict[tuple[str, str, str], _Entity] = {}
         # router -> series of (t, rps, success_rate, p50, p95, p99)
         self._series: dict[str, collections.deque[tuple[float, Any, Any, Any, Any, Any]]] = {}
-        self._router_totals: dict[str, tuple[float, int, int, int]] = {}
+        self._router_totals: dict[str, _Point] = {}
         self._loop: LoopingCall | None = None
 
     def start(self) -> None:
@@ -120,14 +167,15 @@ class DashboardSampler:
     def _read_tree(self) -> dict[tuple[str, str, str], _Entity]:
         entities: dict[tuple[str, str, str], _Entity] = {}
         for name, metric in self.tree.metrics():
-            if len(name) != 5 or name[0] != "rt" or name[2] not in ("service", "client"):
+            if len(name) not in (5, 6) or name[0] != "rt" or name[2] not in ("service", "client"):
                 continue
             key = (name[1], name[2], name[3])
-            leaf = name[4]
-            if isinstance(metric, CounterMetric) and leaf in ("requests", "success", "failures"):
-                entity = entities.setdefault(key, _Entity())
-                setattr(entity, leaf, metric.value)
-            elif isinstance(metric, Histogram) and leaf == "request_latency_ms":
+            below = name[4:]
+            if isinstance(metric, CounterMetric) and below in _COUNTS:
+                setattr(entities.setdefault(key, _Entity()), _COUNTS[below], metric.value)
+            elif isinstance(metric, GaugeMetric) and below in _GAUGES:
+                setattr(entities.setdefault(key, _Entity()), _GAUGES[below], _whole(metric.read()))
+            elif isinstance(metric, Histogram) and below == ("request_latency_ms",):
                 entities.setdefault(key, _Entity()).latency.append(metric)
         return entities
 
@@ -141,7 +189,7 @@ class DashboardSampler:
             history = self._entities.get(key)
             if history is None:
                 history = self._entities[key] = _History(collections.deque(maxlen=self._maxlen))
-            history.points.append((now, entity.requests, entity.success, entity.failures))
+            history.points.append(entity.point(now))
         self._latest = entities
 
         routers = set(self.router_labels()) | {key[0] for key in entities}
@@ -152,6 +200,7 @@ class DashboardSampler:
                 sum(e.requests for e in services),
                 sum(e.success for e in services),
                 sum(e.failures for e in services),
+                sum(e.retries for e in services),
             )
             previous = self._router_totals.get(router)
             self._router_totals[router] = totals
@@ -160,11 +209,11 @@ class DashboardSampler:
                 series = self._series[router] = collections.deque(maxlen=self._maxlen)
             if previous is None:
                 continue  # rates need two samples
-            rps, success_rate = _rates(previous, totals)
+            rates = _rates(previous, totals)
             latency = _latency(merged_summary([h for e in services for h in e.latency]))
-            if rps == 0:
+            if rates.rps == 0:
                 latency = {"p50": None, "p95": None, "p99": None}
-            series.append((now, _round(rps, 3), _round(success_rate), latency["p50"], latency["p95"], latency["p99"]))
+            series.append((now, _round(rates.rps, 3), _round(rates.success_rate), latency["p50"], latency["p95"], latency["p99"]))
         for router in list(self._series):
             if router not in routers:
                 del self._series[router]
@@ -176,14 +225,22 @@ class DashboardSampler:
             if r != router or k != kind:
                 continue
             history = self._entities.get((r, k, name))
-            rps, success_rate = history.rate(TABLE_RATE_WINDOW_S) if history else (None, None)
+            rates = history.rate(TABLE_RATE_WINDOW_S) if history else _Rates()
             row: dict[str, Any] = {
                 "name": name,
                 "requests": entity.requests,
                 "failures": entity.failures,
-                "rps": _round(rps, 3),
-                "success_rate": _round(success_rate),
+                "rps": _round(rates.rps, 3),
+                "success_rate": _round(rates.success_rate),
             }
+            if kind == "service":
+                row["retries_rps"] = _round(rates.retries_rps, 3)
+                row["budget_exhausted"] = entity.budget_exhausted
+            else:
+                row["lb_size"] = entity.lb_size
+                row["lb_available"] = entity.lb_available
+                row["removals"] = entity.removals
+                row["requeues"] = entity.requeues
             row.update(_latency(merged_summary(entity.latency)))
             rows.append(row)
         # Worst success rate first; unknown rates last, then busiest first.

@@ -9,7 +9,11 @@ through real ``StatsFilter`` s on router ``outgoing``:
 * ``svc/world`` at ``--world-rps`` (default 30), every 20th a 404 (a success, 4XX),
   client ``$/inet/127.0.0.1/7778``;
 * latencies cycle through 1..100 ms (so p50 ~50, p95 ~95, p99 ~99), and the server scope
-  ``rt/outgoing/server/127.0.0.1/4140`` sees all of it.
+  ``rt/outgoing/server/127.0.0.1/4140`` sees all of it;
+* resilience stats as the router's modules name them: ``svc/hello`` counts one
+  ``retries/total`` per failure (10/s at 50 rps) and a ``retries/budget_exhausted`` every
+  50th request; its client has ``loadbalancer/size`` 3 and ``available`` 2, a
+  ``retries/requeues`` every 25th and a ``failure_accrual/removals`` every 100th request.
 """
 
 from __future__ import annotations
@@ -137,6 +141,24 @@ class Traffic:
             client_filter = StatsFilter(stats.scope("rt", "outgoing", "client", client), classifier, self.clock)
             backend = FunctionService(self._backend(name))
             self.chains[name] = self.server.and_then(service_filter.and_then(client_filter.and_then(backend)))
+        hello_service = stats.scope("rt", "outgoing", "service", "/svc/hello")
+        hello_client = stats.scope("rt", "outgoing", "client", HELLO_CLIENT)
+        self.retries = hello_service.counter("retries", "total")
+        self.budget_exhausted = hello_service.counter("retries", "budget_exhausted")
+        self.requeues = hello_client.counter("retries", "requeues")
+        self.removals = hello_client.counter("failure_accrual", "removals")
+        self.gauges = [
+            hello_client.gauge("loadbalancer", "size", fn=lambda: 3.0),
+            hello_client.gauge("loadbalancer", "available", fn=lambda: 2.0),
+        ]
+
+    def _resilience(self, count: int) -> None:
+        """What the retry, requeue and accrual modules would count for this hello request."""
+        if count % self.hello_failure_every == 0:
+            self.retries.incr()
+        for every, counter in ((50, self.budget_exhausted), (25, self.requeues), (100, self.removals)):
+            if count % every == 0:
+                counter.incr()
 
     def _backend(self, name: str) -> Callable[[Request], Deferred[Response]]:
         def answer(request: Request) -> Deferred[Response]:
@@ -164,6 +186,8 @@ class Traffic:
         setattr(self, counter, count)
         request = Request(b"GET", f"http://{name}/".encode())
         request.ctx["count"] = count
+        if name == "hello":
+            self._resilience(count)
         start = self.clock.now
         d = self.chains[name](request)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from admin_helpers import CHART_HAS_LINE_JS, CHROMIUM, PageErrors, browser_session, distinct_colours
+from fake_mesh import HELLO_CLIENT
 from l5d_testing import Processes, free_port, wait_for_port
 
 HERE = Path(__file__).resolve().parent
@@ -17,6 +18,19 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
 ]
+
+
+# The client row of a name as {cell class: text}.
+CLIENT_CELLS_JS = """name => {
+  const row = Array.from(document.querySelectorAll('#clients-outgoing tbody tr')).find(r => r.cells[0].textContent === name);
+  return row ? Object.fromEntries(Array.from(row.cells).map(c => [c.className.split(' ')[0], c.textContent])) : null;
+}"""
+RESILIENCE_SHOWN_JS = (
+    "([hello, client]) => { const exhausted = document.querySelector(hello + ' td.c-budget_exhausted');"
+    " const cells = (" + CLIENT_CELLS_JS + ")(client);"
+    " return exhausted && Number(exhausted.textContent) > 0 && cells && Number(cells['c-removals']) > 0; }"
+)
+TABLES_FIT_JS = "() => Array.from(document.querySelectorAll('.scroll')).every(w => w.scrollWidth <= w.clientWidth + 1)"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +64,20 @@ def test_dashboard_renders_live_charts_and_tables(fake_admin: str, browser: Any,
         assert hello_rate is not None and hello_rate.startswith("80.")
         clients = page.eval_on_selector_all("#clients-outgoing tbody tr", "rows => rows.length")
         assert clients == 2
+        # The resilience columns (issue 7) render with data, also on a phone, and the
+        # tables fit the screen without scrolling sideways.
+        hello = "#services-outgoing tbody tr:first-child"
+        page.wait_for_function(RESILIENCE_SHOWN_JS, arg=[hello, HELLO_CLIENT], timeout=10000)
+        retries = page.text_content(hello + " td.c-retries_rps")
+        assert retries is not None and 5.0 <= float(retries) <= 15.0  # one retry per failure: 10/s
+        world = "#services-outgoing tbody tr:nth-child(2)"
+        assert page.text_content(world + " td.c-budget_exhausted") == "\u2013"  # world never retried
+        cells = page.evaluate(CLIENT_CELLS_JS, HELLO_CLIENT)
+        assert cells["c-lb_available"] == "2/3"
+        assert int(cells["c-removals"]) >= 1 and int(cells["c-requeues"]) >= 1
+        for column in ("retries_rps", "budget_exhausted", "lb_available", "removals", "requeues"):
+            assert page.eval_on_selector(f"#router-outgoing td.c-{column}", "td => getComputedStyle(td).display") != "none", column
+        assert page.evaluate(TABLES_FIT_JS), "a table is wider than the screen"
         # Sorting by name (click) puts svc/hello first; clicking again reverses.
         page.click("#services-outgoing th[data-key=name]")
         page.click("#services-outgoing th[data-key=name]")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fake_mesh import HELLO_CLIENT, WORLD_CLIENT, FakeMesh, Traffic
 from twisted.internet.task import Clock
 
@@ -39,6 +41,40 @@ def test_series_rates_success_and_latency() -> None:
     assert services[0]["success_rate"] == 0.8 and services[0]["rps"] == 50.0
     assert services[1]["success_rate"] == 1.0 and services[1]["rps"] == 30.0
     assert {c["name"] for c in outgoing["clients"]} == {HELLO_CLIENT, WORLD_CLIENT}
+
+
+def test_rows_carry_resilience_stats() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=50, world_rps=30)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
+    sampler.start()
+    run(30, clock, traffic)
+    outgoing = sampler.to_json()["routers"][0]
+    services = {s["name"]: s for s in outgoing["services"]}
+    # One retry per hello failure: 10/s; 1500 hello requests, every 50th exhausted the budget.
+    assert services["svc/hello"]["retries_rps"] == 10.0 and services["svc/hello"]["budget_exhausted"] == 30
+    # A service that never retried: no retries, and no budget counter to report.
+    assert services["svc/world"]["retries_rps"] == 0.0 and services["svc/world"]["budget_exhausted"] is None
+    clients = {c["name"]: c for c in outgoing["clients"]}
+    hello = clients[HELLO_CLIENT]
+    assert (hello["lb_size"], hello["lb_available"], hello["requeues"], hello["removals"]) == (3, 2, 60, 15)
+    world = clients[WORLD_CLIENT]
+    assert (world["lb_size"], world["lb_available"], world["requeues"], world["removals"]) == (None, None, None, None)
+    assert "retries_rps" not in hello and "lb_size" not in services["svc/hello"]
+
+
+def test_broken_gauge_reads_as_unknown_not_nan() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=10, world_rps=0)
+    mesh.metrics.stats.scope("rt", "outgoing", "client", HELLO_CLIENT).gauge("loadbalancer", "size", fn=lambda: 1 / 0)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
+    sampler.start()
+    run(10, clock, traffic)
+    data = sampler.to_json()
+    json.dumps(data, allow_nan=False)  # what the admin server serves must be valid JSON
+    assert data["routers"][0]["clients"][0]["lb_size"] is None
 
 
 def test_idle_router_has_gaps_not_zero_success() -> None:

@@ -73,17 +73,40 @@
     c.scale.textContent = (seen ? "max " + fmt(max) : "no data") + " \u00b7 last " + (span >= 120 ? Math.round(span / 60) + " min" : Math.round(span) + " s");
   }
 
-  var COLUMNS = [["name", "name"], ["success_rate", "success"], ["rps", "rps"], ["requests", "requests"], ["p50", "p50"], ["p95", "p95"], ["p99", "p99"]];
+  function count(v) { return v === null || v === undefined ? "\u2013" : String(v); }
+  function lb(r) { return r.lb_size === null || r.lb_size === undefined ? "\u2013" : r.lb_available + "/" + r.lb_size; }
 
-  function table(id) {
+  // A column: [row key (also what it sorts by), header, cell text of a row, header tooltip].
+  function col(key, head, text, title) { return [key, head, text, title || head]; }
+  var NAME = col("name", "name", function (r) { return r.name; });
+  var SUCCESS = col("success_rate", "success", function (r) { return pct(r.success_rate); }, "success rate");
+  var RPS = col("rps", "rps", function (r) { return num(r.rps, 1); }, "requests per second");
+  var LATENCY = [
+    col("requests", "requests", function (r) { return String(r.requests); }),
+    col("p50", "p50", function (r) { return ms(r.p50); }),
+    col("p95", "p95", function (r) { return ms(r.p95); }),
+    col("p99", "p99", function (r) { return ms(r.p99); })
+  ];
+  var SERVICE_COLUMNS = [NAME, SUCCESS, RPS,
+    col("retries_rps", "retry/s", function (r) { return num(r.retries_rps, 1); }, "retries per second (retries/total)"),
+    col("budget_exhausted", "no budget", function (r) { return count(r.budget_exhausted); }, "retries refused by the retry budget (retries/budget_exhausted)")
+  ].concat(LATENCY);
+  var CLIENT_COLUMNS = [NAME, SUCCESS, RPS,
+    col("lb_available", "lb", lb, "load balancer endpoints available/size (loadbalancer/available, loadbalancer/size)"),
+    col("removals", "ejected", function (r) { return count(r.removals); }, "endpoints removed by failure accrual (failure_accrual/removals)"),
+    col("requeues", "requeued", function (r) { return count(r.requeues); }, "requests re-sent because they never reached a server (retries/requeues)")
+  ].concat(LATENCY);
+
+  function table(kind, label, columns) {
     var wrap = el("div", { "class": "scroll" });
-    var tbl = el("table", { "class": "data", id: id });
+    var id = kind + "-" + label;
+    var tbl = el("table", { "class": "data " + kind, id: id });
     var tr = el("tr");
-    COLUMNS.forEach(function (col) {
-      var th = el("th", { "data-key": col[0], "class": "c-" + col[0] }, col[1]);
+    columns.forEach(function (c) {
+      var th = el("th", { "data-key": c[0], "class": "c-" + c[0], title: c[3] }, c[1]);
       th.addEventListener("click", function () {
         var s = sorts[id];
-        sorts[id] = { key: col[0], desc: s && s.key === col[0] ? !s.desc : col[0] !== "success_rate" && col[0] !== "name" };
+        sorts[id] = { key: c[0], desc: s && s.key === c[0] ? !s.desc : c[0] !== "success_rate" && c[0] !== "name" };
         render(lastData);
       });
       tr.appendChild(th);
@@ -91,7 +114,7 @@
     var thead = el("thead"); thead.appendChild(tr); tbl.appendChild(thead);
     tbl.appendChild(el("tbody"));
     wrap.appendChild(tbl);
-    return { wrap: wrap, table: tbl };
+    return { wrap: wrap, table: tbl, columns: columns };
   }
 
   function fillTable(t, rows) {
@@ -110,12 +133,11 @@
     var body = el("tbody");
     rows.forEach(function (r) {
       var tr = el("tr");
-      var cells = [r.name, pct(r.success_rate), num(r.rps, 1), String(r.requests), ms(r.p50), ms(r.p95), ms(r.p99)];
-      cells.forEach(function (text, i) { tr.appendChild(el("td", { "class": "c-" + COLUMNS[i][0] }, text)); });
+      t.columns.forEach(function (c) { tr.appendChild(el("td", { "class": "c-" + c[0] }, c[2](r))); });
       if (r.success_rate !== null && r.success_rate < 0.95) tr.cells[1].className += " bad";
       body.appendChild(tr);
     });
-    if (!rows.length) { var tr0 = el("tr"); tr0.appendChild(el("td", { colspan: 7, "class": "muted" }, "none yet")); body.appendChild(tr0); }
+    if (!rows.length) { var tr0 = el("tr"); tr0.appendChild(el("td", { colspan: t.columns.length, "class": "muted" }, "none yet")); body.appendChild(tr0); }
     t.table.replaceChild(body, t.table.tBodies[0]);
   }
 
@@ -130,8 +152,8 @@
       success: chart("success rate", ["success"]),
       volume: chart("request volume", ["rps"]),
       latency: chart("latency", ["p50", "p95", "p99"]),
-      services: table("services-" + label),
-      clients: table("clients-" + label)
+      services: table("services", label, SERVICE_COLUMNS),
+      clients: table("clients", label, CLIENT_COLUMNS)
     };
     charts.appendChild(v.success.box); charts.appendChild(v.volume.box); charts.appendChild(v.latency.box);
     sec.appendChild(charts);
