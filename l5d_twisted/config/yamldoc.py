@@ -31,7 +31,13 @@ class Document:
 
     def scalar(self, node: ScalarNode) -> Any:
         """The Python value of a scalar (int, float, bool, None, str, date...)."""
-        return self._loader.construct_object(node, deep=True)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except Exception:
+            # PyYAML leaves a node that failed to construct marked as "in progress": reading
+            # it again (the decoder may) would report a confusing "recursive node" error.
+            self._loader.recursive_objects.pop(node, None)
+            raise
 
     def flatten_merges(self, node: MappingNode) -> None:
         """Expand ``<<`` merge keys of ``node`` in place (raises yaml.YAMLError on bad merges)."""

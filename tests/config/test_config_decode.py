@@ -213,3 +213,12 @@ def test_documents_that_are_not_configs(text: str, message: str) -> None:
     errors = errors_of(text)
     assert errors[0].startswith(message), errors
 
+
+
+def test_a_value_its_tag_cannot_construct_gives_one_clear_error_even_when_read_twice() -> None:
+    # The router's protocol is read twice (once to pick the servers' default port); PyYAML
+    # used to report the second read as an "unconstructable recursive node".
+    problems = errors_of("routers:\n- protocol: !!int http\n")
+    assert len(problems) == 1, problems
+    assert "routers[0].protocol: unreadable value: invalid literal for int()" in problems[0]
+    assert "recursive" not in problems[0]
