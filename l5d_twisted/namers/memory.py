@@ -44,7 +44,10 @@ class MemoryNamerConfig:
 
     def __post_init__(self) -> None:
         for name, entries in self.names.items():
-            _name_path(name)
+            try:
+                _name_path(name)
+            except ValueError as e:
+                raise ValueError(f"names.{name}: not a name: {e}") from None
             for entry in entries:
                 try:
                     _address(entry)

@@ -163,6 +163,13 @@ def test_memory_namer_config_errors_point_at_the_entry() -> None:
         assert "names.hello: '127.0.0.1': expected 'host port' or 'host:port'" in str(e)
     else:
         raise AssertionError("a bad io.l5d.memory entry was accepted")
+    bad_name = 'namers:\n- kind: io.l5d.memory\n  names:\n    "a b": ["127.0.0.1:80"]\nrouters: [{protocol: http}]\n'
+    try:
+        load_config(bad_name)
+    except ConfigErrors as e:
+        assert "names.a b: not a name: invalid character" in str(e)
+    else:
+        raise AssertionError("a bad io.l5d.memory name was accepted")
 
 
 def test_a_name_looked_up_before_a_flood_of_unknown_names_still_gets_live_updates(tmp_path: FsPath) -> None:
