@@ -9,7 +9,7 @@ module inside that concept's package which registers itself at import time::
         root_dir: str = knob(doc="directory with one file per service")
 
     @NAMERS.register("io.l5d.fs", FsNamerConfig)
-    def make_fs_namer(config: FsNamerConfig, ctx: PluginContext) -> Namer: ...
+    def make_fs_namer(config: FsNamerConfig, prefix: Path, ctx: PluginContext) -> Namer: ...
 
 :func:`load_plugins` imports every module of the plugin packages, so adding a plugin is
 adding a file: no core module lists the plugins.
