@@ -212,7 +212,7 @@ class HttpClientProtocol(Protocol):
 
     def _encode(self, request: Request) -> tuple[bytes, int]:
         """The bytes to write first and the framing of what follows (-1: nothing follows)."""
-        target, authority = origin_form(request)
+        target, authority = split_target(request.uri)
         parts = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
         if not encode_fields(parts, request.headers):
             # RFC 9112 §3.2: Host first
