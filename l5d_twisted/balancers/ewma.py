@@ -91,7 +91,10 @@ class EwmaBalancer(P2CBalancer):
 
         def done(result: Any) -> Any:
             now = clock.seconds()
-            node.started_sum -= started
+            # the last pending request resets the sum: adding and subtracting epoch-sized
+            # floats leaves rounding residue that would otherwise accumulate for the
+            # process's lifetime and skew the age of later pending requests
+            node.started_sum = node.started_sum - started if node.pending > 1 else 0.0
             self._observe(node, max(now - started, 0.0) * 1000.0, now)
             return self._release(result, node)
 

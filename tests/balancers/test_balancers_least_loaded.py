@@ -245,3 +245,20 @@ def test_ewma_avoids_a_node_turning_slow_before_its_first_slow_answer() -> None:
     # with a 0.2 ms estimate against 20 ms, plain peak EWMA would keep sending to it until
     # ~100 requests are pending; the age of its pending requests stops that within a few ms
     assert len(fast.calls) - before <= 10
+
+
+def test_ewma_pending_age_leaves_no_rounding_residue() -> None:
+    b = make("ewma")
+    clock = b._clock
+    clock.advance(1.7e9 + 0.123)  # epoch-sized timestamps, as reactor.seconds() gives
+    eps = endpoints(1)
+    b.update(eps)
+    ep = next(iter(eps.values()))
+    for i in range(3000):  # about three requests overlapping, answered in order
+        b("req")
+        clock.advance(0.000137 * (1 + i % 7))
+        if len(ep.calls) > 3:
+            ep.calls.pop(0)[1].callback("ok")
+    ep.answer_all()
+    node = b._nodes[0]
+    assert node.pending == 0 and node.started_sum == 0.0
