@@ -63,14 +63,20 @@ class Var(Generic[T]):
         self._next_id += 1
         first = not self._observers
         self._observers[key] = fn
-        if first:
-            self._on_first_observer()
-        fn(self.sample())
 
         def close() -> None:
             if self._observers.pop(key, None) is not None and not self._observers:
                 self._on_last_observer_gone()
 
+        try:
+            if first:
+                self._on_first_observer()
+            fn(self.sample())
+        except BaseException:
+            # The caller gets no handle to close: unsubscribe here, or whatever feeds this
+            # var (a namer's poller, upstream vars) would stay subscribed for ever.
+            close()
+            raise
         return Closable(close)
 
     @property
@@ -141,13 +147,16 @@ class Var(Generic[T]):
 
                 return on_value
 
-            for i, var in enumerate(vars_):
-                closables.append(var.observe(observer(i)))
-
             def close() -> None:
                 for c in closables:
                     c.close()
 
+            try:
+                for i, var in enumerate(vars_):
+                    closables.append(var.observe(observer(i)))
+            except BaseException:
+                close()  # the sources observed before the one that failed
+                raise
             return Closable(close)
 
         return _Derived(subscribe, lambda: tuple(v.sample() for v in vars_))

@@ -51,3 +51,35 @@ def test_flat_map_survives_reentrant_outer_changes() -> None:
     assert seen[-1] == "b"
     inners[0].update("stale")
     assert seen[-1] == "b" and not inners[0].observed
+
+
+def test_an_observer_that_raises_on_its_first_value_leaves_nothing_observed() -> None:
+    # E.g. a route whose first state handler fails: the exception reaches the caller, who
+    # gets no handle to close, so nothing upstream (a namer's poller) may stay subscribed.
+    def boom(_value: Any) -> None:
+        raise RuntimeError("observer failed")
+
+    a: Var[int] = Var(1)
+    b: Var[int] = Var(2)
+    derived = [
+        a,
+        a.map(lambda v: v + 1),
+        a.flat_map(lambda v: b.map(lambda w: v + w)),
+        Var.collect([a, b]),
+        Var.collect([a, a.map(lambda v: 1 // (v - 1))]),  # the second source fails to compute
+    ]
+    for var in derived:
+        try:
+            var.observe(boom)
+        except (RuntimeError, ZeroDivisionError):
+            pass
+        else:
+            raise AssertionError("the observer's exception was swallowed")
+        assert not var.observed and not a.observed and not b.observed, var
+    # Still usable afterwards.
+    seen: list[Any] = []
+    handle = derived[2].observe(seen.append)
+    b.update(5)
+    assert seen == [3, 6]
+    handle.close()
+    assert not a.observed and not b.observed
