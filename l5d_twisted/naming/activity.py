@@ -33,9 +33,6 @@ def failed(error: BaseException) -> Const:
     return Const(Failed(error))
 
 
-PENDING_CONST = Const(PENDING)
-
-
 def flat_map(act: Var[State], f: Callable[[Any], Var[State]]) -> Var[State]:
     """Bind ``f`` over the Ok value of ``act``; Pending and Failed pass through.
 
@@ -53,22 +50,6 @@ def flat_map(act: Var[State], f: Callable[[Any], Var[State]]) -> Var[State]:
     if isinstance(act, Const):
         return step(act.sample())
     return act.flat_map(step)
-
-
-def map_ok(act: Var[State], f: Callable[[Any], Any]) -> Var[State]:
-    """Apply ``f`` to the Ok value of ``act``."""
-
-    def step(state: State) -> State:
-        if isinstance(state, Ok):
-            try:
-                return Ok(f(state.value))
-            except Exception as e:
-                return Failed(e)
-        return state
-
-    if isinstance(act, Const):
-        return Const(step(act.sample()))
-    return act.map(step)
 
 
 def collect_states(acts: Sequence[Var[State]], combine: Callable[[tuple[State, ...]], State]) -> Var[State]:
