@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -108,6 +108,7 @@ class NamespaceWatcher:
         self._stopped = False
         self._loop: Deferred[None] | None = None
         self._sleep: Deferred[None] | None = None
+        self._listing: Deferred[dict[str, Any]] | None = None
         self._watch: WatchHandle | None = None
         self._events_in_watch = 0
         self._gone_streak = 0
@@ -160,8 +161,10 @@ class NamespaceWatcher:
             self._resync_call.cancel()
         if self._watch is not None:
             self._watch.abort(CancelledError("watcher stopped"))
-        if self._sleep is not None and not self._sleep.called:
-            self._sleep.cancel()
+        # An unfinished list would hold its connection and timeout timer until the API answers.
+        for pending in (self._sleep, self._listing):
+            if pending is not None and not pending.called:
+                pending.cancel()
 
     def _schedule_resync(self) -> None:
         if self.settings.resync_s > 0:
@@ -220,15 +223,14 @@ class NamespaceWatcher:
 
     async def _list(self) -> None:
         self.connection = "listing"
-        path = self.kind.path.format(namespace=self.namespace)
         try:
-            body = await self.api.get_json(path)
+            body = await self._get_list()
         except ApiError as e:
             if e.status in (403, 404) and self.kind is ENDPOINT_SLICES:
                 # Not served (old cluster) or not allowed (RBAC granting only Endpoints).
                 log.info("{namespace}: EndpointSlices not available ({error}), falling back to v1 Endpoints", namespace=self.namespace, error=str(e))
                 self.kind = ENDPOINTS
-                body = await self.api.get_json(self.kind.path.format(namespace=self.namespace))
+                body = await self._get_list()
             else:
                 raise
         self._relists.incr()
@@ -250,6 +252,14 @@ class NamespaceWatcher:
         if not self.synced:
             self.synced = True
             self._notify(set(self._listeners))
+
+    async def _get_list(self) -> dict[str, Any]:
+        """The list of the current kind, cancellable by :meth:`stop`."""
+        self._listing = ensureDeferred(self.api.get_json(self.kind.path.format(namespace=self.namespace)))
+        try:
+            return await self._listing
+        finally:
+            self._listing = None
 
     def _replace_all(self, fresh: dict[str, ServiceShard]) -> None:
         """Swap in a new list, telling only the services whose shards changed."""
@@ -330,7 +340,8 @@ class NamespaceWatcher:
             if shard is not None:
                 self._upsert(shard)
         elif kind == "DELETED":
-            name = (obj.get("metadata") or {}).get("name")
+            metadata = obj.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
             old = self._objects.pop(name, None) if isinstance(name, str) else None
             if old is not None:
                 self._unindex(old)

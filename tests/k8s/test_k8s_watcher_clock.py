@@ -155,3 +155,36 @@ def test_stop_during_a_list_starts_no_watch():
     watcher.stop()
     pending.callback({"metadata": {"resourceVersion": "1"}, "items": []})
     assert [k for _, k in api.calls] == ["list"]
+
+
+def test_stop_cancels_a_list_in_flight():
+    """A list the API has not answered must not keep its connection (and timer) after stop."""
+    clock = Clock()
+    pending: Deferred[Any] = Deferred()
+
+    class SlowApi(ScriptedApi):
+        def get_json(self, path: str, params: Any = None) -> Deferred[Any]:
+            self.calls.append((0.0, "list"))
+            return pending
+
+    api = SlowApi()
+    api.clock = clock
+    watcher = NamespaceWatcher(api, "default", clock, settings=WatchSettings(resync_s=0))  # type: ignore[arg-type]
+    watcher.start()
+    watcher.stop()
+    assert pending.called  # cancelled
+    pending.addErrback(lambda _f: None)
+    clock.advance(100)
+    assert [k for _, k in api.calls] == ["list"] and not clock.getDelayedCalls()
+
+
+def test_deleted_event_with_malformed_metadata_is_skipped():
+    """A DELETED whose metadata is not an object is bad input: the stream goes on."""
+    watcher, api, clock = make(WatchSettings(resync_s=0))
+    watcher.start()
+    watcher._on_line(_event("ADDED", "s1", "a", "10.0.0.1", "5"))
+    watcher._on_line(b'{"type": "DELETED", "object": {"metadata": "s1"}}')
+    watcher._on_line(b'{"type": "DELETED", "object": {"metadata": ["s1"]}}')
+    assert [s.name for s in watcher.shards_for("a")] == ["s1"]
+    assert len(api.watches) == 1 and not api.watches[0].done.called
+    watcher.stop()
