@@ -92,3 +92,9 @@ def test_cancellation_is_never_retryable() -> None:
 
     for kind in ALL_KINDS:
         assert classifier(kind).classify(request(b"GET"), CancelledError()) is N
+
+
+def test_unroutable_is_never_retryable() -> None:
+    for kind in ALL_KINDS:
+        for error in (errors.NoHostsAvailable("none"), errors.BindingTimeout("pending")):
+            assert classifier(kind).classify(request(b"GET"), error) is N, (kind, error)

@@ -195,3 +195,11 @@ def test_requeue_never_resends_a_stream_that_began_to_flow() -> None:
     assert result.check(errors.ConnectionFailed)
     assert len(svc.requests) == 1
     assert stats.counters["retries/requeues"] == 0
+
+
+def test_an_unroutable_get_is_answered_at_once_not_retried() -> None:
+    clock, stats = Clock(), RecordingStats()
+    svc = ScriptedService(errors.BindingTimeout("timed out binding /svc/x"), response(200))
+    result = outcome_of(retry_filter(clock, stats, backoff=1.0).and_then(svc)(request(b"GET")))
+    assert result.check(errors.BindingTimeout)
+    assert len(svc.requests) == 1 and stats.counters["retries/total"] == 0
