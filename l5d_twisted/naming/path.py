@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 # linkerd 1 path segments: letters, digits and a few punctuation characters; anything
 # else must be escaped as \xHH.
-_SEGMENT_CHARS = re.compile(r"^[A-Za-z0-9_:.#$%\-]+$")
+# Used with fullmatch: a "$" anchor would also match before a final newline.
+_SEGMENT_CHARS = re.compile(r"[A-Za-z0-9_:.#$%\-]+")
 
 
 class PathError(ValueError):
@@ -94,14 +95,14 @@ EMPTY = Path(())
 
 
 def _escape(segment: str) -> str:
-    if _SEGMENT_CHARS.match(segment):
+    if _SEGMENT_CHARS.fullmatch(segment):
         return segment
-    return "".join(c if _SEGMENT_CHARS.match(c) else "".join(f"\\x{b:02x}" for b in c.encode()) for c in segment)
+    return "".join(c if _SEGMENT_CHARS.fullmatch(c) else "".join(f"\\x{b:02x}" for b in c.encode()) for c in segment)
 
 
 def _unescape(part: str, whole: str) -> str:
     if "\\" not in part:
-        if not _SEGMENT_CHARS.match(part):
+        if not _SEGMENT_CHARS.fullmatch(part):
             raise PathError(f"invalid character in path segment {part!r} of {whole!r}")
         return part
     out = bytearray()
@@ -117,7 +118,7 @@ def _unescape(part: str, whole: str) -> str:
                 raise PathError(f"bad escape in path segment {part!r} of {whole!r}") from None
             i += 4
         else:
-            if not _SEGMENT_CHARS.match(c):
+            if not _SEGMENT_CHARS.fullmatch(c):
                 raise PathError(f"invalid character {c!r} in path {whole!r}")
             out += c.encode()
             i += 1

@@ -74,6 +74,17 @@ def test_escapes_in_paths() -> None:
     assert Dentry.read(dentry.show()) == dentry
 
 
+def test_a_segment_ending_in_a_newline_is_escaped_and_never_read_raw() -> None:
+    # A "$" anchor also matches before a final newline: a Host header spelling \x0a gave a
+    # segment whose raw newline went out in l5d-dst-service and did not read back.
+    escaped = Path.read("/svc/a\\x0a")
+    assert escaped.segments == ("svc", "a\n")
+    assert escaped.show() == "/svc/a\\x0a" and Path.read(escaped.show()) == escaped
+    assert Path.of("x\n").show() == "/x\\x0a"
+    with pytest.raises(ValueError, match="invalid character"):
+        Path.read("/a\n/b")
+
+
 def test_dollar_and_hash_are_path_characters_in_paths() -> None:
     tree = parse_tree("/$/inet/127.0.0.1/8080 | /#/io.l5d.fs/a | $")
     assert tree == Alt((Leaf(P("/$/inet/127.0.0.1/8080")), Leaf(P("/#/io.l5d.fs/a")), EMPTY))
