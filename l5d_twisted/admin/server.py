@@ -153,13 +153,14 @@ class AdminServer:
         method = request.method
         try:
             telemeter_resource = self._telemeter_resources().get(path)
+            handler: Handler | None
             if telemeter_resource is not None:
-                return telemeter_resource.render(request)
-            handler = self.routes.get(path)
-            if handler is None:
-                handler = self._prefix_handler(path)
+                handler = telemeter_resource.render
+            else:
+                handler = self.routes.get(path) or self._prefix_handler(path)
             if handler is None:
                 raise HttpError(404, self._not_found_text(path))
+            # Telemeters' resources too: twisted.web would raise for another method (a 500).
             if handler != self.shutdown and method not in (b"GET", b"HEAD"):
                 request.setHeader(b"allow", b"GET, HEAD")
                 raise HttpError(405, f"{method.decode('latin-1')} not allowed here; use GET\n")

@@ -106,6 +106,9 @@ async def test_telemeter_resources_are_mounted(admin_for: Any) -> None:
     assert code == 200 and b'l5d_rt:service:requests{rt="outgoing",service="svc/hello"} 50.0' in body
     _, _, listing = await admin.get("/missing")
     assert b"/metrics" in listing
+    # A telemeter's path refuses other methods like every GET endpoint (not a 500).
+    code, headers, body = await admin.get("/metrics", method="POST")
+    assert code == 405 and headers["allow"] == "GET, HEAD" and b"internal error" not in body
 
 
 @pytest_twisted.ensureDeferred
