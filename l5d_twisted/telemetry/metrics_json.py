@@ -26,7 +26,7 @@ def flat_metrics(tree: MetricsTree, query: str | None = None) -> dict[str, Any]:
             out[key] = metric.value
         elif isinstance(metric, GaugeMetric):
             value = metric.read()
-            out[key] = None if math.isnan(value) else value
+            out[key] = value if math.isfinite(value) else None  # JSON has no NaN or Infinity
         elif isinstance(metric, Histogram):
             summary = metric.summary()
             out[key + ".count"] = summary.count

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
 
 from twisted.internet.task import Clock
 
 from l5d_twisted.telemetry.histogram import Histogram, bucket_bounds, bucket_index
 from l5d_twisted.telemetry.metrics import CounterMetric, MetricsTree
-from l5d_twisted.telemetry.metrics_json import flat_metrics
+from l5d_twisted.telemetry.metrics_json import flat_metrics, metrics_json
 
 
 def advance(clock: Clock, seconds: float, step: float = 10) -> None:
@@ -54,6 +55,18 @@ def test_broken_gauge_does_not_break_reading() -> None:
     tree.stats.counter("ok").incr()
     flat = flat_metrics(tree)
     assert flat["ok"] == 1 and flat["bad"] is None
+
+
+def test_infinite_gauge_keeps_metrics_json_valid() -> None:
+    tree = MetricsTree(Clock())
+    tree.stats.gauge("inf", fn=lambda: float("inf"))
+    tree.stats.counter("ok").incr()
+
+    def invalid(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    flat = json.loads(metrics_json(tree), parse_constant=invalid)
+    assert flat == {"inf": None, "ok": 1}
 
 
 def test_bucket_relative_error_is_small() -> None:
