@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
 from l5d_twisted.errors import UNROUTABLE, MeshError
+from l5d_twisted.resilience.attempts import AttemptLoop
 from l5d_twisted.resilience.budget import RetryBudget
 from l5d_twisted.service import Filter, Service
 from l5d_twisted.telemetry.stats import StatsReceiver
@@ -58,64 +59,33 @@ class RequeueFilter(Filter[Any, Any]):
                 self._requeues.incr()
                 requeuing = _Requeuing(self, request, service)
                 requeuing.requeues = 1
-                requeuing._send()
+                requeuing._send_again()
                 return requeuing.result
             self._exhausted.incr()
         return failure
 
 
-class _Requeuing:
-    """One request's attempts; loops instead of recursing when attempts fail synchronously."""
+class _Requeuing(AttemptLoop):
+    """One request's requeues (the first attempt was sent by the filter)."""
 
-    __slots__ = ("f", "request", "service", "result", "current", "requeues", "_in_send", "_again", "_cancelled")
+    __slots__ = ("f", "request", "requeues")
 
     def __init__(self, f: RequeueFilter, request: Any, service: Service[Any, Any]) -> None:
+        super().__init__(service)
         self.f = f
         self.request = request
-        self.service = service
-        self.result: Deferred[Any] = Deferred(self._cancel)
-        self.current: Deferred[Any] | None = None
         self.requeues = 0
-        self._in_send = False
-        self._again = False
-        self._cancelled = False
 
-    def _send(self) -> None:
-        while True:
-            self._again = False
-            self._in_send = True
-            try:
-                d = self.service(self.request)
-            except Exception as e:
-                d = fail(e)
-            self.current = d
-            d.addBoth(self._on_outcome)
-            self._in_send = False
-            if not self._again:
-                return
+    def _next_request(self) -> Any:
+        return self.request  # never reached a server: the very same request goes again
 
     def _on_outcome(self, outcome: Any) -> None:
-        self.current = None
-        if self._cancelled:
-            return None
         f = self.f
         if isinstance(outcome, Failure) and _can_resend(self.request, outcome):
             if self.requeues < f.max_requeues and f.budget.try_withdraw():
                 self.requeues += 1
                 f._requeues.incr()
-                if self._in_send:
-                    self._again = True
-                else:
-                    self._send()
-                return None
+                self._send_again()
+                return
             f._exhausted.incr()
-        if isinstance(outcome, Failure):
-            self.result.errback(outcome)
-        else:
-            self.result.callback(outcome)
-        return None
-
-    def _cancel(self, _: Deferred[Any]) -> None:
-        self._cancelled = True
-        if self.current is not None:
-            self.current.cancel()
+        self._settle(outcome)

@@ -29,6 +29,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.python.failure import Failure
 
 from l5d_twisted.http.message import Request, Response
+from l5d_twisted.resilience.attempts import AttemptLoop, discard
 from l5d_twisted.resilience.backoff import Backoff
 from l5d_twisted.resilience.budget import RetryBudget
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
@@ -80,7 +81,7 @@ class RetryFilter(Filter[Request, Response]):
             # a cancelled attempt means the caller gave up: never retried
             if not isinstance(value, CancelledError) and self.classifier.classify(request, value) is _RETRYABLE:
                 if self.budget.try_withdraw():
-                    _discard(value)
+                    discard(value)
                     attempts = _Attempts(self, request, service, headers, ctx)
                     attempts.retry()
                     return attempts.result
@@ -99,72 +100,41 @@ def _copy_request(original: Request, headers: Any, ctx: dict[str, Any]) -> Reque
     return copy
 
 
-class _Attempts:
-    """One request's attempts.  Attempts that fail synchronously loop rather than recurse."""
+class _Attempts(AttemptLoop):
+    """One request's retries (the first attempt was sent by the filter)."""
 
-    __slots__ = (
-        "f", "request", "service", "result", "current", "timer", "retries", "delays",
-        "_headers", "_ctx", "_in_send", "_again", "_cancelled",
-    )  # fmt: skip
+    __slots__ = ("f", "request", "timer", "retries", "delays", "_headers", "_ctx")
 
     def __init__(
         self, f: RetryFilter, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[str, Any]
     ) -> None:
+        super().__init__(service)
         self.f = f
         self.request = request
-        self.service = service
-        self.result: Deferred[Response] = Deferred(self._cancel)
-        self.current: Deferred[Response] | None = None
         self.timer: Any = None
         self.retries = 0
         self.delays: Iterator[float] | None = None
         self._headers = headers  # the original request's, for the copies sent as retries
         self._ctx = ctx
-        self._in_send = False
-        self._again = False
-        self._cancelled = False
 
     def retry(self) -> None:
         """The first attempt failed retryably and a retry was withdrawn from the budget."""
         self._schedule_retry()
 
-    def _send(self, request: Request) -> None:
-        while True:
-            self._again = False
-            self._in_send = True
-            try:
-                d = self.service(request)
-            except Exception as e:
-                d = fail(e)
-            self.current = d
-            d.addBoth(self._on_outcome)
-            self._in_send = False
-            if not self._again:
-                return
-            request = self._next_request()
-
     def _next_request(self) -> Request:
         return _copy_request(self.request, self._headers, self._ctx)
 
     def _on_outcome(self, outcome: Any) -> None:
-        self.current = None
         value: Any = outcome.value if isinstance(outcome, Failure) else outcome
-        if self._cancelled:
-            _discard(value)
-            return None
         f = self.f
-        if self._headers is not None and f.classifier.classify(self.request, value) is _RETRYABLE:
+        if f.classifier.classify(self.request, value) is _RETRYABLE:
             if f.budget.try_withdraw():
-                _discard(value)
+                discard(value)
                 self._schedule_retry()
-                return None
+                return
             f._exhausted.incr()
         f._per_request.add(self.retries)
-        if isinstance(outcome, Failure):
-            self.result.errback(outcome)
-        else:
-            self.result.callback(outcome)
-        return None
+        self._settle(outcome)
 
     def _schedule_retry(self) -> None:
         f = self.f
@@ -175,24 +145,15 @@ class _Attempts:
         delay = next(self.delays, 0.0)
         if delay > 0:
             self.timer = f._clock.callLater(delay, self._fire_timer)
-        elif self._in_send:
-            self._again = True
         else:
-            self._send(self._next_request())
+            self._send_again()
 
     def _fire_timer(self) -> None:
         self.timer = None
-        self._send(self._next_request())
+        self._send_again()
 
-    def _cancel(self, _: Deferred[Response]) -> None:
-        self._cancelled = True
+    def _cancel(self, d: Deferred[Response]) -> None:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
-        if self.current is not None:
-            self.current.cancel()
-
-
-def _discard(value: Any) -> None:
-    if isinstance(value, Response):
-        value.body.discard()
+        super()._cancel(d)
