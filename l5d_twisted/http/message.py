@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from l5d_twisted.http.body import EMPTY_BODY
+
 
 class Headers:
     """An ordered multi-map of header fields."""
@@ -143,11 +145,7 @@ class Request:
         self.uri = uri
         self.version = version
         self.headers = headers if headers is not None else Headers()
-        if body is None:
-            from l5d_twisted.http.body import EMPTY_BODY
-
-            body = EMPTY_BODY
-        self.body = body
+        self.body = EMPTY_BODY if body is None else body
         self.ctx: dict[str, Any] = {}
 
     @property
@@ -180,11 +178,7 @@ class Response:
         self.reason = reason
         self.version = version
         self.headers = headers if headers is not None else Headers()
-        if body is None:
-            from l5d_twisted.http.body import EMPTY_BODY
-
-            body = EMPTY_BODY
-        self.body = body
+        self.body = EMPTY_BODY if body is None else body
         self.ctx: dict[str, Any] = {}
 
     def __repr__(self) -> str:
