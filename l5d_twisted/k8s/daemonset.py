@@ -13,7 +13,7 @@ changes as either does.  Bound ids read
 
 The DaemonSet's pods are watched through the configured ``io.l5d.k8s`` namer (one watch
 per namespace for both), or through a namer of its own when none is configured or
-``k8sHost``/``k8sPort`` are given.
+``k8sHost``/``k8sPort`` are given; ``close()`` stops that one's watches.
 """
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ def map_to_daemonset(endpoints: Addr, pods: Addr, host_network: bool) -> Addr:
 
 
 class DaemonSetTransformer(LeafAddrTransformer):
-    def __init__(self, namer: Any, namespace: str, port: str, service: str, host_network: bool) -> None:
+    def __init__(self, namer: Any, namespace: str, port: str, service: str, host_network: bool, owns_namer: bool = False) -> None:
         super().__init__(Path.of("io.l5d.k8s.daemonset", namespace, port, service))
         self.host_network = host_network
+        self._namer = namer if owns_namer else None
         # The DaemonSet's pods: a live address var through the namer's shared watch.
         self.pods: Var[Addr] = namer.lookup(Path.of(namespace, port, service)).flat_map(tree_addr)
 
@@ -101,18 +102,24 @@ class DaemonSetTransformer(LeafAddrTransformer):
     def map_bound(self, bound: AddrBound) -> Addr:
         return map_to_daemonset(bound, self.pods.sample(), self.host_network)
 
+    def close(self) -> None:
+        """Stop the watches of a namer of its own (the configured namer closes itself)."""
+        if self._namer is not None:
+            self._namer.close()
 
-def shared_namer(ctx: PluginContext, k8s_host: str | None, k8s_port: int | None) -> Any:
-    """The configured io.l5d.k8s namer (sharing its watches), or a private one."""
+
+def shared_namer(ctx: PluginContext, k8s_host: str | None, k8s_port: int | None) -> tuple[Any, bool]:
+    """The configured io.l5d.k8s namer (sharing its watches), or a private one; and
+    whether it is private (then the transformer closes it)."""
     if k8s_host is None and k8s_port is None:
         for namer in ctx.namers.values():
             if isinstance(namer, K8sNamer):
-                return namer
+                return namer, False
     api = make_api(ctx.reactor, k8s_host, k8s_port, ctx.env, 10000)
-    return K8sNamer(api, Path.of("io.l5d.k8s"), ctx.reactor, ctx)
+    return K8sNamer(api, Path.of("io.l5d.k8s"), ctx.reactor, ctx), True
 
 
 @TRANSFORMERS.register("io.l5d.k8s.daemonset", DaemonSetConfig)
 def make_daemonset_transformer(config: DaemonSetConfig, ctx: PluginContext) -> DaemonSetTransformer:
-    namer = shared_namer(ctx, config.k8s_host, config.k8s_port)
-    return DaemonSetTransformer(namer, config.namespace, config.port, config.service, config.host_network)
+    namer, private = shared_namer(ctx, config.k8s_host, config.k8s_port)
+    return DaemonSetTransformer(namer, config.namespace, config.port, config.service, config.host_network, owns_namer=private)

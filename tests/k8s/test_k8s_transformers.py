@@ -121,6 +121,27 @@ def test_daemonset_factory_shares_the_configured_k8s_namer():
     namer.close()
 
 
+def test_daemonset_with_its_own_api_stops_its_watches_on_close():
+    from l5d_twisted.k8s.access import ApiAccess
+    from l5d_twisted.k8s.api import KubernetesApi
+    from l5d_twisted.k8s.namer import K8sNamer
+
+    clock = MemoryReactorClock()
+    ctx = PluginContext(clock)
+    shared = K8sNamer(KubernetesApi(clock, ApiAccess("http://127.0.0.1:1")), Path.read("/io.l5d.k8s"), clock, ctx)
+    ctx.namers["/io.l5d.k8s"] = shared
+    config_type = TRANSFORMERS.get("io.l5d.k8s.daemonset").config_type
+    own = make_daemonset_transformer(config_type(namespace="default", service="l5d", port="incoming", k8s_host="127.0.0.1", k8s_port=1), ctx)
+    sharing = make_daemonset_transformer(config_type(namespace="default", service="l5d", port="incoming"), ctx)
+    watchers = list(own._namer._watchers.values())
+    assert [w.connection for w in watchers] == ["listing"]
+    own.close()
+    sharing.close()  # the configured namer is not the transformer's to stop
+    assert [w.connection for w in watchers] == ["stopped"]
+    assert [w.connection for w in shared._watchers.values()] == ["listing"]
+    shared.close()
+
+
 def test_localnode_by_node_name_with_subnet_fallback():
     t = from_env(LocalNodeConfig(), {"NODE_NAME": "node1", "POD_IP": "10.0.1.5"})
     source = Var(bound(addr("10.0.1.7", 80, "node1"), addr("10.0.1.8", 80, "node2"), addr("10.0.1.9", 80), addr("10.0.2.9", 80)))
