@@ -6,13 +6,15 @@ back), an empty file is an existing service with no addresses.  A malformed line
 with ``file:line`` and skipped.  ``rootDir`` is relative to the config file's directory.
 
 Changes are picked up live: while anyone observes a name, its file is checked every
-``pollIntervalMs`` (default 500 ms) and re-read when its size, mtime or inode changed.
+``pollIntervalMs`` (default 500 ms) and re-read when its size, mtime or inode changed
+(or, for a couple of seconds after a change, whatever they say: timestamps are coarse).
 Nothing is polled for names nobody uses.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,13 @@ def _signature(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+# File timestamps are coarse (the kernel's clock tick): a write landing in the same tick as
+# our read, keeping inode and size, leaves the signature unchanged.  Until a file's mtime is
+# this much older than our read, its content is compared too (as git does for "racily
+# clean" files).
+_RACY_NS = 2_000_000_000
+
+
 class _Name:
     """What the namer knows about one service file, shared by all lookups of it."""
 
@@ -60,6 +69,8 @@ class _Name:
         self.file = os.path.join(namer.root_dir, name)
         self.watchers = 0
         self.signature: tuple[int, int, int] | None = None
+        self.text: str | None = None  # the content last parsed
+        self.racy = False  # the signature alone cannot tell a change yet (see _RACY_NS)
         self.errors: list[LineError] = []
         self.addr: Var[Addr] = WatchedVar(ADDR_NEG, self._watch, self.refresh)
         self.bound = BoundName(namer.id_prefix + Path.of(name), self.addr)
@@ -79,29 +90,37 @@ class _Name:
         try:
             st = os.stat(self.file)
         except OSError:
-            self.signature = None
-            self.errors = []
-            self.addr.update(ADDR_NEG)
-            self.tree.update(Ok(NEG))
+            self._negative(None)
             return
         signature = _signature(st)
-        if signature == self.signature:
+        if signature == self.signature and not self.racy:
             return
         try:
             with open(self.file, encoding="utf-8", errors="replace") as f:
                 text = f.read()
         except OSError as e:  # e.g. a directory or unreadable: treat like missing, say why
             log.warn("io.l5d.fs: cannot read {file}: {error}", file=self.file, error=str(e))
-            self.signature = signature
-            self.addr.update(ADDR_NEG)
-            self.tree.update(Ok(NEG))
+            self._negative(signature)
             return
+        self.racy = st.st_mtime_ns >= time.time_ns() - _RACY_NS
         self.signature = signature
+        if text == self.text:
+            return  # touched or rewritten with the same content: nothing to tell anyone
+        self.text = text
         addresses, self.errors = parse_address_lines(text)
         for error in self.errors:
             log.warn("io.l5d.fs: skipping bad line {where}", where=error.show(self.file))
         self.addr.update(AddrBound.of(addresses))
         self.tree.update(Ok(Leaf(self.bound)))
+
+    def _negative(self, signature: tuple[int, int, int] | None) -> None:
+        """No usable file (missing, or unreadable with this signature): the name is negative."""
+        self.signature = signature
+        self.text = None
+        self.racy = False
+        self.errors = []
+        self.addr.update(ADDR_NEG)
+        self.tree.update(Ok(NEG))
 
 
 class FsNamer:

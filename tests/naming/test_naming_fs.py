@@ -193,3 +193,23 @@ def test_a_name_looked_up_before_a_flood_of_unknown_names_still_gets_live_update
     watch.close()
     addr_watch.close()
     assert not clock.getDelayedCalls()
+
+
+def test_an_in_place_edit_in_the_same_timestamp_tick_is_still_picked_up(tmp_path: FsPath) -> None:
+    # File timestamps are coarse (a few ms): an edit that keeps inode and size and lands in
+    # the tick of the namer's last read leaves the stat signature unchanged.
+    clock = Clock()
+    svc = tmp_path / "hello"
+    svc.write_text("127.0.0.1 8080\n")
+    namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), clock, poll_interval_s=0.5)
+    state = namer.lookup(P("/hello")).sample()
+    addrs: list[Any] = []
+    watch = state.value.value.addr.observe(addrs.append)  # type: ignore[union-attr]
+    assert hosts(addrs[-1]) == {("127.0.0.1", 8080, 1.0)}
+    before = os.stat(svc)
+    with open(svc, "r+") as f:  # same inode, same size
+        f.write("127.0.0.2 8080\n")
+    os.utime(svc, ns=(before.st_atime_ns, before.st_mtime_ns))  # same tick
+    clock.advance(0.5)
+    assert hosts(addrs[-1]) == {("127.0.0.2", 8080, 1.0)}
+    watch.close()
