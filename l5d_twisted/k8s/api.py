@@ -244,13 +244,18 @@ class KubernetesApi:
                 _discard(response)  # aborted meanwhile: close the connection
                 return None
             if response.code != 200:
-                body = treq.content(response)
+                # The error body is read under the same timer, and through a stream that
+                # abort() closes: a server that stalls mid-answer must not keep the socket.
+                lines: list[bytes] = []
+                body_read: Deferred[None] = Deferred()
+                handle._stream = _LineStream(lines.append, body_read)
 
-                def fail(content: bytes) -> None:
+                def fail(_: object) -> None:
                     if not done.called:
-                        done.errback(Failure(ApiError(response.code, _error_message(content))))
+                        done.errback(Failure(ApiError(response.code, _error_message(b"\n".join(lines)))))
 
-                body.addCallbacks(fail, lambda f: done.errback(f) if not done.called else None)
+                body_read.addBoth(fail)
+                cast(Any, response).deliverBody(handle._stream)
                 return None
             stream = _LineStream(on_line, done)
 
