@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import urlencode
 
-import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
@@ -124,6 +123,31 @@ class _LineStream(Protocol):
             self._done.errback(reason)
 
 
+class _BodyReader(Protocol):
+    """Collects a whole body; cancelling ``done`` closes the connection (treq's does not)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.done: Deferred[bytes] = Deferred(lambda _d: self.transport.stopProducing() if self.transport else None)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+        if self.done.called:
+            return
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+
+def _read_body(response: IResponse) -> Deferred[bytes]:
+    reader = _BodyReader()
+    cast(Any, response).deliverBody(reader)  # IResponse is a zope interface
+    return reader.done
+
+
 def _discard(response: IResponse) -> None:
     finished: Deferred[None] = Deferred()
     finished.addErrback(lambda _failure: None)
@@ -194,7 +218,7 @@ class KubernetesApi:
         timer = self.reactor.callLater(self.request_timeout_s, expire)
         try:
             response: IResponse = await d
-            current = treq.content(response)
+            current = _read_body(response)
             timer.reset(self.request_timeout_s)  # a slow body is bounded too
             body: bytes = await current
         except CancelledError:
