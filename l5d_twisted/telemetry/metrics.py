@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -96,6 +96,7 @@ class GaugeMetric:
 
 
 Metric: TypeAlias = CounterMetric | Histogram | GaugeMetric
+_M = TypeVar("_M", CounterMetric, Histogram)
 
 
 class _Group:
@@ -207,28 +208,24 @@ class MetricsTree:
         return group
 
     def counter(self, name: Name) -> Counter:
-        group = self._group(name)
-        metric = group.metrics.get(name)
-        if isinstance(metric, CounterMetric):
-            return metric
-        counter = CounterMetric(group)
-        if metric is None:
-            group.metrics[name] = counter
-        else:
-            log.warn("metric {name} already exists as another type", name="/".join(name))
-        return counter
+        return self._get_or_create(name, CounterMetric)
 
     def stat(self, name: Name) -> Stat:
+        return self._get_or_create(name, Histogram)
+
+    def _get_or_create(self, name: Name, kind: type[_M]) -> _M:
+        """The metric of that name, made on first use; the same handle ever after."""
         group = self._group(name)
         metric = group.metrics.get(name)
-        if isinstance(metric, Histogram):
+        if isinstance(metric, kind):
             return metric
-        histogram = Histogram(group)
+        created = kind(group)
         if metric is None:
-            group.metrics[name] = histogram
+            group.metrics[name] = created
         else:
+            # The caller still gets a working (unexported) metric rather than an error.
             log.warn("metric {name} already exists as another type", name="/".join(name))
-        return histogram
+        return created
 
     def gauge(self, name: Name, fn: Callable[[], float]) -> Gauge:
         group = self._group(name)
