@@ -20,6 +20,7 @@ from l5d_twisted.config.decode import Decoder
 from l5d_twisted.config.dtabs import namer_references, text_line
 from l5d_twisted.config.errors import ConfigError
 from l5d_twisted.config.model import AdminConfig, NamerSpec, RouterConfig, ServerConfig
+from l5d_twisted.naming.path import Path
 
 
 @dataclass
@@ -135,10 +136,10 @@ def _dangling_namer_refs(parts: _Parts, decoder: Decoder) -> Iterator[ConfigErro
         for segments, offset in namer_references(text):
             if any(segments[: len(p)] == p for p in prefixes):
                 continue
-            ref = "/#/" + "/".join(segments)
+            ref = Path.of("#", *segments).show()
             yield ConfigError(
                 where,
                 text_line(node, offset),
-                f"router {label!r} dtab sends to {ref}, but no namer has prefix /{segments[0]} (configured: {configured})",
+                f"router {label!r} dtab sends to {ref}, but no namer has prefix {Path.of(segments[0]).show()} (configured: {configured})",
                 decoder.doc.source,
             )

@@ -83,14 +83,29 @@ def _excerpt(text: str, offset: int) -> str:
     return repr(line) if line else "the end of the dtab"
 
 
-# A namer reference: /#/ then path segments (stops at spaces and dtab punctuation).
-_NAMER_REF = re.compile(r"/#((?:/[^\s/;|&()=>\[\]*~!$]+)+)")
+# A namer reference: a path starting /#/ (not /a/#/b), up to spaces and dtab punctuation.
+_NAMER_REF = re.compile(r"(?<![A-Za-z0-9_:.#$%\-/\\])/#((?:/[^\s/;|&()=>\[\]*~!$]+)+)")
+# A comment, as the dtab parser reads one: '#' where a token may start, i.e. not inside a
+# path (after '/' or a segment character '#' is part of the path, as in /#/io.l5d.fs).
+_COMMENT = re.compile(r"(?<![A-Za-z0-9_:.#$%\-/\\])#[^\n]*")
 
 
 def namer_references(text: str) -> Iterator[tuple[tuple[str, ...], int]]:
     """``(segments after /#, offset)`` of every ``/#/...`` on the right of a rule."""
-    for m in _NAMER_REF.finditer(text):
-        rest = text[m.end() :].lstrip()
+    # Comments blanked out (offsets kept): a commented-out rule refers to nothing.
+    code = _COMMENT.sub(lambda m: " " * len(m.group()), text)
+    for m in _NAMER_REF.finditer(code):
+        rest = code[m.end() :].lstrip()
         if rest.startswith("=>"):
             continue  # a rule's prefix, not a destination
-        yield tuple(m.group(1)[1:].split("/")), m.start()
+        yield _segments(m.group(1)), m.start()
+
+
+def _segments(text: str) -> tuple[str, ...]:
+    """The segments of ``/a/b``, escapes such as ``\\x66`` decoded as the parser does."""
+    from l5d_twisted.naming.path import Path, PathError
+
+    try:
+        return Path.read(text).segments
+    except PathError:  # the dtab itself is reported as invalid
+        return tuple(text[1:].split("/"))

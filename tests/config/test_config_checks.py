@@ -83,6 +83,26 @@ def test_namer_reference_on_the_left_of_a_rule_is_not_a_destination() -> None:
     assert len(config.routers[0].dtab) == 1
 
 
+def test_namer_references_in_dtab_comments_and_escaped_segments_are_read_as_the_parser_does() -> None:
+    # A commented-out rule is not a reference: the config is valid and must load.
+    text = (
+        "namers:\n- kind: io.l5d.fs\n  rootDir: a\n"
+        "routers:\n- dtab: |\n"
+        "    /svc => /#/io.l5d.fs;  # was /#/io.l5d.k8s/default/http\n"
+        "    # /svc => /#/io.l5d.consul;\n"
+        "    /x => /#/io.l5d.\\x66s/x;\n"
+    )
+    assert len(load_config(text).routers[0].dtab) == 2
+    # ... while a reference right after a rule still counts.
+    [error] = errors_of("routers:\n- dtab: /svc=>/a;/x=>/#/nope\n")
+    assert "sends to /#/nope" in error
+    # Not a namer path: /#/ in the middle of one.
+    assert len(load_config("routers:\n- dtab: /svc => /a/#/b\n").routers[0].dtab) == 1
+    # A reference is shown as the dtab spells it (escaped), not decoded.
+    [error] = errors_of("routers:\n- dtab: /svc => /#/io.l5d.fs\\x2fa\n")
+    assert "sends to /#/io.l5d.fs\\x2fa, but no namer has prefix /io.l5d.fs\\x2fa" in error
+
+
 def test_dtab_syntax_error_is_reported_at_its_line() -> None:
     text = "routers:\n- dtab: |\n    /svc => /a;\n    /x => (( ;\n"
     [error] = errors_of(text)
