@@ -44,6 +44,7 @@ class Mesh:
         self.routers: list[Router] = []
         self.namers: dict[str, Any] = {}
         self.telemeters: list[Any] = []
+        self.transformers: list[Any] = []  # some hold watches of their own (daemonset)
         self.recent_requests: Any = None
         self.servers: list[Any] = []  # what serve_http returned, one per server
         self.admin_port: Any = None
@@ -129,6 +130,7 @@ class Mesh:
         observers = self._request_observers()
         for router_config in self.config.routers:
             transformers = [TRANSFORMERS.get(spec.kind).factory(spec.config, ctx) for spec in router_config.interpreter.transformers]
+            self.transformers.extend(transformers)
             interpreter = Interpreter(namers, transformers, self.reactor)
             router = Router(
                 router_config,
@@ -175,7 +177,7 @@ class Mesh:
         drains = [maybeDeferred(_drain, server, grace_s) for server in self.servers]
         await DeferredList(drains, consumeErrors=True)
         await DeferredList([maybeDeferred(r.close) for r in self.routers], consumeErrors=True)
-        for thing in list(self.namers.values()) + self.telemeters:
+        for thing in self.transformers + list(self.namers.values()) + self.telemeters:
             for method in ("close", "stop"):
                 close = getattr(thing, method, None)
                 if close is not None:
