@@ -33,6 +33,9 @@ _SEGMENT_CHAR = re.compile(r"[A-Za-z0-9_:.#$%\-]")
 _SEGMENT_RUN = re.compile(r"[A-Za-z0-9_:.#$%\-]+")
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _HEX = "0123456789abcdefABCDEF"
+# Each '(' costs a few stack frames: refuse absurd nesting (an l5d-dtab header of a few
+# hundred '(' fits in 8 KB) with a DtabError rather than Python's RecursionError.
+MAX_NESTING = 50
 # What may follow a path: the end, space, a comment or an operator of the grammar.
 _AFTER_PATH = set(";|&)=#")
 
@@ -86,6 +89,7 @@ class _Parser:
             raise DtabError(f"expected text, got {type(text).__name__}", repr(text), 0)
         self.text = text
         self.pos = 0
+        self.nesting = 0  # open '(' around the current position
 
     # --- characters -------------------------------------------------------------------
     def at_end(self) -> bool:
@@ -200,9 +204,13 @@ class _Parser:
         if c == "/":
             return Leaf(self.path())
         if c == "(":
+            if self.nesting >= MAX_NESTING:
+                raise self.fail(f"parentheses nested more than {MAX_NESTING} deep")
             self.pos += 1
+            self.nesting += 1
             tree = self.tree()
             self.expect(")", "expected ')'")
+            self.nesting -= 1
             return tree
         if c == "~":
             self.pos += 1

@@ -85,6 +85,16 @@ def test_a_segment_ending_in_a_newline_is_escaped_and_never_read_raw() -> None:
         Path.read("/a\n/b")
 
 
+def test_deeply_nested_parentheses_are_a_dtab_error_not_a_recursion_error() -> None:
+    # An l5d-dtab header of a few hundred '(' fits in 8 KB; it must get a 400, not crash.
+    with pytest.raises(DtabError, match="nested more than 50 deep"):
+        Dtab.read("/a => " + "(" * 300 + "/b" + ")" * 300)
+    with pytest.raises(DtabError, match="nested more than 50 deep"):
+        Dtab.read("/a => " + "(" * 100_000)
+    nested = Dtab.read("/a => " + "(" * 50 + "/b" + ")" * 50)
+    assert nested.show() == "/a => /b"
+
+
 def test_dollar_and_hash_are_path_characters_in_paths() -> None:
     tree = parse_tree("/$/inet/127.0.0.1/8080 | /#/io.l5d.fs/a | $")
     assert tree == Alt((Leaf(P("/$/inet/127.0.0.1/8080")), Leaf(P("/#/io.l5d.fs/a")), EMPTY))
