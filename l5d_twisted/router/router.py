@@ -50,6 +50,11 @@ EndpointFactory = Callable[..., Service[Request, Response]]
 # clients and their metrics for the same reason).
 IDLE_TTL_S = 600.0
 SWEEP_INTERVAL_S = 30.0
+# At most this many cached routes (name x override dtab) and clients (bound names): names
+# come from request headers (Host, l5d-dtab), so without a bound a client sending random
+# values could grow the caches for a whole TTL. The least recently used goes first.
+MAX_ROUTES = 1000
+MAX_CLIENTS = 1000
 
 
 def _scope_name(path: Path) -> str:
@@ -203,6 +208,8 @@ class Router(Service[Request, Response]):
             StackParams.SERVICE: service_params,
         }
         route = _Route(classifier, self._stacks.service.make(params, binder), path)
+        if len(self._routes) >= MAX_ROUTES:
+            self._evict_route(min(self._binders, key=lambda k: self._binders[k].last_used))
         self._routes[key] = route
         self._binders[key] = binder
         return route
@@ -246,6 +253,8 @@ class Router(Service[Request, Response]):
         client_stack_params = dict(endpoint_params)
         client_stack_params[StackParams.REQUEUE_BUDGET] = RetryBudget(10, 0.2, 10, self._reactor)
         service = self._stacks.client.make(client_stack_params, client)
+        if len(self._clients) >= MAX_CLIENTS:
+            self._evict_client(min(self._clients, key=lambda b: self._clients[b].last_used))
         self._clients[bound] = client
         self._client_services[bound] = service
         return service
@@ -264,14 +273,18 @@ class Router(Service[Request, Response]):
         cutoff = self._reactor.seconds() - IDLE_TTL_S
         for key, binder in list(self._binders.items()):
             if binder.last_used < cutoff:
-                del self._binders[key]
-                del self._routes[key]
-                binder.close()
+                self._evict_route(key)
         for bound, client in list(self._clients.items()):
             if client.last_used < cutoff and client.pending == 0:
-                del self._clients[bound]
-                del self._client_services[bound]
-                client.close()
+                self._evict_client(bound)
+
+    def _evict_route(self, key: tuple[Path, str]) -> None:
+        del self._routes[key]
+        self._binders.pop(key).close()
+
+    def _evict_client(self, bound: BoundName) -> None:
+        del self._client_services[bound]
+        self._clients.pop(bound).close()  # drains: in-flight requests finish
 
     # -- admin views ---------------------------------------------------------------
     def client_state(self) -> dict[str, dict[str, Any]]:

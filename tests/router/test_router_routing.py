@@ -310,3 +310,22 @@ def test_fail_fast_takes_an_endpoint_out_at_its_first_connection_failure() -> No
         ok(h.call("hello"))  # a refused connection is requeued to the other endpoint
     to_broken = [a for a, _ in h.sent[1:] if a.port == 1001]
     assert len(to_broken) == 1, "after one refusal the endpoint gets no traffic until its backoff ends"
+
+
+def test_route_and_client_caches_are_bounded(monkeypatch: Any) -> None:
+    """Names come from request headers: random ones must not grow the caches unbounded."""
+    import l5d_twisted.router.router as router_module
+
+    monkeypatch.setattr(router_module, "MAX_ROUTES", 5)
+    monkeypatch.setattr(router_module, "MAX_CLIENTS", 3)
+    h = Harness(CONFIG)
+    for i in range(20):
+        h.namer.set(f"svc{i}", f"127.0.0.1:{2000 + i}")
+    for i in range(20):
+        h.clock.advance(1)
+        ok(h.call(f"svc{i}"))
+    assert len(h.router._routes) == 5
+    assert len(h.router.client_state()) == 3
+    assert set(h.router.client_state()) == {"/#/mem/svc17", "/#/mem/svc18", "/#/mem/svc19"}, "least recently used go first"
+    ok(h.call("svc0"))  # an evicted name is rebuilt on demand
+    assert h.sent[-1][0].port == 2000
