@@ -105,9 +105,15 @@ class BoundClient(Service[Request, Response]):
         if isinstance(self.addr, AddrPending):
             return self._waiters.wait_then(lambda: self(request))
         if not self._endpoints:
-            return fail(NoHostsAvailable(f"No hosts are available for {self.id_text}: its address set is empty", client=self.id_text))
+            return fail(NoHostsAvailable(f"No hosts are available for {self.id_text}: {self._why_empty()}", client=self.id_text))
         d: Deferred[Response] = self.balancer(request)
         return d
+
+    def _why_empty(self) -> str:
+        addr = self.addr
+        if isinstance(addr, AddrFailed):  # say so: an operator looks at discovery, not the dtab
+            return f"discovery failed ({addr.reason})"
+        return "its address set is empty"
 
     @property
     def pending(self) -> float:

@@ -329,3 +329,13 @@ def test_route_and_client_caches_are_bounded(monkeypatch: Any) -> None:
     assert set(h.router.client_state()) == {"/#/mem/svc17", "/#/mem/svc18", "/#/mem/svc19"}, "least recently used go first"
     ok(h.call("svc0"))  # an evicted name is rebuilt on demand
     assert h.sent[-1][0].port == 2000
+
+
+def test_failed_discovery_says_so_in_the_no_hosts_error() -> None:
+    from l5d_twisted.naming.addr import AddrFailed
+
+    h = Harness(CONFIG)
+    h.namer.pending("hello").update(AddrFailed("the API server answered 403"))
+    error = h.call("hello")
+    assert isinstance(error, NoHostsAvailable)
+    assert "discovery failed (the API server answered 403)" in error.message
