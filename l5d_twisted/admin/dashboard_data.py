@@ -105,14 +105,24 @@ class _History:
         return _rates(oldest, newest)
 
 
-def _rates(old: _Point, new: _Point) -> _Rates:
-    dt = new[0] - old[0]
+def _deltas(old: _Point | None, new: _Point) -> tuple[int, ...]:
+    """(requests, success, failures, retries) counted between two points."""
+    if old is None:
+        return new[1:]
+    # Counters only grow, unless a scope was dropped and created anew: never negative.
+    return tuple(max(0, n - o) for n, o in zip(new[1:], old[1:]))
+
+
+def _rates_of(dt: float, deltas: tuple[int, ...]) -> _Rates:
     if dt <= 0:
         return _Rates()
-    # Counters only grow, unless a scope was dropped and created anew: never negative.
-    requests, success, failures, retries = (max(0, n - o) for n, o in zip(new[1:], old[1:]))
+    requests, success, failures, retries = deltas
     decided = success + failures
     return _Rates(requests / dt, success / decided if decided else None, retries / dt)
+
+
+def _rates(old: _Point, new: _Point) -> _Rates:
+    return _rates_of(new[0] - old[0], _deltas(old, new))
 
 
 def _latency(summary: Summary) -> dict[str, float | None]:
@@ -150,7 +160,8 @@ class DashboardSampler:
         self._latest: dict[tuple[str, str, str], _Entity] = {}
         # router -> series of (t, rps, success_rate, p50, p95, p99)
         self._series: dict[str, collections.deque[tuple[float, Any, Any, Any, Any, Any]]] = {}
-        self._router_totals: dict[str, _Point] = {}
+        self._router_requests: dict[str, int] = {}  # router -> its services' requests now
+        self._last_sample: float | None = None
         self._loop: LoopingCall | None = None
 
     def start(self) -> None:
@@ -185,31 +196,35 @@ class DashboardSampler:
         for key in list(self._entities):
             if key not in entities:
                 del self._entities[key]
+        # A router's figures over this interval: the sum of its services' own deltas, so
+        # a service whose metrics expired (it left the tree, with all it ever counted)
+        # does not read as a drop in traffic.
+        router_deltas: dict[str, list[int]] = {}
         for key, entity in entities.items():
             history = self._entities.get(key)
             if history is None:
                 history = self._entities[key] = _History(collections.deque(maxlen=self._maxlen))
-            history.points.append(entity.point(now))
+            point = entity.point(now)
+            if key[1] == "service":
+                sums = router_deltas.setdefault(key[0], [0, 0, 0, 0])
+                for i, delta in enumerate(_deltas(history.points[-1] if history.points else None, point)):
+                    sums[i] += delta
+            history.points.append(point)
         self._latest = entities
+        dt = now - self._last_sample if self._last_sample is not None else 0.0
+        self._last_sample = now
 
         routers = set(self.router_labels()) | {key[0] for key in entities}
         for router in routers:
             services = [e for (r, kind, _), e in entities.items() if r == router and kind == "service"]
-            totals = (
-                now,
-                sum(e.requests for e in services),
-                sum(e.success for e in services),
-                sum(e.failures for e in services),
-                sum(e.retries for e in services),
-            )
-            previous = self._router_totals.get(router)
-            self._router_totals[router] = totals
+            first_sample = router not in self._router_requests
+            self._router_requests[router] = sum(e.requests for e in services)
             series = self._series.get(router)
             if series is None:
                 series = self._series[router] = collections.deque(maxlen=self._maxlen)
-            if previous is None:
+            if first_sample:
                 continue  # rates need two samples
-            rates = _rates(previous, totals)
+            rates = _rates_of(dt, tuple(router_deltas.get(router, (0, 0, 0, 0))))
             latency = _latency(merged_summary([h for e in services for h in e.latency]))
             if rates.rps == 0:
                 latency = {"p50": None, "p95": None, "p99": None}
@@ -217,7 +232,7 @@ class DashboardSampler:
         for router in list(self._series):
             if router not in routers:
                 del self._series[router]
-                self._router_totals.pop(router, None)
+                self._router_requests.pop(router, None)
 
     def _rows(self, router: str, kind: str) -> list[dict[str, Any]]:
         rows = []
@@ -260,7 +275,6 @@ class DashboardSampler:
                 "p99": [p[5] for p in points],
             }
             last = points[-1] if points else (None, None, None, None, None, None)
-            totals = self._router_totals.get(router)
             routers.append(
                 {
                     "label": router,
@@ -271,7 +285,7 @@ class DashboardSampler:
                         "p50": last[3],
                         "p95": last[4],
                         "p99": last[5],
-                        "requests": totals[1] if totals else 0,
+                        "requests": self._router_requests.get(router, 0),
                     },
                     "services": self._rows(router, "service"),
                     "clients": self._rows(router, "client"),

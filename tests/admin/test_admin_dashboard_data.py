@@ -102,3 +102,22 @@ def test_history_is_bounded() -> None:
     before = len(sampler.to_json()["routers"][0]["series"]["t"])
     run(30, clock, None)
     assert len(sampler.to_json()["routers"][0]["series"]["t"]) == before  # stopped: no more samples
+
+
+def test_an_idle_service_expiring_does_not_dip_the_router_chart() -> None:
+    """The router's rate is the sum of its services' deltas: when an idle service's
+    metrics expire, its counts leave the totals, which must not read as a drop in traffic."""
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    mesh.metrics.set_expiry_ttl(60.0)
+    traffic = Traffic(mesh, hello_rps=50, world_rps=30)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
+    sampler.start()
+    run(30, clock, traffic)
+    traffic.world_rps = 0  # world goes idle; its 900 requests leave the tree after 60 s
+    run(120, clock, traffic)
+    outgoing = sampler.to_json()["routers"][0]
+    assert [s["name"] for s in outgoing["services"]] == ["svc/hello"]  # world expired
+    rps = outgoing["series"]["rps"]
+    assert rps[-18:] == [50.0] * 18, rps  # hello's 50/s throughout, no dip when world left
+    assert None not in outgoing["series"]["success_rate"][-18:]
