@@ -38,6 +38,7 @@ from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricsTre
 log = Logger()
 
 TABLE_RATE_WINDOW_S = 30.0
+MAX_GONE = 4096  # expired entities whose last counts are remembered (bounded under churn)
 
 
 # (t, requests, success, failures, retries): what rates are computed from.
@@ -158,6 +159,9 @@ class DashboardSampler:
         # (router, kind, name) -> counter history; kind is "service" or "client"
         self._entities: dict[tuple[str, str, str], _History] = {}
         self._latest: dict[tuple[str, str, str], _Entity] = {}
+        # The last point of entities that left the tree (expired), newest last: an expired
+        # scope that comes back continues its counters, and this is their baseline.
+        self._gone: collections.OrderedDict[tuple[str, str, str], _Point] = collections.OrderedDict()
         # router -> series of (t, rps, success_rate, p50, p95, p99)
         self._series: dict[str, collections.deque[tuple[float, Any, Any, Any, Any, Any]]] = {}
         self._router_requests: dict[str, int] = {}  # router -> its services' requests now
@@ -195,7 +199,11 @@ class DashboardSampler:
         entities = self._read_tree()
         for key in list(self._entities):
             if key not in entities:
-                del self._entities[key]
+                points = self._entities.pop(key).points
+                if points:
+                    self._gone[key] = points[-1]
+        while len(self._gone) > MAX_GONE:
+            self._gone.popitem(last=False)
         # A router's figures over this interval: the sum of its services' own deltas, so
         # a service whose metrics expired (it left the tree, with all it ever counted)
         # does not read as a drop in traffic.
@@ -204,10 +212,13 @@ class DashboardSampler:
             history = self._entities.get(key)
             if history is None:
                 history = self._entities[key] = _History(collections.deque(maxlen=self._maxlen))
+                baseline = self._gone.pop(key, None)
+            else:
+                baseline = history.points[-1]
             point = entity.point(now)
             if key[1] == "service":
                 sums = router_deltas.setdefault(key[0], [0, 0, 0, 0])
-                for i, delta in enumerate(_deltas(history.points[-1] if history.points else None, point)):
+                for i, delta in enumerate(_deltas(baseline, point)):
                     sums[i] += delta
             history.points.append(point)
         self._latest = entities

@@ -121,3 +121,24 @@ def test_an_idle_service_expiring_does_not_dip_the_router_chart() -> None:
     rps = outgoing["series"]["rps"]
     assert rps[-18:] == [50.0] * 18, rps  # hello's 50/s throughout, no dip when world left
     assert None not in outgoing["series"]["success_rate"][-18:]
+
+
+def test_a_service_coming_back_after_expiry_does_not_spike_the_router_chart() -> None:
+    """An expired scope comes back with its counters where they were: the chart must
+    count only what it did since, not all it ever counted as one interval's traffic."""
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    mesh.metrics.set_expiry_ttl(60.0)
+    traffic = Traffic(mesh, hello_rps=50, world_rps=30)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
+    sampler.start()
+    run(30, clock, traffic)
+    traffic.world_rps = 0
+    run(120, clock, traffic)
+    assert [s["name"] for s in sampler.to_json()["routers"][0]["services"]] == ["svc/hello"]
+    traffic.world_rps = 30  # world is back, its scope revived with 900 requests counted
+    run(30, clock, traffic)
+    outgoing = sampler.to_json()["routers"][0]
+    assert {s["name"] for s in outgoing["services"]} == {"svc/hello", "svc/world"}
+    assert max(outgoing["series"]["rps"]) <= 80.0, outgoing["series"]["rps"]
+    assert outgoing["series"]["rps"][-1] == 80.0
