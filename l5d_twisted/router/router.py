@@ -50,6 +50,10 @@ EndpointFactory = Callable[..., Service[Request, Response]]
 # clients and their metrics for the same reason).
 IDLE_TTL_S = 600.0
 SWEEP_INTERVAL_S = 30.0
+
+# Requeues' own budget per client, not configurable in linkerd 1 either: Finagle's default
+# (minRetriesPerSec 10, percentCanRetry 0.2, ttl 10 s).
+REQUEUE_BUDGET = (10, 0.2, 10)
 # At most this many cached routes (name x override dtab) and clients (bound names): names
 # come from request headers (Host, l5d-dtab), so without a bound a client sending random
 # values could grow the caches for a whole TTL. The least recently used goes first.
@@ -229,7 +233,7 @@ class Router(Service[Request, Response]):
             idle_time_s=pool.idle_time_ms / 1000.0,
             max_waiters=pool.max_waiters,
         )
-        connect_timeout_s = getattr(client_params, "connect_timeout_ms", 1000) / 1000.0
+        connect_timeout_s = client_params.connect_timeout_ms / 1000.0
         tls = self._client_tls(bound, client_params)
         endpoint_params = {
             StackParams.REACTOR: self._reactor,
@@ -251,7 +255,7 @@ class Router(Service[Request, Response]):
             binding_timeout_s=self._binding_timeout_s,
         )
         client_stack_params = dict(endpoint_params)
-        client_stack_params[StackParams.REQUEUE_BUDGET] = RetryBudget(10, 0.2, 10, self._reactor)
+        client_stack_params[StackParams.REQUEUE_BUDGET] = RetryBudget(*REQUEUE_BUDGET, self._reactor)
         service = self._stacks.client.make(client_stack_params, client)
         if len(self._clients) >= MAX_CLIENTS:
             self._evict_client(min(self._clients, key=lambda b: self._clients[b].last_used))
