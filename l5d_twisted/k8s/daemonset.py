@@ -78,8 +78,9 @@ def map_to_daemonset(endpoints: Addr, pods: Addr, host_network: bool) -> Addr:
     if not isinstance(pods, AddrBound):
         return ADDR_NEG
     mapped = set()
+    ordered_pods = sorted(pods.addresses, key=lambda a: (a.host, a.port))  # a stable choice
     for endpoint in endpoints.addresses:
-        for pod in sorted(pods.addresses, key=lambda a: (a.host, a.port)):
+        for pod in ordered_pods:
             if same_node(endpoint, pod, host_network):
                 mapped.add(pod)
                 break
