@@ -170,9 +170,17 @@ class DashboardSampler:
 
     def start(self) -> None:
         if self._loop is None:
-            self._loop = LoopingCall(self.sample)
+            self._loop = LoopingCall(self._sample_logged)
             self._loop.clock = self.clock
-            self._loop.start(self.interval_s, now=True).addErrback(lambda f: log.failure("dashboard sampling failed", f))
+            self._loop.start(self.interval_s, now=True)
+
+    def _sample_logged(self) -> None:
+        # A LoopingCall stops at the first exception: one bad sample must not freeze the
+        # dashboard for good.
+        try:
+            self.sample()
+        except Exception:
+            log.failure("dashboard sampling failed")
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:

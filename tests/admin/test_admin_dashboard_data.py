@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fake_mesh import HELLO_CLIENT, WORLD_CLIENT, FakeMesh, Traffic
 from twisted.internet.task import Clock
@@ -142,3 +143,23 @@ def test_a_service_coming_back_after_expiry_does_not_spike_the_router_chart() ->
     assert {s["name"] for s in outgoing["services"]} == {"svc/hello", "svc/world"}
     assert max(outgoing["series"]["rps"]) <= 80.0, outgoing["series"]["rps"]
     assert outgoing["series"]["rps"][-1] == 80.0
+
+
+def test_a_failing_sample_does_not_stop_sampling() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=10, world_rps=0)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
+    read_tree = sampler._read_tree
+    failures = [RuntimeError("a metric misbehaved")]
+
+    def flaky() -> Any:
+        if failures:
+            raise failures.pop()
+        return read_tree()
+
+    sampler._read_tree = flaky  # type: ignore[method-assign]
+    sampler.start()
+    run(30, clock, traffic)
+    assert not failures  # the first sample failed...
+    assert len(sampler.to_json()["routers"][0]["series"]["t"]) == 5  # ...and 5..30 s went on
