@@ -1,7 +1,8 @@
 """What every balancer shares: the live node set, draining, fail-open and the stats.
 
 :class:`NodeBalancer` keeps one :class:`Node` per address.  ``update()`` keeps the node
-(and so its load and latency estimate) of every address that stays, adds new ones, and
+(and so its load and latency estimate) of every address that stays, also when only its
+weight or metadata changed (the caller hands the same endpoint service), adds new ones, and
 *retires* the rest: a retired node takes no new request and its service is closed once its
 last pending request finishes.
 
@@ -97,15 +98,25 @@ class NodeBalancer(Balancer):
                     log.failure("closing endpoint failed")
             return
         old = self._by_address
+        by_service: dict[int, Node] | None = None  # built only when an address is new
         by_address: dict[Address, Node] = {}
         for address, service in endpoints.items():
             node = old.get(address)
             if node is None or node.service is not service:
-                node = self.node_type(address, service)
-                self._adds.incr()
+                if by_service is None:
+                    by_service = {id(n.service): n for n in old.values()}
+                node = by_service.pop(id(service), None)
+                if node is not None and node.service is service:
+                    # the same endpoint under a new weight or metadata: keep its state
+                    node.address = address
+                    node.weight = address.weight
+                else:
+                    node = self.node_type(address, service)
+                    self._adds.incr()
             by_address[address] = node
-        for address, node in old.items():
-            if by_address.get(address) is not node:
+        kept = set(by_address.values())
+        for node in old.values():
+            if node not in kept:
                 self._retire(node)
         self._by_address = by_address
         self._nodes = list(by_address.values())

@@ -3,7 +3,7 @@
 A ``BoundClient`` observes its ``BoundName``'s address set.  Each address gets an endpoint
 stack (``stacks.ENDPOINT_STACK``: failure accrual -> attempt timeout -> pooled
 connection); the balancer gets the new set on every change (addresses that stay keep their
-state; removed ones drain).  A lost or failed discovery keeps the last known addresses:
+state, also when only their weight or metadata changed; removed ones drain).  A lost or failed discovery keeps the last known addresses:
 routing to the last known pods beats refusing all traffic (linkerd 1's stale-or-nothing
 problem, the other way round).  A pending address set holds requests up to the binding
 timeout.
@@ -79,10 +79,19 @@ class BoundClient(Service[Request, Response]):
 
     def _set_addresses(self, addresses: frozenset[Address]) -> None:
         current = self._endpoints
+        by_host_port: dict[tuple[str, int], Service[Request, Response]] | None = None
         updated: dict[Address, Service[Request, Response]] = {}
         for address in addresses:
             endpoint = current.get(address)
-            updated[address] = endpoint if endpoint is not None else self._make_endpoint(address)
+            if endpoint is None:
+                # Only the weight or metadata changed: the same endpoint (its connections,
+                # failure accrual and latency estimate) serves on.
+                if by_host_port is None:
+                    by_host_port = {(a.host, a.port): e for a, e in current.items()}
+                endpoint = by_host_port.pop((address.host, address.port), None)
+                if endpoint is None:
+                    endpoint = self._make_endpoint(address)
+            updated[address] = endpoint
         self._endpoints = updated
         self.balancer.update(updated)
         if len(addresses) != len(current) or any(a not in current for a in addresses):

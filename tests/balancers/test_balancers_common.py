@@ -191,3 +191,21 @@ def test_update_after_close_closes_the_services_instead_of_raising(kind: str) ->
     b.update(late)
     assert all(ep.closed for ep in late.values())
     assert b.size == 0
+
+
+def test_a_new_weight_for_the_same_endpoint_keeps_its_node(kind: str) -> None:
+    stats = RecordingStats()
+    b = make(kind, stats)
+    eps = endpoints(2)
+    b.update(eps)
+    a0, a1 = list(eps)
+    b("x")  # pending somewhere
+    before = {n.service: (n, n.pending) for n in b.nodes}
+    reweighted = Address(a0.host, a0.port, weight=3.0)
+    b.update({reweighted: eps[a0], a1: eps[a1]})  # the namer changed only the weight
+    assert stats.counters["loadbalancer/removes"] == 0 and stats.counters["loadbalancer/adds"] == 2
+    assert not eps[a0].closed
+    node = next(n for n in b.nodes if n.service is eps[a0])
+    assert node is before[eps[a0]][0] and node.pending == before[eps[a0]][1]
+    assert node.address == reweighted and node.weight == 3.0
+    assert b.size == 2

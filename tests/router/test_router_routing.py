@@ -339,3 +339,16 @@ def test_failed_discovery_says_so_in_the_no_hosts_error() -> None:
     error = h.call("hello")
     assert isinstance(error, NoHostsAvailable)
     assert "discovery failed (the API server answered 403)" in error.message
+
+
+def test_a_weight_change_keeps_the_endpoint_and_its_state() -> None:
+    h = Harness(CONFIG)
+    h.namer.set("hello", "127.0.0.1:8080")
+    ok(h.call("hello"))
+    assert len(h.endpoints) == 1
+    h.namer.addrs["hello"].update(AddrBound(frozenset({Address("127.0.0.1", 8080, 2.0)})))
+    ok(h.call("hello"))
+    assert len(h.endpoints) == 1  # no second endpoint (new pool, lost accrual) was built
+    (client,) = h.router._clients.values()
+    (node,) = client.balancer.nodes
+    assert node.weight == 2.0
