@@ -171,11 +171,17 @@ class MetricsTree:
     def start(self) -> None:
         if self._ticker is not None:
             return
-        self._ticker = LoopingCall(self.tick)
+        self._ticker = LoopingCall(self._tick_logged)
         self._ticker.clock = self.clock
-        self._ticker.start(self.tick_s, now=False).addErrback(
-            lambda f: log.failure("metrics tick failed", f)
-        )
+        self._ticker.start(self.tick_s, now=False)
+
+    def _tick_logged(self) -> None:
+        # A LoopingCall stops at the first exception: expiry and histogram windows must
+        # not stop for good because of one bad tick.
+        try:
+            self.tick()
+        except Exception:
+            log.failure("metrics tick failed")
 
     def stop(self) -> None:
         if self._ticker is not None and self._ticker.running:

@@ -127,6 +127,23 @@ def test_idle_service_client_server_scopes_expire_and_others_stay() -> None:
     assert tree.expired_total == 3
 
 
+def test_a_failing_tick_does_not_stop_expiry() -> None:
+    clock = Clock()
+    tree = MetricsTree(clock, expiry_ttl_s=60, tick_s=10)
+    tree.stats.scope("rt", "r", "service", "svc/a").counter("requests").incr()
+    revive = tree._revive_dormant
+    failures = [RuntimeError("one bad tick")]
+
+    def flaky() -> None:
+        if failures:
+            raise failures.pop()
+        revive()
+
+    tree._revive_dormant = flaky  # type: ignore[method-assign]
+    advance(clock, 100)
+    assert not failures and names(tree) == set()  # expired despite the first tick failing
+
+
 def test_handle_used_after_expiry_reattaches_and_keeps_counting() -> None:
     clock = Clock()
     tree = MetricsTree(clock, expiry_ttl_s=60, tick_s=10)
