@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from l5d_twisted.naming.activity import (
@@ -33,6 +33,7 @@ from l5d_twisted.naming.activity import (
     collect_states,
     failed,
     first_failure_or_pending,
+    first_not_neg,
     flat_map,
     ok,
 )
@@ -224,18 +225,21 @@ class Interpreter:
         return failed(TypeError(f"not a name tree: {tree!r}"))
 
     def _bind_alt(self, dtab: Dtab, trees: tuple[NameTree[Any], ...], depth: int, budget: _Budget) -> Var[State]:
-        if not trees:
-            return ok(NEG)
-        head = self._bind_tree(dtab, trees[0], depth, budget)
-        rest = trees[1:]
-        sync = isinstance(head, Const)
+        # Fall through on negative only; a bound, empty or failed branch ends the search.
+        # Branches known at once share this pass's budget; those bound after a live
+        # branch turned negative start a budget of their own, as a namer's answer does.
+        shared = [budget]
 
-        def fall_through(bound: NameTree[BoundName]) -> Var[State]:
-            if bound is NEG:
-                return self._bind_alt(dtab, rest, depth, budget if sync else _Budget())
-            return ok(bound)  # bound, empty or failed: no fallback
+        def branch(tree: NameTree[Any]) -> Callable[[], Var[State]]:
+            def bind() -> Var[State]:
+                act = self._bind_tree(dtab, tree, depth, shared[0])
+                if not isinstance(act, Const):
+                    shared[0] = _Budget()
+                return act
 
-        return flat_map(head, fall_through)
+            return bind
+
+        return first_not_neg([branch(tree) for tree in trees])
 
     def _bind_union(self, dtab: Dtab, branches: tuple[Weighted[Any], ...], depth: int, budget: _Budget) -> Var[State]:
         weights = [b.weight for b in branches]

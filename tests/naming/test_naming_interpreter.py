@@ -64,6 +64,18 @@ def test_alternation_falls_through_on_neg_but_not_on_fail() -> None:
     assert ok_tree(interp.bind(Dtab.read("/s => /#/n/b; /s => !"), P("/s")).sample()) is FAIL
 
 
+def test_long_alternations_fall_through_without_exhausting_the_stack() -> None:
+    # An 8 KB l5d-dtab header holds ~1000 rules for one prefix; binding them used one level
+    # of recursion per negative alternative and failed with a RecursionError.
+    interp = Interpreter({P("/n"): MemoryNamer(P("/n"), {"b": ["1.1.1.1:1"]})})
+    many_rules = Dtab.read("/s => /#/n/b;" + "/s => /#/n/a;" * 1000)
+    assert leaf_id(interp.bind(many_rules, P("/s")).sample()) == "/#/n/b"
+    many_branches = Dtab.read("/s => " + "/#/n/a | " * 1000 + "/#/n/b")
+    seen: list[State] = []
+    interp.bind(many_branches, P("/s")).observe(seen.append).close()
+    assert leaf_id(seen[-1]) == "/#/n/b"
+
+
 def test_union_keeps_weights_and_drops_negative_branches() -> None:
     namer = MemoryNamer(P("/n"), {"a": ["1.1.1.1:1"], "b": ["2.2.2.2:2"]})
     interp = Interpreter({P("/n"): namer})
@@ -215,3 +227,32 @@ def test_evaluate_simplifies_bound_trees() -> None:
     union = evaluate(Union((Weighted(3.0, a), Weighted(1.0, Union((Weighted(1.0, a), Weighted(1.0, b)))))))
     assert isinstance(union, Union)
     assert [(b.weight, b.tree) for b in union.branches] == [(0.875, a), (0.125, b)]
+
+
+def test_alternation_watches_branches_only_up_to_the_chosen_one() -> None:
+    names = {n: Var[State](Ok(NEG)) for n in "abc"}
+
+    class Names:
+        def lookup(self, path: Path) -> Var[State]:
+            return names[path[0]]
+
+    def bound(name: str) -> State:
+        return Ok(Leaf(BoundName(P("/#/n/" + name), Var(AddrBound.of([])))))
+
+    interp = Interpreter({P("/n"): Names()})
+    seen: list[State] = []
+    handle = interp.bind(Dtab.read("/s => /#/n/a | /#/n/b | /#/n/c"), P("/s")).observe(seen.append)
+    assert seen == [Ok(NEG)] and all(v.observed for v in names.values())
+    names["b"].update(bound("b"))
+    assert leaf_id(seen[-1]) == "/#/n/b"
+    assert names["a"].observed and names["b"].observed and not names["c"].observed
+    names["c"].update(bound("c"))  # not watched: no change
+    assert leaf_id(seen[-1]) == "/#/n/b"
+    names["b"].update(Ok(NEG))  # falls through to c, which is watched again
+    assert leaf_id(seen[-1]) == "/#/n/c" and names["c"].observed
+    names["a"].update(Failed(RuntimeError("namer down")))  # a failure stops the fallback
+    assert isinstance(seen[-1], Failed) and not names["b"].observed
+    names["a"].update(PENDING)
+    assert seen[-1] == PENDING
+    handle.close()
+    assert not any(v.observed for v in names.values())
