@@ -228,6 +228,7 @@ class _Parser:
         if self.peek() != "/":
             raise self.fail(f"expected a path starting with '/', {self.found()}")
         self.pos += 1
+        self._no_wildcard()
         if not self._segment_starts():
             self._check_path_end()
             return Path(())
@@ -238,8 +239,14 @@ class _Parser:
                 self._check_path_end()
                 return Path(tuple(segments))
             self.pos += 1
+            self._no_wildcard()
             if not self._segment_starts():
                 raise self.fail(f"expected a segment after '/', {self.found()}")
+
+    def _no_wildcard(self) -> None:
+        """A ``*`` segment outside a prefix: say why it is wrong (a common slip)."""
+        if self.peek() == "*":
+            raise self.fail("'*' matches a segment only in a rule's prefix (left of '=>'); write \\x2a for a literal '*'")
 
     def _check_path_end(self) -> None:
         c = self.peek()

@@ -137,6 +137,7 @@ def test_lookup_alternates_matching_rules_latest_first() -> None:
     ("text", "message"),
     [
         ("/svc /foo", "dtab: expected '=>' after the prefix, found '/' at offset 5: \"/svc /foo\""),
+        ("/svc => /#/io.l5d.fs/*", "'*' matches a segment only in a rule's prefix (left of '=>'); write \\x2a for a literal '*' at offset 21"),
         ("/svc => ", "expected a name (a path, '~', '!', '$' or '('), found the end at offset 8"),
         ("/svc => /a/", "expected a segment after '/', found the end at offset 11"),
         ("/a => /b /c", "expected ';' or the end of the dtab, found '/' at offset 9"),
