@@ -119,6 +119,8 @@ class DemoOptions:
             raise ValueError(f"ports must be 1..65535, got {bad}")
         if self.traffic_rps is not None and not self.traffic_rps > 0:
             raise ValueError(f"--traffic must be a positive rate, got {self.traffic_rps:g}")
+        if not self.start_timeout_s > 0:  # also rejects NaN
+            raise ValueError(f"--start-timeout must be a positive number of seconds, got {self.start_timeout_s:g}")
 
 
 def render_config(options: DemoOptions, root_dir: str) -> str:

@@ -54,6 +54,10 @@ def test_option_validation() -> None:
         DemoOptions(world_ports=()).validate()
     with pytest.raises(ValueError, match="positive"):
         DemoOptions(traffic_rps=0).validate()
+    # Rejected before any child starts (it used to start them all, then fail at once).
+    for bad in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="--start-timeout"):
+            DemoOptions(start_timeout_s=bad).validate()
     assert parse_ports("1, 2") == (1, 2)
     with pytest.raises(ValueError):
         parse_ports("a,b")
