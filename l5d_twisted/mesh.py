@@ -148,6 +148,9 @@ class Mesh:
         stats = self.metrics.stats.scope("rt", router.label, "server", server.ip, str(server.port))
         service = StatsFilter(stats, router.context_classifier, self.reactor).and_then(router)
         settings = ServerSettings(
+            # streamingEnabled: false buffers whole request bodies up to maxRequestKB (so
+            # they can be retried); streaming buffers only small ones (the retry buffer).
+            max_buffered_body_kb=router_config.max_request_kb if not router_config.streaming_enabled else ServerSettings.max_buffered_body_kb,
             max_headers_kb=router_config.max_headers_kb,
             max_initial_line_kb=router_config.max_initial_line_kb,
             max_concurrent_requests=server.max_concurrent_requests,

@@ -171,3 +171,61 @@ routers:
         assert not port_open("127.0.0.1", admin_port)
     finally:
         blocker.close()
+
+
+def test_streaming_disabled_buffers_request_bodies_up_to_max_request_kb(processes: Processes, tmp_path: Path) -> None:
+    """With streamingEnabled: false a 64 KB POST is buffered, so a retryable 5XX is retried.
+
+    The backend fails every first attempt of a request (by request id) and answers the
+    retry; with streaming on, the same body streams, cannot be replayed and is not retried.
+    """
+    import http.server
+
+    seen: dict[str, int] = {}
+
+    class FailFirst(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            rid = self.headers["l5d-reqid"]
+            seen[rid] = seen.get(rid, 0) + 1
+            status = 503 if seen[rid] == 1 else 200
+            answer = b"%d bytes" % len(body)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FailFirst)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    try:
+        results = {}
+        for streaming in ("true", "false"):
+            proxy_port, admin_port = free_port(), free_port()
+            config = tmp_path / f"streaming-{streaming}.yaml"
+            config.write_text(
+                f"""
+admin: {{ip: 127.0.0.1, port: {admin_port}}}
+routers:
+- protocol: http
+  streamingEnabled: {streaming}
+  maxRequestKB: 128
+  dtab: /svc => /$/inet/127.0.0.1/{backend.server_address[1]};
+  service:
+    responseClassifier: {{kind: io.l5d.http.retryableAll5XX}}
+  servers: [{{ip: 127.0.0.1, port: {proxy_port}}}]
+"""
+            )
+            processes.l5d("run", str(config), name=f"mesh-{streaming}")
+            wait_for_port("127.0.0.1", proxy_port)
+            conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+            conn.request("POST", "/upload", body=b"x" * 65536, headers={"Host": "svc"})
+            response = conn.getresponse()
+            results[streaming] = (response.status, response.read())
+            conn.close()
+        assert results["false"] == (200, b"65536 bytes"), "buffered: the 503 was retried"
+        assert results["true"][0] == 503, "streamed: not replayable, so not retried"
+    finally:
+        backend.shutdown()
