@@ -1,6 +1,6 @@
 """Python cost per proxied request of the HTTP wire alone, without sockets or a reactor.
 
-    python3 bench/http_wire/inprocess.py [--requests 50000] [--profile]
+    python3 bench/http_wire/inprocess.py [--requests 50000] [--rounds 1] [--profile]
 
 A server protocol and a pooled client protocol on in-memory transports: each iteration
 feeds one request to the server side and the upstream's response to the client side,
@@ -13,8 +13,10 @@ import argparse
 import cProfile
 import os
 import pstats
+import statistics
 import sys
 import time
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -67,9 +69,34 @@ class NullTransport:
         self.disconnecting = True
 
 
+def measure(run: Callable[[int], None], requests: int, profile: bool, rounds: int, label: str) -> int:
+    """Warm up, then profile one run or time ``rounds`` runs and print the median cost.
+
+    Shared with bench/router/cost.py so both report the same figure the same way.
+    """
+    run(1000)
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run(requests)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        return 0
+    per_request_us = []
+    for _ in range(max(1, rounds)):
+        start = time.process_time()
+        run(requests)
+        per_request_us.append((time.process_time() - start) / requests * 1e6)
+    if len(per_request_us) > 1:
+        print("rounds: " + " ".join(f"{us:.1f}" for us in per_request_us))
+    print(f"{statistics.median(per_request_us):.1f} us of Python CPU per proxied request ({label})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=50000)
+    parser.add_argument("--rounds", type=int, default=1, help="timed rounds in this process; prints each and the median")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     clock = Clock()
@@ -90,19 +117,7 @@ def main() -> int:
             server_conn.dataReceived(REQUEST)
             upstream.dataReceived(RESPONSE)
 
-    run(1000)
-    if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        run(args.requests)
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-        return 0
-    start = time.process_time()
-    run(args.requests)
-    elapsed = time.process_time() - start
-    print(f"{elapsed / args.requests * 1e6:.1f} us of Python CPU per proxied request (wire only)")
-    return 0
+    return measure(run, args.requests, args.profile, args.rounds, "wire only")
 
 
 if __name__ == "__main__":

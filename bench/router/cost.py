@@ -11,12 +11,8 @@ system calls.  Compare with bench/http_wire/inprocess.py (the wire alone).
 from __future__ import annotations
 
 import argparse
-import cProfile
 import os
-import pstats
-import statistics
 import sys
-import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -105,23 +101,7 @@ def main() -> int:
             upstream.dataReceived(RESPONSE)
             conn.dataReceived(REQUEST)
 
-    run(1000)
-    if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        run(args.requests)
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-        return 0
-    per_request_us = []
-    for _ in range(max(1, args.rounds)):
-        start = time.process_time()
-        run(args.requests)
-        per_request_us.append((time.process_time() - start) / args.requests * 1e6)
-    if len(per_request_us) > 1:
-        print("rounds: " + " ".join(f"{us:.1f}" for us in per_request_us))
-    print(f"{statistics.median(per_request_us):.1f} us of Python CPU per proxied request (router + wire)")
-    return 0
+    return int(_WIRE.measure(run, args.requests, args.profile, args.rounds, "router + wire"))
 
 
 if __name__ == "__main__":
