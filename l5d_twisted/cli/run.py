@@ -19,6 +19,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("config", help="linkerd-style YAML config file")
     parser.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines as JSON (default) or text")
     parser.add_argument("--log-level", choices=["debug", "info", "warn", "error"], default="info")
+    parser.add_argument(
+        "--admin-ip",
+        metavar="IP",
+        help="serve the admin server on this address instead of the config's admin.ip (the chart passes the pod's IP)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -33,6 +38,16 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"{args.config}: cannot read: {e.strerror}", file=sys.stderr)
         return 2
+    if args.admin_ip is not None:
+        import dataclasses
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(args.admin_ip)
+        except ValueError:
+            print(f"--admin-ip: expected an IP address such as 10.1.2.3, got {args.admin_ip!r}", file=sys.stderr)
+            return 2
+        config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, ip=args.admin_ip))
 
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import ReactorNotRunning
