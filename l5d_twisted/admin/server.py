@@ -14,7 +14,8 @@
 ``/requests``, ``/requests.json``  recent requests (``io.l5d.recentRequests``)
 ``/admin/metrics.json``         flat metrics (``?pretty=1``, ``?q=<substring>``)
 ``/admin/metrics/prometheus``   Prometheus text (or a telemeter's own path)
-``/admin/ping``                 ``pong``
+``/admin/ping``                 ``pong`` (liveness)
+``/ready``                      readiness: 200 ``ready``, 503 ``draining`` once a drain began
 ``/admin/shutdown``             POST only; 403 unless ``admin.allowShutdown``
 ==============================  =========================================================
 
@@ -68,6 +69,7 @@ ENDPOINTS = (
     ("/admin/dashboard.json", "dashboard figures"),
     ("/admin/routers.json", "routers"),
     ("/admin/ping", "liveness"),
+    ("/ready", "readiness (503 while draining)"),
     ("/admin/shutdown", "POST: drain and stop"),
 )
 
@@ -136,6 +138,7 @@ class AdminServer:
             b"/admin/metrics.json": self.metrics_json,
             b"/admin/dashboard.json": self.dashboard_json,
             b"/admin/ping": self.ping,
+            b"/ready": self.ready,
             b"/admin/shutdown": self.shutdown,
             b"/favicon.ico": self.favicon,
         }
@@ -255,6 +258,15 @@ class AdminServer:
     def ping(self, request: WebRequest) -> bytes:
         request.setHeader(b"content-type", b"text/plain")
         return b"pong"
+
+    def ready(self, request: WebRequest) -> bytes:
+        """Readiness: fails from the first moment of a drain, while the servers still answer."""
+        request.setHeader(b"content-type", b"text/plain")
+        request.setHeader(b"cache-control", b"no-store")
+        if getattr(self.target, "draining", False):
+            request.setResponseCode(503)
+            return b"draining"
+        return b"ready"
 
     def config_json(self, request: WebRequest) -> bytes:
         return _send_json(request, self.target.config_json())
