@@ -6,8 +6,18 @@ transformers, interpreter, identifiers, stacks) and its servers, then the admin 
 Start-up is all or nothing: if any port cannot be bound, whatever started is stopped and
 the error is raised, so the proxy never half-starts.
 
-Stopping is graceful: servers stop accepting, in-flight requests drain for up to
-``admin.shutdownGraceMs``, then clients, namers and telemeters close.
+Stopping is graceful, in the phases of Envoy's drain manager:
+
+1. the drain period (``admin.drainPeriodMs``, 0 by default): ``GET /ready`` on the admin
+   server answers 503 at once, so a load balancer (a Service's readiness probe) stops
+   sending new traffic; the servers keep accepting and answering, but every response
+   carries ``Connection: close`` and idle connections close, so keep-alive clients move
+   to another process or pod while nothing is refused;
+2. the servers stop listening (accepting what the kernel already queued first) and
+   in-flight requests finish within ``admin.shutdownGraceMs``; stragglers are aborted;
+3. clients, namers and telemeters close, then the admin server.
+
+A second SIGTERM (``end_drain_period``) cuts the drain period short.
 """
 
 from __future__ import annotations
@@ -17,7 +27,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    ensureDeferred,
+    maybeDeferred,
+)
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from l5d_twisted.context import PluginContext
@@ -50,6 +67,9 @@ class Mesh:
         self.admin_port: Any = None
         self.allow_shutdown: bool = bool(getattr(config.admin, "allow_shutdown", False))
         self._stopping: Deferred[None] | None = None
+        self._drain_period: Deferred[None] | None = None
+        self.draining = False
+        """True from the first moment of a stop: ``GET /ready`` answers 503."""
         self._on_shutdown: list[Any] = []
 
     # -- AdminTarget ---------------------------------------------------------------
@@ -91,7 +111,7 @@ class Mesh:
             self._build_routers(ctx)
             self._listen_admin()
         except BaseException:
-            await self.stop(0.0)
+            await self.stop(0.0, drain_period_s=0.0)
             raise
         log.info(
             "mesh started: {routers} routers, {servers} servers, {namers} namers, admin on {admin}",
@@ -155,6 +175,10 @@ class Mesh:
             max_initial_line_kb=router_config.max_initial_line_kb,
             max_concurrent_requests=server.max_concurrent_requests,
             clear_context=server.clear_context,
+            no_delay=server.socket_options.no_delay,
+            keep_alive=server.socket_options.keep_alive,
+            reuse_addr=server.socket_options.reuse_addr,
+            reuse_port=server.socket_options.reuse_port,
             tls=server_tls(server.tls) if server.tls is not None else None,
         )
         listening = serve_http(self.reactor, server.ip, server.port, service, settings, stats)
@@ -168,15 +192,51 @@ class Mesh:
         target: Any = self  # Mesh meets admin.target.AdminTarget structurally
         self.admin_port = AdminServer(target, self.reactor).listen(admin.ip, admin.port)
 
-    def stop(self, grace_s: float | None = None) -> Deferred[None]:
+    def stop(self, grace_s: float | None = None, drain_period_s: float | None = None) -> Deferred[None]:
+        """Drain and stop (once; later calls return the same Deferred).
+
+        ``drain_period_s`` and ``grace_s`` default to ``admin.drainPeriodMs`` and
+        ``admin.shutdownGraceMs``.
+        """
         if self._stopping is None:
+            admin = self.config.admin
             if grace_s is None:
-                grace_s = self.config.admin.shutdown_grace_ms / 1000.0
-            self._stopping = ensureDeferred(self._stop(grace_s))
+                grace_s = admin.shutdown_grace_ms / 1000.0
+            if drain_period_s is None:
+                drain_period_s = getattr(admin, "drain_period_ms", 0) / 1000.0
+            self.draining = True
+            self._stopping = ensureDeferred(self._stop(grace_s, drain_period_s))
         return self._stopping
 
-    async def _stop(self, grace_s: float) -> None:
-        log.info("mesh stopping: draining for up to {grace}s", grace=grace_s)
+    def end_drain_period(self) -> None:
+        """Cut a drain period in progress short (a second SIGTERM): stop listening now."""
+        period = self._drain_period
+        if period is not None and not period.called:
+            log.info("drain period cut short")
+            period.cancel()
+
+    async def _drain_period_of(self, drain_period_s: float) -> None:
+        if drain_period_s <= 0:
+            return
+        log.info(
+            "mesh draining: not ready, answering with Connection: close for {period}s before closing the listeners",
+            period=drain_period_s,
+        )
+        for server in self.servers:
+            begin = getattr(server, "begin_drain", None)
+            if begin is not None:
+                begin()
+        self._drain_period = deferLater(self.reactor, drain_period_s, lambda: None)
+        try:
+            await self._drain_period
+        except CancelledError:
+            pass  # end_drain_period
+        finally:
+            self._drain_period = None
+
+    async def _stop(self, grace_s: float, drain_period_s: float) -> None:
+        await self._drain_period_of(drain_period_s)
+        log.info("mesh stopping: closing the listeners, in-flight requests finish within {grace}s", grace=grace_s)
         drains = [maybeDeferred(_drain, server, grace_s) for server in self.servers]
         await DeferredList(drains, consumeErrors=True)
         await DeferredList([maybeDeferred(r.close) for r in self.routers], consumeErrors=True)

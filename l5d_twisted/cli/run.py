@@ -2,7 +2,9 @@
 
 What the container runs.  A bad config prints every error and exits 2 before anything
 listens; a port that cannot be bound stops everything and exits 1; SIGTERM or SIGINT
-drains in-flight requests (up to ``admin.shutdownGraceMs``) and exits 0.
+drains (``GET /ready`` fails at once; the listeners stay open for ``admin.drainPeriodMs``
+while responses close their connections; then in-flight requests finish within
+``admin.shutdownGraceMs``) and exits 0.  A second signal cuts the drain period short.
 """
 
 from __future__ import annotations
@@ -71,8 +73,14 @@ def run(args: argparse.Namespace) -> int:
         exit_code[0] = 1
         stop_reactor()
 
+    def shut_down_or_hurry() -> None:
+        if mesh.draining:  # asked again: stop waiting for the drain period
+            mesh.end_drain_period()
+            return
+        mesh.shutdown().addBoth(lambda _: stop_reactor())
+
     def on_signal(signum: int, frame: Any) -> None:
-        reactor.callFromThread(lambda: mesh.shutdown().addBoth(lambda _: stop_reactor()))
+        reactor.callFromThread(shut_down_or_hurry)
 
     mesh.on_shutdown(stop_reactor)
     def started(_: Any) -> None:

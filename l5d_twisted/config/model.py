@@ -44,7 +44,22 @@ class AdminConfig:
     ip: str = knob("127.0.0.1", validator=check_ip, doc="address of the admin server")
     port: int = knob(9990, minimum=0, maximum=MAX_PORT, doc="admin port (dashboard, metrics, delegator)")
     shutdown_grace_ms: int = knob(10_000, minimum=0, doc="how long a shutdown waits for requests to finish")
+    drain_period_ms: int = knob(
+        0,
+        minimum=0,
+        doc="on SIGTERM or /admin/shutdown, keep accepting this long (GET /ready answers 503, responses carry Connection: close) before closing the listeners",
+    )
     allow_shutdown: bool = knob(False, doc="accept POST /admin/shutdown")
+
+
+@dataclass(frozen=True)
+class SocketOptions:
+    """linkerd 1's server ``socketOptions`` (its ``readTimeoutMs``/``writeTimeoutMs`` are not implemented)."""
+
+    no_delay: bool = knob(True, doc="TCP_NODELAY on accepted connections")
+    reuse_addr: bool = knob(True, doc="SO_REUSEADDR on the listening socket")
+    reuse_port: bool = knob(False, doc="SO_REUSEPORT on the listening socket: several processes share the port (hand-over without refused connections)")
+    keep_alive: bool = knob(False, doc="SO_KEEPALIVE on accepted connections")
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ class ServerConfig:
     clear_context: bool = knob(False, doc="drop inbound l5d-ctx-* / l5d-dtab headers (untrusted clients)")
     max_concurrent_requests: int | None = knob(None, minimum=1, doc="reject requests beyond this many in flight")
     tls: ServerTlsConfig | None = knob(None, doc="terminate TLS")
+    socket_options: SocketOptions = knob(default_factory=SocketOptions, doc="TCP options of the listening socket and accepted connections")
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ from l5d_twisted.http.hop import (
     names_other_fields,
     strip_nominated,
 )
+from l5d_twisted.http.listen import listen_tcp
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.service import Service
@@ -93,6 +94,15 @@ class ServerSettings:
     clear_context: bool = False
     """Remove every inbound ``l5d-*`` field (ingress from untrusted clients)."""
     drain_grace_s: float = 10.0
+    drain_idle_close_s: float = 1.0
+    """While draining, a connection idle this long is closed (used more recently: it gets
+    ``Connection: close`` on its next response instead; see ``HttpServerProtocol.drain``)."""
+    no_delay: bool = True
+    """``socketOptions``: TCP_NODELAY and SO_KEEPALIVE on accepted connections, SO_REUSEADDR
+    and SO_REUSEPORT on the listening socket (``http.listen``)."""
+    keep_alive: bool = False
+    reuse_addr: bool = True
+    reuse_port: bool = False
     tls: Any = None
     """Server TLS options (``http.tls.server_tls``): listen with TLS; None for plain TCP."""
 
@@ -167,6 +177,7 @@ class HttpServerProtocol(Protocol):
         self._lost = False
         self._closing = False  # no more requests will be read
         self._draining = False
+        self._served = False  # a response went out and the connection stayed open
         self._paused: set[str] = set()
         self._timer: Any = None
         self._last_activity = 0.0
@@ -519,6 +530,7 @@ class HttpServerProtocol(Protocol):
         if not keep_alive or not ex.body_done:
             self._close()
             return
+        self._served = True
         if self._draining and not self._queue and not self._in_head:
             self._close()
             return
@@ -616,11 +628,28 @@ class HttpServerProtocol(Protocol):
             return
         self._schedule_timer(settings.idle_timeout_s - idle)
 
-    def drain(self) -> None:
-        """Finish the request in progress (if any), then close."""
+    def drain(self, idle_close_s: float = 0.0, fresh_idle_close_s: float | None = None) -> None:
+        """From now on every response carries ``Connection: close``; close the connection once idle.
+
+        A request in progress finishes first (its response closes the connection).  An idle
+        connection is closed once idle for ``idle_close_s`` if it has had a response (kept
+        alive), or for ``fresh_idle_close_s`` (default the same) if it has had no request yet:
+        its client most likely opened it for a request that is on its way.  Closing a
+        connection that its client is about to use is the keep-alive race every HTTP/1.1
+        client must survive (it resends on a new connection); waiting until the connection
+        has been idle a while makes that rare.
+        """
         self._draining = True
-        if self._active is None and not self._queue and not self._in_head and not self._lost:
+        if self._lost or self._closing:
+            return
+        if self._active is not None or self._queue or self._in_head or self._parsing is not None:
+            return  # its response says Connection: close
+        wait = idle_close_s if self._served or fresh_idle_close_s is None else fresh_idle_close_s
+        idle = self._seconds() - self._last_activity
+        if idle >= wait:
             self._close()
+        else:
+            self._server.reactor.callLater(wait - idle, self.drain, idle_close_s, fresh_idle_close_s)
 
 
 class _ServerFactory(Factory):
@@ -646,19 +675,32 @@ class HttpServer:
         self._connects = stats.counter("connects")
         self._gauge: Any = stats.gauge("connections", fn=lambda: float(len(self.connections)))
         self._drained: list[Deferred[None]] = []
+        self.draining = False
+        self._listening_closed = False
         self.factory = _ServerFactory(self)
 
     def _connection_made(self, conn: HttpServerProtocol) -> None:
         self.connections.add(conn)
         self._connects.incr()
+        settings = self.settings
+        if settings.keep_alive or not settings.no_delay:
+            _set_socket_options(conn.transport, settings)
+        if self.draining:  # accepted while draining: its first response closes it
+            conn._draining = True
+            self.reactor.callLater(settings.drain_idle_close_s, conn.drain, settings.drain_idle_close_s)
 
     def _connection_lost(self, conn: HttpServerProtocol) -> None:
         self.connections.discard(conn)
-        if not self.connections and self._drained:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                if not d.called:
-                    d.callback(None)
+        if self._drained:
+            self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.connections or not self._listening_closed:
+            return
+        waiting, self._drained = self._drained, []
+        for d in waiting:
+            if not d.called:
+                d.callback(None)
 
     def _remove_gauge(self) -> None:
         if self._gauge is not None:
@@ -679,23 +721,32 @@ class HttpServer:
     def getHost(self) -> Any:
         return self.port.getHost()
 
+    def begin_drain(self) -> None:
+        """The drain period: keep accepting, but close every connection after its next response.
+
+        Each response from now on carries ``Connection: close`` (also on connections accepted
+        from now on), and a connection idle for ``settings.drain_idle_close_s`` is closed, so
+        clients move their traffic elsewhere (another process on the port, another pod)
+        while this server still answers whatever reaches it.  :meth:`drain` ends the period.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain(self.settings.drain_idle_close_s)
+
     def drain(self, grace_s: float | None = None) -> Deferred[None]:
         """Stop accepting, let in-flight requests finish, close connections as they idle.
 
-        Fires when every connection has closed, or after ``grace_s`` (default
-        ``settings.drain_grace_s``) when the stragglers are aborted.
+        The port accepts what the kernel has queued before it closes (``http.listen``); then
+        idle kept-alive connections close at once, and connections that have not sent a
+        request yet close after ``settings.drain_idle_close_s`` idle.  Fires when every
+        connection has closed, or after ``grace_s`` (default ``settings.drain_grace_s``) when
+        the stragglers are aborted.
         """
         grace = self.settings.drain_grace_s if grace_s is None else grace_s
-        if self.port is not None:
-            self.port.stopListening()
+        self.draining = True
         d: Deferred[None] = Deferred()
-        if not self.connections:
-            d.callback(None)
-            self._remove_gauge()
-            return d
-        self._drained.append(d)
-        for conn in list(self.connections):
-            conn.drain()
 
         def abort_stragglers() -> None:
             for conn in list(self.connections):
@@ -711,6 +762,19 @@ class HttpServer:
             return result
 
         d.addBoth(done)
+        self._drained.append(d)
+
+        def listening_closed(_: object) -> None:
+            self._listening_closed = True
+            for conn in list(self.connections):
+                conn.drain(0.0, self.settings.drain_idle_close_s)
+            self._check_drained()
+
+        stopped = self.port.stopListening() if self.port is not None else None
+        if isinstance(stopped, Deferred):
+            stopped.addBoth(listening_closed)
+        else:
+            listening_closed(None)
         return d
 
 
@@ -724,8 +788,25 @@ def serve_http(
 ) -> HttpServer:
     """Listen on ``ip:port`` (0 for any free port) and serve ``service``."""
     server = HttpServer(reactor, service, settings, stats)
+    factory: Any = server.factory
     if settings.tls is not None:
-        server.port = reactor.listenSSL(port, server.factory, settings.tls, interface=ip, backlog=1024)
-    else:
-        server.port = reactor.listenTCP(port, server.factory, interface=ip, backlog=1024)
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        factory = TLSMemoryBIOFactory(settings.tls, False, factory)
+    server.port = listen_tcp(reactor, port, factory, ip, 1024, settings.reuse_addr, settings.reuse_port)
     return server
+
+
+def _set_socket_options(transport: Any, settings: ServerSettings) -> None:
+    """``socketOptions`` other than the defaults on an accepted connection (TLS wrappers pass them on)."""
+    try:
+        if not settings.no_delay:
+            set_tcp_no_delay = getattr(transport, "setTcpNoDelay", None)
+            if set_tcp_no_delay is not None:
+                set_tcp_no_delay(False)
+        if settings.keep_alive:
+            set_tcp_keep_alive = getattr(transport, "setTcpKeepAlive", None)
+            if set_tcp_keep_alive is not None:
+                set_tcp_keep_alive(True)
+    except OSError:  # the client is already gone
+        pass
