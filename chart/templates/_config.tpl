@@ -6,15 +6,28 @@ to pods on its own node (io.l5d.k8s.localnode).  The io.l5d.k8s namer has no hos
 unless mesh.k8sNamer sets them: it then talks to the API server in-cluster with the pod's
 service account token.
 */}}
+{{/*
+A router server's trust keys (call with mesh.outgoing or mesh.incoming): which headers of its
+clients it honours.
+*/}}
+{{- define "l5d-twisted.serverTrust" -}}
+clearContext: {{ .clearContext }}
+{{- end }}
+
 {{- define "l5d-twisted.meshConfig" -}}
 {{- if .Values.mesh.configOverride -}}
 {{ tpl .Values.mesh.configOverride . }}
 {{- else -}}
 {{- $dtab := tpl .Values.mesh.dtab . | trim -}}
 admin:
+{{- if .Values.mesh.admin.bindPodIP }}
+  # Every pod reads this file: the DaemonSet passes the pod's own IP with --admin-ip.
+{{- end }}
   ip: 0.0.0.0
   port: {{ .Values.mesh.admin.port }}
+  drainPeriodMs: {{ .Values.mesh.admin.drainPeriodMs }}
   shutdownGraceMs: {{ .Values.mesh.admin.shutdownGraceMs }}
+  allowShutdown: false
 namers:
   - kind: io.l5d.k8s
 {{- with omit .Values.mesh.k8sNamer "kind" }}
@@ -47,6 +60,7 @@ routers:
     servers:
       - port: {{ .Values.mesh.outgoing.port }}
         ip: 0.0.0.0
+        {{- include "l5d-twisted.serverTrust" .Values.mesh.outgoing | nindent 8 }}
 {{- with .Values.mesh.client }}
     client:
       {{- toYaml . | nindent 6 }}
@@ -68,6 +82,7 @@ routers:
     servers:
       - port: {{ .Values.mesh.incoming.port }}
         ip: 0.0.0.0
+        {{- include "l5d-twisted.serverTrust" .Values.mesh.incoming | nindent 8 }}
 {{- with .Values.mesh.client }}
     client:
       {{- toYaml . | nindent 6 }}

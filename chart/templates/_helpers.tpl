@@ -68,10 +68,15 @@ Name of the ServiceAccount the mesh pods run as.
 {{- end }}
 
 {{/*
-The project image, tag defaulting to the chart's appVersion.
+The project image: `repository@digest` when image.digest is set (the tag is then ignored),
+else `repository:tag`, the tag defaulting to the chart's appVersion.
 */}}
 {{- define "l5d-twisted.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -82,14 +87,17 @@ Namespace the dtab's io.l5d.k8s names look services up in (default: the release'
 {{- end }}
 
 {{/*
-Seconds Kubernetes waits after SIGTERM before killing a mesh pod: the admin drain grace
-(admin.shutdownGraceMs, rounded up) plus a margin, so in-flight requests finish before SIGKILL.
+Seconds Kubernetes waits after SIGTERM before killing a mesh pod: the drain period
+(admin.drainPeriodMs, still accepting) plus the grace in-flight requests get once the
+listeners close (admin.shutdownGraceMs), rounded up, plus a margin, so requests finish
+before SIGKILL.
 */}}
 {{- define "l5d-twisted.terminationGracePeriodSeconds" -}}
-{{- $grace := div (add .Values.mesh.admin.shutdownGraceMs 999) 1000 }}
+{{- $a := .Values.mesh.admin }}
+{{- $grace := div (add $a.drainPeriodMs $a.shutdownGraceMs 999) 1000 }}
 {{- if gt (int .Values.terminationGracePeriodSeconds) 0 }}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int $grace) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than mesh.admin.shutdownGraceMs (%v ms), or the pod is killed mid-drain" .Values.terminationGracePeriodSeconds .Values.mesh.admin.shutdownGraceMs) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be greater than mesh.admin.drainPeriodMs + mesh.admin.shutdownGraceMs (%v + %v ms), or the pod is killed mid-drain" .Values.terminationGracePeriodSeconds $a.drainPeriodMs $a.shutdownGraceMs) }}
 {{- end }}
 {{- .Values.terminationGracePeriodSeconds }}
 {{- else }}
@@ -109,6 +117,29 @@ Checks across values that the schema cannot express; fails the render with the r
 {{- if and $m.hostNetwork $m.outgoing.hostPort (ne (int $m.outgoing.hostPort) (int $m.outgoing.port)) }}
 {{- fail (printf "with mesh.hostNetwork, mesh.outgoing.hostPort (%v) must equal mesh.outgoing.port (%v) or be 0" $m.outgoing.hostPort $m.outgoing.port) }}
 {{- end }}
+{{- /* The incoming router binds each request's name again: it must honour the dtab the
+outgoing router forwards, or a staged request is delivered to the unstaged service. */}}
+{{- range $key := list "enabled" "allowAddresses" }}
+{{- if and (index $m.outgoing.requestDtab $key) (not (index $m.incoming.requestDtab $key)) }}
+{{- fail (printf "mesh.outgoing.requestDtab.%s needs mesh.incoming.requestDtab.%s too: the incoming router binds the name again with the dtab the outgoing router forwards" $key $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ingress peers allowed on the admin port: this release's Prometheus and helm test pods
+(the mesh smoke check pings the admin), then networkPolicy.admin.from.  A list (YAML).
+*/}}
+{{- define "l5d-twisted.adminPeers" -}}
+{{- $peers := list }}
+{{- if .Values.prometheus.enabled }}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/name" "prometheus" "app.kubernetes.io/instance" .Release.Name))) }}
+{{- end }}
+{{- if .Values.tests.enabled }}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/name" (printf "%s-smoke" (include "l5d-twisted.name" .)) "app.kubernetes.io/instance" .Release.Name))) }}
+{{- end }}
+{{- $peers = concat $peers .Values.networkPolicy.admin.from }}
+{{- toYaml $peers }}
 {{- end }}
 
 {{/*

@@ -26,6 +26,7 @@ GROUPS: dict[str, list[tuple[str, str, bool]]] = {
         ("roles", "Role", True), ("rolebindings", "RoleBinding", True),
     ],
     "discovery.k8s.io/v1": [("endpointslices", "EndpointSlice", True)],
+    "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
 }
 VERSION = {"major": "1", "minor": "29", "gitVersion": "v1.29.0", "platform": "linux/amd64"}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import sys
 import threading
 import urllib.parse
@@ -220,7 +221,8 @@ def start_cluster(processes: Processes, tmp_path: Path) -> Iterator[Cluster]:
     for node in nodes:
         config = json.loads(json.dumps(rendered))
         config["namers"][0].update(host="127.0.0.1", port=api_port)
-        config["admin"].update(ip=node.ip, port=node.admin)
+        # admin.ip stays as rendered (0.0.0.0): the DaemonSet's --admin-ip $(POD_IP) sets it.
+        config["admin"].update(port=node.admin)
         for router, port in zip(config["routers"], (node.outgoing, node.incoming)):
             (server,) = router["servers"]
             server.update(ip=node.ip, port=port)
@@ -266,6 +268,22 @@ def test_rendered_chart_runs_and_helm_tests_pass(cluster: Cluster) -> None:
         return sum(v for k, v in metrics.items() if k.startswith(f"rt/{router}/server/") and k.endswith("/requests"))
 
     assert served(node1, "incoming") >= 2 and served(node2, "incoming") >= 2
+
+
+def test_admin_is_on_the_pod_ip_only_and_the_probes_answer(cluster: Cluster) -> None:
+    mesh = find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in mesh["ports"]}
+    for node in cluster.nodes:
+        # --admin-ip $(POD_IP): not on loopback, where a request the proxy is made to send to
+        # 127.0.0.1 would find it.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", node.admin), timeout=5).close()
+        # The kubelet's httpGet probes, as it sends them: to the pod's IP at the named port.
+        for kind in ("readinessProbe", "livenessProbe"):
+            probe = mesh[kind]["httpGet"]
+            assert ports[probe["port"]] == 9990
+            with urllib.request.urlopen(f"http://{node.ip}:{node.admin}{probe['path']}", timeout=5) as response:  # noqa: S310 - loopback only
+                assert response.status == 200, (kind, probe)
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian prometheus missing")

@@ -86,6 +86,9 @@ def test_install_dry_run_client(version: str, request: pytest.FixtureRequest) ->
     assert f"port-forward service/{RELEASE}-l5d-twisted 9990" in result.stdout
     assert f"port-forward service/{RELEASE}-grafana 3000" in result.stdout
     assert f"helm test {RELEASE}" in result.stdout
+    # The admin is on the pod's IP, which port-forward cannot reach: NOTES says how to switch.
+    assert "--set mesh.admin.bindPodIP=false" in result.stdout
+    assert f"NetworkPolicy {RELEASE}-l5d-twisted" in result.stdout
 
 
 def test_subcharts_are_local_and_switchable() -> None:

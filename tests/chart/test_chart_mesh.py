@@ -21,7 +21,7 @@ def test_daemonset_runs_the_mesh_with_ports_env_and_probes() -> None:
     docs = render()
     ds = find(docs, "DaemonSet", FULLNAME)
     c = mesh_container(docs)
-    assert c["command"] + c["args"] == ["l5d-twisted", "run", "/config/linkerd.yaml"]
+    assert c["command"] + c["args"] == ["l5d-twisted", "run", "/config/linkerd.yaml", "--admin-ip", "$(POD_IP)"]
     ports = {p["name"]: p for p in c["ports"]}
     assert ports["outgoing"]["containerPort"] == 4140 and ports["outgoing"]["hostPort"] == 4140
     assert ports["incoming"]["containerPort"] == 4141 and "hostPort" not in ports["incoming"]
@@ -29,8 +29,8 @@ def test_daemonset_runs_the_mesh_with_ports_env_and_probes() -> None:
     env = {e["name"]: e for e in c["env"]}
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/admin/ping", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "admin"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/admin/ping", "port": "admin"}
     assert c["resources"]["requests"] and c["resources"]["limits"]
     assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
@@ -62,8 +62,8 @@ def test_termination_grace_exceeds_the_drain_grace() -> None:
     for grace_ms in (10000, 30500, 0):
         docs = render(sets=[f"mesh.admin.shutdownGraceMs={grace_ms}"])
         seconds = find(docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        assert seconds > grace_ms / 1000
-        assert seconds == math.ceil(grace_ms / 1000) + 5
+        assert seconds > (5000 + grace_ms) / 1000  # the default drain period, then the grace
+        assert seconds == math.ceil((5000 + grace_ms) / 1000) + 5
         assert yaml.safe_load(mesh_config_text(docs))["admin"]["shutdownGraceMs"] == grace_ms
 
 
@@ -80,13 +80,15 @@ def test_config_checksum_rolls_pods_on_config_change() -> None:
 
 def test_rendered_config_is_the_reference_daemonset_deployment() -> None:
     config = yaml.safe_load(mesh_config_text(render()))
-    assert config["admin"] == {"ip": "0.0.0.0", "port": 9990, "shutdownGraceMs": 10000}
+    # 0.0.0.0 in the shared file; each pod's own IP comes with --admin-ip.
+    assert config["admin"] == {"ip": "0.0.0.0", "port": 9990, "drainPeriodMs": 5000, "shutdownGraceMs": 10000, "allowShutdown": False}
     assert config["namers"] == [{"kind": "io.l5d.k8s"}]  # no host: in-cluster API access
     assert [t["kind"] for t in config["telemetry"]] == ["io.l5d.prometheus", "io.l5d.recentRequests"]
     outgoing, incoming = config["routers"]
     assert (outgoing["label"], incoming["label"]) == ("outgoing", "incoming")
-    assert outgoing["servers"] == [{"port": 4140, "ip": "0.0.0.0"}]
-    assert incoming["servers"] == [{"port": 4141, "ip": "0.0.0.0"}]
+    untrusted = {"clearContext": False}
+    assert outgoing["servers"] == [{"port": 4140, "ip": "0.0.0.0", **untrusted}]
+    assert incoming["servers"] == [{"port": 4141, "ip": "0.0.0.0", **untrusted}]
     expected_dtab = [
         f"/srv => /#/io.l5d.k8s/{NAMESPACE}/http;",
         "/host => /srv;",

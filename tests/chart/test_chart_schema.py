@@ -21,6 +21,10 @@ BAD_VALUES = [
     ({"prometheus": {"slo": {"successRate": 1.0}}}, "successRate", ""),
     ({"prometheus": {"retention": "six hours"}}, "retention", ""),
     ({"grafana": {"anonymous": {"role": "Boss"}}}, "role", "Viewer"),
+    ({"image": {"digest": "latest"}}, "digest", "sha256"),
+    ({"mesh": {"admin": {"drainPeriodMs": -1}}}, "drainPeriodMs", "0"),
+    ({"mesh": {"outgoing": {"requestDtab": {"enabled": "yes"}}}}, "enabled", "boolean"),
+    ({"networkPolicy": {"enabled": "on"}}, "enabled", "boolean"),
 ]
 
 
@@ -38,9 +42,10 @@ def test_schema_rejects_bad_values_clearly(tmp_path: Path, version: str, values:
 
 @pytest.mark.parametrize("version", sorted(HELMS))
 def test_template_rejects_a_grace_period_shorter_than_the_drain(version: str) -> None:
-    result = helm(version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=5", check=False)
+    result = helm(version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=15", check=False)
     assert result.returncode != 0
-    assert "terminationGracePeriodSeconds (5) must be greater than mesh.admin.shutdownGraceMs (10000 ms)" in result.stderr
+    assert "terminationGracePeriodSeconds (15) must be greater than mesh.admin.drainPeriodMs + mesh.admin.shutdownGraceMs (5000 + 10000 ms)" in result.stderr
+    assert helm(version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=16").returncode == 0
 
 
 @pytest.mark.parametrize("version", sorted(HELMS))

@@ -19,3 +19,15 @@ app.kubernetes.io/component: dashboards
 {{- define "grafana.secretName" -}}
 {{- default (include "grafana.fullname" .) .Values.admin.existingSecret }}
 {{- end }}
+
+{{/*
+The image: `repository@digest` when image.digest is set (the tag is then ignored), else
+`repository:tag`, the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "grafana.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+{{- end }}

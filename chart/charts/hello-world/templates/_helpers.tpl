@@ -19,8 +19,16 @@ app.kubernetes.io/part-of: l5d-twisted
 app.kubernetes.io/component: sample-app
 {{- end }}
 
+{{/*
+The image: `repository@digest` when image.digest is set (the tag is then ignored), else
+`repository:tag`, the tag defaulting to the chart's appVersion (the parent's).
+*/}}
 {{- define "hello-world.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -78,3 +78,15 @@ scrape_configs:
         target_label: service
         replacement: "$1"
 {{- end }}
+
+{{/*
+The image: `repository@digest` when image.digest is set (the tag is then ignored), else
+`repository:tag`, the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "prometheus.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+{{- end }}
