@@ -111,5 +111,36 @@ class Overloaded(MeshError):
     kind = "RejectedExecutionException"
 
 
+class ClientFault(MeshError):
+    """The client, not the endpoint, broke the exchange (after the request was handed on).
+
+    Never held against the endpoint or the service: failure accrual ignores it, stats count
+    it as ``client_errors`` (not ``failures``), and it is never retried or requeued.
+    """
+
+    status = 400
+    kind = "ClientFault"
+
+
+class MalformedRequestBody(ClientFault):
+    """The request body broke its framing (a bad chunk size) while it was being forwarded."""
+
+    kind = "MalformedRequestBody"
+
+
+class ClientDisconnected(ClientFault):
+    """The client closed its connection before its request body was complete."""
+
+    status = 499  # nginx's "client closed request": counted, never written to anyone
+    kind = "ClientDisconnected"
+
+
+class ClientTimeout(ClientFault):
+    """The client sent its request body too slowly (requestBody idle timeout or minimum rate)."""
+
+    status = 408
+    kind = "ClientTimeout"
+
+
 # Failures no resend can cure: the binding itself has no address (yet).
 UNROUTABLE = (NoHostsAvailable, BindingTimeout)

@@ -180,6 +180,9 @@ class Mesh:
             reuse_addr=server.socket_options.reuse_addr,
             reuse_port=server.socket_options.reuse_port,
             tls=server_tls(server.tls) if server.tls is not None else None,
+            max_connections=server.max_connections,
+            body_idle_timeout_s=server.request_body_idle_timeout_ms / 1000.0,
+            min_body_bytes_per_s=server.min_request_body_bytes_per_sec,
         )
         listening = serve_http(self.reactor, server.ip, server.port, service, settings, stats)
         self.servers.append(listening)

@@ -69,6 +69,16 @@ class ServerConfig:
     clear_context: bool = knob(False, doc="drop inbound l5d-ctx-* / l5d-dtab headers (untrusted clients)")
     max_concurrent_requests: int | None = knob(None, minimum=1, doc="reject requests beyond this many in flight")
     tls: ServerTlsConfig | None = knob(None, doc="terminate TLS")
+    # not in linkerd 1; defaults and reasons in docs/security.md
+    max_connections: int | None = knob(
+        10_000, minimum=1, doc="connections open at once; more are closed at accept and counted as connections_refused (null = no cap)"
+    )
+    request_body_idle_timeout_ms: int = knob(
+        30_000, minimum=1, doc="a request body with no data for this long is cut (408 if not answered yet)"
+    )
+    min_request_body_bytes_per_sec: int = knob(
+        240, minimum=0, doc="a request body slower than this on average, after 5 s, is cut like an idle one (0 = off)"
+    )
     socket_options: SocketOptions = knob(default_factory=SocketOptions, doc="TCP options of the listening socket and accepted connections")
 
 

@@ -63,7 +63,11 @@ class ServiceParams:
     """How to treat requests to one logical name (``/svc/hello``): retries, timeouts."""
 
     retries: RetriesConfig = knob(default_factory=RetriesConfig)
-    total_timeout_ms: int | None = knob(None, minimum=1, doc="bound on the whole request including retries")
+    total_timeout_ms: int | None = knob(
+        15_000,
+        minimum=1,
+        doc="bound on the time to the response head, retries included (default 15 s, Envoy's route timeout; linkerd 1 had none; null = none)",
+    )
     response_classifier: PluginSpec = knob(
         registry=CLASSIFIERS, default_kind="io.l5d.http.nonRetryable5XX", doc="which responses succeed, which may be retried"
     )

@@ -13,7 +13,11 @@
   transferred whole and both sides keep the connection alive;
 * failures: ``errors.ConnectionFailed`` (could not connect, nothing written: retryable),
   ``errors.ConnectionReset`` (the connection broke after the request was written),
-  ``errors.UpstreamProtocolError`` (unparseable response).  A connection that breaks
+  ``errors.UpstreamProtocolError`` (unparseable response, or a head larger than the pool
+  settings' ``max_headers_kb`` + ``max_initial_line_kb``: linkerd 1's ``maxHeadersKB``
+  bounds both codecs); a request body that the *client* broke (``errors.ClientFault``:
+  malformed, abandoned, too slow) fails the exchange with that error, so nobody holds it
+  against this endpoint.  A connection that breaks
   mid-response fails the response body stream, so the server aborts its client connection
   instead of presenting a truncated body as complete.
 * Cancelling the returned Deferred aborts the exchange's connection.
@@ -38,7 +42,13 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from l5d_twisted.errors import ConnectionFailed, ConnectionReset, MeshError, UpstreamProtocolError
+from l5d_twisted.errors import (
+    ClientFault,
+    ConnectionFailed,
+    ConnectionReset,
+    MeshError,
+    UpstreamProtocolError,
+)
 from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
 from l5d_twisted.http.codec import (
     CRLF,
@@ -49,7 +59,13 @@ from l5d_twisted.http.codec import (
     send_body,
 )
 from l5d_twisted.http.fastwrite import direct_writer, set_no_delay
-from l5d_twisted.http.hop import HOP_BY_HOP, connection_tokens, names_other_fields, strip_nominated
+from l5d_twisted.http.hop import (
+    HOP_BY_HOP,
+    NOT_WRITTEN,
+    connection_tokens,
+    names_other_fields,
+    strip_nominated,
+)
 from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
 from l5d_twisted.http.stream import StreamBody
@@ -69,10 +85,15 @@ _TLS_FAILURES = (SSL.Error, VerificationError, CertificateError)
 _IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _BODYLESS_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"})
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length"}
+_NOT_WRITTEN_OR_HOST = NOT_WRITTEN | {b"host"}
 
 
 class _HeadOnly(Exception):
     """Stops the parser after a HEAD response's head (llhttp would wait for its body)."""
+
+
+class _HeadTooLarge(Exception):
+    """Stops the parser at a response head larger than the limit."""
 
 
 def origin_form(request: Request) -> tuple[bytes, bytes | None]:
@@ -111,6 +132,12 @@ class HttpClientProtocol(Protocol):
         self._chunked = False
         self._held: Response | None = None  # a buffered response waiting for its body
         self._write: Any = None
+        pool = client.pool_settings
+        self._max_head = pool.max_headers_kb * 1024
+        self._max_line = pool.max_initial_line_kb * 1024
+        self._head_bytes = 0  # of the response head being parsed (completed fields)
+        self._partial_head = 0  # raw bytes of it, while httptools still buffers a field
+        self._began = False
         # resending after a stale keep-alive connection closed under us
         self._exchanges = 0
         self._answered = False
@@ -214,9 +241,13 @@ class HttpClientProtocol(Protocol):
         """The bytes to write first and the framing of what follows (-1: nothing follows)."""
         target, authority = split_target(request.uri)
         parts = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
-        if not encode_fields(parts, request.headers):
+        if authority is not None:
+            # RFC 9112 §3.2.2: an absolute-form target's authority is the Host (first)
+            parts.append(b"Host: %s\r\n" % authority)
+            encode_fields(parts, request.headers, _NOT_WRITTEN_OR_HOST)
+        elif not encode_fields(parts, request.headers):
             # RFC 9112 §3.2: Host first
-            parts.insert(1, b"Host: %s\r\n" % (authority if authority is not None else self._client.authority))
+            parts.insert(1, b"Host: %s\r\n" % self._client.authority)
         body = request.body
         if type(body) is BufferedBody and not body.trailers:
             data = body.data
@@ -241,7 +272,12 @@ class HttpClientProtocol(Protocol):
         if not ok:
             # the request body failed or the connection went away: this exchange is broken
             self.reusable = False
-            self._fail(ConnectionReset("the request body could not be sent whole"))
+            request = self._request
+            cause = getattr(request.body, "error", None) if request is not None else None
+            if isinstance(cause, ClientFault):
+                self._fail(cause)  # the client broke its body, not this endpoint
+            else:
+                self._fail(ConnectionReset("the request body could not be sent whole"))
             if not self._lost:
                 self.transport.abortConnection()
             return
@@ -282,6 +318,7 @@ class HttpClientProtocol(Protocol):
             self.reusable = False
             self.transport.abortConnection()
             return
+        self._began = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -289,11 +326,23 @@ class HttpClientProtocol(Protocol):
                 self._parser = httptools.HttpResponseParser(self)
                 self._complete_held()
                 return
+            if isinstance(e.__context__, _HeadTooLarge):
+                self._protocol_error(f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)")
+                return
             self._protocol_error(f"response handling failed: {e.__context__!r}")
         except httptools.HttpParserUpgrade:
             self._protocol_error("protocol upgrades are not supported")
         except httptools.HttpParserError as e:
             self._protocol_error(f"malformed response: {e}")
+            return
+        if self._in_head and not self._lost:
+            # httptools buffers a field until it ends: bound what it holds by the raw bytes
+            if self._began:
+                self._partial_head = self._head_bytes
+            else:
+                self._partial_head += len(data)
+            if self._partial_head > self._max_head + self._max_line:
+                self._protocol_error(f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)")
 
     def _protocol_error(self, message: str) -> None:
         self.reusable = False
@@ -318,9 +367,19 @@ class HttpClientProtocol(Protocol):
 
     def on_message_begin(self) -> None:
         self._answered = True
+        self._began = True
+        self._head_bytes = 0
         self._reset_parse_state()
 
+    def on_status(self, reason: bytes) -> None:
+        self._head_bytes += len(reason)
+        if len(reason) > self._max_line:
+            raise _HeadTooLarge()
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_head:
+            raise _HeadTooLarge()  # trailers too: one limit per message, as on the server
         if not self._in_head:
             if self._trailers is None:
                 self._trailers = []
@@ -470,6 +529,7 @@ class EndpointClient(Service[Request, Response]):
         """``tls``: a client connection creator from ``http.tls.client_tls`` (None: plain)."""
         self.reactor = reactor
         self.address = address
+        self.pool_settings = pool
         self.authority = address.show().encode("ascii")
         self.pending = 0
         self._closed = False

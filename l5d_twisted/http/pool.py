@@ -40,6 +40,10 @@ class PoolSettings:
     max_size: int | None = None
     idle_time_s: float = 10.0
     max_waiters: int | None = None
+    max_headers_kb: int = 8
+    """Largest response head (field lines) read on these connections: more is a 502."""
+    max_initial_line_kb: int = 4
+    """Largest response status line."""
 
 
 def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: Any = None) -> Any:

@@ -43,10 +43,18 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from l5d_twisted.errors import BadRequest, ConnectionReset, MeshError, Overloaded
+from l5d_twisted.errors import (
+    BadRequest,
+    ClientDisconnected,
+    ClientTimeout,
+    MalformedRequestBody,
+    MeshError,
+    Overloaded,
+)
 from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
 from l5d_twisted.http.codec import (
     CRLF,
@@ -68,7 +76,7 @@ from l5d_twisted.http.hop import (
     strip_nominated,
 )
 from l5d_twisted.http.listen import listen_tcp
-from l5d_twisted.http.message import Headers, Request, Response
+from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.stats import StatsReceiver
@@ -81,6 +89,8 @@ _KEEP_ALIVE_FIELD = b"Connection: keep-alive\r\n"
 _HEAD_SKIP_KEEPING_LENGTH = NOT_WRITTEN - {b"content-length"}
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 _MAX_PIPELINED = 16  # parsed-but-unanswered requests before the connection stops reading
+BODY_CHECK_INTERVAL_S = 1.0  # how often a connection reading a request body checks its pace
+BODY_RATE_GRACE_S = 5.0  # the minimum body rate applies after this long (Kestrel's default grace)
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,12 @@ class ServerSettings:
     reuse_port: bool = False
     tls: Any = None
     """Server TLS options (``http.tls.server_tls``): listen with TLS; None for plain TCP."""
+    max_connections: int | None = None
+    """Connections open at once; more are closed at accept, before a byte is read."""
+    body_idle_timeout_s: float = 30.0
+    """A request body with no byte for this long (while we are reading it) times out."""
+    min_body_bytes_per_s: int = 240
+    """A request body slower than this on average (after ``BODY_RATE_GRACE_S``) times out; 0: off."""
 
 
 class ProtocolError(Exception):
@@ -196,6 +212,11 @@ class HttpServerProtocol(Protocol):
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._discarding = False
         self._count_head = True
+        self._began = False  # a message began during the current read
+        self._hosts = 0
+        # the pace of the request body being read (reset when we resume reading it)
+        self._body_window_start = 0.0
+        self._body_window_bytes = 0
         self._write: Any = None
 
     # -- connection lifecycle ------------------------------------------------------------
@@ -215,7 +236,7 @@ class HttpServerProtocol(Protocol):
         self._timer = None
         parsing = self._parsing
         if parsing is not None and parsing.stream is not None:
-            parsing.stream.fail(ConnectionReset("the client closed the connection mid-request"))
+            parsing.stream.fail(ClientDisconnected("the client closed the connection mid-request"))
         active = self._active
         if active is not None:
             self._uncount(active)
@@ -231,6 +252,7 @@ class HttpServerProtocol(Protocol):
         self._last_activity = self._seconds()
         # a head can only be too large if this read, or the head it continues, is large
         self._count_head = self._in_head or len(data) > self._max_head
+        self._began = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -248,7 +270,13 @@ class HttpServerProtocol(Protocol):
             self._reject(400, f"malformed request: {e}")
             return
         if self._in_head:
-            self._partial_head += len(data)
+            if self._began:
+                # the head began in this read, after whatever earlier (pipelined) messages
+                # it held: count the fields parsed so far, not the whole read (the unparsed
+                # tail is at most one read, which bounds what httptools holds of it)
+                self._partial_head = self._head_bytes + len(self._url)
+            else:
+                self._partial_head += len(data)
             if self._partial_head > self._max_head + self._max_url:
                 self._reject(431, "request header fields too large")
             elif not self._count_head:  # the fields parsed so far were not counted
@@ -258,6 +286,8 @@ class HttpServerProtocol(Protocol):
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._began = True
+        self._hosts = 0
         self._head_started = self._last_activity
         self._head_bytes = 0
         self._partial_head = 0
@@ -302,6 +332,10 @@ class HttpServerProtocol(Protocol):
             elif lname == b"expect":
                 self._expect = value.lower() == b"100-continue"
             return
+        if lname == b"host":
+            self._hosts += 1
+            if self._hosts > 1:  # RFC 9112 §3.2: which one names the target is ambiguous
+                raise ProtocolError(400, "more than one Host header")
         self._fields.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -310,6 +344,12 @@ class HttpServerProtocol(Protocol):
         method: bytes = parser.get_method()
         if method == b"CONNECT":
             raise ProtocolError(405, "CONNECT is not supported")
+        version = parser.get_http_version()
+        if version not in _VERSIONS:  # llhttp also takes 0.9 and 2.0 request lines
+            raise ProtocolError(505, f"HTTP/{version} is not supported (HTTP/1.1 and HTTP/1.0 are)")
+        url = self._url
+        if url[:1] != b"/" and url != b"*":
+            self._host_from_target(url)
         headers = Headers.__new__(Headers)
         headers._items = self._fields
         if self._conn_values is not None and names_other_fields(self._conn_values):
@@ -320,7 +360,6 @@ class HttpServerProtocol(Protocol):
                 raise ProtocolError(400, "a protocol upgrade request cannot have a body")
         if self._clear_context:
             headers.remove_if(lambda n: n.startswith(b"l5d-"))
-        version = parser.get_http_version()
         ex = _Exchange(None, parser.should_keep_alive(), version == "1.1")
         length = self._content_length
         if self._chunked:
@@ -343,7 +382,9 @@ class HttpServerProtocol(Protocol):
             body = EMPTY_BODY
             ex.ready = True
             ex.body_done = True  # so an answer given right away can keep the connection
-        request = Request(method, self._url, headers, body, _VERSIONS.get(version) or version.encode("ascii"))
+        if not ex.body_done:
+            self._start_body_clock()
+        request = Request(method, url, headers, body, _VERSIONS[version])
         ex.request = request
         self._parsing = ex
         self._queue.append(ex)
@@ -352,7 +393,26 @@ class HttpServerProtocol(Protocol):
         if (ex.ready or ex.expect_continue) and self._active is None:
             self._maybe_dispatch()
 
+    def _host_from_target(self, url: bytes) -> None:
+        """An absolute-form target names the host: Host is replaced by its authority.
+
+        RFC 9112 §3.2.2: a proxy forwarding such a request generates Host from the target,
+        so the name the request is routed by and the Host the next hop sees agree.
+        """
+        authority = split_target(url)[1]
+        if authority is None:
+            return
+        if not authority or b"@" in authority:  # no host, or userinfo (RFC 9110 §4.2.4)
+            raise ProtocolError(400, "the request target has no valid authority")
+        fields = self._fields
+        for i, (name, _) in enumerate(fields):
+            if len(name) == 4 and name.lower() == b"host":
+                fields[i] = (name, authority)
+                return
+        fields.insert(0, (b"Host", authority))
+
     def on_body(self, data: bytes) -> None:
+        self._body_window_bytes += len(data)
         if self._collect is not None:
             self._collect.append(data)
             return
@@ -404,6 +464,7 @@ class HttpServerProtocol(Protocol):
                     if ex.expect_continue and not ex.continue_sent:
                         ex.continue_sent = True
                         self._write(_CONTINUE)
+                        self._start_body_clock()
                     return
                 self._queue.popleft()
                 self._active = ex
@@ -420,6 +481,7 @@ class HttpServerProtocol(Protocol):
         if ex.expect_continue and not ex.continue_sent and not ex.body_done:
             ex.continue_sent = True
             self._write(_CONTINUE)
+            self._start_body_clock()
         server = self._server
         limit = server.settings.max_concurrent_requests
         if limit is not None and server.in_flight >= limit:
@@ -555,7 +617,9 @@ class HttpServerProtocol(Protocol):
         if ex is not None:
             dispatched = ex is self._active
             if ex.stream is not None:
-                ex.stream.fail(BadRequest(message))  # may answer (and finish) it right away
+                # the client's fault, not the endpoint's (see errors.ClientFault)
+                error = ClientTimeout(message) if status == 408 else MalformedRequestBody(message)
+                ex.stream.fail(error)  # may answer (and finish) it right away
             if dispatched:
                 return  # its own response (an error, as its body failed) ends the connection
             if ex in self._queue:
@@ -589,6 +653,18 @@ class HttpServerProtocol(Protocol):
             self._paused.discard(reason)
             if not self._paused and not self._lost:
                 self.transport.resumeProducing()
+                # time spent paused by us is not the client's: its body's pace starts over
+                self._start_body_clock()
+
+    def _start_body_clock(self) -> None:
+        now = self._seconds()
+        self._last_activity = now
+        self._body_window_start = now
+        self._body_window_bytes = 0
+        timer = self._timer
+        if timer is not None and timer.getTime() > now + BODY_CHECK_INTERVAL_S:
+            timer.cancel()
+            self._schedule_timer(BODY_CHECK_INTERVAL_S)
 
     def _schedule_timer(self, delay: float) -> None:
         self._timer = self._server.reactor.callLater(max(delay, 0.001), self._on_timer)
@@ -608,13 +684,14 @@ class HttpServerProtocol(Protocol):
             self._schedule_timer(settings.header_read_timeout_s - waited)
             return
         idle = now - self._last_activity
-        if self._collect is not None and self._active is None:
-            # a small body still arriving, not handed on yet: a trickle is a slow client
-            if idle >= settings.idle_timeout_s:
-                self._reject(408, "timed out reading the request body")
-                self._schedule_timer(settings.idle_timeout_s)
+        parsing = self._parsing
+        if parsing is not None and not self._closing:
+            # a request body is arriving: a stall or a trickle is a slow client (unless we
+            # paused it, or it waits for the 100 Continue we have not sent yet)
+            waiting = parsing.expect_continue and not parsing.continue_sent
+            if not self._paused and not waiting and self._body_too_slow(now, idle, settings):
                 return
-            self._schedule_timer(settings.idle_timeout_s - idle)
+            self._schedule_timer(BODY_CHECK_INTERVAL_S)
             return
         if self._active is not None or self._queue or self._parsing is not None:
             self._schedule_timer(settings.idle_timeout_s)
@@ -627,6 +704,34 @@ class HttpServerProtocol(Protocol):
                 self._schedule_timer(settings.idle_timeout_s)
             return
         self._schedule_timer(settings.idle_timeout_s - idle)
+
+    def _body_too_slow(self, now: float, idle: float, settings: ServerSettings) -> bool:
+        """Time the body out (True) if it stalled or its average pace is below the minimum."""
+        if idle >= settings.body_idle_timeout_s:
+            why = f"no request body data for {settings.body_idle_timeout_s:g} s"
+        else:
+            elapsed = now - self._body_window_start
+            rate = settings.min_body_bytes_per_s
+            if not rate or elapsed < BODY_RATE_GRACE_S or self._body_window_bytes >= rate * elapsed:
+                return False
+            why = f"request body slower than {rate} bytes/s"
+        ex = self._parsing
+        self._server.count_body_timeout()
+        if ex is not None and ex is self._active and ex.stream is not None:
+            # handed on already: the service fails (408 if it has not answered yet)
+            self._parsing = None
+            self._closing = True
+            self._pause("closing")
+            ex.stream.fail(ClientTimeout(f"timed out reading the request body: {why}"))
+            if ex.response_started and not self._lost:
+                self.transport.abortConnection()
+            else:
+                # its answer (408, or a timeout of its own) ends the connection
+                self._schedule_timer(settings.idle_timeout_s)
+            return True
+        self._reject(408, f"timed out reading the request body: {why}")
+        self._schedule_timer(settings.idle_timeout_s)
+        return True
 
     def drain(self, idle_close_s: float = 0.0, fresh_idle_close_s: float | None = None) -> None:
         """From now on every response carries ``Connection: close``; close the connection once idle.
@@ -656,8 +761,25 @@ class _ServerFactory(Factory):
     def __init__(self, server: HttpServer) -> None:
         self.server = server
 
-    def buildProtocol(self, addr: Any) -> HttpServerProtocol:
-        return HttpServerProtocol(self.server)
+    def buildProtocol(self, addr: Any) -> HttpServerProtocol | None:
+        server = self.server
+        if not server.accepts_connection():
+            return None  # the port closes the socket: nothing read, parsed or allocated
+        return HttpServerProtocol(server)
+
+
+class _TlsServerFactory(TLSMemoryBIOFactory):
+    """TLS in front of the HTTP factory that refuses excess connections before any handshake."""
+
+    def __init__(self, options: Any, server: HttpServer) -> None:
+        factory: Any = server.factory  # an IProtocolFactory (Factory does not declare it)
+        super().__init__(options, False, factory)
+        self.server = server
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if not self.server.accepts_connection():
+            return None
+        return super().buildProtocol(addr)
 
 
 @implementer(IListeningPort)
@@ -673,11 +795,24 @@ class HttpServer:
         self.in_flight = 0
         self.port: Any = None
         self._connects = stats.counter("connects")
+        self._refused = stats.counter("connections_refused")
+        self._body_timeouts = stats.counter("request_body_timeouts")
         self._gauge: Any = stats.gauge("connections", fn=lambda: float(len(self.connections)))
         self._drained: list[Deferred[None]] = []
         self.draining = False
         self._listening_closed = False
         self.factory = _ServerFactory(self)
+
+    def accepts_connection(self) -> bool:
+        """Room for one more connection under ``max_connections`` (else counted as refused)."""
+        limit = self.settings.max_connections
+        if limit is not None and len(self.connections) >= limit:
+            self._refused.incr()
+            return False
+        return True
+
+    def count_body_timeout(self) -> None:
+        self._body_timeouts.incr()
 
     def _connection_made(self, conn: HttpServerProtocol) -> None:
         self.connections.add(conn)
@@ -788,11 +923,7 @@ def serve_http(
 ) -> HttpServer:
     """Listen on ``ip:port`` (0 for any free port) and serve ``service``."""
     server = HttpServer(reactor, service, settings, stats)
-    factory: Any = server.factory
-    if settings.tls is not None:
-        from twisted.protocols.tls import TLSMemoryBIOFactory
-
-        factory = TLSMemoryBIOFactory(settings.tls, False, factory)
+    factory: Any = _TlsServerFactory(settings.tls, server) if settings.tls is not None else server.factory
     server.port = listen_tcp(reactor, port, factory, ip, 1024, settings.reuse_addr, settings.reuse_port)
     return server
 

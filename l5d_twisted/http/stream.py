@@ -112,6 +112,11 @@ class StreamBody(Body):
     def consumed(self) -> bool:
         return self._sink is not None
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why the source failed (None while it has not, or when it finished whole)."""
+        return self._error
+
     # -- source side ---------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:

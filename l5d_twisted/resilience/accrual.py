@@ -11,8 +11,9 @@ After the duration the endpoint lets exactly one *probe* through: its status is 
 a request arrives, then BUSY while that request is in flight.  A successful probe revives
 it (the policy's backoff starts over); a failed one marks it dead again for the policy's
 next, longer, backoff.  Any success, even of a request sent while dead (fail-open), revives.
-Outcomes of requests that were cancelled by the caller are not the endpoint's fault and are
-not counted.
+Outcomes of requests that were cancelled by the caller, or that the client broke
+(``errors.ClientFault``: a malformed or abandoned request body), are not the endpoint's
+fault and are not counted.
 
 Stats (client scope): ``failure_accrual/removals``, ``revivals``, ``probes`` counters and
 ``removed_for_ms`` (a counter of the milliseconds endpoints were marked dead for).
@@ -30,6 +31,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from l5d_twisted.errors import ClientFault
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
 from l5d_twisted.service import Service, Status
 from l5d_twisted.telemetry.stats import StatsReceiver
@@ -107,7 +109,7 @@ class FailureAccrualService(Service[Any, Any]):
 
     def _observe(self, outcome: Any, request: Any) -> Any:
         value: Any = outcome.value if isinstance(outcome, Failure) else outcome
-        if isinstance(value, CancelledError):
+        if isinstance(value, (CancelledError, ClientFault)):
             if self.state is AccrualState.PROBING:
                 self.state = AccrualState.PROBE_OPEN  # the probe told us nothing: probe again
             return outcome

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import CancelledError
 
-from l5d_twisted.errors import UNROUTABLE, MeshError
+from l5d_twisted.errors import UNROUTABLE, ClientFault, MeshError
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.registry import CLASSIFIERS
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
@@ -40,8 +40,9 @@ IDEMPOTENT_METHODS = READ_METHODS | {b"PUT", b"DELETE"}
 _SUCCESS = ResponseClass.SUCCESS
 _RETRYABLE = ResponseClass.RETRYABLE_FAILURE
 _NON_RETRYABLE = ResponseClass.NON_RETRYABLE_FAILURE
-# whatever the method: the caller gave up, or the next attempt meets the same binding
-_NEVER_RETRIED = (CancelledError, *UNROUTABLE)
+# whatever the method: the caller gave up (or broke its own request), or the next attempt
+# meets the same binding
+_NEVER_RETRIED = (CancelledError, ClientFault, *UNROUTABLE)
 
 
 def classify_exception(error: BaseException) -> ResponseClass:

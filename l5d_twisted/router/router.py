@@ -232,6 +232,9 @@ class Router(Service[Request, Response]):
             max_size=pool.max_size,
             idle_time_s=pool.idle_time_ms / 1000.0,
             max_waiters=pool.max_waiters,
+            # linkerd 1's maxHeadersKB / maxInitialLineKB bound both codecs: responses too
+            max_headers_kb=self.config.max_headers_kb,
+            max_initial_line_kb=self.config.max_initial_line_kb,
         )
         connect_timeout_s = client_params.connect_timeout_ms / 1000.0
         tls = self._client_tls(bound, client_params)

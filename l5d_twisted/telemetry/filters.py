@@ -11,6 +11,9 @@ Put one in front of each interface with the scope it reports under
   class name);
 * ``request_latency_ms``: from the request entering to the response *head* arriving (the
   Deferred fires on the head; a streamed body may take longer and is not included);
+* ``client_errors``, instead of ``success`` or ``failures``, for a failure the client caused
+  (``errors.ClientFault``: a malformed, abandoned or too slow request body), so a client
+  cannot lower a service's success rate;
 * ``status/<code>`` and ``status/<N>XX``.  An exception counts as the status the mesh
   answers it with (``MeshError.status``, else 502), so error rates include mesh-generated
   errors; pass ``error_status=False`` to count only real responses.
@@ -24,7 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from l5d_twisted.errors import MeshError
+from l5d_twisted.errors import ClientFault, MeshError
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
 from l5d_twisted.service import Filter, Service
@@ -59,6 +62,7 @@ class StatsFilter(Filter[Request, Response]):
         self._latency = stats.stat("request_latency_ms")
         self._status: dict[int, tuple[Counter, Counter]] = {}
         self._failure_kinds: dict[str, Counter] = {}
+        self._client_errors: Counter | None = None  # made at the first one
         self.pending = 0
         self._pending_gauge = stats.gauge("pending", fn=lambda: self.pending)
 
@@ -105,7 +109,11 @@ class StatsFilter(Filter[Request, Response]):
         error = failure.value
         if self._error_status:
             self._count_status(error.status if isinstance(error, MeshError) else 502)
-        if isinstance(error, BaseException) and self._classify(request, error).is_success:
+        if isinstance(error, ClientFault):
+            if self._client_errors is None:
+                self._client_errors = self._stats.counter("client_errors")
+            self._client_errors.incr()
+        elif isinstance(error, BaseException) and self._classify(request, error).is_success:
             self._success.incr()
         else:
             self._failures.incr()

@@ -113,7 +113,10 @@ def test_show_prints_the_effective_config(tmp_path: Path, capsys: pytest.Capture
     assert main(["check", "--show", str(path)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["routers"][0]["label"] == "out"
-    assert shown["routers"][0]["servers"] == [{"port": 4140, "ip": "127.0.0.1", "clearContext": False, "maxConcurrentRequests": None, "tls": None}]
+    [server] = shown["routers"][0]["servers"]
+    expected = {"port": 4140, "ip": "127.0.0.1", "clearContext": False, "maxConcurrentRequests": None, "tls": None}
+    expected.update({"maxConnections": 10000, "requestBodyIdleTimeoutMs": 30000, "minRequestBodyBytesPerSec": 240})
+    assert {k: server.get(k) for k in expected} == expected  # other keys are other tests' business
     assert shown["admin"]["port"] == 9990
 
 

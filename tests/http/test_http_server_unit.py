@@ -225,7 +225,8 @@ def test_expect_continue_waits_for_the_previous_response() -> None:
 
 def test_stalled_small_body_gets_408() -> None:
     backend = Backend()
-    clock, _, proto, transport = connection(backend, idle_timeout_s=5.0)
+    # the body's own idle timeout (its minimum rate is tested in test_http_bounds.py)
+    clock, _, proto, transport = connection(backend, body_idle_timeout_s=5.0, min_body_bytes_per_s=0)
     proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
     clock.advance(3)
     proto.dataReceived(b"de")  # still trickling in: not idle yet
