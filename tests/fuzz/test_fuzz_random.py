@@ -38,7 +38,7 @@ def test_random_dtab_headers_never_break_the_proxy(mesh: FuzzMesh) -> None:
     ports = ports_of(mesh)
 
     @settings(FUZZ_SETTINGS, max_examples=120)
-    @given(dtab=dtabs(ports), host=st.sampled_from(["a", "b", "ab", "loop", "nosuch"]), header=st.sampled_from(["l5d-dtab", "l5d-ctx-dtab"]))
+    @given(dtab=dtabs(ports), host=st.sampled_from(["a", "b", "ab", "nosuch"]), header=st.sampled_from(["l5d-dtab", "l5d-ctx-dtab"]))
     def attack(dtab: str, host: str, header: str) -> None:
         raw = request("GET", "/inspect?fuzz=dtab", host, [(header, dtab)])
         ex = exchange(mesh.port, raw, total=3, idle=3)
