@@ -141,14 +141,29 @@ def wait_for_upload_to_reach(mesh: FuzzMesh, service: str) -> None:
 # 5. bounded resources: hung backends, slow uploads, idle connections, huge headers
 
 
-def test_hung_requests_do_not_starve_other_traffic(mesh: FuzzMesh) -> None:
+DEFAULT_TOTAL_TIMEOUT_S = 15  # service.totalTimeoutMs's default
+
+
+def test_hung_requests_are_timed_out_by_default_and_do_not_starve_other_traffic(mesh: FuzzMesh) -> None:
     socks = []
     try:
-        for i in range(60):
+        started = time.monotonic()
+        for i in range(30):
             s = socket.create_connection(("127.0.0.1", mesh.port))
             s.sendall(request("GET", f"/hang?{i}", "a"))
             socks.append(s)
-        mesh.check_health("60 requests to a backend that never answers")
+        mesh.check_health("30 requests to a backend that never answers")
+        answers = []
+        for s in socks:
+            s.settimeout(max(0.1, started + DEFAULT_TOTAL_TIMEOUT_S + 5 - time.monotonic()))
+            try:
+                answers.append(s.recv(4096))
+            except TimeoutError:
+                answers.append(b"")
+        took = time.monotonic() - started
+        unanswered = sum(1 for a in answers if not a.startswith(b"HTTP/1.1 5"))
+        assert unanswered == 0, f"{unanswered} of 30 hung requests had no 5xx after {took:.0f}s (no default total timeout?)"
+        mesh.check_health("30 timed-out requests")
     finally:
         for s in socks:
             s.close()
