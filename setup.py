@@ -13,13 +13,11 @@ setup(
     include_package_data=True,
     package_data={"l5d_twisted": ["admin/static/*", "py.typed"]},
     install_requires=[
-        "twisted[tls,http2]>=24.3.0",
+        "twisted[tls]>=24.3.0",
         "treq>=23.11.0",
-        "kubernetes>=29.0.0",
         "prometheus-client>=0.20.0",
         "pyyaml>=6.0",
         "httptools>=0.6.1",
-        "attrs>=23.1.0",
     ],
     extras_require={
         "test": [

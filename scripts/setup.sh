@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(curl prometheus chromium wrk nginx haproxy nodejs npm unzip)
+# The container image (scripts/build-image.sh) and tests/image: built without Docker,
+# run by podman (runc; catatonit is the pods' pause process).
+APT_PACKAGES+=(mmdebstrap buildah skopeo podman runc catatonit)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -64,6 +64,7 @@ class JsonResource(resource.Resource):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--dashboards", required=True)
     parser.add_argument("--unhealthy", action="store_true")
     args = parser.parse_args()
@@ -74,7 +75,7 @@ def main() -> None:
     api.putChild(b"health", Health(not args.unhealthy))
     api.putChild(b"dashboards", dashboards)
     dashboards.putChild(b"uid", DashboardsByUid(Path(args.dashboards)))
-    reactor.listenTCP(args.port, server.Site(root), interface="127.0.0.1")  # type: ignore[attr-defined]
+    reactor.listenTCP(args.port, server.Site(root), interface=args.host)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
 
 
