@@ -41,6 +41,19 @@ class CallDepthExceeded(MeshError):
     kind = "MaxCallDepthExceeded"
 
 
+class RoutingLoop(CallDepthExceeded):
+    """The request came back to a router it already passed (its loop marker is there)."""
+
+    kind = "RoutingLoop"
+
+
+class Forbidden(MeshError):
+    """A request's own dtab asked for something its server does not allow (403)."""
+
+    status = 403
+    kind = "Forbidden"
+
+
 class BadRequest(MeshError):
     status = 400
     kind = "BadRequest"

@@ -44,6 +44,7 @@ from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import NAMERS, TELEMETERS, TRANSFORMERS, load_plugins
 from l5d_twisted.router.router import Router
+from l5d_twisted.router.trust import OwnAddresses
 from l5d_twisted.telemetry.filters import StatsFilter
 from l5d_twisted.telemetry.metrics import MetricsTree
 
@@ -65,6 +66,8 @@ class Mesh:
         self.recent_requests: Any = None
         self.servers: list[Any] = []  # what serve_http returned, one per server
         self.admin_port: Any = None
+        # every listening address, filled in as they bind: a request dtab may not reach them
+        self.own_addresses = OwnAddresses()
         self.allow_shutdown: bool = bool(getattr(config.admin, "allow_shutdown", False))
         self._stopping: Deferred[None] | None = None
         self._drain_period: Deferred[None] | None = None
@@ -159,6 +162,7 @@ class Mesh:
                 stats=self.metrics.stats,
                 ctx=ctx,
                 request_observers=observers,
+                own_addresses=self.own_addresses,
             )
             self.routers.append(router)
             for server in router_config.servers:
@@ -175,6 +179,8 @@ class Mesh:
             max_initial_line_kb=router_config.max_initial_line_kb,
             max_concurrent_requests=server.max_concurrent_requests,
             clear_context=server.clear_context,
+            request_dtab=server.request_dtab.enabled,
+            request_dtab_addresses=server.request_dtab.allow_addresses,
             no_delay=server.socket_options.no_delay,
             keep_alive=server.socket_options.keep_alive,
             reuse_addr=server.socket_options.reuse_addr,
@@ -186,6 +192,7 @@ class Mesh:
         )
         listening = serve_http(self.reactor, server.ip, server.port, service, settings, stats)
         self.servers.append(listening)
+        self.own_addresses.add(server.ip, _port_number(listening), router=True)
         log.info("router {router} serving on {ip}:{port}", router=router.label, ip=server.ip, port=_port_number(listening))
 
     def _listen_admin(self) -> None:
@@ -194,6 +201,7 @@ class Mesh:
         admin = self.config.admin
         target: Any = self  # Mesh meets admin.target.AdminTarget structurally
         self.admin_port = AdminServer(target, self.reactor).listen(admin.ip, admin.port)
+        self.own_addresses.add(admin.ip, self.admin_port.getHost().port)
 
     def stop(self, grace_s: float | None = None, drain_period_s: float | None = None) -> Deferred[None]:
         """Drain and stop (once; later calls return the same Deferred).

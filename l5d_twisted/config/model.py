@@ -63,10 +63,23 @@ class SocketOptions:
 
 
 @dataclass(frozen=True)
+class RequestDtabConfig:
+    """Whether a server honours the dtab a client sends with its request (docs/security.md)."""
+
+    enabled: bool = knob(True, doc="honour l5d-dtab and l5d-ctx-dtab from clients (false: both are removed on arrival)")
+    allow_addresses: bool = knob(
+        False,
+        doc="let a request dtab delegate to /$/inet, /$/io.buoyant.rinet and the host:port built-ins (else 403); "
+        "the mesh's own ports and link-local metadata addresses stay refused either way",
+    )
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     port: int = knob(DEFAULT_SERVER_PORTS["http"], minimum=0, maximum=MAX_PORT, doc="listening port (http 4140, h2 4142 by default)")
     ip: str = knob("127.0.0.1", validator=check_ip, doc="listening address (0.0.0.0 for all)")
-    clear_context: bool = knob(False, doc="drop inbound l5d-ctx-* / l5d-dtab headers (untrusted clients)")
+    clear_context: bool = knob(False, doc="drop inbound l5d-* fields (l5d-ctx-*, l5d-dtab, l5d-sample, ...): for untrusted clients")
+    request_dtab: RequestDtabConfig = knob(default_factory=RequestDtabConfig, doc="what a client's own dtab may do")
     max_concurrent_requests: int | None = knob(None, minimum=1, doc="reject requests beyond this many in flight")
     tls: ServerTlsConfig | None = knob(None, doc="terminate TLS")
     # not in linkerd 1; defaults and reasons in docs/security.md

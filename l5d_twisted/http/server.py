@@ -102,7 +102,11 @@ class ServerSettings:
     max_buffered_body_kb: int = 8
     max_concurrent_requests: int | None = None
     clear_context: bool = False
-    """Remove every inbound ``l5d-*`` field (ingress from untrusted clients)."""
+    """Remove every inbound ``l5d-*`` field but the loop marker (ingress from untrusted clients)."""
+    request_dtab: bool = True
+    """Honour ``l5d-dtab`` / ``l5d-ctx-dtab`` from clients (False: both are dropped on parse)."""
+    request_dtab_addresses: bool = False
+    """Let a request dtab name address built-ins (``request.ctx[REQUEST_DTAB_ADDRESSES]``)."""
     drain_grace_s: float = 10.0
     drain_idle_close_s: float = 1.0
     """While draining, a connection idle this long is closed (used more recently: it gets
@@ -121,6 +125,19 @@ class ServerSettings:
     """A request body with no byte for this long (while we are reading it) times out."""
     min_body_bytes_per_s: int = 240
     """A request body slower than this on average (after ``BODY_RATE_GRACE_S``) times out; 0: off."""
+
+
+# The request dtab fields, dropped on parse where a server does not honour them; and the
+# request.ctx key telling the router that this server lets a request dtab name addresses.
+REQUEST_DTAB_FIELDS = frozenset({b"l5d-dtab", b"l5d-ctx-dtab"})
+REQUEST_DTAB_ADDRESSES = "request_dtab_addresses"
+# clearContext keeps the router's loop marker: it is no context, and without it a loop
+# through such a server would run up to maxCallDepth.
+_KEPT_ON_CLEAR = b"l5d-loop"
+
+
+def _cleared(name: bytes) -> bool:
+    return name.startswith(b"l5d-") and name != _KEPT_ON_CLEAR
 
 
 class ProtocolError(Exception):
@@ -184,6 +201,8 @@ class HttpServerProtocol(Protocol):
         self._max_head = settings.max_headers_kb * 1024
         self._max_buffered = settings.max_buffered_body_kb * 1024
         self._clear_context = settings.clear_context
+        self._dropped = DROPPED_ON_PARSE if settings.request_dtab else DROPPED_ON_PARSE | REQUEST_DTAB_FIELDS
+        self._dtab_addresses = settings.request_dtab_addresses
         self._seconds = server.reactor.seconds
         self._parser: Any = httptools.HttpRequestParser(self)
         self._queue: deque[_Exchange] = deque()
@@ -316,7 +335,7 @@ class HttpServerProtocol(Protocol):
             self._trailers.append((name, value))
             return
         lname = name.lower()
-        if lname in DROPPED_ON_PARSE:
+        if lname in self._dropped:
             if lname == b"connection":
                 if self._conn_values is None:
                     self._conn_values = []
@@ -359,7 +378,7 @@ class HttpServerProtocol(Protocol):
                 # llhttp would skip this body and read it as the next request
                 raise ProtocolError(400, "a protocol upgrade request cannot have a body")
         if self._clear_context:
-            headers.remove_if(lambda n: n.startswith(b"l5d-"))
+            headers.remove_if(_cleared)
         ex = _Exchange(None, parser.should_keep_alive(), version == "1.1")
         length = self._content_length
         if self._chunked:
@@ -385,6 +404,8 @@ class HttpServerProtocol(Protocol):
         if not ex.body_done:
             self._start_body_clock()
         request = Request(method, url, headers, body, _VERSIONS[version])
+        if self._dtab_addresses:
+            request.ctx[REQUEST_DTAB_ADDRESSES] = True
         ex.request = request
         self._parsing = ex
         self._queue.append(ex)

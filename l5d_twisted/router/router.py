@@ -10,6 +10,7 @@ pod churn and random Host values cannot grow memory without bound.
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,9 +21,10 @@ from twisted.python.failure import Failure
 
 from l5d_twisted.balancers.base import BalancerContext
 from l5d_twisted.context import PluginContext
-from l5d_twisted.errors import IdentificationError, MeshError
+from l5d_twisted.errors import Forbidden, IdentificationError, MeshError
 from l5d_twisted.http.client import EndpointClient, PoolSettings
 from l5d_twisted.http.message import Request, Response
+from l5d_twisted.http.server import REQUEST_DTAB_ADDRESSES
 from l5d_twisted.http.tls import TlsConfigError, client_tls
 from l5d_twisted.identifiers.base import Identified
 from l5d_twisted.naming.addr import Address, BoundName
@@ -34,6 +36,7 @@ from l5d_twisted.service import Service
 from l5d_twisted.telemetry.stats import StatsReceiver
 
 from . import headers as h
+from . import trust
 from .classify import CLASSIFIER_KEY, ContextClassifier
 from .client import BoundClient
 from .route import BindingService
@@ -61,6 +64,9 @@ MAX_ROUTES = 1000
 MAX_CLIENTS = 1000
 
 
+_TRANSFORMED = Path.of("%")
+
+
 def _scope_name(path: Path) -> str:
     """``/svc/hello`` -> ``svc/hello``: linkerd's metric scope for a name."""
     return path.show().lstrip("/")
@@ -79,6 +85,7 @@ class Router(Service[Request, Response]):
         request_observers: Sequence[RequestObserver] = (),
         rng: random.Random | None = None,
         endpoint_factory: EndpointFactory | None = None,
+        own_addresses: trust.OwnAddresses | None = None,
     ) -> None:
         self.config = config
         self.label: str = config.label
@@ -101,6 +108,10 @@ class Router(Service[Request, Response]):
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
         self._binding_timeout_s = config.binding_timeout_ms / 1000.0
         self._max_call_depth: int = config.max_call_depth
+        # What a request dtab may not reach (the mesh fills it in as it binds its ports),
+        # and this router's loop marker: random, so a client cannot guess it.
+        self.own_addresses = own_addresses if own_addresses is not None else trust.OwnAddresses()
+        self.loop_id = secrets.token_hex(8).encode("ascii")
         self._sweeper = LoopingCall(self._sweep_idle)
         self._sweeper.clock = reactor
         self._sweeper.start(SWEEP_INTERVAL_S, now=False)
@@ -131,6 +142,8 @@ class Router(Service[Request, Response]):
         if h.VIA in present:
             h.check_call_depth(hdrs, self._max_call_depth)
         local = h.local_dtab(hdrs) if h.CTX_DTAB in present or h.DTAB in present else h.NO_DTAB
+        if local is not h.NO_DTAB:
+            self._check_request_dtab(request, local)
         identified = None
         reasons = []
         for identifier in self._identifiers:
@@ -159,9 +172,24 @@ class Router(Service[Request, Response]):
         else:
             hdrs.add(h.REQID, h.new_request_id(self._rng))
         hdrs.add(b"Via", h.VIA_VALUE)
+        # The loop marker: this router and the name, so a request that comes back to route
+        # the same name again (a loop, also through /$/inet to this process) stops here.
+        marker = h.loop_marker(self.loop_id, dst)
+        if h.LOOP in present:
+            h.check_loop(hdrs, marker)
+        hdrs.add(h.LOOP, marker)
         if route is None:
             route = self._make_route(key, path, local)
         return route(request)
+
+    def _check_request_dtab(self, request: Request, local: Dtab) -> None:
+        """A request dtab: refuse address built-ins unless the server allows them, and mark
+        the request so endpoints at the mesh's own ports refuse it (``trust``)."""
+        if not request.ctx.get(REQUEST_DTAB_ADDRESSES):
+            rule = trust.address_rule(local)
+            if rule is not None:
+                raise Forbidden(f"the request's dtab delegates to addresses, which this server does not allow: {rule}")
+        request.ctx[trust.REQUEST_DTAB] = True
 
     @staticmethod
     def _add_via(response: Response) -> Response:
@@ -238,6 +266,8 @@ class Router(Service[Request, Response]):
         )
         connect_timeout_s = client_params.connect_timeout_ms / 1000.0
         tls = self._client_tls(bound, client_params)
+        # a transformer's names (/%/...) are the operator's way to the mesh's routers
+        transformed = bound.id.startswith(_TRANSFORMED)
         endpoint_params = {
             StackParams.REACTOR: self._reactor,
             StackParams.STATS: scope,
@@ -248,7 +278,10 @@ class Router(Service[Request, Response]):
 
         def make_endpoint(address: Address) -> Service[Request, Response]:
             leaf = self._endpoint_factory(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s, tls=tls)
-            return self._stacks.endpoint.make({**endpoint_params, StackParams.ADDRESS: address}, leaf)
+            endpoint = self._stacks.endpoint.make({**endpoint_params, StackParams.ADDRESS: address}, leaf)
+            # decided once per endpoint: only one at the mesh's own or a metadata address
+            # gets a guard (refusing requests routed with a request dtab)
+            return trust.guarded(self.own_addresses.forbidden(address, transformed=transformed), endpoint)
 
         client = BoundClient(
             bound,
