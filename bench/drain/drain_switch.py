@@ -6,11 +6,12 @@
 
 On 127.0.0.1 and free ports: two ``world`` apps (on 127.0.0.2 and 127.0.0.3, so a body
 tells which proxy served it), an *old* proxy routing to the first, then the load
-(``bench/drain/loadgen.py``: fixed rate over keep-alive connections), then a *new*
-proxy routing to the second, both listening on the same port with
+(``bench/drain/loadgen.py``: fixed rate over keep-alive connections, all of them opened
+to the old proxy), then a *new* proxy routing to the second, both listening on the same port with
 ``socketOptions.reusePort``.  Once the new one is ready and the old one has served a
 second of traffic, the old one gets SIGTERM; its ``/ready`` is polled until it exits; the
-load goes on until ``--seconds`` have passed (and at least a second after the exit).
+load goes on until ``--seconds`` have passed (and the new one alone has answered half a
+second of it).
 
 Reported: requests sent and failed (any non-2xx or error; resends after the keep-alive
 race are counted apart as ``stale_retries``), how many requests the old process still
@@ -125,6 +126,8 @@ def run_switch(
         "--connections", str(connections), "--count", str(count), "--out", str(out), name="loadgen",
     )  # fmt: skip
     load_started = time.time()
+    # every load connection is open to the old process before the new one listens
+    wait_until(lambda: served(old_admin) >= 2 * connections, 30, what="the load to reach the old proxy")
     new, new_admin = start_proxy(processes, workdir, "new", NEW_IP, world_ports[NEW_IP], proxy_port, drain_period_ms, grace_ms)
     warm = rps if warm_requests is None else warm_requests
     wait_until(lambda: served(old_admin) >= warm, 30, what=f"the old proxy to serve {warm:g} requests")
@@ -144,7 +147,10 @@ def run_switch(
     old_exit = old.wait(10)
     exited_after = time.time() - signalled
 
-    wait_until(lambda: time.time() >= max(load_started + seconds, signalled + exited_after + 1.0), seconds + 30, what="the rest of the load")
+    # the load goes on until the new process alone has answered half a second of it
+    new_at_exit = served(new_admin)
+    wait_until(lambda: served(new_admin) >= new_at_exit + rps / 2, 30, what="the new proxy to take the load")
+    wait_until(lambda: time.time() >= load_started + seconds, seconds + 30, what="the rest of the load")
     os.kill(loadgen.pid, signal.SIGUSR1)
     loadgen.wait(30)
     load = json.loads(out.read_text())
