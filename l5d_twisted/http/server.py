@@ -15,6 +15,10 @@ Per connection (:class:`HttpServerProtocol`):
   that flows with backpressure (the connection's transport is paused while the consumer's
   transport is full).
 * Pipelined requests are answered in order, one at a time.
+* The request head: an absolute-form target's authority replaces ``Host`` (RFC 9112
+  §3.2.2: the name the request is routed by is the Host the next hop sees); two ``Host``
+  fields -> 400; a version other than HTTP/1.0 and 1.1 (llhttp also parses 0.9 and 2.0)
+  -> 505.
 * ``Expect: 100-continue``: the server answers ``100 Continue`` itself when the request
   reaches the head of the connection's queue and removes ``Expect`` before forwarding (the
   upstream would otherwise wait for a continue it cannot send through us).
@@ -23,7 +27,13 @@ Per connection (:class:`HttpServerProtocol`):
 * ``max_initial_line_kb`` -> 414, ``max_headers_kb`` -> 431, a head not received within
   ``header_read_timeout_s`` -> 408, then close; an idle connection is closed after
   ``idle_timeout_s``; more than ``max_concurrent_requests`` in flight -> 503
-  (``l5d-retryable``).
+  (``l5d-retryable``); more than ``max_connections`` open: closed at accept (counted as
+  ``connections_refused``).
+* A request body that stalls for ``body_idle_timeout_s`` or averages less than
+  ``min_body_bytes_per_s`` (after ``BODY_RATE_GRACE_S``; time we paused it does not count)
+  times out: 408 if not handed on yet, else the stream fails with ``ClientTimeout``.  A body
+  the client breaks after it was handed on (bad chunk, disconnect, timeout) fails its stream
+  with an ``errors.ClientFault``, which nobody holds against the endpoint.
 * A failed service Deferred becomes an error response (``http.errors``); a response body
   that fails after the head was sent aborts the connection, so the client never takes a
   truncated body for a complete one.  A client that goes away cancels the service Deferred
