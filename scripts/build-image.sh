@@ -4,9 +4,11 @@
 #
 #   sudo bash scripts/build-image.sh
 #
-# Makes dist/l5d-twisted-<version>.oci.tar (an OCI image archive, for `kind load
-# image-archive`, `k3s ctr images import`, `skopeo copy oci-archive:...`) and, when podman
-# is installed, the local image localhost/l5d-twisted:<version> (the chart's default).
+# Makes dist/l5d-twisted-<version>.oci.tar (an OCI image archive: `skopeo copy
+# oci-archive:...` to a registry keeps its digest), dist/l5d-twisted-<version>.docker.tar
+# (the same image in `docker save` format, for `kind load image-archive`, `minikube image
+# load`, `k3s ctr images import`) and, when podman is installed, the local image
+# localhost/l5d-twisted:<version> (the chart's default).
 # Prints the manifest digest and the sizes.  Needs root (or sudo) and Debian's mmdebstrap,
 # buildah and skopeo (scripts/setup.sh installs them); see docs/cluster.md.
 #
@@ -77,6 +79,7 @@ SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 export SOURCE_DATE_EPOCH
 export L5D_IMAGE_WORK=${L5D_IMAGE_WORK:-$REPO/build/image}
 ARCHIVE=$REPO/dist/l5d-twisted-$VERSION.oci.tar
+DOCKER_ARCHIVE=$REPO/dist/l5d-twisted-$VERSION.docker.tar
 DEB_ARCH=$(dpkg --print-architecture)
 case "$DEB_ARCH" in
   amd64) PY_ARCH=x86_64 ;;
@@ -84,6 +87,8 @@ case "$DEB_ARCH" in
   *) echo "build-image: no wheels for $DEB_ARCH" >&2; exit 1 ;;
 esac
 started=$(date +%s)
+# pip's notes about this machine's own pip settings (find-links, root user) are noise here.
+quiet() { grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" -e "^WARNING: Running pip" || true; }
 mkdir -p "$L5D_IMAGE_WORK/debs" "$L5D_IMAGE_WORK/wheels" "$REPO/dist"
 echo "build-image: l5d-twisted $VERSION for $DEB_ARCH, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
 
@@ -94,7 +99,7 @@ rm -f "$L5D_IMAGE_WORK"/wheels/l5d_twisted-*.whl
 python3 -m pip download -q --disable-pip-version-check --dest "$L5D_IMAGE_WORK/wheels" \
   --require-hashes --no-deps --only-binary :all: "${platforms[@]}" \
   --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none \
-  -r requirements/image.lock
+  -r requirements/image.lock 2>&1 | quiet
 cp requirements/image.lock "$L5D_IMAGE_WORK/image.lock"
 src=$L5D_IMAGE_WORK/src
 rm -rf "$src" && mkdir -p "$src"
@@ -104,9 +109,9 @@ git ls-files -z --cached --others --exclude-standard -- setup.py pyproject.toml 
 # Built by the pinned backend of requirements/build.lock, in a venv of the build's own.
 [ -x "$L5D_IMAGE_WORK/buildenv/bin/python" ] || python3 -m venv "$L5D_IMAGE_WORK/buildenv"
 "$L5D_IMAGE_WORK/buildenv/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
-  -r requirements/build.lock 2>&1 | grep -v "Running pip as the 'root'" || true
+  -r requirements/build.lock 2>&1 | quiet
 "$L5D_IMAGE_WORK/buildenv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps \
-  --no-build-isolation --wheel-dir "$L5D_IMAGE_WORK/wheels" "$src" 2>&1 | grep -v "Running pip as the 'root'" || true
+  --no-build-isolation --wheel-dir "$L5D_IMAGE_WORK/wheels" "$src" 2>&1 | quiet
 ls "$L5D_IMAGE_WORK"/wheels/l5d_twisted-"$VERSION"-*.whl >/dev/null
 
 # 2. The root filesystem, from the Debian mirror apt uses here (.debs cached between builds).
@@ -150,12 +155,17 @@ buildah "${store[@]}" commit --quiet --rm --format oci --timestamp "$SOURCE_DATE
 rm -f "$ARCHIVE"
 buildah "${store[@]}" push --quiet "$IMAGE_NAME:$VERSION" "oci-archive:$ARCHIVE:$IMAGE_NAME:$VERSION"
 
+# The same image as `docker save` would write it (tagged, uncompressed layers): the form
+# `kind load image-archive`, `minikube image load` and `k3s ctr images import` document.
+rm -f "$DOCKER_ARCHIVE"
+skopeo copy --quiet "oci-archive:$ARCHIVE" "docker-archive:$DOCKER_ARCHIVE:$IMAGE_NAME:$VERSION"
 digest=$(skopeo inspect --format '{{.Digest}}' "oci-archive:$ARCHIVE")
 if [ "${L5D_IMAGE_NO_LOAD:-0}" != 1 ] && command -v podman >/dev/null; then
   skopeo copy --quiet "oci-archive:$ARCHIVE" "containers-storage:$IMAGE_NAME:$VERSION"
   echo "build-image: loaded $IMAGE_NAME:$VERSION into podman's storage"
 fi
-echo "build-image: archive  $ARCHIVE"
+echo "build-image: archive  $ARCHIVE (OCI; for registries: skopeo copy keeps the digest)"
+echo "build-image: archive  $DOCKER_ARCHIVE (docker save format; for kind, minikube, k3s)"
 echo "build-image: image    $IMAGE_NAME:$VERSION"
 echo "build-image: digest   $digest"
 echo "build-image: size     $(stat -c %s "$ARCHIVE") bytes compressed, $(stat -c %s "$rootfs") bytes unpacked (root filesystem tar)"

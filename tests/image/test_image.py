@@ -260,6 +260,15 @@ def test_image_is_lean_and_non_root(build: Build, cluster: Cluster) -> None:
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["l5d-twisted"]
     assert ARCHIVE.stat().st_size == build.archive_bytes
+    # The docker-save form names the image as the chart does by default.
+    docker_archive = ARCHIVE.with_name(ARCHIVE.name.replace(".oci.tar", ".docker.tar"))
+    (manifest,) = json.loads(subprocess.run(["tar", "-xOf", str(docker_archive), "manifest.json"], capture_output=True, check=True).stdout)
+    assert manifest["RepoTags"] == [IMAGE]
+    # The chart's pods name, by default, the image the build makes.
+    specs = [find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]]
+    specs += [find(cluster.docs, "Deployment", n)["spec"]["template"]["spec"] for n in ("hello", "world-v1")]
+    specs += [find(cluster.docs, "Pod", f"{FULLNAME}-smoke-{n}")["spec"] for n in ("mesh", "prometheus", "grafana")]
+    assert {c["image"] for spec in specs for c in spec["containers"]} == {IMAGE}
     # The chart's runAsUser/runAsGroup are the image's user (runAsNonRoot can check it).
     pod_security = find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["securityContext"]
     assert f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}" == config["User"]
