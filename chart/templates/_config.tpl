@@ -12,6 +12,9 @@ clients it honours.
 */}}
 {{- define "l5d-twisted.serverTrust" -}}
 clearContext: {{ .clearContext }}
+requestDtab:
+  enabled: {{ .requestDtab.enabled }}
+  allowAddresses: {{ .requestDtab.allowAddresses }}
 {{- end }}
 
 {{- define "l5d-twisted.meshConfig" -}}

@@ -21,6 +21,7 @@ import shutil
 import socket
 import sys
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ FULLNAME = f"{RELEASE}-l5d-twisted"
 # Fast scrapes for a short test, and a world that fails now and then, so failure and 5XX
 # series (and the SLO rules built on them) exist.
 SETS = ("prometheus.scrapeInterval=1s", "prometheus.evaluationInterval=1s", "hello-world.world.failureRate=0.2")
+STAGING_SETS = ("mesh.outgoing.requestDtab.enabled=true", "mesh.incoming.requestDtab.enabled=true")
 
 pytestmark = pytest.mark.slow
 
@@ -191,23 +193,36 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp_path = tmp_path_factory.mktemp("cluster")
     processes = Processes(tmp_path)
     try:
-        yield from start_cluster(processes, tmp_path)
+        yield from start_cluster(processes, tmp_path, SETS)
     finally:
         processes.stop_all()
 
 
-def start_cluster(processes: Processes, tmp_path: Path) -> Iterator[Cluster]:
-    docs = render(sets=SETS)
-    ports = free_ports(9)
-    nodes = [Node(1, *ports[0:3]), Node(2, *ports[3:6])]
-    hello_port, world_port, api_port = ports[6:9]
-    node1, node2 = nodes
-    hello_ip, world_ip = node1.pod_ip(2), node2.pod_ip(2)
+@pytest.fixture(scope="module")
+def staging_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The same cluster rendered with per-request staging on (part VI of the series)."""
+    tmp_path = tmp_path_factory.mktemp("staging")
+    processes = Processes(tmp_path)
+    try:
+        yield from start_cluster(processes, tmp_path, (*SETS[:2], *STAGING_SETS))
+    finally:
+        processes.stop_all()
 
-    # What the cluster's EndpointSlice controller would publish for the chart's Services.
+
+def start_cluster(processes: Processes, tmp_path: Path, sets: tuple[str, ...]) -> Iterator[Cluster]:
+    docs = render(sets=sets)
+    ports = free_ports(10)
+    nodes = [Node(1, *ports[0:3]), Node(2, *ports[3:6])]
+    hello_port, world_port, api_port, world_v2_port = ports[6:10]
+    node1, node2 = nodes
+    hello_ip, world_ip, world_v2_ip = node1.pod_ip(2), node2.pod_ip(2), node1.pod_ip(3)
+
+    # What the cluster's EndpointSlice controller would publish for the chart's Services, and
+    # a world-v2 being deployed (a world pod on node1, where no world-v1 runs).
     objects = [
         endpoint_slice("hello-a", "hello", "http", hello_port, [(hello_ip, node1.name)]),
         endpoint_slice("world-v1-a", "world-v1", "http", world_port, [(world_ip, node2.name)]),
+        endpoint_slice("world-v2-a", "world-v2", "http", world_v2_port, [(world_v2_ip, node1.name)]),
         *(endpoint_slice(f"{FULLNAME}-{n.name}", FULLNAME, "incoming", n.incoming, [(n.ip, n.name)]) for n in nodes),
     ]
     (tmp_path / "objects.json").write_text(json.dumps(objects))
@@ -232,8 +247,9 @@ def start_cluster(processes: Processes, tmp_path: Path) -> Iterator[Cluster]:
         env = container_env(mesh, fields, {})
         processes.start(*container_argv(mesh, env, {"/config/linkerd.yaml": str(path)}), env=env, name=f"mesh-{node.name}")
 
-    # The sample app's pods: hello on node1, world-v1 on node2.
-    for name, node, ip, port, rendered_port in (("hello", node1, hello_ip, hello_port, "7777"), ("world-v1", node2, world_ip, world_port, "7778")):
+    # The sample app's pods: hello on node1, world-v1 on node2, world-v2 (world-v1's pod spec) on node1.
+    apps = (("hello", node1, hello_ip, hello_port, "7777"), ("world-v1", node2, world_ip, world_port, "7778"), ("world-v1", node1, world_v2_ip, world_v2_port, "7778"))
+    for name, node, ip, port, rendered_port in apps:
         (app,) = find(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
         fields = {"status.podIP": ip, "spec.nodeName": node.name, "status.hostIP": node.ip}
         # The node name resolves to the node's IP, whose hostPort 4140 is the outgoing router.
@@ -246,7 +262,51 @@ def start_cluster(processes: Processes, tmp_path: Path) -> Iterator[Cluster]:
         wait_for_port(node.ip, node.admin, timeout=30)
     wait_for_port(hello_ip, hello_port)
     wait_for_port(world_ip, world_port)
+    wait_for_port(world_v2_ip, world_v2_port)
     yield Cluster(docs, nodes, processes, tmp_path)
+
+
+def via_proxy(node: Node, url: str, headers: dict[str, str]) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{node.ip}:{node.outgoing}"}))
+    with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        assert response.status == 200
+        return str(response.read().decode())
+
+
+STAGE_V2 = {"l5d-dtab": "/host/world => /srv/world-v2"}
+
+
+def answers(node: Node, url: str, headers: dict[str, str], n: int) -> list[str]:
+    """The 200 answers of n requests (this cluster's world fails 20 % of its answers)."""
+    found = []
+    for _ in range(n):
+        try:
+            found.append(via_proxy(node, url, headers))
+        except urllib.error.HTTPError as e:
+            assert e.code >= 500, e.code
+    return found
+
+
+def test_a_clients_dtab_is_not_honoured_by_default(cluster: Cluster) -> None:
+    # mesh.outgoing.requestDtab.enabled is false: the header changes nothing (before the
+    # chart set it, world-v2 answered).
+    node1, _ = cluster.nodes
+    got = answers(node1, "http://hello/", STAGE_V2, 20)
+    assert got
+    for answer in got:
+        assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!\s*", answer), answer
+
+
+def test_staging_reaches_the_staged_version_through_both_routers(staging_cluster: Cluster) -> None:
+    # With both routers honouring request dtabs, the override crosses every hop: node1's
+    # outgoing router forwards it to hello (incoming router, l5d-ctx-dtab), hello passes it
+    # on, node1's outgoing router sends world to world-v2's node, whose incoming router binds
+    # the name again with the forwarded dtab: world-v2 answers.  Without it, world-v1.
+    node1, _ = staging_cluster.nodes
+    staged = via_proxy(node1, "http://hello/", STAGE_V2)
+    assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.1\.3[^)]*\)!\s*", staged), staged
+    plain = via_proxy(node1, "http://hello/", {})
+    assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!\s*", plain), plain
 
 
 def test_rendered_chart_runs_and_helm_tests_pass(cluster: Cluster) -> None:

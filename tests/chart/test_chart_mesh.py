@@ -86,7 +86,7 @@ def test_rendered_config_is_the_reference_daemonset_deployment() -> None:
     assert [t["kind"] for t in config["telemetry"]] == ["io.l5d.prometheus", "io.l5d.recentRequests"]
     outgoing, incoming = config["routers"]
     assert (outgoing["label"], incoming["label"]) == ("outgoing", "incoming")
-    untrusted = {"clearContext": False}
+    untrusted = {"clearContext": False, "requestDtab": {"enabled": False, "allowAddresses": False}}
     assert outgoing["servers"] == [{"port": 4140, "ip": "0.0.0.0", **untrusted}]
     assert incoming["servers"] == [{"port": 4141, "ip": "0.0.0.0", **untrusted}]
     expected_dtab = [

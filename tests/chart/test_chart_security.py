@@ -183,6 +183,38 @@ def test_run_refuses_an_admin_ip_that_is_not_an_address(tmp_path: Path) -> None:
 # --- trust: clients' routing headers --------------------------------------------------------
 
 
+def servers(text: str) -> dict[str, Any]:
+    """Each router's (only) server, as loaded by the project's config loader."""
+    config = load(text)
+    found = {}
+    for router in config.routers:
+        (server,) = router.servers
+        found[router.label] = server
+    return found
+
+
+def test_outgoing_router_ignores_request_dtabs_by_default() -> None:
+    text = mesh_config_text(render())
+    raw = {r["label"]: r["servers"][0] for r in yaml.safe_load(text)["routers"]}
+    for label in ("outgoing", "incoming"):
+        assert raw[label]["clearContext"] is False
+        assert raw[label]["requestDtab"] == {"enabled": False, "allowAddresses": False}
+    loaded = servers(text)
+    assert loaded["outgoing"].request_dtab.enabled is False
+    assert loaded["outgoing"].request_dtab.allow_addresses is False
+    assert loaded["incoming"].request_dtab.enabled is False
+    assert loaded["outgoing"].clear_context is False
+
+
+def test_staging_turns_request_dtabs_on_for_both_routers() -> None:
+    loaded = servers(mesh_config_text(render(values_files=[STAGING])))
+    for label in ("outgoing", "incoming"):
+        assert loaded[label].request_dtab.enabled is True
+        assert loaded[label].request_dtab.allow_addresses is True
+    assert loaded["outgoing"].clear_context is True
+    assert loaded["incoming"].clear_context is False
+
+
 @pytest.mark.parametrize("version", sorted(HELMS))
 @pytest.mark.parametrize("key", ["enabled", "allowAddresses"])
 def test_staging_on_the_outgoing_router_alone_is_refused(version: str, key: str) -> None:
