@@ -112,6 +112,7 @@ class Router(Service[Request, Response]):
         # and this router's loop marker: random, so a client cannot guess it.
         self.own_addresses = own_addresses if own_addresses is not None else trust.OwnAddresses()
         self.loop_id = secrets.token_hex(8).encode("ascii")
+        self._loop_markers: dict[bytes, bytes] = {}  # per l5d-dst-service value
         self._sweeper = LoopingCall(self._sweep_idle)
         self._sweeper.clock = reactor
         self._sweeper.start(SWEEP_INTERVAL_S, now=False)
@@ -174,13 +175,19 @@ class Router(Service[Request, Response]):
         hdrs.add(b"Via", h.VIA_VALUE)
         # The loop marker: this router and the name, so a request that comes back to route
         # the same name again (a loop, also through /$/inet to this process) stops here.
-        marker = h.loop_marker(self.loop_id, dst)
+        marker = self._loop_markers.get(dst) or self._loop_marker(dst)
         if h.LOOP in present:
             h.check_loop(hdrs, marker)
         hdrs.add(h.LOOP, marker)
         if route is None:
             route = self._make_route(key, path, local)
         return route(request)
+
+    def _loop_marker(self, dst: bytes) -> bytes:
+        if len(self._loop_markers) >= MAX_ROUTES:  # names come from requests: bounded
+            self._loop_markers.clear()
+        marker = self._loop_markers[dst] = h.loop_marker(self.loop_id, dst)
+        return marker
 
     def _check_request_dtab(self, request: Request, local: Dtab) -> None:
         """A request dtab: refuse address built-ins unless the server allows them, and mark
