@@ -117,11 +117,12 @@ Checks across values that the schema cannot express; fails the render with the r
 {{- if and $m.hostNetwork $m.outgoing.hostPort (ne (int $m.outgoing.hostPort) (int $m.outgoing.port)) }}
 {{- fail (printf "with mesh.hostNetwork, mesh.outgoing.hostPort (%v) must equal mesh.outgoing.port (%v) or be 0" $m.outgoing.hostPort $m.outgoing.port) }}
 {{- end }}
-{{- /* The incoming router binds each request's name again: it must honour the dtab the
-outgoing router forwards, or a staged request is delivered to the unstaged service. */}}
+{{- /* An incoming router that does not honour request dtabs removes the one the outgoing
+router forwards (l5d-ctx-dtab): it binds the name again without it and the app never passes
+it on, so a staged request is delivered to the unstaged service. */}}
 {{- range $key := list "enabled" "allowAddresses" }}
 {{- if and (index $m.outgoing.requestDtab $key) (not (index $m.incoming.requestDtab $key)) }}
-{{- fail (printf "mesh.outgoing.requestDtab.%s needs mesh.incoming.requestDtab.%s too: the incoming router binds the name again with the dtab the outgoing router forwards" $key $key) }}
+{{- fail (printf "mesh.outgoing.requestDtab.%s needs mesh.incoming.requestDtab.%s too: the incoming router would remove the dtab the outgoing router forwards, and a staged request would reach the unstaged service" $key $key) }}
 {{- end }}
 {{- end }}
 {{- end }}

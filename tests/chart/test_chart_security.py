@@ -222,7 +222,7 @@ def test_staging_on_the_outgoing_router_alone_is_refused(version: str, key: str)
     # staged request to the unstaged service.
     result = helm(version, "template", RELEASE, str(CHART), "--set", f"mesh.outgoing.requestDtab.{key}=true", check=False)
     assert result.returncode != 0
-    assert f"mesh.outgoing.requestDtab.{key} needs mesh.incoming.requestDtab.{key} too" in result.stderr
+    assert f"mesh.outgoing.requestDtab.{key} needs mesh.incoming.requestDtab.{key} too: the incoming router would remove" in result.stderr
 
 
 # --- drain ----------------------------------------------------------------------------------
