@@ -568,7 +568,8 @@ class HttpServerProtocol(Protocol):
         request = ex.request
         status = response.status
         is_head = request is not None and request.method == b"HEAD"
-        keep_alive = ex.keep_alive and not self._draining and not self._closing
+        # draining: requests already read behind this one are answered; the last closes
+        keep_alive = ex.keep_alive and not self._closing and not (self._draining and not self._queue)
         if status < 200 or status == 204 or status == 304 or is_head:
             framing = NONE
         else:

@@ -55,9 +55,9 @@ class Conn:
         self.proto.connectionLost(Failure(ConnectionDone()))
 
 
-def make_server(**settings: Any) -> tuple[Clock, HttpServer]:
+def make_server(service: Any = ok, **settings: Any) -> tuple[Clock, HttpServer]:
     clock = Clock()
-    return clock, HttpServer(clock, FunctionService(ok), ServerSettings(**settings), NULL_STATS)
+    return clock, HttpServer(clock, FunctionService(service), ServerSettings(**settings), NULL_STATS)
 
 
 def test_drain_period_closes_each_connection_after_its_next_response() -> None:
@@ -209,3 +209,24 @@ async def test_connections_queued_when_the_port_closes_are_answered_not_reset() 
         assert received.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in received and received.endswith(b"ok")
     finally:
         client.close()
+
+
+def test_pipelined_requests_already_read_are_answered_and_the_last_closes() -> None:
+    backend: list[Deferred[Response]] = []
+
+    def hold(request: Request) -> Deferred[Response]:
+        d: Deferred[Response] = Deferred()
+        backend.append(d)
+        return d
+
+    clock, server = make_server(hold)
+    conn = Conn(server)
+    conn.proto.dataReceived(GET + GET)
+    server.begin_drain()
+    backend[0].callback(Response(200, Headers([]), BufferedBody(b"one")))
+    first = bytes(conn.transport.value())
+    assert first.startswith(b"HTTP/1.1 200 ") and b"Connection: close" not in first and not conn.closed
+    backend[1].callback(Response(200, Headers([]), BufferedBody(b"two")))
+    second = bytes(conn.transport.value())[len(first) :]
+    assert second.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in second and second.endswith(b"two")
+    assert conn.closed
