@@ -14,7 +14,7 @@ import pytest_twisted
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError, ConnectionDone
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
@@ -230,3 +230,25 @@ def test_pipelined_requests_already_read_are_answered_and_the_last_closes() -> N
     second = bytes(conn.transport.value())[len(first) :]
     assert second.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in second and second.endswith(b"two")
     assert conn.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_keep_alive_and_no_delay_on_real_accepted_sockets() -> None:
+    server = listen(keep_alive=True, no_delay=False)
+    client = socket.create_connection(("127.0.0.1", server.getHost().port), timeout=5)
+    try:
+        await wait_for(lambda: bool(server.connections))
+        (conn,) = server.connections
+        accepted = conn.transport.getHandle()
+        assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    finally:
+        client.close()
+        await server.drain(1.0)
+
+
+async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        assert reactor.seconds() < deadline, "timed out"
+        await deferLater(reactor, 0.01, lambda: None)
