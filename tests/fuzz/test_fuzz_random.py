@@ -23,7 +23,7 @@ def ports_of(mesh: FuzzMesh) -> Ports:
 def test_random_requests_never_break_the_proxy(mesh: FuzzMesh) -> None:
     ports = ports_of(mesh)
 
-    @settings(FUZZ_SETTINGS, max_examples=120)
+    @settings(FUZZ_SETTINGS, max_examples=200)
     @given(req=requests(ports))
     def attack(req: FuzzRequest) -> None:
         ex = exchange(mesh.port, req.raw, split=req.split, head_only=req.head_only, idle=0.25, total=3)
@@ -37,7 +37,7 @@ def test_random_requests_never_break_the_proxy(mesh: FuzzMesh) -> None:
 def test_random_dtab_headers_never_break_the_proxy(mesh: FuzzMesh) -> None:
     ports = ports_of(mesh)
 
-    @settings(FUZZ_SETTINGS, max_examples=120)
+    @settings(FUZZ_SETTINGS, max_examples=200)
     @given(dtab=dtabs(ports), host=st.sampled_from(["a", "b", "ab", "nosuch"]), header=st.sampled_from(["l5d-dtab", "l5d-ctx-dtab"]))
     def attack(dtab: str, host: str, header: str) -> None:
         raw = request("GET", "/inspect?fuzz=dtab", host, [(header, dtab)])
