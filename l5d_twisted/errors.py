@@ -47,13 +47,6 @@ class RoutingLoop(CallDepthExceeded):
     kind = "RoutingLoop"
 
 
-class Forbidden(MeshError):
-    """A request's own dtab asked for something its server does not allow (403)."""
-
-    status = 403
-    kind = "Forbidden"
-
-
 class BadRequest(MeshError):
     status = 400
     kind = "BadRequest"
@@ -133,6 +126,17 @@ class ClientFault(MeshError):
 
     status = 400
     kind = "ClientFault"
+
+
+class Forbidden(ClientFault):
+    """A request's own dtab asked for something its server does not allow (403).
+
+    The client's doing, refused before anything was sent: a client_error in the stats, never
+    held against the endpoint whose guard refused it or the service it named.
+    """
+
+    status = 403
+    kind = "Forbidden"
 
 
 class MalformedRequestBody(ClientFault):

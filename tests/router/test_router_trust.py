@@ -30,6 +30,7 @@ from l5d_twisted.router.router import Router
 from l5d_twisted.router.trust import OwnAddresses, address_rule, reaches_addresses
 from l5d_twisted.service import Service, Status
 from l5d_twisted.telemetry.metrics import MetricsTree
+from l5d_twisted.telemetry.metrics_json import flat_metrics
 from l5d_twisted.transformers.port import PortTransformer
 
 
@@ -86,11 +87,12 @@ class Harness:
         # DNS: localhost is this host, every other name is TEST-NET
         resolve = lambda host, port: succeed(["127.0.0.1"] if host == "localhost" else ["192.0.2.10"])  # noqa: E731
         interpreter = Interpreter({Path.read("/mem"): self.namer}, transformers, self.clock, resolve=resolve)
+        self.metrics = MetricsTree(self.clock)
         self.router = Router(
             load_config(config).routers[0],
             interpreter,
             reactor=self.clock,
-            stats=MetricsTree(self.clock).stats,
+            stats=self.metrics.stats,
             ctx=PluginContext(reactor=self.clock),
             rng=random.Random(3),
             endpoint_factory=lambda reactor, address, *a, **kw: Endpoint(address, self.sent),
@@ -213,9 +215,16 @@ def test_a_request_dtab_reaching_an_own_port_through_a_namer_is_refused() -> Non
     h = Harness()
     h.namer.set("hello", "127.0.0.1:8080")
     h.namer.set("sneaky", f"127.0.0.1:{ADMIN}")
-    error = h.call("hello", dtab("/svc/hello => /#/mem/sneaky"))
-    assert isinstance(error, Forbidden)
+    for _ in range(10):
+        error = h.call("hello", dtab("/svc/hello => /#/mem/sneaky"))
+        assert isinstance(error, Forbidden)
     assert h.sent == []
+    # the client's doing: counted apart, never a failure of the service or the endpoint
+    flat = flat_metrics(h.metrics)
+    assert flat["rt/outgoing/service/svc/hello/client_errors"] == 10
+    assert flat.get("rt/outgoing/service/svc/hello/failures", 0) == 0
+    assert flat.get("rt/outgoing/client/#/mem/sneaky/failures", 0) == 0
+    assert flat.get("rt/outgoing/client/#/mem/sneaky/failure_accrual/removals", 0) == 0
 
 
 def test_a_transformer_may_send_a_request_dtab_to_a_mesh_router_port_but_not_to_admin() -> None:
