@@ -44,6 +44,7 @@ Per connection (:class:`HttpServerProtocol`):
 
 from __future__ import annotations
 
+import socket
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -784,6 +785,8 @@ class HttpServerProtocol(Protocol):
         wait = idle_close_s if self._served or fresh_idle_close_s is None else fresh_idle_close_s
         idle = self._seconds() - self._last_activity
         if idle >= wait:
+            if _has_unread_bytes(self.transport):
+                return  # a request arrived but is not read yet (a busy reactor): its response closes
             self._close()
         else:
             self._server.reactor.callLater(wait - idle, self.drain, idle_close_s, fresh_idle_close_s)
@@ -958,6 +961,26 @@ def serve_http(
     factory: Any = _TlsServerFactory(settings.tls, server) if settings.tls is not None else server.factory
     server.port = listen_tcp(reactor, port, factory, ip, 1024, settings.reuse_addr, settings.reuse_port)
     return server
+
+
+def _has_unread_bytes(transport: Any) -> bool:
+    """Whether the kernel holds bytes from the client that the reactor has not read yet.
+
+    A connection that looks idle may have a request waiting in its socket when the reactor
+    ran timers before reading (it was busy); closing it then would drop that request.
+    """
+    inner = transport
+    for _ in range(3):  # the TCP transport, or under a TLS wrapper or two
+        sock = getattr(inner, "socket", None)
+        if isinstance(sock, socket.socket):
+            try:
+                return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except OSError:  # nothing to read (EAGAIN), or the connection is gone
+                return False
+        inner = getattr(inner, "transport", None)
+        if inner is None:
+            break
+    return False
 
 
 def _set_socket_options(transport: Any, settings: ServerSettings) -> None:

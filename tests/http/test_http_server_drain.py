@@ -7,6 +7,7 @@ behaviour (``SO_REUSEPORT``, accepting the queue before closing) on the real rea
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -252,3 +253,51 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
     while not predicate():
         assert reactor.seconds() < deadline, "timed out"
         await deferLater(reactor, 0.01, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_waiting_unread_in_the_socket_is_answered_not_dropped() -> None:
+    """A busy reactor may run the drain's idle check before it reads a request that arrived."""
+    server = listen()
+    client = socket.create_connection(("127.0.0.1", server.getHost().port), timeout=5)
+    client.setblocking(False)
+    try:
+        client.sendall(GET)
+        first = await read_until(client, lambda got: got.endswith(b"ok"))
+        assert b"Connection: close" not in first
+        (conn,) = server.connections
+        client.sendall(GET)  # the reactor does not run until the next await: nothing reads it
+        deadline = time.monotonic() + 5
+        while not has_unread(conn):
+            assert time.monotonic() < deadline, "the request never reached the server's socket"
+        conn.drain(0.0)  # as when the listeners close: an idle kept-alive connection
+        second = await read_until(client, lambda got: False)  # to the end of the connection
+        assert second.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in second and second.endswith(b"ok")
+    finally:
+        client.close()
+        await server.drain(1.0)
+
+
+def has_unread(conn: HttpServerProtocol) -> bool:
+    from l5d_twisted.http.server import _has_unread_bytes
+
+    return _has_unread_bytes(conn.transport)
+
+
+async def read_until(client: socket.socket, done: Any, timeout: float = 5.0) -> bytes:
+    """Read without blocking the reactor until ``done(received)`` or the end of the connection."""
+    received = b""
+    deadline = reactor.seconds() + timeout
+    while not done(received):
+        try:
+            data = client.recv(65536)
+        except BlockingIOError:
+            assert reactor.seconds() < deadline, f"timed out with {received!r}"
+            await deferLater(reactor, 0.005, lambda: None)
+            continue
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        received += data
+    return received
