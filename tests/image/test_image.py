@@ -10,12 +10,12 @@ setting).  Prometheus (Debian's, with the rendered config and rules, file_sd ins
 Kubernetes SD) and a Grafana stand-in serving the rendered dashboards run as host processes
 for their smoke pods.
 
-What podman 4.3 needs changed in the rendered specs, done in `image_podman.for_podman` and
-`mesh_config_for_podman` and nowhere else (test_spec_changes_are_only_the_listed_ones
-checks the list):
+What podman 4.3 needs changed in the rendered specs, done in `image_podman.for_podman`,
+`image_podman.annotations_for_podman` and `mesh_config_for_podman` and nowhere else
+(test_spec_changes_are_only_the_listed_ones checks the list):
 
-1. `hostNetwork: true` (plus `--network`-less kube play): the host's network namespace,
-   every address on loopback; no bridge network, nothing reaches outside.
+1. `hostNetwork: true` on every pod: the host's network namespace, each pod listening on
+   its own loopback address; no bridge network, nothing reaches outside.
 2. `/etc/hosts` of each container mounted from a file of the test (hostPath volume): the
    cluster DNS for Service names (`mesh-l5d-twisted.mesh-ns.svc`, ...) and the node name
    (`node1`, which hello's `http_proxy=$(NODE_NAME):4140` names); podman 4.3 ignores
@@ -23,7 +23,7 @@ checks the list):
 3. Downward-API env (`status.podIP`, `status.hostIP`, `spec.nodeName`, `metadata.name`,
    `metadata.namespace`) given as plain values: podman 4.3 lacks most fieldRefs.
 4. `$(VAR)` in env values, command and args expanded by the test as the kubelet would
-   (podman 4.3 passes them literally): the mesh's `--admin-ip=$(POD_IP)`, the smoke pods'
+   (podman 4.3 passes them literally): the mesh's `--admin-ip $(POD_IP)`, the smoke pods'
    `$(HOST_IP):4140`, hello's `$(NODE_NAME):4140`.
 5. `0.0.0.0` in the apps' `--ip` args -> the pod's loopback address, and in the mesh
    ConfigMap the routers' `servers[].ip` 0.0.0.0 -> the pod IP: on the host network
