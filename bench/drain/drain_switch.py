@@ -3,6 +3,7 @@
     python3 bench/drain/drain_switch.py                      # 200 req/s for 10 s, drainPeriodMs 5000
     python3 bench/drain/drain_switch.py --drain-period-ms 0  # the same without a drain period
     python3 bench/drain/drain_switch.py --json out.json      # also the whole result
+    python3 bench/drain/drain_switch.py --single --drain-period-ms 0   # one proxy stopping, no hand-over
 
 On 127.0.0.1 and free ports: two ``world`` apps (on 127.0.0.2 and 127.0.0.3, so a body
 tells which proxy served it), an *old* proxy routing to the first, then the load
@@ -43,7 +44,10 @@ from l5d_testing import Processes, free_port, wait_for_port, wait_until  # noqa:
 OLD_IP, NEW_IP = "127.0.0.2", "127.0.0.3"
 
 
-def proxy_config(workdir: Path, name: str, world_ip: str, world_port: int, proxy_port: int, admin_port: int, drain_period_ms: int, grace_ms: int) -> Path:
+def proxy_config(
+    workdir: Path, name: str, world_ip: str, world_port: int, proxy_port: int, admin_port: int, drain_period_ms: int, grace_ms: int, reuse_port: bool = True
+) -> Path:
+    """A proxy routing ``world`` to ``world_ip:world_port`` (keys at their defaults are left out, so older versions read it too)."""
     disco = workdir / f"disco-{name}"
     disco.mkdir(exist_ok=True)
     (disco / "world").write_text(f"{world_ip} {world_port}\n")
@@ -54,7 +58,7 @@ admin:
   ip: 127.0.0.1
   port: {admin_port}
   shutdownGraceMs: {grace_ms}
-  drainPeriodMs: {drain_period_ms}
+{f"  drainPeriodMs: {drain_period_ms}" if drain_period_ms else ""}
 namers:
 - kind: io.l5d.fs
   rootDir: {disco}
@@ -65,8 +69,7 @@ routers:
   servers:
   - ip: 127.0.0.1
     port: {proxy_port}
-    socketOptions:
-      reusePort: true
+{"    socketOptions: {reusePort: true}" if reuse_port else ""}
 """
     )
     return config
@@ -92,11 +95,14 @@ def served(admin_port: int) -> float:
     return total
 
 
-def start_proxy(processes: Processes, workdir: Path, name: str, world_ip: str, world_port: int, proxy_port: int, drain_period_ms: int, grace_ms: int) -> tuple[Any, int]:
+def start_proxy(
+    processes: Processes, workdir: Path, name: str, world_ip: str, world_port: int, proxy_port: int, drain_period_ms: int, grace_ms: int, reuse_port: bool = True
+) -> tuple[Any, int]:
     admin_port = free_port()
-    config = proxy_config(workdir, name, world_ip, world_port, proxy_port, admin_port, drain_period_ms, grace_ms)
+    config = proxy_config(workdir, name, world_ip, world_port, proxy_port, admin_port, drain_period_ms, grace_ms, reuse_port)
     proc = processes.l5d("run", str(config), name=f"proxy-{name}")
-    wait_until(lambda: get(admin_port, "/ready") == (200, b"ready"), 30, what=f"the {name} proxy to be ready")
+    # /admin/ping, not /ready: --single also measures versions without /ready
+    wait_until(lambda: get(admin_port, "/admin/ping") == (200, b"pong"), 30, what=f"the {name} proxy to be up")
     return proc, admin_port
 
 
@@ -109,15 +115,20 @@ def run_switch(
     grace_ms: int = 5000,
     seconds: float = 10.0,
     warm_requests: int | None = None,
+    single: bool = False,
 ) -> dict[str, Any]:
-    """Run the switch; every process is started through ``processes`` (the caller stops them)."""
+    """Run the switch; every process is started through ``processes`` (the caller stops them).
+
+    ``single``: no new process and no ``reusePort`` (finding 7's set-up: what a client sees
+    of one proxy stopping); the load goes on two seconds after the old process exits.
+    """
     world_ports = {ip: free_port(ip) for ip in (OLD_IP, NEW_IP)}
     for ip, port in world_ports.items():
         processes.l5d("example", "world", "--ip", ip, "--port", str(port), name=f"world-{ip}")
     for ip, port in world_ports.items():
         wait_for_port(ip, port)
     proxy_port = free_port()
-    old, old_admin = start_proxy(processes, workdir, "old", OLD_IP, world_ports[OLD_IP], proxy_port, drain_period_ms, grace_ms)
+    old, old_admin = start_proxy(processes, workdir, "old", OLD_IP, world_ports[OLD_IP], proxy_port, drain_period_ms, grace_ms, not single)
 
     out = workdir / "load.json"
     count = int(rps * (seconds + 60))  # a bound; SIGUSR1 ends the run
@@ -128,7 +139,10 @@ def run_switch(
     load_started = time.time()
     # every load connection is open to the old process before the new one listens
     wait_until(lambda: served(old_admin) >= 2 * connections, 30, what="the load to reach the old proxy")
-    new, new_admin = start_proxy(processes, workdir, "new", NEW_IP, world_ports[NEW_IP], proxy_port, drain_period_ms, grace_ms)
+    new: Any = None
+    new_admin = None
+    if not single:
+        new, new_admin = start_proxy(processes, workdir, "new", NEW_IP, world_ports[NEW_IP], proxy_port, drain_period_ms, grace_ms)
     warm = rps if warm_requests is None else warm_requests
     wait_until(lambda: served(old_admin) >= warm, 30, what=f"the old proxy to serve {warm:g} requests")
     served_before = served(old_admin)
@@ -147,9 +161,12 @@ def run_switch(
     old_exit = old.wait(10)
     exited_after = time.time() - signalled
 
-    # the load goes on until the new process alone has answered half a second of it
-    new_at_exit = served(new_admin)
-    wait_until(lambda: served(new_admin) >= new_at_exit + rps / 2, 30, what="the new proxy to take the load")
+    if new_admin is not None:
+        # the load goes on until the new process alone has answered half a second of it
+        new_at_exit = served(new_admin)
+        wait_until(lambda: served(new_admin) >= new_at_exit + rps / 2, 30, what="the new proxy to take the load")
+    else:
+        wait_until(lambda: time.time() >= signalled + exited_after + 2.0, 30, what="two seconds of load after the exit")
     wait_until(lambda: time.time() >= load_started + seconds, seconds + 30, what="the rest of the load")
     os.kill(loadgen.pid, signal.SIGUSR1)
     loadgen.wait(30)
@@ -164,6 +181,8 @@ def run_switch(
         "old_served_before_signal": served_before,
         "sent_after_signal": len(after),
         "failed_after_signal": sum(1 for r in after if not r[2]),
+        # the first failures, other than refused connections: [seconds after the signal, what]
+        "odd_failures": [[round(r[0] - signalled, 3), r[-1] if len(r) > 4 else r[1]] for r in records if not r[2] and "refused" not in str(r[-1])][:20],
         "old_served_after_signal": len(old_after),
         "old_last_request_after_signal_s": round(max(r[0] for r in old_after) - signalled, 3) if old_after else None,
         "new_served_after_signal": len(new_after),
@@ -172,7 +191,7 @@ def run_switch(
         "old_exit_code": old_exit,
         "old_exited_after_s": round(exited_after, 3),
         "readiness_after_signal": readiness,
-        "new_pid_alive": new.poll() is None,
+        "new_pid_alive": new is not None and new.poll() is None,
         "new_admin": new_admin,
         "proxy_port": proxy_port,
     }
@@ -196,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the load, from its start")
     parser.add_argument("--drain-period-ms", type=int, default=5000)
     parser.add_argument("--grace-ms", type=int, default=5000)
+    parser.add_argument("--single", action="store_true", help="one process, no reusePort, no new process (what finding 7 measured)")
     parser.add_argument("--json", help="also write the whole result here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="l5d-drain-") as tmp:
         processes = Processes(Path(tmp))
         before = load_average()
         try:
-            result = run_switch(processes, Path(tmp), args.rps, args.connections, args.drain_period_ms, args.grace_ms, args.seconds)
+            result = run_switch(processes, Path(tmp), args.rps, args.connections, args.drain_period_ms, args.grace_ms, args.seconds, single=args.single)
         except Exception:
             for proc in processes.procs:
                 print(f"--- {proc.args}\n{processes.log(proc)[-3000:]}", file=sys.stderr)
@@ -218,13 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{load['sent']} requests at {args.rps:g} req/s over {args.connections} keep-alive connections, "
         f"drainPeriodMs {args.drain_period_ms}: {load['failed']} failed ({load['errors'] or 'no errors'}), "
-        f"{load['stale_retries']} resent after the keep-alive race; "
+        f"{load['stale_retries']} resent after the keep-alive race; {result['failed_after_signal']} of the requests sent after SIGTERM failed; "
         f"old process: served {result['old_served_after_signal']} of the {result['sent_after_signal']} requests sent after SIGTERM "
         f"(last {result['old_last_request_after_signal_s']} s after), /ready {result['readiness_after_signal']}, "
         f"exited {result['old_exit_code']} after {result['old_exited_after_s']} s; "
         f"p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms (before the signal {result['before_signal_p99_ms']}, after {result['after_signal_p99_ms']}), max {load['max_ms']} ms; "
         f"load average {result['load_average_before']} -> {result['load_average_after']}"
     )
+    if args.single:
+        return 0 if result["old_exit_code"] == 0 else 1  # requests after the exit fail: nobody listens
     return 0 if load["failed"] == 0 and result["old_exit_code"] == 0 else 1
 
 

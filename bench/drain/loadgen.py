@@ -13,7 +13,7 @@ is a failure.
 
 Stops after ``--count`` requests, or earlier on SIGUSR1 (then waits for what is in
 flight), and writes one JSON object: totals, failures by reason, latency percentiles and
-one ``[sent_at, body, ok, latency_ms]`` record per request (``sent_at`` in Unix seconds), so a caller
+one ``[sent_at, body, ok, latency_ms]`` record per request (plus the error, if any) (``sent_at`` in Unix seconds), so a caller
 can tell what happened around a moment it knows (a signal sent to a proxy).
 """
 
@@ -107,7 +107,9 @@ class Load:
         self.done += 1
         self._latency(record, sent_at)
         failure.trap(ClientError, Exception)
-        self._error(failure.getErrorMessage()[:160])
+        reason = failure.getErrorMessage()[:160]
+        record.append(reason)
+        self._error(reason)
 
     def _latency(self, record: list[Any], sent_at: float) -> None:
         ms = (self.reactor.seconds() - sent_at) * 1000.0
