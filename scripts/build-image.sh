@@ -15,7 +15,7 @@
 # What is in it: Debian bookworm minbase with python3 and ca-certificates, and a venv in
 # /opt/l5d holding exactly the packages of requirements/image.lock (installed with
 # `pip install --require-hashes`, wheels only) plus the project's own wheel built from this
-# work tree.  No pip, setuptools, compilers, docs, man pages or apt lists.  It runs as
+# work tree.  No pip, setuptools, apt, compilers, docs or man pages.  It runs as
 # uid/gid 10001 (the chart's runAsUser), entrypoint `l5d-twisted`, working directory /tmp.
 #
 # Reproducible: SOURCE_DATE_EPOCH (default: the time of the last commit) fixes every file
@@ -41,8 +41,9 @@ if [ "${1:-}" = "--customize-rootfs" ]; then
       --require-hashes --no-deps --only-binary :all: -r /tmp/wheels/image.lock
     /opt/l5d/bin/python -m pip install -q --no-index --no-compile --no-deps /tmp/wheels/l5d_twisted-*.whl
     /opt/l5d/bin/python -m pip uninstall -q -y pip setuptools
-    # Tools only the venv creation needed.
-    dpkg --purge python3-venv python3.11-venv python3-pip-whl python3-setuptools-whl >/dev/null
+    # Tools only the build needed: the venv creation and apt, with what only they use.
+    apt-get purge -y -qq --allow-remove-essential --autoremove \
+      apt python3-venv python3.11-venv python3-pip-whl python3-setuptools-whl >/dev/null 2>&1
     rm -rf /tmp/wheels
     # Byte code for a read-only root filesystem: compiled once, checked by nothing (the
     # image never changes), the same bytes every build.

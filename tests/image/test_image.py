@@ -274,8 +274,10 @@ def test_image_is_lean_and_non_root(build: Build, cluster: Cluster) -> None:
     assert f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}" == config["User"]
     # No package manager, build tool or unused client library in the venv.
     check = "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'wheel', 'kubernetes', 'h2') if u.find_spec(m)])"
+    # ... while the TLS stack (pyOpenSSL, cryptography, service_identity, the CA bundle) loads.
+    check += "\nfrom twisted.internet import ssl; ssl.optionsForClientTLS('mesh.example', trustRoot=ssl.platformTrust()); print('tls')"
     out = cluster.podman.run("run", "--rm", "--network", "none", "--entrypoint", "/opt/l5d/bin/python", IMAGE, "-c", check).stdout
-    assert out.strip() == "[]"
+    assert out.split() == ["[]", "tls"], out
 
 
 def test_pods_run_as_the_chart_security_context_says(cluster: Cluster) -> None:
