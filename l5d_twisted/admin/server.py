@@ -22,6 +22,14 @@
 Telemeters' ``admin_resources()`` are served at their paths.  Every handler's failure
 becomes a short text error (never a traceback); unknown paths get a 404 listing the
 endpoints.
+
+Every response carries :data:`SECURITY_HEADERS`: a Content-Security-Policy allowing only
+the admin server's own scripts, styles and fetches (the pages have no inline script or
+style), ``X-Content-Type-Options: nosniff`` and no framing.  A request line longer than
+twisted.web's 16 KiB limit gets a 414 with an explanation (twisted.web alone closes the
+connection without a word); ``metrics.json`` refuses a ``q`` longer than
+``MAX_QUERY_CHARS`` with a 400.  The metrics endpoints render in small steps between
+which the reactor runs (see :mod:`l5d_twisted.telemetry.render`).
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -46,9 +55,10 @@ from l5d_twisted.admin.delegator import explain
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.requests_page import render_requests_page
 from l5d_twisted.admin.target import AdminTarget
-from l5d_twisted.telemetry.metrics_json import metrics_json
+from l5d_twisted.telemetry.metrics_json import MAX_QUERY_CHARS, metrics_json_steps
 from l5d_twisted.telemetry.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
+from l5d_twisted.telemetry.render import reactor_cooperator, run_steps, write_pieces
 from l5d_twisted.telemetry.telemeter import admin_resources_of
 
 log = Logger()
@@ -74,6 +84,19 @@ ENDPOINTS = (
 )
 
 Handler = Callable[[WebRequest], Any]
+
+# On every admin response.  The pages load their scripts and styles from /static and
+# fetch JSON from this server; the favicon is a data: URL.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
 
 
 def _arg(request: WebRequest, name: str) -> str | None:
@@ -111,9 +134,11 @@ class _AdminPort:
 
 
 class AdminServer:
-    def __init__(self, target: AdminTarget, reactor: Any, sample_interval_s: float = 5.0) -> None:
+    def __init__(self, target: AdminTarget, reactor: Any, sample_interval_s: float = 5.0, cooperator: Cooperator | None = None) -> None:
         self.target = target
         self.reactor = reactor
+        # Runs the metrics renders in steps between the reactor's other work.
+        self.cooperator = cooperator if cooperator is not None else reactor_cooperator(reactor)
         self.sampler = DashboardSampler(
             target.metrics,
             reactor,
@@ -154,11 +179,18 @@ class AdminServer:
     def handle(self, request: WebRequest) -> Any:
         path = request.path or b"/"
         method = request.method
+        for name, value in SECURITY_HEADERS:
+            request.setHeader(name, value)
         try:
             telemeter_resource = self._telemeter_resources().get(path)
             handler: Handler | None
             if telemeter_resource is not None:
-                handler = telemeter_resource.render
+                exposition = getattr(telemeter_resource, "exposition", None)
+                if isinstance(exposition, PrometheusExposition):
+                    # Rendered in steps on this server's cooperator, as /admin/metrics/prometheus.
+                    handler = lambda request: self._prometheus(request, exposition)  # noqa: E731
+                else:
+                    handler = telemeter_resource.render
             else:
                 handler = self.routes.get(path) or self._prefix_handler(path)
             if handler is None:
@@ -212,12 +244,13 @@ class AdminServer:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return message.encode()
 
-    def _finish(self, request: WebRequest, body: bytes) -> None:
-        if not request.finished and not getattr(request, "_disconnected", False):
-            request.write(body)
-            request.finish()
+    def _finish(self, request: WebRequest, body: bytes | list[bytes]) -> None:
+        # A list: a rendered body's pieces, written as the socket drains.
+        write_pieces(request, body if isinstance(body, list) else [body])
 
     def _fail(self, request: WebRequest, failure: Failure) -> None:
+        if failure.check(CancelledError):
+            return  # the client went away mid-render: nobody to answer
         if failure.check(HttpError):
             e = failure.value
             body = self._error(request, e.status, e.message)  # type: ignore[union-attr]
@@ -316,16 +349,31 @@ class AdminServer:
         inner = getattr(recent, "recent_requests", None)
         return inner if inner is not None else recent
 
-    def metrics_json(self, request: WebRequest) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
+    def metrics_json(self, request: WebRequest) -> Deferred[list[bytes]]:
+        query = _arg(request, "q")
+        if query is not None and len(query) > MAX_QUERY_CHARS:
+            raise HttpError(400, f"q is {len(query)} characters long; at most {MAX_QUERY_CHARS} (a substring of metric names)\n")
         pretty = _arg(request, "pretty") not in (None, "", "0", "false")
-        return metrics_json(self.target.metrics, _arg(request, "q"), pretty)
+        out: list[bytes] = []
+        d = self._render(request, metrics_json_steps(self.target.metrics, out, query, pretty), out)
+        request.setHeader(b"content-type", b"application/json")
+        return d
 
-    def prometheus(self, request: WebRequest) -> bytes:
+    def prometheus(self, request: WebRequest) -> Deferred[list[bytes]]:
         if self._default_prometheus is None:
             self._default_prometheus = PrometheusExposition(self.target.metrics)
+        return self._prometheus(request, self._default_prometheus)
+
+    def _prometheus(self, request: WebRequest, exposition: PrometheusExposition) -> Deferred[list[bytes]]:
+        out: list[bytes] = []
+        d = self._render(request, exposition.render_steps(out), out)
         request.setHeader(b"content-type", PROMETHEUS_CONTENT_TYPE.encode())
-        return self._default_prometheus.render()
+        return d
+
+    def _render(self, request: WebRequest, steps: Any, out: list[bytes]) -> Deferred[list[bytes]]:
+        d = run_steps(self.cooperator, steps, lambda: out)
+        request.notifyFinish().addErrback(lambda _: d.cancel())  # the client went away: stop rendering
+        return d
 
     def dashboard_json(self, request: WebRequest) -> bytes:
         return _send_json(request, self.sampler.to_json())
@@ -359,8 +407,25 @@ class AdminServer:
         maybeDeferred(self.target.shutdown, grace_s).addErrback(lambda f: log.failure("shutdown failed", f))
 
 
+class _AdminChannel(http.HTTPChannel):
+    """twisted.web's channel, answering an over-long request line instead of hanging up."""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        body = (
+            f"request line or header longer than {self.MAX_LENGTH} bytes "
+            f"(a metrics.json q may have at most {MAX_QUERY_CHARS} characters)\n"
+        ).encode()
+        head = [b"HTTP/1.1 414 URI Too Long", b"Content-Type: text/plain; charset=utf-8", b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+        head += [name + b": " + value for name, value in SECURITY_HEADERS]
+        transport: Any = self.transport
+        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        transport.loseConnection()
+
+
 class _QuietSite(Site):
     """No access log: Prometheus scrapes and dashboard polls would flood the mesh's log."""
+
+    protocol = _AdminChannel  # type: ignore[assignment]
 
     def log(self, request: http.Request) -> None:
         pass

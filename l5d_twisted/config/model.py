@@ -130,6 +130,12 @@ class RouterConfig:
     max_response_kb: int = knob(5120, minimum=1, key="maxResponseKB", doc="largest buffered response body")
     streaming_enabled: bool = knob(True)
     max_call_depth: int = knob(1000, minimum=1, doc="Via entries allowed before a request counts as a loop")
+    # telemetry.scope_limit.DEFAULT_MAX_METRIC_SCOPES (the router's route/client cache size)
+    max_metric_scopes: int = knob(
+        1000,
+        minimum=0,
+        doc="most service (and, apart, client) metric scopes live at once; new names beyond it share the scope `<overflow>`, counted by `rt:service_scope_overflow` and `rt:client_scope_overflow` (0 = no cap)",
+    )
 
     def __post_init__(self) -> None:
         if not self.label:

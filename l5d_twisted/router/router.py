@@ -33,6 +33,7 @@ from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import BALANCERS, CLASSIFIERS, IDENTIFIERS
 from l5d_twisted.resilience.retries import RetryBudget
 from l5d_twisted.service import Service
+from l5d_twisted.telemetry.scope_limit import limited_scope
 from l5d_twisted.telemetry.stats import StatsReceiver
 
 from . import headers as h
@@ -241,7 +242,7 @@ class Router(Service[Request, Response]):
         )
         params = {
             StackParams.REACTOR: self._reactor,
-            StackParams.STATS: self.stats.scope("service", _scope_name(path)),
+            StackParams.STATS: limited_scope(self.stats, "service", _scope_name(path), self.config.max_metric_scopes),
             StackParams.CLASSIFIER: classifier,
             StackParams.RNG: self._rng,
             StackParams.SERVICE: service_params,
@@ -258,7 +259,7 @@ class Router(Service[Request, Response]):
         if service is not None:
             return service
         client_params = self.config.client.params_for(bound.id)
-        scope = self.stats.scope("client", _scope_name(bound.id))
+        scope = limited_scope(self.stats, "client", _scope_name(bound.id), self.config.max_metric_scopes)
         spec = client_params.load_balancer
         balancer = BALANCERS.get(spec.kind).factory(spec.config, BalancerContext(self._reactor, scope, self._rng))
         pool = client_params.host_connection_pool

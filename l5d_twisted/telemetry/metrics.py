@@ -160,6 +160,9 @@ class MetricsTree:
         self._last_rotation = clock.seconds()
         self._groups: dict[Name, _Group] = {(): _Group((), clock.seconds())}
         self._dormant: weakref.WeakValueDictionary[Name, _Group] = weakref.WeakValueDictionary()
+        # Live service/client scopes per ``(rt, <router>, service|client)``, kept as groups
+        # come and go so that :mod:`.scope_limit` can cap them without a scan.
+        self._live_scopes: dict[Name, int] = {}
         self.stats: ScopedStats = ScopedStats(self, ())
         self._ticker: LoopingCall | None = None
         self.expired_total = 0
@@ -210,8 +213,24 @@ class MetricsTree:
                 group = _Group(key, self.clock.seconds())
             else:
                 group.last_active = self.clock.seconds()
-            self._groups[key] = group
+            self._add_live(group)
         return group
+
+    def _add_live(self, group: _Group) -> None:
+        self._groups[group.key] = group
+        if len(group.key) == 4:  # rt/<r>/service/<s> or rt/<r>/client/<id>
+            kind = group.key[:3]
+            self._live_scopes[kind] = self._live_scopes.get(kind, 0) + 1
+
+    def _remove_live(self, group: _Group) -> None:
+        del self._groups[group.key]
+        if len(group.key) == 4:
+            kind = group.key[:3]
+            left = self._live_scopes[kind] - 1
+            if left:
+                self._live_scopes[kind] = left
+            else:
+                del self._live_scopes[kind]
 
     def counter(self, name: Name) -> Counter:
         return self._get_or_create(name, CounterMetric)
@@ -260,6 +279,30 @@ class MetricsTree:
     def group_keys(self) -> list[Name]:
         return [k for k in self._groups if k]
 
+    # -- scopes (for :mod:`.scope_limit`) ---------------------------------------------
+
+    def live_scopes(self, kind: Name) -> int:
+        """How many ``kind + (name,)`` scopes are live (``kind``: ``("rt", r, "service")``)."""
+        return self._live_scopes.get(kind, 0)
+
+    def has_scope(self, key: Name) -> bool:
+        """Whether the scope ``key`` is live, or expired but still held (it may come back)."""
+        return key in self._groups or key in self._dormant
+
+    def is_live(self, key: Name) -> bool:
+        """Whether the scope ``key`` is live (exported)."""
+        return key in self._groups
+
+    def claim_scope(self, key: Name) -> None:
+        """Make the (empty) group of scope ``key`` now, before any of its metrics.
+
+        So a scope counts from the moment it is handed out, even if its layer registers
+        metrics only on its first request; an empty scope expires like any idle one.
+        """
+        if group_key(key + ("_",)) != key:
+            raise ValueError(f"{'/'.join(key)} is not a service or client scope")
+        self._group(key + ("_",))
+
     # -- maintenance ------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -279,7 +322,7 @@ class MetricsTree:
                 group.signature = signature
                 group.last_active = now
             elif group.key and self.expiry_ttl_s > 0 and now - group.last_active >= self.expiry_ttl_s and not group.has_pending():
-                del self._groups[group.key]
+                self._remove_live(group)
                 self._dormant[group.key] = group
                 self.expired_total += 1
                 log.debug("metrics of {scope} expired", scope="/".join(group.key))
@@ -293,8 +336,8 @@ class MetricsTree:
             if signature != group.signature and key not in self._groups:
                 group.signature = signature
                 group.last_active = now
-                self._groups[key] = group
                 del self._dormant[key]
+                self._add_live(group)
 
 
 class ScopedStats:

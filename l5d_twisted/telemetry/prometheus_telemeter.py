@@ -16,7 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
 from twisted.web.server import Request as WebRequest
 
 from l5d_twisted.config.schema import knob
@@ -24,7 +28,10 @@ from l5d_twisted.context import PluginContext
 from l5d_twisted.registry import TELEMETERS
 from l5d_twisted.telemetry.metrics import tree_of
 from l5d_twisted.telemetry.prometheus import CONTENT_TYPE, PrometheusExposition
+from l5d_twisted.telemetry.render import reactor_cooperator, run_steps, write_pieces
 from l5d_twisted.telemetry.telemeter import TelemeterBase
+
+log = Logger()
 
 
 @dataclass(frozen=True)
@@ -37,15 +44,24 @@ class PrometheusConfig:
 
 
 class PrometheusResource(Resource):
+    """Renders in small steps on ``cooperator`` (see :mod:`.render`), or at once without one."""
+
     isLeaf = True
 
-    def __init__(self, exposition: PrometheusExposition) -> None:
+    def __init__(self, exposition: PrometheusExposition, cooperator: Cooperator | None = None) -> None:
         super().__init__()
         self.exposition = exposition
+        self.cooperator = cooperator
 
-    def render_GET(self, request: WebRequest) -> bytes:
+    def render_GET(self, request: WebRequest) -> bytes | int:
         request.setHeader(b"content-type", CONTENT_TYPE.encode())
-        return self.exposition.render()
+        if self.cooperator is None:
+            return self.exposition.render()
+        out: list[bytes] = []
+        d = run_steps(self.cooperator, self.exposition.render_steps(out), lambda: out)
+        request.notifyFinish().addErrback(lambda _: d.cancel())  # the scraper went away
+        d.addCallbacks(lambda pieces: write_pieces(request, pieces), lambda f: _failed(request, f))
+        return NOT_DONE_YET
 
     render_HEAD = render_GET
 
@@ -56,10 +72,20 @@ class PrometheusTelemeter(TelemeterBase):
         tree.set_expiry_ttl(float(config.metrics_expiry_ttl_secs))
         self.path = config.path if config.path.startswith("/") else "/" + config.path
         self.exposition = PrometheusExposition(tree, config.prefix)
+        self.cooperator = reactor_cooperator(ctx.reactor) if ctx.reactor is not None else None
 
     def admin_resources(self) -> dict[bytes, IResource]:
         # cast: mypy does not know that Resource provides IResource (zope.interface).
-        return {self.path.encode(): cast(IResource, PrometheusResource(self.exposition))}
+        return {self.path.encode(): cast(IResource, PrometheusResource(self.exposition, self.cooperator))}
+
+
+def _failed(request: WebRequest, failure: Failure) -> None:
+    if getattr(request, "_disconnected", False) or request.finished:
+        return  # cancelled: nobody to answer
+    log.failure("prometheus exposition failed", failure)
+    request.setResponseCode(500)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    write_pieces(request, [b"internal error; see the mesh's log\n"])
 
 
 @TELEMETERS.register("io.l5d.prometheus", PrometheusConfig)

@@ -1,0 +1,136 @@
+"""Exposition in small steps between which the reactor runs (issue 10, item 5).
+
+Timing is the benchmark's job (bench/scrape/stall.py); these tests pin the behaviour: a
+render does not finish in one reactor turn, other calls run between its steps, and the
+bytes are exactly those of the one-go render.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import Clock
+
+from l5d_twisted.telemetry import metrics_json as metrics_json_module
+from l5d_twisted.telemetry import prometheus as prometheus_module
+from l5d_twisted.telemetry.metrics import MetricsTree
+from l5d_twisted.telemetry.metrics_json import metrics_json, metrics_json_steps
+from l5d_twisted.telemetry.prometheus import PrometheusExposition
+from l5d_twisted.telemetry.render import run_steps, stepping_cooperator
+
+
+def big_tree(services: int = 40) -> MetricsTree:
+    tree = MetricsTree(Clock())
+    for i in range(services):
+        service = tree.stats.scope("rt", "outgoing", "service", f"svc/s{i}")
+        service.counter("requests").incr(i)
+        service.stat("request_latency_ms").add(1.5 * i)
+        client = tree.stats.scope("rt", "outgoing", "client", f"#/mem/s{i}")
+        client.counter("status", "2XX").incr()
+        client.gauge("loadbalancer", "size", fn=lambda: 3.0)
+    return tree
+
+
+def varied_tree() -> MetricsTree:
+    """Escapes, non-finite values, clashing names, big and small numbers."""
+    tree = big_tree(5)
+    odd = tree.stats.scope("rt", "o", "service", 'svc/"quoted"\\back\nline')
+    odd.counter("requests").incr(3)
+    odd.stat("lat").add(1.5e9)
+    tree.stats.gauge("nan", fn=lambda: math.nan)
+    tree.stats.gauge("inf", fn=lambda: math.inf)
+    tree.stats.gauge("neg", fn=lambda: -1e-9)
+    tree.stats.stat("lat").add(1)
+    tree.stats.counter("lat_count").incr()  # clashes with the summary's lat_count
+    tree.stats.counter("lat.count").incr()  # clashes with metrics.json's lat.count
+    tree.stats.counter("a-b").incr()
+    tree.stats.gauge("a_b", fn=lambda: 1)  # same sanitised name, other type
+    tree.stats.scope("rt", "o", "server", "127.0.0.1", "4140").counter("requests").incr(7)
+    return tree
+
+
+def render_in_steps(tree: MetricsTree, **kw: object) -> bytes:
+    out: list[bytes] = []
+    for _ in PrometheusExposition(tree, process_metrics=False, **kw).render_steps(out):  # type: ignore[arg-type]
+        pass
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("samples_per_step", [1, 3, 500])
+def test_prometheus_steps_make_the_same_bytes_as_one_go(samples_per_step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prometheus_module, "SAMPLES_PER_STEP", samples_per_step)
+    monkeypatch.setattr(prometheus_module, "METRICS_PER_STEP", 2)
+    for tree in (varied_tree(), big_tree(), MetricsTree(Clock())):
+        for prefix in ("", "l5d_"):
+            assert render_in_steps(tree, prefix=prefix) == PrometheusExposition(tree, prefix, process_metrics=False).render()
+
+
+@pytest.mark.parametrize("keys_per_step", [1, 3, 2000])
+def test_metrics_json_steps_make_the_same_bytes_as_one_go(keys_per_step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_json_module, "KEYS_PER_STEP", keys_per_step)
+    monkeypatch.setattr(metrics_json_module, "METRICS_PER_STEP", 2)
+    for tree in (varied_tree(), big_tree(), MetricsTree(Clock())):
+        for query in (None, "", "svc/s1", "lat", "nothing matches"):
+            for pretty in (False, True):
+                out: list[bytes] = []
+                for _ in metrics_json_steps(tree, out, query, pretty):
+                    pass
+                assert b"".join(out) == metrics_json(tree, query, pretty), (query, pretty)
+
+
+def test_a_scrape_lets_the_reactor_run_other_calls_between_its_steps() -> None:
+    clock = Clock()
+    tree = big_tree(200)
+    exposition = PrometheusExposition(tree, process_metrics=False)
+    out: list[bytes] = []
+    d = run_steps(stepping_cooperator(clock), exposition.render_steps(out), lambda: b"".join(out))
+    results: list[bytes] = []
+    d.addCallback(results.append)
+    # Something else the reactor has to do, scheduled while the render is under way.
+    others: list[int] = []
+
+    def other() -> None:
+        others.append(len(out))
+        if not results:
+            clock.callLater(1, other)
+
+    clock.callLater(1, other)
+    turns = 0
+    while not results:
+        clock.advance(1)
+        turns += 1
+        assert turns < 100_000
+    assert turns > 20  # many turns, not one
+    # The other call ran between the render's steps, with the output part-way done.
+    assert len(others) > 20 and any(0 < n < len(out) for n in others)
+    assert results == [exposition.render()]
+
+
+def test_metrics_json_render_yields_too() -> None:
+    clock = Clock()
+    tree = big_tree(200)
+    out: list[bytes] = []
+    d = run_steps(stepping_cooperator(clock), metrics_json_steps(tree, out), lambda: b"".join(out))
+    results: list[bytes] = []
+    d.addCallback(results.append)
+    clock.advance(1)
+    assert not results  # not done in one turn
+    while not results:
+        clock.advance(1)
+    assert results == [metrics_json(tree)]
+
+
+def test_cancelling_stops_the_render() -> None:
+    clock = Clock()
+    out: list[bytes] = []
+    d = run_steps(stepping_cooperator(clock), PrometheusExposition(big_tree(200), process_metrics=False).render_steps(out), lambda: b"".join(out))
+    errors: list[object] = []
+    d.addErrback(lambda f: errors.append(f.check(CancelledError)))
+    clock.advance(1)
+    d.cancel()
+    produced = len(out)
+    for _ in range(100):
+        clock.advance(1)
+    assert errors == [CancelledError] and len(out) == produced and not clock.getDelayedCalls()
