@@ -338,6 +338,20 @@ class FuzzMesh:
                 f"the admin server answered through the data plane for {context!r}"
             )
 
+    def assert_served_by_configured_backends(self, ex: Exchange, context: object = "") -> None:
+        """Each answer a backend gave says (``/inspect`` echoes what it received) which client
+        the proxy bound the request to: only the configured namer's, never an address a
+        request dtab named (``/$/inet/...``)."""
+        for resp in ex.responses:
+            if resp.status != 200 or not resp.body.startswith(b'{"method"'):
+                continue
+            try:
+                seen = json.loads(resp.body)
+            except ValueError:
+                continue
+            clients = [v for k, v in seen.get("headers", []) if k.lower() == "l5d-dst-client"]
+            assert all(c.startswith("/#/io.l5d.fs/") for c in clients), f"served through {clients} for {context!r}"
+
     def metrics(self) -> dict[str, float]:
         ex = exchange(self.admin_port, request("GET", "/admin/metrics.json", "127.0.0.1", [("Connection", "close")]), total=10, idle=5)
         assert ex.responses and ex.responses[0].status == 200

@@ -56,12 +56,14 @@ def test_delegator_json_with_a_union_dtab_answers_in_bounded_time_and_memory(mes
 
 
 @pytest.mark.parametrize("builtin", ["/$/inet/127.0.0.1/{port}", "/$/io.buoyant.rinet/{port}/127.0.0.1"])
-@pytest.mark.parametrize("where", ["admin", "canary", "proxy"])
+@pytest.mark.parametrize("where", ["admin", "canary", "proxy", "backend"])
 def test_a_request_dtab_cannot_dial_an_address_of_its_choosing(mesh: FuzzMesh, builtin: str, where: str) -> None:
-    port = {"admin": mesh.admin_port, "canary": mesh.canary.port, "proxy": mesh.port}[where]
+    # "backend": b's own backend, but reached by an address the client chose, not by a name
+    port = {"admin": mesh.admin_port, "canary": mesh.canary.port, "proxy": mesh.port, "backend": mesh.backend_ports[1]}[where]
     dtab = "/svc/a => " + builtin.format(port=port)
     ex = exchange(mesh.port, request("GET", "/config.json", "a", [("l5d-dtab", dtab)]), total=10, idle=10)
     mesh.assert_not_admin(ex, dtab)
+    mesh.assert_served_by_configured_backends(ex, dtab)
     assert ex.responses, f"no answer to l5d-dtab {dtab!r}"
     resp = ex.responses[0]
     assert resp.status == 403, (dtab, resp.status, resp.body[:200])

@@ -29,6 +29,7 @@ def test_random_requests_never_break_the_proxy(mesh: FuzzMesh) -> None:
         ex = exchange(mesh.port, req.raw, split=req.split, head_only=req.head_only, idle=0.25, total=3)
         assert ex.raw == b"" or ex.raw.startswith(b"HTTP/1.1 "), f"not an HTTP/1.1 answer: {ex.raw[:120]!r}"
         mesh.assert_not_admin(ex, req.raw[:300])
+        mesh.assert_served_by_configured_backends(ex, req.raw[:300])
         mesh.check_health(req.raw[:300])
 
     attack()
@@ -48,6 +49,7 @@ def test_random_dtab_headers_never_break_the_proxy(mesh: FuzzMesh) -> None:
         if resp.status == 200:
             assert b'"target": "/inspect?fuzz=dtab"' in resp.body, f"a 200 not from a backend for {dtab!r}: {resp.body[:200]!r}"
         mesh.assert_not_admin(ex, dtab)
+        mesh.assert_served_by_configured_backends(ex, dtab)
         mesh.check_health(f"{header}: {dtab}")
 
     attack()
