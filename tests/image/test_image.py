@@ -322,8 +322,19 @@ def test_rendered_probes_pass(cluster: Cluster) -> None:
 
 
 def test_hello_answers_through_the_mesh(cluster: Cluster) -> None:
-    status, body = http_get("http://hello/", timeout=10, proxy=f"{cluster.node_ip}:4140")
-    assert status == 200
+    answers: list[bytes] = []
+
+    def answered() -> bool:
+        try:
+            status, body = http_get("http://hello/", timeout=10, proxy=f"{cluster.node_ip}:4140")
+        except OSError:
+            return False
+        answers.append(body)
+        return status == 200
+
+    # Ready means serving; discovery of hello and world may take a moment longer.
+    wait_until(answered, 30, interval=0.5, what="an answer of hello through the mesh")
+    body = answers[-1]
     assert re.fullmatch(rf"Hello \({re.escape(cluster.ip(2))}[^)]*\) world \({re.escape(cluster.ip(3))}[^)]*\)!\s*", body.decode()), body
 
 
