@@ -289,3 +289,10 @@ def test_metrics_json_with_a_long_q_answers(mesh: FuzzMesh) -> None:
         ex = exchange(mesh.admin_port, request("GET", "/admin/metrics.json?q=" + "a" * size, "127.0.0.1"), total=5)
         assert ex.responses, f"metrics.json with a {size}-byte q closed without an answer"
     mesh.check_health("long metrics.json queries")
+
+
+@pytest.mark.parametrize("page", ["/", "/delegator", "/requests"])
+def test_admin_pages_carry_a_content_security_policy(mesh: FuzzMesh, page: str) -> None:
+    ex = exchange(mesh.admin_port, request("GET", page, "127.0.0.1"), total=5)
+    assert ex.responses and ex.responses[0].status == 200, ex.raw[:200]
+    assert ex.responses[0].header("content-security-policy"), f"{page} has no Content-Security-Policy"
