@@ -162,7 +162,11 @@ rm -f "$DOCKER_ARCHIVE"
 skopeo copy --quiet "oci-archive:$ARCHIVE" "docker-archive:$DOCKER_ARCHIVE:$IMAGE_NAME:$VERSION"
 digest=$(skopeo inspect --format '{{.Digest}}' "oci-archive:$ARCHIVE")
 if [ "${L5D_IMAGE_NO_LOAD:-0}" != 1 ] && command -v podman >/dev/null; then
+  previous=$(podman --events-backend file image inspect --format '{{.Id}}' "$IMAGE_NAME:$VERSION" 2>/dev/null || true)
   skopeo copy --quiet "oci-archive:$ARCHIVE" "containers-storage:$IMAGE_NAME:$VERSION"
+  # The build it replaces, now untagged, goes (unless a container still uses it).
+  current=$(podman --events-backend file image inspect --format '{{.Id}}' "$IMAGE_NAME:$VERSION")
+  if [ -n "$previous" ] && [ "$previous" != "$current" ]; then podman --events-backend file rmi "$previous" >/dev/null 2>&1 || true; fi
   echo "build-image: loaded $IMAGE_NAME:$VERSION into podman's storage"
 fi
 echo "build-image: archive  $ARCHIVE (OCI; for registries: skopeo copy keeps the digest)"
