@@ -2,7 +2,9 @@
 
 The effective dtab is the router's dtab followed by the override (later rules win, as
 with an ``l5d-dtab`` header).  Input errors raise :class:`HttpError` (400/404) with a
-message saying what is wrong; a failure inside naming becomes a 500 naming the error.
+message saying what is wrong, and so does an override that makes binding exceed the
+limits of ``naming.limits`` (as the router answers such an ``l5d-dtab`` with 400); a
+failure inside naming becomes a 500 naming the error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from twisted.python.failure import Failure
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.target import RouterView
 from l5d_twisted.naming.dtab import Dtab, DtabError
+from l5d_twisted.naming.limits import BindingLimitError
 from l5d_twisted.naming.path import Path, PathError
+from l5d_twisted.naming.var import Failed
 
 log = Logger()
 
@@ -49,6 +53,9 @@ def explain(routers: Sequence[RouterView], label: str | None, path_text: str, dt
         raise HttpError(400, f"bad dtab: {e}") from None
 
     def described(explanation: Any) -> dict[str, Any]:
+        state = getattr(explanation, "state", None)
+        if override and isinstance(state, Failed) and isinstance(state.error, BindingLimitError):
+            raise HttpError(400, f"cannot bind {path.show()} with this dtab: {state.error}")
         return {
             "router": router.label,
             "path": path.show(),
@@ -59,6 +66,8 @@ def explain(routers: Sequence[RouterView], label: str | None, path_text: str, dt
         }
 
     def failed(failure: Failure) -> Failure:
+        if failure.check(HttpError):
+            return failure
         log.failure("explaining {path} failed", failure, path=path.show())
         error = failure.value
         return Failure(HttpError(500, f"explaining {path.show()} failed: {type(error).__name__}: {error}"))

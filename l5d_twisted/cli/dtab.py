@@ -37,7 +37,8 @@ def add_parser(subparsers: Any) -> None:
         "resolve",
         help="bind a name and print how each rule and namer resolved it",
         description="Bind PATH with a dtab and print the explanation tree. "
-        "Exit status: 0 resolved to addresses, 1 neg/fail/empty/pending, 2 bad input.",
+        "Exit status: 0 resolved to addresses, 1 neg/fail/empty/pending, 2 bad input "
+        "(also a dtab that makes binding exceed its limits of work, nesting or union width).",
     )
     resolve.add_argument("path", metavar="PATH", help="the name, e.g. /svc/hello (or hello, under the router's dstPrefix)")
     resolve.add_argument("--dtab", default="", help="dtab rules added after the router's (they win)")
@@ -114,6 +115,8 @@ def resolve(args: argparse.Namespace, reactor: Any) -> Deferred[tuple[int, str]]
     Raises :class:`UsageError` at once for bad input; runs on the given (running) reactor.
     """
     from l5d_twisted.naming.explanation import Explanation, explain_settled
+    from l5d_twisted.naming.limits import BindingLimitError
+    from l5d_twisted.naming.var import Failed
 
     setup = _prepare(args, reactor)
 
@@ -122,6 +125,9 @@ def resolve(args: argparse.Namespace, reactor: Any) -> Deferred[tuple[int, str]]
             output = json.dumps(explanation.to_json(), indent=2) + "\n"
         else:
             output = _show_dtab(setup.dtab) + explanation.to_text()
+        state = explanation.state
+        if isinstance(state, Failed) and isinstance(state.error, BindingLimitError):
+            return 2, output  # the explanation's last line says which limit
         return (0 if explanation.resolved else 1), output
 
     return explain_settled(setup.interpreter, setup.dtab, setup.path, reactor, args.timeout).addCallback(render)

@@ -14,9 +14,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union
 from l5d_twisted.naming.path import Path, _escape
+
+if TYPE_CHECKING:
+    from l5d_twisted.naming.limits import BindBudget
 
 
 class DtabError(ValueError):
@@ -110,10 +114,24 @@ class Dentry:
         """``dst`` with the unmatched rest of ``path`` appended, or None if no match."""
         if not self.prefix.matches(path):
             return None
+        return self._rewrite_matched(path)
+
+    def _rewrite_matched(self, path: Path) -> NameTree[Path]:
         rest = path.drop(len(self.prefix))
         if rest.is_empty:
             return self.dst
         return self.dst.map(lambda p: p + rest)
+
+    def rewrite_cost(self, path: Path) -> int:
+        """Work units (``naming.limits``) of rewriting ``path``: the nodes and segments
+        of the tree :meth:`rewrite` creates, known before creating it."""
+        try:
+            units, leaves = self.__dict__["_size"]
+        except KeyError:
+            units, leaves = tree_size(self.dst)
+            object.__setattr__(self, "_size", (units, leaves))
+        rest = len(path) - len(self.prefix)
+        return units + leaves * rest if rest else 1
 
     def show(self) -> str:
         return f"{self.prefix.show()} => {show_tree(self.dst)}"
@@ -184,20 +202,46 @@ class Dtab:
     def __bool__(self) -> bool:
         return bool(self.dentries)
 
-    def matching(self, path: Path) -> list[tuple[Dentry, NameTree[Path]]]:
-        """The rules matching ``path``, latest first, each with its rewritten tree."""
+    def matching(self, path: Path, budget: BindBudget | None = None) -> list[tuple[Dentry, NameTree[Path]]]:
+        """The rules matching ``path``, latest first, each with its rewritten tree.
+
+        With a ``budget``, the rules examined and the trees created are charged to it
+        (before creating them), which raises ``BindingLimitError`` when it runs out.
+        """
+        candidates = self._candidates(path)
+        if budget is not None:
+            budget.charge(1 + len(candidates) // _RULES_PER_UNIT, path)
         found = []
-        for dentry in reversed(self.dentries):
-            tree = dentry.rewrite(path)
-            if tree is not None:
-                found.append((dentry, tree))
+        for dentry in candidates:
+            if dentry.prefix.matches(path):
+                if budget is not None:
+                    budget.charge(dentry.rewrite_cost(path), path)
+                found.append((dentry, dentry._rewrite_matched(path)))
         return found
 
-    def lookup(self, path: Path) -> NameTree[Path]:
+    def _candidates(self, path: Path) -> Sequence[Dentry]:
+        """The rules that may match ``path``, latest first: those whose prefix starts with
+        its first segment, a wildcard or nothing.  A dtab of a thousand rules for other
+        names costs a lookup nothing, and binding through it stays fast."""
+        try:
+            exact, loose, latest_first = self.__dict__["_index"]
+        except KeyError:
+            exact, loose, latest_first = _index(self.dentries)
+            object.__setattr__(self, "_index", (exact, loose, latest_first))
+        if path.is_empty:
+            return latest_first
+        same = exact.get(path.segments[0], ())
+        if not loose:
+            return [d for _, d in same]
+        if not same:
+            return [d for _, d in loose]
+        return [d for _, d in sorted(same + loose, key=_latest_first)]
+
+    def lookup(self, path: Path, budget: BindBudget | None = None) -> NameTree[Path]:
         """What one delegation step makes of ``path``: NEG if no rule matches, the one
         rewritten tree, or an ``Alt`` of them (latest rule first) so that the interpreter
         falls back to earlier rules when a later one is negative."""
-        found = self.matching(path)
+        found = self.matching(path, budget)
         if not found:
             return NEG
         if len(found) == 1:
@@ -206,10 +250,51 @@ class Dtab:
 
 
 _EMPTY_DTAB = Dtab(())
-_CACHED_TEXT_MAX = 4096
+# Parsed texts are kept for headers a client repeats; a parsed dtab takes ~40 times its
+# text in memory, so only short texts are kept (real l5d-dtab headers are a rule or two)
+# and the cache holds at most ~256 x 512 characters of them (a few MB).
+_CACHED_TEXT_MAX = 512
+_RULES_PER_UNIT = 8  # = naming.limits.RULES_PER_UNIT (imported lazily there)
+
+_Indexed = tuple[int, Dentry]
 
 
-@functools.lru_cache(maxsize=512)
+def _latest_first(entry: _Indexed) -> int:
+    return -entry[0]
+
+
+def _index(dentries: tuple[Dentry, ...]) -> tuple[dict[str, tuple[_Indexed, ...]], tuple[_Indexed, ...], tuple[Dentry, ...]]:
+    """Rules by the first segment of their prefix (latest first); ``loose`` are those
+    matching any first segment (``/`` or ``/*/...``)."""
+    exact: dict[str, list[_Indexed]] = {}
+    loose: list[_Indexed] = []
+    for position in range(len(dentries) - 1, -1, -1):
+        dentry = dentries[position]
+        first = dentry.prefix.elems[0] if dentry.prefix.elems else None
+        (loose if first is None else exact.setdefault(first, [])).append((position, dentry))
+    return {k: tuple(v) for k, v in exact.items()}, tuple(loose), tuple(reversed(dentries))
+
+
+def tree_size(tree: NameTree[Any]) -> tuple[int, int]:
+    """``(units, leaves)`` of a tree of paths: its nodes plus its paths' segments, and
+    how many path leaves it has (walked with a stack, not recursion)."""
+    units = leaves = 0
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        units += 1
+        if isinstance(node, Leaf):
+            leaves += 1
+            value = node.value
+            units += len(value) if isinstance(value, Path) else 0
+        elif isinstance(node, Alt):
+            stack.extend(node.trees)
+        elif isinstance(node, Union):
+            stack.extend(b.tree for b in node.branches)
+    return units, leaves
+
+
+@functools.lru_cache(maxsize=256)
 def _read_cached(text: str) -> Dtab:
     from l5d_twisted.naming.parser import parse_dtab
 

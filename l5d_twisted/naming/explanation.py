@@ -32,6 +32,7 @@ from l5d_twisted.naming.addr import Addr, AddrBound, Address, AddrPending, Bound
 from l5d_twisted.naming.addrshow import addr_json, addr_text
 from l5d_twisted.naming.dtab import Dentry, Dtab, show_tree
 from l5d_twisted.naming.evaluate import evaluate
+from l5d_twisted.naming.limits import MAX_TREE_DEPTH, BindBudget, BindingLimitError
 from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Closable, Failed, Ok, Pending, State
@@ -39,7 +40,9 @@ from l5d_twisted.naming.var import Closable, Failed, Ok, Pending, State
 if TYPE_CHECKING:
     from l5d_twisted.naming.interpreter import Interpreter
 
-_MAX_NODES = 2000
+# An explanation shows at most this many delegation steps (and the work of binding them
+# is charged to a budget as binding's is): past either, the rest is cut off.
+_MAX_NODES = 1000
 
 
 @dataclass(frozen=True)
@@ -269,10 +272,15 @@ def _render_children(node: Node, indent: str, lines: list[str], depth: int = 0) 
 
 
 class _Walker:
+    """Walks a binding as ``Interpreter.bind`` does, within the same limits
+    (``naming.limits``); what lies past a limit becomes one ``exception`` node."""
+
     def __init__(self, interp: Interpreter, dtab: Dtab) -> None:
         self.interp = interp
         self.dtab = dtab
         self.nodes = 0
+        self.budget = BindBudget()
+        self.cut_off = ""  # why the walk stopped early, if it did
         self.snapshot: dict[BoundName, Addr] = {}
 
     def leaf(self, path: Path | None, dentry: Dentry | None, bound: BoundName) -> Node:
@@ -280,22 +288,33 @@ class _Walker:
         self.snapshot.setdefault(bound, addr)
         return Node("leaf", path, dentry, bound=bound, addr=addr)
 
-    def path(self, path: Path, dentry: Dentry | None, depth: int) -> Node:
+    def path(self, path: Path, dentry: Dentry | None, depth: int, level: int) -> Node:
         self.nodes += 1
         if depth > self.interp.max_depth:
             return Node("exception", path, dentry, message=f"more than {self.interp.max_depth} delegation steps; is there a loop in the dtab?")
-        if self.nodes > _MAX_NODES:
-            return Node("exception", path, dentry, message=f"explanation cut off after {_MAX_NODES} steps")
-        matches = self.dtab.matching(path)
+        if self.nodes > _MAX_NODES and not self.cut_off:
+            self.cut_off = f"explanation cut off after {_MAX_NODES} steps"
+        if self.cut_off:
+            return Node("exception", path, dentry, message=self.cut_off)
+        try:
+            matches = self.dtab.matching(path, self.budget)
+        except BindingLimitError as e:
+            self.cut_off = str(e)
+            return Node("exception", path, dentry, message=self.cut_off)
         if len(matches) == 1:
             d, tree = matches[0]
-            return Node("delegate", path, dentry, children=(self.tree(tree, d, depth + 1),))
+            return Node("delegate", path, dentry, children=(self.tree(tree, d, depth + 1, level),))
         if matches:
-            children = tuple(self.tree(tree, d, depth + 1) for d, tree in matches)
+            if level + 1 > MAX_TREE_DEPTH:
+                return self._too_nested(path, dentry)
+            children = tuple(self.tree(tree, d, depth + 1, level + 1) for d, tree in matches)
             return Node("alt", path, dentry, children=children, chosen=_first_not_neg(children))
-        return self.lookup(path, dentry, depth)
+        return self.lookup(path, dentry, depth, level)
 
-    def lookup(self, path: Path, dentry: Dentry | None, depth: int) -> Node:
+    def _too_nested(self, path: Path | None, dentry: Dentry | None) -> Node:
+        return Node("exception", path, dentry, message=f"alternations and unions nested more than {MAX_TREE_DEPTH} deep")
+
+    def lookup(self, path: Path, dentry: Dentry | None, depth: int, level: int) -> Node:
         mark = path[0] if not path.is_empty else ""
         if mark not in ("#", "$"):
             return Node("neg", path, dentry, message="no rule matches")
@@ -314,25 +333,27 @@ class _Walker:
         if tree is FAIL or tree is EMPTY:
             return Node("fail" if tree is FAIL else "empty", path, dentry)
         rewriter = f"/$/{path[1]}" if mark == "$" and len(path) > 1 else "the namer"
-        return Node("delegate", path, dentry, children=(self.tree(tree, None, depth + 1),), message=f"rewritten by {rewriter}")
+        return Node("delegate", path, dentry, children=(self.tree(tree, None, depth + 1, level),), message=f"rewritten by {rewriter}")
 
-    def tree(self, tree: NameTree[Any], dentry: Dentry | None, depth: int) -> Node:
+    def tree(self, tree: NameTree[Any], dentry: Dentry | None, depth: int, level: int) -> Node:
         if isinstance(tree, Leaf):
             value = tree.value
             if isinstance(value, BoundName):
                 return self.leaf(None, dentry, value)
-            return self.path(value, dentry, depth)
+            return self.path(value, dentry, depth, level)
         if tree is NEG:
             return Node("neg", None, dentry)
         if tree is FAIL:
             return Node("fail", None, dentry)
         if tree is EMPTY:
             return Node("empty", None, dentry)
+        if level + 1 > MAX_TREE_DEPTH:
+            return self._too_nested(None, dentry)
         if isinstance(tree, Alt):
-            children = tuple(self.tree(t, None, depth) for t in tree.trees)
+            children = tuple(self.tree(t, None, depth, level + 1) for t in tree.trees)
             return Node("alt", None, dentry, children=children, chosen=_first_not_neg(children))
         if isinstance(tree, Union):
-            children = tuple(self.tree(b.tree, None, depth) for b in tree.branches)
+            children = tuple(self.tree(b.tree, None, depth, level + 1) for b in tree.branches)
             return Node("union", None, dentry, children=children, weights=tuple(b.weight for b in tree.branches))
         return Node("exception", None, dentry, message=f"not a name tree: {tree!r}")
 
@@ -346,7 +367,7 @@ def _first_not_neg(children: tuple[Node, ...]) -> int | None:
 
 def explain(interp: Interpreter, dtab: Dtab, path: Path) -> Explanation:
     walker = _Walker(interp, dtab)
-    root = walker.path(path, None, 0)
+    root = walker.path(path, None, 0, 0)
     state = interp.bind(dtab, path).sample()
     result = evaluate(state.value) if isinstance(state, Ok) else None
     if result is not None:

@@ -14,6 +14,10 @@
   else is negative.  A namer may answer with bound names or with paths to bind again.
 * More than ``max_depth`` delegation steps (a dtab loop such as ``/a => /a/b``) is a
   failure that says so.
+* One binding pass has a work budget and limits on nesting and union width
+  (``naming.limits``): a dtab that expands too much (``/svc => /svc/a & /svc/b``) fails
+  with a ``BindingLimitError`` in bounded time and memory.  Recursion follows delegation
+  steps and tree nesting only, both bounded, so it stays far below Python's limit.
 
 The result is an activity (``Var[State]`` of ``NameTree[BoundName]``) that follows the
 namers: when a namer's answer changes, the bound tree changes.  Vars are lazy, so nothing
@@ -41,6 +45,14 @@ from l5d_twisted.naming.addr import BoundName
 from l5d_twisted.naming.builtins import Builtins
 from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.inet import InetNamer, Resolve, thread_resolver
+from l5d_twisted.naming.limits import (
+    BindBudget,
+    BindingLimitError,
+    DelegationError,
+    check_tree_depth,
+    check_union_width,
+    short,
+)
 from l5d_twisted.naming.namer import Namer, Transformer
 from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
 from l5d_twisted.naming.path import Path
@@ -51,29 +63,13 @@ if TYPE_CHECKING:
 
     from l5d_twisted.naming.explanation import Explanation
 
+# Delegation steps along one branch (linkerd 1's limit): a dtab loop such as /a => /a/b
+# fails after this many.  The other limits (work, nesting, union width) are in
+# naming.limits.
 MAX_DEPTH = 100
-# Bound on lookups in one synchronous binding pass: a union of unions nested 100 deep is
-# 2**100 paths; stop long before that.
-MAX_STEPS = 10000
 NAMER_MARK = "#"
 BUILTIN_MARK = "$"
 TRANSFORMED_MARK = "%"
-
-
-class DelegationError(ValueError):
-    """Binding could not finish: too deep (a loop) or too much work."""
-
-
-def _short(path: Path, limit: int = 80) -> str:
-    text = path.show()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class _Budget:
-    __slots__ = ("steps",)
-
-    def __init__(self) -> None:
-        self.steps = 0
 
 
 class Interpreter:
@@ -111,13 +107,19 @@ class Interpreter:
         self._cache_size = cache_size
 
     # --- public API -------------------------------------------------------------------
-    def bind(self, dtab: Dtab, path: Path) -> Var[State]:
-        """An activity of ``NameTree[BoundName]`` for ``path``, transformers applied."""
+    def bind(self, dtab: Dtab, path: Path, *, remember: bool = True) -> Var[State]:
+        """An activity of ``NameTree[BoundName]`` for ``path``, transformers applied.
+
+        ``remember=False`` shares the bind while someone holds it but does not keep it
+        among the recent ones: binds with a client's dtab must not evict the operator's.
+        """
         key = (dtab, path)
         var = self._cache.get(key)
         if var is None:
             var = self._transform(self.bind_untransformed(dtab, path))
             self._cache[key] = var
+        if not remember:
+            return var
         self._recent[key] = var
         self._recent.move_to_end(key)
         if len(self._recent) > self._cache_size:
@@ -125,7 +127,7 @@ class Interpreter:
         return var
 
     def bind_untransformed(self, dtab: Dtab, path: Path) -> Var[State]:
-        return self._bind_path(dtab, path, 0, _Budget())
+        return self._bind_pass(dtab, Leaf(path), 0, 0)
 
     def explain(self, dtab: Dtab, path: Path) -> Explanation:
         """A snapshot :class:`~l5d_twisted.naming.explanation.Explanation` of binding
@@ -191,59 +193,73 @@ class Interpreter:
             act = flat_map(act, transformer.transform)
         return act
 
-    def _bind_path(self, dtab: Dtab, path: Path, depth: int, budget: _Budget) -> Var[State]:
+    def _bind_pass(self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int) -> Var[State]:
+        """Bind ``tree`` on a budget of its own: the whole pass fails if it runs out."""
+        try:
+            return self._bind_tree(dtab, tree, depth, level, BindBudget())
+        except BindingLimitError as e:
+            return failed(e)
+
+    def _bind_path(self, dtab: Dtab, path: Path, depth: int, level: int, budget: BindBudget) -> Var[State]:
         if depth > self.max_depth:
-            return failed(DelegationError(f"more than {self.max_depth} delegation steps (reached {_short(path)}); is there a loop in the dtab?"))
-        budget.steps += 1
-        if budget.steps > MAX_STEPS:
-            return failed(DelegationError(f"more than {MAX_STEPS} lookups in one binding (at {_short(path)}); the dtab expands too much"))
-        rewritten = dtab.lookup(path)
+            return failed(DelegationError(f"more than {self.max_depth} delegation steps (reached {short(path)}); is there a loop in the dtab?"))
+        rewritten = dtab.lookup(path, budget)
         if rewritten is not NEG:
-            return self._bind_tree(dtab, rewritten, depth + 1, budget)
+            return self._bind_tree(dtab, rewritten, depth + 1, level, budget)
+        budget.charge(1 + len(path), path)
         looked_up = self.lookup(path)
-        sync = isinstance(looked_up, Const)
+        if isinstance(looked_up, Const):
+            # Built-ins and most rewrites answer at once: bind the answer in this pass.
+            state = looked_up.sample()
+            if not isinstance(state, Ok):
+                return looked_up
+            return self._bind_tree(dtab, state.value, depth + 1, level, budget)
+        # A live answer is bound whenever it changes, each time on a budget of its own.
+        return flat_map(looked_up, lambda tree: self._bind_pass(dtab, tree, depth + 1, level))
 
-        def bind_answer(tree: NameTree[Any]) -> Var[State]:
-            return self._bind_tree(dtab, tree, depth + 1, budget if sync else _Budget())
-
-        return flat_map(looked_up, bind_answer)
-
-    def _bind_tree(self, dtab: Dtab, tree: NameTree[Any], depth: int, budget: _Budget) -> Var[State]:
+    def _bind_tree(self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int, budget: BindBudget) -> Var[State]:
         if isinstance(tree, Leaf):
             value = tree.value
             if isinstance(value, Path):
-                return self._bind_path(dtab, value, depth, budget)
+                return self._bind_path(dtab, value, depth, level, budget)
             if isinstance(value, BoundName):
                 return ok(tree)
             return failed(TypeError(f"a name tree leaf must be a path or a bound name, not {value!r}"))
         if tree is NEG or tree is FAIL or tree is EMPTY:
             return ok(tree)
+        check_tree_depth(level + 1, None)
         if isinstance(tree, Alt):
-            return self._bind_alt(dtab, tree.trees, depth, budget)
+            return self._bind_alt(dtab, tree.trees, depth, level + 1, budget)
         if isinstance(tree, Union):
-            return self._bind_union(dtab, tree.branches, depth, budget)
+            return self._bind_union(dtab, tree.branches, depth, level + 1, budget)
         return failed(TypeError(f"not a name tree: {tree!r}"))
 
-    def _bind_alt(self, dtab: Dtab, trees: tuple[NameTree[Any], ...], depth: int, budget: _Budget) -> Var[State]:
+    def _bind_alt(self, dtab: Dtab, trees: tuple[NameTree[Any], ...], depth: int, level: int, budget: BindBudget) -> Var[State]:
         # Fall through on negative only; a bound, empty or failed branch ends the search.
-        # Branches known at once share this pass's budget; those bound after a live
-        # branch turned negative start a budget of their own, as a namer's answer does.
-        shared = [budget]
-
-        def branch(tree: NameTree[Any]) -> Callable[[], Var[State]]:
-            def bind() -> Var[State]:
-                act = self._bind_tree(dtab, tree, depth, shared[0])
-                if not isinstance(act, Const):
-                    shared[0] = _Budget()
+        # Branches known at once are bound in a loop in this pass; once one is live, the
+        # rest are bound only if it turns negative (each at most once), still charged to
+        # this pass's budget: a dtab cannot multiply its work with live branches.
+        for index, tree in enumerate(trees):
+            act = self._bind_tree(dtab, tree, depth, level, budget)
+            if not isinstance(act, Const):
+                later = trees[index + 1 :]
+                if not later:
+                    return act
+                return first_not_neg([_given(act), *(self._later(dtab, t, depth, level, budget) for t in later)])
+            state = act.sample()
+            if not (isinstance(state, Ok) and state.value is NEG):
                 return act
+        return ok(NEG)
 
-            return bind
+    def _later(self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int, budget: BindBudget) -> Callable[[], Var[State]]:
+        return lambda: self._bind_tree(dtab, tree, depth, level, budget)
 
-        return first_not_neg([branch(tree) for tree in trees])
-
-    def _bind_union(self, dtab: Dtab, branches: tuple[Weighted[Any], ...], depth: int, budget: _Budget) -> Var[State]:
+    def _bind_union(self, dtab: Dtab, branches: tuple[Weighted[Any], ...], depth: int, level: int, budget: BindBudget) -> Var[State]:
+        check_union_width(len(branches))
         weights = [b.weight for b in branches]
-        acts = [self._bind_tree(dtab, b.tree, depth, budget) for b in branches]
+        acts = []
+        for b in branches:
+            acts.append(self._bind_tree(dtab, b.tree, depth, level, budget))
 
         def combine(states: tuple[State, ...]) -> State:
             kept = tuple(
@@ -254,3 +270,8 @@ class Interpreter:
             return first_failure_or_pending(states) or Ok(NEG)
 
         return collect_states(acts, combine)
+
+
+def _given(act: Var[State]) -> Callable[[], Var[State]]:
+    """A branch of an alternation that is made already."""
+    return lambda: act

@@ -15,11 +15,12 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
-from l5d_twisted.errors import MeshError, NoHostsAvailable
+from l5d_twisted.errors import BadDtabHeader, MeshError, NoHostsAvailable
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.naming.addr import BoundName
 from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.evaluate import evaluate
+from l5d_twisted.naming.limits import BindingLimitError
 from l5d_twisted.naming.nametree import EMPTY, FAIL, Alt, Leaf, NameTree, Union
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Closable, Failed, Ok, State
@@ -31,9 +32,10 @@ log = Logger()
 
 
 class _Choice:
-    """A resolved tree: the bound names and their cumulative weights, or an error."""
+    """A resolved tree: the bound names and their cumulative weights, or an error (with
+    its explanation text, made once: every request to a failing name carries it)."""
 
-    __slots__ = ("names", "cumulative", "error")
+    __slots__ = ("names", "cumulative", "error", "explanation")
 
     def __init__(self, names: list[BoundName], weights: list[float], error: MeshError | None = None) -> None:
         self.names = names
@@ -43,6 +45,7 @@ class _Choice:
             total += max(w, 0.0)
             self.cumulative.append(total)
         self.error = error
+        self.explanation: str | None = None
 
     def pick(self, rng: random.Random) -> BoundName:
         if len(self.names) == 1:
@@ -78,7 +81,10 @@ class BindingService(Service[Request, Response]):
         self._leaf_observations: list[Closable] = []
         self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"binding {self.path.show()}")
         self.last_used = reactor.seconds()
-        self._observation: Closable | None = interpreter.bind(base_dtab + local_dtab, path).observe(self._on_state)
+        # A bind with a client's dtab is not kept among the interpreter's recent binds: it
+        # lives as long as this route (in the router's small cache of override routes).
+        bound = interpreter.bind(base_dtab + local_dtab, path, remember=not local_dtab)
+        self._observation: Closable | None = bound.observe(self._on_state)
 
     # -- binding -------------------------------------------------------------------
     def _on_state(self, state: State) -> None:
@@ -89,7 +95,12 @@ class BindingService(Service[Request, Response]):
                 self._watch_leaves(tree)
             self._reevaluate()
         elif isinstance(state, Failed):
-            self._set_choice(_Choice([], [], self._no_hosts(f"binding failed: {state.error}")))
+            if isinstance(state.error, BindingLimitError) and self.local_dtab:
+                # The request's dtab made binding too expensive: the client's fault (400).
+                error: MeshError = BadDtabHeader(f"l5d-dtab: cannot route {self.path.show()} with the request's dtab: {state.error}")
+            else:
+                error = self._no_hosts(f"binding failed: {state.error}")
+            self._set_choice(_Choice([], [], error))
         # Pending: keep the previous choice (if any) while the binding settles.
 
     def _watch_leaves(self, tree: NameTree[BoundName]) -> None:
@@ -161,7 +172,11 @@ class BindingService(Service[Request, Response]):
         if choice is None:
             return self._waiters.wait_then(lambda: self(request))
         if choice.error is not None:
-            error = NoHostsAvailable(choice.error.message, explanation=self.explain(), path=self.path.show())
+            if not isinstance(choice.error, NoHostsAvailable):
+                return fail(choice.error)
+            if choice.explanation is None:
+                choice.explanation = self.explain()
+            error = NoHostsAvailable(choice.error.message, explanation=choice.explanation, path=self.path.show())
             return fail(error)
         names = choice.names
         bound = names[0] if len(names) == 1 else choice.pick(self._rng)

@@ -63,6 +63,10 @@ REQUEUE_BUDGET = (10, 0.2, 10)
 # values could grow the caches for a whole TTL. The least recently used goes first.
 MAX_ROUTES = 1000
 MAX_CLIENTS = 1000
+# Routes for a request's own dtab (l5d-dtab, l5d-ctx-dtab) are cached apart, in a smaller
+# cache of their own: a client sending a different dtab on every request evicts only such
+# routes, never the operator's, and what they hold (bound trees, explanations) stays small.
+MAX_OVERRIDE_ROUTES = 100
 
 
 _TRANSFORMED = Path.of("%")
@@ -105,6 +109,7 @@ class Router(Service[Request, Response]):
         self.context_classifier = ContextClassifier(self._fallback_classifier)
         self._routes: dict[tuple[Path, str], _Route] = {}
         self._binders: dict[tuple[Path, str], BindingService] = {}
+        self._override_keys: dict[tuple[Path, str], None] = {}  # keys of override routes
         self._clients: dict[BoundName, BoundClient] = {}
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
         self._binding_timeout_s = config.binding_timeout_ms / 1000.0
@@ -248,8 +253,12 @@ class Router(Service[Request, Response]):
             StackParams.SERVICE: service_params,
         }
         route = _Route(classifier, self._stacks.service.make(params, binder), path)
-        if len(self._routes) >= MAX_ROUTES:
-            self._evict_route(min(self._binders, key=lambda k: self._binders[k].last_used))
+        if key[1]:
+            if len(self._override_keys) >= MAX_OVERRIDE_ROUTES:
+                self._evict_route(min(self._override_keys, key=lambda k: self._binders[k].last_used))
+            self._override_keys[key] = None
+        elif len(self._routes) - len(self._override_keys) >= MAX_ROUTES:
+            self._evict_route(min((k for k in self._binders if not k[1]), key=lambda k: self._binders[k].last_used))
         self._routes[key] = route
         self._binders[key] = binder
         return route
@@ -328,6 +337,7 @@ class Router(Service[Request, Response]):
 
     def _evict_route(self, key: tuple[Path, str]) -> None:
         del self._routes[key]
+        self._override_keys.pop(key, None)
         self._binders.pop(key).close()
 
     def _evict_client(self, bound: BoundName) -> None:
@@ -344,6 +354,7 @@ class Router(Service[Request, Response]):
         closing = [b.close() for b in self._binders.values()] + [c.close() for c in self._clients.values()]
         self._binders.clear()
         self._routes.clear()
+        self._override_keys.clear()
         self._clients.clear()
         self._client_services.clear()
         return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
