@@ -6,6 +6,13 @@
   ``rt/<r>/server/<ip>/<port>`` scopes expire after a TTL (default 600 s; knob
   ``metricsExpiryTtlSecs`` of the ``io.l5d.prometheus`` telemeter, 0 = never) and come back
   when their handles are used again.
+* :mod:`.scope_limit` - ``limited_scope(stats, kind, name, max_scopes)``: what the router
+  calls for service and client scopes; beyond ``routers[].maxMetricScopes`` (default 1,000)
+  live scopes, new names share ``<overflow>``, counted by ``rt/<r>/service_scope_overflow``
+  and ``client_scope_overflow``.
+* :mod:`.render` - exposition in small steps on a ``Cooperator`` (10 ms slices), so a
+  scrape of thousands of scopes never holds the reactor for long; bodies written as the
+  socket drains.
 * :mod:`.histogram` - log-linear buckets; percentiles over the last 30-60 s,
   ``count``/``sum`` cumulative.
 * :mod:`.filters` - ``StatsFilter(stats, classifier, clock)``: requests, success, failures
