@@ -12,8 +12,11 @@ Put one in front of each interface with the scope it reports under
 * ``request_latency_ms``: from the request entering to the response *head* arriving (the
   Deferred fires on the head; a streamed body may take longer and is not included);
 * ``client_errors``, instead of ``success`` or ``failures``, for a failure the client caused
-  (``errors.ClientFault``: a malformed, abandoned or too slow request body), so a client
-  cannot lower a service's success rate;
+  (``errors.ClientFault``: a malformed, abandoned or too slow request body) and for a
+  request its caller cancelled (the client went away, or a layer above gave up and counts
+  that as its own failure), so a client cannot lower a service's success rate; failure
+  accrual ignores both the same way.  A cancellation counts as status 499 (nginx's "client
+  closed request"): nothing was answered;
 * ``status/<code>`` and ``status/<N>XX``.  An exception counts as the status the mesh
   answers it with (``MeshError.status``, else 502), so error rates include mesh-generated
   errors; pass ``error_status=False`` to count only real responses.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -108,8 +111,8 @@ class StatsFilter(Filter[Request, Response]):
         self._latency.add((self._seconds() - start) * 1000.0)
         error = failure.value
         if self._error_status:
-            self._count_status(error.status if isinstance(error, MeshError) else 502)
-        if isinstance(error, ClientFault):
+            self._count_status(error.status if isinstance(error, MeshError) else 499 if isinstance(error, CancelledError) else 502)
+        if isinstance(error, (ClientFault, CancelledError)):
             if self._client_errors is None:
                 self._client_errors = self._stats.counter("client_errors")
             self._client_errors.incr()

@@ -123,3 +123,15 @@ def test_retries_and_requeues_leave_a_client_fault_alone() -> None:
     retries.and_then(requeues.and_then(endpoint))(request(b"GET")).addBoth(outcomes.append)
     assert isinstance(outcomes[0], Failure) and isinstance(outcomes[0].value, errors.MalformedRequestBody)
     assert stats.counters["retries/total"] == 0 and stats.counters["retries/requeues"] == 0
+
+
+def test_a_cancelled_request_counts_as_a_client_error_with_status_499() -> None:
+    """The client went away (the server cancels its request): no failure, like accrual."""
+    stats = RecordingStats()
+    endpoint = FakeEndpoint()
+    service = StatsFilter(stats, non_retryable_5xx(), Clock()).and_then(endpoint)
+    d = service(request(b"POST"))
+    d.addErrback(lambda f: None)
+    d.cancel()
+    assert stats.counters["client_errors"] == 1 and stats.counters["failures"] == 0
+    assert stats.counters["status/499"] == 1 and stats.counters["status/5XX"] == 0
