@@ -21,6 +21,10 @@ and, from this process (asyncio, raw sockets), at once:
 It prints the probe's success rate and p50/p99 latency, the proxy's peak RSS (VmHWM and the
 highest VmRSS sampled every 250 ms) and open files, and how many attack requests went out
 and how they ended.  Targets (issue 10): probe success 100 %, p99 < 50 ms, RSS < 150 MB.
+``--pin`` (2+ CPUs): the proxy on the last CPU, everything else (this driver, the backends,
+the probe) on the others, as bench/proxy_bench.py does.  Off by default: on 2 cores the
+probe then shares one core with the whole attack, and its own lag grows (one run, loaded
+machine: probe lag p99 159 ms pinned against 81 ms unpinned).
 Every loop is bounded in count and time; every process is stopped by PID.
 """
 
@@ -82,9 +86,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_split(pin: bool) -> tuple[set[int], set[int]] | None:
+    """With --pin and 2+ CPUs: (the proxy's CPU, everyone else's), as bench/proxy_bench.py does."""
+    available = sorted(os.sched_getaffinity(0))
+    if not pin or len(available) < 2:
+        return None
+    return {available[-1]}, set(available[:-1])
+
+
 class Cluster:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, pin: bool = True) -> None:
         self.work = work
+        self.cpus = cpu_split(pin)
+        if self.cpus is not None:  # this driver, the backends and the probe process
+            os.sched_setaffinity(0, self.cpus[1])
         self.procs: list[subprocess.Popen[bytes]] = []
         env = dict(os.environ, PYTHONPATH=str(REPO))
         env.pop("http_proxy", None)
@@ -106,6 +121,8 @@ class Cluster:
         }
         (work / "l5d.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.proxy = self.start("l5d", sys.executable, "-m", "l5d_twisted", "run", str(work / "l5d.yaml"), "--log-level", "warn")
+        if self.cpus is not None:  # the proxy gets a core of its own, as its one worker would
+            os.sched_setaffinity(self.proxy.pid, self.cpus[0])
         wait_for_port(self.port)
         wait_for_port(self.admin)
 
@@ -399,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow", type=int, default=50, help="slow uploads kept open")
     parser.add_argument("--chunk-every", type=float, default=3.0, help="seconds between a slow upload's chunks")
     parser.add_argument("--idle", type=int, default=500, help="idle connections kept open")
+    parser.add_argument("--pin", action="store_true", help="pin the proxy to the last CPU and everything else to the others")
     parser.add_argument("--max-rss-mb", type=int, default=1024, help="end the run early if the proxy grows past this")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--probe-process", nargs=3, metavar=("PORT", "SECONDS", "RPS"), help=argparse.SUPPRESS)
@@ -413,8 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     load_before = os.getloadavg()
+    pinned = cpu_split(args.pin) is not None
     with tempfile.TemporaryDirectory(prefix="l5d-attack-") as tmp:
-        cluster = Cluster(Path(tmp))
+        cluster = Cluster(Path(tmp), pin=args.pin)
         try:
             attack = Attack(cluster, args.seconds, args)
             asyncio.run(attack.run())
@@ -425,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     if result["stopped_early"]:
         print(f"STOPPED EARLY: {result['stopped_early']}")
     result["load_before"] = load_before
-    print(f"mixed attack, {args.seconds:.0f} s; load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    result["pinned"] = pinned
+    print(f"mixed attack, {args.seconds:.0f} s, proxy {'pinned to its own CPU' if pinned else 'not pinned'}; load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"probe: {p['ok']}/{p['sent']} ok ({p['success_pct']:.1f} %), p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, max {p['max_ms']:.1f} ms, failures {p['failures'] or 'none'}")
     print("slowest probes: " + ", ".join(f"{x['ms']:.0f} ms at {x['at_s']:.1f} s" for x in p["slowest"]) + f"; probe generator lag p99 {p['generator_lag_p99_ms']:.1f} ms")
     x = result["proxy"]
