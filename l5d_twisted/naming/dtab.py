@@ -125,13 +125,18 @@ class Dentry:
     def rewrite_cost(self, path: Path) -> int:
         """Work units (``naming.limits``) of rewriting ``path``: the nodes and segments
         of the tree :meth:`rewrite` creates, known before creating it."""
+        rest = len(path) - len(self.prefix.elems)
+        if not rest:
+            return 1  # dst itself, shared
+        dst = self.dst
+        if isinstance(dst, Leaf) and isinstance(dst.value, Path):
+            return 1 + len(dst.value) + rest  # = tree_size: the common case, without a walk
         try:
             units, leaves = self.__dict__["_size"]
         except KeyError:
-            units, leaves = tree_size(self.dst)
+            units, leaves = tree_size(dst)
             object.__setattr__(self, "_size", (units, leaves))
-        rest = len(path) - len(self.prefix)
-        return units + leaves * rest if rest else 1
+        return units + leaves * rest
 
     def show(self) -> str:
         return f"{self.prefix.show()} => {show_tree(self.dst)}"
@@ -224,18 +229,18 @@ class Dtab:
         its first segment, a wildcard or nothing.  A dtab of a thousand rules for other
         names costs a lookup nothing, and binding through it stays fast."""
         try:
-            exact, loose, latest_first = self.__dict__["_index"]
+            index = self.__dict__["_index"]
         except KeyError:
-            exact, loose, latest_first = _index(self.dentries)
-            object.__setattr__(self, "_index", (exact, loose, latest_first))
+            index = _Index(self.dentries)
+            object.__setattr__(self, "_index", index)
         if path.is_empty:
-            return latest_first
-        same = exact.get(path.segments[0], ())
-        if not loose:
-            return [d for _, d in same]
+            return index.latest_first
+        if not index.loose:
+            return index.plain.get(path.segments[0], ())
+        same = index.exact.get(path.segments[0])
         if not same:
-            return [d for _, d in loose]
-        return [d for _, d in sorted(same + loose, key=_latest_first)]
+            return index.loose_plain
+        return [d for _, d in sorted(same + index.loose, key=_latest_first)]
 
     def lookup(self, path: Path, budget: BindBudget | None = None) -> NameTree[Path]:
         """What one delegation step makes of ``path``: NEG if no rule matches, the one
@@ -263,16 +268,35 @@ def _latest_first(entry: _Indexed) -> int:
     return -entry[0]
 
 
-def _index(dentries: tuple[Dentry, ...]) -> tuple[dict[str, tuple[_Indexed, ...]], tuple[_Indexed, ...], tuple[Dentry, ...]]:
-    """Rules by the first segment of their prefix (latest first); ``loose`` are those
-    matching any first segment (``/`` or ``/*/...``)."""
-    exact: dict[str, list[_Indexed]] = {}
-    loose: list[_Indexed] = []
-    for position in range(len(dentries) - 1, -1, -1):
-        dentry = dentries[position]
-        first = dentry.prefix.elems[0] if dentry.prefix.elems else None
-        (loose if first is None else exact.setdefault(first, [])).append((position, dentry))
-    return {k: tuple(v) for k, v in exact.items()}, tuple(loose), tuple(reversed(dentries))
+class _Index:
+    """Rules by the first segment of their prefix, latest first (``plain``: the rules,
+    ``exact``: with their positions); ``loose`` are those matching any first segment
+    (``/`` or ``/*/...``), merged in by position when there are any."""
+
+    __slots__ = ("plain", "exact", "loose", "loose_plain", "latest_first")
+
+    def __init__(self, dentries: tuple[Dentry, ...]) -> None:
+        # Built for every new dtab (a request's dtab joined to the router's): keep the
+        # common case, no wildcard or '/' prefix, to one pass.
+        plain: dict[str, list[Dentry]] = {}
+        loose = False
+        for dentry in reversed(dentries):
+            elems = dentry.prefix.elems
+            if elems and elems[0] is not None:
+                plain.setdefault(elems[0], []).append(dentry)
+            else:
+                loose = True
+        self.plain = plain
+        self.latest_first = dentries[::-1]
+        self.exact: dict[str, list[_Indexed]] = {}
+        self.loose: list[_Indexed] = []
+        self.loose_plain: list[Dentry] = []
+        if loose:
+            for position in range(len(dentries) - 1, -1, -1):
+                dentry = dentries[position]
+                first = dentry.prefix.elems[0] if dentry.prefix.elems else None
+                (self.loose if first is None else self.exact.setdefault(first, [])).append((position, dentry))
+            self.loose_plain = [d for _, d in self.loose]
 
 
 def tree_size(tree: NameTree[Any]) -> tuple[int, int]:
