@@ -243,7 +243,7 @@ class HttpServerProtocol(Protocol):
         self._discarding = False
         self._count_head = True
         self._began = False  # a message began during the current read
-        self._hosts = 0
+        self._host_at = -1  # where the Host field is in ``_fields`` (-1: none yet)
         # the pace of the request body being read (reset when we resume reading it)
         self._body_window_start = 0.0
         self._body_window_bytes = 0
@@ -317,7 +317,7 @@ class HttpServerProtocol(Protocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._began = True
-        self._hosts = 0
+        self._host_at = -1
         self._head_started = self._last_activity
         self._head_bytes = 0
         self._partial_head = 0
@@ -363,9 +363,9 @@ class HttpServerProtocol(Protocol):
                 self._expect = value.lower() == b"100-continue"
             return
         if lname == b"host":
-            self._hosts += 1
-            if self._hosts > 1:  # RFC 9112 §3.2: which one names the target is ambiguous
+            if self._host_at >= 0:  # RFC 9112 §3.2: which one names the target is ambiguous
                 raise ProtocolError(400, "more than one Host header")
+            self._host_at = len(self._fields)
         self._fields.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -437,11 +437,13 @@ class HttpServerProtocol(Protocol):
         if not authority or b"@" in authority:  # no host, or userinfo (RFC 9110 §4.2.4)
             raise ProtocolError(400, "the request target has no valid authority")
         fields = self._fields
-        for i, (name, _) in enumerate(fields):
-            if len(name) == 4 and name.lower() == b"host":
-                fields[i] = (name, authority)
-                return
-        fields.insert(0, (b"Host", authority))
+        at = self._host_at
+        if at >= 0:
+            name, value = fields[at]
+            if value != authority:
+                fields[at] = (name, authority)
+        else:
+            fields.insert(0, (b"Host", authority))
 
     def on_body(self, data: bytes) -> None:
         self._body_window_bytes += len(data)
