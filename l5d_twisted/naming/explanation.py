@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 # An explanation shows at most this many delegation steps (and the work of binding them
 # is charged to a budget as binding's is): past either, the rest is cut off.
-_MAX_NODES = 1000
+MAX_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -275,10 +275,11 @@ class _Walker:
     """Walks a binding as ``Interpreter.bind`` does, within the same limits
     (``naming.limits``); what lies past a limit becomes one ``exception`` node."""
 
-    def __init__(self, interp: Interpreter, dtab: Dtab) -> None:
+    def __init__(self, interp: Interpreter, dtab: Dtab, max_steps: int = MAX_STEPS) -> None:
         self.interp = interp
         self.dtab = dtab
         self.nodes = 0
+        self.max_steps = max_steps
         self.budget = BindBudget()
         self.cut_off = ""  # why the walk stopped early, if it did
         self.snapshot: dict[BoundName, Addr] = {}
@@ -292,8 +293,8 @@ class _Walker:
         self.nodes += 1
         if depth > self.interp.max_depth:
             return Node("exception", path, dentry, message=f"more than {self.interp.max_depth} delegation steps; is there a loop in the dtab?")
-        if self.nodes > _MAX_NODES and not self.cut_off:
-            self.cut_off = f"explanation cut off after {_MAX_NODES} steps"
+        if self.nodes > self.max_steps and not self.cut_off:
+            self.cut_off = f"explanation cut off after {self.max_steps} steps"
         if self.cut_off:
             return Node("exception", path, dentry, message=self.cut_off)
         try:
@@ -365,8 +366,8 @@ def _first_not_neg(children: tuple[Node, ...]) -> int | None:
     return None
 
 
-def explain(interp: Interpreter, dtab: Dtab, path: Path) -> Explanation:
-    walker = _Walker(interp, dtab)
+def explain(interp: Interpreter, dtab: Dtab, path: Path, max_steps: int = MAX_STEPS) -> Explanation:
+    walker = _Walker(interp, dtab, max_steps)
     root = walker.path(path, None, 0, 0)
     state = interp.bind(dtab, path).sample()
     result = evaluate(state.value) if isinstance(state, Ok) else None

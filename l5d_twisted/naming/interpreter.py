@@ -129,12 +129,13 @@ class Interpreter:
     def bind_untransformed(self, dtab: Dtab, path: Path) -> Var[State]:
         return self._bind_pass(dtab, Leaf(path), 0, 0)
 
-    def explain(self, dtab: Dtab, path: Path) -> Explanation:
+    def explain(self, dtab: Dtab, path: Path, max_steps: int | None = None) -> Explanation:
         """A snapshot :class:`~l5d_twisted.naming.explanation.Explanation` of binding
-        ``path``: which rule matched at each step and what each branch became."""
-        from l5d_twisted.naming.explanation import explain
+        ``path``: which rule matched at each step and what each branch became (at most
+        ``max_steps`` delegation steps, else ``explanation.MAX_STEPS``)."""
+        from l5d_twisted.naming.explanation import MAX_STEPS, explain
 
-        return explain(self, dtab, path)
+        return explain(self, dtab, path, max_steps or MAX_STEPS)
 
     def explain_settled(self, dtab: Dtab, path: Path, timeout_s: float = 5.0) -> Deferred[Explanation]:
         """A Deferred :class:`~l5d_twisted.naming.explanation.Explanation`, taken once no

@@ -30,6 +30,11 @@ from .waiting import BindingWaiters
 
 log = Logger()
 
+# The "no hosts" error body explains the resolution (its text shows 16 levels at most):
+# a shorter walk than the admin's keeps a failing route's first request cheap.
+ERROR_EXPLANATION_STEPS = 200
+ERROR_EXPLANATION_CHARS = 16 * 1024  # and the body stays small whatever the dtab's size
+
 
 class _Choice:
     """A resolved tree: the bound names and their cumulative weights, or an error (with
@@ -160,10 +165,15 @@ class BindingService(Service[Request, Response]):
             "resolution:",
         ]
         try:
-            lines.append(self._interpreter.explain(self.base_dtab + self.local_dtab, self.path).to_text())
+            dtab = self.base_dtab + self.local_dtab
+            lines.append(self._interpreter.explain(dtab, self.path, max_steps=ERROR_EXPLANATION_STEPS).to_text())
         except Exception as e:  # the explanation is a courtesy: never fail the error path
             lines.append(f"  (no explanation available: {e})")
-        return "\n".join(lines)
+        text = "\n".join(line if len(line) <= 1000 else line[:997] + "..." for line in "\n".join(lines).split("\n"))
+        if len(text) > ERROR_EXPLANATION_CHARS:
+            cut = len(text) - ERROR_EXPLANATION_CHARS
+            text = text[:ERROR_EXPLANATION_CHARS] + f"\n... ({cut} more characters: see /delegator.json on the admin server)\n"
+        return text
 
     # -- requests ------------------------------------------------------------------
     def __call__(self, request: Request) -> Deferred[Response]:

@@ -30,6 +30,7 @@ from l5d_twisted.namers.memory import MemoryNamer
 from l5d_twisted.naming.addr import Address
 from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.path import Path
+from l5d_twisted.router.route import ERROR_EXPLANATION_STEPS
 from l5d_twisted.router.router import MAX_OVERRIDE_ROUTES, Router
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.metrics import MetricsTree
@@ -158,15 +159,45 @@ def test_no_hosts_explanation_is_made_once_per_resolution(monkeypatch: pytest.Mo
     explained = [0]
     real = h.interpreter.explain
 
-    def counting(*args: Any) -> Any:
+    def counting(*args: Any, **kwargs: Any) -> Any:
         explained[0] += 1
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(h.interpreter, "explain", counting)
     for _ in range(5):
         error = h.call("nobody")
         assert isinstance(error, NoHostsAvailable) and "/svc/nobody" in error.body()
     assert explained[0] == 1
+
+
+def test_no_hosts_explanation_of_a_request_dtab_is_a_short_walk() -> None:
+    # 1,000 negative alternatives bind within the limits; the error body's explanation
+    # stops after ERROR_EXPLANATION_STEPS instead of walking (and printing) all of them.
+    h = Harness()
+    dtab = ("/svc/x => " + " | ".join(f"/#/mem/nobody{i}" for i in range(1000))).encode()
+    (error, response), cost = _calls(lambda: (lambda e: (e, error_response(e)))(h.call("x", dtab)))
+    assert isinstance(error, NoHostsAvailable), error
+    body = error.body()
+    assert "override dtab: /svc/x => /#/mem/nobody0 | " in body and "see /delegator.json" in body
+    assert "[1] /#/mem/nobody0 -> neg" in body
+    assert body.count("the namer does not know this name") <= ERROR_EXPLANATION_STEPS
+    assert response.status == 502 and len(error.body()) < 17 * 1024
+    assert cost < 300_000, cost
+
+
+def _calls(fn: Any) -> tuple[Any, int]:
+    calls = [0]
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            calls[0] += 1
+
+    sys.setprofile(count)
+    try:
+        result = fn()
+    finally:
+        sys.setprofile(None)
+    return result, calls[0]
 
 
 def test_a_normal_override_still_routes() -> None:
