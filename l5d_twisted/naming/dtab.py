@@ -11,7 +11,7 @@ that it reads back equal, ``a + b`` concatenates (rules of ``b`` win, being late
 
 from __future__ import annotations
 
-import functools
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -255,10 +255,15 @@ class Dtab:
 
 
 _EMPTY_DTAB = Dtab(())
-# Parsed texts are kept for headers a client repeats; a parsed dtab takes ~40 times its
-# text in memory, so only short texts are kept (real l5d-dtab headers are a rule or two)
-# and the cache holds at most ~256 x 512 characters of them (a few MB).
-_CACHED_TEXT_MAX = 512
+# Parsed texts are kept for headers a client repeats (parsing 4 KB takes ~3 ms).  A parsed
+# dtab takes ~40 times its text in memory: the cache is bounded by the characters it
+# holds (64 Ki: ~2.7 MB parsed; 16 texts of 4 KB, or 512 of a rule or two) as well as by
+# count; 512 texts of up to 4 KB each could hold ~150 MB.
+_CACHED_TEXT_MAX = 4096
+_CACHE_TEXTS = 512
+_CACHE_CHARS = 64 * 1024
+_cache: OrderedDict[str, Dtab] = OrderedDict()
+_cache_chars = [0]
 _RULES_PER_UNIT = 8  # = naming.limits.RULES_PER_UNIT (imported lazily there)
 
 _Indexed = tuple[int, Dentry]
@@ -318,11 +323,20 @@ def tree_size(tree: NameTree[Any]) -> tuple[int, int]:
     return units, leaves
 
 
-@functools.lru_cache(maxsize=256)
 def _read_cached(text: str) -> Dtab:
+    dtab = _cache.get(text)
+    if dtab is not None:
+        _cache.move_to_end(text)
+        return dtab
     from l5d_twisted.naming.parser import parse_dtab
 
-    return parse_dtab(text)
+    dtab = parse_dtab(text)  # raises DtabError: failures are not kept
+    _cache[text] = dtab
+    _cache_chars[0] += len(text)
+    while _cache_chars[0] > _CACHE_CHARS or len(_cache) > _CACHE_TEXTS:
+        old, _ = _cache.popitem(last=False)
+        _cache_chars[0] -= len(old)
+    return dtab
 
 
 # --- printing name trees -------------------------------------------------------------

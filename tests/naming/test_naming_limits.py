@@ -261,6 +261,8 @@ def test_parsed_header_cache_holds_little_memory() -> None:
     finally:
         tracemalloc.stop()
     assert retained < 4 * 1024 * 1024, retained
+    long_header = "/svc/hello => " + " | ".join(f"/srv/v{i}" for i in range(400))
+    assert Dtab.read(long_header[:4000].rstrip(" |/")) is Dtab.read(long_header[:4000].rstrip(" |/")), "a repeated header is parsed once"
 
 
 def test_binds_not_remembered_do_not_evict_remembered_ones() -> None:
