@@ -8,9 +8,11 @@ connection.  Example counts are modest so the folder runs in about a minute.
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 from fuzz_mesh import FUZZ_SETTINGS, FuzzMesh, exchange, request
-from fuzz_strategies import FuzzRequest, Ports, dtabs, requests
+from fuzz_strategies import NAME, FuzzRequest, Ports, dtabs, requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,5 +53,22 @@ def test_random_dtab_headers_never_break_the_proxy(mesh: FuzzMesh) -> None:
         mesh.assert_not_admin(ex, dtab)
         mesh.assert_served_by_configured_backends(ex, dtab)
         mesh.check_health(f"{header}: {dtab}")
+
+    attack()
+
+
+def test_random_delegator_queries_never_break_the_admin_or_the_proxy(mesh: FuzzMesh) -> None:
+    """The admin's dtab playground binds client-chosen dtabs too: same bounds as the data plane."""
+    ports = ports_of(mesh)
+    paths = st.one_of(st.sampled_from(["/svc/a", "/svc/b", "/svc/ab", "/svc", "/", "", "/#/io.l5d.fs/a", "/$/inet/127.0.0.1/1", "svc", "/svc/a/b/c"]), NAME.map(lambda n: f"/svc/{n}"))
+
+    @settings(FUZZ_SETTINGS, max_examples=120)
+    @given(dtab=dtabs(ports), path=paths, router=st.sampled_from(["out", "", "nosuch"]))
+    def attack(dtab: str, path: str, router: str) -> None:
+        query = urllib.parse.urlencode({"router": router, "path": path, "dtab": dtab})
+        ex = exchange(mesh.admin_port, request("GET", f"/delegator.json?{query}", "127.0.0.1"), total=3, idle=3)
+        assert ex.responses, f"no answer from /delegator.json within 3 s ({ex.seconds:.2f}s) for {path!r} with {dtab!r}"
+        assert ex.responses[0].status < 500, (ex.responses[0].status, ex.responses[0].body[:200])
+        mesh.check_health(f"/delegator.json {path} {dtab}")
 
     attack()
