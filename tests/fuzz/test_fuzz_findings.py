@@ -2,8 +2,9 @@
 
 The attacks here are the ones that used to wreck the proxy: a test that leaves it unhealthy
 gets it replaced before the next (``MeshHolder``), so one failure does not hide another.
-Each test ends with ``check_health``: the proxy is alive, answers a probe
-within 2 s, stays under 150 MB RSS and 400 open files, and never dialled the canary.
+The attacks end with ``check_health`` (and every test starts from a proxy that passed it):
+the proxy is alive, answers a probe within 2 s, stays under 150 MB RSS and 400 open files,
+and never dialled the canary.
 A 4xx or 5xx answer to garbage is fine; a crash, a hang, unbounded memory, or dialling an
 address the operator did not configure is not.
 """
