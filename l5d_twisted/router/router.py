@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -109,7 +110,10 @@ class Router(Service[Request, Response]):
         self.context_classifier = ContextClassifier(self._fallback_classifier)
         self._routes: dict[tuple[Path, str], _Route] = {}
         self._binders: dict[tuple[Path, str], BindingService] = {}
-        self._override_keys: dict[tuple[Path, str], None] = {}  # keys of override routes
+        # Eviction order of the configured and the override routes: key -> the route's
+        # last use when it was queued (see _evict_oldest).
+        self._route_queue: OrderedDict[tuple[Path, str], float] = OrderedDict()
+        self._override_keys: OrderedDict[tuple[Path, str], float] = OrderedDict()
         self._clients: dict[BoundName, BoundClient] = {}
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
         self._binding_timeout_s = config.binding_timeout_ms / 1000.0
@@ -253,12 +257,10 @@ class Router(Service[Request, Response]):
             StackParams.SERVICE: service_params,
         }
         route = _Route(classifier, self._stacks.service.make(params, binder), path)
-        if key[1]:
-            if len(self._override_keys) >= MAX_OVERRIDE_ROUTES:
-                self._evict_route(min(self._override_keys, key=lambda k: self._binders[k].last_used))
-            self._override_keys[key] = None
-        elif len(self._routes) - len(self._override_keys) >= MAX_ROUTES:
-            self._evict_route(min((k for k in self._binders if not k[1]), key=lambda k: self._binders[k].last_used))
+        queue, limit = (self._override_keys, MAX_OVERRIDE_ROUTES) if key[1] else (self._route_queue, MAX_ROUTES)
+        if len(queue) >= limit:
+            self._evict_oldest(queue)
+        queue[key] = binder.last_used
         self._routes[key] = route
         self._binders[key] = binder
         return route
@@ -335,8 +337,25 @@ class Router(Service[Request, Response]):
             if client.last_used < cutoff and client.pending == 0:
                 self._evict_client(bound)
 
+    def _evict_oldest(self, queue: OrderedDict[tuple[Path, str], float]) -> None:
+        """Evict the least recently used route of ``queue``, near enough: the oldest queued
+        one not used since it was queued; one used since goes to the back of the queue
+        (a second chance, as the CLOCK algorithm gives).  Each route moves back at most
+        once per use, so a new name costs O(1) amortised, where a ``min()`` over up to
+        1,000 routes per new name stalled the reactor under a flood of random names."""
+        while queue:
+            key, queued_at = queue.popitem(last=False)
+            used = self._binders[key].last_used
+            if used > queued_at:
+                queue[key] = used
+                continue
+            queue[key] = used  # _evict_route takes it out of the queue
+            self._evict_route(key)
+            return
+
     def _evict_route(self, key: tuple[Path, str]) -> None:
         del self._routes[key]
+        self._route_queue.pop(key, None)
         self._override_keys.pop(key, None)
         self._binders.pop(key).close()
 
@@ -354,6 +373,7 @@ class Router(Service[Request, Response]):
         closing = [b.close() for b in self._binders.values()] + [c.close() for c in self._clients.values()]
         self._binders.clear()
         self._routes.clear()
+        self._route_queue.clear()
         self._override_keys.clear()
         self._clients.clear()
         self._client_services.clear()

@@ -145,6 +145,38 @@ def test_configured_routes_evict_only_configured_ones(monkeypatch: pytest.Monkey
     assert h.override_routes() == 3
 
 
+class _CountingDict(dict[Any, Any]):
+    lookups = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        _CountingDict.lookups += 1
+        return super().__getitem__(key)
+
+
+def test_a_new_name_in_a_full_cache_evicts_without_scanning_every_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A min() over every cached route per new name stalled the reactor under a flood of
+    # random Host values (bench/README.md, mixed attack); eviction is O(1) amortised now.
+    monkeypatch.setattr(router_module, "MAX_ROUTES", 300)
+    h = Harness()
+    for i in range(300):
+        h.clock.advance(1)
+        h.call(f"name{i}")
+    for i in range(0, 300, 2):  # used again: these stay, the others go first
+        h.clock.advance(1)
+        h.call(f"name{i}")
+    counting = _CountingDict(h.router._binders)
+    h.router._binders = counting
+    _CountingDict.lookups = 0
+    for i in range(100):
+        h.clock.advance(1)
+        h.call(f"new{i}")
+    assert _CountingDict.lookups <= 100 * 3 + 300, _CountingDict.lookups  # was 300 per new name
+    kept = h.configured_routes()
+    assert len(kept) == 300
+    assert all(f"/svc/name{i}" in kept for i in range(0, 200, 2)), "recently used routes are kept"
+    assert not any(f"/svc/name{i}" in kept for i in range(1, 200, 2)), "unused ones went first"
+
+
 def test_override_binds_do_not_fill_the_interpreters_recent_binds() -> None:
     h = Harness()
     assert isinstance(h.call("svc1"), Response)
