@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +40,7 @@ from . import headers as h
 from . import trust
 from .classify import CLASSIFIER_KEY, ContextClassifier
 from .client import BoundClient
+from .lru import SecondChanceQueue
 from .route import BindingService
 from .stacks import DEFAULT_STACKS, RouterStacks, StackParams
 
@@ -110,11 +110,12 @@ class Router(Service[Request, Response]):
         self.context_classifier = ContextClassifier(self._fallback_classifier)
         self._routes: dict[tuple[Path, str], _Route] = {}
         self._binders: dict[tuple[Path, str], BindingService] = {}
-        # Eviction order of the configured and the override routes: key -> the route's
-        # last use when it was queued (see _evict_oldest).
-        self._route_queue: OrderedDict[tuple[Path, str], float] = OrderedDict()
-        self._override_keys: OrderedDict[tuple[Path, str], float] = OrderedDict()
+        # Eviction order (near-LRU, O(1)) of the configured and the override routes, and
+        # of the clients.
+        self._route_queue: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(lambda key: self._binders[key].last_used)
+        self._override_keys: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(lambda key: self._binders[key].last_used)
         self._clients: dict[BoundName, BoundClient] = {}
+        self._client_queue: SecondChanceQueue[BoundName] = SecondChanceQueue(lambda bound: self._clients[bound].last_used)
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
         self._binding_timeout_s = config.binding_timeout_ms / 1000.0
         self._max_call_depth: int = config.max_call_depth
@@ -259,10 +260,12 @@ class Router(Service[Request, Response]):
         route = _Route(classifier, self._stacks.service.make(params, binder), path)
         queue, limit = (self._override_keys, MAX_OVERRIDE_ROUTES) if key[1] else (self._route_queue, MAX_ROUTES)
         if len(queue) >= limit:
-            self._evict_oldest(queue)
-        queue[key] = binder.last_used
+            oldest = queue.pop_oldest()
+            if oldest is not None:
+                self._evict_route(oldest)
         self._routes[key] = route
         self._binders[key] = binder
+        queue.add(key)
         return route
 
     def _client_for(self, bound: BoundName) -> Service[Request, Response]:
@@ -313,9 +316,12 @@ class Router(Service[Request, Response]):
         client_stack_params[StackParams.REQUEUE_BUDGET] = RetryBudget(*REQUEUE_BUDGET, self._reactor)
         service = self._stacks.client.make(client_stack_params, client)
         if len(self._clients) >= MAX_CLIENTS:
-            self._evict_client(min(self._clients, key=lambda b: self._clients[b].last_used))
+            oldest = self._client_queue.pop_oldest()
+            if oldest is not None:
+                self._evict_client(oldest)
         self._clients[bound] = client
         self._client_services[bound] = service
+        self._client_queue.add(bound)
         return service
 
     @staticmethod
@@ -337,29 +343,14 @@ class Router(Service[Request, Response]):
             if client.last_used < cutoff and client.pending == 0:
                 self._evict_client(bound)
 
-    def _evict_oldest(self, queue: OrderedDict[tuple[Path, str], float]) -> None:
-        """Evict the least recently used route of ``queue``, near enough: the oldest queued
-        one not used since it was queued; one used since goes to the back of the queue
-        (a second chance, as the CLOCK algorithm gives).  Each route moves back at most
-        once per use, so a new name costs O(1) amortised, where a ``min()`` over up to
-        1,000 routes per new name stalled the reactor under a flood of random names."""
-        while queue:
-            key, queued_at = queue.popitem(last=False)
-            used = self._binders[key].last_used
-            if used > queued_at:
-                queue[key] = used
-                continue
-            queue[key] = used  # _evict_route takes it out of the queue
-            self._evict_route(key)
-            return
-
     def _evict_route(self, key: tuple[Path, str]) -> None:
         del self._routes[key]
-        self._route_queue.pop(key, None)
-        self._override_keys.pop(key, None)
+        self._route_queue.discard(key)
+        self._override_keys.discard(key)
         self._binders.pop(key).close()
 
     def _evict_client(self, bound: BoundName) -> None:
+        self._client_queue.discard(bound)
         del self._client_services[bound]
         self._clients.pop(bound).close()  # drains: in-flight requests finish
 
@@ -376,6 +367,7 @@ class Router(Service[Request, Response]):
         self._route_queue.clear()
         self._override_keys.clear()
         self._clients.clear()
+        self._client_queue.clear()
         self._client_services.clear()
         return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)
 
