@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,8 @@ from l5d_twisted.registry import NAMERS
 log = Logger()
 
 # Keep at most this many unobserved names cached (a flood of unknown Host headers must not
-# grow memory without bound).
+# grow memory without bound). Observed names are not counted: the route caches that observe
+# them are bounded themselves.
 _MAX_IDLE_ENTRIES = 1000
 
 
@@ -131,6 +133,9 @@ class FsNamer:
         self._clock = clock
         self._poll_interval_s = poll_interval_s
         self._names: dict[str, _Name] = {}
+        # The names of ``_names`` entries nobody observes, least recently used first: the
+        # ones a new name may push out, found without scanning the observed ones.
+        self._idle: OrderedDict[str, None] = OrderedDict()
         # Polled apart from ``_names``: an entry pruned from that cache while idle may
         # still be held (e.g. by a route cache) and observed again later.
         self._watched: set[_Name] = set()
@@ -154,23 +159,31 @@ class FsNamer:
     def _entry(self, name: str) -> _Name:
         entry = self._names.get(name)
         if entry is None:
-            if len(self._names) >= _MAX_IDLE_ENTRIES:
-                self._prune()
             entry = self._names[name] = _Name(self, name)
+            if not entry.watched:
+                self._mark_idle(name)
+        elif name in self._idle:
+            self._idle.move_to_end(name)
         return entry
 
-    def _prune(self) -> None:
-        for name, entry in list(self._names.items()):
-            if not entry.watched:
-                del self._names[name]
+    def _mark_idle(self, name: str) -> None:
+        """O(1) per call: a flood of new names must not cost a scan of the cache each."""
+        self._idle[name] = None
+        self._idle.move_to_end(name)
+        while len(self._idle) > _MAX_IDLE_ENTRIES:
+            oldest, _ = self._idle.popitem(last=False)
+            del self._names[oldest]
 
     def _watching_changed(self, entry: _Name) -> None:
         if entry.watched:
             self._watched.add(entry)
             # Adopt it back if it was pruned while idle, so that later lookups share it.
-            self._names.setdefault(entry.name, entry)
+            if self._names.setdefault(entry.name, entry) is entry:
+                self._idle.pop(entry.name, None)
         else:
             self._watched.discard(entry)
+            if self._names.get(entry.name) is entry:
+                self._mark_idle(entry.name)
         watching = bool(self._watched)
         if watching and self._poller is None:
             self._poller = LoopingCall(self.poll)

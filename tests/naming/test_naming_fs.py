@@ -213,3 +213,29 @@ def test_an_in_place_edit_in_the_same_timestamp_tick_is_still_picked_up(tmp_path
     clock.advance(0.5)
     assert hosts(addrs[-1]) == {("127.0.0.2", 8080, 1.0)}
     watch.close()
+
+
+def test_observed_names_leave_the_idle_cache_to_the_most_recent_idle_names(tmp_path: FsPath) -> None:
+    # With the cache full of names that routes observe, each new name used to scan the whole
+    # cache for idle ones to drop (O(n) per Host header of a flood) and dropped every idle
+    # name at once. Only idle names are counted, in their own LRU order (O(1) per name), and
+    # observed ones always stay.
+    from l5d_twisted.namers import fs
+
+    clock = Clock()
+    namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), clock, poll_interval_s=0.5)
+    watches = [namer.lookup(P(f"/held-{i}")).observe(lambda _s: None) for i in range(fs._MAX_IDLE_ENTRIES)]
+    for i in range(3 * fs._MAX_IDLE_ENTRIES):
+        namer.lookup(P(f"/unknown-{i}"))
+    names = namer._names
+    assert all(f"held-{i}" in names for i in range(fs._MAX_IDLE_ENTRIES))
+    idle = [n for n in names if n.startswith("unknown-")]
+    assert len(idle) == fs._MAX_IDLE_ENTRIES
+    assert idle[0] == f"unknown-{2 * fs._MAX_IDLE_ENTRIES}"  # the most recent ones stay
+    # A name no longer observed becomes idle and may be dropped like any other.
+    for watch in watches:
+        watch.close()
+    namer.lookup(P("/one-more"))
+    assert len(namer._idle) == fs._MAX_IDLE_ENTRIES
+    assert len(names) == fs._MAX_IDLE_ENTRIES
+    assert not clock.getDelayedCalls()
