@@ -77,8 +77,9 @@ class Mesh:
 
     # -- AdminTarget ---------------------------------------------------------------
     def config_json(self) -> dict[str, Any]:
-        to_json = getattr(self.config, "to_json", None)
-        return to_json() if to_json is not None else {}
+        from l5d_twisted.config.tojson import config_json
+
+        return config_json(self.config)
 
     def shutdown(self, grace_s: float | None = None) -> Deferred[None]:
         """Drain and stop, then run the shutdown callbacks (``run`` stops the reactor)."""

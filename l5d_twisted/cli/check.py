@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from l5d_twisted.config import ConfigErrors, load_config, load_config_file
+    from l5d_twisted.config import ConfigErrors, config_json, load_config, load_config_file
 
     if args.reference:
         from l5d_twisted.config.reference import render_reference
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
         return 2
     if args.show:
-        print(json.dumps(config.to_json(), indent=2))
+        print(json.dumps(config_json(config), indent=2))
     else:
         print("ok")
     return 0

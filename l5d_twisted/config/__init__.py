@@ -1,7 +1,17 @@
 """linkerd-style configuration: YAML (with line numbers) -> typed, validated, frozen model.
 
 ``load_config(text)`` / ``load_config_file(path)`` return a :class:`Config` or raise
-:class:`ConfigErrors` listing every problem (``file:line: key.path: message``).
+:class:`ConfigErrors` listing every problem (``file:line: key.path: message``);
+``config_json(config)`` shows one as JSON.
+
+The modules, each importing only those above it (``tests/config/test_config_imports.py``):
+
+* ``errors``, ``yamldoc``, ``schema``: errors, YAML nodes with lines, ``knob()``;
+* ``tls``, ``prefix``, ``params``, ``perprefix``, ``model``: the model, pure data;
+* ``decode``: the generic decoder (YAML node + field type -> value), which knows no model type;
+* ``dtabs``, ``decoders``: the model types' own readings, in one table (``TYPE_DECODERS``);
+* ``checks``, ``loader``: cross-field checks, and ``load_config`` tying it together;
+* ``tojson``, ``reference``: the model as JSON and as the Markdown reference.
 """
 
 from l5d_twisted.config.errors import ConfigError, ConfigErrors
@@ -25,6 +35,7 @@ from l5d_twisted.config.perprefix import ClientConfig, PrefixedParams, ServiceCo
 from l5d_twisted.config.prefix import PrefixPattern
 from l5d_twisted.config.schema import PluginSpec, knob
 from l5d_twisted.config.tls import ClientAuthConfig, ClientTlsConfig, ServerTlsConfig
+from l5d_twisted.config.tojson import config_json, to_json
 
 __all__ = [
     "AdminConfig",
@@ -48,7 +59,9 @@ __all__ = [
     "ServerTlsConfig",
     "ServiceConfig",
     "ServiceParams",
+    "config_json",
     "knob",
     "load_config",
     "load_config_file",
+    "to_json",
 ]

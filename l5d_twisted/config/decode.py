@@ -3,8 +3,9 @@
 Every field's type says how to read its node (ints, floats, bools, strings, ``X | None``,
 ``tuple[X, ...]``, ``dict[str, X]``, nested dataclasses, :class:`Path`, plugin blocks); its
 :func:`~l5d_twisted.config.schema.knob` metadata adds bounds, choices and registries.  Types
-that need their own reading (the dtab, namer entries, per-prefix client/service blocks)
-register a function with :func:`register_type_decoder`.
+that need their own reading (the dtab, namer entries, per-prefix client/service blocks) are
+decoded by the functions of a table handed to the :class:`Decoder` (the model's table is
+:data:`l5d_twisted.config.decoders.TYPE_DECODERS`); this module knows no model type.
 
 The decoder never stops at a problem: it records a :class:`ConfigError` (key path + line),
 returns :data:`INVALID` for that value and carries on with the siblings, so one run reports
@@ -13,6 +14,7 @@ every problem of the file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -44,11 +46,8 @@ Meta = Mapping[str, Any]
 NO_META: Meta = {}
 
 TypeDecoder = Callable[["Decoder", Node, str, Meta], Any]
-_TYPE_DECODERS: dict[Any, TypeDecoder] = {}
-
-# Names that config dataclasses may use in string annotations without importing them at
-# module level (e.g. the dtab type, which lives in another area), resolved on first use.
-_LAZY_NAMES: dict[str, Callable[[], Any]] = {}
+"""``decode(decoder, node, where, meta)``: a type's own reading (INVALID if it fails)."""
+TypeDecoders = Mapping[Any, TypeDecoder]
 
 # Walking arbitrary YAML into Python values (``Any`` fields) is bounded: aliases can make a
 # small file describe an exponentially large value.
@@ -57,29 +56,37 @@ _MAX_PLAIN_NODES = 100_000
 _MAX_INT = 2**63 - 1
 
 
-def register_type_decoder(tp: Any, decoder: TypeDecoder) -> None:
-    """Decode fields of type ``tp`` with ``decoder(decoder, node, where, meta)``."""
-    _TYPE_DECODERS[tp] = decoder
+class _Budget:
+    """What is left of the plain-value allowance (shared by a decoder and its scoped copies)."""
 
-
-def register_lazy_name(name: str, resolve: Callable[[], Any]) -> None:
-    """Let annotations mention ``name``; ``resolve()`` gives the type when first needed."""
-    _LAZY_NAMES[name] = resolve
+    def __init__(self, left: int) -> None:
+        self.left = left
 
 
 class Decoder:
-    """Decodes one document, collecting errors and the node of every key path."""
+    """Decodes one document, collecting errors and the node of every key path.
 
-    def __init__(self, doc: Document) -> None:
+    ``type_decoders`` maps a type to its own reading; every other type is read from its
+    annotation.  :meth:`with_type_decoders` gives a decoder for a part of the document that
+    reads some types differently (a router's servers default to the router protocol's port).
+    """
+
+    def __init__(self, doc: Document, type_decoders: TypeDecoders | None = None) -> None:
         self.doc = doc
+        self.type_decoders: TypeDecoders = dict(type_decoders or {})
         self.errors: list[ConfigError] = []
         self.nodes: dict[str, Node] = {}
         # Every value that decoded, by key path: cross-field checks still run on the parts
         # of a config that are fine when other parts are not.
         self.values: dict[str, Any] = {}
-        # Scratch space for type decoders passing facts down (a router's protocol).
-        self.context: dict[str, Any] = {}
-        self._plain_budget = _MAX_PLAIN_NODES
+        self._budget = _Budget(_MAX_PLAIN_NODES)
+
+    def with_type_decoders(self, overrides: TypeDecoders) -> Decoder:
+        """A decoder recording into this one's errors, nodes and values, reading the types
+        of ``overrides`` with their functions (and every other type as this one does)."""
+        scoped = copy.copy(self)
+        scoped.type_decoders = {**self.type_decoders, **overrides}
+        return scoped
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -118,7 +125,7 @@ class Decoder:
         return value
 
     def _decode(self, tp: Any, node: Node, where: str, meta: Meta) -> Any:
-        custom = _TYPE_DECODERS.get(tp)
+        custom = self.type_decoders.get(tp)
         if custom is not None:
             return custom(self, node, where, meta)
         origin = typing.get_origin(tp)
@@ -240,7 +247,7 @@ class Decoder:
             return self._decode(args[0], node, where, meta)
         # Several alternatives: take the first that decodes cleanly.
         for arg in args:
-            trial = Decoder(self.doc)
+            trial = Decoder(self.doc, self.type_decoders)
             value = trial._decode(arg, node, where, meta)
             if value is not INVALID:
                 self.nodes.update(trial.nodes)
@@ -438,9 +445,9 @@ class Decoder:
 
     def plain(self, node: Node, where: str) -> Any:
         """Any YAML value as plain Python (for fields typed ``Any``), bounded in size."""
-        self._plain_budget -= 1
-        if self._plain_budget < 0:
-            if self._plain_budget == -1:
+        self._budget.left -= 1
+        if self._budget.left < 0:
+            if self._budget.left == -1:
                 self.error(where, node, "value too large (too many nested items or aliases)")
             return INVALID
         if isinstance(node, MappingNode):
@@ -480,9 +487,8 @@ def type_hints(cls: type) -> Any:
     cached = _HINTS_CACHE.get(cls)
     if cached is not None:
         return cached
-    localns = {name: resolve() for name, resolve in _LAZY_NAMES.items()}
     try:
-        hints: Any = typing.get_type_hints(cls, localns=localns)
+        hints: Any = typing.get_type_hints(cls)
     except Exception:  # NameError, TypeError...: a broken plugin schema must not crash loading
         hints = INVALID
     _HINTS_CACHE[cls] = hints

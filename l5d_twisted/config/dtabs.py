@@ -1,7 +1,8 @@
-"""Dtabs in the config: parsed with the naming package's parser, errors mapped to YAML lines.
+"""Dtabs in the config: where in the YAML file a rule is, and which namers rules refer to.
 
-A dtab is usually a block scalar (``dtab: |``) spanning many lines; a parse error or a
-reference to an unconfigured namer (``/#/io.l5d.nope/...``) is reported at the line of
+A dtab is usually a block scalar (``dtab: |``) spanning many lines; a parse error (see the
+dtab decoder in :mod:`l5d_twisted.config.decoders`) or a reference to an unconfigured namer
+(``/#/io.l5d.nope/...``, see :mod:`l5d_twisted.config.checks`) is reported at the line of
 the YAML file where the offending rule is, not at the ``dtab:`` key.
 """
 
@@ -9,34 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from yaml.nodes import Node, ScalarNode
 
-from l5d_twisted.config.decode import (
-    INVALID,
-    Decoder,
-    Meta,
-    register_lazy_name,
-    register_type_decoder,
-)
 from l5d_twisted.config.yamldoc import line_of
-
-_resolved: Any = None
-
-
-def dtab_type() -> Any:
-    """The naming package's Dtab class (registering its decoder on first use)."""
-    global _resolved
-    if _resolved is None:
-        from l5d_twisted.naming.dtab import Dtab
-
-        register_type_decoder(Dtab, _decode_dtab)
-        _resolved = Dtab
-    return _resolved
+from l5d_twisted.naming.path import Path, PathError
 
 
-register_lazy_name("Dtab", dtab_type)
+def excerpt(text: str, offset: int) -> str:
+    """The dtab line holding ``offset``, quoted, for an error message."""
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    line = text[start : end if end >= 0 else len(text)].strip()
+    return repr(line) if line else "the end of the dtab"
 
 
 def text_line(node: Node, offset: int) -> int | None:
@@ -52,35 +38,6 @@ def text_line(node: Node, offset: int) -> int | None:
     newlines = str(text).count("\n", 0, max(0, offset))
     block = isinstance(node, ScalarNode) and node.style in ("|", ">")
     return first + newlines + (1 if block else 0)
-
-
-def _decode_dtab(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
-    from l5d_twisted.naming.dtab import Dtab, DtabError
-
-    text = decoder.decode(str, node, where)
-    if text is INVALID:
-        return INVALID
-    try:
-        return Dtab.read(text)
-    except DtabError as e:
-        line = text_line(node, e.offset)
-        decoder.errors.append(_error(decoder, where, line, f"invalid dtab: {e.problem} at {_excerpt(text, e.offset)}"))
-        return INVALID
-    except (ValueError, RecursionError) as e:  # the parser should only raise DtabError; be safe
-        return decoder.error(where, node, f"invalid dtab: {e}")
-
-
-def _error(decoder: Decoder, where: str, line: int | None, message: str) -> Any:
-    from l5d_twisted.config.errors import ConfigError
-
-    return ConfigError(where, line, message, decoder.doc.source)
-
-
-def _excerpt(text: str, offset: int) -> str:
-    start = text.rfind("\n", 0, offset) + 1
-    end = text.find("\n", offset)
-    line = text[start : end if end >= 0 else len(text)].strip()
-    return repr(line) if line else "the end of the dtab"
 
 
 # A namer reference: a path starting /#/ (not /a/#/b), up to spaces and dtab punctuation.
@@ -103,8 +60,6 @@ def namer_references(text: str) -> Iterator[tuple[tuple[str, ...], int]]:
 
 def _segments(text: str) -> tuple[str, ...]:
     """The segments of ``/a/b``, escapes such as ``\\x66`` decoded as the parser does."""
-    from l5d_twisted.naming.path import Path, PathError
-
     try:
         return Path.read(text).segments
     except PathError:  # the dtab itself is reported as invalid

@@ -11,11 +11,9 @@ import dataclasses
 import os
 from typing import Any
 
-# Importing these registers the model types' decoders with the generic decoder.
-from l5d_twisted.config import dtabs as _dtabs  # noqa: F401
-from l5d_twisted.config import modeldecode as _modeldecode  # noqa: F401
 from l5d_twisted.config.checks import cross_check
 from l5d_twisted.config.decode import INVALID, Decoder
+from l5d_twisted.config.decoders import TYPE_DECODERS
 from l5d_twisted.config.errors import ConfigError, ConfigErrors
 from l5d_twisted.config.model import Config
 from l5d_twisted.config.yamldoc import is_null, parse
@@ -59,7 +57,7 @@ def _load(text: str, source: str, source_dir: str) -> Config:
     root = doc.root
     if root is None or is_null(root):
         raise ConfigErrors([ConfigError("", None, "the config is empty; it needs at least 'routers'", source)])
-    decoder = Decoder(doc)
+    decoder = Decoder(doc, TYPE_DECODERS)
     decoder.nodes[""] = root
     entries = decoder.mapping(root, "", "a mapping of top-level keys (admin, routers, namers, telemetry)")
     config: Any = INVALID

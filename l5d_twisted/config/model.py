@@ -3,22 +3,24 @@
 Frozen dataclasses with snake_case attributes; YAML keys are their camelCase form.  The
 defaults are linkerd 1's (see the reference); plugin blocks (``kind: ...``) are decoded
 by the config class their kind registered.
+
+Pure data: reading YAML is :mod:`l5d_twisted.config.decoders` (the types that need more
+than the generic field-by-field reading) and :mod:`l5d_twisted.config.decode`; JSON is
+:mod:`l5d_twisted.config.tojson`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
 from l5d_twisted.config.schema import PluginSpec, default_plugin, knob
 from l5d_twisted.config.tls import ServerTlsConfig
+from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import IDENTIFIERS, TELEMETERS, TRANSFORMERS
-
-if TYPE_CHECKING:
-    from l5d_twisted.naming.dtab import Dtab
 
 PROTOCOLS = ("http", "h2")
 DEFAULT_SERVER_PORTS = {"http": 4140, "h2": 4142}
@@ -30,13 +32,6 @@ def check_ip(value: str) -> None:
         ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"expected an IP address such as 127.0.0.1 or 0.0.0.0, got {value!r}") from None
-
-
-def empty_dtab() -> Any:
-    from l5d_twisted.config.dtabs import dtab_type
-
-    dtab_cls = dtab_type()
-    return dtab_cls.empty() if hasattr(dtab_cls, "empty") else ""
 
 
 @dataclass(frozen=True)
@@ -110,7 +105,7 @@ class RouterConfig:
     protocol: str = knob("http", choices=PROTOCOLS)
     label: str = knob("", doc="the router's name in metrics and the admin UI (default: the protocol)")
     servers: tuple[ServerConfig, ...] = knob(default=(), min_items=1, doc="default: one on the protocol's port")
-    dtab: Dtab = knob(default_factory=empty_dtab, doc="delegation table")
+    dtab: Dtab = knob(default_factory=Dtab.empty, doc="delegation table")
     dst_prefix: Path = knob(default_factory=lambda: Path.read("/svc"), doc="prefix of identified names")
     identifier: tuple[PluginSpec, ...] = knob(
         default_factory=_default_identifiers,
@@ -161,8 +156,3 @@ class Config:
     namers: tuple[NamerSpec, ...] = knob(default=())
     telemetry: tuple[PluginSpec, ...] = knob(default=(), registry=TELEMETERS)
     source_dir: str = knob(".", internal=True, doc="directory of the config file (relative paths)")
-
-    def to_json(self) -> dict[str, Any]:
-        from l5d_twisted.config.tojson import config_json
-
-        return config_json(self)

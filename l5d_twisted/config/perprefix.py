@@ -6,6 +6,9 @@ pattern (see :mod:`l5d_twisted.config.prefix`).  ``params_for(path)`` starts fro
 defaults and applies, in order, every config whose prefix matches (later ones win, key by
 key: a config only overrides the keys it sets), substituting the prefix's captures into the
 string values it sets.
+
+Pure data: the blocks are read by :mod:`l5d_twisted.config.decoders` and shown as JSON by
+:mod:`l5d_twisted.config.tojson`.
 """
 
 from __future__ import annotations
@@ -15,18 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from yaml.nodes import Node, SequenceNode
-
-from l5d_twisted.config.decode import (
-    INVALID,
-    Decoder,
-    Meta,
-    register_type_decoder,
-    unknown_kind_message,
-)
 from l5d_twisted.config.params import ClientParams, ServiceParams
 from l5d_twisted.config.prefix import PrefixPattern, substitute
-from l5d_twisted.config.schema import PluginSpec, yaml_key
+from l5d_twisted.config.schema import PluginSpec
 from l5d_twisted.naming.path import Path
 
 P = TypeVar("P")
@@ -88,9 +82,6 @@ class ClientConfig:
     def params_for(self, bound_id: Path) -> ClientParams:
         return _resolve(ClientParams(), self.configs, bound_id)
 
-    def to_json(self) -> dict[str, Any]:
-        return _block_json(self.kind, self.configs, ClientParams())
-
 
 @dataclass(frozen=True)
 class ServiceConfig:
@@ -101,114 +92,3 @@ class ServiceConfig:
 
     def params_for(self, service_path: Path) -> ServiceParams:
         return _resolve(ServiceParams(), self.configs, service_path)
-
-    def to_json(self) -> dict[str, Any]:
-        return _block_json(self.kind, self.configs, ServiceParams())
-
-
-def _block_json(kind: str, configs: tuple[PrefixedParams[Any], ...], defaults: Any) -> dict[str, Any]:
-    from l5d_twisted.config.tojson import dataclass_json, given_json
-
-    if kind == GLOBAL:
-        # One block applies everywhere: show it whole, defaults included.
-        params = configs[-1].params if configs else defaults
-        return {"kind": GLOBAL, **dataclass_json(params)}
-    return {
-        "kind": STATIC,
-        "configs": [{"prefix": entry.prefix.show(), **given_json(entry.params, entry.given)} for entry in configs],
-    }
-
-
-# -- decoding -----------------------------------------------------------------------------
-
-
-def _decode_block(params_type: type, block_type: type) -> Any:
-    def decode(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
-        entries = decoder.mapping(node, where)
-        if entries is INVALID:
-            return INVALID
-        kind = GLOBAL
-        if "kind" in entries:
-            kind_node = entries["kind"][1]
-            kind = decoder.decode(str, kind_node, f"{where}.kind")
-            if kind is INVALID:
-                return INVALID
-            if kind not in KINDS:
-                return decoder.error(f"{where}.kind", kind_node, unknown_kind_message(where.rsplit(".", 1)[-1] or "config", kind, KINDS))
-        if kind == GLOBAL:
-            entry = _decode_entry(decoder, params_type, entries, node, where, frozenset({"kind"}), PrefixPattern.read("/"))
-            return INVALID if entry is INVALID else block_type(GLOBAL, (entry,))
-        return _decode_static(decoder, params_type, block_type, entries, node, where)
-
-    return decode
-
-
-def _decode_static(
-    decoder: Decoder,
-    params_type: type,
-    block_type: type,
-    entries: Mapping[str, tuple[Node, Node]],
-    node: Node,
-    where: str,
-) -> Any:
-    ok = True
-    for key, (key_node, _v) in entries.items():
-        if key not in ("kind", "configs"):
-            hint = " (with io.l5d.static, params go in configs[] entries, each with a prefix)"
-            decoder.error(f"{where}.{key}", key_node, f"unknown key {key!r}{hint}")
-            ok = False
-    if "configs" not in entries:
-        decoder.error(where, node, "missing required key 'configs' (a list of params, each with a prefix)")
-        return INVALID
-    configs_node = entries["configs"][1]
-    decoder.nodes[f"{where}.configs"] = configs_node
-    if not isinstance(configs_node, SequenceNode):
-        return decoder.expected(f"{where}.configs", configs_node, "a list")
-    decoded = []
-    for i, item in enumerate(configs_node.value):
-        item_where = f"{where}.configs[{i}]"
-        item_entries = decoder.mapping(item, item_where)
-        if item_entries is INVALID:
-            ok = False
-            continue
-        if "prefix" in item_entries:
-            prefix = _decode_prefix(decoder, item_entries["prefix"][1], f"{item_where}.prefix")
-        else:
-            prefix = decoder.error(item_where, item, "missing required key 'prefix' (e.g. /svc/*, /#/io.l5d.fs/{service})")
-        # Decode the params even under a bad prefix, to report their problems too.
-        entry = _decode_entry(decoder, params_type, item_entries, item, item_where, frozenset({"prefix"}), prefix)
-        if entry is INVALID or prefix is INVALID:
-            ok = False
-        else:
-            decoded.append(entry)
-    return block_type(STATIC, tuple(decoded)) if ok else INVALID
-
-
-def _decode_prefix(decoder: Decoder, node: Node, where: str) -> Any:
-    text = decoder.decode(str, node, where)
-    if text is INVALID:
-        return INVALID
-    try:
-        return PrefixPattern.read(text)
-    except ValueError as e:
-        return decoder.error(where, node, str(e))
-
-
-def _decode_entry(
-    decoder: Decoder,
-    params_type: type,
-    entries: Mapping[str, tuple[Node, Node]],
-    node: Node,
-    where: str,
-    reserved: frozenset[str],
-    prefix: Any,
-) -> Any:
-    params = decoder.decode_fields(params_type, entries, node, where, reserved)
-    if params is INVALID or prefix is INVALID:
-        return INVALID
-    given = frozenset(f.name for f in dataclasses.fields(params_type) if yaml_key(f) in entries)
-    return PrefixedParams(prefix, params, given)
-
-
-register_type_decoder(ClientConfig, _decode_block(ClientParams, ClientConfig))
-register_type_decoder(ServiceConfig, _decode_block(ServiceParams, ServiceConfig))

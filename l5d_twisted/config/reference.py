@@ -15,6 +15,7 @@ from l5d_twisted.config.model import Config, NamerSpec
 from l5d_twisted.config.params import ClientParams, ServiceParams
 from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
 from l5d_twisted.config.schema import PluginSpec, yaml_key
+from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import (
     BACKOFFS,
@@ -131,10 +132,10 @@ def _type_text(tp: Any, meta: Any) -> str:
         return " or ".join(_type_text(a, meta) for a in rest) + " (optional)"
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
-    names = {int: "integer", float: "number", bool: "boolean", str: "string", Path: "path"}
-    name = str(names.get(tp) or getattr(tp, "__name__", str(tp)))
-    if name == "Dtab":
-        return "dtab"
+    names = {int: "integer", float: "number", bool: "boolean", str: "string", Path: "path", Dtab: "dtab"}
+    if tp in names:
+        return names[tp]
+    name = str(getattr(tp, "__name__", str(tp)))
     if dataclasses.is_dataclass(tp):
         return f"mapping ({name})"
     return name

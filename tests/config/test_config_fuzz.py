@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from l5d_twisted.config import Config, ConfigErrors, load_config
+from l5d_twisted.config import Config, ConfigErrors, config_json, load_config
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
@@ -56,7 +56,7 @@ def assert_loads_or_reports(text: str) -> None:
             assert str(error)
     else:
         assert isinstance(config, Config)
-        config.to_json()
+        config_json(config)
 
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

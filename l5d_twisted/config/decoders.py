@@ -1,0 +1,229 @@
+"""The model types whose YAML needs more than the generic field-by-field reading.
+
+:data:`TYPE_DECODERS` is the one table of them, handed by the loader to the generic
+:class:`~l5d_twisted.config.decode.Decoder` (nothing registers itself on import):
+
+* a router (``RouterConfig``): its ``protocol`` is read first and handed, as an argument,
+  to the reading of its servers, whose port defaults to that protocol's (http 4140, h2 4142);
+* a ``namers:`` entry (``NamerSpec``): a plugin block with an extra ``prefix`` key (default
+  ``/<kind>``); ``prefix: /#/x`` is accepted as ``/x`` since dtabs always write ``/#/``;
+* a dtab (``Dtab``): parsed by the naming package, an error reported at the YAML line of
+  the offending rule;
+* ``client:`` and ``service:`` blocks (``ClientConfig``, ``ServiceConfig``): one global set
+  of params (``kind: io.l5d.global``, the default) or ``kind: io.l5d.static`` with
+  ``configs:``, a list of params each with a ``prefix``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from yaml.nodes import Node, SequenceNode
+
+from l5d_twisted.config.decode import (
+    INVALID,
+    Decoder,
+    Meta,
+    TypeDecoder,
+    TypeDecoders,
+    unknown_kind_message,
+)
+from l5d_twisted.config.dtabs import excerpt, text_line
+from l5d_twisted.config.errors import ConfigError
+from l5d_twisted.config.model import DEFAULT_SERVER_PORTS, NamerSpec, RouterConfig, ServerConfig
+from l5d_twisted.config.params import ClientParams, ServiceParams
+from l5d_twisted.config.perprefix import (
+    GLOBAL,
+    KINDS,
+    STATIC,
+    ClientConfig,
+    PrefixedParams,
+    ServiceConfig,
+)
+from l5d_twisted.config.prefix import PrefixPattern
+from l5d_twisted.config.schema import yaml_key
+from l5d_twisted.naming.dtab import Dtab, DtabError
+from l5d_twisted.naming.path import Path
+from l5d_twisted.registry import NAMERS
+
+Entries = Mapping[str, tuple[Node, Node]]
+
+# -- routers and their servers ------------------------------------------------------------
+
+
+def decode_router(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
+    entries = decoder.mapping(node, where)
+    if entries is INVALID:
+        return INVALID
+    protocol = router_protocol(decoder, entries, where)
+    servers = decoder.with_type_decoders({ServerConfig: server_decoder(protocol)})
+    return servers.decode_fields(RouterConfig, entries, node, where)
+
+
+def router_protocol(decoder: Decoder, entries: Entries, where: str) -> str:
+    """The protocol a router block names ("http" if none or unreadable: reported apart)."""
+    if "protocol" in entries:
+        value = decoder.scalar(entries["protocol"][1], f"{where}.protocol")
+        if isinstance(value, str):
+            return value
+    return "http"
+
+
+def server_decoder(protocol: str) -> TypeDecoder:
+    """Reads a server of a ``protocol`` router: its port defaults to the protocol's."""
+    port = DEFAULT_SERVER_PORTS.get(protocol, DEFAULT_SERVER_PORTS["http"])
+
+    def decode_server(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
+        entries = decoder.mapping(node, where)
+        if entries is INVALID:
+            return INVALID
+        return decoder.decode_fields(ServerConfig, entries, node, where, defaults={"port": port})
+
+    return decode_server
+
+
+# -- namers -------------------------------------------------------------------------------
+
+
+def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
+    entries = decoder.mapping(node, where, "a mapping with a kind (namer plugin)")
+    if entries is INVALID:
+        return INVALID
+    spec = decoder.decode_plugin(
+        node, where, {"registry": NAMERS}, reserved=frozenset({"prefix", "experimental"}), entries=entries
+    )
+    prefix: Any = None
+    if "prefix" in entries:
+        prefix = decoder.decode(Path, entries["prefix"][1], f"{where}.prefix")
+        if prefix is not INVALID and prefix.segments[:1] == ("#",):
+            prefix = prefix.drop(1)
+        if prefix is not INVALID and prefix.is_empty:
+            prefix = decoder.error(f"{where}.prefix", entries["prefix"][1], "a namer prefix needs at least one segment, e.g. /io.l5d.fs")
+    if spec is INVALID or prefix is INVALID:
+        return INVALID
+    return NamerSpec(spec.kind, prefix if prefix is not None else Path.of(spec.kind), spec.config)
+
+
+# -- dtabs --------------------------------------------------------------------------------
+
+
+def decode_dtab(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
+    text = decoder.decode(str, node, where)
+    if text is INVALID:
+        return INVALID
+    try:
+        return Dtab.read(text)
+    except DtabError as e:
+        message = f"invalid dtab: {e.problem} at {excerpt(text, e.offset)}"
+        decoder.errors.append(ConfigError(where, text_line(node, e.offset), message, decoder.doc.source))
+        return INVALID
+    except (ValueError, RecursionError) as e:  # the parser should only raise DtabError; be safe
+        return decoder.error(where, node, f"invalid dtab: {e}")
+
+
+# -- client: and service: blocks ----------------------------------------------------------
+
+
+def block_decoder(params_type: type, block_type: type) -> TypeDecoder:
+    """Reads a ``client:`` / ``service:`` block into ``block_type`` of ``params_type``."""
+
+    def decode(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
+        entries = decoder.mapping(node, where)
+        if entries is INVALID:
+            return INVALID
+        kind = GLOBAL
+        if "kind" in entries:
+            kind_node = entries["kind"][1]
+            kind = decoder.decode(str, kind_node, f"{where}.kind")
+            if kind is INVALID:
+                return INVALID
+            if kind not in KINDS:
+                return decoder.error(f"{where}.kind", kind_node, unknown_kind_message(where.rsplit(".", 1)[-1] or "config", kind, KINDS))
+        if kind == GLOBAL:
+            entry = _decode_entry(decoder, params_type, entries, node, where, frozenset({"kind"}), PrefixPattern.read("/"))
+            return INVALID if entry is INVALID else block_type(GLOBAL, (entry,))
+        return _decode_static(decoder, params_type, block_type, entries, node, where)
+
+    return decode
+
+
+def _decode_static(
+    decoder: Decoder,
+    params_type: type,
+    block_type: type,
+    entries: Entries,
+    node: Node,
+    where: str,
+) -> Any:
+    ok = True
+    for key, (key_node, _v) in entries.items():
+        if key not in ("kind", "configs"):
+            hint = " (with io.l5d.static, params go in configs[] entries, each with a prefix)"
+            decoder.error(f"{where}.{key}", key_node, f"unknown key {key!r}{hint}")
+            ok = False
+    if "configs" not in entries:
+        decoder.error(where, node, "missing required key 'configs' (a list of params, each with a prefix)")
+        return INVALID
+    configs_node = entries["configs"][1]
+    decoder.nodes[f"{where}.configs"] = configs_node
+    if not isinstance(configs_node, SequenceNode):
+        return decoder.expected(f"{where}.configs", configs_node, "a list")
+    decoded = []
+    for i, item in enumerate(configs_node.value):
+        item_where = f"{where}.configs[{i}]"
+        item_entries = decoder.mapping(item, item_where)
+        if item_entries is INVALID:
+            ok = False
+            continue
+        if "prefix" in item_entries:
+            prefix = _decode_prefix(decoder, item_entries["prefix"][1], f"{item_where}.prefix")
+        else:
+            prefix = decoder.error(item_where, item, "missing required key 'prefix' (e.g. /svc/*, /#/io.l5d.fs/{service})")
+        # Decode the params even under a bad prefix, to report their problems too.
+        entry = _decode_entry(decoder, params_type, item_entries, item, item_where, frozenset({"prefix"}), prefix)
+        if entry is INVALID or prefix is INVALID:
+            ok = False
+        else:
+            decoded.append(entry)
+    return block_type(STATIC, tuple(decoded)) if ok else INVALID
+
+
+def _decode_prefix(decoder: Decoder, node: Node, where: str) -> Any:
+    text = decoder.decode(str, node, where)
+    if text is INVALID:
+        return INVALID
+    try:
+        return PrefixPattern.read(text)
+    except ValueError as e:
+        return decoder.error(where, node, str(e))
+
+
+def _decode_entry(
+    decoder: Decoder,
+    params_type: type,
+    entries: Entries,
+    node: Node,
+    where: str,
+    reserved: frozenset[str],
+    prefix: Any,
+) -> Any:
+    params = decoder.decode_fields(params_type, entries, node, where, reserved)
+    if params is INVALID or prefix is INVALID:
+        return INVALID
+    given = frozenset(f.name for f in dataclasses.fields(params_type) if yaml_key(f) in entries)
+    return PrefixedParams(prefix, params, given)
+
+
+# -- the table ----------------------------------------------------------------------------
+
+TYPE_DECODERS: TypeDecoders = {
+    RouterConfig: decode_router,
+    NamerSpec: decode_namer,
+    Dtab: decode_dtab,
+    ClientConfig: block_decoder(ClientParams, ClientConfig),
+    ServiceConfig: block_decoder(ServiceParams, ServiceConfig),
+}
+"""Type -> its own reading, for every model type the generic decoder cannot read alone
+(a router's servers are read inside :func:`decode_router`, which knows the protocol)."""
