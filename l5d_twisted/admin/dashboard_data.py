@@ -17,28 +17,44 @@ resilience figures of their scope (issue 7): a service's ``retries/total`` as
 ``retries_rps`` and its ``retries/budget_exhausted`` count; a client's
 ``loadbalancer/{size,available}`` gauges, ``failure_accrual/removals`` and
 ``retries/requeues`` counts (``null`` where the scope has no such metric, e.g. no
-balancer yet).  A sample costs one walk of the tree; ``to_json()`` is what
-``/admin/dashboard.json`` serves.
+balancer yet).  ``to_json()`` is what ``/admin/dashboard.json`` serves: the figures of the
+last complete sample, made once per sample (a request only adds ``now``).
+
+A sample reads every service and client scope, which under a flood of new names (issue
+10's mixed attack: ~1,600 live scopes, or 5,000 services with their clients) held the
+reactor 110-450 ms every 5 s, and each dashboard.json request 340-400 ms more.  Given a
+``Cooperator`` (the admin server passes the one its metrics renders use, see
+:mod:`l5d_twisted.telemetry.render`), a sample runs as small steps (:data:`STEP_SCOPES`
+scopes read, or :data:`STEP_ROWS` rows computed, per step) between the reactor's other
+work; a tick that finds the previous sample still running is skipped.  Without one (unit
+tests) a sample runs at once, with the same code and the same figures.  Counters are read
+a step at a time, so one sample is not an instant snapshot; each point is stamped with the
+sample's start.
 """
 
 from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import CooperativeTask, Cooperator, LoopingCall, TaskStopped
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from l5d_twisted.telemetry.histogram import Histogram, Summary, merged_summary
+from l5d_twisted.telemetry.histogram import Histogram, Summary, SummaryMerge, merged_summary
 from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricsTree
 
 log = Logger()
 
 TABLE_RATE_WINDOW_S = 30.0
 MAX_GONE = 4096  # expired entities whose last counts are remembered (bounded under churn)
+STEP_SCOPES = 50  # scopes read per step (~16 metrics each)
+STEP_ROWS = 100  # entities (points, latency merges or table rows) per step
+
+_Key = tuple[str, str, str]  # (router, "service" | "client", name)
 
 
 # (t, requests, success, failures, retries): what rates are computed from.
@@ -150,29 +166,58 @@ class DashboardSampler:
         router_labels: Callable[[], Iterable[str]] = lambda: (),
         interval_s: float = 5.0,
         history_s: float = 600.0,
+        cooperator: Cooperator | None = None,
     ) -> None:
         self.tree = tree
         self.clock = clock
         self.router_labels = router_labels
         self.interval_s = interval_s
+        self.cooperator = cooperator
         self._maxlen = int(history_s / interval_s) + 1
         # (router, kind, name) -> counter history; kind is "service" or "client"
-        self._entities: dict[tuple[str, str, str], _History] = {}
-        self._latest: dict[tuple[str, str, str], _Entity] = {}
+        self._entities: dict[_Key, _History] = {}
         # The last point of entities that left the tree (expired), newest last: an expired
         # scope that comes back continues its counters, and this is their baseline.
-        self._gone: collections.OrderedDict[tuple[str, str, str], _Point] = collections.OrderedDict()
+        self._gone: collections.OrderedDict[_Key, _Point] = collections.OrderedDict()
         # router -> series of (t, rps, success_rate, p50, p95, p99)
         self._series: dict[str, collections.deque[tuple[float, Any, Any, Any, Any, Any]]] = {}
         self._router_requests: dict[str, int] = {}  # router -> its services' requests now
         self._last_sample: float | None = None
         self._loop: LoopingCall | None = None
+        self._task: CooperativeTask | None = None  # a stepped sample under way
+        self.skipped = 0  # ticks skipped because the previous sample was still running
+        # What to_json() serves: made at the end of each sample, all but "now".
+        self._json: dict[str, Any] = {"interval_s": interval_s, "routers": []}
 
     def start(self) -> None:
         if self._loop is None:
-            self._loop = LoopingCall(self._sample_logged)
+            self._loop = LoopingCall(self._tick)
             self._loop.clock = self.clock
             self._loop.start(self.interval_s, now=True)
+
+    @property
+    def sampling(self) -> bool:
+        """Whether a stepped sample is under way."""
+        return self._task is not None
+
+    def _tick(self) -> None:
+        if self.cooperator is None:
+            self._sample_logged()
+            return
+        if self._task is not None:
+            self.skipped += 1
+            return
+        task = self._task = self.cooperator.cooperate(self._sample_steps(self.clock.seconds()))
+
+        def failed(failure: Failure) -> None:
+            if not failure.check(TaskStopped):
+                log.failure("dashboard sampling failed", failure)
+
+        def done(_: object) -> None:
+            if self._task is task:
+                self._task = None
+
+        task.whenDone().addErrback(failed).addBoth(done)
 
     def _sample_logged(self) -> None:
         # A LoopingCall stops at the first exception: one bad sample must not freeze the
@@ -186,56 +231,85 @@ class DashboardSampler:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                task.stop()
+            except Exception:  # already finished
+                pass
 
-    def _read_tree(self) -> dict[tuple[str, str, str], _Entity]:
-        entities: dict[tuple[str, str, str], _Entity] = {}
-        for name, metric in self.tree.metrics():
-            if len(name) not in (5, 6) or name[0] != "rt" or name[2] not in ("service", "client"):
-                continue
-            key = (name[1], name[2], name[3])
-            below = name[4:]
-            if isinstance(metric, CounterMetric) and below in _COUNTS:
-                setattr(entities.setdefault(key, _Entity()), _COUNTS[below], metric.value)
-            elif isinstance(metric, GaugeMetric) and below in _GAUGES:
-                setattr(entities.setdefault(key, _Entity()), _GAUGES[below], _whole(metric.read()))
-            elif isinstance(metric, Histogram) and below == ("request_latency_ms",):
-                entities.setdefault(key, _Entity()).latency.append(metric)
-        return entities
+    # -- sampling ---------------------------------------------------------------------
 
     def sample(self) -> None:
+        """One whole sample, at once."""
         now = self.clock.seconds()
-        entities = self._read_tree()
-        for key in list(self._entities):
-            if key not in entities:
-                points = self._entities.pop(key).points
-                if points:
-                    self._gone[key] = points[-1]
+        for _ in self._apply_steps(now, self._read_tree()):
+            pass
+
+    def _sample_steps(self, now: float) -> Iterator[None]:
+        """One sample as steps for a cooperator, its points stamped ``now`` (its tick)."""
+        entities: dict[_Key, _Entity] = {}
+        yield from self._read_steps(entities)
+        yield from self._apply_steps(now, entities)
+
+    def _read_tree(self) -> dict[_Key, _Entity]:
+        entities: dict[_Key, _Entity] = {}
+        for _ in self._read_steps(entities):
+            pass
+        return entities
+
+    def _read_steps(self, entities: dict[_Key, _Entity]) -> Iterator[None]:
+        """Read every service and client scope into ``entities``, STEP_SCOPES per step."""
+        scopes = [(key, metrics) for key, metrics in self.tree.scopes() if len(key) == 4 and key[0] == "rt" and key[2] in ("service", "client")]
+        yield None
+        for start in range(0, len(scopes), STEP_SCOPES):
+            for scope, metrics in scopes[start : start + STEP_SCOPES]:
+                key = (scope[1], scope[2], scope[3])
+                for name, metric in list(metrics.items()):
+                    below = name[4:]
+                    if isinstance(metric, CounterMetric) and below in _COUNTS:
+                        setattr(entities.setdefault(key, _Entity()), _COUNTS[below], metric.value)
+                    elif isinstance(metric, GaugeMetric) and below in _GAUGES:
+                        setattr(entities.setdefault(key, _Entity()), _GAUGES[below], _whole(metric.read()))
+                    elif isinstance(metric, Histogram) and below == ("request_latency_ms",):
+                        entities.setdefault(key, _Entity()).latency.append(metric)
+            yield None
+
+    def _apply_steps(self, now: float, entities: dict[_Key, _Entity]) -> Iterator[None]:
+        """Add what was read as this sample's points, then make what to_json() serves."""
+        for key in [key for key in self._entities if key not in entities]:
+            points = self._entities.pop(key).points
+            if points:
+                self._gone[key] = points[-1]
         while len(self._gone) > MAX_GONE:
             self._gone.popitem(last=False)
+        yield None
         # A router's figures over this interval: the sum of its services' own deltas, so
         # a service whose metrics expired (it left the tree, with all it ever counted)
         # does not read as a drop in traffic.
         router_deltas: dict[str, list[int]] = {}
-        for key, entity in entities.items():
-            history = self._entities.get(key)
-            if history is None:
-                history = self._entities[key] = _History(collections.deque(maxlen=self._maxlen))
-                baseline = self._gone.pop(key, None)
-            else:
-                baseline = history.points[-1]
-            point = entity.point(now)
-            if key[1] == "service":
-                sums = router_deltas.setdefault(key[0], [0, 0, 0, 0])
-                for i, delta in enumerate(_deltas(baseline, point)):
-                    sums[i] += delta
-            history.points.append(point)
-        self._latest = entities
+        items = list(entities.items())
+        for start in range(0, len(items), STEP_ROWS):
+            for key, entity in items[start : start + STEP_ROWS]:
+                history = self._entities.get(key)
+                if history is None:
+                    history = self._entities[key] = _History(collections.deque(maxlen=self._maxlen))
+                    baseline = self._gone.pop(key, None)
+                else:
+                    baseline = history.points[-1]
+                point = entity.point(now)
+                if key[1] == "service":
+                    sums = router_deltas.setdefault(key[0], [0, 0, 0, 0])
+                    for i, delta in enumerate(_deltas(baseline, point)):
+                        sums[i] += delta
+                history.points.append(point)
+            yield None
         dt = now - self._last_sample if self._last_sample is not None else 0.0
         self._last_sample = now
 
         routers = set(self.router_labels()) | {key[0] for key in entities}
-        for router in routers:
-            services = [e for (r, kind, _), e in entities.items() if r == router and kind == "service"]
+        for router in sorted(routers):
+            services = [e for (r, kind, _), e in items if r == router and kind == "service"]
             first_sample = router not in self._router_requests
             self._router_requests[router] = sum(e.requests for e in services)
             series = self._series.get(router)
@@ -244,7 +318,13 @@ class DashboardSampler:
             if first_sample:
                 continue  # rates need two samples
             rates = _rates_of(dt, tuple(router_deltas.get(router, (0, 0, 0, 0))))
-            latency = _latency(merged_summary([h for e in services for h in e.latency]))
+            merge = SummaryMerge()
+            for start in range(0, len(services), STEP_ROWS):
+                for entity in services[start : start + STEP_ROWS]:
+                    for histogram in entity.latency:
+                        merge.add(histogram)
+                yield None
+            latency = _latency(merge.summary())
             if rates.rps == 0:
                 latency = {"p50": None, "p95": None, "p99": None}
             series.append((now, _round(rates.rps, 3), _round(rates.success_rate), latency["p50"], latency["p95"], latency["p99"]))
@@ -252,36 +332,15 @@ class DashboardSampler:
             if router not in routers:
                 del self._series[router]
                 self._router_requests.pop(router, None)
+        yield from self._json_steps(items)
 
-    def _rows(self, router: str, kind: str) -> list[dict[str, Any]]:
-        rows = []
-        for (r, k, name), entity in self._latest.items():
-            if r != router or k != kind:
-                continue
-            history = self._entities.get((r, k, name))
-            rates = history.rate(TABLE_RATE_WINDOW_S) if history else _Rates()
-            row: dict[str, Any] = {
-                "name": name,
-                "requests": entity.requests,
-                "failures": entity.failures,
-                "rps": _round(rates.rps, 3),
-                "success_rate": _round(rates.success_rate),
-            }
-            if kind == "service":
-                row["retries_rps"] = _round(rates.retries_rps, 3)
-                row["budget_exhausted"] = entity.budget_exhausted
-            else:
-                row["lb_size"] = entity.lb_size
-                row["lb_available"] = entity.lb_available
-                row["removals"] = entity.removals
-                row["requeues"] = entity.requeues
-            row.update(_latency(merged_summary(entity.latency)))
-            rows.append(row)
-        # Worst success rate first; unknown rates last, then busiest first.
-        rows.sort(key=lambda r: (r["success_rate"] is None, r["success_rate"] or 0.0, -(r["rps"] or 0.0)))
-        return rows
-
-    def to_json(self) -> dict[str, Any]:
+    def _json_steps(self, items: list[tuple[_Key, _Entity]]) -> Iterator[None]:
+        """Make what to_json() serves from this sample; it replaces the last one at the end."""
+        rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for start in range(0, len(items), STEP_ROWS):
+            for key, entity in items[start : start + STEP_ROWS]:
+                rows.setdefault((key[0], key[1]), []).append(self._row(key, entity))
+            yield None
         routers = []
         for router in sorted(self._series):
             points = list(self._series[router])
@@ -294,6 +353,10 @@ class DashboardSampler:
                 "p99": [p[5] for p in points],
             }
             last = points[-1] if points else (None, None, None, None, None, None)
+            services, clients = rows.get((router, "service"), []), rows.get((router, "client"), [])
+            # Worst success rate first; unknown rates last, then busiest first.
+            services.sort(key=_row_order)
+            clients.sort(key=_row_order)
             routers.append(
                 {
                     "label": router,
@@ -306,8 +369,38 @@ class DashboardSampler:
                         "p99": last[5],
                         "requests": self._router_requests.get(router, 0),
                     },
-                    "services": self._rows(router, "service"),
-                    "clients": self._rows(router, "client"),
+                    "services": services,
+                    "clients": clients,
                 }
             )
-        return {"interval_s": self.interval_s, "now": round(self.clock.seconds(), 3), "routers": routers}
+            yield None
+        self._json = {"interval_s": self.interval_s, "routers": routers}
+
+    def _row(self, key: _Key, entity: _Entity) -> dict[str, Any]:
+        history = self._entities.get(key)
+        rates = history.rate(TABLE_RATE_WINDOW_S) if history else _Rates()
+        row: dict[str, Any] = {
+            "name": key[2],
+            "requests": entity.requests,
+            "failures": entity.failures,
+            "rps": _round(rates.rps, 3),
+            "success_rate": _round(rates.success_rate),
+        }
+        if key[1] == "service":
+            row["retries_rps"] = _round(rates.retries_rps, 3)
+            row["budget_exhausted"] = entity.budget_exhausted
+        else:
+            row["lb_size"] = entity.lb_size
+            row["lb_available"] = entity.lb_available
+            row["removals"] = entity.removals
+            row["requeues"] = entity.requeues
+        row.update(_latency(merged_summary(entity.latency)))
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        """The last complete sample's figures (see the module docstring)."""
+        return {"interval_s": self._json["interval_s"], "now": round(self.clock.seconds(), 3), "routers": self._json["routers"]}
+
+
+def _row_order(row: dict[str, Any]) -> tuple[bool, float, float]:
+    return (row["success_rate"] is None, row["success_rate"] or 0.0, -(row["rps"] or 0.0))

@@ -144,6 +144,7 @@ class AdminServer:
             reactor,
             router_labels=lambda: [r.label for r in target.routers],
             interval_s=sample_interval_s,
+            cooperator=self.cooperator,  # samples in steps too
         )
         self._default_prometheus: PrometheusExposition | None = None
         self.site = _QuietSite(AdminResource(self))

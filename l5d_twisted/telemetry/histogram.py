@@ -179,15 +179,32 @@ def summarize(buckets: dict[int, int], low: float, high: float, window_sum: floa
     return Summary(count, total, window_count, low, high, window_sum / window_count, tuple(percentiles))
 
 
-def merged_summary(histograms: list[Histogram]) -> Summary:
-    """One summary over several histograms' windows (e.g. all services of a router)."""
-    buckets: dict[int, int] = {}
-    low, high, window_sum, count, total = math.inf, -math.inf, 0.0, 0, 0.0
-    for histogram in histograms:
+class SummaryMerge:
+    """Several histograms' windows merged one ``add`` at a time (a caller may spread the
+    adds over steps), then read as one :class:`Summary`."""
+
+    __slots__ = ("buckets", "low", "high", "window_sum", "count", "total")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.low, self.high, self.window_sum, self.count, self.total = math.inf, -math.inf, 0.0, 0, 0.0
+
+    def add(self, histogram: Histogram) -> None:
         merged, h_low, h_high, h_sum = histogram.window()
+        buckets = self.buckets
         for index, n in merged.items():
             buckets[index] = buckets.get(index, 0) + n
-        low, high, window_sum = min(low, h_low), max(high, h_high), window_sum + h_sum
-        count += histogram.count
-        total += histogram.sum
-    return summarize(buckets, low, high, window_sum, count, total)
+        self.low, self.high, self.window_sum = min(self.low, h_low), max(self.high, h_high), self.window_sum + h_sum
+        self.count += histogram.count
+        self.total += histogram.sum
+
+    def summary(self) -> Summary:
+        return summarize(self.buckets, self.low, self.high, self.window_sum, self.count, self.total)
+
+
+def merged_summary(histograms: list[Histogram]) -> Summary:
+    """One summary over several histograms' windows (e.g. all services of a router)."""
+    merge = SummaryMerge()
+    for histogram in histograms:
+        merge.add(histogram)
+    return merge.summary()

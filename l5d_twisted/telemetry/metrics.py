@@ -279,6 +279,15 @@ class MetricsTree:
     def group_keys(self) -> list[Name]:
         return [k for k in self._groups if k]
 
+    def scopes(self) -> list[tuple[Name, dict[Name, Metric]]]:
+        """Every live expirable scope (see :func:`group_key`) with its metrics by full name.
+
+        A reader may go through them in steps (the dashboard sampler does); a scope's dict
+        is the live one, so read each in one go.
+        """
+        self._revive_dormant()
+        return [(key, group.metrics) for key, group in self._groups.items() if key]
+
     # -- scopes (for :mod:`.scope_limit`) ---------------------------------------------
 
     def live_scopes(self, kind: Name) -> int:

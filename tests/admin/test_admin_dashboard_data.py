@@ -9,6 +9,7 @@ from fake_mesh import HELLO_CLIENT, WORLD_CLIENT, FakeMesh, Traffic
 from twisted.internet.task import Clock
 
 from l5d_twisted.admin.dashboard_data import DashboardSampler
+from l5d_twisted.telemetry.render import stepping_cooperator
 
 
 def run(seconds: int, clock: Clock, traffic: Traffic | None) -> None:
@@ -162,4 +163,120 @@ def test_a_failing_sample_does_not_stop_sampling() -> None:
     sampler.start()
     run(30, clock, traffic)
     assert not failures  # the first sample failed...
+    assert len(sampler.to_json()["routers"][0]["series"]["t"]) == 5  # ...and 5..30 s went on
+
+
+# -- sampling in steps on a cooperator (issue 10: a whole sample held the reactor 110-450 ms) --
+
+
+TURN_S = 0.001  # the stepping cooperator's turn: one step each
+
+
+def drain(clock: Clock, sampler: DashboardSampler) -> int:
+    """Run a stepped sample under way to its end; how many turns it took."""
+    turns = 0
+    while sampler.sampling:
+        clock.advance(TURN_S)
+        turns += 1
+    return turns
+
+
+def many_services(mesh: FakeMesh, n: int) -> None:
+    for i in range(n):
+        scope = mesh.metrics.stats.scope("rt", "outgoing", "service", f"svc/s{i}")
+        scope.counter("requests").incr(i + 1)
+        scope.counter("success").incr(i)
+        scope.counter("failures").incr(1)
+        scope.stat("request_latency_ms").add(float(i % 100 + 1))
+
+
+def test_a_stepped_sample_gives_the_same_figures_as_a_whole_one() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    many_services(mesh, 300)
+    traffic = Traffic(mesh, hello_rps=50, world_rps=30)
+    whole = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing", "incoming"], interval_s=5.0)
+    stepped = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing", "incoming"], interval_s=5.0, cooperator=stepping_cooperator(clock, TURN_S))
+    whole.start()
+    stepped.start()
+    turns = [drain(clock, stepped)]
+    for _ in range(30):
+        traffic.step(1.0)
+        clock.advance(1.0)
+        turns.append(drain(clock, stepped))
+    assert stepped.to_json() == whole.to_json()
+    outgoing = stepped.to_json()["routers"][1]
+    # ~80/s: the turns a stepped sample takes move the clock on a little
+    assert 79.0 <= outgoing["series"]["rps"][-1] <= 80.0 and len(outgoing["services"]) == 302
+    # 302 services and 2 clients: read 50 scopes a step, rows 100 a step.
+    assert min(t for t in turns if t) >= 300 // 50 + 300 // 100, turns
+
+
+def test_dashboard_json_serves_the_last_complete_sample_without_reading_the_tree() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=50, world_rps=30)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=stepping_cooperator(clock, TURN_S))
+    sampler.start()
+    for _ in range(10):
+        traffic.step(1.0)
+        clock.advance(1.0)
+        drain(clock, sampler)
+    before = sampler.to_json()
+    reads: list[int] = []
+    scopes = mesh.metrics.scopes
+    mesh.metrics.scopes = lambda: reads.append(1) or scopes()  # type: ignore[method-assign]
+    for _ in range(5):
+        assert sampler.to_json()["routers"] is before["routers"]
+    assert not reads  # a request reads nothing: it serves what the last sample made
+    traffic.step(5.0)
+    clock.advance(5.0)  # the next sample starts...
+    clock.advance(TURN_S)  # ...and has run one step
+    assert reads == [1]
+    assert sampler.to_json()["routers"] is before["routers"]  # mid-sample: still the last complete one
+    drain(clock, sampler)
+    after = sampler.to_json()
+    assert len(after["routers"][0]["series"]["t"]) == len(before["routers"][0]["series"]["t"]) + 1
+
+
+def test_a_tick_while_a_stepped_sample_runs_is_skipped() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    many_services(mesh, 200)
+    # One step per 1 s turn: a sample of 200 scopes takes longer than the 5 s interval.
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=stepping_cooperator(clock, 1.0))
+    sampler.start()
+    clock.advance(5.0)
+    assert sampler.skipped == 1
+    clock.pump([1.0] * 60)
+    assert sampler.skipped >= 2
+    series = sampler.to_json()["routers"][0]["series"]
+    assert len(series["t"]) >= 2  # samples still complete, one at a time
+    sampler.stop()
+    skipped = sampler.skipped
+    clock.pump([1.0] * 30)
+    assert sampler.skipped == skipped and len(sampler.to_json()["routers"][0]["series"]["t"]) == len(series["t"])
+
+
+def test_a_failing_stepped_sample_does_not_stop_sampling() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=10, world_rps=0)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=stepping_cooperator(clock, TURN_S))
+    scopes = mesh.metrics.scopes
+    failures = [RuntimeError("a metric misbehaved")]
+
+    def flaky() -> Any:
+        if failures:
+            raise failures.pop()
+        return scopes()
+
+    mesh.metrics.scopes = flaky  # type: ignore[method-assign]
+    sampler.start()
+    drain(clock, sampler)
+    assert not failures and sampler.to_json()["routers"] == []  # the first sample failed...
+    for _ in range(30):
+        traffic.step(1.0)
+        clock.advance(1.0)
+        drain(clock, sampler)
     assert len(sampler.to_json()["routers"][0]["series"]["t"]) == 5  # ...and 5..30 s went on
