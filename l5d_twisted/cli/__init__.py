@@ -2,7 +2,8 @@
 
 Each subcommand is a module of this package with ``add_parser(subparsers)``, which adds
 its parser and sets ``func`` (``func(args) -> exit code``).  Adding a subcommand is adding
-a module.
+a module; a command with more logic than its command line is a package (``demo``,
+``smoke``) whose ``__init__`` is the command line and whose other modules do the work.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from chart_testlib import REPO, find, render
 from l5d_testing import free_port, wait_for_port
 
-from l5d_twisted.smoke import CheckResult, SmokeFailure, run_check, split_host_port
+from l5d_twisted.cli.smoke.checks import CheckResult, SmokeFailure, run_check, split_host_port
 
 HERE = Path(__file__).resolve().parent
 

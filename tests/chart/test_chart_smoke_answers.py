@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from l5d_twisted.smoke import AdminPing, PrometheusScrapes, ProxyRequest, SmokeFailure
+from l5d_twisted.cli.smoke.checks import AdminPing, PrometheusScrapes, ProxyRequest, SmokeFailure
 
 Reply = tuple[int, dict[str, str], bytes]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from l5d_twisted.demo import (
+from l5d_twisted.cli.demo.runner import (
     DemoOptions,
     namer_files,
     parse_ports,

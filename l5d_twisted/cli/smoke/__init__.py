@@ -6,6 +6,8 @@
 
 Each check is retried until it passes or ``--timeout`` seconds have passed; one line per
 check says what passed or why it failed.  The chart's ``helm test`` pods run these.
+
+This module is the command line; the checks are :mod:`l5d_twisted.cli.smoke.checks`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from l5d_twisted.smoke import (
+from l5d_twisted.cli.smoke.checks import (
     AdminPing,
     Check,
     GrafanaServes,

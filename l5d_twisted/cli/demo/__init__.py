@@ -1,4 +1,8 @@
-"""``l5d-twisted demo``: run the hello-world mesh (routers + sample apps) on this machine."""
+"""``l5d-twisted demo``: run the hello-world mesh (routers + sample apps) on this machine.
+
+This module is the command line; :mod:`l5d_twisted.cli.demo.runner` writes the files and
+runs the processes (imported only when the command runs: ``--help`` stays fast).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ def _port(text: str) -> int:
 
 
 def _ports(text: str) -> tuple[int, ...]:
-    from l5d_twisted.demo import parse_ports
+    from l5d_twisted.cli.demo.runner import parse_ports
 
     try:
         ports = parse_ports(text)
@@ -59,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from l5d_twisted.demo import DemoOptions, run_demo
+    from l5d_twisted.cli.demo.runner import DemoOptions, run_demo
 
     return run_demo(
         DemoOptions(
