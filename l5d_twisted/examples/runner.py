@@ -15,7 +15,7 @@ from l5d_twisted.examples.apps import HelloApp, SampleApp, WorldApp
 from l5d_twisted.examples.appserver import listen
 from l5d_twisted.examples.client import HttpClient, proxy_from_env, resolve_target
 from l5d_twisted.examples.knobs import Knobs
-from l5d_twisted.examples.logs import start_logging
+from l5d_twisted.logs import start_logging
 
 log = Logger()
 
