@@ -8,6 +8,7 @@ a submodule imports counts as a node, since importing it imports every submodule
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,20 @@ def test_the_config_modules_import_each_other_without_a_cycle() -> None:
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
 
 
+def test_each_module_imports_only_those_listed_before_it_in_the_package_doc() -> None:
+    import l5d_twisted.config
+
+    doc = l5d_twisted.config.__doc__ or ""
+    order = re.findall(r"``(\w+)``", doc.split("The modules,", 1)[1])
+    order = [stem for stem in order if stem in MODULES]
+    assert sorted(order) == MODULES, "list every module in the package doc"
+    for stem, imported in import_graph().items():
+        if stem == PACKAGE:
+            continue
+        earlier = {f"{PACKAGE}.{s}" for s in order[: order.index(stem.rsplit(".", 1)[1])]}
+        assert imported <= earlier, f"{stem} imports {sorted(imported - earlier)}, listed after it"
+
+
 def test_the_cycle_finder_finds_the_cycle_this_package_had() -> None:
     """model -> perprefix -> tojson -> model (a lazy import closed it), before issue 13."""
     had = {
@@ -134,12 +149,12 @@ for first in stems:
             importlib.import_module("l5d_twisted.config." + stem)
     from l5d_twisted.config import config_json, load_config
     config = load_config(
-        "routers:\\n- protocol: h2\\n  dtab: /svc => /#/io.l5d.fs\\n"
+        "routers:\\n- protocol: http\\n  dtab: /svc => /#/io.l5d.fs\\n"
         "  client: {kind: io.l5d.static, configs: [{prefix: /#/*, failFast: true}]}\\n"
         "namers: [{kind: io.l5d.fs, rootDir: .}]\\n"
     )
     shown = config_json(config)
-    assert shown["routers"][0]["servers"][0]["port"] == 4142, shown
+    assert shown["routers"][0]["servers"][0]["port"] == 4140, shown
     assert shown["routers"][0]["dtab"] == "/svc => /#/io.l5d.fs", shown
     json.dumps(shown)
 print("ok", len(stems))
