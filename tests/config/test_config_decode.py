@@ -222,3 +222,57 @@ def test_a_value_its_tag_cannot_construct_gives_one_clear_error_even_when_read_t
     assert len(problems) == 1, problems
     assert "routers[0].protocol: unreadable value: invalid literal for int()" in problems[0]
     assert "recursive" not in problems[0]
+
+
+# -- a type read differently in one part of the document (how a router's protocol reaches
+#    the reading of its servers: an argument, not a scratch dict on the decoder) ----------
+
+
+@dataclass(frozen=True)
+class Listener:
+    port: int = knob(1, minimum=0)
+
+
+@dataclass(frozen=True)
+class Group:
+    port_default: int = knob(1)
+    listeners: tuple[Listener, ...] = knob(default=())
+
+
+@dataclass(frozen=True)
+class Groups:
+    groups: tuple[Group, ...] = knob(default=())
+    loose: tuple[Listener, ...] = knob(default=())
+
+
+def _decode_group(decoder: Any, node: Any, where: str, meta: Any) -> Any:
+    from l5d_twisted.config.decode import INVALID
+
+    entries = decoder.mapping(node, where)
+    if entries is INVALID:
+        return INVALID
+    default = decoder.scalar(entries["portDefault"][1], where) if "portDefault" in entries else 1
+
+    def decode_listener(decoder: Any, node: Any, where: str, meta: Any) -> Any:
+        return decoder.decode_fields(Listener, decoder.mapping(node, where), node, where, defaults={"port": default})
+
+    return decoder.with_type_decoders({Listener: decode_listener}).decode_fields(Group, entries, node, where)
+
+
+def test_a_scoped_decoder_reads_a_type_differently_inside_one_block_and_records_into_its_parent() -> None:
+    from l5d_twisted.config.decode import Decoder
+    from l5d_twisted.config.yamldoc import parse
+
+    doc = parse(
+        "groups:\n- portDefault: 7\n  listeners: [{}, {port: 9}]\n- listeners: [{}]\n"
+        "- portDefault: 8\n  listeners: [{port: -1}]\nloose: [{}]\n",
+        "c.yaml",
+    )
+    decoder = Decoder(doc, {Group: _decode_group})
+    decoder.decode(Groups, doc.root, "")
+    assert [str(e) for e in decoder.errors] == ["c.yaml:6: groups[2].listeners[0].port: expected an integer >= 0, got -1"]
+    values = decoder.values
+    assert [values[f"groups[0].listeners[{i}]"].port for i in (0, 1)] == [7, 9]
+    assert values["groups[1].listeners[0]"].port == 1  # the next block: not the previous one's
+    assert values["loose[0]"].port == 1  # outside any group: the plain reading
+    assert decoder.type_decoders.keys() == {Group}  # the parent's table is untouched
