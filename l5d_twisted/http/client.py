@@ -38,7 +38,7 @@ from OpenSSL import SSL
 from service_identity import CertificateError, VerificationError
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -53,6 +53,7 @@ from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
 from l5d_twisted.http.codec import (
     CRLF,
     NONE,
+    Framing,
     choose_framing,
     encode_fields,
     framing_field,
@@ -68,6 +69,7 @@ from l5d_twisted.http.hop import (
 )
 from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
+from l5d_twisted.http.reader import MessageReader, ProtocolError
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.naming.addr import Address
 from l5d_twisted.service import Service, Status
@@ -92,10 +94,6 @@ class _HeadOnly(Exception):
     """Stops the parser after a HEAD response's head (llhttp would wait for its body)."""
 
 
-class _HeadTooLarge(Exception):
-    """Stops the parser at a response head larger than the limit."""
-
-
 def origin_form(request: Request) -> tuple[bytes, bytes | None]:
     """The target to send upstream and the authority of an absolute-form target."""
     return split_target(request.uri)
@@ -108,7 +106,18 @@ class HttpClientProtocol(Protocol):
 
     def __init__(self, client: EndpointClient) -> None:
         self._client = client
-        self._parser: Any = httptools.HttpResponseParser(self)
+        pool = client.pool_settings
+        self._max_head = pool.max_headers_kb * 1024
+        self._reader = MessageReader(
+            False,
+            _RESPONSE_DROPPED,
+            self._max_head,
+            pool.max_initial_line_kb * 1024,
+            self._on_head,
+            self._on_body,
+            self._on_end,
+            self._on_begin,
+        )
         self._deferred: Deferred[Response] | None = None
         self._request: Request | None = None
         self._is_head = False
@@ -120,24 +129,11 @@ class HttpClientProtocol(Protocol):
         self._paused = False
         self.reusable = True
         self.idle_since = 0.0
-        # per-response parse state
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._conn_values: list[bytes] | None = None
-        self._content_length: int | None = None
-        self._in_head = True
-        self._collect: list[bytes] | None = None
+        # the response being read (its parse state is the reader's)
         self._stream: StreamBody | None = None
-        self._trailers: list[tuple[bytes, bytes]] | None = None
-        self._interim = False
-        self._chunked = False
+        self._interim = False  # a 1xx head: the real response follows
         self._held: Response | None = None  # a buffered response waiting for its body
         self._write: Any = None
-        pool = client.pool_settings
-        self._max_head = pool.max_headers_kb * 1024
-        self._max_line = pool.max_initial_line_kb * 1024
-        self._head_bytes = 0  # of the response head being parsed (completed fields)
-        self._partial_head = 0  # raw bytes of it, while httptools still buffers a field
-        self._began = False
         # resending after a stale keep-alive connection closed under us
         self._exchanges = 0
         self._answered = False
@@ -151,15 +147,16 @@ class HttpClientProtocol(Protocol):
         self._write = direct_writer(self.transport)
         self._client._connection_made(self)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
         self.reusable = False
         stream = self._stream
         if stream is not None and not self._response_done:
-            if self._content_length is None and not self._chunked and reason.check(ConnectionDone):
+            reader = self._reader
+            if reader.content_length is None and not reader.chunked and isinstance(reason.value, ConnectionDone):
                 # a close-delimited body ends with the connection
                 self._response_done = True
-                stream.finish(self._trailers)
+                stream.finish(reader.trailers)
             else:
                 stream.fail(ConnectionReset("the upstream connection closed mid-response", reason=str(reason.value)))
             self._stream = None
@@ -168,7 +165,7 @@ class HttpClientProtocol(Protocol):
         if resend:
             self._deferred = None
             self._client.pending -= 1
-        elif reason.check(*_TLS_FAILURES) and not self._answered:
+        elif isinstance(reason.value, _TLS_FAILURES) and not self._answered:
             # the TLS handshake failed: the server never saw the request
             address = self._client.address.show()
             self._fail(ConnectionFailed(f"TLS with {address} failed: {reason.getErrorMessage()}", address=address))
@@ -221,14 +218,14 @@ class HttpClientProtocol(Protocol):
         self._exchanges += 1
         self._answered = False
         self._may_resend = may_resend
-        self._is_head = request.method == b"HEAD"
+        self._is_head = self._reader.keep_length = request.method == b"HEAD"
         self._response_done = False
         self._keep_alive = True
         d: Deferred[Response] = Deferred(self._cancel)
         self._deferred = d
         self._pipe = None
         self._client.pending += 1
-        if framing < 0:  # the whole request is in ``head``
+        if framing is None:  # the whole request is in ``head``
             self._request_done = True
             self._write(head)
             self._client.count_sent(len(head))
@@ -237,8 +234,8 @@ class HttpClientProtocol(Protocol):
         self._pipe = send_body(self.transport, head, request.body, framing, self._request_sent, self._client.count_sent, self._write)
         return d
 
-    def _encode(self, request: Request) -> tuple[bytes, int]:
-        """The bytes to write first and the framing of what follows (-1: nothing follows)."""
+    def _encode(self, request: Request) -> tuple[bytes, Framing | None]:
+        """The bytes to write first and the framing of what follows (None: nothing follows)."""
         target, authority = split_target(request.uri)
         parts = [b"%s %s HTTP/1.1\r\n" % (request.method, target)]
         if authority is not None:
@@ -258,7 +255,7 @@ class HttpClientProtocol(Protocol):
                 parts.append(b"Content-Length: 0\r\n\r\n")
             else:
                 parts.append(CRLF)
-            return b"".join(parts), -1
+            return b"".join(parts), None
         if isinstance(body, StreamBody) and body.consumed:
             # refused before any byte is written: a head without its body would hang the exchange
             raise ValueError("its streamed body was already consumed by an earlier attempt")
@@ -318,31 +315,31 @@ class HttpClientProtocol(Protocol):
             self.reusable = False
             self.transport.abortConnection()
             return
-        self._began = False
+        reader = self._reader
         try:
-            self._parser.feed_data(data)
+            too_large = reader.feed(data)
         except httptools.HttpParserCallbackError as e:
-            if isinstance(e.__context__, _HeadOnly):
-                self._parser = httptools.HttpResponseParser(self)
+            cause = e.__context__
+            if isinstance(cause, _HeadOnly):
+                reader.new_parser()
                 self._complete_held()
-                return
-            if isinstance(e.__context__, _HeadTooLarge):
-                self._protocol_error(f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)")
-                return
-            self._protocol_error(f"response handling failed: {e.__context__!r}")
+            elif isinstance(cause, ProtocolError):  # the head is over maxHeadersKB
+                self._head_too_large()
+            else:
+                self._protocol_error(f"response handling failed: {cause!r}")
+            return
         except httptools.HttpParserUpgrade:
             self._protocol_error("protocol upgrades are not supported")
+            return
         except httptools.HttpParserError as e:
             self._protocol_error(f"malformed response: {e}")
             return
-        if self._in_head and not self._lost:
+        if too_large and not self._lost:
             # httptools buffers a field until it ends: bound what it holds by the raw bytes
-            if self._began:
-                self._partial_head = self._head_bytes
-            else:
-                self._partial_head += len(data)
-            if self._partial_head > self._max_head + self._max_line:
-                self._protocol_error(f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)")
+            self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        self._protocol_error(f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)")
 
     def _protocol_error(self, message: str) -> None:
         self.reusable = False
@@ -354,66 +351,28 @@ class HttpClientProtocol(Protocol):
             self._stream = None
         self.transport.abortConnection()
 
-    def _reset_parse_state(self) -> None:
-        self._fields = []
-        self._conn_values = None
-        self._content_length = None
-        self._chunked = False
-        self._in_head = True
-        self._collect = None
+    # -- reader events -------------------------------------------------------------------
+
+    def _on_begin(self) -> None:
+        self._answered = True
         self._stream = None
-        self._trailers = None
         self._interim = False
 
-    def on_message_begin(self) -> None:
-        self._answered = True
-        self._began = True
-        self._head_bytes = 0
-        self._reset_parse_state()
-
-    def on_status(self, reason: bytes) -> None:
-        self._head_bytes += len(reason)
-        if len(reason) > self._max_line:
-            raise _HeadTooLarge()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self._max_head:
-            raise _HeadTooLarge()  # trailers too: one limit per message, as on the server
-        if not self._in_head:
-            if self._trailers is None:
-                self._trailers = []
-            self._trailers.append((name, value))
-            return
-        lname = name.lower()
-        if lname in _RESPONSE_DROPPED:
-            if lname == b"content-length":
-                self._content_length = int(value)
-                if self._is_head:
-                    self._fields.append((name, value))  # describes the GET's body
-                    return
-            elif lname == b"connection":
-                if self._conn_values is None:
-                    self._conn_values = []
-                self._conn_values.append(value)
-            elif lname == b"transfer-encoding":
-                self._chunked = True
-            return
-        self._fields.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        parser = self._parser
+    def _on_head(self) -> None:
+        reader = self._reader
+        parser = reader.parser
         status: int = parser.get_status_code()
         if status < 200:
             self._interim = True  # 100 Continue & co: dropped (the server answered 100 itself)
             return
         self._keep_alive = parser.should_keep_alive()
         headers = Headers.__new__(Headers)
-        headers._items = self._fields
-        if self._conn_values is not None and names_other_fields(self._conn_values):
-            strip_nominated(headers, connection_tokens(self._conn_values))
-        length = self._content_length
+        headers._items = reader.fields
+        conn_values = reader.conn_values
+        if conn_values is not None and names_other_fields(conn_values):
+            strip_nominated(headers, connection_tokens(conn_values))
+        length = reader.content_length
+        chunked = reader.chunked
         if self._is_head or status == 204 or status == 304 or length == 0:
             # no body: answered at the end of the message, once the connection is back in
             # the pool (a caller sending its next request right away then reuses it)
@@ -421,29 +380,30 @@ class HttpClientProtocol(Protocol):
             if self._is_head:
                 raise _HeadOnly()  # llhttp would wait for the body the length announces
             return
-        if length is not None and length <= BUFFERED_RESPONSE_LIMIT and not self._chunked:
-            self._collect = []
+        if length is not None and length <= BUFFERED_RESPONSE_LIMIT and not chunked:
+            reader.collect = []
             self._held = Response(status, headers, EMPTY_BODY)
             return  # delivered whole at the end of the message
-        stream = StreamBody(self, None if self._chunked else length)
+        stream = StreamBody(self, None if chunked else length)
         self._stream = stream
         self._deliver(Response(status, headers, stream))
 
-    def on_body(self, data: bytes) -> None:
-        if self._collect is not None:
-            self._collect.append(data)
-        elif self._stream is not None:
-            self._stream.write(data)
+    def _on_body(self, data: bytes) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream.write(data)
 
-    def on_message_complete(self) -> None:
+    def _on_end(self) -> None:
         if self._interim:
             self._interim = False
             return
-        if self._collect is not None:
+        reader = self._reader
+        collected = reader.collect
+        if collected is not None:
             held = self._held
             if held is not None:
-                held.body = BufferedBody(b"".join(self._collect))
-            self._collect = None
+                held.body = BufferedBody(b"".join(collected))
+            reader.collect = None
         self._complete_held()
 
     def _complete_held(self) -> None:
@@ -477,7 +437,7 @@ class HttpClientProtocol(Protocol):
             self._paused = False
             self.transport.resumeProducing()
         if stream is not None:
-            stream.finish(self._trailers)
+            stream.finish(self._reader.trailers)
         if self._request_done:
             self._exchange_done()
         elif self._pipe is not None:
@@ -559,11 +519,11 @@ class EndpointClient(Service[Request, Response]):
         if conn is not None:
             return conn.send(request)
         self.pending += 1  # counted by the connection once it has one
-        d = self._pool.acquire()
-        d.addBoth(self._connected, request)
-        return d
+        return self._pool.acquire().addBoth(self._connected, request)
 
-    def _connected(self, conn: Any, request: Request, may_resend: bool = True) -> Any:
+    def _connected(
+        self, conn: HttpClientProtocol | Failure, request: Request, may_resend: bool = True
+    ) -> Deferred[Response] | Failure:
         self.pending -= 1
         if isinstance(conn, Failure):
             return conn
@@ -575,9 +535,7 @@ class EndpointClient(Service[Request, Response]):
         if self._closed:
             return fail(ConnectionReset(f"the connection to {self.address.show()} closed before responding"))
         self.pending += 1
-        d = self._pool.acquire()
-        d.addBoth(self._connected, request, False)
-        return d
+        return self._pool.acquire().addBoth(self._connected, request, False)
 
     def close(self) -> Deferred[None]:
         """Stop taking requests; finish those in flight, then close every connection."""

@@ -18,6 +18,7 @@ connection is paused, so memory is bounded whatever the body size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import IntEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -26,10 +27,21 @@ from l5d_twisted.http.hop import NOT_WRITTEN
 from l5d_twisted.http.message import Headers
 from l5d_twisted.http.stream import StreamBody, Trailers
 
-NONE = 0
-LENGTH = 1
-CHUNKED = 2
-CLOSE = 3
+
+class Framing(IntEnum):
+    """How a message body is delimited on the wire (see the module doc)."""
+
+    NONE = 0
+    LENGTH = 1
+    CHUNKED = 2
+    CLOSE = 3
+
+
+# module-level names: one global lookup on the hot path instead of an enum attribute
+NONE = Framing.NONE
+LENGTH = Framing.LENGTH
+CHUNKED = Framing.CHUNKED
+CLOSE = Framing.CLOSE
 
 CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -76,7 +88,7 @@ def body_length(body: Any) -> int | None:
     return 0
 
 
-def choose_framing(body: Any, chunked_ok: bool) -> int:
+def choose_framing(body: Any, chunked_ok: bool) -> Framing:
     """How to frame a body that is allowed to exist."""
     if isinstance(body, BufferedBody):
         if body.trailers and chunked_ok:
@@ -89,7 +101,7 @@ def choose_framing(body: Any, chunked_ok: bool) -> int:
     return LENGTH
 
 
-def framing_field(framing: int, body: Any) -> bytes:
+def framing_field(framing: Framing, body: Any) -> bytes:
     if framing == LENGTH:
         return b"Content-Length: %d\r\n" % (body_length(body) or 0)
     if framing == CHUNKED:
@@ -111,7 +123,7 @@ def send_body(
     transport: Any,
     head: bytes,
     body: Any,
-    framing: int,
+    framing: Framing,
     on_done: Callable[[bool], None],
     count: Callable[[int], None] | None = None,
     write: Callable[[bytes], None] | None = None,
@@ -167,7 +179,7 @@ class BodyPipe:
         self,
         transport: Any,
         body: StreamBody,
-        framing: int,
+        framing: Framing,
         on_done: Callable[[bool], None],
         count: Callable[[int], None] | None,
         write: Callable[[bytes], None] | None = None,

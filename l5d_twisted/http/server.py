@@ -45,14 +45,13 @@ Per connection (:class:`HttpServerProtocol`):
 from __future__ import annotations
 
 import socket
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -68,9 +67,11 @@ from l5d_twisted.errors import (
 )
 from l5d_twisted.http.body import EMPTY_BODY, BufferedBody
 from l5d_twisted.http.codec import (
+    CLOSE,
     CRLF,
     LENGTH,
     NONE,
+    Framing,
     choose_framing,
     encode_fields,
     framing_field,
@@ -78,6 +79,7 @@ from l5d_twisted.http.codec import (
     status_line,
 )
 from l5d_twisted.http.errors import error_response
+from l5d_twisted.http.exchange import Exchange, ExchangeQueue
 from l5d_twisted.http.fastwrite import direct_writer, set_no_delay
 from l5d_twisted.http.hop import (
     DROPPED_ON_PARSE,
@@ -88,7 +90,9 @@ from l5d_twisted.http.hop import (
 )
 from l5d_twisted.http.listen import listen_tcp
 from l5d_twisted.http.message import Headers, Request, Response, split_target
+from l5d_twisted.http.reader import MessageReader, ProtocolError
 from l5d_twisted.http.stream import StreamBody
+from l5d_twisted.http.timeouts import BODY_CHECK_INTERVAL_S, ConnectionTimeouts
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.stats import StatsReceiver
 
@@ -99,9 +103,6 @@ _CLOSE_FIELD = b"Connection: close\r\n"
 _KEEP_ALIVE_FIELD = b"Connection: keep-alive\r\n"
 _HEAD_SKIP_KEEPING_LENGTH = NOT_WRITTEN - {b"content-length"}
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
-_MAX_PIPELINED = 16  # parsed-but-unanswered requests before the connection stops reading
-BODY_CHECK_INTERVAL_S = 1.0  # how often a connection reading a request body checks its pace
-BODY_RATE_GRACE_S = 5.0  # the minimum body rate applies after this long (Kestrel's default grace)
 
 
 @dataclass(frozen=True)
@@ -151,48 +152,6 @@ def _cleared(name: bytes) -> bool:
     return name.startswith(b"l5d-") and name != _KEPT_ON_CLEAR
 
 
-class ProtocolError(Exception):
-    """Raised from a parser callback to refuse the request with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _Exchange:
-    """One request on a connection, from its head to the end of its response."""
-
-    __slots__ = (
-        "request",
-        "ready",
-        "keep_alive",
-        "chunked_ok",
-        "body_done",
-        "expect_continue",
-        "continue_sent",
-        "deferred",
-        "rejection",
-        "counted",
-        "stream",
-        "response_started",
-    )
-
-    def __init__(self, request: Request | None, keep_alive: bool, chunked_ok: bool) -> None:
-        self.request = request
-        self.ready = False
-        self.keep_alive = keep_alive
-        self.chunked_ok = chunked_ok
-        self.body_done = False
-        self.expect_continue = False
-        self.continue_sent = False
-        self.deferred: Deferred[Response] | None = None
-        self.rejection: Response | None = None
-        self.counted = False
-        self.stream: StreamBody | None = None
-        self.response_started = False
-
-
 def protocol_error_response(status: int, message: str) -> Response:
     response = error_response(BadRequest(message))
     response.status = status
@@ -200,7 +159,8 @@ def protocol_error_response(status: int, message: str) -> Response:
 
 
 class HttpServerProtocol(Protocol):
-    """One client connection."""
+    """One client connection: reads requests (``http.reader``), queues them in order
+    (``http.exchange``), answers them, and applies its timeouts (``http.timeouts``)."""
 
     transport: Any
 
@@ -208,45 +168,36 @@ class HttpServerProtocol(Protocol):
         self._server = server
         settings = server.settings
         self._service = server.service
-        self._max_url = settings.max_initial_line_kb * 1024
-        self._max_head = settings.max_headers_kb * 1024
         self._max_buffered = settings.max_buffered_body_kb * 1024
         self._clear_context = settings.clear_context
-        self._dropped = DROPPED_ON_PARSE if settings.request_dtab else DROPPED_ON_PARSE | REQUEST_DTAB_FIELDS
         self._dtab_addresses = settings.request_dtab_addresses
+        dropped = DROPPED_ON_PARSE if settings.request_dtab else DROPPED_ON_PARSE | REQUEST_DTAB_FIELDS
+        self._reader = MessageReader(
+            True,
+            dropped,
+            settings.max_headers_kb * 1024,
+            settings.max_initial_line_kb * 1024,
+            self._on_head,
+            self._on_body,
+            self._on_end,
+        )
+        self._exchanges = ExchangeQueue()
+        self._timeouts = ConnectionTimeouts(
+            server.reactor,
+            self._on_timer,
+            settings.header_read_timeout_s,
+            settings.idle_timeout_s,
+            settings.body_idle_timeout_s,
+            settings.min_body_bytes_per_s,
+        )
         self._seconds = server.reactor.seconds
-        self._parser: Any = httptools.HttpRequestParser(self)
-        self._queue: deque[_Exchange] = deque()
-        self._active: _Exchange | None = None
-        self._parsing: _Exchange | None = None
         self._dispatching = False
         self._lost = False
         self._closing = False  # no more requests will be read
         self._draining = False
         self._served = False  # a response went out and the connection stayed open
+        self._discarding = False  # the request body's reader went away: drop the rest
         self._paused: set[str] = set()
-        self._timer: Any = None
-        self._last_activity = 0.0
-        # per-message parse state
-        self._in_head = False
-        self._head_started = 0.0
-        self._head_bytes = 0
-        self._partial_head = 0
-        self._url = b""
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._conn_values: list[bytes] | None = None
-        self._content_length: int | None = None
-        self._chunked = False
-        self._expect = False
-        self._collect: list[bytes] | None = None
-        self._trailers: list[tuple[bytes, bytes]] | None = None
-        self._discarding = False
-        self._count_head = True
-        self._began = False  # a message began during the current read
-        self._host_at = -1  # where the Host field is in ``_fields`` (-1: none yet)
-        # the pace of the request body being read (reset when we resume reading it)
-        self._body_window_start = 0.0
-        self._body_window_bytes = 0
         self._write: Any = None
 
     # -- connection lifecycle ------------------------------------------------------------
@@ -255,36 +206,33 @@ class HttpServerProtocol(Protocol):
         set_no_delay(self.transport)
         self._write = direct_writer(self.transport)
         self._server._connection_made(self)
-        self._last_activity = self._seconds()
-        self._schedule_timer(min(self._server.settings.idle_timeout_s, self._server.settings.header_read_timeout_s))
+        self._timeouts.start()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionResetError())) -> None:  # noqa: B008
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
         self._closing = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        parsing = self._parsing
+        self._timeouts.cancel()
+        exchanges = self._exchanges
+        parsing = exchanges.parsing
         if parsing is not None and parsing.stream is not None:
             parsing.stream.fail(ClientDisconnected("the client closed the connection mid-request"))
-        active = self._active
+        active = exchanges.active
         if active is not None:
             self._uncount(active)
             d = active.deferred
             if d is not None:
                 d.cancel()  # also when it waits on an inner Deferred (``called`` is then True)
-        self._queue.clear()
+        exchanges.clear()
         self._server._connection_lost(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        self._last_activity = self._seconds()
-        # a head can only be too large if this read, or the head it continues, is large
-        self._count_head = self._in_head or len(data) > self._max_head
-        self._began = False
+        timeouts = self._timeouts
+        now = timeouts.last_activity = self._seconds()
+        reader = self._reader
         try:
-            self._parser.feed_data(data)
+            too_large = reader.feed(data)
         except httptools.HttpParserUpgrade as e:
             self._after_upgrade(data, int(e.args[0]) if e.args else len(data))
             return
@@ -293,183 +241,102 @@ class HttpServerProtocol(Protocol):
             if isinstance(cause, ProtocolError):
                 self._reject(cause.status, cause.message)
             else:
-                log.failure("HTTP server callback failed", Failure(cause) if cause else None)
+                log.failure("HTTP server callback failed", _failure(cause) if cause else None)
                 self._reject(400, "bad request")
             return
         except httptools.HttpParserError as e:
             self._reject(400, f"malformed request: {e}")
             return
-        if self._in_head:
-            if self._began:
-                # the head began in this read, after whatever earlier (pipelined) messages
-                # it held: count the fields parsed so far, not the whole read (the unparsed
-                # tail is at most one read, which bounds what httptools holds of it)
-                self._partial_head = self._head_bytes + len(self._url)
-            else:
-                self._partial_head += len(data)
-            if self._partial_head > self._max_head + self._max_url:
-                self._reject(431, "request header fields too large")
-            elif not self._count_head:  # the fields parsed so far were not counted
-                self._head_bytes = self._partial_head
+        if reader.began:
+            timeouts.head_started = now  # (only read while that head is still being read)
+        if too_large:
+            self._reject(431, "request header fields too large")
 
-    # -- httptools callbacks -------------------------------------------------------------
+    # -- reader events -------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._began = True
-        self._host_at = -1
-        self._head_started = self._last_activity
-        self._head_bytes = 0
-        self._partial_head = 0
-        self._url = b""
-        self._fields = []
-        self._conn_values = None
-        self._content_length = None
-        self._chunked = False
-        self._expect = False
-        self._collect = None
-        self._trailers = None
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self._max_url:
-            raise ProtocolError(414, "request target too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._count_head:
-            self._head_bytes += len(name) + len(value) + 4
-            if self._head_bytes > self._max_head:
-                raise ProtocolError(431, "request header fields too large")
-        if not self._in_head:  # a trailer field of a chunked body
-            if self._trailers is None:
-                self._trailers = []
-            self._trailers.append((name, value))
-            return
-        lname = name.lower()
-        if lname in self._dropped:
-            if lname == b"connection":
-                if self._conn_values is None:
-                    self._conn_values = []
-                self._conn_values.append(value)
-            elif lname == b"content-length":
-                self._content_length = int(value)
-            elif lname == b"transfer-encoding":
-                # only "chunked" last frames a request (RFC 9112 §6.3); llhttp refuses the rest
-                # but only after this head was handed on, so refuse it here first
-                if value.rsplit(b",", 1)[-1].strip().lower() != b"chunked" or self._chunked:
-                    raise ProtocolError(400, "unsupported Transfer-Encoding")
-                self._chunked = True
-            elif lname == b"expect":
-                self._expect = value.lower() == b"100-continue"
-            return
-        if lname == b"host":
-            if self._host_at >= 0:  # RFC 9112 §3.2: which one names the target is ambiguous
-                raise ProtocolError(400, "more than one Host header")
-            self._host_at = len(self._fields)
-        self._fields.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        parser = self._parser
+    def _on_head(self) -> None:
+        reader = self._reader
+        parser = reader.parser
         method: bytes = parser.get_method()
         if method == b"CONNECT":
             raise ProtocolError(405, "CONNECT is not supported")
         version = parser.get_http_version()
         if version not in _VERSIONS:  # llhttp also takes 0.9 and 2.0 request lines
             raise ProtocolError(505, f"HTTP/{version} is not supported (HTTP/1.1 and HTTP/1.0 are)")
-        url = self._url
+        url = reader.url
         if url[:1] != b"/" and url != b"*":
-            self._host_from_target(url)
+            _host_from_target(reader, url)
         headers = Headers.__new__(Headers)
-        headers._items = self._fields
-        if self._conn_values is not None and names_other_fields(self._conn_values):
-            tokens = connection_tokens(self._conn_values)
+        headers._items = reader.fields
+        conn_values = reader.conn_values
+        length = reader.content_length
+        chunked = reader.chunked
+        if conn_values is not None and names_other_fields(conn_values):
+            tokens = connection_tokens(conn_values)
             strip_nominated(headers, tokens)
-            if b"upgrade" in tokens and parser.should_upgrade() and (self._chunked or self._content_length):
+            if b"upgrade" in tokens and parser.should_upgrade() and (chunked or length):
                 # llhttp would skip this body and read it as the next request
                 raise ProtocolError(400, "a protocol upgrade request cannot have a body")
         if self._clear_context:
             headers.remove_if(_cleared)
-        ex = _Exchange(None, parser.should_keep_alive(), version == "1.1")
-        length = self._content_length
-        if self._chunked:
+        ex = Exchange(None, parser.should_keep_alive(), version == "1.1")
+        body: Any
+        if chunked:
             stream = StreamBody(self, None)
             ex.stream = stream
-            body: Any = stream
+            body = stream
             ex.ready = True
-            ex.expect_continue = self._expect
+            ex.expect_continue = reader.expect
         elif length:
             if length <= self._max_buffered:
-                self._collect = []
+                reader.collect = []
                 body = EMPTY_BODY  # replaced at the end of the message
             else:
                 stream = StreamBody(self, length)
                 ex.stream = stream
                 body = stream
                 ex.ready = True
-            ex.expect_continue = self._expect
+            ex.expect_continue = reader.expect
         else:
             body = EMPTY_BODY
             ex.ready = True
             ex.body_done = True  # so an answer given right away can keep the connection
         if not ex.body_done:
-            self._start_body_clock()
+            self._timeouts.restart_body_clock(reader.body_bytes)
         request = Request(method, url, headers, body, _VERSIONS[version])
         if self._dtab_addresses:
             request.ctx[REQUEST_DTAB_ADDRESSES] = True
         ex.request = request
-        self._parsing = ex
-        self._queue.append(ex)
-        if len(self._queue) > _MAX_PIPELINED:
+        exchanges = self._exchanges
+        if exchanges.read(ex):
             self._pause("pipeline")
-        if (ex.ready or ex.expect_continue) and self._active is None:
+        if (ex.ready or ex.expect_continue) and exchanges.active is None:
             self._maybe_dispatch()
 
-    def _host_from_target(self, url: bytes) -> None:
-        """An absolute-form target names the host: Host is replaced by its authority.
-
-        RFC 9112 §3.2.2: a proxy forwarding such a request generates Host from the target,
-        so the name the request is routed by and the Host the next hop sees agree.
-        """
-        authority = split_target(url)[1]
-        if authority is None:
-            return
-        if not authority or b"@" in authority:  # no host, or userinfo (RFC 9110 §4.2.4)
-            raise ProtocolError(400, "the request target has no valid authority")
-        fields = self._fields
-        at = self._host_at
-        if at >= 0:
-            name, value = fields[at]
-            if value != authority:
-                fields[at] = (name, authority)
-        else:
-            fields.insert(0, (b"Host", authority))
-
-    def on_body(self, data: bytes) -> None:
-        self._body_window_bytes += len(data)
-        if self._collect is not None:
-            self._collect.append(data)
-            return
-        ex = self._parsing
+    def _on_body(self, data: bytes) -> None:
+        ex = self._exchanges.parsing
         if ex is not None and ex.stream is not None and not self._discarding:
             ex.stream.write(data)
 
-    def on_message_complete(self) -> None:
-        ex = self._parsing
-        self._parsing = None
+    def _on_end(self) -> None:
+        exchanges = self._exchanges
+        ex = exchanges.parsing
+        exchanges.parsing = None
         if ex is None:
             return
         ex.body_done = True
-        if self._collect is not None:
+        reader = self._reader
+        collected = reader.collect
+        if collected is not None:
             assert ex.request is not None
-            ex.request.body = BufferedBody(b"".join(self._collect))
-            self._collect = None
+            ex.request.body = BufferedBody(b"".join(collected))
+            reader.collect = None
             ex.ready = True
         elif ex.stream is not None:
-            ex.stream.finish(self._trailers)
+            ex.stream.finish(reader.trailers)
             self._discarding = False
             self._resume("body")
-        if self._active is None and self._queue:
+        if exchanges.active is None and exchanges.waiting:
             self._maybe_dispatch()
 
     # -- BodySource (the request body stream pauses this connection) ---------------------
@@ -491,31 +358,31 @@ class HttpServerProtocol(Protocol):
         if self._dispatching:
             return
         self._dispatching = True
+        exchanges = self._exchanges
         try:
-            while self._active is None and self._queue and not self._lost:
-                ex = self._queue[0]
+            while exchanges.active is None and exchanges.waiting and not self._lost:
+                ex = exchanges.waiting[0]
                 if not ex.ready:
                     if ex.expect_continue and not ex.continue_sent:
                         ex.continue_sent = True
                         self._write(_CONTINUE)
-                        self._start_body_clock()
+                        self._timeouts.restart_body_clock(self._reader.body_bytes)
                     return
-                self._queue.popleft()
-                self._active = ex
-                if "pipeline" in self._paused and len(self._queue) <= _MAX_PIPELINED // 2:
+                exchanges.take()
+                if "pipeline" in self._paused and exchanges.may_read_more():
                     self._resume("pipeline")
                 self._start(ex)
         finally:
             self._dispatching = False
 
-    def _start(self, ex: _Exchange) -> None:
+    def _start(self, ex: Exchange) -> None:
         if ex.rejection is not None:
             self._respond(ex.rejection, ex)
             return
         if ex.expect_continue and not ex.continue_sent and not ex.body_done:
             ex.continue_sent = True
             self._write(_CONTINUE)
-            self._start_body_clock()
+            self._timeouts.restart_body_clock(self._reader.body_bytes)
         server = self._server
         limit = server.settings.max_concurrent_requests
         if limit is not None and server.in_flight >= limit:
@@ -523,6 +390,7 @@ class HttpServerProtocol(Protocol):
             return
         server.in_flight += 1
         ex.counted = True
+        d: Deferred[Response]
         try:
             assert ex.request is not None
             d = self._service(ex.request)
@@ -532,21 +400,21 @@ class HttpServerProtocol(Protocol):
         # addBoth, not addCallbacks: Twisted's addCallbacks costs ~0.3 us more per call
         d.addBoth(self._answer, ex)
 
-    def _answer(self, result: Any, ex: _Exchange) -> None:
+    def _answer(self, result: Response | Failure, ex: Exchange) -> None:
         if isinstance(result, Failure):
             return self._respond_failure(result, ex)
         return self._respond(result, ex)
 
-    def _respond_failure(self, failure: Failure, ex: _Exchange) -> None:
-        if ex is not self._active or self._lost:
+    def _respond_failure(self, failure: Failure, ex: Exchange) -> None:
+        if ex is not self._exchanges.active or self._lost:
             return None
-        if not failure.check(MeshError, CancelledError):
+        if not isinstance(failure.value, (MeshError, CancelledError)):
             log.warn("service failed: {error}", error=failure.getErrorMessage())
         self._respond(error_response(failure), ex)
         return None
 
-    def _respond(self, response: Response, ex: _Exchange) -> None:
-        if ex is not self._active or self._lost:
+    def _respond(self, response: Response, ex: Exchange) -> None:
+        if ex is not self._exchanges.active or self._lost:
             body = getattr(response, "body", None)
             if isinstance(body, StreamBody):
                 body.discard()
@@ -557,7 +425,7 @@ class HttpServerProtocol(Protocol):
             self._write_response(response, ex)
         except Exception as e:
             # a malformed response from some layer must not leave the client waiting
-            log.failure("cannot write response", Failure(e))
+            log.failure("cannot write response", _failure(e))
             if ex.response_started:
                 self._closing = True
                 self.transport.abortConnection()
@@ -566,21 +434,22 @@ class HttpServerProtocol(Protocol):
                 self._write_response(error_response(e), ex)
         return None
 
-    def _write_response(self, response: Response, ex: _Exchange) -> None:
+    def _write_response(self, response: Response, ex: Exchange) -> None:
         body = response.body
         request = ex.request
         status = response.status
         is_head = request is not None and request.method == b"HEAD"
         # draining: requests already read behind this one are answered; the last closes
-        keep_alive = ex.keep_alive and not self._closing and not (self._draining and not self._queue)
+        keep_alive = ex.keep_alive and not self._closing and not (self._draining and not self._exchanges.waiting)
+        framing: Framing
         if status < 200 or status == 204 or status == 304 or is_head:
             framing = NONE
         else:
             framing = choose_framing(body, ex.chunked_ok)
-            if framing == 3:  # close-delimited
+            if framing is CLOSE:  # the body ends when the connection closes
                 keep_alive = False
         parts = [status_line(status, response.reason)]
-        if framing == NONE:
+        if framing is NONE:
             encode_fields(parts, response.headers, _HEAD_SKIP_KEEPING_LENGTH)
             if is_head and b"content-length" not in response.headers and isinstance(body, BufferedBody) and body.data:
                 parts.append(b"Content-Length: %d\r\n" % len(body.data))
@@ -595,7 +464,7 @@ class HttpServerProtocol(Protocol):
             parts.append(_KEEP_ALIVE_FIELD)
         parts.append(CRLF)
         ex.response_started = True
-        if framing == LENGTH and type(body) is BufferedBody:
+        if framing is LENGTH and type(body) is BufferedBody:
             # the common case: head and body in one write, done
             parts.append(body.data)
             self._write(b"".join(parts))
@@ -612,28 +481,28 @@ class HttpServerProtocol(Protocol):
         )
         return None
 
-    def _finish_exchange(self, ex: _Exchange, ok: bool, keep_alive: bool) -> None:
+    def _finish_exchange(self, ex: Exchange, ok: bool, keep_alive: bool) -> None:
         self._uncount(ex)
-        if self._active is ex:
-            self._active = None
+        exchanges = self._exchanges
+        if exchanges.active is ex:
+            exchanges.active = None
         if self._lost:
             return
-        transport = self.transport
         if not ok:
             self._closing = True
-            transport.abortConnection()
+            self.transport.abortConnection()
             return
-        self._last_activity = self._seconds()
+        self._timeouts.last_activity = self._seconds()
         if not keep_alive or not ex.body_done:
             self._close()
             return
         self._served = True
-        if self._draining and not self._queue and not self._in_head:
+        if self._draining and not exchanges.waiting and not self._reader.in_head:
             self._close()
             return
         self._maybe_dispatch()
 
-    def _uncount(self, ex: _Exchange) -> None:
+    def _uncount(self, ex: Exchange) -> None:
         if ex.counted:
             ex.counted = False
             self._server.in_flight -= 1
@@ -646,30 +515,24 @@ class HttpServerProtocol(Protocol):
             return
         self._closing = True
         self._pause("closing")
-        self._in_head = False
-        ex = self._parsing
-        self._parsing = None
+        self._reader.in_head = False
+        exchanges = self._exchanges
+        ex = exchanges.parsing
+        exchanges.parsing = None
         if ex is not None:
-            dispatched = ex is self._active
+            dispatched = ex is exchanges.active
             if ex.stream is not None:
                 # the client's fault, not the endpoint's (see errors.ClientFault)
                 error = ClientTimeout(message) if status == 408 else MalformedRequestBody(message)
                 ex.stream.fail(error)  # may answer (and finish) it right away
             if dispatched:
                 return  # its own response (an error, as its body failed) ends the connection
-            if ex in self._queue:
-                self._queue.remove(ex)
-        self._queue = deque(e for e in self._queue if e.ready)
-        rejection = _Exchange(None, False, True)
-        rejection.ready = True
-        rejection.body_done = True
-        rejection.rejection = protocol_error_response(status, message)
-        self._queue.append(rejection)
+        exchanges.refuse(ex, protocol_error_response(status, message))
         self._maybe_dispatch()
 
     def _after_upgrade(self, data: bytes, offset: int) -> None:
         """llhttp stops after an upgrade request; the upgrade is ignored, so parse on."""
-        self._parser = httptools.HttpRequestParser(self)
+        self._reader.new_parser()
         rest = data[offset:]
         if rest:
             self.dataReceived(rest)
@@ -689,72 +552,54 @@ class HttpServerProtocol(Protocol):
             if not self._paused and not self._lost:
                 self.transport.resumeProducing()
                 # time spent paused by us is not the client's: its body's pace starts over
-                self._start_body_clock()
-
-    def _start_body_clock(self) -> None:
-        now = self._seconds()
-        self._last_activity = now
-        self._body_window_start = now
-        self._body_window_bytes = 0
-        timer = self._timer
-        if timer is not None and timer.getTime() > now + BODY_CHECK_INTERVAL_S:
-            timer.cancel()
-            self._schedule_timer(BODY_CHECK_INTERVAL_S)
-
-    def _schedule_timer(self, delay: float) -> None:
-        self._timer = self._server.reactor.callLater(max(delay, 0.001), self._on_timer)
+                self._timeouts.restart_body_clock(self._reader.body_bytes)
 
     def _on_timer(self) -> None:
-        self._timer = None
         if self._lost:
             return
-        settings = self._server.settings
+        timeouts = self._timeouts
         now = self._seconds()
-        if self._in_head and self._active is None:
-            waited = now - self._head_started
-            if waited >= settings.header_read_timeout_s:
+        exchanges = self._exchanges
+        if self._reader.in_head and exchanges.active is None:
+            left = timeouts.head_time_left(now)
+            if left <= 0:
                 self._reject(408, "timed out reading the request head")
-                self._schedule_timer(settings.header_read_timeout_s)
+                timeouts.schedule(timeouts.header_read_timeout_s)
                 return
-            self._schedule_timer(settings.header_read_timeout_s - waited)
+            timeouts.schedule(left)
             return
-        idle = now - self._last_activity
-        parsing = self._parsing
+        parsing = exchanges.parsing
         if parsing is not None and not self._closing:
             # a request body is arriving: a stall or a trickle is a slow client (unless we
             # paused it, or it waits for the 100 Continue we have not sent yet)
             waiting = parsing.expect_continue and not parsing.continue_sent
-            if not self._paused and not waiting and self._body_too_slow(now, idle, settings):
-                return
-            self._schedule_timer(BODY_CHECK_INTERVAL_S)
+            if not self._paused and not waiting:
+                why = timeouts.body_too_slow(now, self._reader.body_bytes)
+                if why is not None:
+                    self._body_timed_out(parsing, why)
+                    return
+            timeouts.schedule(BODY_CHECK_INTERVAL_S)
             return
-        if self._active is not None or self._queue or self._parsing is not None:
-            self._schedule_timer(settings.idle_timeout_s)
+        if exchanges.busy():
+            timeouts.schedule(timeouts.idle_timeout_s)
             return
-        if idle >= settings.idle_timeout_s:
+        left = timeouts.idle_time_left(now)
+        if left <= 0:
             if self._closing:  # a close already asked for has not finished: force it
                 self.transport.abortConnection()
             else:
                 self._close()
-                self._schedule_timer(settings.idle_timeout_s)
+                timeouts.schedule(timeouts.idle_timeout_s)
             return
-        self._schedule_timer(settings.idle_timeout_s - idle)
+        timeouts.schedule(left)
 
-    def _body_too_slow(self, now: float, idle: float, settings: ServerSettings) -> bool:
-        """Time the body out (True) if it stalled or its average pace is below the minimum."""
-        if idle >= settings.body_idle_timeout_s:
-            why = f"no request body data for {settings.body_idle_timeout_s:g} s"
-        else:
-            elapsed = now - self._body_window_start
-            rate = settings.min_body_bytes_per_s
-            if not rate or elapsed < BODY_RATE_GRACE_S or self._body_window_bytes >= rate * elapsed:
-                return False
-            why = f"request body slower than {rate} bytes/s"
-        ex = self._parsing
+    def _body_timed_out(self, ex: Exchange, why: str) -> None:
+        """The request body being read stalled or trickles: fail it, or refuse it with 408."""
         self._server.count_body_timeout()
-        if ex is not None and ex is self._active and ex.stream is not None:
+        timeouts = self._timeouts
+        if ex is self._exchanges.active and ex.stream is not None:
             # handed on already: the service fails (408 if it has not answered yet)
-            self._parsing = None
+            self._exchanges.parsing = None
             self._closing = True
             self._pause("closing")
             ex.stream.fail(ClientTimeout(f"timed out reading the request body: {why}"))
@@ -762,11 +607,10 @@ class HttpServerProtocol(Protocol):
                 self.transport.abortConnection()
             else:
                 # its answer (408, or a timeout of its own) ends the connection
-                self._schedule_timer(settings.idle_timeout_s)
-            return True
+                timeouts.schedule(timeouts.idle_timeout_s)
+            return
         self._reject(408, f"timed out reading the request body: {why}")
-        self._schedule_timer(settings.idle_timeout_s)
-        return True
+        timeouts.schedule(timeouts.idle_timeout_s)
 
     def drain(self, idle_close_s: float = 0.0, fresh_idle_close_s: float | None = None) -> None:
         """From now on every response carries ``Connection: close``; close the connection once idle.
@@ -782,16 +626,37 @@ class HttpServerProtocol(Protocol):
         self._draining = True
         if self._lost or self._closing:
             return
-        if self._active is not None or self._queue or self._in_head or self._parsing is not None:
+        if self._exchanges.busy() or self._reader.in_head:
             return  # its response says Connection: close
         wait = idle_close_s if self._served or fresh_idle_close_s is None else fresh_idle_close_s
-        idle = self._seconds() - self._last_activity
+        idle = self._seconds() - self._timeouts.last_activity
         if idle >= wait:
             if _has_unread_bytes(self.transport):
                 return  # a request arrived but is not read yet (a busy reactor): its response closes
             self._close()
         else:
             self._server.reactor.callLater(wait - idle, self.drain, idle_close_s, fresh_idle_close_s)
+
+
+def _host_from_target(reader: MessageReader, url: bytes) -> None:
+    """An absolute-form target names the host: Host is replaced by its authority.
+
+    RFC 9112 §3.2.2: a proxy forwarding such a request generates Host from the target,
+    so the name the request is routed by and the Host the next hop sees agree.
+    """
+    authority = split_target(url)[1]
+    if authority is None:
+        return
+    if not authority or b"@" in authority:  # no host, or userinfo (RFC 9110 §4.2.4)
+        raise ProtocolError(400, "the request target has no valid authority")
+    fields = reader.fields
+    at = reader.host_at
+    if at >= 0:
+        name, value = fields[at]
+        if value != authority:
+            fields[at] = (name, authority)
+    else:
+        fields.insert(0, (b"Host", authority))
 
 
 class _ServerFactory(Factory):
@@ -983,6 +848,11 @@ def _has_unread_bytes(transport: Any) -> bool:
         if inner is None:
             break
     return False
+
+
+def _failure(error: BaseException) -> Failure:
+    failure: Failure = Failure(error)
+    return failure
 
 
 def _set_socket_options(transport: Any, settings: ServerSettings) -> None:

@@ -61,4 +61,4 @@ def test_arbitrary_input_never_breaks_the_server(pieces: list[bytes], split: int
     out = transport.value()
     assert out == b"" or out.startswith(b"HTTP/1.1 ")
     # every connection ends up closed or idle and answered in whole responses
-    assert transport.disconnecting or transport.disconnected or not proto._in_head
+    assert transport.disconnecting or transport.disconnected or not proto._reader.in_head
