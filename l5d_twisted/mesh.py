@@ -38,14 +38,14 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from l5d_twisted.context import PluginContext
-from l5d_twisted.http.server import ServerSettings, serve_http
-from l5d_twisted.http.tls import server_tls
 from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.path import Path
+from l5d_twisted.protocols.base import RouterProtocol, protocol_named
 from l5d_twisted.registry import NAMERS, TELEMETERS, TRANSFORMERS, load_plugins
 from l5d_twisted.router.router import Router
+from l5d_twisted.router.stacks import RouterStacks, StackEdit, StackParams
 from l5d_twisted.router.trust import OwnAddresses
-from l5d_twisted.telemetry.filters import StatsFilter
+from l5d_twisted.service import Params
 from l5d_twisted.telemetry.metrics import MetricsTree
 
 log = Logger()
@@ -63,8 +63,9 @@ class Mesh:
         self.namers: dict[str, Any] = {}
         self.telemeters: list[Any] = []
         self.transformers: list[Any] = []  # some hold watches of their own (daemonset)
-        self.recent_requests: Any = None
-        self.servers: list[Any] = []  # what serve_http returned, one per server
+        self.recent_requests: Any = None  # the first telemeter offering recent_requests
+        self.stack_edits: list[StackEdit] = []  # plugins' modules, applied to every router's stacks
+        self.servers: list[Any] = []  # what each protocol's serve() returned, one per server
         self.admin_port: Any = None
         # every listening address, filled in as they bind: a request dtab may not reach them
         self.own_addresses = OwnAddresses()
@@ -129,8 +130,9 @@ class Mesh:
         for spec in self.config.telemetry:
             telemeter = TELEMETERS.get(spec.kind).factory(spec.config, ctx)
             self.telemeters.append(telemeter)
-            if spec.kind == "io.l5d.recentRequests":
+            if self.recent_requests is None and getattr(telemeter, "recent_requests", None) is not None:
                 self.recent_requests = telemeter
+            self.stack_edits.extend(getattr(telemeter, "stack_edits", ()))
             start = getattr(telemeter, "start", None)
             if start is not None:
                 start()
@@ -156,42 +158,36 @@ class Mesh:
             transformers = [TRANSFORMERS.get(spec.kind).factory(spec.config, ctx) for spec in router_config.interpreter.transformers]
             self.transformers.extend(transformers)
             interpreter = Interpreter(namers, transformers, self.reactor)
+            protocol = protocol_named(router_config.protocol)
+            stacks = protocol.stacks.edited(self.stack_edits)
             router = Router(
                 router_config,
                 interpreter,
                 reactor=self.reactor,
                 stats=self.metrics.stats,
                 ctx=ctx,
+                protocol=protocol,
+                stacks=stacks,
                 request_observers=observers,
                 own_addresses=self.own_addresses,
             )
             self.routers.append(router)
             for server in router_config.servers:
-                self._listen_server(router, router_config, server)
+                self._listen_server(router, protocol, stacks, router_config, server, ctx)
 
-    def _listen_server(self, router: Router, router_config: Any, server: Any) -> None:
+    def _listen_server(
+        self, router: Router, protocol: RouterProtocol, stacks: RouterStacks, router_config: Any, server: Any, ctx: PluginContext
+    ) -> None:
         stats = self.metrics.stats.scope("rt", router.label, "server", server.ip, str(server.port))
-        service = StatsFilter(stats, router.context_classifier, self.reactor).and_then(router)
-        settings = ServerSettings(
-            # streamingEnabled: false buffers whole request bodies up to maxRequestKB (so
-            # they can be retried); streaming buffers only small ones (the retry buffer).
-            max_buffered_body_kb=router_config.max_request_kb if not router_config.streaming_enabled else ServerSettings.max_buffered_body_kb,
-            max_headers_kb=router_config.max_headers_kb,
-            max_initial_line_kb=router_config.max_initial_line_kb,
-            max_concurrent_requests=server.max_concurrent_requests,
-            clear_context=server.clear_context,
-            request_dtab=server.request_dtab.enabled,
-            request_dtab_addresses=server.request_dtab.allow_addresses,
-            no_delay=server.socket_options.no_delay,
-            keep_alive=server.socket_options.keep_alive,
-            reuse_addr=server.socket_options.reuse_addr,
-            reuse_port=server.socket_options.reuse_port,
-            tls=server_tls(server.tls) if server.tls is not None else None,
-            max_connections=server.max_connections,
-            body_idle_timeout_s=server.request_body_idle_timeout_ms / 1000.0,
-            min_body_bytes_per_s=server.min_request_body_bytes_per_sec,
+        params = (
+            Params()
+            .plus(StackParams.REACTOR, self.reactor)
+            .plus(StackParams.STATS, stats)
+            .plus(StackParams.CLASSIFIER, router.context_classifier)
+            .plus(StackParams.RNG, ctx.rng)
         )
-        listening = serve_http(self.reactor, server.ip, server.port, service, settings, stats)
+        service = stacks.server.make(params, router)
+        listening = protocol.serve(self.reactor, router_config, server, service, stats)
         self.servers.append(listening)
         self.own_addresses.add(server.ip, _port_number(listening), router=True)
         log.info("router {router} serving on {ip}:{port}", router=router.label, ip=server.ip, port=_port_number(listening))

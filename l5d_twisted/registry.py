@@ -1,6 +1,6 @@
 """Plugins found by their config ``kind``.
 
-Every pluggable concept (namers, identifiers, transformers, response classifiers,
+Every pluggable concept (protocols, namers, identifiers, transformers, response classifiers,
 balancers, failure accrual policies, telemeters) has one :class:`Registry`.  A plugin is a
 module inside that concept's package which registers itself at import time::
 
@@ -34,6 +34,7 @@ PLUGIN_PACKAGES = (
     "l5d_twisted.resilience",
     "l5d_twisted.telemetry",
     "l5d_twisted.k8s",
+    "l5d_twisted.protocols",
 )
 
 
@@ -104,6 +105,7 @@ BALANCERS: Registry[Any] = Registry("loadBalancer")
 FAILURE_ACCRUAL: Registry[Any] = Registry("failureAccrual")
 BACKOFFS: Registry[Any] = Registry("backoff")
 TELEMETERS: Registry[Any] = Registry("telemeter")
+PROTOCOLS: Registry[Any] = Registry("protocol")  # protocols.base.RouterProtocol by routers[].protocol
 
 _loaded = False
 

@@ -20,11 +20,16 @@ from l5d_twisted.config.schema import PluginSpec, default_plugin, knob
 from l5d_twisted.config.tls import ServerTlsConfig
 from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.path import Path
-from l5d_twisted.registry import IDENTIFIERS, TELEMETERS, TRANSFORMERS
+from l5d_twisted.registry import IDENTIFIERS, PROTOCOLS, TELEMETERS, TRANSFORMERS
 
-PROTOCOLS = ("http", "h2")
 DEFAULT_SERVER_PORTS = {"http": 4140, "h2": 4142}
 MAX_PORT = 65535  # ports may be 0: any free port (tests)
+
+
+def check_protocol(value: str) -> None:
+    """A protocol some module of ``l5d_twisted.protocols`` registered (not h2, yet)."""
+    if value not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {value!r}; known protocols: {', '.join(PROTOCOLS.kinds())}")
 
 
 def check_ip(value: str) -> None:
@@ -102,7 +107,7 @@ def _default_identifiers() -> tuple[PluginSpec, ...]:
 
 @dataclass(frozen=True)
 class RouterConfig:
-    protocol: str = knob("http", choices=PROTOCOLS)
+    protocol: str = knob("http", validator=check_protocol, doc="the protocol served and spoken to endpoints (known: http)")
     label: str = knob("", doc="the router's name in metrics and the admin UI (default: the protocol)")
     servers: tuple[ServerConfig, ...] = knob(default=(), min_items=1, doc="default: one on the protocol's port")
     dtab: Dtab = knob(default_factory=Dtab.empty, doc="delegation table")

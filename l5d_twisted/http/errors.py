@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from l5d_twisted.errors import MeshError
 from l5d_twisted.http.body import BufferedBody
 from l5d_twisted.http.message import Headers, Response
+from l5d_twisted.request_context import ERROR
 
 L5D_ERR = b"l5d-err"
 L5D_RETRYABLE = b"l5d-retryable"
@@ -50,5 +51,5 @@ def error_response(error: BaseException | Failure) -> Response:
     if retryable:
         headers.add(L5D_RETRYABLE, b"true")
     response = Response(status, headers, BufferedBody(text.encode("utf-8", "replace")))
-    response.ctx["error"] = error
+    response.ctx[ERROR] = error
     return response

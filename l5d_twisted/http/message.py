@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from l5d_twisted.http.body import EMPTY_BODY
+from l5d_twisted.request_context import Context
 
 
 class Headers:
@@ -127,8 +128,8 @@ class Request:
     """An HTTP request.
 
     ``uri`` is the request target as sent (origin form ``/path`` or absolute form
-    ``http://host/path``).  ``ctx`` carries per-request routing context between layers
-    (destination path, local dtab, deadline, trace id, ...).
+    ``http://host/path``).  ``ctx`` carries per-request context between layers under typed
+    keys (``l5d_twisted.request_context``: connection, destination path, deadline, ...).
     """
 
     __slots__ = ("method", "uri", "version", "headers", "body", "ctx")
@@ -146,7 +147,7 @@ class Request:
         self.version = version
         self.headers = headers if headers is not None else Headers()
         self.body = EMPTY_BODY if body is None else body
-        self.ctx: dict[str, Any] = {}
+        self.ctx = Context()
 
     @property
     def path(self) -> bytes:
@@ -179,7 +180,7 @@ class Response:
         self.version = version
         self.headers = headers if headers is not None else Headers()
         self.body = EMPTY_BODY if body is None else body
-        self.ctx: dict[str, Any] = {}
+        self.ctx = Context()
 
     def __repr__(self) -> str:
         return f"Response({self.status})"

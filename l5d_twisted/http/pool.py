@@ -9,6 +9,9 @@
   otherwise it is closed and forgotten.
 * ``close()`` fails the waiters (nothing was written: retryable), closes idle connections
   and fires when the busy ones have finished.
+
+It is the HTTP/1 :class:`~l5d_twisted.protocols.session.SessionPool`: each session (a client
+protocol) carries one exchange at a time.  Nothing in it reads HTTP.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import ipaddress
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import (
@@ -31,6 +34,7 @@ from twisted.python.failure import Failure
 
 from l5d_twisted.errors import ConnectionFailed, Overloaded
 from l5d_twisted.naming.addr import Address
+from l5d_twisted.protocols.session import S
 from l5d_twisted.telemetry.stats import StatsReceiver
 
 
@@ -59,15 +63,15 @@ def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: Any = Non
     return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
 
 
-class ConnectionPool:
-    """Connections to one address; the pooled objects are the client protocols."""
+class ConnectionPool(Generic[S]):
+    """Connections to one address; the pooled sessions are the client protocols."""
 
     def __init__(
         self,
         reactor: Any,
         address: Address,
         settings: PoolSettings,
-        protocol_factory: Callable[[], Any],
+        protocol_factory: Callable[[], S],
         stats: StatsReceiver,
         connect_timeout_s: float,
         tls: Any = None,
@@ -77,10 +81,10 @@ class ConnectionPool:
         self.settings = settings
         self._protocol_factory = protocol_factory
         self._endpoint = _endpoint(reactor, address.host, address.port, connect_timeout_s, tls)
-        self._open: set[Any] = set()
-        self._idle: list[Any] = []
+        self._open: set[S] = set()
+        self._idle: list[S] = []
         self._connecting = 0
-        self._waiters: deque[Deferred[Any]] = deque()
+        self._waiters: deque[Deferred[S]] = deque()
         self._sweeper: Any = None
         self._closed = False
         self._close_waiters: list[Deferred[None]] = []
@@ -113,7 +117,7 @@ class ConnectionPool:
 
     # -- acquiring -----------------------------------------------------------------------
 
-    def take_idle(self) -> Any | None:
+    def take_idle(self) -> S | None:
         idle = self._idle
         while idle:
             conn = idle.pop()
@@ -122,7 +126,7 @@ class ConnectionPool:
             self._open.discard(conn)
         return None
 
-    def acquire(self) -> Deferred[Any]:
+    def acquire(self) -> Deferred[S]:
         if self._closed:
             return fail(ConnectionFailed(f"connection pool for {self.address.show()} is closed"))
         conn = self.take_idle()
@@ -133,19 +137,19 @@ class ConnectionPool:
         limit = self.settings.max_waiters
         if limit is not None and len(self._waiters) >= limit:
             return fail(Overloaded(f"connection pool for {self.address.show()} has {limit} waiters already"))
-        waiter: Deferred[Any] = Deferred(self._forget_waiter)
+        waiter: Deferred[S] = Deferred(self._forget_waiter)
         self._waiters.append(waiter)
         return waiter
 
-    def _forget_waiter(self, waiter: Deferred[Any]) -> None:
+    def _forget_waiter(self, waiter: Deferred[S]) -> None:
         if waiter in self._waiters:
             self._waiters.remove(waiter)
 
-    def _connect(self) -> Deferred[Any]:
+    def _connect(self) -> Deferred[S]:
         self._connecting += 1
-        d = connectProtocol(self._endpoint, self._protocol_factory())
+        d: Deferred[S] = connectProtocol(self._endpoint, self._protocol_factory())
 
-        def connected(conn: Any) -> Any:
+        def connected(conn: S) -> S:
             self._connecting -= 1
             self._connects.incr()
             self._open.add(conn)
@@ -167,7 +171,7 @@ class ConnectionPool:
 
     # -- returning -----------------------------------------------------------------------
 
-    def release(self, conn: Any) -> None:
+    def release(self, conn: S) -> None:
         """An exchange on ``conn`` finished; keep it if it is reusable."""
         if self._closed or not conn.reusable:
             self._open.discard(conn)
@@ -183,7 +187,7 @@ class ConnectionPool:
         if self._sweeper is None:
             self._sweeper = self.reactor.callLater(self.settings.idle_time_s, self._sweep)
 
-    def lost(self, conn: Any) -> None:
+    def lost(self, conn: S) -> None:
         """``conn``'s connection closed (whatever the reason)."""
         self._open.discard(conn)
         if conn in self._idle:
@@ -196,7 +200,7 @@ class ConnectionPool:
             waiter = self._waiters.popleft()
             self._connect().addBoth(self._hand_to_waiter, waiter)
 
-    def _hand_to_waiter(self, result: Any, waiter: Deferred[Any]) -> None:
+    def _hand_to_waiter(self, result: S | Failure, waiter: Deferred[S]) -> None:
         """A connection made for ``waiter``: to it, or to the pool if it gave up meanwhile
         (cancelled by a timeout): otherwise the connection would count against
         ``max_size`` while nobody could ever use it."""
@@ -212,7 +216,7 @@ class ConnectionPool:
         self._sweeper = None
         now = self.reactor.seconds()
         limit = self.settings.idle_time_s
-        keep: list[Any] = []
+        keep: list[S] = []
         # oldest first: they are the ones to expire
         for conn in self._idle:
             if now - conn.idle_since >= limit and len(self._open) > self.settings.min_size:

@@ -57,6 +57,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from l5d_twisted import request_context
 from l5d_twisted.errors import (
     BadRequest,
     ClientDisconnected,
@@ -93,6 +94,7 @@ from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.reader import MessageReader, ProtocolError
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.http.timeouts import BODY_CHECK_INTERVAL_S, ConnectionTimeouts
+from l5d_twisted.request_context import CONNECTION, Connection
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.stats import StatsReceiver
 
@@ -142,7 +144,7 @@ class ServerSettings:
 # The request dtab fields, dropped on parse where a server does not honour them; and the
 # request.ctx key telling the router that this server lets a request dtab name addresses.
 REQUEST_DTAB_FIELDS = frozenset({b"l5d-dtab", b"l5d-ctx-dtab"})
-REQUEST_DTAB_ADDRESSES = "request_dtab_addresses"
+REQUEST_DTAB_ADDRESSES = request_context.REQUEST_DTAB_ADDRESSES
 # clearContext keeps the router's loop marker: it is no context, and without it a loop
 # through such a server would run up to maxCallDepth.
 _KEPT_ON_CLEAR = b"l5d-loop"
@@ -203,6 +205,8 @@ class HttpServerProtocol(Protocol):
     # -- connection lifecycle ------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        # the peer (and TLS certificate) every request of this connection carries in its ctx
+        self._connection = Connection(self.transport, tls=self._server.settings.tls is not None)
         set_no_delay(self.transport)
         self._write = direct_writer(self.transport)
         self._server._connection_made(self)
@@ -304,6 +308,7 @@ class HttpServerProtocol(Protocol):
         if not ex.body_done:
             self._timeouts.restart_body_clock(reader.body_bytes)
         request = Request(method, url, headers, body, _VERSIONS[version])
+        request.ctx[CONNECTION] = self._connection
         if self._dtab_addresses:
             request.ctx[REQUEST_DTAB_ADDRESSES] = True
         ex.request = request

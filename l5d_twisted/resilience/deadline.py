@@ -11,7 +11,7 @@ stricter wins), then:
 * if the deadline has already passed, answers ``errors.DeadlineExceeded`` (503) at once,
   without calling the next service;
 * otherwise rewrites the header on the forwarded request as ``<now_ns> <deadline_ns>`` (one
-  value), records the deadline (seconds on the clock) in ``request.ctx["deadline"]``, and
+  value), records the deadline (seconds on the clock) in ``request.ctx[DEADLINE]``, and
   enforces the remaining time as a timeout (``RequestTimeout`` when totalTimeoutMs was the
   binding limit, ``DeadlineExceeded`` when the caller's deadline was).
 """
@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from l5d_twisted.errors import DeadlineExceeded, MeshError, RequestTimeout
+from l5d_twisted.request_context import DEADLINE
 from l5d_twisted.resilience.timeouts import call_with_timeout
 from l5d_twisted.service import Filter, Service
 
@@ -98,7 +99,7 @@ class DeadlineFilter(Filter[Any, Any]):
             )
             return d
         headers.set(DEADLINE_HEADER, format_deadline(now_ns, deadline_ns))
-        request.ctx["deadline"] = deadline_ns / _NS
+        request.ctx[DEADLINE] = deadline_ns / _NS
         remaining_s = remaining_ns / _NS
 
         def error() -> MeshError:

@@ -29,6 +29,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.python.failure import Failure
 
 from l5d_twisted.http.message import Request, Response
+from l5d_twisted.request_context import Key
 from l5d_twisted.resilience.attempts import AttemptLoop, discard
 from l5d_twisted.resilience.backoff import Backoff
 from l5d_twisted.resilience.budget import RetryBudget
@@ -74,7 +75,7 @@ class RetryFilter(Filter[Request, Response]):
         return d.addBoth(self._first_outcome, request, service, headers, dict(request.ctx))
 
     def _first_outcome(
-        self, outcome: Any, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[str, Any]
+        self, outcome: Any, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[Key[Any], Any]
     ) -> Any:
         if headers is not None:
             value: Any = outcome.value if isinstance(outcome, Failure) else outcome
@@ -94,7 +95,7 @@ class RetryFilter(Filter[Request, Response]):
         self._gauge.remove()
 
 
-def _copy_request(original: Request, headers: Any, ctx: dict[str, Any]) -> Request:
+def _copy_request(original: Request, headers: Any, ctx: dict[Key[Any], Any]) -> Request:
     copy = Request(original.method, original.uri, headers.copy(), original.body, original.version)
     copy.ctx.update(ctx)
     return copy
@@ -106,7 +107,7 @@ class _Attempts(AttemptLoop):
     __slots__ = ("f", "request", "timer", "retries", "delays", "_headers", "_ctx")
 
     def __init__(
-        self, f: RetryFilter, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[str, Any]
+        self, f: RetryFilter, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[Key[Any], Any]
     ) -> None:
         super().__init__(service)
         self.f = f

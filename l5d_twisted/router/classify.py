@@ -2,16 +2,17 @@
 
 Stats at the server and client layers are shared by many logical services, each of which
 may have its own classifier (``service.responseClassifier`` per prefix).  The service
-layer puts its classifier in ``request.ctx``; the shared layers classify through
+layer puts its classifier in ``request.ctx[CLASSIFIER]``; the shared layers classify through
 :class:`ContextClassifier`, which reads it back.
 """
 
 from __future__ import annotations
 
 from l5d_twisted.http.message import Request, Response
+from l5d_twisted.request_context import CLASSIFIER
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
 
-CLASSIFIER_KEY = "classifier"
+CLASSIFIER_KEY = CLASSIFIER
 
 
 class ContextClassifier:
@@ -19,5 +20,5 @@ class ContextClassifier:
         self.fallback = fallback
 
     def classify(self, request: Request, outcome: Response | BaseException) -> ResponseClass:
-        classifier = request.ctx.get(CLASSIFIER_KEY, self.fallback)
+        classifier = request.ctx.get(CLASSIFIER, self.fallback)
         return classifier.classify(request, outcome)

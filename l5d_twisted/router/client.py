@@ -1,8 +1,8 @@
 """The client for one bound name: a balancer over live endpoints.
 
 A ``BoundClient`` observes its ``BoundName``'s address set.  Each address gets an endpoint
-stack (``stacks.ENDPOINT_STACK``: failure accrual -> attempt timeout -> pooled
-connection); the balancer gets the new set on every change (addresses that stay keep their
+stack (``RouterStacks.endpoint``: failure accrual -> fail fast -> attempt timeout -> the
+protocol's endpoint); the balancer gets the new set on every change (addresses that stay keep their
 state, also when only their weight or metadata changed; removed ones drain).  A lost or failed discovery keeps the last known addresses:
 routing to the last known pods beats refusing all traffic (linkerd 1's stale-or-nothing
 problem, the other way round).  A pending address set holds requests up to the binding
@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
+from l5d_twisted.balancers.base import Balancer
 from l5d_twisted.errors import NoHostsAvailable
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.naming.addr import (
@@ -45,7 +46,7 @@ class BoundClient(Service[Request, Response]):
         bound: BoundName,
         *,
         make_endpoint: Callable[[Address], Service[Request, Response]],
-        balancer: Any,
+        balancer: Balancer,
         reactor: Any,
         binding_timeout_s: float,
     ) -> None:

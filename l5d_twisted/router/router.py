@@ -19,37 +19,40 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from l5d_twisted.balancers.base import BalancerContext
+from l5d_twisted.balancers.base import Balancer, BalancerContext
+from l5d_twisted.config.model import RouterConfig
+from l5d_twisted.config.params import ServiceParams
 from l5d_twisted.context import PluginContext
 from l5d_twisted.errors import Forbidden, IdentificationError, MeshError
-from l5d_twisted.http.client import EndpointClient, PoolSettings
 from l5d_twisted.http.message import Request, Response
-from l5d_twisted.http.server import REQUEST_DTAB_ADDRESSES
 from l5d_twisted.http.tls import TlsConfigError, client_tls
 from l5d_twisted.identifiers.base import Identified
 from l5d_twisted.naming.addr import Address, BoundName
 from l5d_twisted.naming.dtab import Dtab
+from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.path import Path
+from l5d_twisted.protocols.base import EndpointFactory, RouterProtocol, protocol_named
 from l5d_twisted.registry import BALANCERS, CLASSIFIERS, IDENTIFIERS
+from l5d_twisted.request_context import CLASSIFIER, DST, REQUEST_DTAB_ADDRESSES, ROUTER
+from l5d_twisted.resilience.classifier import ResponseClassifier
 from l5d_twisted.resilience.retries import RetryBudget
-from l5d_twisted.service import Service
+from l5d_twisted.service import Params, Service
 from l5d_twisted.telemetry.scope_limit import limited_scope
 from l5d_twisted.telemetry.stats import StatsReceiver
 
 from . import headers as h
 from . import trust
-from .classify import CLASSIFIER_KEY, ContextClassifier
+from .classify import ContextClassifier
 from .client import BoundClient
 from .lru import SecondChanceQueue
 from .route import BindingService
-from .stacks import DEFAULT_STACKS, RouterStacks, StackParams
+from .stacks import RouterStacks, StackParams
 
 log = Logger()
 
 RequestObserver = Callable[[Request, Any, float], None]  # (request, Response or exception, latency ms)
-# (reactor, address, pool settings, stats, connect_timeout_s=...) -> endpoint service;
-# EndpointClient in production, a fake in router tests.
-EndpointFactory = Callable[..., Service[Request, Response]]
+# EndpointFactory: (reactor, address, client settings, stats, connect_timeout_s=, tls=) ->
+# endpoint service; the protocol's (protocols.base) in production, a fake in router tests.
 
 # Idle layers are closed after this long without a request (linkerd 1 expired idle
 # clients and their metrics for the same reason).
@@ -81,13 +84,14 @@ def _scope_name(path: Path) -> str:
 class Router(Service[Request, Response]):
     def __init__(
         self,
-        config: Any,
-        interpreter: Any,
+        config: RouterConfig,
+        interpreter: Interpreter,
         *,
         reactor: Any,
         stats: StatsReceiver,
         ctx: PluginContext,
-        stacks: RouterStacks = DEFAULT_STACKS,
+        protocol: RouterProtocol | None = None,
+        stacks: RouterStacks | None = None,
         request_observers: Sequence[RequestObserver] = (),
         rng: random.Random | None = None,
         endpoint_factory: EndpointFactory | None = None,
@@ -100,9 +104,11 @@ class Router(Service[Request, Response]):
         self.dst_prefix: Path = config.dst_prefix
         self._reactor = reactor
         self._rng = rng or random.Random()
-        self._stacks = stacks
+        # the protocol of routers[].protocol (the registry's): its stacks, endpoints
+        self.protocol = protocol if protocol is not None else protocol_named(config.protocol)
+        self._stacks = stacks if stacks is not None else self.protocol.stacks
         self._observers = tuple(request_observers)
-        self._endpoint_factory: EndpointFactory = endpoint_factory or EndpointClient
+        self._endpoint_factory: EndpointFactory = endpoint_factory or self.protocol.endpoint_factory
         self.stats = stats.scope("rt", self.label)
         self._identifiers = [IDENTIFIERS.get(spec.kind).factory(spec.config, self.dst_prefix, ctx) for spec in config.identifier]
         default_service = config.service.params_for(self.dst_prefix)
@@ -169,8 +175,8 @@ class Router(Service[Request, Response]):
         request = identified.request
         path = identified.path
         ctx = request.ctx
-        ctx["router"] = self.label
-        ctx["dst"] = path
+        ctx[ROUTER] = self.label
+        ctx[DST] = path
         key = (path, "" if local is h.NO_DTAB else local.show())
         route = self._routes.get(key)
         dst = route.dst_header if route is not None else h.dst_service(path)
@@ -218,24 +224,25 @@ class Router(Service[Request, Response]):
         if not isinstance(result, Failure):
             try:
                 result.headers.add(b"Via", h.VIA_VALUE)
-            except Exception:  # not a Response after all: observed as the failure it becomes
-                result = Failure()
-        return self._observe(result, request, start)
+            except Exception as e:  # not a Response after all: observed as the failure it becomes
+                self._observe(e, request, start)
+                raise
+        self._observe(result.value if isinstance(result, Failure) else result, request, start)
+        return result
 
-    def _observe(self, result: Any, request: Request, start: float) -> Any:
-        outcome = result.value if isinstance(result, Failure) else result
+    def _observe(self, outcome: Any, request: Request, start: float) -> None:
         latency_ms = (self._reactor.seconds() - start) * 1000.0
         for observer in self._observers:
             try:
                 observer(request, outcome, latency_ms)
             except Exception:
                 log.failure("request observer failed")
-        return result
 
     # -- layers --------------------------------------------------------------------
-    def _classifier(self, service_params: Any) -> Any:
+    def _classifier(self, service_params: ServiceParams) -> ResponseClassifier:
         spec = service_params.response_classifier
-        return CLASSIFIERS.get(spec.kind).factory(spec.config)
+        classifier: ResponseClassifier = CLASSIFIERS.get(spec.kind).factory(spec.config)
+        return classifier
 
     def _make_route(self, key: tuple[Path, str], path: Path, local: Dtab) -> _Route:
         service_params = self.config.service.params_for(path)
@@ -250,13 +257,14 @@ class Router(Service[Request, Response]):
             rng=self._rng,
             binding_timeout_s=self._binding_timeout_s,
         )
-        params = {
-            StackParams.REACTOR: self._reactor,
-            StackParams.STATS: limited_scope(self.stats, "service", _scope_name(path), self.config.max_metric_scopes),
-            StackParams.CLASSIFIER: classifier,
-            StackParams.RNG: self._rng,
-            StackParams.SERVICE: service_params,
-        }
+        params = (
+            Params()
+            .plus(StackParams.REACTOR, self._reactor)
+            .plus(StackParams.STATS, limited_scope(self.stats, "service", _scope_name(path), self.config.max_metric_scopes))
+            .plus(StackParams.CLASSIFIER, classifier)
+            .plus(StackParams.RNG, self._rng)
+            .plus(StackParams.SERVICE, service_params)
+        )
         route = _Route(classifier, self._stacks.service.make(params, binder), path)
         queue, limit = (self._override_keys, MAX_OVERRIDE_ROUTES) if key[1] else (self._route_queue, MAX_ROUTES)
         if len(queue) >= limit:
@@ -275,32 +283,24 @@ class Router(Service[Request, Response]):
         client_params = self.config.client.params_for(bound.id)
         scope = limited_scope(self.stats, "client", _scope_name(bound.id), self.config.max_metric_scopes)
         spec = client_params.load_balancer
-        balancer = BALANCERS.get(spec.kind).factory(spec.config, BalancerContext(self._reactor, scope, self._rng))
-        pool = client_params.host_connection_pool
-        pool_settings = PoolSettings(
-            min_size=pool.min_size,
-            max_size=pool.max_size,
-            idle_time_s=pool.idle_time_ms / 1000.0,
-            max_waiters=pool.max_waiters,
-            # linkerd 1's maxHeadersKB / maxInitialLineKB bound both codecs: responses too
-            max_headers_kb=self.config.max_headers_kb,
-            max_initial_line_kb=self.config.max_initial_line_kb,
-        )
+        balancer: Balancer = BALANCERS.get(spec.kind).factory(spec.config, BalancerContext(self._reactor, scope, self._rng))
+        settings = self.protocol.client_settings(self.config, client_params)
         connect_timeout_s = client_params.connect_timeout_ms / 1000.0
         tls = self._client_tls(bound, client_params)
         # a transformer's names (/%/...) are the operator's way to the mesh's routers
         transformed = bound.id.startswith(_TRANSFORMED)
-        endpoint_params = {
-            StackParams.REACTOR: self._reactor,
-            StackParams.STATS: scope,
-            StackParams.CLASSIFIER: self.context_classifier,
-            StackParams.RNG: self._rng,
-            StackParams.CLIENT: client_params,
-        }
+        endpoint_params = (
+            Params()
+            .plus(StackParams.REACTOR, self._reactor)
+            .plus(StackParams.STATS, scope)
+            .plus(StackParams.CLASSIFIER, self.context_classifier)
+            .plus(StackParams.RNG, self._rng)
+            .plus(StackParams.CLIENT, client_params)
+        )
 
         def make_endpoint(address: Address) -> Service[Request, Response]:
-            leaf = self._endpoint_factory(self._reactor, address, pool_settings, scope, connect_timeout_s=connect_timeout_s, tls=tls)
-            endpoint = self._stacks.endpoint.make({**endpoint_params, StackParams.ADDRESS: address}, leaf)
+            leaf = self._endpoint_factory(self._reactor, address, settings, scope, connect_timeout_s=connect_timeout_s, tls=tls)
+            endpoint = self._stacks.endpoint.make(endpoint_params.plus(StackParams.ADDRESS, address), leaf)
             # decided once per endpoint: only one at the mesh's own or a metadata address
             # gets a guard (refusing requests routed with a request dtab)
             return trust.guarded(self.own_addresses.forbidden(address, transformed=transformed), endpoint)
@@ -312,8 +312,7 @@ class Router(Service[Request, Response]):
             reactor=self._reactor,
             binding_timeout_s=self._binding_timeout_s,
         )
-        client_stack_params = dict(endpoint_params)
-        client_stack_params[StackParams.REQUEUE_BUDGET] = RetryBudget(*REQUEUE_BUDGET, self._reactor)
+        client_stack_params = endpoint_params.plus(StackParams.REQUEUE_BUDGET, RetryBudget(*REQUEUE_BUDGET, self._reactor))
         service = self._stacks.client.make(client_stack_params, client)
         if len(self._clients) >= MAX_CLIENTS:
             oldest = self._client_queue.pop_oldest()
@@ -381,11 +380,11 @@ class _Route(Service[Request, Response]):
 
     __slots__ = ("classifier", "service", "dst_header")
 
-    def __init__(self, classifier: Any, service: Service[Request, Response], path: Path) -> None:
+    def __init__(self, classifier: ResponseClassifier, service: Service[Request, Response], path: Path) -> None:
         self.classifier = classifier
         self.service = service
         self.dst_header = h.dst_service(path)
 
     def __call__(self, request: Request) -> Deferred[Response]:
-        request.ctx[CLASSIFIER_KEY] = self.classifier
+        request.ctx[CLASSIFIER] = self.classifier
         return self.service(request)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 
+from l5d_twisted import request_context
 from l5d_twisted.errors import Forbidden
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.naming.addr import Address
@@ -36,7 +36,7 @@ from l5d_twisted.service import Filter, Service
 
 # request.ctx key: set by the router when the request's route was bound with a request dtab
 # (l5d-dtab / l5d-ctx-dtab); read by RequestDtabGuard.
-REQUEST_DTAB = "request_dtab"
+REQUEST_DTAB = request_context.REQUEST_DTAB
 
 BUILTIN = "$"
 # Built-ins that turn the name's own segments into a host and port.
@@ -209,7 +209,7 @@ class RequestDtabGuard(Filter[Request, Response]):
         return service(request)
 
 
-def guarded(reason: str | None, endpoint: Any) -> Any:
+def guarded(reason: str | None, endpoint: Service[Request, Response]) -> Service[Request, Response]:
     """``endpoint``, with a guard in front if ``reason`` says a request dtab may not reach it."""
     if reason is None:
         return endpoint

@@ -27,7 +27,7 @@
   ``python_gc_collections_total``, ``python_info`` and ``process_uptime_seconds``.
 * :mod:`.metrics_json` - ``/admin/metrics.json`` (``rt/outgoing/service/svc/hello/requests``,
   histograms as ``.count .sum .avg .min .max .p50 .p90 .p95 .p99 .p9990 .p9999``).
-* :mod:`.telemeter` - the ``Telemeter`` protocol (``admin_resources()``,
+* :mod:`.telemeter` - the ``Telemeter`` protocol (``admin_resources()``, ``stack_edits``,
   ``request_observer``, ``recent_requests``, ``close()``); plugins
   ``io.l5d.prometheus`` (:mod:`.prometheus_telemeter`) and ``io.l5d.recentRequests``
   (:mod:`.recent`).

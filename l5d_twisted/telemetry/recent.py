@@ -7,10 +7,11 @@ Config::
       sampleRate: 1.0   # fraction of requests kept (0..1)
       capacity: 10      # how many are kept (newest first)
 
-The router calls :meth:`RecentRequests.observe` (the telemeter's ``request_observer``,
-see :class:`~l5d_twisted.telemetry.telemeter.RequestObserver`) once per finished request;
+The telemeter inserts a module ``recentRequests`` after the ``stats`` role of every
+server stack (a :class:`~l5d_twisted.router.stacks.StackEdit`, so no core file knows this
+plugin); it calls :meth:`RecentRequests.observe` once per finished request.
 :meth:`RecentRequests.record` takes the same facts as plain fields.  Recording is a random
-draw and, when sampled, one ``deque`` append.
+draw and, when sampled, one callback and one ``deque`` append.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
+
 from l5d_twisted.config.schema import knob
 from l5d_twisted.context import PluginContext
 from l5d_twisted.errors import MeshError
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.registry import TELEMETERS
-from l5d_twisted.telemetry.telemeter import RequestObserver, TelemeterBase
+from l5d_twisted.request_context import DST, ERROR, ROUTER
+from l5d_twisted.router.stacks import StackEdit, StackParams
+from l5d_twisted.service import Filter, Module, Params, Service
+from l5d_twisted.telemetry.telemeter import TelemeterBase
 
 
 @dataclass(frozen=True)
@@ -90,17 +97,24 @@ class RecentRequests:
             )
         )
 
+    def sampled(self) -> bool:
+        """Whether to record the next request (a draw against ``sample_rate``)."""
+        return self.sample_rate >= 1.0 or self._rng.random() < self.sample_rate
+
     def observe(self, request: Request, outcome: Response | BaseException, latency_ms: float) -> None:
-        if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
-            return
-        dst = request.ctx.get("dst")
+        if self.sampled():
+            self.add(request, outcome, latency_ms)
+
+    def add(self, request: Request, outcome: Response | BaseException, latency_ms: float) -> None:
+        """Record one finished request (already sampled)."""
+        dst: Any = request.ctx.get(DST)
         if dst is None:
             dst = request.headers.get(b"l5d-dst-service", b"")
         client = request.headers.get(b"l5d-dst-client", b"") or b""
         if isinstance(outcome, Response):
             status: int | None = outcome.status
             error = None
-            mesh_error = outcome.ctx.get("error")
+            mesh_error = outcome.ctx.get(ERROR)
             if mesh_error is not None:
                 error = str(mesh_error)
         else:
@@ -109,7 +123,7 @@ class RecentRequests:
         self._records.append(
             RequestRecord(
                 time=self.clock.seconds(),
-                router=str(request.ctx.get("router", "")),
+                router=request.ctx.get(ROUTER, ""),
                 method=_text(request.method),
                 uri=_text(request.uri),
                 dst_path=_text(dst) if isinstance(dst, bytes) else str(dst),
@@ -128,10 +142,42 @@ class RecentRequests:
         return [r.to_json() for r in self.records()]
 
 
+class RecentRequestsFilter(Filter[Request, Response]):
+    """Records sampled requests with their outcome and latency (in the server stack)."""
+
+    def __init__(self, recent: RecentRequests, clock: Any) -> None:
+        self.recent = recent
+        self._clock = clock
+
+    def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
+        if not self.recent.sampled():
+            return service(request)
+        start = self._clock.seconds()
+        try:
+            d = service(request)
+        except Exception as e:
+            d = fail(e)
+        d.addBoth(self._done, request, start)
+        return d
+
+    def _done(self, result: Any, request: Request, start: float) -> Any:
+        outcome: Response | BaseException = result
+        if isinstance(result, Failure):
+            outcome = result.value if result.value is not None else Exception("unknown failure")
+        try:
+            self.recent.add(request, outcome, (self._clock.seconds() - start) * 1000.0)
+        except Exception:  # recording must never cost the request
+            pass
+        return result
+
+
 class RecentRequestsTelemeter(TelemeterBase):
     def __init__(self, recent: RecentRequests) -> None:
         self.recent_requests = recent
-        self.request_observer: RequestObserver | None = recent.observe
+        self.stack_edits = (StackEdit("server", Module("recentRequests", self._module, "the last requests, for /requests"), after="stats"),)
+
+    def _module(self, params: Params, next_: Service[Request, Response]) -> Service[Request, Response]:
+        return RecentRequestsFilter(self.recent_requests, params[StackParams.REACTOR]).and_then(next_)
 
 
 @TELEMETERS.register("io.l5d.recentRequests", RecentRequestsConfig)

@@ -8,8 +8,12 @@ tree from it) and ``ctx.reactor``.  Everything a telemeter offers is optional:
 * ``admin_resources() -> dict[bytes, IResource]``: exact admin paths it serves
   (``io.l5d.prometheus`` serves ``/admin/metrics/prometheus``); the admin server mounts
   them.
+* ``stack_edits``: :class:`~l5d_twisted.router.stacks.StackEdit` values, modules the
+  mesh inserts into every router's stacks before or after a named role
+  (``io.l5d.recentRequests`` adds one after the server layer's ``stats``); this is how a
+  telemeter sees requests, or changes them (tracing), without a core file knowing it.
 * ``request_observer``: a :class:`RequestObserver` the router calls once per finished
-  request (``io.l5d.recentRequests``), or ``None``.
+  request, or ``None``.
 * ``recent_requests``: a :class:`~l5d_twisted.telemetry.recent.RecentRequests` to show at
   ``/requests`` (the mesh exposes it as ``AdminTarget.recent_requests``).
 * ``close()``: stop background work (may return a Deferred).
@@ -20,11 +24,13 @@ tree from it) and ``ctx.reactor``.  Everything a telemeter offers is optional:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from twisted.web.resource import IResource
 
 from l5d_twisted.http.message import Request, Response
+from l5d_twisted.router.stacks import StackEdit
 
 
 class RequestObserver(Protocol):
@@ -32,7 +38,7 @@ class RequestObserver(Protocol):
 
     ``outcome`` is the response, or the exception the request failed with;
     ``latency_ms`` runs from the router receiving the request to the response head.
-    The router also sets ``request.ctx["dst"]`` (the logical name, a Path) and the
+    The router also sets ``request.ctx[DST]`` (the logical name, a Path) and the
     forwarded ``l5d-dst-client`` header when it got that far.
     """
 
@@ -48,6 +54,7 @@ class Telemeter(Protocol):
 
 
 class TelemeterBase:
+    stack_edits: Sequence[StackEdit] = ()
     request_observer: RequestObserver | None = None
     recent_requests: Any = None
 

@@ -135,5 +135,5 @@ def test_real_command_from_stdin_exit_codes_and_no_traceback() -> None:
     assert (good.returncode, good.stdout) == (0, "ok\n")
     bad = run("routers:\n- protocol: gopher\n")
     assert bad.returncode == 2
-    assert bad.stderr.startswith("<stdin>:2: routers[0].protocol: expected one of 'http', 'h2', got \"gopher\"")
+    assert bad.stderr.startswith("<stdin>:2: routers[0].protocol: unknown protocol 'gopher'; known protocols: http")
     assert "Traceback" not in bad.stderr

@@ -39,13 +39,13 @@ def test_distinct_addresses_and_port_zero_do_not_clash() -> None:
     assert len(config.routers) == 2
 
 
-def test_h2_routers_default_to_port_4142() -> None:
-    config = load_config("routers:\n- protocol: h2\n- protocol: http\n- protocol: h2\n  label: other\n  servers: [{ip: 127.0.0.3}]\n")
-    assert [[(s.ip, s.port) for s in r.servers] for r in config.routers] == [
-        [("127.0.0.1", 4142)],
-        [("127.0.0.1", 4140)],
-        [("127.0.0.3", 4142)],
+def test_a_protocol_no_module_registered_is_refused_by_name() -> None:
+    # h2 was accepted and served as HTTP/1.1 before the protocol registry (issue 13)
+    assert errors_of("routers:\n- protocol: http\n- protocol: h2\n") == [
+        "c.yaml:3: routers[1].protocol: unknown protocol 'h2'; known protocols: http"
     ]
+    config = load_config("routers:\n- protocol: http\n")
+    assert [(s.ip, s.port) for s in config.routers[0].servers] == [("127.0.0.1", 4140)]
 
 
 def test_namer_prefixes_must_be_unique() -> None:

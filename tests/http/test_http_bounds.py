@@ -27,7 +27,7 @@ from l5d_twisted.http.stream import HIGH_WATER, StreamBody
 from l5d_twisted.naming.addr import Address
 from l5d_twisted.resilience.classifiers import non_retryable_5xx
 from l5d_twisted.router.stacks import DEFAULT_STACKS, StackParams
-from l5d_twisted.service import FunctionService
+from l5d_twisted.service import FunctionService, Params
 from l5d_twisted.telemetry.stats import NULL_STATS
 
 
@@ -279,13 +279,12 @@ def test_response_head_under_the_limit_is_accepted() -> None:
 
 def service_stack(clock: Clock, leaf: Any, params: ServiceParams) -> Any:
     return DEFAULT_STACKS.service.make(
-        {
-            StackParams.REACTOR: clock,
-            StackParams.STATS: NULL_STATS,
-            StackParams.CLASSIFIER: non_retryable_5xx(),
-            StackParams.RNG: random.Random(1),
-            StackParams.SERVICE: params,
-        },
+        Params()
+        .plus(StackParams.REACTOR, clock)
+        .plus(StackParams.STATS, NULL_STATS)
+        .plus(StackParams.CLASSIFIER, non_retryable_5xx())
+        .plus(StackParams.RNG, random.Random(1))
+        .plus(StackParams.SERVICE, params),
         FunctionService(leaf),
     )
 

@@ -16,6 +16,8 @@ from twisted.internet.task import Clock
 
 from l5d_twisted import errors
 from l5d_twisted.http.body import BufferedBody
+from l5d_twisted.naming.path import Path
+from l5d_twisted.request_context import DST
 from l5d_twisted.resilience.backoff import ConstantBackoff
 from l5d_twisted.resilience.budget import RetryBudget
 from l5d_twisted.resilience.classifiers import non_retryable_5xx, retryable_read_5xx
@@ -138,10 +140,10 @@ def test_each_retry_is_a_fresh_copy_of_the_original_request() -> None:
     body = BufferedBody(b"payload")
     svc = Mutating(response(503), response(200))
     req = request(b"GET", headers=[(b"host", b"hello")], body=body)
-    req.ctx["dst"] = "/svc/hello"
+    req.ctx[DST] = Path.read("/svc/hello")
     outcome_of(retry_filter(clock, stats).and_then(svc)(req))
     assert seen[1] == [(b"host", b"hello"), (b"via", b"1.1 linkerd")]
-    assert svc.requests[1].body is body and svc.requests[1].ctx["dst"] == "/svc/hello"
+    assert svc.requests[1].body is body and svc.requests[1].ctx[DST] == Path.read("/svc/hello")
 
 
 def test_requeue_connection_failures_immediately() -> None:

@@ -7,6 +7,7 @@ from resilience_fakes import FakeEndpoint, ScriptedService, TrackedBody, request
 from twisted.internet.task import Clock
 
 from l5d_twisted import errors
+from l5d_twisted.request_context import DEADLINE
 from l5d_twisted.resilience.deadline import DeadlineFilter, parse_deadlines
 from l5d_twisted.resilience.timeouts import TimeoutFilter
 
@@ -84,7 +85,7 @@ def test_deadline_from_header_reencoded_and_enforced() -> None:
     d = DeadlineFilter(clock, None).and_then(ep)(req)
     forwarded = ep.calls[0][0]
     assert deadline_header(forwarded) == [b"%d %d" % (100 * S, 101 * S)]
-    assert forwarded.ctx["deadline"] == 101
+    assert forwarded.ctx[DEADLINE] == 101
     clock.advance(1)
     assert outcome_of(d).check(errors.DeadlineExceeded)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from l5d_twisted.context import PluginContext
@@ -11,12 +12,17 @@ from l5d_twisted.errors import ConnectionFailed
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import TELEMETERS
+from l5d_twisted.request_context import DST
+from l5d_twisted.resilience.classifiers import non_retryable_5xx
+from l5d_twisted.router.stacks import DEFAULT_STACKS, StackParams
+from l5d_twisted.service import FunctionService, Params
 from l5d_twisted.telemetry.recent import RecentRequests
+from l5d_twisted.telemetry.stats import NULL_STATS
 
 
 def request(uri: bytes = b"/a") -> Request:
     req = Request(b"GET", uri)
-    req.ctx["dst"] = Path.read("/svc/hello")
+    req.ctx[DST] = Path.read("/svc/hello")
     req.headers.add(b"l5d-dst-client", b"/$/inet/127.0.0.1/7777")
     return req
 
@@ -59,9 +65,22 @@ def test_sample_rate_keeps_about_that_fraction() -> None:
     assert 900 <= len(recent.records()) <= 1100
 
 
-def test_plugin_exposes_observer_and_records() -> None:
+def test_plugin_records_through_its_server_stack_module() -> None:
     plugin = TELEMETERS.get("io.l5d.recentRequests")
-    telemeter = plugin.factory(plugin.config_type(sample_rate=1.0, capacity=2), PluginContext(reactor=Clock()))
-    telemeter.request_observer(request(), Response(404), 2.0)
-    assert telemeter.recent_requests.to_json()[0]["status"] == 404
+    clock = Clock()
+    telemeter = plugin.factory(plugin.config_type(sample_rate=1.0, capacity=2), PluginContext(reactor=clock))
+    assert telemeter.request_observer is None
+    (edit,) = telemeter.stack_edits
+    assert (edit.layer, edit.after, edit.module.role) == ("server", "stats", "recentRequests")
+    stack = DEFAULT_STACKS.edited(telemeter.stack_edits).server
+    assert stack.roles == ["stats", "recentRequests"]
+    answer: Deferred[Response] = Deferred()
+    params = Params().plus(StackParams.REACTOR, clock).plus(StackParams.STATS, NULL_STATS).plus(StackParams.CLASSIFIER, non_retryable_5xx())
+    service = stack.make(params, FunctionService(lambda req: answer))
+    service(request())
+    assert telemeter.recent_requests.to_json() == []  # recorded when it finishes
+    clock.advance(0.002)
+    answer.callback(Response(404))
+    (record,) = telemeter.recent_requests.to_json()
+    assert (record["status"], record["latency_ms"], record["dst_path"]) == (404, 2.0, "/svc/hello")
     assert telemeter.admin_resources() == {}

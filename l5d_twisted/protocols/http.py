@@ -1,0 +1,88 @@
+"""Protocol ``http``: HTTP/1.1 and 1.0 (``routers[].protocol: http``, the default).
+
+Serves with :func:`l5d_twisted.http.server.serve_http`, reaches endpoints with
+:class:`l5d_twisted.http.client.EndpointClient` over a keep-alive
+:class:`~l5d_twisted.http.pool.ConnectionPool` (the HTTP/1 session pool), and builds its
+routers from :data:`~l5d_twisted.router.stacks.DEFAULT_STACKS`.  What here comes from the
+config: the router's ``maxHeadersKB``, ``maxInitialLineKB``, ``maxRequestKB`` and
+``streamingEnabled``, each server's limits, socket options and TLS, and each client's
+``hostConnectionPool``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from l5d_twisted.config.model import RouterConfig, ServerConfig
+from l5d_twisted.config.params import ClientParams
+from l5d_twisted.http.client import EndpointClient, HttpClientProtocol
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.http.pool import ConnectionPool, PoolSettings
+from l5d_twisted.http.server import ServerSettings, serve_http
+from l5d_twisted.http.tls import server_tls
+from l5d_twisted.protocols.base import Listening, NoConfig, RouterProtocol
+from l5d_twisted.protocols.session import SessionPool
+from l5d_twisted.registry import PROTOCOLS
+from l5d_twisted.router.stacks import DEFAULT_STACKS
+from l5d_twisted.service import Service
+from l5d_twisted.telemetry.stats import StatsReceiver
+
+
+def server_settings(router: RouterConfig, server: ServerConfig) -> ServerSettings:
+    return ServerSettings(
+        # streamingEnabled: false buffers whole request bodies up to maxRequestKB (so
+        # they can be retried); streaming buffers only small ones (the retry buffer).
+        max_buffered_body_kb=router.max_request_kb if not router.streaming_enabled else ServerSettings.max_buffered_body_kb,
+        max_headers_kb=router.max_headers_kb,
+        max_initial_line_kb=router.max_initial_line_kb,
+        max_concurrent_requests=server.max_concurrent_requests,
+        clear_context=server.clear_context,
+        request_dtab=server.request_dtab.enabled,
+        request_dtab_addresses=server.request_dtab.allow_addresses,
+        no_delay=server.socket_options.no_delay,
+        keep_alive=server.socket_options.keep_alive,
+        reuse_addr=server.socket_options.reuse_addr,
+        reuse_port=server.socket_options.reuse_port,
+        tls=server_tls(server.tls) if server.tls is not None else None,
+        max_connections=server.max_connections,
+        body_idle_timeout_s=server.request_body_idle_timeout_ms / 1000.0,
+        min_body_bytes_per_s=server.min_request_body_bytes_per_sec,
+    )
+
+
+def serve(reactor: Any, router: RouterConfig, server: ServerConfig, service: Service[Request, Response], stats: StatsReceiver) -> Listening:
+    return serve_http(reactor, server.ip, server.port, service, server_settings(router, server), stats)
+
+
+def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
+    pool = client.host_connection_pool
+    return PoolSettings(
+        min_size=pool.min_size,
+        max_size=pool.max_size,
+        idle_time_s=pool.idle_time_ms / 1000.0,
+        max_waiters=pool.max_waiters,
+        # linkerd 1's maxHeadersKB / maxInitialLineKB bound both codecs: responses too
+        max_headers_kb=router.max_headers_kb,
+        max_initial_line_kb=router.max_initial_line_kb,
+    )
+
+
+def _meets_the_session_seam(pool: ConnectionPool[HttpClientProtocol]) -> SessionPool[HttpClientProtocol]:
+    return pool  # mypy checks that the HTTP/1 pool and its connections meet the seam
+
+
+HTTP = RouterProtocol(
+    name="http",
+    serve=serve,
+    endpoint_factory=EndpointClient,
+    client_settings=pool_settings,
+    stacks=DEFAULT_STACKS,
+    default_port=4140,
+    default_identifier="io.l5d.header.token",
+    default_classifier="io.l5d.http.nonRetryable5XX",
+)
+
+
+@PROTOCOLS.register("http", NoConfig)
+def http_protocol(config: NoConfig) -> RouterProtocol:
+    return HTTP
