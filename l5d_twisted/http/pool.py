@@ -53,14 +53,14 @@ class PoolSettings:
 def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: Any = None) -> Any:
     if tls is not None:
         # connectSSL takes both connection creators (validating) and plain context factories
-        return SSL4ClientEndpoint(reactor, host, port, tls, timeout=timeout)
+        return SSL4ClientEndpoint(reactor, host, port, tls, timeout=timeout)  # type: ignore[no-untyped-call, unused-ignore]  # untyped in Twisted
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=timeout)
     if ip.version == 4:
         return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
-    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)  # type: ignore[no-untyped-call, unused-ignore]  # untyped in Twisted
 
 
 class ConnectionPool(Generic[S]):
@@ -147,7 +147,7 @@ class ConnectionPool(Generic[S]):
 
     def _connect(self) -> Deferred[S]:
         self._connecting += 1
-        d: Deferred[S] = connectProtocol(self._endpoint, self._protocol_factory())
+        d: Deferred[S] = connectProtocol(self._endpoint, self._protocol_factory())  # type: ignore[no-untyped-call, unused-ignore]  # untyped in Twisted
 
         def connected(conn: S) -> S:
             self._connecting -= 1
@@ -157,7 +157,7 @@ class ConnectionPool(Generic[S]):
 
         def failed(reason: Failure) -> Any:
             self._connecting -= 1
-            if reason.check(CancelledError):
+            if isinstance(reason.value, CancelledError):
                 return reason
             self._connect_failures.incr()
             self._serve_waiters()
