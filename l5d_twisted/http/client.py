@@ -116,7 +116,6 @@ class HttpClientProtocol(Protocol):
             self._on_head,
             self._on_body,
             self._on_end,
-            self._on_begin,
         )
         self._deferred: Deferred[Response] | None = None
         self._request: Request | None = None
@@ -315,6 +314,7 @@ class HttpClientProtocol(Protocol):
             self.reusable = False
             self.transport.abortConnection()
             return
+        self._answered = True  # the server began to answer: never resent (see _stale_close_is_resendable)
         reader = self._reader
         try:
             too_large = reader.feed(data)
@@ -353,13 +353,9 @@ class HttpClientProtocol(Protocol):
 
     # -- reader events -------------------------------------------------------------------
 
-    def _on_begin(self) -> None:
-        self._answered = True
-        self._stream = None
-        self._interim = False
-
     def _on_head(self) -> None:
         reader = self._reader
+        reader.in_head = False
         parser = reader.parser
         status: int = parser.get_status_code()
         if status < 200:

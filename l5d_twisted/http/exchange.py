@@ -3,7 +3,9 @@
 A client may send requests before the earlier ones are answered; they are answered one at
 a time, in order.  :class:`ExchangeQueue` holds the request being read (``parsing``), the
 one being answered (``active``) and those read but waiting (``waiting``); an
-:class:`Exchange` is one request from its head to the end of its response.
+:class:`Exchange` is one request from its head to the end of its response.  The server
+appends to ``waiting`` and moves its head to ``active`` itself (plain attribute work, on
+the hot path); the queue answers what the rarer decisions need.
 """
 
 from __future__ import annotations
@@ -74,19 +76,6 @@ class ExchangeQueue:
     def busy(self) -> bool:
         """A request is being read, answered or waits to be."""
         return self.active is not None or bool(self.waiting) or self.parsing is not None
-
-    def read(self, ex: Exchange) -> bool:
-        """``ex``'s head was read; True when too many requests wait (stop reading)."""
-        self.parsing = ex
-        waiting = self.waiting
-        waiting.append(ex)
-        return len(waiting) > MAX_PIPELINED
-
-    def take(self) -> Exchange:
-        """The first waiting exchange becomes the active one."""
-        ex = self.waiting.popleft()
-        self.active = ex
-        return ex
 
     def may_read_more(self) -> bool:
         """Few enough wait again to resume reading."""

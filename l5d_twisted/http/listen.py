@@ -51,13 +51,13 @@ class HandOverPort(tcp.Port):
     def connectionLost(self, reason: Any) -> None:  # noqa: N802 (Twisted's name)
         if self.connected and getattr(self, "socket", None) is not None:
             self._accept_queued()
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]  # untyped in Twisted
 
     def _accept_queued(self) -> None:
         """Accept (and hand to the factory) every connection already queued, up to a bound."""
         before = self.sessionno
         self.numberAccepts = _FLUSH_ACCEPTS
-        self.doRead()  # accepts until the queue is empty (EAGAIN) or the bound
+        self.doRead()  # type: ignore[no-untyped-call]  # accepts until the queue is empty (EAGAIN) or the bound
         self.accepted_on_close = self.sessionno - before
         if self.accepted_on_close:
             log.info(

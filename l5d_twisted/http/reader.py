@@ -7,10 +7,11 @@ head so far) and hands its owner three events:
 
 * ``head()`` when the head is complete (the owner reads ``url``, ``fields``,
   ``content_length``, ``chunked``... from the reader and the method, status and version
-  from ``reader.parser``);
+  from ``reader.parser``).  httptools calls it directly (one Python call less per message
+  on the hot path), so its first act is ``reader.in_head = False``;
 * ``body(data)`` for body bytes the owner did not ask the reader to ``collect``;
 * ``end()`` when the message is complete (``collect`` then holds a collected body, and
-  ``trailers`` the trailer fields of a chunked one).
+  ``trailers`` the trailer fields of a chunked one); also called directly by httptools.
 
 Fields in ``dropped`` (hop-by-hop and framing fields) never reach ``fields``; the framing
 ones are noted.  The head is bounded: the target (``max_line``) -> 414, the fields
@@ -46,10 +47,9 @@ class MessageReader:
 
     __slots__ = (
         "parser",
-        "head",
+        "on_headers_complete",
+        "on_message_complete",
         "body",
-        "end",
-        "begin",
         "dropped",
         "max_head",
         "max_line",
@@ -82,14 +82,14 @@ class MessageReader:
         head: Callable[[], None],
         body: Callable[[bytes], None],
         end: Callable[[], None],
-        begin: Callable[[], None] | None = None,
     ) -> None:
         """``request``: parse requests (strict, the head counted only when it can be too big);
         else responses (every head counted, as a response's limit also covers trailers)."""
-        self.head = head
+        # httptools looks its callbacks up on this object: the owner's head and end are
+        # called without a hop through the reader
+        self.on_headers_complete = head
+        self.on_message_complete = end
         self.body = body
-        self.end = end
-        self.begin = begin
         self.dropped = dropped
         self.max_head = max_head
         self.max_line = max_line
@@ -155,8 +155,6 @@ class MessageReader:
         self.expect = False
         self.collect = None
         self.trailers = None
-        if self.begin is not None:
-            self.begin()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -204,10 +202,6 @@ class MessageReader:
             self.host_at = len(self.fields)
         self.fields.append((name, value))
 
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.head()
-
     def on_body(self, data: bytes) -> None:
         self.body_bytes += len(data)
         collect = self.collect
@@ -215,6 +209,3 @@ class MessageReader:
             collect.append(data)
         else:
             self.body(data)
-
-    def on_message_complete(self) -> None:
-        self.end()

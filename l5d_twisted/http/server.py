@@ -80,7 +80,7 @@ from l5d_twisted.http.codec import (
     status_line,
 )
 from l5d_twisted.http.errors import error_response
-from l5d_twisted.http.exchange import Exchange, ExchangeQueue
+from l5d_twisted.http.exchange import MAX_PIPELINED, Exchange, ExchangeQueue
 from l5d_twisted.http.fastwrite import direct_writer, set_no_delay
 from l5d_twisted.http.hop import (
     DROPPED_ON_PARSE,
@@ -260,6 +260,7 @@ class HttpServerProtocol(Protocol):
 
     def _on_head(self) -> None:
         reader = self._reader
+        reader.in_head = False
         parser = reader.parser
         method: bytes = parser.get_method()
         if method == b"CONNECT":
@@ -313,7 +314,10 @@ class HttpServerProtocol(Protocol):
             request.ctx[REQUEST_DTAB_ADDRESSES] = True
         ex.request = request
         exchanges = self._exchanges
-        if exchanges.read(ex):
+        exchanges.parsing = ex
+        waiting = exchanges.waiting
+        waiting.append(ex)  # (ExchangeQueue.read, inlined: the hot path)
+        if len(waiting) > MAX_PIPELINED:
             self._pause("pipeline")
         if (ex.ready or ex.expect_continue) and exchanges.active is None:
             self._maybe_dispatch()
@@ -373,7 +377,8 @@ class HttpServerProtocol(Protocol):
                         self._write(_CONTINUE)
                         self._timeouts.restart_body_clock(self._reader.body_bytes)
                     return
-                exchanges.take()
+                exchanges.waiting.popleft()  # (ExchangeQueue.take, inlined: the hot path)
+                exchanges.active = ex
                 if "pipeline" in self._paused and exchanges.may_read_more():
                     self._resume("pipeline")
                 self._start(ex)
@@ -856,7 +861,7 @@ def _has_unread_bytes(transport: Any) -> bool:
 
 
 def _failure(error: BaseException) -> Failure:
-    failure: Failure = Failure(error)
+    failure: Failure = Failure(error)  # type: ignore[no-untyped-call]  # untyped in Twisted
     return failure
 
 

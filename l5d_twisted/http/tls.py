@@ -57,7 +57,7 @@ def _private_certificate(cert_path: str, key_path: str) -> tuple[ssl.PrivateCert
     key_pem = _read(key_path, "private key")
     try:
         key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
-        private = ssl.PrivateCertificate.fromCertificateAndKeyPair(chain[0], key)
+        private = ssl.PrivateCertificate.fromCertificateAndKeyPair(chain[0], key)  # type: ignore[no-untyped-call]
     except Exception as e:
         raise TlsConfigError(f"key {key_path} does not fit certificate {cert_path}: {e}") from e
     return private, chain[1:]
@@ -96,5 +96,7 @@ def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
         raise TlsConfigError("client TLS needs a commonName to validate, or disableValidation")
     trust: Any = None
     if config.trust_certs_bundle is not None:
-        trust = ssl.trustRootFromCertificates(_certificates(_read(config.trust_certs_bundle, "trust bundle"), config.trust_certs_bundle))
+        trust = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
+            _certificates(_read(config.trust_certs_bundle, "trust bundle"), config.trust_certs_bundle)
+        )
     return ssl.optionsForClientTLS(name, trustRoot=trust, clientCertificate=client_cert, acceptableProtocols=[b"http/1.1"])
