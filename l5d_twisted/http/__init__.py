@@ -12,5 +12,10 @@ Modules, each with one job:
 * ``errors``: ``error_response(error)``, the linkerd-style answer for a failure.
 * ``tls``: ``server_tls(config)``, ``client_tls(config, common_name)`` from the config's
   ``tls`` blocks.
-* ``hop``, ``codec``, ``fastwrite``: hop-by-hop fields, message framing and writing.
+* ``reader``: ``MessageReader``, httptools callbacks -> head/body/end events and the head's
+  bounds, for the server's requests and the client's responses.
+* ``exchange``: a server connection's pipelined requests in order; ``timeouts``: its
+  timeout policy (header read, idle, request body pace).
+* ``hop``, ``codec``, ``fastwrite``: hop-by-hop fields, message framing (``codec.Framing``)
+  and writing.
 """

@@ -3,7 +3,8 @@
 ``serve_http(reactor, ip, port, service, settings, stats)`` listens and returns an
 :class:`HttpServer` (an ``IListeningPort`` with ``drain(grace_s)`` for graceful shutdown).
 
-Per connection (:class:`HttpServerProtocol`):
+Per connection (:class:`HttpServerProtocol`, which reads with ``http.reader``, queues
+with ``http.exchange`` and times out by ``http.timeouts``):
 
 * Requests are parsed by httptools (llhttp, strict mode), so smuggling shapes (both
   ``Content-Length`` and ``Transfer-Encoding``, duplicate or differing lengths, a
