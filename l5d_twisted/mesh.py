@@ -284,8 +284,7 @@ def _drain(server: Any, grace_s: float) -> Any:
 
 
 def _port_number(server: Any) -> int:
-    port = getattr(server, "port", server)
-    return int(port.getHost().port)
+    return int(server.getHost().port)  # protocols.base.Listening
 
 
 def dump_json(value: Any) -> str:

@@ -75,6 +75,10 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, kind: str) -> None:
+        """Forget ``kind`` (tests register plugins of their own for a while)."""
+        self._plugins.pop(kind, None)
+
     def get(self, kind: str) -> Plugin[T]:
         load_plugins()
         try:
