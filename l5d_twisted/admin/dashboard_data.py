@@ -23,10 +23,10 @@ last complete sample, made once per sample (a request only adds ``now``).
 A sample reads every service and client scope, which under a flood of new names (issue
 10's mixed attack: ~1,600 live scopes, or 5,000 services with their clients) held the
 reactor 110-450 ms every 5 s, and each dashboard.json request 340-400 ms more.  Given a
-``Cooperator`` (the admin server passes the one its metrics renders use, see
-:mod:`l5d_twisted.telemetry.render`), a sample runs as small steps (:data:`STEP_SCOPES`
-scopes read, or :data:`STEP_ROWS` rows computed, per step) between the reactor's other
-work; a tick that finds the previous sample still running is skipped.  Without one (unit
+``Cooperator`` (the admin server passes one like its metrics renders use, see
+:mod:`l5d_twisted.telemetry.render`, with :data:`SAMPLE_SLICE_S` slices), a sample runs
+as small steps (:data:`STEP_SCOPES` scopes read, or :data:`STEP_ROWS` rows computed, per
+step) between the reactor's other work; a tick that finds the previous sample still running is skipped.  Without one (unit
 tests) a sample runs at once, with the same code and the same figures.  Counters are read
 a step at a time, so one sample is not an instant snapshot; each point is stamped with the
 sample's start.
@@ -51,8 +51,12 @@ log = Logger()
 
 TABLE_RATE_WINDOW_S = 30.0
 MAX_GONE = 4096  # expired entities whose last counts are remembered (bounded under churn)
-STEP_SCOPES = 50  # scopes read per step (~16 metrics each)
-STEP_ROWS = 100  # entities (points, latency merges or table rows) per step
+STEP_SCOPES = 25  # scopes read per step (~16 metrics each)
+STEP_ROWS = 50  # entities (points, latency merges or table rows) per step
+# Wall time of steps per reactor turn on the admin server's sampler cooperator: a request
+# needs a few turns, each delayed by up to a slice while a sample runs (10 ms slices, as
+# metrics renders use, put 5 s-periodic ~35 ms answers in the mixed attack's probe).
+SAMPLE_SLICE_S = 0.002
 
 _Key = tuple[str, str, str]  # (router, "service" | "client", name)
 

@@ -15,6 +15,13 @@ import signal
 import sys
 from typing import Any
 
+# Python's (700, 10, 10), but a full collection at most once per 1,000 generation-1
+# collections instead of 10.  Under issue 10's mixed attack (1,000 cached routes and
+# clients, ~1,000 connections) each full collection took 60-430 ms (80-200 ms of CPU),
+# one every ~8 s, which alone put the probe's p99 over 50 ms; with 1,000 they come about
+# once a minute, the heap ~6 MB larger meanwhile (bench/README.md, mixed attack).
+GC_THRESHOLDS = (700, 10, 1000)
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("run", help="run the mesh described by a config file")
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         # out of the collector's sight, so full collections stop re-scanning tens of MB
         # (measured: gen-2 pauses fell from 385 ms to 30 ms per 20 s under load).
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     reactor.callWhenRunning(lambda: mesh.start().addCallbacks(started, failed_to_start))
     signal.signal(signal.SIGTERM, on_signal)
