@@ -66,29 +66,33 @@ class Context(dict[Key[Any], Any]):
 class Connection:
     """The connection a request came on: made once per connection by the server.
 
-    ``peer`` is the client's address (an ``IAddress``: ``.host``, ``.port`` for TCP);
-    ``peer_certificate`` the certificate a TLS client presented (a pyOpenSSL ``X509``), or
-    None (plain TCP, or no client certificate).  It is read from the transport the first
-    time it is asked for, after the handshake.
+    ``peer`` is the client's address (an ``IAddress``: ``.host``, ``.port`` for TCP; None if
+    the transport cannot say); ``peer_certificate`` the certificate a TLS client presented
+    (a pyOpenSSL ``X509``), or None (plain TCP, or no client certificate).  Both are read
+    from the transport the first time they are asked for (the certificate after the
+    handshake), so a connection nobody asks about costs one small object.
     """
 
-    __slots__ = ("peer", "tls", "_transport", "_certificate", "_read")
+    __slots__ = ("tls", "_transport", "_peer", "_certificate")
 
     def __init__(self, transport: Any, *, tls: bool = False) -> None:
         self._transport = transport
-        self.peer: Any = transport.getPeer()
         self.tls = tls
+        self._peer: Any = None
         self._certificate: Any = None
-        self._read = False
+
+    @property
+    def peer(self) -> Any:
+        if self._peer is None:
+            get = getattr(self._transport, "getPeer", None)
+            self._peer = get() if get is not None else None
+        return self._peer
 
     @property
     def peer_certificate(self) -> Any:
-        if self.tls and not self._read:
+        if self.tls and self._certificate is None:
             get = getattr(self._transport, "getPeerCertificate", None)
-            certificate = get() if get is not None else None
-            if certificate is not None:  # none yet during the handshake: ask again later
-                self._certificate = certificate
-                self._read = True
+            self._certificate = get() if get is not None else None  # None during the handshake
         return self._certificate
 
     def __repr__(self) -> str:
