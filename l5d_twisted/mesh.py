@@ -2,7 +2,10 @@
 
 From a validated :class:`~l5d_twisted.config.model.Config` it builds, in order:
 telemeters (metrics first, so everything else can record), namers, each router (its
-transformers, interpreter, identifiers, stacks) and its servers, then the admin server.
+protocol from the ``PROTOCOLS`` registry, transformers, interpreter, identifiers, and the
+protocol's stacks with every plugin's stack edits) and its servers (the server stack over
+the router, served by the protocol), then the admin server.  No protocol or plugin kind is
+named here (docs/architecture.md).
 Start-up is all or nothing: if any port cannot be bound, whatever started is stopped and
 the error is raised, so the proxy never half-starts.
 
