@@ -4,7 +4,8 @@
 :class:`~l5d_twisted.config.decode.Decoder` (nothing registers itself on import):
 
 * a router (``RouterConfig``): its ``protocol`` is read first and handed, as an argument,
-  to the reading of its servers, whose port defaults to that protocol's (http 4140, h2 4142);
+  to the reading of its servers, whose port defaults to that protocol's (http 4140); its
+  ``identifier`` defaults to the protocol's too (``protocols.base.RouterProtocol``);
 * a ``namers:`` entry (``NamerSpec``): a plugin block with an extra ``prefix`` key (default
   ``/<kind>``); ``prefix: /#/x`` is accepted as ``/x`` since dtabs always write ``/#/``;
 * a dtab (``Dtab``): parsed by the naming package, an error reported at the YAML line of
@@ -32,7 +33,13 @@ from l5d_twisted.config.decode import (
 )
 from l5d_twisted.config.dtabs import excerpt, text_line
 from l5d_twisted.config.errors import ConfigError
-from l5d_twisted.config.model import DEFAULT_SERVER_PORTS, NamerSpec, RouterConfig, ServerConfig
+from l5d_twisted.config.model import (
+    NamerSpec,
+    RouterConfig,
+    ServerConfig,
+    default_server_port,
+    registered_protocol,
+)
 from l5d_twisted.config.params import ClientParams, ServiceParams
 from l5d_twisted.config.perprefix import (
     GLOBAL,
@@ -43,10 +50,10 @@ from l5d_twisted.config.perprefix import (
     ServiceConfig,
 )
 from l5d_twisted.config.prefix import PrefixPattern
-from l5d_twisted.config.schema import yaml_key
+from l5d_twisted.config.schema import default_plugin, yaml_key
 from l5d_twisted.naming.dtab import Dtab, DtabError
 from l5d_twisted.naming.path import Path
-from l5d_twisted.registry import NAMERS
+from l5d_twisted.registry import IDENTIFIERS, NAMERS
 
 Entries = Mapping[str, tuple[Node, Node]]
 
@@ -59,7 +66,9 @@ def decode_router(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
         return INVALID
     protocol = router_protocol(decoder, entries, where)
     servers = decoder.with_type_decoders({ServerConfig: server_decoder(protocol)})
-    return servers.decode_fields(RouterConfig, entries, node, where)
+    found = registered_protocol(protocol)  # the protocol's default identifier
+    defaults = {"identifier": (default_plugin(IDENTIFIERS, found.default_identifier),)} if found is not None else None
+    return servers.decode_fields(RouterConfig, entries, node, where, defaults=defaults)
 
 
 def router_protocol(decoder: Decoder, entries: Entries, where: str) -> str:
@@ -73,7 +82,7 @@ def router_protocol(decoder: Decoder, entries: Entries, where: str) -> str:
 
 def server_decoder(protocol: str) -> TypeDecoder:
     """Reads a server of a ``protocol`` router: its port defaults to the protocol's."""
-    port = DEFAULT_SERVER_PORTS.get(protocol, DEFAULT_SERVER_PORTS["http"])
+    port = default_server_port(protocol)
 
     def decode_server(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
         entries = decoder.mapping(node, where)

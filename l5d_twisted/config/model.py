@@ -22,8 +22,23 @@ from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import IDENTIFIERS, PROTOCOLS, TELEMETERS, TRANSFORMERS
 
-DEFAULT_SERVER_PORTS = {"http": 4140, "h2": 4142}
+HTTP_PORT = 4140
 MAX_PORT = 65535  # ports may be 0: any free port (tests)
+
+
+def registered_protocol(name: str) -> Any:
+    """The registered protocol ``name`` (a ``protocols.base.RouterProtocol``) whose defaults a
+    router of that protocol gets (server port, identifier); None if nobody registered it
+    (``check_protocol`` refuses it)."""
+    if name not in PROTOCOLS:
+        return None
+    plugin = PROTOCOLS.get(name)
+    return plugin.factory(plugin.config_type())
+
+
+def default_server_port(protocol: str) -> int:
+    found = registered_protocol(protocol)
+    return int(found.default_port) if found is not None else HTTP_PORT
 
 
 def check_protocol(value: str) -> None:
@@ -76,7 +91,7 @@ class RequestDtabConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    port: int = knob(DEFAULT_SERVER_PORTS["http"], minimum=0, maximum=MAX_PORT, doc="listening port (http 4140, h2 4142 by default)")
+    port: int = knob(HTTP_PORT, minimum=0, maximum=MAX_PORT, doc="listening port (default: the router protocol's, http 4140)")
     ip: str = knob("127.0.0.1", validator=check_ip, doc="listening address (0.0.0.0 for all)")
     clear_context: bool = knob(False, doc="drop inbound l5d-* fields (l5d-ctx-*, l5d-dtab, l5d-sample, ...): for untrusted clients")
     request_dtab: RequestDtabConfig = knob(default_factory=RequestDtabConfig, doc="what a client's own dtab may do")
@@ -141,7 +156,7 @@ class RouterConfig:
         if not self.label:
             object.__setattr__(self, "label", self.protocol)
         if not self.servers:
-            port = DEFAULT_SERVER_PORTS.get(self.protocol, DEFAULT_SERVER_PORTS["http"])
+            port = default_server_port(self.protocol)
             object.__setattr__(self, "servers", (ServerConfig(port=port),))
 
 

@@ -6,13 +6,14 @@ knowing it."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 from l5d_testing import REPO, free_port
-from line_echo import KIND, EchoBackend, line_echo_protocol
+from line_echo import KIND, LINE_ECHO, EchoBackend, line_echo_protocol
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -136,9 +137,23 @@ def test_mesh_has_no_plugin_kind_branch() -> None:
     assert not [s for s in literals if s.startswith("io.l5d.")]
 
 
-def test_the_config_defaults_are_the_http_protocols() -> None:
-    # the config's defaults (identifier, classifier, port) are http's; a protocol with other
-    # defaults needs the decoder to ask the protocol (not wired yet: see docs/architecture.md)
+def test_a_router_gets_its_protocols_default_port_and_identifier() -> None:
+    other = dataclasses.replace(LINE_ECHO, name="test.other", default_port=4777, default_identifier="io.l5d.path")
+    PROTOCOLS.register("test.other", NoConfig)(lambda config: other)
+    try:
+        router = load_config("routers:\n- protocol: test.other\n").routers[0]
+        assert [s.port for s in router.servers] == [4777]
+        assert [spec.kind for spec in router.identifier] == ["io.l5d.path"]
+        listed = load_config("routers:\n- protocol: test.other\n  servers: [{ip: 127.0.0.2}]\n").routers[0]
+        assert listed.servers[0].port == 4777
+        chosen = load_config("routers:\n- protocol: test.other\n  identifier: {kind: io.l5d.header.token}\n").routers[0]
+        assert [spec.kind for spec in chosen.identifier] == ["io.l5d.header.token"]
+    finally:
+        PROTOCOLS.unregister("test.other")
+
+
+def test_the_http_protocol_supplies_the_config_defaults() -> None:
+    # the default classifier is still the config's (ServiceParams), held equal to http's
     http = protocol_named("http")
     router = load_config("routers: [{}]").routers[0]
     assert [spec.kind for spec in router.identifier] == [http.default_identifier]
