@@ -21,7 +21,10 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from l5d_twisted.protocols.base import RouterProtocol
 
 T = TypeVar("T")
 
@@ -109,7 +112,7 @@ BALANCERS: Registry[Any] = Registry("loadBalancer")
 FAILURE_ACCRUAL: Registry[Any] = Registry("failureAccrual")
 BACKOFFS: Registry[Any] = Registry("backoff")
 TELEMETERS: Registry[Any] = Registry("telemeter")
-PROTOCOLS: Registry[Any] = Registry("protocol")  # protocols.base.RouterProtocol by routers[].protocol
+PROTOCOLS: Registry[RouterProtocol] = Registry("protocol")  # by routers[].protocol
 
 _loaded = False
 
