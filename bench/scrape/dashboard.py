@@ -18,6 +18,7 @@ Target (issue 10): worst stall under 50 ms.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -33,7 +34,18 @@ from twisted.internet.threads import deferToThread  # noqa: E402
 
 from l5d_twisted.admin.dashboard_data import DashboardSampler  # noqa: E402
 from l5d_twisted.admin.server import AdminServer  # noqa: E402
+from l5d_twisted.cli.run import GC_THRESHOLDS  # noqa: E402
 from l5d_twisted.telemetry.metrics import MetricsTree  # noqa: E402
+
+_gc_started = [0.0]
+gc_pauses: list[float] = []
+
+
+def _gc_pause(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    elif info["generation"] == 2:
+        gc_pauses.append(time.perf_counter() - _gc_started[0])
 
 
 def whole_samples(metrics: MetricsTree, n: int) -> list[float]:
@@ -91,6 +103,12 @@ def main() -> int:
     args = parser.parse_args()
 
     metrics, build_s = populate(args.scopes, 0, args.random_hosts)
+    # As `l5d-twisted run` does once started: what exists now is out of the collector's
+    # sight, and full collections are rare; gen-2 pauses are listed apart.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.callbacks.append(_gc_pause)
     print(f"built {len(metrics.group_keys())} scopes in {build_s:.1f} s")
     for i, took in enumerate(whole_samples(metrics, args.samples), 1):
         print(f"whole sample {i}: {took * 1000:.1f} ms (the reactor held throughout)")
@@ -118,6 +136,7 @@ def main() -> int:
     for i, (wall, size, stall) in enumerate(requests, 1):
         print(f"dashboard.json {i}: {wall * 1000:.1f} ms, {size} bytes, worst stall {stall * 1000:.1f} ms")
         worst = max(worst, stall)
+    print(f"full (gen-2) collections: {len(gc_pauses)}, longest {max(gc_pauses, default=0.0) * 1000:.1f} ms")
     print(f"worst stall {worst * 1000:.1f} ms (target < 50 ms): {'met' if worst < 0.05 else 'NOT met'}")
     return 0
 
