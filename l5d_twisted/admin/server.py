@@ -50,7 +50,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.server import Request as WebRequest
 
-from l5d_twisted.admin.dashboard_data import SAMPLE_SLICE_S, DashboardSampler
+from l5d_twisted.admin.dashboard_data import DashboardSampler, sampler_cooperator
 from l5d_twisted.admin.delegator import explain
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.requests_page import render_requests_page
@@ -144,9 +144,9 @@ class AdminServer:
             reactor,
             router_labels=lambda: [r.label for r in target.routers],
             interval_s=sample_interval_s,
-            # Samples in steps too, in shorter slices than a render: a sample is not waited
-            # for, and each slice delays every request in flight by up to its length.
-            cooperator=cooperator if cooperator is not None else reactor_cooperator(reactor, SAMPLE_SLICE_S),
+            # Samples in steps too, in shorter slices than a render with gaps between: a
+            # sample is not waited for, and each slice delays every request in flight.
+            cooperator=cooperator if cooperator is not None else sampler_cooperator(reactor),
         )
         self._default_prometheus: PrometheusExposition | None = None
         self.site = _QuietSite(AdminResource(self))

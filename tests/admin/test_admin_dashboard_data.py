@@ -8,7 +8,7 @@ from typing import Any
 from fake_mesh import HELLO_CLIENT, WORLD_CLIENT, FakeMesh, Traffic
 from twisted.internet.task import Clock
 
-from l5d_twisted.admin.dashboard_data import STEP_ROWS, STEP_SCOPES, DashboardSampler
+from l5d_twisted.admin.dashboard_data import STEP_ROWS, STEP_SCOPES, DashboardSampler, sampler_cooperator
 from l5d_twisted.telemetry.render import stepping_cooperator
 
 
@@ -280,3 +280,27 @@ def test_a_failing_stepped_sample_does_not_stop_sampling() -> None:
         clock.advance(1.0)
         drain(clock, sampler)
     assert len(sampler.to_json()["routers"][0]["series"]["t"]) == 5  # ...and 5..30 s went on
+
+
+def test_the_admin_servers_sampler_leaves_the_reactor_a_gap_after_each_slice() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    many_services(mesh, 100)
+    # A zero slice: one step per slice, so each step waits out the gap first.
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=sampler_cooperator(clock, slice_s=0.0, gap_s=0.005))
+    scopes = mesh.metrics.scopes
+    reads: list[int] = []
+    mesh.metrics.scopes = lambda: reads.append(1) or scopes()  # type: ignore[method-assign]
+    sampler.start()
+    assert sampler.sampling and not reads  # the first step waits for the gap...
+    clock.advance(0.004)
+    assert not reads
+    clock.advance(0.001)
+    assert reads == [1]  # ...then runs alone
+    steps = 1
+    while sampler.sampling:
+        clock.advance(0.005)
+        steps += 1
+    assert steps >= 100 // STEP_SCOPES + 100 // STEP_ROWS
+    names = {row["name"] for row in sampler.to_json()["routers"][0]["services"]}
+    assert {f"svc/s{i}" for i in range(100)} <= names  # the sample completed
