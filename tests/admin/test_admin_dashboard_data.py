@@ -8,7 +8,12 @@ from typing import Any
 from fake_mesh import HELLO_CLIENT, WORLD_CLIENT, FakeMesh, Traffic
 from twisted.internet.task import Clock
 
-from l5d_twisted.admin.dashboard_data import STEP_ROWS, STEP_SCOPES, DashboardSampler, sampler_cooperator
+from l5d_twisted.admin.dashboard_data import (
+    STEP_ROWS,
+    STEP_SCOPES,
+    DashboardSampler,
+    sampler_cooperator,
+)
 from l5d_twisted.telemetry.render import stepping_cooperator
 
 
