@@ -102,9 +102,9 @@ def choose_framing(body: Any, chunked_ok: bool) -> Framing:
 
 
 def framing_field(framing: Framing, body: Any) -> bytes:
-    if framing == LENGTH:
+    if framing is LENGTH:
         return b"Content-Length: %d\r\n" % (body_length(body) or 0)
-    if framing == CHUNKED:
+    if framing is CHUNKED:
         return b"Transfer-Encoding: chunked\r\n"
     return b""
 
@@ -137,7 +137,7 @@ def send_body(
     """
     if write is None:
         write = transport.write
-    if framing == NONE:
+    if framing is NONE:
         write(head)
         if count is not None:
             count(len(head))
@@ -155,7 +155,7 @@ def send_body(
             body.consume(pipe)
         return pipe
     data = body.data if isinstance(body, BufferedBody) else b""
-    if framing == CHUNKED:
+    if framing is CHUNKED:
         trailers = body.trailers if isinstance(body, BufferedBody) else None
         if data:
             out = b"".join((head, b"%x\r\n" % len(data), data, CRLF, encode_trailers(trailers)))
@@ -190,7 +190,7 @@ class BodyPipe:
         self.framing = framing
         self.on_done = on_done
         self.count = count
-        self.remaining = body.length if framing == LENGTH else None
+        self.remaining = body.length if framing is LENGTH else None
         self.done = False
 
     # BodySink
@@ -198,7 +198,7 @@ class BodyPipe:
         if self.done:
             return
         n = len(data)
-        if self.framing == CHUNKED:
+        if self.framing is CHUNKED:
             self.write(b"".join((b"%x\r\n" % n, data, CRLF)))
         else:
             if self.remaining is not None:
@@ -214,7 +214,7 @@ class BodyPipe:
     def body_end(self, trailers: Trailers | None) -> None:
         if self.done:
             return
-        if self.framing == CHUNKED:
+        if self.framing is CHUNKED:
             self.write(encode_trailers(trailers))
         elif self.remaining:  # shorter than its Content-Length: not a complete message
             self._finish(False)
