@@ -203,7 +203,7 @@ class DashboardSampler:
         self._router_requests: dict[str, int] = {}  # router -> its services' requests now
         self._last_sample: float | None = None
         self._loop: LoopingCall | None = None
-        self._task: CooperativeTask | None = None  # a stepped sample under way
+        self._task: CooperativeTask[Any] | None = None  # a stepped sample under way
         self.skipped = 0  # ticks skipped because the previous sample was still running
         # What to_json() serves: made at the end of each sample, all but "now".
         self._json: dict[str, Any] = {"interval_s": interval_s, "routers": []}
@@ -229,7 +229,7 @@ class DashboardSampler:
         task = self._task = self.cooperator.cooperate(self._sample_steps(self.clock.seconds()))
 
         def failed(failure: Failure) -> None:
-            if not failure.check(TaskStopped):
+            if not isinstance(failure.value, TaskStopped):
                 log.failure("dashboard sampling failed", failure)
 
         def done(_: object) -> None:
