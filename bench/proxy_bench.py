@@ -133,7 +133,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_http(port: int, host: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_http(
+    port: int, host: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll until ``GET /`` with ``Host: host`` answers 200 (deadline)."""
     deadline = time.monotonic() + timeout
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
@@ -230,15 +232,27 @@ class Bench:
         cpus = self.cpus(role)
         return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, role: str = "proxy") -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, role: str = "proxy"
+    ) -> subprocess.Popen[bytes]:
         with open(self.dir / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True, preexec_fn=self.pinned(role))
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=self.pinned(role),
+            )
         self.procs.append(proc)
         return proc
 
     def log_tail(self, name: str) -> str:
         with contextlib.suppress(OSError):
-            return "\n".join((self.dir / f"{name}.log").read_text(errors="replace").splitlines()[-15:])
+            return "\n".join(
+                (self.dir / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+            )
         return ""
 
     def stop_all(self) -> None:
@@ -260,7 +274,19 @@ class Bench:
     def nginx(self, name: str, conf: str, role: str) -> subprocess.Popen[bytes]:
         path = self.dir / f"{name}.conf"
         path.write_text(conf)
-        return self.start(name, ["nginx", "-p", str(self.dir), "-c", str(path), "-e", str(self.dir / f"{name}-startup.log")], role=role)
+        return self.start(
+            name,
+            [
+                "nginx",
+                "-p",
+                str(self.dir),
+                "-c",
+                str(path),
+                "-e",
+                str(self.dir / f"{name}-startup.log"),
+            ],
+            role=role,
+        )
 
     def setup(self) -> list[Target]:
         backend_port = free_port()
@@ -268,7 +294,11 @@ class Bench:
         wait_for_http(backend_port, "backend", proc=self.procs[-1])
 
         nginx_port = free_port()
-        nginx = self.nginx("nginx-proxy", NGINX_PROXY_CONF.format(dir=self.dir, port=nginx_port, backend_port=backend_port), role="proxy")
+        nginx = self.nginx(
+            "nginx-proxy",
+            NGINX_PROXY_CONF.format(dir=self.dir, port=nginx_port, backend_port=backend_port),
+            role="proxy",
+        )
         wait_for_http(nginx_port, "backend", proc=nginx)
 
         (self.dir / "disco" / "backend").write_text(f"127.0.0.1 {backend_port}\n")
@@ -276,24 +306,72 @@ class Bench:
         config = self.dir / "l5d.yaml"
         config.write_text(L5D_CONF.format(dir=self.dir, port=l5d_port, admin_port=free_port()))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        l5d = self.start("l5d-twisted", [sys.executable, "-m", "l5d_twisted", "run", str(config), "--log-level", "warn"], env=env)
+        l5d = self.start(
+            "l5d-twisted",
+            [sys.executable, "-m", "l5d_twisted", "run", str(config), "--log-level", "warn"],
+            env=env,
+        )
         try:
             wait_for_http(l5d_port, "backend", proc=l5d)
         except RuntimeError as e:
-            raise RuntimeError(f"{e}\n--- l5d-twisted log ---\n{self.log_tail('l5d-twisted')}") from None
-        return [Target("direct", backend_port), Target("nginx", nginx_port, nginx), Target("l5d-twisted", l5d_port, l5d)]
+            raise RuntimeError(
+                f"{e}\n--- l5d-twisted log ---\n{self.log_tail('l5d-twisted')}"
+            ) from None
+        return [
+            Target("direct", backend_port),
+            Target("nginx", nginx_port, nginx),
+            Target("l5d-twisted", l5d_port, l5d),
+        ]
 
     # -- measurements -------------------------------------------------------------------
     def wrk(self, target: Target, duration: float) -> dict[str, Any]:
         a = self.args
-        argv = ["wrk", "-c", str(a.connections), "-t", str(a.threads), "-d", f"{duration:g}s", "--latency", "-H", "Host: backend", f"http://127.0.0.1:{target.port}/"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, preexec_fn=self.pinned("load")).stdout
+        argv = [
+            "wrk",
+            "-c",
+            str(a.connections),
+            "-t",
+            str(a.threads),
+            "-d",
+            f"{duration:g}s",
+            "--latency",
+            "-H",
+            "Host: backend",
+            f"http://127.0.0.1:{target.port}/",
+        ]
+        out = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            preexec_fn=self.pinned("load"),
+        ).stdout
         return parse_wrk(out)
 
     def rate(self, target: Target) -> dict[str, Any]:
         a = self.args
-        argv = [sys.executable, str(REPO / "bench" / "rategen.py"), "--port", str(target.port), "--host", "backend", "--rps", str(a.rate), "--duration", str(a.duration), "--warmup", "2"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=a.duration + 60, env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=self.pinned("load"))
+        argv = [
+            sys.executable,
+            str(REPO / "bench" / "rategen.py"),
+            "--port",
+            str(target.port),
+            "--host",
+            "backend",
+            "--rps",
+            str(a.rate),
+            "--duration",
+            str(a.duration),
+            "--warmup",
+            "2",
+        ]
+        out = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=a.duration + 60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            preexec_fn=self.pinned("load"),
+        )
         if out.returncode != 0:
             raise RuntimeError(f"rategen failed: {out.stderr}")
         return dict(json.loads(out.stdout))
@@ -340,7 +418,11 @@ def table(targets: list[Target], args: argparse.Namespace) -> str:
     ]
     for t in targets:
         w, r = t.results["wrk"], t.results["rate"]
-        added = "-" if t is targets[0] else f"{r['service_p50'] - direct['rate']['service_p50']:+.2f} / {r['service_p99'] - direct['rate']['service_p99']:+.2f}"
+        added = (
+            "-"
+            if t is targets[0]
+            else f"{r['service_p50'] - direct['rate']['service_p50']:+.2f} / {r['service_p99'] - direct['rate']['service_p99']:+.2f}"
+        )
         rss = t.results.get("rss_peak_mb", "-")
         errors = []
         if w["non_2xx"]:
@@ -355,14 +437,20 @@ def table(targets: list[Target], args: argparse.Namespace) -> str:
         )
     ratio = targets[2].results["wrk"]["rps"] / targets[1].results["wrk"]["rps"]
     rows.append("")
-    rows.append(f"l5d-twisted / nginx req/s: {ratio:.2f}x; rate runs achieved {', '.join(str(t.results['rate']['achieved_rps']) for t in targets)} req/s.")
+    rows.append(
+        f"l5d-twisted / nginx req/s: {ratio:.2f}x; rate runs achieved {', '.join(str(t.results['rate']['achieved_rps']) for t in targets)} req/s."
+    )
     return "\n".join(rows)
 
 
 def environment(pin: bool) -> str:
     load = os.getloadavg()
     cpus = sorted(os.sched_getaffinity(0))
-    placement = f"proxy pinned to CPU {cpus[-1]}, backend and load generators to CPU {','.join(map(str, cpus[:-1]))}" if pin and len(cpus) > 1 else "no CPU pinning"
+    placement = (
+        f"proxy pinned to CPU {cpus[-1]}, backend and load generators to CPU {','.join(map(str, cpus[:-1]))}"
+        if pin and len(cpus) > 1
+        else "no CPU pinning"
+    )
     return (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, load average before the run "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, Python {sys.version.split()[0]}, "
@@ -381,18 +469,44 @@ def running(bench: Bench) -> Iterator[list[Target]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmark l5d-twisted against no proxy and nginx (wrk + a fixed-rate generator).")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured run (default %(default)s)")
-    parser.add_argument("--connections", type=int, default=50, help="wrk connections (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        description="Benchmark l5d-twisted against no proxy and nginx (wrk + a fixed-rate generator)."
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=15.0,
+        help="seconds per measured run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=50, help="wrk connections (default %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default %(default)s)")
-    parser.add_argument("--rate", type=float, default=1000.0, help="requests/s of the fixed-rate runs (default %(default)s)")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the raw results as JSON")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
-    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin the proxy to the last CPU and the backend and load generators to the others")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="requests/s of the fixed-rate runs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--json", default=None, metavar="FILE", help="also write the raw results as JSON"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (configs, logs)"
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the proxy to the last CPU and the backend and load generators to the others",
+    )
     args = parser.parse_args(argv)
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
-            print(f"proxy_bench: {tool} is not installed (scripts/setup.sh installs it)", file=sys.stderr)
+            print(
+                f"proxy_bench: {tool} is not installed (scripts/setup.sh installs it)",
+                file=sys.stderr,
+            )
             return 2
     env_line = environment(args.pin)
     bench = Bench(args)
@@ -409,7 +523,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{env_line}\n")
     print(table(targets, args))
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": env_line, "results": {t.name: t.results for t in targets}}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"environment": env_line, "results": {t.name: t.results for t in targets}}, indent=2
+            )
+        )
     return 0
 
 

@@ -39,7 +39,9 @@ async def measure(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         warm.start()
         await task.deferLater(reactor, args.warmup, lambda: None)
         warm.stop()
-    traffic = OpenLoopTraffic(reactor, send, args.rps, max_outstanding=args.max_outstanding, record_latencies=True)
+    traffic = OpenLoopTraffic(
+        reactor, send, args.rps, max_outstanding=args.max_outstanding, record_latencies=True
+    )
     started = reactor.seconds()
     traffic.start()
     await task.deferLater(reactor, args.duration, lambda: None)
@@ -80,7 +82,9 @@ async def measure(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--host", default="backend", help="Host header (the proxy identifies by it)")
+    parser.add_argument(
+        "--host", default="backend", help="Host header (the proxy identifies by it)"
+    )
     parser.add_argument("--path", default="/")
     parser.add_argument("--rps", type=float, default=1000.0)
     parser.add_argument("--duration", type=float, default=15.0)

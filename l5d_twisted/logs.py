@@ -59,7 +59,9 @@ def event_record(event: dict[str, Any]) -> dict[str, Any]:
     for key, value in event.items():
         if key.startswith(("log_", "_")) or key in _SKIP or key in record:
             continue
-        record[key] = value if isinstance(value, str | int | float | bool) or value is None else repr(value)
+        record[key] = (
+            value if isinstance(value, str | int | float | bool) or value is None else repr(value)
+        )
     failure = event.get("log_failure")
     if failure is not None:
         record["error"] = failure.getTraceback()

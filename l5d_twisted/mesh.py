@@ -133,7 +133,10 @@ class Mesh:
         for spec in self.config.telemetry:
             telemeter = TELEMETERS.get(spec.kind).factory(spec.config, ctx)
             self.telemeters.append(telemeter)
-            if self.recent_requests is None and getattr(telemeter, "recent_requests", None) is not None:
+            if (
+                self.recent_requests is None
+                and getattr(telemeter, "recent_requests", None) is not None
+            ):
                 self.recent_requests = telemeter
             self.stack_edits.extend(getattr(telemeter, "stack_edits", ()))
             start = getattr(telemeter, "start", None)
@@ -158,7 +161,10 @@ class Mesh:
         namers = {Path.read(prefix): namer for prefix, namer in self.namers.items()}
         observers = self._request_observers()
         for router_config in self.config.routers:
-            transformers = [TRANSFORMERS.get(spec.kind).factory(spec.config, ctx) for spec in router_config.interpreter.transformers]
+            transformers = [
+                TRANSFORMERS.get(spec.kind).factory(spec.config, ctx)
+                for spec in router_config.interpreter.transformers
+            ]
             self.transformers.extend(transformers)
             interpreter = Interpreter(namers, transformers, self.reactor)
             protocol = protocol_named(router_config.protocol)
@@ -179,7 +185,13 @@ class Mesh:
                 self._listen_server(router, protocol, stacks, router_config, server, ctx)
 
     def _listen_server(
-        self, router: Router, protocol: RouterProtocol, stacks: RouterStacks, router_config: Any, server: Any, ctx: PluginContext
+        self,
+        router: Router,
+        protocol: RouterProtocol,
+        stacks: RouterStacks,
+        router_config: Any,
+        server: Any,
+        ctx: PluginContext,
     ) -> None:
         stats = self.metrics.stats.scope("rt", router.label, "server", server.ip, str(server.port))
         params = (
@@ -193,7 +205,12 @@ class Mesh:
         listening = protocol.serve(self.reactor, router_config, server, service, stats)
         self.servers.append(listening)
         self.own_addresses.add(server.ip, _port_number(listening), router=True)
-        log.info("router {router} serving on {ip}:{port}", router=router.label, ip=server.ip, port=_port_number(listening))
+        log.info(
+            "router {router} serving on {ip}:{port}",
+            router=router.label,
+            ip=server.ip,
+            port=_port_number(listening),
+        )
 
     def _listen_admin(self) -> None:
         from l5d_twisted.admin.server import AdminServer
@@ -203,7 +220,9 @@ class Mesh:
         self.admin_port = AdminServer(target, self.reactor).listen(admin.ip, admin.port)
         self.own_addresses.add(admin.ip, self.admin_port.getHost().port)
 
-    def stop(self, grace_s: float | None = None, drain_period_s: float | None = None) -> Deferred[None]:
+    def stop(
+        self, grace_s: float | None = None, drain_period_s: float | None = None
+    ) -> Deferred[None]:
         """Drain and stop (once; later calls return the same Deferred).
 
         ``drain_period_s`` and ``grace_s`` default to ``admin.drainPeriodMs`` and
@@ -247,7 +266,10 @@ class Mesh:
 
     async def _stop(self, grace_s: float, drain_period_s: float) -> None:
         await self._drain_period_of(drain_period_s)
-        log.info("mesh stopping: closing the listeners, in-flight requests finish within {grace}s", grace=grace_s)
+        log.info(
+            "mesh stopping: closing the listeners, in-flight requests finish within {grace}s",
+            grace=grace_s,
+        )
         drains = [maybeDeferred(_drain, server, grace_s) for server in self.servers]
         await DeferredList(drains, consumeErrors=True)
         await DeferredList([maybeDeferred(r.close) for r in self.routers], consumeErrors=True)

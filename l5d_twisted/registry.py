@@ -69,7 +69,9 @@ class Registry(Generic[T]):
         self.category = category
         self._plugins: dict[str, Plugin[T]] = {}
 
-    def register(self, kind: str, config_type: type) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(
+        self, kind: str, config_type: type
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if kind in self._plugins and self._plugins[kind].factory is not factory:
                 raise ValueError(f"{self.category} kind {kind!r} registered twice")

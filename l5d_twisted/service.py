@@ -73,7 +73,9 @@ class Filter(Generic[Req, Rep]):
     @overload
     def and_then(self, next_: Service[Req, Rep]) -> Service[Req, Rep]: ...
 
-    def and_then(self, next_: Filter[Req, Rep] | Service[Req, Rep]) -> Filter[Req, Rep] | Service[Req, Rep]:
+    def and_then(
+        self, next_: Filter[Req, Rep] | Service[Req, Rep]
+    ) -> Filter[Req, Rep] | Service[Req, Rep]:
         if isinstance(next_, Filter):
             return _AndThenFilter(self, next_)
         return FilteredService(self, next_)

@@ -20,11 +20,19 @@ def _name(cn: str) -> x509.Name:
 def _write(path: Path, cert: x509.Certificate, key: Any) -> tuple[str, str]:
     cert_path, key_path = path.with_suffix(".crt"), path.with_suffix(".key")
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return str(cert_path), str(key_path)
 
 
-def _issue(ca_cert: x509.Certificate, ca_key: Any, cn: str, sans: list[x509.GeneralName]) -> tuple[x509.Certificate, Any]:
+def _issue(
+    ca_cert: x509.Certificate, ca_key: Any, cn: str, sans: list[x509.GeneralName]
+) -> tuple[x509.Certificate, Any]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -58,8 +66,19 @@ def make_pki(tmp: Path, server_name: str = "hello.mesh") -> dict[str, str]:
         .sign(ca_key, hashes.SHA256())
     )
     ca_path, _ = _write(tmp / "ca", ca_cert, ca_key)
-    server_cert, server_key = _issue(ca_cert, ca_key, server_name, [x509.DNSName(server_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    server_cert, server_key = _issue(
+        ca_cert,
+        ca_key,
+        server_name,
+        [x509.DNSName(server_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
     server_crt, server_key_path = _write(tmp / "server", server_cert, server_key)
     client_cert, client_key = _issue(ca_cert, ca_key, "client", [x509.DNSName("client")])
     client_crt, client_key_path = _write(tmp / "client", client_cert, client_key)
-    return {"ca": ca_path, "server_crt": server_crt, "server_key": server_key_path, "client_crt": client_crt, "client_key": client_key_path}
+    return {
+        "ca": ca_path,
+        "server_crt": server_crt,
+        "server_key": server_key_path,
+        "client_crt": client_crt,
+        "client_key": client_key_path,
+    }

@@ -24,7 +24,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> object:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -36,7 +41,9 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0, interval:
         except Exception as e:  # the thing polled may not be up yet
             last_error = e
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})"
+    )
 
 
 def port_open(host: str, port: int) -> bool:
@@ -58,7 +65,13 @@ class Processes:
         self.tmp_path = tmp_path
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None, name: str | None = None, cwd: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        cwd: str | None = None,
+    ) -> subprocess.Popen[bytes]:
         name = name or os.path.basename(args[0])
         log_path = self.tmp_path / f"{name}-{len(self.procs)}.log"
         full_env = dict(os.environ)
@@ -68,12 +81,21 @@ class Processes:
         if env:
             full_env.update(env)
         with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-            proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                list(args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         proc.log_path = str(log_path)  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
 
-    def l5d(self, *args: str, env: dict[str, str] | None = None, name: str = "l5d") -> subprocess.Popen[bytes]:
+    def l5d(
+        self, *args: str, env: dict[str, str] | None = None, name: str = "l5d"
+    ) -> subprocess.Popen[bytes]:
         """Run ``l5d-twisted ARGS`` with this checkout's code."""
         return self.start(sys.executable, "-m", "l5d_twisted", *args, env=env, name=name)
 

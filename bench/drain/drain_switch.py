@@ -45,7 +45,15 @@ OLD_IP, NEW_IP = "127.0.0.2", "127.0.0.3"
 
 
 def proxy_config(
-    workdir: Path, name: str, world_ip: str, world_port: int, proxy_port: int, admin_port: int, drain_period_ms: int, grace_ms: int, reuse_port: bool = True
+    workdir: Path,
+    name: str,
+    world_ip: str,
+    world_port: int,
+    proxy_port: int,
+    admin_port: int,
+    drain_period_ms: int,
+    grace_ms: int,
+    reuse_port: bool = True,
 ) -> Path:
     """A proxy routing ``world`` to ``world_ip:world_port`` (keys at their defaults are left out, so older versions read it too)."""
     disco = workdir / f"disco-{name}"
@@ -96,13 +104,35 @@ def served(admin_port: int) -> float:
 
 
 def start_proxy(
-    processes: Processes, workdir: Path, name: str, world_ip: str, world_port: int, proxy_port: int, drain_period_ms: int, grace_ms: int, reuse_port: bool = True
+    processes: Processes,
+    workdir: Path,
+    name: str,
+    world_ip: str,
+    world_port: int,
+    proxy_port: int,
+    drain_period_ms: int,
+    grace_ms: int,
+    reuse_port: bool = True,
 ) -> tuple[Any, int]:
     admin_port = free_port()
-    config = proxy_config(workdir, name, world_ip, world_port, proxy_port, admin_port, drain_period_ms, grace_ms, reuse_port)
+    config = proxy_config(
+        workdir,
+        name,
+        world_ip,
+        world_port,
+        proxy_port,
+        admin_port,
+        drain_period_ms,
+        grace_ms,
+        reuse_port,
+    )
     proc = processes.l5d("run", str(config), name=f"proxy-{name}")
     # /admin/ping, not /ready: --single also measures versions without /ready
-    wait_until(lambda: get(admin_port, "/admin/ping") == (200, b"pong"), 30, what=f"the {name} proxy to be up")
+    wait_until(
+        lambda: get(admin_port, "/admin/ping") == (200, b"pong"),
+        30,
+        what=f"the {name} proxy to be up",
+    )
     return proc, admin_port
 
 
@@ -128,7 +158,17 @@ def run_switch(
     for ip, port in world_ports.items():
         wait_for_port(ip, port)
     proxy_port = free_port()
-    old, old_admin = start_proxy(processes, workdir, "old", OLD_IP, world_ports[OLD_IP], proxy_port, drain_period_ms, grace_ms, not single)
+    old, old_admin = start_proxy(
+        processes,
+        workdir,
+        "old",
+        OLD_IP,
+        world_ports[OLD_IP],
+        proxy_port,
+        drain_period_ms,
+        grace_ms,
+        not single,
+    )
 
     out = workdir / "load.json"
     count = int(rps * (seconds + 60))  # a bound; SIGUSR1 ends the run
@@ -138,19 +178,35 @@ def run_switch(
     )  # fmt: skip
     load_started = time.time()
     # every load connection is open to the old process before the new one listens
-    wait_until(lambda: served(old_admin) >= 2 * connections, 30, what="the load to reach the old proxy")
+    wait_until(
+        lambda: served(old_admin) >= 2 * connections, 30, what="the load to reach the old proxy"
+    )
     new: Any = None
     new_admin = None
     if not single:
-        new, new_admin = start_proxy(processes, workdir, "new", NEW_IP, world_ports[NEW_IP], proxy_port, drain_period_ms, grace_ms)
+        new, new_admin = start_proxy(
+            processes,
+            workdir,
+            "new",
+            NEW_IP,
+            world_ports[NEW_IP],
+            proxy_port,
+            drain_period_ms,
+            grace_ms,
+        )
     warm = rps if warm_requests is None else warm_requests
-    wait_until(lambda: served(old_admin) >= warm, 30, what=f"the old proxy to serve {warm:g} requests")
+    wait_until(
+        lambda: served(old_admin) >= warm, 30, what=f"the old proxy to serve {warm:g} requests"
+    )
     served_before = served(old_admin)
 
     signalled = time.time()
     os.kill(old.pid, signal.SIGTERM)
     readiness: list[tuple[float, int]] = []  # (seconds after the signal, status); 0: refused
-    while old.poll() is None and time.time() - signalled < drain_period_ms / 1000 + grace_ms / 1000 + 20:
+    while (
+        old.poll() is None
+        and time.time() - signalled < drain_period_ms / 1000 + grace_ms / 1000 + 20
+    ):
         try:
             status = get(old_admin, "/ready")[0]
         except OSError:
@@ -164,10 +220,20 @@ def run_switch(
     if new_admin is not None:
         # the load goes on until the new process alone has answered half a second of it
         new_at_exit = served(new_admin)
-        wait_until(lambda: served(new_admin) >= new_at_exit + rps / 2, 30, what="the new proxy to take the load")
+        wait_until(
+            lambda: served(new_admin) >= new_at_exit + rps / 2,
+            30,
+            what="the new proxy to take the load",
+        )
     else:
-        wait_until(lambda: time.time() >= signalled + exited_after + 2.0, 30, what="two seconds of load after the exit")
-    wait_until(lambda: time.time() >= load_started + seconds, seconds + 30, what="the rest of the load")
+        wait_until(
+            lambda: time.time() >= signalled + exited_after + 2.0,
+            30,
+            what="two seconds of load after the exit",
+        )
+    wait_until(
+        lambda: time.time() >= load_started + seconds, seconds + 30, what="the rest of the load"
+    )
     os.kill(loadgen.pid, signal.SIGUSR1)
     loadgen.wait(30)
     load = json.loads(out.read_text())
@@ -182,12 +248,20 @@ def run_switch(
         "sent_after_signal": len(after),
         "failed_after_signal": sum(1 for r in after if not r[2]),
         # the first failures, other than refused connections: [seconds after the signal, what]
-        "odd_failures": [[round(r[0] - signalled, 3), r[-1] if len(r) > 4 else r[1]] for r in records if not r[2] and "refused" not in str(r[-1])][:20],
+        "odd_failures": [
+            [round(r[0] - signalled, 3), r[-1] if len(r) > 4 else r[1]]
+            for r in records
+            if not r[2] and "refused" not in str(r[-1])
+        ][:20],
         "old_served_after_signal": len(old_after),
-        "old_last_request_after_signal_s": round(max(r[0] for r in old_after) - signalled, 3) if old_after else None,
+        "old_last_request_after_signal_s": round(max(r[0] for r in old_after) - signalled, 3)
+        if old_after
+        else None,
         "new_served_after_signal": len(new_after),
         "after_signal_p99_ms": _p99([r[3] for r in after if r[3] is not None]),
-        "before_signal_p99_ms": _p99([r[3] for r in records if r[0] < signalled and r[3] is not None]),
+        "before_signal_p99_ms": _p99(
+            [r[3] for r in records if r[0] < signalled and r[3] is not None]
+        ),
         "old_exit_code": old_exit,
         "old_exited_after_s": round(exited_after, 3),
         "readiness_after_signal": readiness,
@@ -212,17 +286,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rps", type=float, default=200.0)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the load, from its start")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of the load, from its start"
+    )
     parser.add_argument("--drain-period-ms", type=int, default=5000)
     parser.add_argument("--grace-ms", type=int, default=5000)
-    parser.add_argument("--single", action="store_true", help="one process, no reusePort, no new process (what finding 7 measured)")
+    parser.add_argument(
+        "--single",
+        action="store_true",
+        help="one process, no reusePort, no new process (what finding 7 measured)",
+    )
     parser.add_argument("--json", help="also write the whole result here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="l5d-drain-") as tmp:
         processes = Processes(Path(tmp))
         before = load_average()
         try:
-            result = run_switch(processes, Path(tmp), args.rps, args.connections, args.drain_period_ms, args.grace_ms, args.seconds, single=args.single)
+            result = run_switch(
+                processes,
+                Path(tmp),
+                args.rps,
+                args.connections,
+                args.drain_period_ms,
+                args.grace_ms,
+                args.seconds,
+                single=args.single,
+            )
         except Exception:
             for proc in processes.procs:
                 print(f"--- {proc.args}\n{processes.log(proc)[-3000:]}", file=sys.stderr)
@@ -246,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {result['load_average_before']} -> {result['load_average_after']}"
     )
     if args.single:
-        return 0 if result["old_exit_code"] == 0 else 1  # requests after the exit fail: nobody listens
+        return (
+            0 if result["old_exit_code"] == 0 else 1
+        )  # requests after the exit fail: nobody listens
     return 0 if load["failed"] == 0 and result["old_exit_code"] == 0 else 1
 
 

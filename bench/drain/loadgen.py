@@ -57,7 +57,10 @@ class Load:
         self.reactor = reactor
         self.args = args
         self.target = Target(args.host.encode(), args.path.encode(), "127.0.0.1", args.port)
-        self.clients = [CountingClient(reactor, timeout_s=args.timeout, max_connections_per_dest=1) for _ in range(args.connections)]
+        self.clients = [
+            CountingClient(reactor, timeout_s=args.timeout, max_connections_per_dest=1)
+            for _ in range(args.connections)
+        ]
         self.records: list[list[Any]] = []
         self.latencies_ms: list[float] = []
         self.errors: dict[str, int] = {}
@@ -91,7 +94,12 @@ class Load:
         self.records.append(record)
         sent_at = self.reactor.seconds()
         d: Deferred[ClientResponse] = client.request(b"GET", self.target, [])
-        d.addCallbacks(self._answered, self._errored, callbackArgs=(record, sent_at), errbackArgs=(record, sent_at))
+        d.addCallbacks(
+            self._answered,
+            self._errored,
+            callbackArgs=(record, sent_at),
+            errbackArgs=(record, sent_at),
+        )
 
     def _answered(self, response: ClientResponse, record: list[Any], sent_at: float) -> None:
         self.done += 1
@@ -149,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/")
     parser.add_argument("--rps", type=float, default=200.0)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--count", type=int, default=4000, help="requests at most (SIGUSR1 stops earlier)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds a request may take, waiting included")
+    parser.add_argument(
+        "--count", type=int, default=4000, help="requests at most (SIGUSR1 stops earlier)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds a request may take, waiting included"
+    )
     parser.add_argument("--out", help="write the JSON here (default: stdout)")
     args = parser.parse_args(argv)
     if args.rps <= 0 or args.connections < 1 or args.count < 1:

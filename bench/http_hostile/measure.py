@@ -72,7 +72,14 @@ def read_answer(sock: socket.socket, timeout: float) -> bytes:
             buf += data
             head, sep, rest = buf.partition(b"\r\n\r\n")
             if sep:
-                length = next((int(v) for k, _, v in (f.partition(b":") for f in head.split(b"\r\n")[1:]) if k.strip().lower() == b"content-length"), 0)
+                length = next(
+                    (
+                        int(v)
+                        for k, _, v in (f.partition(b":") for f in head.split(b"\r\n")[1:])
+                        if k.strip().lower() == b"content-length"
+                    ),
+                    0,
+                )
                 if len(rest) >= length:
                     return buf
     except (TimeoutError, ConnectionResetError):
@@ -157,7 +164,14 @@ class Setup:
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ, PYTHONPATH=str(self.tree))
         log = open(self.tmp / f"proc-{len(self.procs)}.log", "wb")  # noqa: SIM115 (the child keeps it)
-        proc = subprocess.Popen(list(args), cwd=self.tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            list(args),
+            cwd=self.tree,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -170,9 +184,15 @@ class Setup:
         self.hang.close()
 
     def metric_sum(self, suffix: str, infix: str = "") -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/admin/metrics.json", timeout=10) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.admin}/admin/metrics.json", timeout=10
+        ) as r:
             metrics = json.loads(r.read())
-        return sum(v for k, v in metrics.items() if k.endswith(suffix) and infix in k and isinstance(v, (int, float)))
+        return sum(
+            v
+            for k, v in metrics.items()
+            if k.endswith(suffix) and infix in k and isinstance(v, (int, float))
+        )
 
     def uploads_in_progress(self) -> int:
         total = 0
@@ -189,7 +209,9 @@ def wait(predicate: Any, timeout: float = 5.0) -> None:
 
 
 def accrual(s: Setup, out: dict[str, Any]) -> None:
-    out["malformed_statuses"] = [status(exchange(s.port, UPLOAD + b"zz\r\nnot a chunk\r\n")) for _ in range(12)]
+    out["malformed_statuses"] = [
+        status(exchange(s.port, UPLOAD + b"zz\r\nnot a chunk\r\n")) for _ in range(12)
+    ]
     out["removals_after_12_malformed"] = s.metric_sum("failure_accrual/removals")
     for _ in range(12):
         sock = socket.create_connection(("127.0.0.1", s.port))
@@ -204,20 +226,36 @@ def accrual(s: Setup, out: dict[str, Any]) -> None:
 
 
 def host(s: Setup, out: dict[str, Any]) -> None:
-    answer = exchange(s.port, b"GET http://world/inspect HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n")
+    answer = exchange(
+        s.port, b"GET http://world/inspect HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n"
+    )
     seen = {k.lower(): v for k, v in json.loads(answer.partition(b"\r\n\r\n")[2])["headers"]}
     out["host_seen_for_absolute_world_with_host_hello"] = seen.get("host")
-    out["two_host_headers_status"] = status(exchange(s.port, b"GET /inspect HTTP/1.1\r\nHost: world\r\nHost: hello\r\nConnection: close\r\n\r\n"))
-    out["http_2_0_request_line_status"] = status(exchange(s.port, b"GET /inspect HTTP/2.0\r\nHost: world\r\n\r\n"))
+    out["two_host_headers_status"] = status(
+        exchange(
+            s.port,
+            b"GET /inspect HTTP/1.1\r\nHost: world\r\nHost: hello\r\nConnection: close\r\n\r\n",
+        )
+    )
+    out["http_2_0_request_line_status"] = status(
+        exchange(s.port, b"GET /inspect HTTP/2.0\r\nHost: world\r\n\r\n")
+    )
 
 
 def bigheader(s: Setup, out: dict[str, Any]) -> None:
     rss0, peak0 = proc_status(s.mesh.pid, "VmRSS"), proc_status(s.mesh.pid, "VmHWM")
     start = time.monotonic()
-    out["bigheader_status"] = status(exchange(s.port, b"GET http://big/ HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n", 60))
+    out["bigheader_status"] = status(
+        exchange(s.port, b"GET http://big/ HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n", 60)
+    )
     out["bigheader_seconds"] = round(time.monotonic() - start, 2)
-    out["bigheader_rss_mb_before_after"] = [round(rss0 / 1024, 1), round(proc_status(s.mesh.pid, "VmRSS") / 1024, 1)]
-    out["bigheader_peak_rss_growth_mb"] = round((proc_status(s.mesh.pid, "VmHWM") - peak0) / 1024, 1)
+    out["bigheader_rss_mb_before_after"] = [
+        round(rss0 / 1024, 1),
+        round(proc_status(s.mesh.pid, "VmRSS") / 1024, 1),
+    ]
+    out["bigheader_peak_rss_growth_mb"] = round(
+        (proc_status(s.mesh.pid, "VmHWM") - peak0) / 1024, 1
+    )
 
 
 def hung(s: Setup, out: dict[str, Any]) -> None:
@@ -261,7 +299,9 @@ def hung(s: Setup, out: dict[str, Any]) -> None:
 
 def slow(s: Setup, out: dict[str, Any]) -> None:
     sock = socket.create_connection(("127.0.0.1", s.port))
-    sock.sendall(b"POST http://world/sink HTTP/1.1\r\nHost: world\r\nTransfer-Encoding: chunked\r\n\r\n")
+    sock.sendall(
+        b"POST http://world/sink HTTP/1.1\r\nHost: world\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     start = time.monotonic()
     got = b""
     closed = False

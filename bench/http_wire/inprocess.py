@@ -69,7 +69,9 @@ class NullTransport:
         self.disconnecting = True
 
 
-def measure(run: Callable[[int], None], requests: int, profile: bool, rounds: int, label: str) -> int:
+def measure(
+    run: Callable[[int], None], requests: int, profile: bool, rounds: int, label: str
+) -> int:
     """Warm up, then profile one run or time ``rounds`` runs and print the median cost.
 
     Shared with bench/router/cost.py so both report the same figure the same way.
@@ -96,7 +98,12 @@ def measure(run: Callable[[int], None], requests: int, profile: bool, rounds: in
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=50000)
-    parser.add_argument("--rounds", type=int, default=1, help="timed rounds in this process; prints each and the median")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="timed rounds in this process; prints each and the median",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     clock = Clock()

@@ -123,22 +123,52 @@ def main() -> int:
         with open(os.path.join(tmp, "nginx.conf"), "w") as f:
             f.write(NGINX_CONF.format(dir=tmp, backend=backend, proxy=nginx_proxy))
         try:
-            procs.append(subprocess.Popen([nginx, "-c", os.path.join(tmp, "nginx.conf"), "-p", tmp], stderr=subprocess.DEVNULL))
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, os.path.join(REPO, "tests", "http", "proxy_harness.py"), "--listen", str(harness), "--upstream", f"127.0.0.1:{backend}"],
+                    [nginx, "-c", os.path.join(tmp, "nginx.conf"), "-p", tmp],
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        os.path.join(REPO, "tests", "http", "proxy_harness.py"),
+                        "--listen",
+                        str(harness),
+                        "--upstream",
+                        f"127.0.0.1:{backend}",
+                    ],
                     stdout=subprocess.DEVNULL,
                 )
             )
-            procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "twisted_relay.py"), str(relay), str(backend)]))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        os.path.join(HERE, "twisted_relay.py"),
+                        str(relay),
+                        str(backend),
+                    ]
+                )
+            )
             for port in (backend, nginx_proxy, harness, relay):
                 wait_port(port)
             wrk(harness, 1, args.connections, args.threads)  # warm up
             results = {}
             # CPU per request of the proxy process itself: robust when other load shares the
             # machine, unlike req/s (nginx: its worker; harness: the Python process)
-            proxy_pids = {"nginx proxy": nginx_workers(procs[0].pid), "l5d http wire": [procs[1].pid], "twisted relay": [procs[2].pid]}
-            targets = (("direct", backend), ("nginx proxy", nginx_proxy), ("twisted relay", relay), ("l5d http wire", harness))
+            proxy_pids = {
+                "nginx proxy": nginx_workers(procs[0].pid),
+                "l5d http wire": [procs[1].pid],
+                "twisted relay": [procs[2].pid],
+            }
+            targets = (
+                ("direct", backend),
+                ("nginx proxy", nginx_proxy),
+                ("twisted relay", relay),
+                ("l5d http wire", harness),
+            )
             rates: dict[str, list[float]] = {name: [] for name, _ in targets}
             cpu: dict[str, list[float]] = {name: [] for name, _ in targets}
             # interleaved rounds, medians: other load on the machine comes and goes
@@ -151,11 +181,19 @@ def main() -> int:
                     cpu[name].append((cpu_seconds(pids) - before) / max(total, 1) * 1e6)
             for name, _ in targets:
                 results[name] = statistics.median(rates[name])
-                per = f"  proxy CPU {statistics.median(cpu[name]):6.1f} us/request" if proxy_pids.get(name) else ""
+                per = (
+                    f"  proxy CPU {statistics.median(cpu[name]):6.1f} us/request"
+                    if proxy_pids.get(name)
+                    else ""
+                )
                 print(f"{name:>14}: {results[name]:10.0f} req/s{per}")
             ratio = results["l5d http wire"] / max(results["nginx proxy"], 1.0)
-            print(f"harness / nginx proxy = {ratio:.2f}x (median of {args.rounds} rounds; c={args.connections}, t={args.threads}, {args.duration}s each)")
-            print(f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)")
+            print(
+                f"harness / nginx proxy = {ratio:.2f}x (median of {args.rounds} rounds; c={args.connections}, t={args.threads}, {args.duration}s each)"
+            )
+            print(
+                f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)"
+            )
         finally:
             for proc in procs:
                 if proc.poll() is None:

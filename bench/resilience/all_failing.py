@@ -29,7 +29,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> str:
     with cluster() as c:
         c.start_backends(5, failure_rates={i: 1.0 for i in range(5)})
         for label, classifier, budget in VARIANTS:
-            c.start_mesh(MeshSettings(accrual={"kind": "none"}, classifier=classifier, budget=budget))
+            c.start_mesh(
+                MeshSettings(accrual={"kind": "none"}, classifier=classifier, budget=budget)
+            )
             load = Load(reactor, c.port)
             try:
                 await load.run(args.rps, args.warmup, record=False)
@@ -39,7 +41,11 @@ async def main(reactor: Any, args: argparse.Namespace) -> str:
             finally:
                 load.close()
             attempts = after - before
-            percent = (budget or {}).get("percentCanRetry", 0.2) if classifier.endswith("Read5XX") else 0.0
+            percent = (
+                (budget or {}).get("percentCanRetry", 0.2)
+                if classifier.endswith("Read5XX")
+                else 0.0
+            )
             offered_rate = result.sent / args.seconds
             attempt_rate = attempts / args.seconds
             bound = (1 + percent) * offered_rate + (10 if percent else 0)
@@ -52,7 +58,16 @@ async def main(reactor: Any, args: argparse.Namespace) -> str:
             )  # fmt: skip
             print(f"{label}: {attempts / max(result.sent, 1):.3f}x", flush=True)
         c.stop_mesh()
-    header = ["retries", "offered", "reached backends", "ratio", "offered/s", "attempts/s", "bound/s", "within bound"]
+    header = [
+        "retries",
+        "offered",
+        "reached backends",
+        "ratio",
+        "offered/s",
+        "attempts/s",
+        "bound/s",
+        "within bound",
+    ]
     today = datetime.date.today().isoformat()
     return (
         f"### (d) every backend failing ({today}; {args.rps:g} req/s, {args.warmup:g} s warm-up then "

@@ -20,8 +20,14 @@ from harness import Load, MeshSettings, cluster, table
 ACCRUALS: list[tuple[str, dict[str, Any]]] = [
     ("none", {"kind": "none"}),
     ("consecutiveFailures (failures 5)", {"kind": "io.l5d.consecutiveFailures"}),
-    ("successRate (0.9 over 100 requests)", {"kind": "io.l5d.successRate", "successRate": 0.9, "requests": 100}),
-    ("successRateWindowed (0.9 over 5 s)", {"kind": "io.l5d.successRateWindowed", "successRate": 0.9, "window": 5}),
+    (
+        "successRate (0.9 over 100 requests)",
+        {"kind": "io.l5d.successRate", "successRate": 0.9, "requests": 100},
+    ),
+    (
+        "successRateWindowed (0.9 over 5 s)",
+        {"kind": "io.l5d.successRateWindowed", "successRate": 0.9, "window": 5},
+    ),
 ]
 
 
@@ -55,9 +61,22 @@ async def main(reactor: Any, args: argparse.Namespace) -> str:
             )
             print(f"{label}: success {100 * result.success_rate:.2f}%", flush=True)
         c.stop_mesh()
-    header = ["failure accrual", "success", "requests", "failed", "removals", "revivals", "retries", "p99 ms"]
+    header = [
+        "failure accrual",
+        "success",
+        "requests",
+        "failed",
+        "removals",
+        "revivals",
+        "retries",
+        "p99 ms",
+    ]
     today = datetime.date.today().isoformat()
-    title = "(c) one of five backends failing 40 %, retryableRead5XX retries" if args.retries else "(b) one of five backends failing 40 %, retries off"
+    title = (
+        "(c) one of five backends failing 40 %, retryableRead5XX retries"
+        if args.retries
+        else "(b) one of five backends failing 40 %, retries off"
+    )
     return (
         f"### {title} ({today}; {args.rps:g} req/s for {args.seconds:g} s, p2c, classifier {classifier}, "
         "accrual backoff default jittered 5 s..300 s)\n\n" + table(header, rows)
@@ -70,7 +89,9 @@ def cli(retries: bool) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rps", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--retries", action="store_true", default=retries, help="classify 5XX GETs as retryable")
+    parser.add_argument(
+        "--retries", action="store_true", default=retries, help="classify 5XX GETs as retryable"
+    )
     args = parser.parse_args()
     raise SystemExit(run_scenario(lambda reactor: main(reactor, args)))
 

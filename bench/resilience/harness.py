@@ -96,7 +96,9 @@ class Backend:
 
     def set_knob(self, knob: str, value: float) -> None:
         """POST /setLatency or /setFailureRate (blocking; fine between load phases)."""
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/{knob}", data=str(value).encode(), method="POST")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/{knob}", data=str(value).encode(), method="POST"
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
 
@@ -156,7 +158,10 @@ class Cluster:
                     "label": "out",
                     "dtab": "/svc => /#/io.l5d.fs;",
                     "servers": [{"ip": "127.0.0.1", "port": self.port}],
-                    "client": {"loadBalancer": settings.balancer, "failureAccrual": settings.accrual},
+                    "client": {
+                        "loadBalancer": settings.balancer,
+                        "failureAccrual": settings.accrual,
+                    },
                     "service": service,
                 }
             ],
@@ -176,7 +181,9 @@ class Cluster:
             self.mesh = None
 
     def metrics(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/admin/metrics.json", timeout=5) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.admin_port}/admin/metrics.json", timeout=5
+        ) as resp:
             data: dict[str, Any] = json.loads(resp.read())
             return data
 
@@ -231,7 +238,9 @@ class Load:
         return self.client.request(b"GET", self.target, [])
 
     async def run(self, rps: float, seconds: float, record: bool = True) -> LoadResult:
-        traffic = OpenLoopTraffic(self.reactor, self._send, rps, max_outstanding=20000, record_latencies=record)
+        traffic = OpenLoopTraffic(
+            self.reactor, self._send, rps, max_outstanding=20000, record_latencies=record
+        )
         traffic.start()
         await sleep(self.reactor, seconds)
         traffic.stop()
@@ -239,7 +248,15 @@ class Load:
         while traffic.stats.outstanding > 0 and self.reactor.seconds() < deadline:
             await sleep(self.reactor, 0.05)
         s = traffic.stats
-        return LoadResult(rps, seconds, s.sent, s.succeeded, s.failed, s.dropped, [v * 1000.0 for v in s.latencies_s])
+        return LoadResult(
+            rps,
+            seconds,
+            s.sent,
+            s.succeeded,
+            s.failed,
+            s.dropped,
+            [v * 1000.0 for v in s.latencies_s],
+        )
 
     def close(self) -> None:
         self.client.close()

@@ -49,7 +49,10 @@ async def main(reactor: Any, args: argparse.Namespace) -> str:
                     f"{degraded.sent / degraded.seconds:.0f}",
                 ]
             )  # fmt: skip
-            print(f"{kind}: healthy p99 {healthy.pct(0.99):.1f} ms, slow p99 {degraded.pct(0.99):.1f} ms", flush=True)
+            print(
+                f"{kind}: healthy p99 {healthy.pct(0.99):.1f} ms, slow p99 {degraded.pct(0.99):.1f} ms",
+                flush=True,
+            )
     # On a shared machine one run's healthy p99 is noisy: also compare with the median of
     # every balancer's healthy p99 (the "all-healthy p99" of the target).
     baseline = statistics.median(row[2] for row in rows)
@@ -78,6 +81,8 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--healthy", type=float, default=10.0)
     parser.add_argument("--slow", type=float, default=30.0)
-    parser.add_argument("--balancers", nargs="+", default=["roundRobin", "p2c", "ewma", "aperture", "heap"])
+    parser.add_argument(
+        "--balancers", nargs="+", default=["roundRobin", "p2c", "ewma", "aperture", "heap"]
+    )
     cli_args = parser.parse_args()
     raise SystemExit(run_scenario(lambda reactor: main(reactor, cli_args)))

@@ -35,7 +35,9 @@ def _wire_bench() -> Any:
     """bench/http_wire/inprocess.py: the same request, response and null transport."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "http_wire", "inprocess.py")
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "http_wire", "inprocess.py"
+    )
     spec = importlib.util.spec_from_file_location("http_wire_inprocess", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -62,7 +64,12 @@ routers:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=30000)
-    parser.add_argument("--rounds", type=int, default=1, help="timed rounds in this process; prints each and the median")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="timed rounds in this process; prints each and the median",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     clock = Clock()
@@ -71,8 +78,17 @@ def main() -> int:
     namer = MemoryNamer(Path.read("/mem"), {"hello": ("127.0.0.1:8080",)})
     clients: list[EndpointClient] = []
 
-    def endpoint(reactor: Any, address: Any, pool: Any, stats: Any, connect_timeout_s: float = 1.0, tls: Any = None) -> EndpointClient:
-        client = EndpointClient(reactor, address, pool, stats, connect_timeout_s=connect_timeout_s, tls=tls)
+    def endpoint(
+        reactor: Any,
+        address: Any,
+        pool: Any,
+        stats: Any,
+        connect_timeout_s: float = 1.0,
+        tls: Any = None,
+    ) -> EndpointClient:
+        client = EndpointClient(
+            reactor, address, pool, stats, connect_timeout_s=connect_timeout_s, tls=tls
+        )
         upstream = HttpClientProtocol(client)
         upstream.makeConnection(NullTransport())
         client._pool._open.add(upstream)

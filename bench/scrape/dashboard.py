@@ -59,7 +59,9 @@ def whole_samples(metrics: MetricsTree, n: int) -> list[float]:
     return times
 
 
-async def stepped(args: argparse.Namespace, metrics: MetricsTree) -> tuple[list[tuple[float, float]], list[tuple[float, int, float]]]:
+async def stepped(
+    args: argparse.Namespace, metrics: MetricsTree
+) -> tuple[list[tuple[float, float]], list[tuple[float, int, float]]]:
     admin = AdminServer(Target(metrics), reactor, sample_interval_s=1.0)  # type: ignore[arg-type]
     port = admin.listen("127.0.0.1", 0)
     sampler = admin.sampler
@@ -99,7 +101,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scopes", type=int, default=5000)
     parser.add_argument("--samples", type=int, default=3)
-    parser.add_argument("--random-hosts", action="store_true", help="random Host values no namer knows (service scopes only)")
+    parser.add_argument(
+        "--random-hosts",
+        action="store_true",
+        help="random Host values no namer knows (service scopes only)",
+    )
     args = parser.parse_args()
 
     metrics, build_s = populate(args.scopes, 0, args.random_hosts)
@@ -123,7 +129,9 @@ def main() -> int:
         result["error"] = f
         reactor.stop()
 
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(stepped(args, metrics)).addCallbacks(done, failed))
+    reactor.callWhenRunning(
+        lambda: Deferred.fromCoroutine(stepped(args, metrics)).addCallbacks(done, failed)
+    )
     reactor.run()
     if "error" in result:
         result["error"].printTraceback()
@@ -134,10 +142,16 @@ def main() -> int:
         print(f"stepped sample {i}: {wall * 1000:.0f} ms wall, worst stall {stall * 1000:.1f} ms")
         worst = max(worst, stall)
     for i, (wall, size, stall) in enumerate(requests, 1):
-        print(f"dashboard.json {i}: {wall * 1000:.1f} ms, {size} bytes, worst stall {stall * 1000:.1f} ms")
+        print(
+            f"dashboard.json {i}: {wall * 1000:.1f} ms, {size} bytes, worst stall {stall * 1000:.1f} ms"
+        )
         worst = max(worst, stall)
-    print(f"full (gen-2) collections: {len(gc_pauses)}, longest {max(gc_pauses, default=0.0) * 1000:.1f} ms")
-    print(f"worst stall {worst * 1000:.1f} ms (target < 50 ms): {'met' if worst < 0.05 else 'NOT met'}")
+    print(
+        f"full (gen-2) collections: {len(gc_pauses)}, longest {max(gc_pauses, default=0.0) * 1000:.1f} ms"
+    )
+    print(
+        f"worst stall {worst * 1000:.1f} ms (target < 50 ms): {'met' if worst < 0.05 else 'NOT met'}"
+    )
     return 0
 
 

@@ -110,8 +110,17 @@ def populate(scopes: int, max_scopes: int, random_hosts: bool) -> tuple[MetricsT
     namer = MemoryNamer(Path.read("/mem"), names)
     clients: list[EndpointClient] = []
 
-    def endpoint(reactor: Any, address: Any, pool: Any, stats: Any, connect_timeout_s: float = 1.0, tls: Any = None) -> EndpointClient:
-        client = EndpointClient(reactor, address, pool, stats, connect_timeout_s=connect_timeout_s, tls=tls)
+    def endpoint(
+        reactor: Any,
+        address: Any,
+        pool: Any,
+        stats: Any,
+        connect_timeout_s: float = 1.0,
+        tls: Any = None,
+    ) -> EndpointClient:
+        client = EndpointClient(
+            reactor, address, pool, stats, connect_timeout_s=connect_timeout_s, tls=tls
+        )
         upstream = HttpClientProtocol(client)
         upstream.makeConnection(NullTransport())  # type: ignore[arg-type]
         client._pool._open.add(upstream)
@@ -196,7 +205,9 @@ def scrape(url: str) -> tuple[float, int, int]:
     return time.perf_counter() - started, len(body), body.count(b"\n")
 
 
-async def run(args: argparse.Namespace, metrics: MetricsTree) -> list[tuple[float, int, int, float]]:
+async def run(
+    args: argparse.Namespace, metrics: MetricsTree
+) -> list[tuple[float, int, int, float]]:
     admin = AdminServer(Target(metrics), reactor, sample_interval_s=3600.0)  # type: ignore[arg-type]
     port = admin.listen("127.0.0.1", 0)
     url = f"http://127.0.0.1:{port.getHost().port}{args.path}"
@@ -217,10 +228,22 @@ async def run(args: argparse.Namespace, metrics: MetricsTree) -> list[tuple[floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scopes", type=int, default=5000, help="distinct Host values sent (one service + one client scope each)")
+    parser.add_argument(
+        "--scopes",
+        type=int,
+        default=5000,
+        help="distinct Host values sent (one service + one client scope each)",
+    )
     parser.add_argument("--scrapes", type=int, default=3)
-    parser.add_argument("--max-scopes", type=int, default=0, help="the router's maxMetricScopes (0: no cap; -1: leave the key out)")
-    parser.add_argument("--random-hosts", action="store_true", help="random Host values no namer knows")
+    parser.add_argument(
+        "--max-scopes",
+        type=int,
+        default=0,
+        help="the router's maxMetricScopes (0: no cap; -1: leave the key out)",
+    )
+    parser.add_argument(
+        "--random-hosts", action="store_true", help="random Host values no namer knows"
+    )
     parser.add_argument("--path", default="/admin/metrics/prometheus")
     args = parser.parse_args()
 
@@ -228,7 +251,9 @@ def main() -> int:
     groups = metrics.group_keys()
     services = sum(1 for k in groups if k[2] == "service")
     clients = sum(1 for k in groups if k[2] == "client")
-    print(f"built {services} service and {clients} client scopes ({sum(1 for _ in metrics.metrics())} metrics) in {build_s:.1f} s")
+    print(
+        f"built {services} service and {clients} client scopes ({sum(1 for _ in metrics.metrics())} metrics) in {build_s:.1f} s"
+    )
 
     result: dict[str, Any] = {}
 
@@ -240,16 +265,22 @@ def main() -> int:
         result["error"] = f
         reactor.stop()
 
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(run(args, metrics)).addCallbacks(done, failed))
+    reactor.callWhenRunning(
+        lambda: Deferred.fromCoroutine(run(args, metrics)).addCallbacks(done, failed)
+    )
     reactor.run()
     if "error" in result:
         result["error"].printTraceback()
         return 1
-    print(f"{'scrape':>6} {'render+transfer s':>18} {'bytes':>10} {'lines':>8} {'worst stall ms':>15}")
+    print(
+        f"{'scrape':>6} {'render+transfer s':>18} {'bytes':>10} {'lines':>8} {'worst stall ms':>15}"
+    )
     for i, (wall, size, lines, worst) in enumerate(result["rows"], 1):
         print(f"{i:>6} {wall:>18.3f} {size:>10} {lines:>8} {worst * 1000:>15.1f}")
     worst_all = max(r[3] for r in result["rows"]) * 1000
-    print(f"worst stall {worst_all:.1f} ms (target < 50 ms): {'met' if worst_all < 50 else 'NOT met'}")
+    print(
+        f"worst stall {worst_all:.1f} ms (target < 50 ms): {'met' if worst_all < 50 else 'NOT met'}"
+    )
     return 0
 
 

@@ -253,20 +253,26 @@ def render() -> str:
     for sub in SUBCHARTS:
         rows.extend(value_docs(CHART / "charts" / sub / "values.yaml", prefix=f"{sub}."))
     for row in rows:
-        lines.append(f"| {escape(row.key)} | {row.type} | `{escape(row.default)}` | {escape(row.description)} |")
+        lines.append(
+            f"| {escape(row.key)} | {row.type} | `{escape(row.default)}` | {escape(row.description)} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    parser.add_argument(
+        "--check", action="store_true", help="only check that README.md is up to date"
+    )
     args = parser.parse_args(argv)
     readme = CHART / "README.md"
     text = render()
     if args.check:
         if readme.read_text() != text:
-            print(f"{readme} is out of date: run python3 chart/tools/gen_readme.py", file=sys.stderr)
+            print(
+                f"{readme} is out of date: run python3 chart/tools/gen_readme.py", file=sys.stderr
+            )
             return 1
         return 0
     readme.write_text(text)

@@ -64,14 +64,20 @@ SAMPLE_SLICE_S = 0.002
 SAMPLE_GAP_S = 0.005
 
 
-def sampler_cooperator(reactor: Any, slice_s: float = SAMPLE_SLICE_S, gap_s: float = SAMPLE_GAP_S) -> Cooperator:
+def sampler_cooperator(
+    reactor: Any, slice_s: float = SAMPLE_SLICE_S, gap_s: float = SAMPLE_GAP_S
+) -> Cooperator:
     """A cooperator that runs steps for ``slice_s``, then leaves the reactor ``gap_s``."""
 
     def slice_over() -> Callable[[], bool]:
         end = time.monotonic() + slice_s
         return lambda: time.monotonic() >= end
 
-    return Cooperator(terminationPredicateFactory=slice_over, scheduler=lambda call: reactor.callLater(gap_s, call))
+    return Cooperator(
+        terminationPredicateFactory=slice_over,
+        scheduler=lambda call: reactor.callLater(gap_s, call),
+    )
+
 
 _Key = tuple[str, str, str]  # (router, "service" | "client", name)
 
@@ -279,7 +285,11 @@ class DashboardSampler:
 
     def _read_steps(self, entities: dict[_Key, _Entity]) -> Iterator[None]:
         """Read every service and client scope into ``entities``, STEP_SCOPES per step."""
-        scopes = [(key, metrics) for key, metrics in self.tree.scopes() if len(key) == 4 and key[0] == "rt" and key[2] in ("service", "client")]
+        scopes = [
+            (key, metrics)
+            for key, metrics in self.tree.scopes()
+            if len(key) == 4 and key[0] == "rt" and key[2] in ("service", "client")
+        ]
         yield None
         for start in range(0, len(scopes), STEP_SCOPES):
             for scope, metrics in scopes[start : start + STEP_SCOPES]:
@@ -289,7 +299,11 @@ class DashboardSampler:
                     if isinstance(metric, CounterMetric) and below in _COUNTS:
                         setattr(entities.setdefault(key, _Entity()), _COUNTS[below], metric.value)
                     elif isinstance(metric, GaugeMetric) and below in _GAUGES:
-                        setattr(entities.setdefault(key, _Entity()), _GAUGES[below], _whole(metric.read()))
+                        setattr(
+                            entities.setdefault(key, _Entity()),
+                            _GAUGES[below],
+                            _whole(metric.read()),
+                        )
                     elif isinstance(metric, Histogram) and below == ("request_latency_ms",):
                         entities.setdefault(key, _Entity()).latency.append(metric)
             yield None
@@ -346,7 +360,16 @@ class DashboardSampler:
             latency = _latency(merge.summary())
             if rates.rps == 0:
                 latency = {"p50": None, "p95": None, "p99": None}
-            series.append((now, _round(rates.rps, 3), _round(rates.success_rate), latency["p50"], latency["p95"], latency["p99"]))
+            series.append(
+                (
+                    now,
+                    _round(rates.rps, 3),
+                    _round(rates.success_rate),
+                    latency["p50"],
+                    latency["p95"],
+                    latency["p99"],
+                )
+            )
         for router in list(self._series):
             if router not in routers:
                 del self._series[router]
@@ -418,7 +441,11 @@ class DashboardSampler:
 
     def to_json(self) -> dict[str, Any]:
         """The last complete sample's figures (see the module docstring)."""
-        return {"interval_s": self._json["interval_s"], "now": round(self.clock.seconds(), 3), "routers": self._json["routers"]}
+        return {
+            "interval_s": self._json["interval_s"],
+            "now": round(self.clock.seconds(), 3),
+            "routers": self._json["routers"],
+        }
 
 
 def _row_order(row: dict[str, Any]) -> tuple[bool, float, float]:

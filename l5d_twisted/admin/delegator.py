@@ -38,7 +38,9 @@ def pick_router(routers: Sequence[RouterView], label: str | None) -> RouterView:
     raise HttpError(404, f"no router {label!r}; routers: {known}")
 
 
-def explain(routers: Sequence[RouterView], label: str | None, path_text: str, dtab_text: str) -> Deferred[dict[str, Any]]:
+def explain(
+    routers: Sequence[RouterView], label: str | None, path_text: str, dtab_text: str
+) -> Deferred[dict[str, Any]]:
     router = pick_router(routers, label)
     path_text = path_text.strip()
     if not path_text:
@@ -70,7 +72,9 @@ def explain(routers: Sequence[RouterView], label: str | None, path_text: str, dt
             return failure
         log.failure("explaining {path} failed", failure, path=path.show())
         error = failure.value
-        return Failure(HttpError(500, f"explaining {path.show()} failed: {type(error).__name__}: {error}"))
+        return Failure(
+            HttpError(500, f"explaining {path.show()} failed: {type(error).__name__}: {error}")
+        )
 
     # Wait (bounded) for namers to answer, so a name no route has looked up yet (say a
     # Kubernetes service) shows its addresses rather than "pending"; a plain snapshot

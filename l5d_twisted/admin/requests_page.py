@@ -49,4 +49,6 @@ def render_requests_page(records: Sequence[RequestRecord] | None) -> bytes:
             r.error or "",
         )
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return _PAGE.format(rows="\n".join(rows), note="" if records is not None else _DISABLED).encode()
+    return _PAGE.format(
+        rows="\n".join(rows), note="" if records is not None else _DISABLED
+    ).encode()

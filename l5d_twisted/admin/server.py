@@ -134,7 +134,13 @@ class _AdminPort:
 
 
 class AdminServer:
-    def __init__(self, target: AdminTarget, reactor: Any, sample_interval_s: float = 5.0, cooperator: Cooperator | None = None) -> None:
+    def __init__(
+        self,
+        target: AdminTarget,
+        reactor: Any,
+        sample_interval_s: float = 5.0,
+        cooperator: Cooperator | None = None,
+    ) -> None:
         self.target = target
         self.reactor = reactor
         # Runs the metrics renders in steps between the reactor's other work.
@@ -204,7 +210,9 @@ class AdminServer:
                 raise HttpError(405, f"{method.decode('latin-1')} not allowed here; use GET\n")
             result = handler(request)
             if isinstance(result, Deferred):
-                result.addCallbacks(lambda body: self._finish(request, body), lambda f: self._fail(request, f))
+                result.addCallbacks(
+                    lambda body: self._finish(request, body), lambda f: self._fail(request, f)
+                )
                 return NOT_DONE_YET
             return result
         except HttpError as e:
@@ -332,7 +340,12 @@ class AdminServer:
         raise HttpError(404, f"no namer with prefix {prefix!r}; namers: {known}\n")
 
     def delegator_json(self, request: WebRequest) -> Deferred[bytes]:
-        d = explain(list(self.target.routers), _arg(request, "router"), _arg(request, "path") or "", _arg(request, "dtab") or "")
+        d = explain(
+            list(self.target.routers),
+            _arg(request, "router"),
+            _arg(request, "path") or "",
+            _arg(request, "dtab") or "",
+        )
         return d.addCallback(lambda body: _send_json(request, body))
 
     def requests_json(self, request: WebRequest) -> bytes:
@@ -355,7 +368,10 @@ class AdminServer:
     def metrics_json(self, request: WebRequest) -> Deferred[list[bytes]]:
         query = _arg(request, "q")
         if query is not None and len(query) > MAX_QUERY_CHARS:
-            raise HttpError(400, f"q is {len(query)} characters long; at most {MAX_QUERY_CHARS} (a substring of metric names)\n")
+            raise HttpError(
+                400,
+                f"q is {len(query)} characters long; at most {MAX_QUERY_CHARS} (a substring of metric names)\n",
+            )
         pretty = _arg(request, "pretty") not in (None, "", "0", "false")
         out: list[bytes] = []
         d = self._render(request, metrics_json_steps(self.target.metrics, out, query, pretty), out)
@@ -367,7 +383,9 @@ class AdminServer:
             self._default_prometheus = PrometheusExposition(self.target.metrics)
         return self._prometheus(request, self._default_prometheus)
 
-    def _prometheus(self, request: WebRequest, exposition: PrometheusExposition) -> Deferred[list[bytes]]:
+    def _prometheus(
+        self, request: WebRequest, exposition: PrometheusExposition
+    ) -> Deferred[list[bytes]]:
         out: list[bytes] = []
         d = self._render(request, exposition.render_steps(out), out)
         request.setHeader(b"content-type", PROMETHEUS_CONTENT_TYPE.encode())
@@ -375,7 +393,9 @@ class AdminServer:
 
     def _render(self, request: WebRequest, steps: Any, out: list[bytes]) -> Deferred[list[bytes]]:
         d = run_steps(self.cooperator, steps, lambda: out)
-        request.notifyFinish().addErrback(lambda _: d.cancel())  # the client went away: stop rendering
+        request.notifyFinish().addErrback(
+            lambda _: d.cancel()
+        )  # the client went away: stop rendering
         return d
 
     def dashboard_json(self, request: WebRequest) -> bytes:
@@ -386,7 +406,9 @@ class AdminServer:
             request.setHeader(b"allow", b"POST")
             raise HttpError(405, "shutdown needs a POST\n")
         if not getattr(self.target, "allow_shutdown", False):
-            raise HttpError(403, "shutdown via the admin server is disabled (admin.allowShutdown: false)\n")
+            raise HttpError(
+                403, "shutdown via the admin server is disabled (admin.allowShutdown: false)\n"
+            )
         grace_s = self._grace_s(request)
         log.info("shutdown requested via the admin server (grace {grace}s)", grace=grace_s)
         # After this response is written.
@@ -401,13 +423,17 @@ class AdminServer:
             try:
                 return max(0.0, float(given) / 1000.0)
             except ValueError:
-                raise HttpError(400, f"graceMs must be a number of milliseconds, not {given!r}\n") from None
+                raise HttpError(
+                    400, f"graceMs must be a number of milliseconds, not {given!r}\n"
+                ) from None
         admin = getattr(getattr(self.target, "config", None), "admin", None)
         grace_ms = getattr(admin, "shutdown_grace_ms", 10000)
         return float(grace_ms) / 1000.0
 
     def _shutdown(self, grace_s: float) -> None:
-        maybeDeferred(self.target.shutdown, grace_s).addErrback(lambda f: log.failure("shutdown failed", f))
+        maybeDeferred(self.target.shutdown, grace_s).addErrback(
+            lambda f: log.failure("shutdown failed", f)
+        )
 
 
 class _AdminChannel(http.HTTPChannel):
@@ -418,7 +444,12 @@ class _AdminChannel(http.HTTPChannel):
             f"request line or header longer than {self.MAX_LENGTH} bytes "
             f"(a metrics.json q may have at most {MAX_QUERY_CHARS} characters)\n"
         ).encode()
-        head = [b"HTTP/1.1 414 URI Too Long", b"Content-Type: text/plain; charset=utf-8", b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+        head = [
+            b"HTTP/1.1 414 URI Too Long",
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Length: " + str(len(body)).encode(),
+            b"Connection: close",
+        ]
         head += [name + b": " + value for name, value in SECURITY_HEADERS]
         transport: Any = self.transport
         transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)

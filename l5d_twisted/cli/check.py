@@ -20,9 +20,19 @@ def add_parser(subparsers: Any) -> None:
         help="validate a config file",
         description="Validate a config file: prints ok, or every problem with its line.",
     )
-    parser.add_argument("config", metavar="CONFIG", nargs="?", help="the YAML config file ('-' for stdin)")
-    parser.add_argument("--show", action="store_true", help="print the effective config (defaults filled in) as JSON")
-    parser.add_argument("--reference", action="store_true", help="print every config key of every plugin kind (Markdown) and exit")
+    parser.add_argument(
+        "config", metavar="CONFIG", nargs="?", help="the YAML config file ('-' for stdin)"
+    )
+    parser.add_argument(
+        "--show",
+        action="store_true",
+        help="print the effective config (defaults filled in) as JSON",
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="print every config key of every plugin kind (Markdown) and exit",
+    )
     parser.set_defaults(func=run)
 
 

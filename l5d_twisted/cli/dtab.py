@@ -40,14 +40,37 @@ def add_parser(subparsers: Any) -> None:
         "Exit status: 0 resolved to addresses, 1 neg/fail/empty/pending, 2 bad input "
         "(also a dtab that makes binding exceed its limits of work, nesting or union width).",
     )
-    resolve.add_argument("path", metavar="PATH", help="the name, e.g. /svc/hello (or hello, under the router's dstPrefix)")
-    resolve.add_argument("--dtab", default="", help="dtab rules added after the router's (they win)")
-    resolve.add_argument("--config", metavar="FILE", help="use this config's namers, and a router's dtab and transformers")
-    resolve.add_argument("--router", metavar="LABEL", help="which router of --config (default: the first)")
+    resolve.add_argument(
+        "path",
+        metavar="PATH",
+        help="the name, e.g. /svc/hello (or hello, under the router's dstPrefix)",
+    )
+    resolve.add_argument(
+        "--dtab", default="", help="dtab rules added after the router's (they win)"
+    )
+    resolve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="use this config's namers, and a router's dtab and transformers",
+    )
+    resolve.add_argument(
+        "--router", metavar="LABEL", help="which router of --config (default: the first)"
+    )
     resolve.add_argument("--namer-fs", metavar="DIR", help="add an io.l5d.fs namer over DIR")
-    resolve.add_argument("--namer-fs-prefix", metavar="PREFIX", default="/io.l5d.fs", help="prefix of the --namer-fs namer (default /io.l5d.fs)")
+    resolve.add_argument(
+        "--namer-fs-prefix",
+        metavar="PREFIX",
+        default="/io.l5d.fs",
+        help="prefix of the --namer-fs namer (default /io.l5d.fs)",
+    )
     resolve.add_argument("--json", action="store_true", help="print linkerd-style delegator JSON")
-    resolve.add_argument("--timeout", type=float, default=5.0, metavar="S", help="how long to wait for namers (default 5 s)")
+    resolve.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="how long to wait for namers (default 5 s)",
+    )
     resolve.set_defaults(func=run_resolve)
 
     show = commands.add_parser("show", help="parse a dtab and print it one rule per line")
@@ -130,7 +153,9 @@ def resolve(args: argparse.Namespace, reactor: Any) -> Deferred[tuple[int, str]]
             return 2, output  # the explanation's last line says which limit
         return (0 if explanation.resolved else 1), output
 
-    return explain_settled(setup.interpreter, setup.dtab, setup.path, reactor, args.timeout).addCallback(render)
+    return explain_settled(
+        setup.interpreter, setup.dtab, setup.path, reactor, args.timeout
+    ).addCallback(render)
 
 
 def _show_dtab(dtab: Dtab) -> str:
@@ -162,13 +187,19 @@ def _prepare(args: argparse.Namespace, reactor: Any) -> _Setup:
     if args.config:
         load_plugins()
         router, config = _load_router(args.config, args.router)
-        ctx = PluginContext(reactor=reactor, config_dir=getattr(config, "source_dir", os.path.dirname(os.path.abspath(args.config))))
+        ctx = PluginContext(
+            reactor=reactor,
+            config_dir=getattr(config, "source_dir", os.path.dirname(os.path.abspath(args.config))),
+        )
         try:
             for spec in config.namers:
                 namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
                 namers[spec.prefix] = namer
                 ctx.namers[spec.prefix.show()] = namer
-            transformers = [TRANSFORMERS.get(spec.kind).factory(spec.config, ctx) for spec in router.interpreter.transformers]
+            transformers = [
+                TRANSFORMERS.get(spec.kind).factory(spec.config, ctx)
+                for spec in router.interpreter.transformers
+            ]
         except (UnknownKind, ValueError, OSError) as e:
             raise UsageError(f"{args.config}: {e}") from None
         base = router.dtab
@@ -181,7 +212,9 @@ def _prepare(args: argparse.Namespace, reactor: Any) -> _Setup:
         except PathError as e:
             raise UsageError(f"--namer-fs-prefix: {e}") from None
         namers[prefix] = FsNamer(os.path.abspath(args.namer_fs), prefix, reactor)
-    return _Setup(Interpreter(namers, transformers, reactor), base + extra, _target(args.path, dst_prefix))
+    return _Setup(
+        Interpreter(namers, transformers, reactor), base + extra, _target(args.path, dst_prefix)
+    )
 
 
 def _target(text: str, dst_prefix: Path) -> Path:

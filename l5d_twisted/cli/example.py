@@ -41,9 +41,19 @@ def _port(text: str) -> int:
 
 def _add_common(p: argparse.ArgumentParser, default_port: int) -> None:
     p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=_port, default=default_port, help="port to listen on (default %(default)s)")
-    p.add_argument("--latency-ms", type=_latency, default=0.0, metavar="N", help="delay added to every answer")
-    p.add_argument("--failure-rate", type=_failure_rate, default=0.0, metavar="F", help="fraction (0..1) of answers that are 500s")
+    p.add_argument(
+        "--port", type=_port, default=default_port, help="port to listen on (default %(default)s)"
+    )
+    p.add_argument(
+        "--latency-ms", type=_latency, default=0.0, metavar="N", help="delay added to every answer"
+    )
+    p.add_argument(
+        "--failure-rate",
+        type=_failure_rate,
+        default=0.0,
+        metavar="F",
+        help="fraction (0..1) of answers that are 500s",
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -57,10 +67,22 @@ def add_parser(subparsers: Any) -> None:
     apps = parser.add_subparsers(dest="app", metavar="APP", required=True)
     world = apps.add_parser("world", help="answers 'world (<ip>)!'")
     _add_common(world, 7778)
-    hello = apps.add_parser("hello", help="answers 'Hello (<ip>) ' + the body of a call to --target through http_proxy")
+    hello = apps.add_parser(
+        "hello", help="answers 'Hello (<ip>) ' + the body of a call to --target through http_proxy"
+    )
     _add_common(hello, 7777)
-    hello.add_argument("--target", default="http://world/", help="URL to call through the proxy in http_proxy (default %(default)s)")
-    hello.add_argument("--timeout-ms", type=_timeout, default=10_000.0, metavar="N", help="bound on the call to --target (default %(default)s)")
+    hello.add_argument(
+        "--target",
+        default="http://world/",
+        help="URL to call through the proxy in http_proxy (default %(default)s)",
+    )
+    hello.add_argument(
+        "--timeout-ms",
+        type=_timeout,
+        default=10_000.0,
+        metavar="N",
+        help="bound on the call to --target (default %(default)s)",
+    )
     parser.set_defaults(func=_run)
 
 

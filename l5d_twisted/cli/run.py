@@ -26,7 +26,12 @@ GC_THRESHOLDS = (700, 10, 1000)
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("run", help="run the mesh described by a config file")
     parser.add_argument("config", help="linkerd-style YAML config file")
-    parser.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines as JSON (default) or text")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default="json",
+        help="log lines as JSON (default) or text",
+    )
     parser.add_argument("--log-level", choices=["debug", "info", "warn", "error"], default="info")
     parser.add_argument(
         "--admin-ip",
@@ -54,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             ipaddress.ip_address(args.admin_ip)
         except ValueError:
-            print(f"--admin-ip: expected an IP address such as 10.1.2.3, got {args.admin_ip!r}", file=sys.stderr)
+            print(
+                f"--admin-ip: expected an IP address such as 10.1.2.3, got {args.admin_ip!r}",
+                file=sys.stderr,
+            )
             return 2
-        config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, ip=args.admin_ip))
+        config = dataclasses.replace(
+            config, admin=dataclasses.replace(config.admin, ip=args.admin_ip)
+        )
 
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import ReactorNotRunning
@@ -90,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         reactor.callFromThread(shut_down_or_hurry)
 
     mesh.on_shutdown(stop_reactor)
+
     def started(_: Any) -> None:
         # Everything imported and configured so far lives as long as the process: move it
         # out of the collector's sight, so full collections stop re-scanning tens of MB

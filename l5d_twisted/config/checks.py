@@ -46,11 +46,17 @@ def _parts(decoder: Decoder) -> _Parts:
     labels = []
     for i, router in enumerate(routers):
         if router is not None:
-            servers.extend((f"routers[{i}].servers[{j}]", server) for j, server in enumerate(router.servers))
+            servers.extend(
+                (f"routers[{i}].servers[{j}]", server) for j, server in enumerate(router.servers)
+            )
             labels.append(router.label)
         else:
             listed = items(f"routers[{i}].servers")
-            servers.extend((f"routers[{i}].servers[{j}]", server) for j, server in enumerate(listed) if server is not None)
+            servers.extend(
+                (f"routers[{i}].servers[{j}]", server)
+                for j, server in enumerate(listed)
+                if server is not None
+            )
             label = decoder.values.get(f"routers[{i}].label")
             labels.append(str(label) if label else None)
     return _Parts(admin, routers, items("namers"), servers, labels)
@@ -61,9 +67,15 @@ def cross_check(decoder: Decoder) -> list[ConfigError]:
     parts = _parts(decoder)
     source = decoder.doc.source
     found: list[ConfigError] = []
-    for where, message in (*_unique_labels(parts), *_port_clashes(parts), *_unique_namer_prefixes(parts)):
+    for where, message in (
+        *_unique_labels(parts),
+        *_port_clashes(parts),
+        *_unique_namer_prefixes(parts),
+    ):
         found.append(ConfigError(where, decoder.line(where), message, source))
-    if all(namer is not None for namer in parts.namers):  # else any reference may be to the broken one
+    if all(
+        namer is not None for namer in parts.namers
+    ):  # else any reference may be to the broken one
         found.extend(_dangling_namer_refs(parts, decoder))
     return found
 
@@ -91,7 +103,10 @@ def _port_clashes(parts: _Parts) -> Iterator[tuple[str, str]]:
             continue
         for other_ip, other_port, other_where in taken:
             if other_port == port and _overlap(ip, other_ip):
-                yield (f"{where}.port", f"{ip}:{port} is already used by {other_where} ({other_ip}:{other_port})")
+                yield (
+                    f"{where}.port",
+                    f"{ip}:{port} is already used by {other_where} ({other_ip}:{other_port})",
+                )
                 break
         else:
             taken.append((ip, port, where))

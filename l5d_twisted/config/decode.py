@@ -153,7 +153,9 @@ class Decoder:
             return self.decode_plugin(node, where, meta)
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             return self.decode_dataclass(tp, node, where)
-        return self.error(where, node, f"cannot read config values of type {tp!r} (a bug in its schema)")
+        return self.error(
+            where, node, f"cannot read config values of type {tp!r} (a bug in its schema)"
+        )
 
     # -- scalars --------------------------------------------------------------------------
 
@@ -221,9 +223,13 @@ class Decoder:
 
     def _decode_literal(self, choices: tuple[Any, ...], node: Node, where: str) -> Any:
         value = self.scalar(node, where)
-        if value in choices and not (isinstance(value, bool) and not any(isinstance(c, bool) for c in choices)):
+        if value in choices and not (
+            isinstance(value, bool) and not any(isinstance(c, bool) for c in choices)
+        ):
             return value
-        return self.error(where, node, f"expected one of {_choices_text(choices)}, got {describe(self.doc, node)}")
+        return self.error(
+            where, node, f"expected one of {_choices_text(choices)}, got {describe(self.doc, node)}"
+        )
 
     def decode_path(self, node: Node, where: str) -> Any:
         text = self._decode_str(node, where)
@@ -270,9 +276,15 @@ class Decoder:
             return self.expected(where, node, "a list")
         min_items = meta.get("min_items")
         if min_items is not None and len(items) < min_items:
-            return self.error(where, node, f"needs at least {min_items} item{'s' if min_items != 1 else ''}")
-        item_meta = {k: v for k, v in meta.items() if k not in ("min_items", "one_or_many", "validator")}
-        values = [self.decode(item_type, child, item_where, item_meta) for item_where, child in items]
+            return self.error(
+                where, node, f"needs at least {min_items} item{'s' if min_items != 1 else ''}"
+            )
+        item_meta = {
+            k: v for k, v in meta.items() if k not in ("min_items", "one_or_many", "validator")
+        }
+        values = [
+            self.decode(item_type, child, item_where, item_meta) for item_where, child in items
+        ]
         if any(v is INVALID for v in values):
             return INVALID
         return list(values) if origin is list else tuple(values)
@@ -280,7 +292,10 @@ class Decoder:
     def _decode_fixed_tuple(self, args: tuple[Any, ...], node: Node, where: str) -> Any:
         if not isinstance(node, SequenceNode) or len(node.value) != len(args):
             return self.expected(where, node, f"a list of {len(args)} items")
-        values = [self.decode(a, child, f"{where}[{i}]") for i, (a, child) in enumerate(zip(args, node.value))]
+        values = [
+            self.decode(a, child, f"{where}[{i}]")
+            for i, (a, child) in enumerate(zip(args, node.value))
+        ]
         return INVALID if any(v is INVALID for v in values) else tuple(values)
 
     def _decode_dict(self, tp: Any, node: Node, where: str) -> Any:
@@ -317,13 +332,19 @@ class Decoder:
         ok = True
         for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, ScalarNode) or is_null(key_node):
-                self.error(where, key_node, f"keys must be names, got {describe(self.doc, key_node)}")
+                self.error(
+                    where, key_node, f"keys must be names, got {describe(self.doc, key_node)}"
+                )
                 ok = False
                 continue
             key = str(key_node.value)
             if key in out and index >= merged_count and out[key][2]:
                 first = out[key][0]
-                self.error(_join(where, key), key_node, f"duplicate key {key!r} (first on line {line_of(first)})")
+                self.error(
+                    _join(where, key),
+                    key_node,
+                    f"duplicate key {key!r} (first on line {line_of(first)})",
+                )
                 ok = False
                 continue
             out[key] = (key_node, value_node, index >= merged_count)
@@ -331,7 +352,9 @@ class Decoder:
 
     # -- dataclasses ----------------------------------------------------------------------
 
-    def decode_dataclass(self, cls: type, node: Node, where: str, reserved: frozenset[str] = frozenset()) -> Any:
+    def decode_dataclass(
+        self, cls: type, node: Node, where: str, reserved: frozenset[str] = frozenset()
+    ) -> Any:
         entries = self.mapping(node, where)
         if entries is INVALID:
             return INVALID
@@ -353,13 +376,19 @@ class Decoder:
         """
         hints = type_hints(cls)
         if hints is INVALID:
-            return self.error(where, node, f"the schema of {cls.__name__} cannot be read (a bug in its module)")
+            return self.error(
+                where, node, f"the schema of {cls.__name__} cannot be read (a bug in its module)"
+            )
         fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
         by_key = {yaml_key(f): f for f in fields}
         ok = True
         for key, (key_node, _value_node) in entries.items():
             if key not in by_key and key not in reserved:
-                self.error(_join(where, key), key_node, unknown_key_message(key, list(by_key) + sorted(reserved)))
+                self.error(
+                    _join(where, key),
+                    key_node,
+                    unknown_key_message(key, list(by_key) + sorted(reserved)),
+                )
                 ok = False
         values: dict[str, Any] = {}
         for f in fields:
@@ -400,7 +429,9 @@ class Decoder:
         if entries is None:
             if isinstance(node, ScalarNode) and node.tag == STR_TAG and node.value in registry:
                 return self.expected(where, node, f"a mapping like {{kind: {node.value}}}")
-            entries = self.mapping(node, where, f"a mapping with a kind ({registry.category} plugin)")
+            entries = self.mapping(
+                node, where, f"a mapping with a kind ({registry.category} plugin)"
+            )
             if entries is INVALID:
                 return INVALID
         kind = self.plugin_kind(registry, meta.get("default_kind"), entries, node, where)
@@ -412,7 +443,11 @@ class Decoder:
             config = self.decode_fields(config_type, entries, node, where, reserved)
         else:
             # A plugin without a schema gets its keys as plain values.
-            config = {key: self.plain(v, _join(where, key)) for key, (_k, v) in entries.items() if key not in reserved}
+            config = {
+                key: self.plain(v, _join(where, key))
+                for key, (_k, v) in entries.items()
+                if key not in reserved
+            }
         if config is INVALID:
             return INVALID
         return PluginSpec(kind, config)
@@ -429,7 +464,11 @@ class Decoder:
         known = registry.kinds()
         if "kind" not in entries:
             if default_kind is None:
-                return self.error(where, node, f"missing required key 'kind' (a {registry.category} kind: {', '.join(known) or 'none registered'})")
+                return self.error(
+                    where,
+                    node,
+                    f"missing required key 'kind' (a {registry.category} kind: {', '.join(known) or 'none registered'})",
+                )
             kind_node: Node = node
             kind: Any = default_kind
         else:
@@ -438,7 +477,11 @@ class Decoder:
             if kind is INVALID:
                 return INVALID
         if kind not in registry:
-            return self.error(_join(where, "kind"), kind_node, unknown_kind_message(registry.category, kind, known))
+            return self.error(
+                _join(where, "kind"),
+                kind_node,
+                unknown_kind_message(registry.category, kind, known),
+            )
         return kind
 
     # -- plain values ---------------------------------------------------------------------
@@ -467,7 +510,11 @@ class Decoder:
         choices = meta.get("choices")
         if choices is not None and value not in choices:
             hint = did_you_mean(value, [str(c) for c in choices]) if isinstance(value, str) else ""
-            return self.error(where, node, f"expected one of {_choices_text(choices)}, got {describe(self.doc, node)}{hint}")
+            return self.error(
+                where,
+                node,
+                f"expected one of {_choices_text(choices)}, got {describe(self.doc, node)}{hint}",
+            )
         validator = meta.get("validator")
         if validator is not None:
             try:

@@ -67,7 +67,11 @@ def decode_router(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
     protocol = router_protocol(decoder, entries, where)
     servers = decoder.with_type_decoders({ServerConfig: server_decoder(protocol)})
     found = registered_protocol(protocol)  # the protocol's default identifier
-    defaults = {"identifier": (default_plugin(IDENTIFIERS, found.default_identifier),)} if found is not None else None
+    defaults = (
+        {"identifier": (default_plugin(IDENTIFIERS, found.default_identifier),)}
+        if found is not None
+        else None
+    )
     return servers.decode_fields(RouterConfig, entries, node, where, defaults=defaults)
 
 
@@ -101,7 +105,11 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
     if entries is INVALID:
         return INVALID
     spec = decoder.decode_plugin(
-        node, where, {"registry": NAMERS}, reserved=frozenset({"prefix", "experimental"}), entries=entries
+        node,
+        where,
+        {"registry": NAMERS},
+        reserved=frozenset({"prefix", "experimental"}),
+        entries=entries,
     )
     prefix: Any = None
     if "prefix" in entries:
@@ -109,7 +117,11 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
         if prefix is not INVALID and prefix.segments[:1] == ("#",):
             prefix = prefix.drop(1)
         if prefix is not INVALID and prefix.is_empty:
-            prefix = decoder.error(f"{where}.prefix", entries["prefix"][1], "a namer prefix needs at least one segment, e.g. /io.l5d.fs")
+            prefix = decoder.error(
+                f"{where}.prefix",
+                entries["prefix"][1],
+                "a namer prefix needs at least one segment, e.g. /io.l5d.fs",
+            )
     if spec is INVALID or prefix is INVALID:
         return INVALID
     return NamerSpec(spec.kind, prefix if prefix is not None else Path.of(spec.kind), spec.config)
@@ -126,7 +138,9 @@ def decode_dtab(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
         return Dtab.read(text)
     except DtabError as e:
         message = f"invalid dtab: {e.problem} at {excerpt(text, e.offset)}"
-        decoder.errors.append(ConfigError(where, text_line(node, e.offset), message, decoder.doc.source))
+        decoder.errors.append(
+            ConfigError(where, text_line(node, e.offset), message, decoder.doc.source)
+        )
         return INVALID
     except (ValueError, RecursionError) as e:  # the parser should only raise DtabError; be safe
         return decoder.error(where, node, f"invalid dtab: {e}")
@@ -149,9 +163,21 @@ def block_decoder(params_type: type, block_type: type) -> TypeDecoder:
             if kind is INVALID:
                 return INVALID
             if kind not in KINDS:
-                return decoder.error(f"{where}.kind", kind_node, unknown_kind_message(where.rsplit(".", 1)[-1] or "config", kind, KINDS))
+                return decoder.error(
+                    f"{where}.kind",
+                    kind_node,
+                    unknown_kind_message(where.rsplit(".", 1)[-1] or "config", kind, KINDS),
+                )
         if kind == GLOBAL:
-            entry = _decode_entry(decoder, params_type, entries, node, where, frozenset({"kind"}), PrefixPattern.read("/"))
+            entry = _decode_entry(
+                decoder,
+                params_type,
+                entries,
+                node,
+                where,
+                frozenset({"kind"}),
+                PrefixPattern.read("/"),
+            )
             return INVALID if entry is INVALID else block_type(GLOBAL, (entry,))
         return _decode_static(decoder, params_type, block_type, entries, node, where)
 
@@ -173,7 +199,9 @@ def _decode_static(
             decoder.error(f"{where}.{key}", key_node, f"unknown key {key!r}{hint}")
             ok = False
     if "configs" not in entries:
-        decoder.error(where, node, "missing required key 'configs' (a list of params, each with a prefix)")
+        decoder.error(
+            where, node, "missing required key 'configs' (a list of params, each with a prefix)"
+        )
         return INVALID
     configs_node = entries["configs"][1]
     decoder.nodes[f"{where}.configs"] = configs_node
@@ -189,9 +217,15 @@ def _decode_static(
         if "prefix" in item_entries:
             prefix = _decode_prefix(decoder, item_entries["prefix"][1], f"{item_where}.prefix")
         else:
-            prefix = decoder.error(item_where, item, "missing required key 'prefix' (e.g. /svc/*, /#/io.l5d.fs/{service})")
+            prefix = decoder.error(
+                item_where,
+                item,
+                "missing required key 'prefix' (e.g. /svc/*, /#/io.l5d.fs/{service})",
+            )
         # Decode the params even under a bad prefix, to report their problems too.
-        entry = _decode_entry(decoder, params_type, item_entries, item, item_where, frozenset({"prefix"}), prefix)
+        entry = _decode_entry(
+            decoder, params_type, item_entries, item, item_where, frozenset({"prefix"}), prefix
+        )
         if entry is INVALID or prefix is INVALID:
             ok = False
         else:

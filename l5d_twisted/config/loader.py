@@ -29,7 +29,9 @@ def load_config(text: str, source: str = "<config>", source_dir: str | None = No
     the current directory.
     """
     if source_dir is None:
-        source_dir = os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else os.getcwd()
+        source_dir = (
+            os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else os.getcwd()
+        )
     try:
         return _load(text, source, source_dir)
     except ConfigErrors:
@@ -47,7 +49,9 @@ def load_config_file(path: str | os.PathLike[str]) -> Config:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ConfigErrors([ConfigError("", None, f"cannot read config file: {reason}", name)]) from None
+        raise ConfigErrors(
+            [ConfigError("", None, f"cannot read config file: {reason}", name)]
+        ) from None
     return load_config(text, name, os.path.dirname(os.path.abspath(name)))
 
 
@@ -56,10 +60,14 @@ def _load(text: str, source: str, source_dir: str) -> Config:
     doc = parse(text, source)
     root = doc.root
     if root is None or is_null(root):
-        raise ConfigErrors([ConfigError("", None, "the config is empty; it needs at least 'routers'", source)])
+        raise ConfigErrors(
+            [ConfigError("", None, "the config is empty; it needs at least 'routers'", source)]
+        )
     decoder = Decoder(doc, TYPE_DECODERS)
     decoder.nodes[""] = root
-    entries = decoder.mapping(root, "", "a mapping of top-level keys (admin, routers, namers, telemetry)")
+    entries = decoder.mapping(
+        root, "", "a mapping of top-level keys (admin, routers, namers, telemetry)"
+    )
     config: Any = INVALID
     if entries is not INVALID:
         config = decoder.decode_fields(Config, entries, root, "", reserved=IGNORED_TOP_LEVEL)

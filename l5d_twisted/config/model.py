@@ -44,21 +44,29 @@ def default_server_port(protocol: str) -> int:
 def check_protocol(value: str) -> None:
     """A protocol some module of ``l5d_twisted.protocols`` registered (not h2, yet)."""
     if value not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {value!r}; known protocols: {', '.join(PROTOCOLS.kinds())}")
+        raise ValueError(
+            f"unknown protocol {value!r}; known protocols: {', '.join(PROTOCOLS.kinds())}"
+        )
 
 
 def check_ip(value: str) -> None:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"expected an IP address such as 127.0.0.1 or 0.0.0.0, got {value!r}") from None
+        raise ValueError(
+            f"expected an IP address such as 127.0.0.1 or 0.0.0.0, got {value!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
 class AdminConfig:
     ip: str = knob("127.0.0.1", validator=check_ip, doc="address of the admin server")
-    port: int = knob(9990, minimum=0, maximum=MAX_PORT, doc="admin port (dashboard, metrics, delegator)")
-    shutdown_grace_ms: int = knob(10_000, minimum=0, doc="how long a shutdown waits for requests to finish")
+    port: int = knob(
+        9990, minimum=0, maximum=MAX_PORT, doc="admin port (dashboard, metrics, delegator)"
+    )
+    shutdown_grace_ms: int = knob(
+        10_000, minimum=0, doc="how long a shutdown waits for requests to finish"
+    )
     drain_period_ms: int = knob(
         0,
         minimum=0,
@@ -73,7 +81,10 @@ class SocketOptions:
 
     no_delay: bool = knob(True, doc="TCP_NODELAY on accepted connections")
     reuse_addr: bool = knob(True, doc="SO_REUSEADDR on the listening socket")
-    reuse_port: bool = knob(False, doc="SO_REUSEPORT on the listening socket: several processes share the port (hand-over without refused connections)")
+    reuse_port: bool = knob(
+        False,
+        doc="SO_REUSEPORT on the listening socket: several processes share the port (hand-over without refused connections)",
+    )
     keep_alive: bool = knob(False, doc="SO_KEEPALIVE on accepted connections")
 
 
@@ -81,7 +92,10 @@ class SocketOptions:
 class RequestDtabConfig:
     """Whether a server honours the dtab a client sends with its request (docs/security.md)."""
 
-    enabled: bool = knob(True, doc="honour l5d-dtab and l5d-ctx-dtab from clients (false: both are removed on arrival)")
+    enabled: bool = knob(
+        True,
+        doc="honour l5d-dtab and l5d-ctx-dtab from clients (false: both are removed on arrival)",
+    )
     allow_addresses: bool = knob(
         False,
         doc="let a request dtab delegate to /$/inet, /$/io.buoyant.rinet and the host:port built-ins (else 403); "
@@ -91,29 +105,52 @@ class RequestDtabConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    port: int = knob(HTTP_PORT, minimum=0, maximum=MAX_PORT, doc="listening port (default: the router protocol's, http 4140)")
+    port: int = knob(
+        HTTP_PORT,
+        minimum=0,
+        maximum=MAX_PORT,
+        doc="listening port (default: the router protocol's, http 4140)",
+    )
     ip: str = knob("127.0.0.1", validator=check_ip, doc="listening address (0.0.0.0 for all)")
-    clear_context: bool = knob(False, doc="drop inbound l5d-* fields (l5d-ctx-*, l5d-dtab, l5d-sample, ...): for untrusted clients")
-    request_dtab: RequestDtabConfig = knob(default_factory=RequestDtabConfig, doc="what a client's own dtab may do")
-    max_concurrent_requests: int | None = knob(None, minimum=1, doc="reject requests beyond this many in flight")
+    clear_context: bool = knob(
+        False,
+        doc="drop inbound l5d-* fields (l5d-ctx-*, l5d-dtab, l5d-sample, ...): for untrusted clients",
+    )
+    request_dtab: RequestDtabConfig = knob(
+        default_factory=RequestDtabConfig, doc="what a client's own dtab may do"
+    )
+    max_concurrent_requests: int | None = knob(
+        None, minimum=1, doc="reject requests beyond this many in flight"
+    )
     tls: ServerTlsConfig | None = knob(None, doc="terminate TLS")
     # not in linkerd 1; defaults and reasons in docs/security.md
     max_connections: int | None = knob(
-        10_000, minimum=1, doc="connections open at once; more are closed at accept and counted as connections_refused (null = no cap)"
+        10_000,
+        minimum=1,
+        doc="connections open at once; more are closed at accept and counted as connections_refused (null = no cap)",
     )
     request_body_idle_timeout_ms: int = knob(
-        30_000, minimum=1, doc="a request body with no data for this long is cut (408 if not answered yet)"
+        30_000,
+        minimum=1,
+        doc="a request body with no data for this long is cut (408 if not answered yet)",
     )
     min_request_body_bytes_per_sec: int = knob(
-        240, minimum=0, doc="a request body slower than this on average, after 5 s, is cut like an idle one (0 = off)"
+        240,
+        minimum=0,
+        doc="a request body slower than this on average, after 5 s, is cut like an idle one (0 = off)",
     )
-    socket_options: SocketOptions = knob(default_factory=SocketOptions, doc="TCP options of the listening socket and accepted connections")
+    socket_options: SocketOptions = knob(
+        default_factory=SocketOptions,
+        doc="TCP options of the listening socket and accepted connections",
+    )
 
 
 @dataclass(frozen=True)
 class InterpreterConfig:
     kind: str = knob("default", choices=("default",), doc="only the in-process interpreter exists")
-    transformers: tuple[PluginSpec, ...] = knob(default=(), registry=TRANSFORMERS, doc="applied to bound trees, in order")
+    transformers: tuple[PluginSpec, ...] = knob(
+        default=(), registry=TRANSFORMERS, doc="applied to bound trees, in order"
+    )
 
 
 def _default_identifiers() -> tuple[PluginSpec, ...]:
@@ -122,11 +159,21 @@ def _default_identifiers() -> tuple[PluginSpec, ...]:
 
 @dataclass(frozen=True)
 class RouterConfig:
-    protocol: str = knob("http", validator=check_protocol, doc="the protocol served and spoken to endpoints (known: http)")
-    label: str = knob("", doc="the router's name in metrics and the admin UI (default: the protocol)")
-    servers: tuple[ServerConfig, ...] = knob(default=(), min_items=1, doc="default: one on the protocol's port")
+    protocol: str = knob(
+        "http",
+        validator=check_protocol,
+        doc="the protocol served and spoken to endpoints (known: http)",
+    )
+    label: str = knob(
+        "", doc="the router's name in metrics and the admin UI (default: the protocol)"
+    )
+    servers: tuple[ServerConfig, ...] = knob(
+        default=(), min_items=1, doc="default: one on the protocol's port"
+    )
     dtab: Dtab = knob(default_factory=Dtab.empty, doc="delegation table")
-    dst_prefix: Path = knob(default_factory=lambda: Path.read("/svc"), doc="prefix of identified names")
+    dst_prefix: Path = knob(
+        default_factory=lambda: Path.read("/svc"), doc="prefix of identified names"
+    )
     identifier: tuple[PluginSpec, ...] = knob(
         default_factory=_default_identifiers,
         registry=IDENTIFIERS,
@@ -138,13 +185,21 @@ class RouterConfig:
     interpreter: InterpreterConfig = knob(default_factory=InterpreterConfig)
     client: ClientConfig = knob(default_factory=ClientConfig)
     service: ServiceConfig = knob(default_factory=ServiceConfig)
-    binding_timeout_ms: int = knob(10_000, minimum=1, doc="fail requests whose name does not bind in time")
+    binding_timeout_ms: int = knob(
+        10_000, minimum=1, doc="fail requests whose name does not bind in time"
+    )
     max_headers_kb: int = knob(8, minimum=1, maximum=1024, key="maxHeadersKB")
     max_initial_line_kb: int = knob(4, minimum=1, maximum=1024, key="maxInitialLineKB")
-    max_request_kb: int = knob(5120, minimum=1, key="maxRequestKB", doc="largest buffered request body")
-    max_response_kb: int = knob(5120, minimum=1, key="maxResponseKB", doc="largest buffered response body")
+    max_request_kb: int = knob(
+        5120, minimum=1, key="maxRequestKB", doc="largest buffered request body"
+    )
+    max_response_kb: int = knob(
+        5120, minimum=1, key="maxResponseKB", doc="largest buffered response body"
+    )
     streaming_enabled: bool = knob(True)
-    max_call_depth: int = knob(1000, minimum=1, doc="Via entries allowed before a request counts as a loop")
+    max_call_depth: int = knob(
+        1000, minimum=1, doc="Via entries allowed before a request counts as a loop"
+    )
     # telemetry.scope_limit.DEFAULT_MAX_METRIC_SCOPES (the router's route/client cache size)
     max_metric_scopes: int = knob(
         1000,

@@ -19,9 +19,15 @@ class PoolConfig:
     """``hostConnectionPool``: connections kept per endpoint address."""
 
     min_size: int = knob(0, minimum=0, doc="connections kept open even when idle")
-    max_size: int | None = knob(None, minimum=1, doc="most connections per endpoint (no limit by default)")
-    idle_time_ms: int = knob(10_000, minimum=0, doc="close connections idle this long (above minSize)")
-    max_waiters: int | None = knob(None, minimum=0, doc="requests that may wait for a connection when maxSize is reached")
+    max_size: int | None = knob(
+        None, minimum=1, doc="most connections per endpoint (no limit by default)"
+    )
+    idle_time_ms: int = knob(
+        10_000, minimum=0, doc="close connections idle this long (above minSize)"
+    )
+    max_waiters: int | None = knob(
+        None, minimum=0, doc="requests that may wait for a connection when maxSize is reached"
+    )
 
     def __post_init__(self) -> None:
         if self.max_size is not None and self.min_size > self.max_size:
@@ -32,13 +38,21 @@ class PoolConfig:
 class ClientParams:
     """How to talk to one bound name (``/#/io.l5d.fs/world``): balancing, accrual, pools."""
 
-    load_balancer: PluginSpec = knob(registry=BALANCERS, default_kind="p2c", doc="how to pick an endpoint")
-    failure_accrual: PluginSpec = knob(
-        registry=FAILURE_ACCRUAL, default_kind="io.l5d.consecutiveFailures", doc="when to stop sending to a failing endpoint"
+    load_balancer: PluginSpec = knob(
+        registry=BALANCERS, default_kind="p2c", doc="how to pick an endpoint"
     )
-    request_attempt_timeout_ms: int | None = knob(None, minimum=1, doc="timeout of each attempt (retries get their own)")
+    failure_accrual: PluginSpec = knob(
+        registry=FAILURE_ACCRUAL,
+        default_kind="io.l5d.consecutiveFailures",
+        doc="when to stop sending to a failing endpoint",
+    )
+    request_attempt_timeout_ms: int | None = knob(
+        None, minimum=1, doc="timeout of each attempt (retries get their own)"
+    )
     connect_timeout_ms: int = knob(1000, minimum=1, doc="TCP connect timeout")
-    host_connection_pool: PoolConfig = knob(default_factory=PoolConfig, doc="connections per endpoint")
+    host_connection_pool: PoolConfig = knob(
+        default_factory=PoolConfig, doc="connections per endpoint"
+    )
     fail_fast: bool = knob(False, doc="mark an endpoint down at its first connection failure")
     tls: ClientTlsConfig | None = knob(None, doc="originate TLS to the endpoints")
 
@@ -48,14 +62,18 @@ class BudgetConfig:
     """``retries.budget``: retries allowed on top of the original requests."""
 
     min_retries_per_sec: int = knob(10, minimum=0, doc="retries always allowed per second")
-    percent_can_retry: float = knob(0.2, minimum=0.0, maximum=1000.0, doc="extra retries as a fraction of requests")
+    percent_can_retry: float = knob(
+        0.2, minimum=0.0, maximum=1000.0, doc="extra retries as a fraction of requests"
+    )
     ttl_secs: int = knob(10, minimum=1, maximum=60, doc="window over which requests are counted")
 
 
 @dataclass(frozen=True)
 class RetriesConfig:
     budget: BudgetConfig = knob(default_factory=BudgetConfig)
-    backoff: PluginSpec = knob(registry=BACKOFFS, default_kind="constant", doc="wait before each retry")
+    backoff: PluginSpec = knob(
+        registry=BACKOFFS, default_kind="constant", doc="wait before each retry"
+    )
 
 
 @dataclass(frozen=True)
@@ -69,5 +87,7 @@ class ServiceParams:
         doc="bound on the time to the response head, retries included (default 15 s, Envoy's route timeout; linkerd 1 had none; null = none)",
     )
     response_classifier: PluginSpec = knob(
-        registry=CLASSIFIERS, default_kind="io.l5d.http.nonRetryable5XX", doc="which responses succeed, which may be retried"
+        registry=CLASSIFIERS,
+        default_kind="io.l5d.http.nonRetryable5XX",
+        doc="which responses succeed, which may be retried",
     )

@@ -45,7 +45,9 @@ def _resolve(defaults: P, configs: tuple[PrefixedParams[P], ...], path: Path) ->
         captures = entry.prefix.match(path)
         if captures is None:
             continue
-        overrides = {name: _substituted(getattr(entry.params, name), captures) for name in entry.given}
+        overrides = {
+            name: _substituted(getattr(entry.params, name), captures) for name in entry.given
+        }
         result = dataclasses.replace(result, **overrides)  # type: ignore[type-var]
     return result
 

@@ -102,7 +102,9 @@ def _parse_segment(part: str, whole: str) -> _Segment:
 
 def _literal_regex(text: str, whole: str) -> str:
     if "{" in text or "}" in text:
-        raise ValueError(f"bad capture in prefix {whole!r}: use {{name}} with a name of letters, digits, _ . -")
+        raise ValueError(
+            f"bad capture in prefix {whole!r}: use {{name}} with a name of letters, digits, _ . -"
+        )
     return ".*".join(re.escape(piece) for piece in text.split("*"))
 
 

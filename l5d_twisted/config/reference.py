@@ -42,7 +42,12 @@ _PLUGIN_SECTIONS: list[tuple[str, Registry[Any]]] = [
 
 
 def render_reference() -> str:
-    out = ["# l5d-twisted config reference", "", "Generated from the schema by `l5d-twisted check --reference`.", ""]
+    out = [
+        "# l5d-twisted config reference",
+        "",
+        "Generated from the schema by `l5d-twisted check --reference`.",
+        "",
+    ]
     out += _section("Top level", Config, "Also accepted and ignored: `usage`.")
     seen: set[type] = {Config}
     queue = _nested(Config, "")
@@ -74,7 +79,9 @@ def _nested(cls: type, base: str) -> list[tuple[str, type]]:
     found: list[tuple[str, type]] = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        where = (f"{base}.{yaml_key(f)}" if base else yaml_key(f)) + ("[]" if typing.get_origin(tp) is tuple else "")
+        where = (f"{base}.{yaml_key(f)}" if base else yaml_key(f)) + (
+            "[]" if typing.get_origin(tp) is tuple else ""
+        )
         for leaf in _leaf_types(tp):
             if leaf is ClientConfig:
                 found.append((f"{where} (client params)", ClientParams))
@@ -111,14 +118,22 @@ def _section(title: str, cls: Any, note: str) -> list[str]:
         return lines + ["(no keys)" if fields == [] else "(schema unreadable)", ""]
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
     for f in fields:
-        lines.append(f"| `{yaml_key(f)}` | {_type_text(hints[f.name], f.metadata)} | {_default_text(f)} | {_doc_text(f.metadata)} |")
+        lines.append(
+            f"| `{yaml_key(f)}` | {_type_text(hints[f.name], f.metadata)} | {_default_text(f)} | {_doc_text(f.metadata)} |"
+        )
     return lines + [""]
 
 
 def _type_text(tp: Any, meta: Any) -> str:
     if meta.get("registry") is not None and (tp is PluginSpec or PluginSpec in typing.get_args(tp)):
         text = f"{meta['registry'].category} plugin"
-        return text + ("s (one or a list)" if meta.get("one_or_many") else "s" if typing.get_origin(tp) is tuple else "")
+        return text + (
+            "s (one or a list)"
+            if meta.get("one_or_many")
+            else "s"
+            if typing.get_origin(tp) is tuple
+            else ""
+        )
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if args and args[0] is NamerSpec:
@@ -132,7 +147,14 @@ def _type_text(tp: Any, meta: Any) -> str:
         return " or ".join(_type_text(a, meta) for a in rest) + " (optional)"
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
-    names = {int: "integer", float: "number", bool: "boolean", str: "string", Path: "path", Dtab: "dtab"}
+    names = {
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        str: "string",
+        Path: "path",
+        Dtab: "dtab",
+    }
     if tp in names:
         return names[tp]
     name = str(getattr(tp, "__name__", str(tp)))

@@ -19,12 +19,16 @@ class ClientTlsConfig:
 
     common_name: str | None = knob(None, doc="name the server certificate must have")
     disable_validation: bool = knob(False, doc="accept any server certificate (testing only)")
-    trust_certs_bundle: str | None = knob(None, doc="CA certificates (PEM) to trust instead of the system's")
+    trust_certs_bundle: str | None = knob(
+        None, doc="CA certificates (PEM) to trust instead of the system's"
+    )
     client_auth: ClientAuthConfig | None = knob(None, doc="present a client certificate")
 
     def __post_init__(self) -> None:
         if self.common_name is None and not self.disable_validation:
-            raise ValueError("tls needs commonName (the name to validate) or disableValidation: true")
+            raise ValueError(
+                "tls needs commonName (the name to validate) or disableValidation: true"
+            )
 
 
 @dataclass(frozen=True)
@@ -38,4 +42,6 @@ class ServerTlsConfig:
 
     def __post_init__(self) -> None:
         if self.require_client_auth and self.ca_cert_path is None:
-            raise ValueError("requireClientAuth needs caCertPath (the CA to check client certificates against)")
+            raise ValueError(
+                "requireClientAuth needs caCertPath (the CA to check client certificates against)"
+            )

@@ -80,7 +80,11 @@ def _plugin(value: PluginSpec) -> dict[str, Any]:
 @to_json.register(NamerSpec)
 def _namer(value: NamerSpec) -> dict[str, Any]:
     body = to_json(value.config) if value.config is not None else {}
-    return {"kind": value.kind, "prefix": value.prefix.show(), **(body if isinstance(body, dict) else {})}
+    return {
+        "kind": value.kind,
+        "prefix": value.prefix.show(),
+        **(body if isinstance(body, dict) else {}),
+    }
 
 
 @to_json.register(ClientConfig)
@@ -93,14 +97,19 @@ def _service(value: ServiceConfig) -> dict[str, Any]:
     return _block_json(value.kind, value.configs, ServiceParams())
 
 
-def _block_json(kind: str, configs: tuple[PrefixedParams[Any], ...], defaults: object) -> dict[str, Any]:
+def _block_json(
+    kind: str, configs: tuple[PrefixedParams[Any], ...], defaults: object
+) -> dict[str, Any]:
     if kind == GLOBAL:
         # One block applies everywhere: show it whole, defaults included.
         params = configs[-1].params if configs else defaults
         return {"kind": GLOBAL, **dataclass_json(params)}
     return {
         "kind": STATIC,
-        "configs": [{"prefix": entry.prefix.show(), **dataclass_json(entry.params, only=entry.given)} for entry in configs],
+        "configs": [
+            {"prefix": entry.prefix.show(), **dataclass_json(entry.params, only=entry.given)}
+            for entry in configs
+        ],
     }
 
 

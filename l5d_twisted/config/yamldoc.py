@@ -79,7 +79,9 @@ def parse(text: str, source: str) -> Document:
     except yaml.YAMLError as e:
         raise ConfigErrors([ConfigError("", None, f"not valid YAML: {e}", source)]) from None
     except RecursionError:
-        raise ConfigErrors([ConfigError("", None, "not valid YAML: nested too deeply", source)]) from None
+        raise ConfigErrors(
+            [ConfigError("", None, "not valid YAML: nested too deeply", source)]
+        ) from None
     return Document(root, loader, source)
 
 

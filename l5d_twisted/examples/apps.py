@@ -58,7 +58,10 @@ class SampleApp:
 
     def _knobbed(self, request: AppRequest) -> AppResponse | Deferred[AppResponse]:
         if self.knobs.should_fail():
-            return AppResponse(500, f"{self.name} ({self.ip_label}) failed on purpose (failure rate {_fmt(self.knobs.failure_rate)})\n".encode())
+            return AppResponse(
+                500,
+                f"{self.name} ({self.ip_label}) failed on purpose (failure rate {_fmt(self.knobs.failure_rate)})\n".encode(),
+            )
         return self.answer(request)
 
     def answer(self, request: AppRequest) -> AppResponse | Deferred[AppResponse]:
@@ -91,7 +94,9 @@ class SampleApp:
     def _current_or_405(self, request: AppRequest, value: float) -> AppResponse:
         if request.method in (b"GET", b"HEAD"):
             return AppResponse(200, f"{_fmt(value)}\n".encode())
-        return AppResponse(405, b"use POST with the new value as the body\n", [(b"Allow", b"GET, POST")])
+        return AppResponse(
+            405, b"use POST with the new value as the body\n", [(b"Allow", b"GET, POST")]
+        )
 
 
 class WorldApp(SampleApp):
@@ -108,7 +113,9 @@ class WorldApp(SampleApp):
 class HelloApp(SampleApp):
     name = "hello"
 
-    def __init__(self, reactor: Any, ip_label: str, knobs: Knobs, client: HttpClient, target: str) -> None:
+    def __init__(
+        self, reactor: Any, ip_label: str, knobs: Knobs, client: HttpClient, target: str
+    ) -> None:
         super().__init__(reactor, ip_label, knobs)
         self.client = client
         self.target = target
@@ -123,9 +130,16 @@ class HelloApp(SampleApp):
         if 200 <= response.status < 300:
             return AppResponse(200, self._prefix + response.body)
         first_line = response.body.split(b"\n", 1)[0][:200]
-        return AppResponse(502, b"hello: %s answered %d: %s\n" % (self.target.encode(), response.status, first_line))
+        return AppResponse(
+            502,
+            b"hello: %s answered %d: %s\n" % (self.target.encode(), response.status, first_line),
+        )
 
     def _world_failed(self, failure: Any) -> AppResponse:
         failure.trap(ClientError)
-        log.warn("call to {target} failed: {error}", target=self.target, error=failure.getErrorMessage())
-        return AppResponse(502, f"hello: cannot reach {self.target}: {failure.getErrorMessage()}\n".encode())
+        log.warn(
+            "call to {target} failed: {error}", target=self.target, error=failure.getErrorMessage()
+        )
+        return AppResponse(
+            502, f"hello: cannot reach {self.target}: {failure.getErrorMessage()}\n".encode()
+        )

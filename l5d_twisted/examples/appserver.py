@@ -163,7 +163,12 @@ class AppServerProtocol(Protocol):
         if isinstance(result, Failure):
             if result.check(CancelledError):
                 return  # the connection went away; nothing to answer
-            log.failure("handler failed for {method} {target}", result, method=request.method, target=request.target)
+            log.failure(
+                "handler failed for {method} {target}",
+                result,
+                method=request.method,
+                target=request.target,
+            )
             result = AppResponse(500, b"internal error\n")
         self._fill(slot, result, request)
 
@@ -232,7 +237,9 @@ class AppServerFactory(Factory):
 
     noisy = False
 
-    def __init__(self, handler: Handler, clock: Any, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
+    def __init__(
+        self, handler: Handler, clock: Any, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
         self.handler = handler
         self.clock = clock
         self.idle_timeout_s = idle_timeout_s
@@ -262,7 +269,9 @@ class AppServerFactory(Factory):
                 transport.loseConnection()
 
 
-def listen(reactor: Any, ip: str, port: int, handler: Handler, idle_timeout_s: float = IDLE_TIMEOUT_S) -> IListeningPort:
+def listen(
+    reactor: Any, ip: str, port: int, handler: Handler, idle_timeout_s: float = IDLE_TIMEOUT_S
+) -> IListeningPort:
     """Serve ``handler`` on ``ip:port`` (port 0 picks a free one)."""
     factory = AppServerFactory(handler, reactor, idle_timeout_s)
     port_obj: IListeningPort = reactor.listenTCP(port, factory, backlog=1024, interface=ip)

@@ -143,7 +143,9 @@ class _Connection(Protocol):
 
     def _complete(self, reusable: bool) -> None:
         waiting, self._waiting = self._waiting, None
-        response = ClientResponse(int(self._parser.get_status_code()), self._headers, b"".join(self._body))
+        response = ClientResponse(
+            int(self._parser.get_status_code()), self._headers, b"".join(self._body)
+        )
         if reusable and not self._lost:
             self.client._release(self)
         elif self.transport is not None and not self._lost:
@@ -175,7 +177,11 @@ class _Connection(Protocol):
         if self._headers_done and not self._framed:
             self._complete(reusable=False)  # body delimited by end of connection
             return
-        self._fail(ClientError(f"connection closed before a complete response ({reason.getErrorMessage()})"))
+        self._fail(
+            ClientError(
+                f"connection closed before a complete response ({reason.getErrorMessage()})"
+            )
+        )
 
     def _fail(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, None
@@ -220,11 +226,15 @@ class HttpClient:
         # calls waiting for a connection: handed a free connection, or None when a slot frees
         self._waiters: dict[tuple[str, int], list[Deferred[_Connection | None]]] = {}
 
-    def get(self, url: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()) -> Deferred[ClientResponse]:
+    def get(
+        self, url: str, headers: list[tuple[bytes, bytes]] | tuple[()] = ()
+    ) -> Deferred[ClientResponse]:
         target = resolve_target(url, self.proxy)
         return self.request(b"GET", target, list(headers))
 
-    def request(self, method: bytes, target: Target, headers: list[tuple[bytes, bytes]]) -> Deferred[ClientResponse]:
+    def request(
+        self, method: bytes, target: Target, headers: list[tuple[bytes, bytes]]
+    ) -> Deferred[ClientResponse]:
         lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target.request_target, target.host)]
         for name, value in headers:
             lines.append(b"%s: %s\r\n" % (name, value))

@@ -31,7 +31,9 @@ def parse_failure_rate(text: str | bytes) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
-        raise KnobError(f"failure rate must be a number between 0 and 1, got {raw.strip()!r}") from None
+        raise KnobError(
+            f"failure rate must be a number between 0 and 1, got {raw.strip()!r}"
+        ) from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise KnobError(f"failure rate must be between 0 and 1, got {raw.strip()}")
     return value

@@ -66,17 +66,28 @@ def run_app(options: AppOptions) -> int:
         print(f"l5d-twisted example {options.app}: {e}", file=sys.stderr)
         return 1
     except CannotListenError as e:
-        print(f"l5d-twisted example {options.app}: cannot listen on {options.ip}:{port}: {e.socketError}", file=sys.stderr)
+        print(
+            f"l5d-twisted example {options.app}: cannot listen on {options.ip}:{port}: {e.socketError}",
+            file=sys.stderr,
+        )
         return 1
     bound: Any = listening.getHost()  # type: ignore[misc]
     extra = {}
     if isinstance(app, HelloApp):
         proxy = app.client.proxy
-        extra = {"target": app.target, "proxy": f"{proxy[0]}:{proxy[1]}" if proxy else "none (direct)"}
+        extra = {
+            "target": app.target,
+            "proxy": f"{proxy[0]}:{proxy[1]}" if proxy else "none (direct)",
+        }
     log.info(
         "{app} listening on {ip}:{port}",
-        app=options.app, ip=bound.host, port=bound.port, latency_ms=options.latency_ms,
-        failure_rate=options.failure_rate, pid=os.getpid(), **extra,
+        app=options.app,
+        ip=bound.host,
+        port=bound.port,
+        latency_ms=options.latency_ms,
+        failure_rate=options.failure_rate,
+        pid=os.getpid(),
+        **extra,
     )
     # The apps are benchmark backends: keep the objects of start-up (imports, mostly) out of
     # the full garbage collections, whose pauses would otherwise show up in the tail.

@@ -28,10 +28,16 @@ class TrafficStats:
     failed: int = 0  # other statuses or no response
     dropped: int = 0  # not sent: too many outstanding
     statuses: dict[int, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)  # why calls got no response (first 20 kinds)
+    errors: dict[str, int] = field(
+        default_factory=dict
+    )  # why calls got no response (first 20 kinds)
     latencies_s: list[float] = field(default_factory=list)  # from due time; only when recording
-    service_times_s: list[float] = field(default_factory=list)  # from actual send; only when recording
-    send_lags_s: list[float] = field(default_factory=list)  # send time - due time; only when recording
+    service_times_s: list[float] = field(
+        default_factory=list
+    )  # from actual send; only when recording
+    send_lags_s: list[float] = field(
+        default_factory=list
+    )  # send time - due time; only when recording
 
     @property
     def outstanding(self) -> int:
@@ -102,7 +108,9 @@ class OpenLoopTraffic:
             if self.record_latencies:
                 self.stats.send_lags_s.append(now - due_at)
             d = self.send()
-            d.addCallbacks(self._answered, self._errored, callbackArgs=(due_at, now), errbackArgs=(due_at, now))
+            d.addCallbacks(
+                self._answered, self._errored, callbackArgs=(due_at, now), errbackArgs=(due_at, now)
+            )
         next_at = self._start + self._due / self.rps
         self._call = self.reactor.callLater(max(0.0, next_at - self.reactor.seconds()), self._tick)
 

@@ -33,5 +33,7 @@ class HeaderPathIdentifier:
 
 
 @IDENTIFIERS.register("io.l5d.header", HeaderPathConfig)
-def make_header_path(config: HeaderPathConfig, prefix: Path, ctx: PluginContext) -> HeaderPathIdentifier:
+def make_header_path(
+    config: HeaderPathConfig, prefix: Path, ctx: PluginContext
+) -> HeaderPathIdentifier:
     return HeaderPathIdentifier(prefix, config.header)

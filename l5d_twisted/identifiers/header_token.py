@@ -36,7 +36,11 @@ class HeaderTokenIdentifier:
             return Unidentified(f"no {self.header.decode()} header")
         path = self._cache.get(value)
         if path is None:
-            token = value.decode("latin-1").strip().lower() if self._is_host else value.decode("latin-1").strip()
+            token = (
+                value.decode("latin-1").strip().lower()
+                if self._is_host
+                else value.decode("latin-1").strip()
+            )
             if not token:
                 return Unidentified(f"empty {self.header.decode()} header")
             try:
@@ -49,5 +53,7 @@ class HeaderTokenIdentifier:
 
 
 @IDENTIFIERS.register("io.l5d.header.token", HeaderTokenConfig)
-def make_header_token(config: HeaderTokenConfig, prefix: Path, ctx: PluginContext) -> HeaderTokenIdentifier:
+def make_header_token(
+    config: HeaderTokenConfig, prefix: Path, ctx: PluginContext
+) -> HeaderTokenIdentifier:
     return HeaderTokenIdentifier(prefix, config.header)

@@ -15,7 +15,9 @@ from l5d_twisted.registry import IDENTIFIERS
 
 @dataclass(frozen=True)
 class MethodAndHostConfig:
-    http_uri_in_dst: bool = knob(False, key="httpUriInDst", doc="append the request path to the name")
+    http_uri_in_dst: bool = knob(
+        False, key="httpUriInDst", doc="append the request path to the name"
+    )
 
 
 class MethodAndHostIdentifier:
@@ -43,5 +45,7 @@ class MethodAndHostIdentifier:
 
 
 @IDENTIFIERS.register("io.l5d.methodAndHost", MethodAndHostConfig)
-def make_method_and_host(config: MethodAndHostConfig, prefix: Path, ctx: PluginContext) -> MethodAndHostIdentifier:
+def make_method_and_host(
+    config: MethodAndHostConfig, prefix: Path, ctx: PluginContext
+) -> MethodAndHostIdentifier:
     return MethodAndHostIdentifier(prefix, config.http_uri_in_dst)

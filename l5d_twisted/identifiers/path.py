@@ -25,7 +25,9 @@ def path_segments(target: bytes) -> list[str]:
 
 @dataclass(frozen=True)
 class PathIdentifierConfig:
-    segments: int = knob(1, minimum=1, maximum=100, doc="how many leading path segments name the destination")
+    segments: int = knob(
+        1, minimum=1, maximum=100, doc="how many leading path segments name the destination"
+    )
     consume: bool = knob(False, doc="strip those segments from the forwarded path")
 
 
@@ -39,7 +41,9 @@ class PathIdentifier:
         target = request.path
         segments = path_segments(target)
         if len(segments) < self.segments:
-            return Unidentified(f"path {target.decode('latin-1')!r} has fewer than {self.segments} segments")
+            return Unidentified(
+                f"path {target.decode('latin-1')!r} has fewer than {self.segments} segments"
+            )
         try:
             path = self.prefix + Path(tuple(segments[: self.segments]))
             Path.read(path.show())
@@ -77,5 +81,7 @@ def _strip_segments(target: bytes, n: int) -> bytes:
 
 
 @IDENTIFIERS.register("io.l5d.path", PathIdentifierConfig)
-def make_path_identifier(config: PathIdentifierConfig, prefix: Path, ctx: PluginContext) -> PathIdentifier:
+def make_path_identifier(
+    config: PathIdentifierConfig, prefix: Path, ctx: PluginContext
+) -> PathIdentifier:
     return PathIdentifier(prefix, config.segments, config.consume)

@@ -26,5 +26,7 @@ class StaticIdentifier:
 
 
 @IDENTIFIERS.register("io.l5d.static", StaticIdentifierConfig)
-def make_static_identifier(config: StaticIdentifierConfig, prefix: Path, ctx: PluginContext) -> StaticIdentifier:
+def make_static_identifier(
+    config: StaticIdentifierConfig, prefix: Path, ctx: PluginContext
+) -> StaticIdentifier:
     return StaticIdentifier(prefix + config.path)

@@ -48,7 +48,9 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def in_cluster_access(env: Mapping[str, str], sa_dir: str = SERVICE_ACCOUNT_DIR) -> ApiAccess | None:
+def in_cluster_access(
+    env: Mapping[str, str], sa_dir: str = SERVICE_ACCOUNT_DIR
+) -> ApiAccess | None:
     """In-cluster access if the environment and the service account files exist."""
     host = env.get("KUBERNETES_SERVICE_HOST")
     port = env.get("KUBERNETES_SERVICE_PORT", "443")

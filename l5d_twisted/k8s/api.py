@@ -128,7 +128,9 @@ class _BodyReader(Protocol):
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
-        self.done: Deferred[bytes] = Deferred(lambda _d: self.transport.stopProducing() if self.transport else None)
+        self.done: Deferred[bytes] = Deferred(
+            lambda _d: self.transport.stopProducing() if self.transport else None
+        )
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         self._chunks.append(data)
@@ -191,7 +193,9 @@ class KubernetesApi:
         # after an outage must not reuse a socket the outage broke.
         pool = HTTPConnectionPool(reactor, persistent=False)
         pool._factory = _QuietClientFactory  # one connection per call: do not log each
-        agent = Agent(reactor, contextFactory=_tls_policy(access), pool=pool, connectTimeout=request_timeout_s)
+        agent = Agent(
+            reactor, contextFactory=_tls_policy(access), pool=pool, connectTimeout=request_timeout_s
+        )
         self._http = HTTPClient(cast(IAgent, agent))
 
     def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
@@ -223,7 +227,9 @@ class KubernetesApi:
             body: bytes = await current
         except CancelledError:
             if timed_out:
-                raise ApiTimeout(f"no answer from {self.access.base_url} within {self.request_timeout_s:g}s") from None
+                raise ApiTimeout(
+                    f"no answer from {self.access.base_url} within {self.request_timeout_s:g}s"
+                ) from None
             raise
         finally:
             if timer.active():
@@ -276,7 +282,9 @@ class KubernetesApi:
 
                 def fail(_: object) -> None:
                     if not done.called:
-                        done.errback(Failure(ApiError(response.code, _error_message(b"\n".join(lines)))))
+                        done.errback(
+                            Failure(ApiError(response.code, _error_message(b"\n".join(lines))))
+                        )
 
                 body_read.addBoth(fail)
                 cast(Any, response).deliverBody(handle._stream)

@@ -11,7 +11,9 @@ import random
 
 
 class JitteredBackoff:
-    def __init__(self, rng: random.Random, base_s: float = 0.2, max_s: float = 30.0, factor: float = 2.0) -> None:
+    def __init__(
+        self, rng: random.Random, base_s: float = 0.2, max_s: float = 30.0, factor: float = 2.0
+    ) -> None:
         if not 0 < base_s <= max_s:
             raise ValueError("backoff needs 0 < base_s <= max_s")
         self._rng = rng

@@ -45,9 +45,13 @@ class DaemonSetConfig:
     namespace: str = knob(doc="namespace of the DaemonSet's service")
     service: str = knob(doc="the DaemonSet's service (e.g. l5d)")
     port: str = knob(doc="port name or number of the DaemonSet's service (e.g. incoming)")
-    host_network: bool = knob(False, doc="the DaemonSet runs with hostNetwork: match nodes by node name only")
+    host_network: bool = knob(
+        False, doc="the DaemonSet runs with hostNetwork: match nodes by node name only"
+    )
     k8s_host: str | None = knob(None, doc="API host, when not using the io.l5d.k8s namer's")
-    k8s_port: int | None = knob(None, doc="API port, when not using the io.l5d.k8s namer's", minimum=1, maximum=65535)
+    k8s_port: int | None = knob(
+        None, doc="API port, when not using the io.l5d.k8s namer's", minimum=1, maximum=65535
+    )
 
 
 def tree_addr(state: State) -> Var[Addr]:
@@ -90,7 +94,15 @@ def map_to_daemonset(endpoints: Addr, pods: Addr, host_network: bool) -> Addr:
 
 
 class DaemonSetTransformer(LeafAddrTransformer):
-    def __init__(self, namer: Any, namespace: str, port: str, service: str, host_network: bool, owns_namer: bool = False) -> None:
+    def __init__(
+        self,
+        namer: Any,
+        namespace: str,
+        port: str,
+        service: str,
+        host_network: bool,
+        owns_namer: bool = False,
+    ) -> None:
         super().__init__(Path.of("io.l5d.k8s.daemonset", namespace, port, service))
         self.host_network = host_network
         self._namer = namer if owns_namer else None
@@ -98,7 +110,9 @@ class DaemonSetTransformer(LeafAddrTransformer):
         self.pods: Var[Addr] = namer.lookup(Path.of(namespace, port, service)).flat_map(tree_addr)
 
     def map_addr(self, addr: Var[Addr]) -> Var[Addr]:
-        return Var.collect([addr, self.pods]).map(lambda pair: map_to_daemonset(pair[0], pair[1], self.host_network))
+        return Var.collect([addr, self.pods]).map(
+            lambda pair: map_to_daemonset(pair[0], pair[1], self.host_network)
+        )
 
     def map_bound(self, bound: AddrBound) -> Addr:
         return map_to_daemonset(bound, self.pods.sample(), self.host_network)
@@ -109,7 +123,9 @@ class DaemonSetTransformer(LeafAddrTransformer):
             self._namer.close()
 
 
-def shared_namer(ctx: PluginContext, k8s_host: str | None, k8s_port: int | None) -> tuple[Any, bool]:
+def shared_namer(
+    ctx: PluginContext, k8s_host: str | None, k8s_port: int | None
+) -> tuple[Any, bool]:
     """The configured io.l5d.k8s namer (sharing its watches), or a private one; and
     whether it is private (then the transformer closes it)."""
     if k8s_host is None and k8s_port is None:
@@ -123,4 +139,11 @@ def shared_namer(ctx: PluginContext, k8s_host: str | None, k8s_port: int | None)
 @TRANSFORMERS.register("io.l5d.k8s.daemonset", DaemonSetConfig)
 def make_daemonset_transformer(config: DaemonSetConfig, ctx: PluginContext) -> DaemonSetTransformer:
     namer, private = shared_namer(ctx, config.k8s_host, config.k8s_port)
-    return DaemonSetTransformer(namer, config.namespace, config.port, config.service, config.host_network, owns_namer=private)
+    return DaemonSetTransformer(
+        namer,
+        config.namespace,
+        config.port,
+        config.service,
+        config.host_network,
+        owns_namer=private,
+    )

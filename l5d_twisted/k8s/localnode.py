@@ -25,11 +25,17 @@ class LocalNodeConfig:
 
 
 class LocalNodeTransformer(AddressFilterTransformer):
-    def __init__(self, node_name: str | None, pod_ip: str | None, host_network: bool = False) -> None:
+    def __init__(
+        self, node_name: str | None, pod_ip: str | None, host_network: bool = False
+    ) -> None:
         if host_network and not node_name:
-            raise ValueError("io.l5d.k8s.localnode with hostNetwork needs the NODE_NAME environment variable (downward API spec.nodeName)")
+            raise ValueError(
+                "io.l5d.k8s.localnode with hostNetwork needs the NODE_NAME environment variable (downward API spec.nodeName)"
+            )
         if not node_name and not pod_ip:
-            raise ValueError("io.l5d.k8s.localnode needs NODE_NAME or POD_IP in the environment (downward API spec.nodeName / status.podIP)")
+            raise ValueError(
+                "io.l5d.k8s.localnode needs NODE_NAME or POD_IP in the environment (downward API spec.nodeName / status.podIP)"
+            )
         super().__init__(Path.of("io.l5d.k8s.localnode", node_name or str(pod_ip)))
         self.node_name = node_name
         self.pod_ip = pod_ip
@@ -44,7 +50,9 @@ class LocalNodeTransformer(AddressFilterTransformer):
 
 
 def from_env(config: LocalNodeConfig, env: Mapping[str, str]) -> LocalNodeTransformer:
-    return LocalNodeTransformer(env.get("NODE_NAME") or None, env.get("POD_IP") or None, config.host_network)
+    return LocalNodeTransformer(
+        env.get("NODE_NAME") or None, env.get("POD_IP") or None, config.host_network
+    )
 
 
 @TRANSFORMERS.register("io.l5d.k8s.localnode", LocalNodeConfig)

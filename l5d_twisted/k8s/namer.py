@@ -56,6 +56,7 @@ MAX_NAMES = 10000
 class NamespaceLimit(Exception):
     pass
 
+
 # RFC 1123 labels: what namespaces and service names may be (keeps URLs well-formed).
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -63,13 +64,25 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 @dataclass(frozen=True)
 class K8sNamerConfig:
-    host: str | None = knob(None, doc="API host (a kubectl proxy); unset: in-cluster service account if present, else localhost")
-    port: int | None = knob(None, doc="API port (default 8001, a kubectl proxy)", minimum=1, maximum=65535)
+    host: str | None = knob(
+        None,
+        doc="API host (a kubectl proxy); unset: in-cluster service account if present, else localhost",
+    )
+    port: int | None = knob(
+        None, doc="API port (default 8001, a kubectl proxy)", minimum=1, maximum=65535
+    )
     label_selector: str | None = knob(None, doc="label key whose value is the 4th name segment")
-    request_timeout_ms: int = knob(10000, doc="timeout of list calls and of a watch's first answer", minimum=1)
-    watch_timeout_secs: int = knob(300, doc="server-side timeout of each watch call; it is then resumed", minimum=1)
+    request_timeout_ms: int = knob(
+        10000, doc="timeout of list calls and of a watch's first answer", minimum=1
+    )
+    watch_timeout_secs: int = knob(
+        300, doc="server-side timeout of each watch call; it is then resumed", minimum=1
+    )
     resync_interval_secs: float = knob(300.0, doc="full re-list period (0 disables)", minimum=0)
-    prefer_endpoint_slices: bool = knob(True, doc="watch discovery.k8s.io/v1 EndpointSlices, falling back to v1 Endpoints when not served")
+    prefer_endpoint_slices: bool = knob(
+        True,
+        doc="watch discovery.k8s.io/v1 EndpointSlices, falling back to v1 Endpoints when not served",
+    )
 
 
 @dataclass(frozen=True)
@@ -173,7 +186,13 @@ class K8sNamer:
         """The namespace's Services, watched only once a numbered port is asked for."""
         return self._shared(self._service_watchers, namespace, SERVICES, ("services",))
 
-    def _shared(self, table: dict[str, NamespaceWatcher], namespace: str, kind: ResourceKind, scope: tuple[str, ...]) -> NamespaceWatcher:
+    def _shared(
+        self,
+        table: dict[str, NamespaceWatcher],
+        namespace: str,
+        kind: ResourceKind,
+        scope: tuple[str, ...],
+    ) -> NamespaceWatcher:
         watcher = table.get(namespace)
         if watcher is None:
             watcher = NamespaceWatcher(
@@ -213,11 +232,23 @@ class K8sNamer:
             if key.namespace not in self._watchers and len(self._watchers) >= MAX_NAMESPACES:
                 # Names come from dtabs, and per-request dtab headers are client input:
                 # never let them open an unbounded number of watches.
-                return Var(Failed(NamespaceLimit(f"io.l5d.k8s watches at most {MAX_NAMESPACES} namespaces; not watching {key.namespace!r}")))
+                return Var(
+                    Failed(
+                        NamespaceLimit(
+                            f"io.l5d.k8s watches at most {MAX_NAMESPACES} namespaces; not watching {key.namespace!r}"
+                        )
+                    )
+                )
             if len(self._names) >= MAX_NAMES:
                 self._prune()
             services = self.service_watcher(key.namespace) if key.port.isdigit() else None
-            live = _LiveName(key, Path.of("#") + self.prefix + path.take(consumed), self.watcher(key.namespace), self.label_selector, services)
+            live = _LiveName(
+                key,
+                Path.of("#") + self.prefix + path.take(consumed),
+                self.watcher(key.namespace),
+                self.label_selector,
+                services,
+            )
             self._names[key] = live
         residual = path.drop(consumed)
         if residual.is_empty:
@@ -252,7 +283,9 @@ class K8sNamer:
             watcher.stop()
 
 
-def make_api(reactor: Any, host: str | None, port: int | None, env: Any, request_timeout_ms: int) -> KubernetesApi:
+def make_api(
+    reactor: Any, host: str | None, port: int | None, env: Any, request_timeout_ms: int
+) -> KubernetesApi:
     access = resolve_access(host, port, env)
     log.info("kubernetes API at {api}", api=access.show())
     return KubernetesApi(reactor, access, request_timeout_s=request_timeout_ms / 1000.0)

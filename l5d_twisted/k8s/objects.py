@@ -252,7 +252,9 @@ def resolve(shards: Iterable[ServiceShard], port: str) -> Resolution:
     if matched:
         return Resolution(True, frozenset(addresses))
     if number is not None and 0 < number < 65536:
-        return Resolution(True, frozenset(e.address(number) for s in subsets for e in s.endpoints if e.ready))
+        return Resolution(
+            True, frozenset(e.address(number) for s in subsets for e in s.endpoints if e.ready)
+        )
     if known_ports:
         return NEGATIVE  # the service exists but has no such port
     return Resolution(True, frozenset())

@@ -53,7 +53,9 @@ class ResourceKind:
 
 
 ENDPOINT_SLICES = ResourceKind(
-    "endpointslices", "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices", parse_endpoint_slice
+    "endpointslices",
+    "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+    parse_endpoint_slice,
 )
 ENDPOINTS = ResourceKind("endpoints", "/api/v1/namespaces/{namespace}/endpoints", parse_endpoints)
 SERVICES = ResourceKind("services", "/api/v1/namespaces/{namespace}/services", parse_service)
@@ -95,7 +97,9 @@ class NamespaceWatcher:
         self.reactor = reactor
         self.settings = settings or WatchSettings()
         self.kind = kind or (ENDPOINT_SLICES if prefer_slices else ENDPOINTS)
-        self._backoff = JitteredBackoff(rng or random.Random(), self.settings.backoff_base_s, self.settings.backoff_max_s)
+        self._backoff = JitteredBackoff(
+            rng or random.Random(), self.settings.backoff_base_s, self.settings.backoff_max_s
+        )
         self._objects: dict[str, ServiceShard] = {}  # by object name
         self._by_service: dict[str, dict[str, ServiceShard]] = {}  # service -> name -> shard
         self._listeners: dict[str, dict[int, Callable[[], None]]] = {}
@@ -144,14 +148,22 @@ class NamespaceWatcher:
                 try:
                     callback()
                 except Exception:
-                    log.failure("listener of {namespace}/{service} failed", namespace=self.namespace, service=service)
+                    log.failure(
+                        "listener of {namespace}/{service} failed",
+                        namespace=self.namespace,
+                        service=service,
+                    )
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         if self._loop is None and not self._stopped:
             self._loop = Deferred.fromCoroutine(self._run())
-            self._loop.addErrback(lambda f: log.failure("watch loop of {namespace} crashed", f, namespace=self.namespace))
+            self._loop.addErrback(
+                lambda f: log.failure(
+                    "watch loop of {namespace} crashed", f, namespace=self.namespace
+                )
+            )
             self._schedule_resync()
 
     def stop(self) -> None:
@@ -186,7 +198,12 @@ class NamespaceWatcher:
                     await self._list()
                 await self._watch_once()
             except Gone:
-                log.info("{namespace}/{kind}: resourceVersion {rv} too old, listing again", namespace=self.namespace, kind=self.kind.name, rv=self.resource_version)
+                log.info(
+                    "{namespace}/{kind}: resourceVersion {rv} too old, listing again",
+                    namespace=self.namespace,
+                    kind=self.kind.name,
+                    rv=self.resource_version,
+                )
                 self._need_list = True
                 self._gone_streak += 1
                 if self._gone_streak > 1:
@@ -212,7 +229,13 @@ class NamespaceWatcher:
             self._notify(set(self._listeners))
         delay = self._backoff.next_delay()
         self.connection = "backoff"
-        log.warn("{namespace}/{kind}: {error}; retrying in {delay:.2f}s with last known endpoints", namespace=self.namespace, kind=self.kind.name, error=error, delay=delay)
+        log.warn(
+            "{namespace}/{kind}: {error}; retrying in {delay:.2f}s with last known endpoints",
+            namespace=self.namespace,
+            kind=self.kind.name,
+            error=error,
+            delay=delay,
+        )
         self._sleep = deferLater(self.reactor, delay, lambda: None)
         try:
             await self._sleep
@@ -228,7 +251,11 @@ class NamespaceWatcher:
         except ApiError as e:
             if e.status in (403, 404) and self.kind is ENDPOINT_SLICES:
                 # Not served (old cluster) or not allowed (RBAC granting only Endpoints).
-                log.info("{namespace}: EndpointSlices not available ({error}), falling back to v1 Endpoints", namespace=self.namespace, error=str(e))
+                log.info(
+                    "{namespace}: EndpointSlices not available ({error}), falling back to v1 Endpoints",
+                    namespace=self.namespace,
+                    error=str(e),
+                )
                 self.kind = ENDPOINTS
                 body = await self._get_list()
             else:
@@ -255,7 +282,9 @@ class NamespaceWatcher:
 
     async def _get_list(self) -> dict[str, Any]:
         """The list of the current kind, cancellable by :meth:`stop`."""
-        self._listing = ensureDeferred(self.api.get_json(self.kind.path.format(namespace=self.namespace)))
+        self._listing = ensureDeferred(
+            self.api.get_json(self.kind.path.format(namespace=self.namespace))
+        )
         try:
             return await self._listing
         finally:
@@ -277,13 +306,22 @@ class NamespaceWatcher:
     async def _watch_once(self) -> None:
         if self._stopped:
             return  # stopped while the list was in flight
-        params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(self.settings.watch_timeout_s)}
+        params = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self.settings.watch_timeout_s),
+        }
         if self.resource_version:
             params["resourceVersion"] = self.resource_version
         self._events_in_watch = 0
         self._watches.incr()
         self.connection = "watching"
-        handle = self.api.watch(self.kind.path.format(namespace=self.namespace), params, self._on_line, self.settings.idle_timeout_s)
+        handle = self.api.watch(
+            self.kind.path.format(namespace=self.namespace),
+            params,
+            self._on_line,
+            self.settings.idle_timeout_s,
+        )
         self._watch = handle
         started = self.reactor.seconds()
         try:
@@ -307,7 +345,12 @@ class NamespaceWatcher:
             return self.kind.parse(obj)
         except MalformedObject as e:
             self._malformed.incr()
-            log.warn("{namespace}/{kind}: skipping malformed object: {error}", namespace=self.namespace, kind=self.kind.name, error=str(e))
+            log.warn(
+                "{namespace}/{kind}: skipping malformed object: {error}",
+                namespace=self.namespace,
+                kind=self.kind.name,
+                error=str(e),
+            )
             return None
 
     def _on_line(self, line: bytes) -> None:
@@ -319,7 +362,13 @@ class NamespaceWatcher:
             obj = event["object"]
         except ValueError as e:
             self._malformed.incr()
-            log.warn("{namespace}/{kind}: skipping malformed watch line ({error}): {line}", namespace=self.namespace, kind=self.kind.name, error=str(e), line=line[:200].decode("utf-8", "replace"))
+            log.warn(
+                "{namespace}/{kind}: skipping malformed watch line ({error}): {line}",
+                namespace=self.namespace,
+                kind=self.kind.name,
+                error=str(e),
+                line=line[:200].decode("utf-8", "replace"),
+            )
             return
         self._events_in_watch += 1
         if self._events_in_watch == 1 and kind != "ERROR":
@@ -328,7 +377,13 @@ class NamespaceWatcher:
         if kind == "ERROR":
             code = obj.get("code")
             handle = self._watch
-            error: Exception = Gone() if code == 410 else ApiError(code if isinstance(code, int) else 500, str(obj.get("message", "watch error")))
+            error: Exception = (
+                Gone()
+                if code == 410
+                else ApiError(
+                    code if isinstance(code, int) else 500, str(obj.get("message", "watch error"))
+                )
+            )
             if handle is not None:
                 handle.abort(error)
             return
@@ -348,7 +403,12 @@ class NamespaceWatcher:
                 self._notify({old.service})
         else:
             self._malformed.incr()
-            log.warn("{namespace}/{kind}: skipping watch event of unknown type {type!r}", namespace=self.namespace, kind=self.kind.name, type=kind)
+            log.warn(
+                "{namespace}/{kind}: skipping watch event of unknown type {type!r}",
+                namespace=self.namespace,
+                kind=self.kind.name,
+                type=kind,
+            )
 
     def _advance(self, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata")
@@ -380,18 +440,26 @@ class NamespaceWatcher:
         for shard in sorted(self._objects.values(), key=lambda s: s.name):
             ports = services.setdefault(shard.service, {})
             for spec in shard.service_ports:
-                ports.setdefault(spec.name or str(spec.port), []).append(f"service port {spec.port}")
+                ports.setdefault(spec.name or str(spec.port), []).append(
+                    f"service port {spec.port}"
+                )
             for subset in shard.subsets:
                 for spec in subset.ports:
                     addrs = ports.setdefault(spec.name or str(spec.port), [])
-                    addrs.extend(f"{e.ip}:{spec.port}" + ("" if e.ready else " (not ready)") for e in subset.endpoints)
+                    addrs.extend(
+                        f"{e.ip}:{spec.port}" + ("" if e.ready else " (not ready)")
+                        for e in subset.endpoints
+                    )
         return {
             "resource": self.kind.name,
             "resourceVersion": self.resource_version,
             "connection": self.connection,
             "synced": self.synced,
             "lastError": self.last_error,
-            "services": {svc: {p: sorted(set(a)) for p, a in ports.items()} for svc, ports in sorted(services.items())},
+            "services": {
+                svc: {p: sorted(set(a)) for p, a in ports.items()}
+                for svc, ports in sorted(services.items())
+            },
         }
 
 

@@ -15,7 +15,12 @@ T = TypeVar("T")
 
 
 class WatchedVar(Var[T]):
-    def __init__(self, value: T, on_watch: Callable[[bool], None], on_sample: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        value: T,
+        on_watch: Callable[[bool], None],
+        on_sample: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(value)
         self._on_watch = on_watch
         self._on_sample = on_sample

@@ -43,8 +43,12 @@ _MAX_IDLE_ENTRIES = 1000
 
 @dataclass(frozen=True)
 class FsNamerConfig:
-    root_dir: str = knob(doc="directory with one file per service name (relative to the config file)")
-    poll_interval_ms: int = knob(500, minimum=10, doc="how often watched files are checked for changes")
+    root_dir: str = knob(
+        doc="directory with one file per service name (relative to the config file)"
+    )
+    poll_interval_ms: int = knob(
+        500, minimum=10, doc="how often watched files are checked for changes"
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.root_dir, str) or not self.root_dir:
@@ -126,7 +130,9 @@ class _Name:
 
 
 class FsNamer:
-    def __init__(self, root_dir: str, prefix: Path, clock: Any, poll_interval_s: float = 0.5) -> None:
+    def __init__(
+        self, root_dir: str, prefix: Path, clock: Any, poll_interval_s: float = 0.5
+    ) -> None:
         self.root_dir = root_dir
         self.prefix = prefix
         self.id_prefix = Path.of("#") + prefix
@@ -141,7 +147,10 @@ class FsNamer:
         self._watched: set[_Name] = set()
         self._poller: LoopingCall | None = None
         if not os.path.isdir(root_dir):
-            log.warn("io.l5d.fs: rootDir {root_dir} is not a directory (yet); every name is negative until it is", root_dir=root_dir)
+            log.warn(
+                "io.l5d.fs: rootDir {root_dir} is not a directory (yet); every name is negative until it is",
+                root_dir=root_dir,
+            )
 
     def lookup(self, path: Path) -> Var[State]:
         if path.is_empty:
@@ -154,7 +163,9 @@ class FsNamer:
         if residual.is_empty:
             return entry.tree
         with_residual = BoundName(entry.bound.id, entry.addr, residual)
-        return activity_map(entry.tree, lambda tree: Leaf(with_residual) if isinstance(tree, Leaf) else tree)
+        return activity_map(
+            entry.tree, lambda tree: Leaf(with_residual) if isinstance(tree, Leaf) else tree
+        )
 
     def _entry(self, name: str) -> _Name:
         entry = self._names.get(name)

@@ -40,7 +40,9 @@ def _address(a: AddressLike) -> Address:
 
 @dataclass(frozen=True)
 class MemoryNamerConfig:
-    names: dict[str, tuple[str, ...]] = knob(default_factory=dict, doc="name -> list of 'host:port [* weight]'")
+    names: dict[str, tuple[str, ...]] = knob(
+        default_factory=dict, doc="name -> list of 'host:port [* weight]'"
+    )
 
     def __post_init__(self) -> None:
         for name, entries in self.names.items():
@@ -62,7 +64,13 @@ class _Entry:
 
 
 class MemoryNamer:
-    def __init__(self, prefix: Path, names: Mapping[str, Iterable[AddressLike]] | Mapping[Path, Iterable[AddressLike]] | None = None) -> None:
+    def __init__(
+        self,
+        prefix: Path,
+        names: Mapping[str, Iterable[AddressLike]]
+        | Mapping[Path, Iterable[AddressLike]]
+        | None = None,
+    ) -> None:
         self.prefix = prefix
         self.id_prefix = Path.of("#") + prefix
         self._entries: dict[Path, _Entry] = {}
@@ -103,7 +111,9 @@ class MemoryNamer:
                     entry = self._entries[candidate]
                     residual = path.drop(n)
                     tree: NameTree[BoundName] = Leaf(
-                        entry.bound if residual.is_empty else BoundName(entry.bound.id, entry.addr, residual)
+                        entry.bound
+                        if residual.is_empty
+                        else BoundName(entry.bound.id, entry.addr, residual)
                     )
                     return Ok(tree)
             return Ok(NEG)
@@ -112,7 +122,10 @@ class MemoryNamer:
 
     def state(self) -> dict[str, Any]:
         return {
-            "names": {path.show(): {"id": e.bound.id.show(), "addr": addr_json(e.addr.sample())} for path, e in sorted(self._entries.items(), key=lambda kv: kv[0].show())}
+            "names": {
+                path.show(): {"id": e.bound.id.show(), "addr": addr_json(e.addr.sample())}
+                for path, e in sorted(self._entries.items(), key=lambda kv: kv[0].show())
+            }
         }
 
 

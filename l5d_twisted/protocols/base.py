@@ -59,11 +59,21 @@ class Listening(Protocol):
 
 class EndpointFactory(Protocol):
     def __call__(
-        self, reactor: Any, address: Any, settings: Any, stats: StatsReceiver, /, *, connect_timeout_s: float = 1.0, tls: Any = None
+        self,
+        reactor: Any,
+        address: Any,
+        settings: Any,
+        stats: StatsReceiver,
+        /,
+        *,
+        connect_timeout_s: float = 1.0,
+        tls: Any = None,
     ) -> Service[Request, Response]: ...
 
 
-Serve = Callable[[Any, RouterConfig, ServerConfig, Service[Request, Response], StatsReceiver], Listening]
+Serve = Callable[
+    [Any, RouterConfig, ServerConfig, Service[Request, Response], StatsReceiver], Listening
+]
 
 
 @dataclass(frozen=True)

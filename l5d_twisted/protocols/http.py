@@ -32,7 +32,9 @@ def server_settings(router: RouterConfig, server: ServerConfig) -> ServerSetting
     return ServerSettings(
         # streamingEnabled: false buffers whole request bodies up to maxRequestKB (so
         # they can be retried); streaming buffers only small ones (the retry buffer).
-        max_buffered_body_kb=router.max_request_kb if not router.streaming_enabled else ServerSettings.max_buffered_body_kb,
+        max_buffered_body_kb=router.max_request_kb
+        if not router.streaming_enabled
+        else ServerSettings.max_buffered_body_kb,
         max_headers_kb=router.max_headers_kb,
         max_initial_line_kb=router.max_initial_line_kb,
         max_concurrent_requests=server.max_concurrent_requests,
@@ -50,8 +52,16 @@ def server_settings(router: RouterConfig, server: ServerConfig) -> ServerSetting
     )
 
 
-def serve(reactor: Any, router: RouterConfig, server: ServerConfig, service: Service[Request, Response], stats: StatsReceiver) -> Listening:
-    return serve_http(reactor, server.ip, server.port, service, server_settings(router, server), stats)
+def serve(
+    reactor: Any,
+    router: RouterConfig,
+    server: ServerConfig,
+    service: Service[Request, Response],
+    stats: StatsReceiver,
+) -> Listening:
+    return serve_http(
+        reactor, server.ip, server.port, service, server_settings(router, server), stats
+    )
 
 
 def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
@@ -67,7 +77,9 @@ def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
     )
 
 
-def _meets_the_session_seam(pool: ConnectionPool[HttpClientProtocol]) -> SessionPool[HttpClientProtocol]:
+def _meets_the_session_seam(
+    pool: ConnectionPool[HttpClientProtocol],
+) -> SessionPool[HttpClientProtocol]:
     return pool  # mypy checks that the HTTP/1 pool and its connections meet the seam
 
 

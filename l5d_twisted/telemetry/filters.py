@@ -111,7 +111,13 @@ class StatsFilter(Filter[Request, Response]):
         self._latency.add((self._seconds() - start) * 1000.0)
         error = failure.value
         if self._error_status:
-            self._count_status(error.status if isinstance(error, MeshError) else 499 if isinstance(error, CancelledError) else 502)
+            self._count_status(
+                error.status
+                if isinstance(error, MeshError)
+                else 499
+                if isinstance(error, CancelledError)
+                else 502
+            )
         if isinstance(error, (ClientFault, CancelledError)):
             if self._client_errors is None:
                 self._client_errors = self._stats.counter("client_errors")

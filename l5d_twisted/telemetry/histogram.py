@@ -158,7 +158,14 @@ class Histogram:
         return self.count
 
 
-def summarize(buckets: dict[int, int], low: float, high: float, window_sum: float, count: int = 0, total: float = 0.0) -> Summary:
+def summarize(
+    buckets: dict[int, int],
+    low: float,
+    high: float,
+    window_sum: float,
+    count: int = 0,
+    total: float = 0.0,
+) -> Summary:
     """Percentiles etc. of a window's buckets (``low``/``high``: the exact min and max)."""
     window_count = sum(buckets.values())
     if window_count == 0:
@@ -176,7 +183,9 @@ def summarize(buckets: dict[int, int], low: float, high: float, window_sum: floa
                 break
         # A bucket's midpoint may lie outside what was actually seen.
         percentiles.append(min(max(value, low), high))
-    return Summary(count, total, window_count, low, high, window_sum / window_count, tuple(percentiles))
+    return Summary(
+        count, total, window_count, low, high, window_sum / window_count, tuple(percentiles)
+    )
 
 
 class SummaryMerge:
@@ -187,14 +196,24 @@ class SummaryMerge:
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
-        self.low, self.high, self.window_sum, self.count, self.total = math.inf, -math.inf, 0.0, 0, 0.0
+        self.low, self.high, self.window_sum, self.count, self.total = (
+            math.inf,
+            -math.inf,
+            0.0,
+            0,
+            0.0,
+        )
 
     def add(self, histogram: Histogram) -> None:
         merged, h_low, h_high, h_sum = histogram.window()
         buckets = self.buckets
         for index, n in merged.items():
             buckets[index] = buckets.get(index, 0) + n
-        self.low, self.high, self.window_sum = min(self.low, h_low), max(self.high, h_high), self.window_sum + h_sum
+        self.low, self.high, self.window_sum = (
+            min(self.low, h_low),
+            max(self.high, h_high),
+            self.window_sum + h_sum,
+        )
         self.count += histogram.count
         self.total += histogram.sum
 

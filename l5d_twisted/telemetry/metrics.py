@@ -330,7 +330,12 @@ class MetricsTree:
             if signature != group.signature:
                 group.signature = signature
                 group.last_active = now
-            elif group.key and self.expiry_ttl_s > 0 and now - group.last_active >= self.expiry_ttl_s and not group.has_pending():
+            elif (
+                group.key
+                and self.expiry_ttl_s > 0
+                and now - group.last_active >= self.expiry_ttl_s
+                and not group.has_pending()
+            ):
                 self._remove_live(group)
                 self._dormant[group.key] = group
                 self.expired_total += 1

@@ -79,7 +79,9 @@ def _drain(run: list[tuple[str, int, Any]]) -> Iterator[tuple[str, int, Any]]:
         yield run.pop()
 
 
-def metrics_json_steps(tree: MetricsTree, out: list[bytes], query: str | None = None, pretty: bool = False) -> Iterator[None]:
+def metrics_json_steps(
+    tree: MetricsTree, out: list[bytes], query: str | None = None, pretty: bool = False
+) -> Iterator[None]:
     """Append :func:`metrics_json`'s bytes to ``out`` in pieces, yielding between steps.
 
     Same reading, filtering and order as :func:`metrics_json` (byte for byte for the same

@@ -127,7 +127,7 @@ _TEXT_TYPES = {"unknown": "untyped", "gauge": "gauge", "summary": "summary"}
 
 
 def _escape_label_value(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 class _TextFamilies(_Families):

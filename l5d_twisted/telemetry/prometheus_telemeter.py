@@ -39,7 +39,9 @@ class PrometheusConfig:
     path: str = knob("/admin/metrics/prometheus", doc="admin path serving the exposition")
     prefix: str = knob("", doc="prefix added to every mesh metric name")
     metrics_expiry_ttl_secs: int = knob(
-        600, minimum=0, doc="seconds without updates after which a service/client/server's metrics are removed (0 = never)"
+        600,
+        minimum=0,
+        doc="seconds without updates after which a service/client/server's metrics are removed (0 = never)",
     )
 
 
@@ -48,7 +50,9 @@ class PrometheusResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, exposition: PrometheusExposition, cooperator: Cooperator | None = None) -> None:
+    def __init__(
+        self, exposition: PrometheusExposition, cooperator: Cooperator | None = None
+    ) -> None:
         super().__init__()
         self.exposition = exposition
         self.cooperator = cooperator
@@ -76,7 +80,11 @@ class PrometheusTelemeter(TelemeterBase):
 
     def admin_resources(self) -> dict[bytes, IResource]:
         # cast: mypy does not know that Resource provides IResource (zope.interface).
-        return {self.path.encode(): cast(IResource, PrometheusResource(self.exposition, self.cooperator))}
+        return {
+            self.path.encode(): cast(
+                IResource, PrometheusResource(self.exposition, self.cooperator)
+            )
+        }
 
 
 def _failed(request: WebRequest, failure: Failure) -> None:

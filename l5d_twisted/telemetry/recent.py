@@ -62,7 +62,13 @@ def _text(value: str | bytes) -> str:
 
 
 class RecentRequests:
-    def __init__(self, clock: Any, capacity: int = 10, sample_rate: float = 1.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        capacity: int = 10,
+        sample_rate: float = 1.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.clock = clock
         self.capacity = capacity
         self.sample_rate = sample_rate
@@ -101,7 +107,9 @@ class RecentRequests:
         """Whether to record the next request (a draw against ``sample_rate``)."""
         return self.sample_rate >= 1.0 or self._rng.random() < self.sample_rate
 
-    def observe(self, request: Request, outcome: Response | BaseException, latency_ms: float) -> None:
+    def observe(
+        self, request: Request, outcome: Response | BaseException, latency_ms: float
+    ) -> None:
         if self.sampled():
             self.add(request, outcome, latency_ms)
 
@@ -174,12 +182,26 @@ class RecentRequestsFilter(Filter[Request, Response]):
 class RecentRequestsTelemeter(TelemeterBase):
     def __init__(self, recent: RecentRequests) -> None:
         self.recent_requests = recent
-        self.stack_edits = (StackEdit("server", Module("recentRequests", self._module, "the last requests, for /requests"), after="stats"),)
+        self.stack_edits = (
+            StackEdit(
+                "server",
+                Module("recentRequests", self._module, "the last requests, for /requests"),
+                after="stats",
+            ),
+        )
 
-    def _module(self, params: Params, next_: Service[Request, Response]) -> Service[Request, Response]:
-        return RecentRequestsFilter(self.recent_requests, params[StackParams.REACTOR]).and_then(next_)
+    def _module(
+        self, params: Params, next_: Service[Request, Response]
+    ) -> Service[Request, Response]:
+        return RecentRequestsFilter(self.recent_requests, params[StackParams.REACTOR]).and_then(
+            next_
+        )
 
 
 @TELEMETERS.register("io.l5d.recentRequests", RecentRequestsConfig)
-def make_recent_requests(config: RecentRequestsConfig, ctx: PluginContext) -> RecentRequestsTelemeter:
-    return RecentRequestsTelemeter(RecentRequests(ctx.reactor, config.capacity, config.sample_rate, ctx.rng))
+def make_recent_requests(
+    config: RecentRequestsConfig, ctx: PluginContext
+) -> RecentRequestsTelemeter:
+    return RecentRequestsTelemeter(
+        RecentRequests(ctx.reactor, config.capacity, config.sample_rate, ctx.rng)
+    )

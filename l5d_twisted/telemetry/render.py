@@ -47,15 +47,22 @@ def reactor_cooperator(reactor: Any, slice_s: float = SLICE_S) -> Cooperator:
         end = time.monotonic() + slice_s
         return lambda: time.monotonic() >= end
 
-    return Cooperator(terminationPredicateFactory=slice_over, scheduler=lambda call: reactor.callLater(0, call))
+    return Cooperator(
+        terminationPredicateFactory=slice_over, scheduler=lambda call: reactor.callLater(0, call)
+    )
 
 
 def stepping_cooperator(clock: Any, turn_s: float = 1.0) -> Cooperator:
     """One step per ``clock.advance(turn_s)``: for deterministic tests on a ``task.Clock``."""
-    return Cooperator(terminationPredicateFactory=lambda: lambda: True, scheduler=lambda call: clock.callLater(turn_s, call))
+    return Cooperator(
+        terminationPredicateFactory=lambda: lambda: True,
+        scheduler=lambda call: clock.callLater(turn_s, call),
+    )
 
 
-def run_steps(cooperator: Cooperator, steps: Iterator[object], result: Callable[[], T]) -> Deferred[T]:
+def run_steps(
+    cooperator: Cooperator, steps: Iterator[object], result: Callable[[], T]
+) -> Deferred[T]:
     """Run ``steps`` on ``cooperator``; fire with ``result()`` when they are done.
 
     Cancelling the Deferred stops the steps (a scraper that went away).

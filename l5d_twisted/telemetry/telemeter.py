@@ -42,7 +42,9 @@ class RequestObserver(Protocol):
     forwarded ``l5d-dst-client`` header when it got that far.
     """
 
-    def __call__(self, request: Request, outcome: Response | BaseException, latency_ms: float) -> None: ...
+    def __call__(
+        self, request: Request, outcome: Response | BaseException, latency_ms: float
+    ) -> None: ...
 
 
 class Telemeter(Protocol):

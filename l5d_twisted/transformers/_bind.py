@@ -30,7 +30,9 @@ class PathBinder:
             self._port = parse_port(path[3])
             self._inet = InetNamer(ctx.reactor, thread_resolver(ctx.reactor))
         else:
-            raise ValueError(f"cannot bind {path.show()}: expected /#/<namer prefix>/... or /$/inet/<host>/<port>")
+            raise ValueError(
+                f"cannot bind {path.show()}: expected /#/<namer prefix>/... or /$/inet/<host>/<port>"
+            )
 
     def _find_namer(self, rest: Path) -> tuple[Any, Path]:
         best: tuple[int, Any] | None = None
@@ -40,7 +42,9 @@ class PathBinder:
                 best = (len(prefix), namer)
         if best is None:
             known = ", ".join(sorted(self._ctx.namers)) or "none"
-            raise ValueError(f"cannot bind {self.path.show()}: no namer with a matching prefix (configured: {known})")
+            raise ValueError(
+                f"cannot bind {self.path.show()}: no namer with a matching prefix (configured: {known})"
+            )
         return best[1], rest.drop(best[0])
 
     def bind(self) -> Var[State]:

@@ -46,5 +46,7 @@ class SpecificHostTransformer(LeafAddrTransformer):
 
 
 @TRANSFORMERS.register("io.l5d.specificHost", SpecificHostConfig)
-def make_specific_host_transformer(config: SpecificHostConfig, ctx: PluginContext) -> SpecificHostTransformer:
+def make_specific_host_transformer(
+    config: SpecificHostConfig, ctx: PluginContext
+) -> SpecificHostTransformer:
     return SpecificHostTransformer(config.host, thread_resolver(ctx.reactor))

@@ -24,7 +24,9 @@ def http_get(url: str, timeout: float = 2.0) -> bytes:
 
 
 def http_post(url: str, body: bytes, timeout: float = 2.0) -> bytes:
-    with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=timeout) as response:
+    with urllib.request.urlopen(
+        urllib.request.Request(url, data=body, method="POST"), timeout=timeout
+    ) as response:
         return bytes(response.read())
 
 
@@ -47,7 +49,11 @@ def start_prometheus(processes: Processes, tmp_path: Path, target_port: int) -> 
         "--log.level=warn",
         name="prometheus",
     )
-    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/-/ready") is not None, timeout=30, what="prometheus ready")
+    wait_until(
+        lambda: http_get(f"http://127.0.0.1:{port}/-/ready") is not None,
+        timeout=30,
+        what="prometheus ready",
+    )
     return port
 
 
@@ -70,7 +76,14 @@ class PromQL:
 
     def wait_for_scrapes(self, series: str, n: int, timeout: float = 60) -> None:
         query = f"count_over_time({series}[{n + 5}s])"
-        wait_until(lambda: self.vector(query) and max(float(r["value"][1]) for r in self.vector(query)) >= n, timeout=timeout, interval=0.5, what=f"{n} scrapes of {series}")
+        wait_until(
+            lambda: (
+                self.vector(query) and max(float(r["value"][1]) for r in self.vector(query)) >= n
+            ),
+            timeout=timeout,
+            interval=0.5,
+            what=f"{n} scrapes of {series}",
+        )
 
 
 def near(value: float, want: float, tolerance: float) -> bool:

@@ -53,7 +53,12 @@ class FakeExplanation:
         self.path = path
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "delegate", "path": self.path.show(), "dtab": self.dtab.show(), "children": [{"type": "leaf", "bound": "/#/io.l5d.fs" + self.path.show()}]}
+        return {
+            "type": "delegate",
+            "path": self.path.show(),
+            "dtab": self.dtab.show(),
+            "children": [{"type": "leaf", "bound": "/#/io.l5d.fs" + self.path.show()}],
+        }
 
     def to_text(self) -> str:
         return f"{self.path.show()}\n  {self.dtab.show()}\n  => /#/io.l5d.fs{self.path.show()}\n"
@@ -91,7 +96,11 @@ class FakeMesh:
     def __init__(self, clock: Any, allow_shutdown: bool = False) -> None:
         self.metrics = MetricsTree(clock)
         self.routers = [
-            FakeRouter("outgoing", Dtab.read("/svc => /#/io.l5d.fs"), clients={HELLO_CLIENT: {"state": "bound", "addresses": ["127.0.0.1:4141"]}}),
+            FakeRouter(
+                "outgoing",
+                Dtab.read("/svc => /#/io.l5d.fs"),
+                clients={HELLO_CLIENT: {"state": "bound", "addresses": ["127.0.0.1:4141"]}},
+            ),
             FakeRouter("incoming", Dtab.read("/svc => /$/inet/127.0.0.1/7778")),
         ]
         self.namers = {"/io.l5d.fs": FakeNamer()}
@@ -124,7 +133,9 @@ class SyntheticClock:
 class Traffic:
     """Deterministic requests through real StatsFilters (see the module doc)."""
 
-    def __init__(self, mesh: FakeMesh, hello_rps: float, world_rps: float, hello_failure_every: int = 5) -> None:
+    def __init__(
+        self, mesh: FakeMesh, hello_rps: float, world_rps: float, hello_failure_every: int = 5
+    ) -> None:
         self.mesh = mesh
         self.hello_rps = hello_rps
         self.world_rps = world_rps
@@ -134,13 +145,21 @@ class Traffic:
         self._carry = {"hello": 0.0, "world": 0.0}
         stats = mesh.metrics.stats
         classifier = FiveXXIsFailure()
-        self.server = StatsFilter(stats.scope("rt", "outgoing", "server", "127.0.0.1", "4140"), classifier, self.clock)
+        self.server = StatsFilter(
+            stats.scope("rt", "outgoing", "server", "127.0.0.1", "4140"), classifier, self.clock
+        )
         self.chains = {}
         for name, client in (("hello", HELLO_CLIENT), ("world", WORLD_CLIENT)):
-            service_filter = StatsFilter(stats.scope("rt", "outgoing", "service", f"/svc/{name}"), classifier, self.clock)
-            client_filter = StatsFilter(stats.scope("rt", "outgoing", "client", client), classifier, self.clock)
+            service_filter = StatsFilter(
+                stats.scope("rt", "outgoing", "service", f"/svc/{name}"), classifier, self.clock
+            )
+            client_filter = StatsFilter(
+                stats.scope("rt", "outgoing", "client", client), classifier, self.clock
+            )
             backend = FunctionService(self._backend(name))
-            self.chains[name] = self.server.and_then(service_filter.and_then(client_filter.and_then(backend)))
+            self.chains[name] = self.server.and_then(
+                service_filter.and_then(client_filter.and_then(backend))
+            )
         hello_service = stats.scope("rt", "outgoing", "service", "/svc/hello")
         hello_client = stats.scope("rt", "outgoing", "client", HELLO_CLIENT)
         self.retries = hello_service.counter("retries", "total")
@@ -156,7 +175,11 @@ class Traffic:
         """What the retry, requeue and accrual modules would count for this hello request."""
         if count % self.hello_failure_every == 0:
             self.retries.incr()
-        for every, counter in ((50, self.budget_exhausted), (25, self.requeues), (100, self.removals)):
+        for every, counter in (
+            (50, self.budget_exhausted),
+            (25, self.requeues),
+            (100, self.removals),
+        ):
             if count % every == 0:
                 counter.incr()
 

@@ -37,7 +37,15 @@ def fake_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     processes = Processes(tmp_path_factory.mktemp("fake_mesh_csp"))
     try:
         port = free_port()
-        processes.start(sys.executable, str(HERE / "fake_mesh.py"), "--port", str(port), "--sample-interval", "0.5", name="fake_mesh")
+        processes.start(
+            sys.executable,
+            str(HERE / "fake_mesh.py"),
+            "--port",
+            str(port),
+            "--sample-interval",
+            "0.5",
+            name="fake_mesh",
+        )
         wait_for_port("127.0.0.1", port)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -65,7 +73,9 @@ def test_dashboard_works_under_the_policy(fake_admin: str, browser: Any) -> None
     page.wait_for_function(CHART_HAS_LINE_JS, arg="#router-outgoing .chart path.s0", timeout=20000)
     page.wait_for_selector("#services-outgoing tbody tr td:nth-child(2)", timeout=10000)
     # The stylesheet applied (a CSP-blocked sheet leaves the default display of a th).
-    assert page.eval_on_selector("link[rel=stylesheet]", "l => l.sheet !== null && l.sheet.cssRules.length > 0")
+    assert page.eval_on_selector(
+        "link[rel=stylesheet]", "l => l.sheet !== null && l.sheet.cssRules.length > 0"
+    )
     assert page.evaluate("window.__csp") == []
     assert errors.errors == []
     page.close()
@@ -84,7 +94,9 @@ def test_delegator_works_under_the_policy(fake_admin: str, browser: Any) -> None
 
 def test_requests_page_works_under_the_policy(fake_admin: str, browser: Any) -> None:
     page, errors = open_page(browser, fake_admin + "/requests")
-    assert page.eval_on_selector("link[rel=stylesheet]", "l => l.sheet !== null && l.sheet.cssRules.length > 0")
+    assert page.eval_on_selector(
+        "link[rel=stylesheet]", "l => l.sheet !== null && l.sheet.cssRules.length > 0"
+    )
     assert page.evaluate("window.__csp") == []
     assert errors.errors == []
     page.close()
@@ -93,7 +105,9 @@ def test_requests_page_works_under_the_policy(fake_admin: str, browser: Any) -> 
 def test_an_inline_script_would_be_refused(fake_admin: str, browser: Any) -> None:
     """The policy is in force: what an injected script would do is blocked and reported."""
     page, _ = open_page(browser, fake_admin + "/delegator")
-    page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1'; document.body.appendChild(s); }")
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1'; document.body.appendChild(s); }"
+    )
     page.wait_for_function("() => window.__csp.length > 0")
     assert page.evaluate("window.__ran") is None
     assert any(v.startswith("script-src") for v in page.evaluate("window.__csp"))

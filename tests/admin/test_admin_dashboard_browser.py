@@ -38,7 +38,15 @@ def fake_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     processes = Processes(tmp_path_factory.mktemp("fake_mesh"))
     try:
         port = free_port()
-        processes.start(sys.executable, str(HERE / "fake_mesh.py"), "--port", str(port), "--sample-interval", "0.5", name="fake_mesh")
+        processes.start(
+            sys.executable,
+            str(HERE / "fake_mesh.py"),
+            "--port",
+            str(port),
+            "--sample-interval",
+            "0.5",
+            name="fake_mesh",
+        )
         wait_for_port("127.0.0.1", port)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -50,15 +58,21 @@ def browser() -> Iterator[Any]:
     yield from browser_session()
 
 
-def test_dashboard_renders_live_charts_and_tables(fake_admin: str, browser: Any, tmp_path: Path) -> None:
+def test_dashboard_renders_live_charts_and_tables(
+    fake_admin: str, browser: Any, tmp_path: Path
+) -> None:
     for scheme, width in (("light", 1200), ("dark", 390)):  # desktop, then a phone
         page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
         errors = PageErrors(page)
         page.goto(fake_admin + "/")
         # Charts have drawn lines once two samples exist (rates need two).
-        page.wait_for_function(CHART_HAS_LINE_JS, arg="#router-outgoing .chart path.s0", timeout=20000)
+        page.wait_for_function(
+            CHART_HAS_LINE_JS, arg="#router-outgoing .chart path.s0", timeout=20000
+        )
         page.wait_for_selector("#services-outgoing tbody tr td:nth-child(2)", timeout=10000)
-        rows = page.eval_on_selector_all("#services-outgoing tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+        rows = page.eval_on_selector_all(
+            "#services-outgoing tbody tr", "rows => rows.map(r => r.cells[0].textContent)"
+        )
         assert rows == ["svc/hello", "svc/world"]  # worst success rate first
         hello_rate = page.text_content("#services-outgoing tbody tr:first-child td:nth-child(2)")
         assert hello_rate is not None and hello_rate.startswith("80.")
@@ -71,20 +85,31 @@ def test_dashboard_renders_live_charts_and_tables(fake_admin: str, browser: Any,
         retries = page.text_content(hello + " td.c-retries_rps")
         assert retries is not None and 5.0 <= float(retries) <= 15.0  # one retry per failure: 10/s
         world = "#services-outgoing tbody tr:nth-child(2)"
-        assert page.text_content(world + " td.c-budget_exhausted") == "\u2013"  # world never retried
+        assert (
+            page.text_content(world + " td.c-budget_exhausted") == "\u2013"
+        )  # world never retried
         cells = page.evaluate(CLIENT_CELLS_JS, HELLO_CLIENT)
         assert cells["c-lb_available"] == "2/3"
         assert int(cells["c-removals"]) >= 1 and int(cells["c-requeues"]) >= 1
         for column in ("retries_rps", "budget_exhausted", "lb_available", "removals", "requeues"):
-            assert page.eval_on_selector(f"#router-outgoing td.c-{column}", "td => getComputedStyle(td).display") != "none", column
+            assert (
+                page.eval_on_selector(
+                    f"#router-outgoing td.c-{column}", "td => getComputedStyle(td).display"
+                )
+                != "none"
+            ), column
         assert page.evaluate(TABLES_FIT_JS), "a table is wider than the screen"
         # Sorting by name (click) puts svc/hello first; clicking again reverses.
         page.click("#services-outgoing th[data-key=name]")
         page.click("#services-outgoing th[data-key=name]")
         assert page.text_content("#services-outgoing tbody tr:first-child td") == "svc/world"
-        latency_lines = page.eval_on_selector_all("#router-outgoing .chart path", "ps => ps.filter(p => p.getAttribute('d')).length")
+        latency_lines = page.eval_on_selector_all(
+            "#router-outgoing .chart path", "ps => ps.filter(p => p.getAttribute('d')).length"
+        )
         assert latency_lines == 5  # success, rps, p50, p95, p99
-        assert page.evaluate("document.documentElement.scrollWidth") <= width + 1  # no sideways scrolling
+        assert (
+            page.evaluate("document.documentElement.scrollWidth") <= width + 1
+        )  # no sideways scrolling
         shot = page.screenshot(full_page=True)
         (tmp_path / f"dashboard-{scheme}.png").write_bytes(shot)
         assert distinct_colours(browser, shot) > 20

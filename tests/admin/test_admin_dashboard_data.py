@@ -28,7 +28,9 @@ def test_series_rates_success_and_latency() -> None:
     clock = Clock()
     mesh = FakeMesh(clock)
     traffic = Traffic(mesh, hello_rps=50, world_rps=30)
-    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing", "incoming"], interval_s=5.0)
+    sampler = DashboardSampler(
+        mesh.metrics, clock, lambda: ["outgoing", "incoming"], interval_s=5.0
+    )
     sampler.start()
     run(30, clock, traffic)
     data = sampler.to_json()
@@ -39,7 +41,11 @@ def test_series_rates_success_and_latency() -> None:
     assert len(series["t"]) == 6  # samples at 0, 5, ..., 30 s: rates from the second on
     assert series["rps"][-1] == 80.0
     assert series["success_rate"][-1] == 0.875  # (40 + 30) / 80
-    assert 45 <= series["p50"][-1] <= 55 and 93 <= series["p95"][-1] <= 97 and 97 <= series["p99"][-1] <= 101
+    assert (
+        45 <= series["p50"][-1] <= 55
+        and 93 <= series["p95"][-1] <= 97
+        and 97 <= series["p99"][-1] <= 101
+    )
     current = outgoing["current"]
     assert current["rps"] == 80.0 and current["requests"] == 2400
 
@@ -60,14 +66,30 @@ def test_rows_carry_resilience_stats() -> None:
     outgoing = sampler.to_json()["routers"][0]
     services = {s["name"]: s for s in outgoing["services"]}
     # One retry per hello failure: 10/s; 1500 hello requests, every 50th exhausted the budget.
-    assert services["svc/hello"]["retries_rps"] == 10.0 and services["svc/hello"]["budget_exhausted"] == 30
+    assert (
+        services["svc/hello"]["retries_rps"] == 10.0
+        and services["svc/hello"]["budget_exhausted"] == 30
+    )
     # A service that never retried: no retries, and no budget counter to report.
-    assert services["svc/world"]["retries_rps"] == 0.0 and services["svc/world"]["budget_exhausted"] is None
+    assert (
+        services["svc/world"]["retries_rps"] == 0.0
+        and services["svc/world"]["budget_exhausted"] is None
+    )
     clients = {c["name"]: c for c in outgoing["clients"]}
     hello = clients[HELLO_CLIENT]
-    assert (hello["lb_size"], hello["lb_available"], hello["requeues"], hello["removals"]) == (3, 2, 60, 15)
+    assert (hello["lb_size"], hello["lb_available"], hello["requeues"], hello["removals"]) == (
+        3,
+        2,
+        60,
+        15,
+    )
     world = clients[WORLD_CLIENT]
-    assert (world["lb_size"], world["lb_available"], world["requeues"], world["removals"]) == (None, None, None, None)
+    assert (world["lb_size"], world["lb_available"], world["requeues"], world["removals"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
     assert "retries_rps" not in hello and "lb_size" not in services["svc/hello"]
 
 
@@ -75,7 +97,9 @@ def test_broken_gauge_reads_as_unknown_not_nan() -> None:
     clock = Clock()
     mesh = FakeMesh(clock)
     traffic = Traffic(mesh, hello_rps=10, world_rps=0)
-    mesh.metrics.stats.scope("rt", "outgoing", "client", HELLO_CLIENT).gauge("loadbalancer", "size", fn=lambda: 1 / 0)
+    mesh.metrics.stats.scope("rt", "outgoing", "client", HELLO_CLIENT).gauge(
+        "loadbalancer", "size", fn=lambda: 1 / 0
+    )
     sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
     sampler.start()
     run(10, clock, traffic)
@@ -101,7 +125,9 @@ def test_idle_router_has_gaps_not_zero_success() -> None:
 def test_history_is_bounded() -> None:
     clock = Clock()
     mesh = FakeMesh(clock)
-    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, history_s=60.0)
+    sampler = DashboardSampler(
+        mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, history_s=60.0
+    )
     sampler.start()
     run(300, clock, Traffic(mesh, 1, 1))
     assert len(sampler.to_json()["routers"][0]["series"]["t"]) == 13
@@ -201,7 +227,13 @@ def test_a_stepped_sample_gives_the_same_figures_as_a_whole_one() -> None:
     many_services(mesh, 300)
     traffic = Traffic(mesh, hello_rps=50, world_rps=30)
     whole = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing", "incoming"], interval_s=5.0)
-    stepped = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing", "incoming"], interval_s=5.0, cooperator=stepping_cooperator(clock, TURN_S))
+    stepped = DashboardSampler(
+        mesh.metrics,
+        clock,
+        lambda: ["outgoing", "incoming"],
+        interval_s=5.0,
+        cooperator=stepping_cooperator(clock, TURN_S),
+    )
     whole.start()
     stepped.start()
     turns = [drain(clock, stepped)]
@@ -221,7 +253,13 @@ def test_dashboard_json_serves_the_last_complete_sample_without_reading_the_tree
     clock = Clock()
     mesh = FakeMesh(clock)
     traffic = Traffic(mesh, hello_rps=50, world_rps=30)
-    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=stepping_cooperator(clock, TURN_S))
+    sampler = DashboardSampler(
+        mesh.metrics,
+        clock,
+        lambda: ["outgoing"],
+        interval_s=5.0,
+        cooperator=stepping_cooperator(clock, TURN_S),
+    )
     sampler.start()
     for _ in range(10):
         traffic.step(1.0)
@@ -238,7 +276,9 @@ def test_dashboard_json_serves_the_last_complete_sample_without_reading_the_tree
     clock.advance(5.0)  # the next sample starts...
     clock.advance(TURN_S)  # ...and has run one step
     assert reads == [1]
-    assert sampler.to_json()["routers"] is before["routers"]  # mid-sample: still the last complete one
+    assert (
+        sampler.to_json()["routers"] is before["routers"]
+    )  # mid-sample: still the last complete one
     drain(clock, sampler)
     after = sampler.to_json()
     assert len(after["routers"][0]["series"]["t"]) == len(before["routers"][0]["series"]["t"]) + 1
@@ -249,7 +289,13 @@ def test_a_tick_while_a_stepped_sample_runs_is_skipped() -> None:
     mesh = FakeMesh(clock)
     many_services(mesh, 200)
     # One step per 1 s turn: a sample of 200 scopes takes longer than the 5 s interval.
-    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=stepping_cooperator(clock, 1.0))
+    sampler = DashboardSampler(
+        mesh.metrics,
+        clock,
+        lambda: ["outgoing"],
+        interval_s=5.0,
+        cooperator=stepping_cooperator(clock, 1.0),
+    )
     sampler.start()
     clock.advance(5.0)
     assert sampler.skipped == 1
@@ -260,14 +306,22 @@ def test_a_tick_while_a_stepped_sample_runs_is_skipped() -> None:
     sampler.stop()
     skipped = sampler.skipped
     clock.pump([1.0] * 30)
-    assert sampler.skipped == skipped and len(sampler.to_json()["routers"][0]["series"]["t"]) == len(series["t"])
+    assert sampler.skipped == skipped and len(
+        sampler.to_json()["routers"][0]["series"]["t"]
+    ) == len(series["t"])
 
 
 def test_a_failing_stepped_sample_does_not_stop_sampling() -> None:
     clock = Clock()
     mesh = FakeMesh(clock)
     traffic = Traffic(mesh, hello_rps=10, world_rps=0)
-    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=stepping_cooperator(clock, TURN_S))
+    sampler = DashboardSampler(
+        mesh.metrics,
+        clock,
+        lambda: ["outgoing"],
+        interval_s=5.0,
+        cooperator=stepping_cooperator(clock, TURN_S),
+    )
     scopes = mesh.metrics.scopes
     failures = [RuntimeError("a metric misbehaved")]
 
@@ -292,7 +346,13 @@ def test_the_admin_servers_sampler_leaves_the_reactor_a_gap_after_each_slice() -
     mesh = FakeMesh(clock)
     many_services(mesh, 100)
     # A zero slice: one step per slice, so each step waits out the gap first.
-    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, cooperator=sampler_cooperator(clock, slice_s=0.0, gap_s=0.005))
+    sampler = DashboardSampler(
+        mesh.metrics,
+        clock,
+        lambda: ["outgoing"],
+        interval_s=5.0,
+        cooperator=sampler_cooperator(clock, slice_s=0.0, gap_s=0.005),
+    )
     scopes = mesh.metrics.scopes
     reads: list[int] = []
     mesh.metrics.scopes = lambda: reads.append(1) or scopes()  # type: ignore[method-assign]

@@ -28,7 +28,9 @@ class Admin:
     async def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
         response = await treq.request(method, self.base + path)
         body = await response.content()
-        headers = {k.decode().lower(): v[0].decode() for k, v in response.headers.getAllRawHeaders()}
+        headers = {
+            k.decode().lower(): v[0].decode() for k, v in response.headers.getAllRawHeaders()
+        }
         return response.code, headers, body
 
     async def json(self, path: str) -> tuple[int, Any]:
@@ -65,7 +67,11 @@ async def test_ping_and_unknown_path_lists_endpoints(admin_for: Any) -> None:
     code, headers, body = await admin.get("/nope")
     assert code == 404
     text = body.decode()
-    assert "no admin endpoint at /nope" in text and "/delegator.json" in text and "/admin/metrics.json" in text
+    assert (
+        "no admin endpoint at /nope" in text
+        and "/delegator.json" in text
+        and "/admin/metrics.json" in text
+    )
     assert "Traceback" not in text
 
 
@@ -91,7 +97,10 @@ async def test_default_prometheus_path_is_valid_exposition(admin_for: Any) -> No
     code, headers, body = await admin.get("/admin/metrics/prometheus")
     assert code == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in families["rt:service:requests"].samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in families["rt:service:requests"].samples
+    }
     assert samples[("rt:service:requests", (("rt", "outgoing"), ("service", "svc/hello")))] == 50
 
 
@@ -99,11 +108,16 @@ async def test_default_prometheus_path_is_valid_exposition(admin_for: Any) -> No
 async def test_telemeter_resources_are_mounted(admin_for: Any) -> None:
     mesh = fed_mesh()
     plugin = TELEMETERS.get("io.l5d.prometheus")
-    telemeter = plugin.factory(plugin.config_type(path="/metrics", prefix="l5d_"), PluginContext(reactor=Clock(), stats=mesh.metrics.stats))
+    telemeter = plugin.factory(
+        plugin.config_type(path="/metrics", prefix="l5d_"),
+        PluginContext(reactor=Clock(), stats=mesh.metrics.stats),
+    )
     mesh.telemeters.append(telemeter)
     admin = admin_for(mesh)
     code, _, body = await admin.get("/metrics")
-    assert code == 200 and b'l5d_rt:service:requests{rt="outgoing",service="svc/hello"} 50.0' in body
+    assert (
+        code == 200 and b'l5d_rt:service:requests{rt="outgoing",service="svc/hello"} 50.0' in body
+    )
     _, _, listing = await admin.get("/missing")
     assert b"/metrics" in listing
     # A telemeter's path refuses other methods like every GET endpoint (not a 500).
@@ -114,10 +128,16 @@ async def test_telemeter_resources_are_mounted(admin_for: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_config_client_and_namer_state(admin_for: Any) -> None:
     admin = admin_for(fed_mesh())
-    assert await admin.json("/config.json") == (200, {"routers": [{"label": "outgoing"}, {"label": "incoming"}]})
+    assert await admin.json("/config.json") == (
+        200,
+        {"routers": [{"label": "outgoing"}, {"label": "incoming"}]},
+    )
     code, state = await admin.json("/client_state.json")
     assert code == 200
-    assert state["outgoing"]["%/io.l5d.port/4141/#/io.l5d.fs/hello"] == {"state": "bound", "addresses": ["127.0.0.1:4141"]}
+    assert state["outgoing"]["%/io.l5d.port/4141/#/io.l5d.fs/hello"] == {
+        "state": "bound",
+        "addresses": ["127.0.0.1:4141"],
+    }
     assert state["incoming"] == {}
     assert await admin.json("/namer_state/io.l5d.fs.json") == (200, {"hello": ["127.0.0.1:7777"]})
     code, body = await admin.json("/namer_state/io.l5d.k8s.json")
@@ -128,7 +148,9 @@ async def test_config_client_and_namer_state(admin_for: Any) -> None:
 async def test_delegator_json_explains_with_override(admin_for: Any) -> None:
     mesh = fed_mesh()
     admin = admin_for(mesh)
-    code, body = await admin.json("/delegator.json?router=incoming&path=/svc/hello&dtab=/svc/hello%3D%3E/%23/io.l5d.fs/v2")
+    code, body = await admin.json(
+        "/delegator.json?router=incoming&path=/svc/hello&dtab=/svc/hello%3D%3E/%23/io.l5d.fs/v2"
+    )
     assert code == 200, body
     assert body["router"] == "incoming" and body["path"] == "/svc/hello"
     assert body["override"] == Dtab.read("/svc/hello=>/#/io.l5d.fs/v2").show()
@@ -157,7 +179,11 @@ async def test_delegator_json_errors_are_clear(admin_for: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_pages_and_static_files(admin_for: Any) -> None:
     admin = admin_for(fed_mesh())
-    for path, marker in (("/", b"dashboard.js"), ("/delegator", b"delegator.js"), ("/static/dashboard.css", b"prefers-color-scheme")):
+    for path, marker in (
+        ("/", b"dashboard.js"),
+        ("/delegator", b"delegator.js"),
+        ("/static/dashboard.css", b"prefers-color-scheme"),
+    ):
         code, headers, body = await admin.get(path)
         assert code == 200 and marker in body, path
     code, headers, _ = await admin.get("/static/dashboard.js")
@@ -170,7 +196,16 @@ async def test_pages_and_static_files(admin_for: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_recent_requests_json_and_page(admin_for: Any) -> None:
     mesh = fed_mesh()
-    mesh.recent_requests.record(router="outgoing", method="GET", uri="/<script>", dst_path="/svc/x", client_id="/$/inet/a/1", status=None, latency_ms=1.5, error="ConnectionFailed: refused")
+    mesh.recent_requests.record(
+        router="outgoing",
+        method="GET",
+        uri="/<script>",
+        dst_path="/svc/x",
+        client_id="/$/inet/a/1",
+        status=None,
+        latency_ms=1.5,
+        error="ConnectionFailed: refused",
+    )
     admin = admin_for(mesh)
     code, records = await admin.json("/requests.json")
     assert code == 200 and len(records) == 10

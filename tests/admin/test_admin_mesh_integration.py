@@ -65,22 +65,44 @@ async def test_requests_are_counted_and_recorded(mesh: tuple[Mesh, int, int]) ->
     admin = f"http://127.0.0.1:{admin_port}"
 
     text = (await (await treq.get(admin + "/metrics")).content()).decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     assert samples[("l5d_rt:service:requests", (("rt", "out"), ("service", "svc/hello")))] == 2
     assert samples[("l5d_rt:service:success", (("rt", "out"), ("service", "svc/hello")))] == 2
-    assert samples[("l5d_rt:server:requests", (("rt", "out"), ("server", f"127.0.0.1/{proxy_port}")))] == 3
-    assert samples[("l5d_rt:server:status:5XX", (("rt", "out"), ("server", f"127.0.0.1/{proxy_port}")))] >= 1
+    assert (
+        samples[("l5d_rt:server:requests", (("rt", "out"), ("server", f"127.0.0.1/{proxy_port}")))]
+        == 3
+    )
+    assert (
+        samples[
+            ("l5d_rt:server:status:5XX", (("rt", "out"), ("server", f"127.0.0.1/{proxy_port}")))
+        ]
+        >= 1
+    )
 
-    metrics = json.loads(await (await treq.get(admin + "/admin/metrics.json?q=rt/out/service")).content())
+    metrics = json.loads(
+        await (await treq.get(admin + "/admin/metrics.json?q=rt/out/service")).content()
+    )
     assert metrics["rt/out/service/svc/hello/requests"] == 2
 
     records = json.loads(await (await treq.get(admin + "/requests.json")).content())
     assert len(records) == 3
     newest, _, oldest = records
-    assert oldest["dst_path"] == "/svc/hello" and oldest["status"] == 200 and oldest["method"] == "GET"
+    assert (
+        oldest["dst_path"] == "/svc/hello" and oldest["status"] == 200 and oldest["method"] == "GET"
+    )
     assert "inet" in oldest["client_id"]
-    assert newest["dst_path"] == "/svc/nowhere" and newest["status"] is not None and newest["status"] >= 400
+    assert (
+        newest["dst_path"] == "/svc/nowhere"
+        and newest["status"] is not None
+        and newest["status"] >= 400
+    )
     assert newest["error"]
 
-    explained = json.loads(await (await treq.get(admin + "/delegator.json?path=/svc/hello")).content())
+    explained = json.loads(
+        await (await treq.get(admin + "/delegator.json?path=/svc/hello")).content()
+    )
     assert explained["router"] == "out" and explained["text"]

@@ -23,7 +23,9 @@ pytestmark = [
 
 def test_prometheus_answers_top_line_queries(processes: Processes, tmp_path: Path) -> None:
     admin_port = free_port()
-    processes.start(sys.executable, str(HERE / "fake_mesh.py"), "--port", str(admin_port), name="fake_mesh")
+    processes.start(
+        sys.executable, str(HERE / "fake_mesh.py"), "--port", str(admin_port), name="fake_mesh"
+    )
     wait_for_port("127.0.0.1", admin_port)
     prom = PromQL(start_prometheus(processes, tmp_path, admin_port))
 
@@ -38,16 +40,26 @@ def test_prometheus_answers_top_line_queries(processes: Processes, tmp_path: Pat
     assert near(prom.scalar(volume), 80.0, 0.15)
     assert near(prom.scalar("sum(rate(rt:service:status:5XX[5s]))"), 10.0, 0.2)
     assert near(prom.scalar("sum(rate(rt:service:status:4XX[5s]))"), 1.5, 0.35)
-    five_xx_ratio = prom.scalar("sum(rate(rt:service:status:5XX[5s])) / sum(rate(rt:service:requests[5s]))")
+    five_xx_ratio = prom.scalar(
+        "sum(rate(rt:service:status:5XX[5s])) / sum(rate(rt:service:requests[5s]))"
+    )
     assert near(five_xx_ratio, 0.125, 0.05)
     assert prom.scalar('count(count by (service) (rt:service:requests{rt="outgoing"}))') == 2.0
 
     # Per service and per client success rate and volume.
-    per_service = prom.by("sum by (service) (rate(rt:service:success[5s])) / sum by (service) (rate(rt:service:requests[5s]))", "service")
+    per_service = prom.by(
+        "sum by (service) (rate(rt:service:success[5s])) / sum by (service) (rate(rt:service:requests[5s]))",
+        "service",
+    )
     assert near(per_service["svc/hello"], 0.8, 0.02) and near(per_service["svc/world"], 1.0, 0.01)
     service_volume = prom.by("sum by (service) (rate(rt:service:requests[5s]))", "service")
-    assert near(service_volume["svc/hello"], 50.0, 0.15) and near(service_volume["svc/world"], 30.0, 0.15)
-    per_client = prom.by("sum by (client) (rate(rt:client:success[5s])) / sum by (client) (rate(rt:client:requests[5s]))", "client")
+    assert near(service_volume["svc/hello"], 50.0, 0.15) and near(
+        service_volume["svc/world"], 30.0, 0.15
+    )
+    per_client = prom.by(
+        "sum by (client) (rate(rt:client:success[5s])) / sum by (client) (rate(rt:client:requests[5s]))",
+        "client",
+    )
     assert near(per_client["%/io.l5d.port/4141/#/io.l5d.fs/hello"], 0.8, 0.02)
     assert near(per_client["$/inet/127.0.0.1/7778"], 1.0, 0.01)
 
@@ -55,12 +67,17 @@ def test_prometheus_answers_top_line_queries(processes: Processes, tmp_path: Pat
     p95 = prom.by('max by (service) (rt:service:request_latency_ms{quantile="0.95"})', "service")
     p99 = prom.by('max by (service) (rt:service:request_latency_ms{quantile="0.99"})', "service")
     assert near(p95["svc/hello"], 95.0, 0.05) and near(p99["svc/world"], 99.0, 0.05)
-    mean = prom.scalar('sum(rate(rt:service:request_latency_ms_sum{service="svc/hello"}[5s])) / sum(rate(rt:service:request_latency_ms_count{service="svc/hello"}[5s]))')
+    mean = prom.scalar(
+        'sum(rate(rt:service:request_latency_ms_sum{service="svc/hello"}[5s])) / sum(rate(rt:service:request_latency_ms_count{service="svc/hello"}[5s]))'
+    )
     assert 30 < mean < 70
 
     # Per instance (server side) and process health.
-    server = prom.by("sum by (server) (rate(rt:server:success[5s])) / sum by (server) (rate(rt:server:requests[5s]))", "server")
+    server = prom.by(
+        "sum by (server) (rate(rt:server:success[5s])) / sum by (server) (rate(rt:server:requests[5s]))",
+        "server",
+    )
     assert near(server["127.0.0.1/4140"], 0.875, 0.02)
     assert prom.scalar("process_uptime_seconds") > 0
     assert prom.scalar("process_resident_memory_bytes") > 1e6
-    assert prom.scalar('sum(python_gc_collections_total)') >= 0
+    assert prom.scalar("sum(python_gc_collections_total)") >= 0

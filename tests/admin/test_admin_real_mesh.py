@@ -32,7 +32,10 @@ from l5d_testing import Processes, free_port, wait_for_port, wait_until
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(PROMETHEUS).exists() or not Path(CHROMIUM).exists(), reason="needs prometheus and chromium"),
+    pytest.mark.skipif(
+        not Path(PROMETHEUS).exists() or not Path(CHROMIUM).exists(),
+        reason="needs prometheus and chromium",
+    ),
 ]
 
 RPS = 40
@@ -52,7 +55,9 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp = tmp_path_factory.mktemp("demo")
     processes = Processes(tmp)
-    ports = {name: free_port() for name in ("outgoing", "incoming", "admin", "hello", "world1", "world2")}
+    ports = {
+        name: free_port() for name in ("outgoing", "incoming", "admin", "hello", "world1", "world2")
+    }
     try:
         proc = processes.l5d(
             "demo",
@@ -69,7 +74,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             try:
                 wait_for_port("127.0.0.1", ports[name], timeout=45)
             except AssertionError:
-                raise AssertionError(f"demo did not start {name}:\n{processes.log(proc)[-3000:]}") from None
+                raise AssertionError(
+                    f"demo did not start {name}:\n{processes.log(proc)[-3000:]}"
+                ) from None
         for name in ("world1", "world2"):
             http_post(f"http://127.0.0.1:{ports[name]}/setFailureRate", b"0.2")
         admin = f"http://127.0.0.1:{ports['admin']}"
@@ -98,30 +105,51 @@ def test_prometheus_top_line_on_the_real_mesh(demo: Demo, tmp_path: Path) -> Non
     prom = PromQL(start_prometheus(demo.processes, tmp_path, demo.admin_port))
     prom.wait_for_scrapes('rt:service:requests{rt="outgoing",service="svc/world"}', 10)
     # Rates over 10 s windows that start after the failure rate was set.
-    wait_until(lambda: time.monotonic() - demo.failures_set_at > 12, timeout=30, what="a window after the change")
+    wait_until(
+        lambda: time.monotonic() - demo.failures_set_at > 12,
+        timeout=30,
+        what="a window after the change",
+    )
     out = '{rt="outgoing"}'
 
-    success = prom.scalar(f"sum(rate(rt:service:success{out}[10s])) / sum(rate(rt:service:requests{out}[10s]))")
+    success = prom.scalar(
+        f"sum(rate(rt:service:success{out}[10s])) / sum(rate(rt:service:requests{out}[10s]))"
+    )
     assert near(success, 0.8, 0.1), success
     volume = prom.scalar(f"sum(rate(rt:service:requests{out}[10s]))")
     assert 0.5 * 2 * RPS <= volume <= 1.3 * 2 * RPS, volume  # hello and world per request
-    five_xx = prom.scalar(f"sum(rate(rt:service:status:5XX{out}[10s])) / sum(rate(rt:service:requests{out}[10s]))")
+    five_xx = prom.scalar(
+        f"sum(rate(rt:service:status:5XX{out}[10s])) / sum(rate(rt:service:requests{out}[10s]))"
+    )
     assert near(five_xx, 0.2, 0.4), five_xx
-    assert all(float(r["value"][1]) == 0 for r in prom.vector(f"sum(rate(rt:service:status:4XX{out}[10s]))"))
+    assert all(
+        float(r["value"][1]) == 0
+        for r in prom.vector(f"sum(rate(rt:service:status:4XX{out}[10s]))")
+    )
 
-    per_service = prom.by(f"sum by (service) (rate(rt:service:success{out}[10s])) / sum by (service) (rate(rt:service:requests{out}[10s]))", "service")
+    per_service = prom.by(
+        f"sum by (service) (rate(rt:service:success{out}[10s])) / sum by (service) (rate(rt:service:requests{out}[10s]))",
+        "service",
+    )
     assert set(per_service) == {"svc/hello", "svc/world"}
     assert all(near(v, 0.8, 0.15) for v in per_service.values()), per_service
     service_volume = prom.by(f"sum by (service) (rate(rt:service:requests{out}[10s]))", "service")
     assert all(0.5 * RPS <= v <= 1.3 * RPS for v in service_volume.values()), service_volume
 
-    per_client = prom.by(f"sum by (client) (rate(rt:client:success{out}[10s])) / sum by (client) (rate(rt:client:requests{out}[10s]))", "client")
+    per_client = prom.by(
+        f"sum by (client) (rate(rt:client:success{out}[10s])) / sum by (client) (rate(rt:client:requests{out}[10s]))",
+        "client",
+    )
     world_clients = [c for c in per_client if c.endswith("/world")]
     assert world_clients, per_client
     assert near(per_client[world_clients[0]], 0.8, 0.15)
 
-    p95 = prom.by('max by (service) (rt:service:request_latency_ms{rt="outgoing",quantile="0.95"})', "service")
-    p99 = prom.by('max by (service) (rt:service:request_latency_ms{rt="outgoing",quantile="0.99"})', "service")
+    p95 = prom.by(
+        'max by (service) (rt:service:request_latency_ms{rt="outgoing",quantile="0.95"})', "service"
+    )
+    p99 = prom.by(
+        'max by (service) (rt:service:request_latency_ms{rt="outgoing",quantile="0.99"})', "service"
+    )
     assert set(p99) == {"svc/hello", "svc/world"}
     assert all(0 < p95[s] <= p99[s] for s in p99)
 
@@ -137,11 +165,17 @@ def test_dashboard_of_the_real_mesh(demo: Demo, tmp_path: Path) -> None:
         errors = PageErrors(page)
         page.goto(demo.admin + "/")
         # Samples every 5 s: lines appear once two exist.
-        page.wait_for_function(CHART_HAS_LINE_JS, arg="#router-outgoing .chart path.s0", timeout=30000)
+        page.wait_for_function(
+            CHART_HAS_LINE_JS, arg="#router-outgoing .chart path.s0", timeout=30000
+        )
         page.wait_for_selector("#router-incoming")
-        names = page.eval_on_selector_all("#services-outgoing tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+        names = page.eval_on_selector_all(
+            "#services-outgoing tbody tr", "rows => rows.map(r => r.cells[0].textContent)"
+        )
         assert sorted(names) == ["svc/hello", "svc/world"]
-        rates = page.eval_on_selector_all("#services-outgoing tbody tr", "rows => rows.map(r => r.cells[1].textContent)")
+        rates = page.eval_on_selector_all(
+            "#services-outgoing tbody tr", "rows => rows.map(r => r.cells[1].textContent)"
+        )
         assert all(r.endswith("%") and 55 <= float(r[:-1]) <= 100 for r in rates), rates
         clients = page.eval_on_selector_all("#clients-outgoing tbody tr", "rows => rows.length")
         assert clients == 2

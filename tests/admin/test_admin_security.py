@@ -25,7 +25,12 @@ async def admin() -> AsyncIterator[tuple[str, FakeMesh]]:
     mesh = FakeMesh(Clock())
     Traffic(mesh, hello_rps=50, world_rps=30).step(1.0)
     plugin = TELEMETERS.get("io.l5d.prometheus")
-    mesh.telemeters = [plugin.factory(plugin.config_type(path="/metrics"), PluginContext(reactor=Clock(), stats=mesh.metrics.stats))]
+    mesh.telemeters = [
+        plugin.factory(
+            plugin.config_type(path="/metrics"),
+            PluginContext(reactor=Clock(), stats=mesh.metrics.stats),
+        )
+    ]
     port = AdminServer(mesh, reactor).listen("127.0.0.1", 0)
     yield f"http://127.0.0.1:{port.getHost().port}", mesh
     await port.stopListening()
@@ -62,7 +67,9 @@ async def test_a_long_q_gets_a_400_with_the_reason(admin: tuple[str, FakeMesh]) 
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_request_line_over_the_limit_is_answered_not_dropped(admin: tuple[str, FakeMesh]) -> None:
+async def test_a_request_line_over_the_limit_is_answered_not_dropped(
+    admin: tuple[str, FakeMesh],
+) -> None:
     base, _ = admin
     port = int(base.rsplit(":", 1)[1])
     for length in (17_000, 300_000):  # twisted.web closed these without a word
@@ -77,9 +84,21 @@ async def test_a_request_line_over_the_limit_is_answered_not_dropped(admin: tupl
 async def test_every_admin_response_carries_csp_and_nosniff(admin: tuple[str, FakeMesh]) -> None:
     base, _ = admin
     paths = [
-        "/", "/delegator", "/static/dashboard.js", "/static/dashboard.css", "/requests", "/requests.json",
-        "/admin/metrics.json", "/admin/metrics/prometheus", "/metrics", "/config.json", "/admin/ping",
-        "/nope", "/static/nope.js", "/delegator.json?router=nope&path=/svc/a", "/admin/shutdown",
+        "/",
+        "/delegator",
+        "/static/dashboard.js",
+        "/static/dashboard.css",
+        "/requests",
+        "/requests.json",
+        "/admin/metrics.json",
+        "/admin/metrics/prometheus",
+        "/metrics",
+        "/config.json",
+        "/admin/ping",
+        "/nope",
+        "/static/nope.js",
+        "/delegator.json?router=nope&path=/svc/a",
+        "/admin/shutdown",
         "/admin/metrics.json?q=" + "a" * 2000,
     ]
     for path in paths:

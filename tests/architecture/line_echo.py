@@ -58,7 +58,13 @@ class LineServer(LineReceiver):
         self.sendLine(b"error: " + str(failure.value).split("\n")[0].encode())
 
 
-def serve(reactor: Any, router: RouterConfig, server: ServerConfig, service: Service[Request, Response], stats: StatsReceiver) -> Listening:
+def serve(
+    reactor: Any,
+    router: RouterConfig,
+    server: ServerConfig,
+    service: Service[Request, Response],
+    stats: StatsReceiver,
+) -> Listening:
     factory = Factory.forProtocol(lambda: LineServer(service))
     port: Listening = reactor.listenTCP(server.port, factory, interface=server.ip)
     return port
@@ -103,8 +109,19 @@ class LineSession(LineReceiver):
 
 
 class LineEndpoint(Service[Request, Response]):
-    def __init__(self, reactor: Any, address: Address, settings: PoolSettings, stats: StatsReceiver, *, connect_timeout_s: float = 1.0, tls: Any = None) -> None:
-        self.pool: ConnectionPool[LineSession] = ConnectionPool(reactor, address, settings, lambda: LineSession(self), stats, connect_timeout_s)
+    def __init__(
+        self,
+        reactor: Any,
+        address: Address,
+        settings: PoolSettings,
+        stats: StatsReceiver,
+        *,
+        connect_timeout_s: float = 1.0,
+        tls: Any = None,
+    ) -> None:
+        self.pool: ConnectionPool[LineSession] = ConnectionPool(
+            reactor, address, settings, lambda: LineSession(self), stats, connect_timeout_s
+        )
 
     def __call__(self, request: Request) -> Deferred[Response]:
         session = self.pool.take_idle()
@@ -121,7 +138,9 @@ class LineEndpoint(Service[Request, Response]):
 
 def client_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
     pool = client.host_connection_pool
-    return PoolSettings(min_size=pool.min_size, max_size=pool.max_size, idle_time_s=pool.idle_time_ms / 1000.0)
+    return PoolSettings(
+        min_size=pool.min_size, max_size=pool.max_size, idle_time_s=pool.idle_time_ms / 1000.0
+    )
 
 
 LINE_ECHO = RouterProtocol(

@@ -76,7 +76,9 @@ routers:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_registered_protocol_is_served_and_routed_by_a_real_mesh(line_mesh: tuple[Mesh, int, int]) -> None:
+async def test_a_registered_protocol_is_served_and_routed_by_a_real_mesh(
+    line_mesh: tuple[Mesh, int, int],
+) -> None:
     mesh, port, backend_port = line_mesh
     assert mesh.routers[0].protocol.name == KIND
     client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), LineClient())
@@ -84,7 +86,9 @@ async def test_a_registered_protocol_is_served_and_routed_by_a_real_mesh(line_me
         assert await client.ask(b"echo hello") == b"echo: hello"
         assert await client.ask(b"echo again") == b"echo: again"  # on the pooled connection
         answer = await client.ask(b"nowhere hi")
-        assert answer.startswith(b"error: Unable to route request! service name: /svc/nowhere"), answer
+        assert answer.startswith(b"error: Unable to route request! service name: /svc/nowhere"), (
+            answer
+        )
     finally:
         client.transport.loseConnection()
     metrics = flat_metrics(mesh.metrics)
@@ -95,7 +99,9 @@ async def test_a_registered_protocol_is_served_and_routed_by_a_real_mesh(line_me
 
 
 def test_check_refuses_a_protocol_no_module_registered() -> None:
-    with pytest.raises(ConfigErrors, match=r"routers\[0\]\.protocol: unknown protocol 'h2'; known protocols: http"):
+    with pytest.raises(
+        ConfigErrors, match=r"routers\[0\]\.protocol: unknown protocol 'h2'; known protocols: http"
+    ):
         load_config("routers:\n- protocol: h2\n")
 
 
@@ -127,26 +133,39 @@ def _core_files() -> Iterator[Path]:
 def test_the_core_imports_no_protocol_codec(path: Path) -> None:
     # messages (http.message) and TLS options (http.tls) are shared by protocols; the
     # HTTP/1 server, client, pool and codec are the http protocol's (protocols/http.py)
-    forbidden = {f"l5d_twisted.http.{m}" for m in ("server", "client", "pool", "codec", "reader", "exchange", "timeouts", "listen")}
+    forbidden = {
+        f"l5d_twisted.http.{m}"
+        for m in ("server", "client", "pool", "codec", "reader", "exchange", "timeouts", "listen")
+    }
     assert not _imports(path) & forbidden
 
 
 def test_mesh_has_no_plugin_kind_branch() -> None:
     source = (REPO / "l5d_twisted" / "mesh.py").read_text()
-    literals = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    literals = [
+        n.value
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
     assert not [s for s in literals if s.startswith("io.l5d.")]
 
 
 def test_a_router_gets_its_protocols_default_port_and_identifier() -> None:
-    other = dataclasses.replace(LINE_ECHO, name="test.other", default_port=4777, default_identifier="io.l5d.path")
+    other = dataclasses.replace(
+        LINE_ECHO, name="test.other", default_port=4777, default_identifier="io.l5d.path"
+    )
     PROTOCOLS.register("test.other", NoConfig)(lambda config: other)
     try:
         router = load_config("routers:\n- protocol: test.other\n").routers[0]
         assert [s.port for s in router.servers] == [4777]
         assert [spec.kind for spec in router.identifier] == ["io.l5d.path"]
-        listed = load_config("routers:\n- protocol: test.other\n  servers: [{ip: 127.0.0.2}]\n").routers[0]
+        listed = load_config(
+            "routers:\n- protocol: test.other\n  servers: [{ip: 127.0.0.2}]\n"
+        ).routers[0]
         assert listed.servers[0].port == 4777
-        chosen = load_config("routers:\n- protocol: test.other\n  identifier: {kind: io.l5d.header.token}\n").routers[0]
+        chosen = load_config(
+            "routers:\n- protocol: test.other\n  identifier: {kind: io.l5d.header.token}\n"
+        ).routers[0]
         assert [spec.kind for spec in chosen.identifier] == ["io.l5d.header.token"]
     finally:
         PROTOCOLS.unregister("test.other")
@@ -157,5 +176,8 @@ def test_the_http_protocol_supplies_the_config_defaults() -> None:
     http = protocol_named("http")
     router = load_config("routers: [{}]").routers[0]
     assert [spec.kind for spec in router.identifier] == [http.default_identifier]
-    assert router.service.params_for(router.dst_prefix).response_classifier.kind == http.default_classifier
+    assert (
+        router.service.params_for(router.dst_prefix).response_classifier.kind
+        == http.default_classifier
+    )
     assert router.servers[0].port == http.default_port

@@ -46,14 +46,18 @@ def serve_recording(seen: list[Connection], tls: Any = None) -> Any:
         seen.append(request.ctx[CONNECTION])
         return succeed(Response(200))
 
-    return serve_http(reactor, "127.0.0.1", 0, FunctionService(record), ServerSettings(tls=tls), NULL_STATS)
+    return serve_http(
+        reactor, "127.0.0.1", 0, FunctionService(record), ServerSettings(tls=tls), NULL_STATS
+    )
 
 
 @pytest_twisted.ensureDeferred
 async def test_the_http_server_puts_the_peer_address_in_the_context() -> None:
     seen: list[Connection] = []
     server = serve_recording(seen)
-    client = EndpointClient(reactor, Address("127.0.0.1", server.getHost().port), PoolSettings(), NULL_STATS, 2.0)
+    client = EndpointClient(
+        reactor, Address("127.0.0.1", server.getHost().port), PoolSettings(), NULL_STATS, 2.0
+    )
     try:
         await client(Request(b"GET", b"/a"))
         await client(Request(b"GET", b"/b"))  # same connection, same object
@@ -70,7 +74,14 @@ async def test_the_http_server_puts_the_peer_address_in_the_context() -> None:
 async def test_a_tls_server_puts_the_client_certificate_in_the_context(tmp_path: Any) -> None:
     pki = make_pki(tmp_path)
     seen: list[Connection] = []
-    tls = server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"], ca_cert_path=pki["ca"], require_client_auth=True))
+    tls = server_tls(
+        ServerTlsConfig(
+            cert_path=pki["server_crt"],
+            key_path=pki["server_key"],
+            ca_cert_path=pki["ca"],
+            require_client_auth=True,
+        )
+    )
     server = serve_recording(seen, tls)
     auth = ClientAuthConfig(cert_path=pki["client_crt"], key_path=pki["client_key"])
     client = EndpointClient(
@@ -79,7 +90,11 @@ async def test_a_tls_server_puts_the_client_certificate_in_the_context(tmp_path:
         PoolSettings(),
         NULL_STATS,
         2.0,
-        tls=client_tls(ClientTlsConfig(common_name="hello.mesh", trust_certs_bundle=pki["ca"], client_auth=auth)),
+        tls=client_tls(
+            ClientTlsConfig(
+                common_name="hello.mesh", trust_certs_bundle=pki["ca"], client_auth=auth
+            )
+        ),
     )
     try:
         assert (await client(Request(b"GET", b"/"))).status == 200

@@ -67,7 +67,9 @@ class Tagger(TelemeterBase):
         )
         self.tag = config.tag
 
-    def _peer(self, params: Params, next_: Service[Request, Response]) -> Service[Request, Response]:
+    def _peer(
+        self, params: Params, next_: Service[Request, Response]
+    ) -> Service[Request, Response]:
         return PeerFilter().and_then(next_)
 
     def _tag(self, params: Params, next_: Service[Request, Response]) -> Service[Request, Response]:
@@ -128,7 +130,9 @@ async def test_a_telemeter_inserts_modules_next_to_named_roles(mesh: tuple[Mesh,
     stacks = DEFAULT_STACKS.edited(running.stack_edits)
     assert stacks.server.roles == ["peer", "stats", "recentRequests"]
     assert stacks.endpoint.roles == ["tag", "failureAccrual", "failFast", "attemptTimeout"]
-    agent_response = await treq.get(f"http://127.0.0.1:{proxy_port}/", headers={b"Host": [b"hello"]}, persistent=False)
+    agent_response = await treq.get(
+        f"http://127.0.0.1:{proxy_port}/", headers={b"Host": [b"hello"]}, persistent=False
+    )
     body = await agent_response.content()
     tag, _, peer = body.partition(b"|")
     assert tag == f"blue 127.0.0.1:{backend_port}".encode()
@@ -145,4 +149,6 @@ def test_an_edit_names_a_role_of_the_layer() -> None:
         StackEdit("service", module)
     with pytest.raises(KeyError, match="no module with role 'nope'"):
         DEFAULT_STACKS.edited([StackEdit("service", module, after="nope")])
-    assert DEFAULT_STACKS.edited([StackEdit("service", module, after="deadline")]).service.roles == ["stats", "deadline", "x", "retries"]
+    assert DEFAULT_STACKS.edited(
+        [StackEdit("service", module, after="deadline")]
+    ).service.roles == ["stats", "deadline", "x", "retries"]

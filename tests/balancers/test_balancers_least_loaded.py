@@ -30,7 +30,9 @@ def test_p2c_avoids_the_loaded_node() -> None:
 def test_p2c_prefers_weight() -> None:
     b = make("p2c")
     heavy, light = FakeEndpoint("heavy"), FakeEndpoint("light")
-    b.update({Address("127.0.0.1", 1, weight=3.0): heavy, Address("127.0.0.1", 2, weight=1.0): light})
+    b.update(
+        {Address("127.0.0.1", 1, weight=3.0): heavy, Address("127.0.0.1", 2, weight=1.0): light}
+    )
     for _ in range(40):
         b("req")  # nobody answers: load accumulates
     assert heavy.pending > 2 * light.pending
@@ -180,7 +182,7 @@ def test_ewma_peak_and_decay() -> None:
     ep.answer_all()
     assert abs(b.cost_of(addr) - 500) < 1e-6  # the peak is taken at once
     clock.advance(1.0)
-    assert abs(b.cost_of(addr) - 500 * 2.718281828 ** -1) < 1e-3  # decays with tau = 1 s
+    assert abs(b.cost_of(addr) - 500 * 2.718281828**-1) < 1e-3  # decays with tau = 1 s
 
 
 def test_aperture_grows_with_load_and_shrinks_when_idle() -> None:

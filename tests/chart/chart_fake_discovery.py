@@ -16,14 +16,20 @@ from twisted.web import resource, server
 # groupVersion -> [(resource, kind, namespaced)]
 GROUPS: dict[str, list[tuple[str, str, bool]]] = {
     "v1": [
-        ("configmaps", "ConfigMap", True), ("secrets", "Secret", True), ("services", "Service", True),
-        ("serviceaccounts", "ServiceAccount", True), ("pods", "Pod", True), ("endpoints", "Endpoints", True),
+        ("configmaps", "ConfigMap", True),
+        ("secrets", "Secret", True),
+        ("services", "Service", True),
+        ("serviceaccounts", "ServiceAccount", True),
+        ("pods", "Pod", True),
+        ("endpoints", "Endpoints", True),
         ("namespaces", "Namespace", False),
     ],
     "apps/v1": [("daemonsets", "DaemonSet", True), ("deployments", "Deployment", True)],
     "rbac.authorization.k8s.io/v1": [
-        ("clusterroles", "ClusterRole", False), ("clusterrolebindings", "ClusterRoleBinding", False),
-        ("roles", "Role", True), ("rolebindings", "RoleBinding", True),
+        ("clusterroles", "ClusterRole", False),
+        ("clusterrolebindings", "ClusterRoleBinding", False),
+        ("roles", "Role", True),
+        ("rolebindings", "RoleBinding", True),
     ],
     "discovery.k8s.io/v1": [("endpointslices", "EndpointSlice", True)],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
@@ -37,7 +43,13 @@ def resource_list(group_version: str) -> dict[str, object]:
         "apiVersion": "v1",
         "groupVersion": group_version,
         "resources": [
-            {"name": name, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
+            {
+                "name": name,
+                "singularName": "",
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            }
             for name, kind, namespaced in GROUPS[group_version]
         ],
     }
@@ -71,7 +83,13 @@ class Discovery(resource.Resource):
             body = resource_list(path[len("/apis/") :])
         else:
             request.setResponseCode(404)
-            body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            body = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "NotFound",
+                "code": 404,
+            }
         return json.dumps(body).encode()
 
 

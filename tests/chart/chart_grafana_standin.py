@@ -29,7 +29,9 @@ class Health(resource.Resource):
         if not self.healthy:
             request.setResponseCode(503)
             return json.dumps({"database": "failing", "version": "11.6.0-standin"}).encode()
-        return json.dumps({"commit": "standin", "database": "ok", "version": "11.6.0-standin"}).encode()
+        return json.dumps(
+            {"commit": "standin", "database": "ok", "version": "11.6.0-standin"}
+        ).encode()
 
 
 class DashboardsByUid(resource.Resource):
@@ -42,7 +44,10 @@ class DashboardsByUid(resource.Resource):
         for file in sorted(self.folder.glob("*.json")):
             model = json.loads(file.read_text())
             if model.get("uid") == uid:
-                body = {"meta": {"slug": uid, "provisioned": True, "provisionedExternalId": file.name}, "dashboard": model}
+                body = {
+                    "meta": {"slug": uid, "provisioned": True, "provisionedExternalId": file.name},
+                    "dashboard": model,
+                }
                 return JsonResource(200, body)
         return JsonResource(404, {"message": "Dashboard not found"})
 

@@ -21,9 +21,16 @@ RESOURCES = {
 
 
 async def serve(port: int, objects: list[dict]) -> None:
-    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1", port=port):
+    async with (
+        kmock.KubernetesEmulator() as emulator,
+        kmock.Server(emulator, host="127.0.0.1", port=port),
+    ):
         for resource, kind in RESOURCES.items():
-            emulator.resources[resource] = {"kind": kind, "namespaced": True, "verbs": ["list", "watch", "get", "create", "patch", "delete"]}
+            emulator.resources[resource] = {
+                "kind": kind,
+                "namespaced": True,
+                "verbs": ["list", "watch", "get", "create", "patch", "delete"],
+            }
         for obj in objects:
             resource = next(r for r, kind in RESOURCES.items() if kind == obj["kind"])
             emulator.objects[resource, obj["metadata"]["namespace"], obj["metadata"]["name"]] = obj

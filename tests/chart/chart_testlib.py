@@ -50,7 +50,9 @@ def helm_env(home: Path) -> dict[str, str]:
 _HELM_HOME = Path(os.environ.get("TMPDIR", "/tmp")) / f"l5d-chart-tests-helm-{os.getpid()}"
 
 
-def helm(version: str, *args: str, check: bool = True, kubeconfig: Path | None = None) -> HelmResult:
+def helm(
+    version: str, *args: str, check: bool = True, kubeconfig: Path | None = None
+) -> HelmResult:
     binary = HELMS[version]
     if not binary.exists():
         raise AssertionError(f"{binary} is missing: run bash scripts/fetch-helm.sh")
@@ -58,10 +60,14 @@ def helm(version: str, *args: str, check: bool = True, kubeconfig: Path | None =
     env = helm_env(_HELM_HOME)
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
-    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [str(binary), *args], capture_output=True, text=True, env=env, timeout=120, cwd=REPO
+    )
     result = HelmResult(proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout[-2000:]}")
+        raise AssertionError(
+            f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout[-2000:]}"
+        )
     return result
 
 
@@ -77,7 +83,13 @@ def value_args(values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> l
 @cache
 def _render_cached(version: str, values_files: tuple[Path, ...], sets: tuple[str, ...]) -> str:
     return helm(
-        version, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *value_args(values_files, sets)
+        version,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        *value_args(values_files, sets),
     ).stdout
 
 
@@ -85,18 +97,24 @@ class StrictLoader(yaml.SafeLoader):
     """A YAML loader that rejects duplicate keys, as the Kubernetes API's decoders do."""
 
 
-def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+def _construct_mapping(
+    loader: StrictLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
     keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
     duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
     if duplicates:
-        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"duplicate keys {duplicates}", node.start_mark
+        )
     return loader.construct_mapping(node, deep=deep)
 
 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def render(version: str = "helm4", values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[dict[str, Any]]:
+def render(
+    version: str = "helm4", values_files: Sequence[Path] = (), sets: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """The chart's manifests (templates/tests included) as parsed documents (duplicate keys
     in a manifest fail the test)."""
     text = _render_cached(version, tuple(values_files), tuple(sets))
@@ -104,8 +122,12 @@ def render(version: str = "helm4", values_files: Sequence[Path] = (), sets: Sequ
 
 
 def find(docs: Sequence[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    matches = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in matches]}"
+    matches = [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(matches) == 1, (
+        f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in matches]}"
+    )
     return matches[0]
 
 

@@ -48,7 +48,9 @@ def test_chart_json_equals_generator_output() -> None:
     generated = generate.dashboards()
     assert sorted(generated) == [p.name for p in FILES]
     for name, model in generated.items():
-        assert (CHART / "dashboards" / name).read_text() == generate.render(model), f"run python3 tools/dashboards/generate.py ({name})"
+        assert (CHART / "dashboards" / name).read_text() == generate.render(model), (
+            f"run python3 tools/dashboards/generate.py ({name})"
+        )
 
 
 def test_top_line_has_linkerd_viz_layout() -> None:
@@ -60,15 +62,36 @@ def test_top_line_has_linkerd_viz_layout() -> None:
     assert variables["service"]["multi"] and variables["service"]["includeAll"]
     assert variables["instance"]["multi"] and variables["instance"]["includeAll"]
     rows = [p for p in d["panels"] if p["type"] == "row"]
-    assert [r["title"].split(":")[0] for r in rows] == ["TOP LINE", "SERVICE METRICS", "PER-INSTANCE METRICS"]
+    assert [r["title"].split(":")[0] for r in rows] == [
+        "TOP LINE",
+        "SERVICE METRICS",
+        "PER-INSTANCE METRICS",
+    ]
     assert rows[1]["repeat"] == "service"
     titles = [p["title"] for p in panels(d)]
-    for wanted in ("Services monitored", "Mesh instances", "Global success rate", "Global request volume", "4XX rate", "5XX rate",
-                   "Success rate by service", "Request volume by service", "Latency by service"):
+    for wanted in (
+        "Services monitored",
+        "Mesh instances",
+        "Global success rate",
+        "Global request volume",
+        "4XX rate",
+        "5XX rate",
+        "Success rate by service",
+        "Request volume by service",
+        "Latency by service",
+    ):
         assert wanted in titles
     exprs = " ".join(expressions(d))
-    for metric in ("rt:service:requests", "rt:service:success", "rt:client:status:5XX", "rt:client:status:4XX",
-                   "rt:server:requests", "rt:server:success", "rt:service:request_latency_ms", "rt:server:request_latency_ms"):
+    for metric in (
+        "rt:service:requests",
+        "rt:service:success",
+        "rt:client:status:5XX",
+        "rt:client:status:4XX",
+        "rt:server:requests",
+        "rt:server:success",
+        "rt:service:request_latency_ms",
+        "rt:server:request_latency_ms",
+    ):
         assert metric in exprs
     for q in ('quantile="0.95"', 'quantile="0.99"', 'quantile="1"'):
         assert q in exprs
@@ -77,7 +100,13 @@ def test_top_line_has_linkerd_viz_layout() -> None:
 def test_process_dashboard_shows_process_health() -> None:
     d = load("l5d-twisted-process.json")
     exprs = " ".join(expressions(d))
-    for metric in ("process_uptime_seconds", "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "python_gc_collections_total"):
+    for metric in (
+        "process_uptime_seconds",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "python_gc_collections_total",
+    ):
         assert metric in exprs
 
 
@@ -96,11 +125,19 @@ def test_every_expression_parses(tmp_path: Path) -> None:
     rules = []
     for path in FILES:
         d = json.loads(path.read_text())
-        queries = expressions(d) + [re.sub(r"^label_values\((.*), \w+\)$", r"\1", v["definition"]) for v in d["templating"]["list"] if v["type"] == "query"]
+        queries = expressions(d) + [
+            re.sub(r"^label_values\((.*), \w+\)$", r"\1", v["definition"])
+            for v in d["templating"]["list"]
+            if v["type"] == "query"
+        ]
         for i, expr in enumerate(queries):
-            rules.append({"record": f"dashboard:{path.stem.replace('-', '_')}:q{i}", "expr": concrete(expr)})
+            rules.append(
+                {"record": f"dashboard:{path.stem.replace('-', '_')}:q{i}", "expr": concrete(expr)}
+            )
     rule_file = tmp_path / "dashboard-exprs.yml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    result = subprocess.run(["promtool", "check", "rules", str(rule_file)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(rule_file)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(rules)} rules found" in result.stdout

@@ -47,7 +47,11 @@ HERE = Path(__file__).resolve().parent
 FULLNAME = f"{RELEASE}-l5d-twisted"
 # Fast scrapes for a short test, and a world that fails now and then, so failure and 5XX
 # series (and the SLO rules built on them) exist.
-SETS = ("prometheus.scrapeInterval=1s", "prometheus.evaluationInterval=1s", "hello-world.world.failureRate=0.2")
+SETS = (
+    "prometheus.scrapeInterval=1s",
+    "prometheus.evaluationInterval=1s",
+    "hello-world.world.failureRate=0.2",
+)
 STAGING_SETS = ("mesh.outgoing.requestDtab.enabled=true", "mesh.incoming.requestDtab.enabled=true")
 
 pytestmark = pytest.mark.slow
@@ -86,13 +90,23 @@ def free_ports(n: int) -> list[int]:
 
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion in env values and args."""
-    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+    return re.sub(
+        r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text
+    )
 
 
-FIELD_REFS = ("status.podIP", "spec.nodeName", "status.hostIP", "metadata.name", "metadata.namespace")
+FIELD_REFS = (
+    "status.podIP",
+    "spec.nodeName",
+    "status.hostIP",
+    "metadata.name",
+    "metadata.namespace",
+)
 
 
-def container_env(container: dict[str, Any], fields: dict[str, str], resolve: dict[str, str]) -> dict[str, str]:
+def container_env(
+    container: dict[str, Any], fields: dict[str, str], resolve: dict[str, str]
+) -> dict[str, str]:
     """The container's environment as the kubelet would set it, with the downward API's
     fields given, and ``resolve`` substituting cluster names/ports by loopback ones."""
     env: dict[str, str] = {}
@@ -107,20 +121,31 @@ def container_env(container: dict[str, Any], fields: dict[str, str], resolve: di
     return env
 
 
-def container_argv(container: dict[str, Any], env: dict[str, str], resolve: dict[str, str]) -> list[str]:
+def container_argv(
+    container: dict[str, Any], env: dict[str, str], resolve: dict[str, str]
+) -> list[str]:
     argv = [expand(a, env) for a in container["command"] + container.get("args", [])]
     assert argv[0] == "l5d-twisted", argv
     return [sys.executable, "-m", "l5d_twisted", *(resolve.get(a, a) for a in argv[1:])]
 
 
-def endpoint_slice(name: str, service: str, port_name: str, port: int, endpoints: list[tuple[str, str]]) -> dict[str, Any]:
+def endpoint_slice(
+    name: str, service: str, port_name: str, port: int, endpoints: list[tuple[str, str]]
+) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"kubernetes.io/service-name": service}},
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {"kubernetes.io/service-name": service},
+        },
         "addressType": "IPv4",
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": node} for ip, node in endpoints],
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": node}
+            for ip, node in endpoints
+        ],
     }
 
 
@@ -145,7 +170,9 @@ class Traffic:
         self.answers = 0
 
     def run(self) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{self.proxy}"}))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({"http": f"http://{self.proxy}"})
+        )
         while not self.stop.wait(0.1):
             try:
                 with opener.open("http://hello/", timeout=5) as response:
@@ -173,7 +200,11 @@ class Cluster:
     def smoke_pod(self, name: str, node: Node, resolve: dict[str, str]) -> list[str]:
         pod = find(self.docs, "Pod", f"{FULLNAME}-smoke-{name}")
         (container,) = pod["spec"]["containers"]
-        fields = {"status.hostIP": node.ip, "status.podIP": node.pod_ip(9), "spec.nodeName": node.name}
+        fields = {
+            "status.hostIP": node.ip,
+            "status.podIP": node.pod_ip(9),
+            "spec.nodeName": node.name,
+        }
         env = container_env(container, fields, {})
         resolve = {f"{node.ip}:{4140}": f"{node.ip}:{node.outgoing}", **resolve}
         return container_argv(container, env, resolve)
@@ -222,11 +253,26 @@ def start_cluster(processes: Processes, tmp_path: Path, sets: tuple[str, ...]) -
     objects = [
         endpoint_slice("hello-a", "hello", "http", hello_port, [(hello_ip, node1.name)]),
         endpoint_slice("world-v1-a", "world-v1", "http", world_port, [(world_ip, node2.name)]),
-        endpoint_slice("world-v2-a", "world-v2", "http", world_v2_port, [(world_v2_ip, node1.name)]),
-        *(endpoint_slice(f"{FULLNAME}-{n.name}", FULLNAME, "incoming", n.incoming, [(n.ip, n.name)]) for n in nodes),
+        endpoint_slice(
+            "world-v2-a", "world-v2", "http", world_v2_port, [(world_v2_ip, node1.name)]
+        ),
+        *(
+            endpoint_slice(
+                f"{FULLNAME}-{n.name}", FULLNAME, "incoming", n.incoming, [(n.ip, n.name)]
+            )
+            for n in nodes
+        ),
     ]
     (tmp_path / "objects.json").write_text(json.dumps(objects))
-    processes.start(sys.executable, str(HERE / "chart_kmock_api.py"), "--port", str(api_port), "--objects", str(tmp_path / "objects.json"), name="api")
+    processes.start(
+        sys.executable,
+        str(HERE / "chart_kmock_api.py"),
+        "--port",
+        str(api_port),
+        "--objects",
+        str(tmp_path / "objects.json"),
+        name="api",
+    )
     wait_for_port("127.0.0.1", api_port)
 
     # The mesh DaemonSet's pod on each node, with the ConfigMap's config.
@@ -243,12 +289,25 @@ def start_cluster(processes: Processes, tmp_path: Path, sets: tuple[str, ...]) -
             server.update(ip=node.ip, port=port)
         path = tmp_path / f"linkerd-{node.name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        fields = {"status.podIP": node.ip, "spec.nodeName": node.name, "metadata.name": f"{FULLNAME}-{node.name}", "metadata.namespace": NAMESPACE}
+        fields = {
+            "status.podIP": node.ip,
+            "spec.nodeName": node.name,
+            "metadata.name": f"{FULLNAME}-{node.name}",
+            "metadata.namespace": NAMESPACE,
+        }
         env = container_env(mesh, fields, {})
-        processes.start(*container_argv(mesh, env, {"/config/linkerd.yaml": str(path)}), env=env, name=f"mesh-{node.name}")
+        processes.start(
+            *container_argv(mesh, env, {"/config/linkerd.yaml": str(path)}),
+            env=env,
+            name=f"mesh-{node.name}",
+        )
 
     # The sample app's pods: hello on node1, world-v1 on node2, world-v2 (world-v1's pod spec) on node1.
-    apps = (("hello", node1, hello_ip, hello_port, "7777"), ("world-v1", node2, world_ip, world_port, "7778"), ("world-v1", node1, world_v2_ip, world_v2_port, "7778"))
+    apps = (
+        ("hello", node1, hello_ip, hello_port, "7777"),
+        ("world-v1", node2, world_ip, world_port, "7778"),
+        ("world-v1", node1, world_v2_ip, world_v2_port, "7778"),
+    )
     for name, node, ip, port, rendered_port in apps:
         (app,) = find(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
         fields = {"status.podIP": ip, "spec.nodeName": node.name, "status.hostIP": node.ip}
@@ -267,7 +326,9 @@ def start_cluster(processes: Processes, tmp_path: Path, sets: tuple[str, ...]) -
 
 
 def via_proxy(node: Node, url: str, headers: dict[str, str]) -> str:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{node.ip}:{node.outgoing}"}))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({"http": f"http://{node.ip}:{node.outgoing}"})
+    )
     with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as response:
         assert response.status == 200
         return str(response.read().decode())
@@ -294,7 +355,9 @@ def test_a_clients_dtab_is_not_honoured_by_default(cluster: Cluster) -> None:
     got = answers(node1, "http://hello/", STAGE_V2, 20)
     assert got
     for answer in got:
-        assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!\s*", answer), answer
+        assert re.fullmatch(
+            r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!\s*", answer
+        ), answer
 
 
 def test_staging_reaches_the_staged_version_through_both_routers(staging_cluster: Cluster) -> None:
@@ -304,9 +367,13 @@ def test_staging_reaches_the_staged_version_through_both_routers(staging_cluster
     # the name again with the forwarded dtab: world-v2 answers.  Without it, world-v1.
     node1, _ = staging_cluster.nodes
     staged = via_proxy(node1, "http://hello/", STAGE_V2)
-    assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.1\.3[^)]*\)!\s*", staged), staged
+    assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.1\.3[^)]*\)!\s*", staged), (
+        staged
+    )
     plain = via_proxy(node1, "http://hello/", {})
-    assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!\s*", plain), plain
+    assert re.fullmatch(r"Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!\s*", plain), (
+        plain
+    )
 
 
 def test_rendered_chart_runs_and_helm_tests_pass(cluster: Cluster) -> None:
@@ -314,18 +381,27 @@ def test_rendered_chart_runs_and_helm_tests_pass(cluster: Cluster) -> None:
 
     # helm test: the mesh pod's smoke command, from either node.
     for node in (node1, node2):
-        argv = cluster.smoke_pod("mesh", node, {f"http://{FULLNAME}.{NAMESPACE}.svc:9990": node.admin_url})
+        argv = cluster.smoke_pod(
+            "mesh", node, {f"http://{FULLNAME}.{NAMESPACE}.svc:9990": node.admin_url}
+        )
         rc, out = cluster.run(argv)
         assert rc == 0, out
         assert f"PASS admin: {node.admin_url}/admin/ping answered pong" in out
         # hello on node1 answered with world on node2: the request crossed nodes both ways.
-        assert re.search(r"PASS proxy: http://hello/ via proxy 127\.0\.\d\.1:\d+ answered 'Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!'", out), out
+        assert re.search(
+            r"PASS proxy: http://hello/ via proxy 127\.0\.\d\.1:\d+ answered 'Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!'",
+            out,
+        ), out
 
     # The incoming router of node2 delivered world's requests (daemonset transformer), and
     # node1's incoming delivered hello's (localnode transformer).
     def served(node: Node, router: str) -> float:
         metrics = json.loads(http_get(f"{node.admin_url}/admin/metrics.json"))
-        return sum(v for k, v in metrics.items() if k.startswith(f"rt/{router}/server/") and k.endswith("/requests"))
+        return sum(
+            v
+            for k, v in metrics.items()
+            if k.startswith(f"rt/{router}/server/") and k.endswith("/requests")
+        )
 
     assert served(node1, "incoming") >= 2 and served(node2, "incoming") >= 2
 
@@ -342,7 +418,9 @@ def test_admin_is_on_the_pod_ip_only_and_the_probes_answer(cluster: Cluster) -> 
         for kind in ("readinessProbe", "livenessProbe"):
             probe = mesh[kind]["httpGet"]
             assert ports[probe["port"]] == 9990
-            with urllib.request.urlopen(f"http://{node.ip}:{node.admin}{probe['path']}", timeout=5) as response:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(
+                f"http://{node.ip}:{node.admin}{probe['path']}", timeout=5
+            ) as response:  # noqa: S310 - loopback only
                 assert response.status == 200, (kind, probe)
 
 
@@ -359,33 +437,70 @@ def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) 
         "__meta_kubernetes_namespace": NAMESPACE,
     }
     groups = [
-        {"targets": [f"{n.ip}:{n.admin}"], "labels": {**meta, "__meta_kubernetes_endpoint_port_name": "admin", "__meta_kubernetes_pod_name": f"{FULLNAME}-{n.name}", "__meta_kubernetes_pod_node_name": n.name}}
+        {
+            "targets": [f"{n.ip}:{n.admin}"],
+            "labels": {
+                **meta,
+                "__meta_kubernetes_endpoint_port_name": "admin",
+                "__meta_kubernetes_pod_name": f"{FULLNAME}-{n.name}",
+                "__meta_kubernetes_pod_node_name": n.name,
+            },
+        }
         for n in (node1, node2)
     ]
     # Endpoints the relabelling must drop: the mesh's other ports, another release's mesh.
-    groups.append({"targets": [f"{node1.ip}:{node1.incoming}"], "labels": {**meta, "__meta_kubernetes_endpoint_port_name": "incoming"}})
-    groups.append({"targets": [f"{node2.ip}:{node2.admin}"], "labels": {**meta, "__meta_kubernetes_service_label_app_kubernetes_io_instance": "other", "__meta_kubernetes_endpoint_port_name": "admin"}})
+    groups.append(
+        {
+            "targets": [f"{node1.ip}:{node1.incoming}"],
+            "labels": {**meta, "__meta_kubernetes_endpoint_port_name": "incoming"},
+        }
+    )
+    groups.append(
+        {
+            "targets": [f"{node2.ip}:{node2.admin}"],
+            "labels": {
+                **meta,
+                "__meta_kubernetes_service_label_app_kubernetes_io_instance": "other",
+                "__meta_kubernetes_endpoint_port_name": "admin",
+            },
+        }
+    )
     targets.write_text(json.dumps(groups))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cluster.processes.start(
-        "prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}", name="prometheus"
+        "prometheus",
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        name="prometheus",
     )
     wait_for_port("127.0.0.1", port, timeout=30)
 
     with Traffic(f"{node1.ip}:{node1.outgoing}") as traffic:
-        argv = cluster.smoke_pod("prometheus", node1, {f"http://{RELEASE}-prometheus.{NAMESPACE}.svc:9090": base})
+        argv = cluster.smoke_pod(
+            "prometheus", node1, {f"http://{RELEASE}-prometheus.{NAMESPACE}.svc:9090": base}
+        )
         rc, out = cluster.run(argv)
         assert rc == 0, out
         assert "PASS prometheus: 2 mesh targets up" in out
 
         active = json.loads(http_get(f"{base}/api/v1/targets"))["data"]["activeTargets"]
-        assert sorted(t["labels"]["instance"] for t in active) == [f"{FULLNAME}-node1", f"{FULLNAME}-node2"]
+        assert sorted(t["labels"]["instance"] for t in active) == [
+            f"{FULLNAME}-node1",
+            f"{FULLNAME}-node2",
+        ]
         assert {t["labels"]["node"] for t in active} == {"node1", "node2"}
 
         # linkerd-viz relabelling on the mesh's real exposition: last path segment only.
-        wait_until(lambda: prom_query(base, 'rt:service:requests{rt="outgoing",service="hello"}'), 20, what="service label hello")
-        clients = {r["metric"]["client"] for r in prom_query(base, 'rt:client:requests{rt="outgoing"}')}
+        wait_until(
+            lambda: prom_query(base, 'rt:service:requests{rt="outgoing",service="hello"}'),
+            20,
+            what="service label hello",
+        )
+        clients = {
+            r["metric"]["client"] for r in prom_query(base, 'rt:client:requests{rt="outgoing"}')
+        }
         assert "hello" in clients and "world-v1" in clients, clients
 
         # Every recording rule evaluates to data; the 4XX half of the status rule aside,
@@ -395,11 +510,15 @@ def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) 
         assert len(records) > 15
         for record in records:
             wait_until(lambda r=record: prom_query(base, r), 20, what=f"recording rule {record}")
-        statuses = {r["metric"]["status"] for r in prom_query(base, "rt_status:client_responses:rate1m")}
+        statuses = {
+            r["metric"]["status"] for r in prom_query(base, "rt_status:client_responses:rate1m")
+        }
         assert "5XX" in statuses
 
         def world_error_ratio() -> float:
-            result = prom_query(base, 'rt_service:error_ratio:rate5m{rt="outgoing",service="world"}')
+            result = prom_query(
+                base, 'rt_service:error_ratio:rate5m{rt="outgoing",service="world"}'
+            )
             return float(result[0]["value"][1]) if result else 0.0
 
         # world fails 20 % of its answers: the SLO's error ratio sees it.
@@ -408,9 +527,17 @@ def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) 
         # ... and pages: 20 % errors burn a 99.9 % SLO's budget 200 times too fast.
         def firing() -> set[tuple[str, str]]:
             alerts = json.loads(http_get(f"{base}/api/v1/alerts"))["data"]["alerts"]
-            return {(a["labels"]["alertname"], a["labels"].get("service", "")) for a in alerts if a["state"] == "firing"}
+            return {
+                (a["labels"]["alertname"], a["labels"].get("service", ""))
+                for a in alerts
+                if a["state"] == "firing"
+            }
 
-        wait_until(lambda: ("L5dServiceErrorBudgetBurnFast", "world") in firing(), 20, what="the fast-burn alert for world")
+        wait_until(
+            lambda: ("L5dServiceErrorBudgetBurnFast", "world") in firing(),
+            20,
+            what="the fast-burn alert for world",
+        )
 
         # Every dashboard query returns data.
         no_data = []
@@ -420,7 +547,11 @@ def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) 
                 for t in panel["targets"]:
                     if "status:4XX" in t["expr"]:  # no 4XX answers here
                         continue
-                    expr = t["expr"].replace('=~"$service"', '=~"hello|world"').replace('=~"$instance"', '=~".*"')
+                    expr = (
+                        t["expr"]
+                        .replace('=~"$service"', '=~"hello|world"')
+                        .replace('=~"$instance"', '=~".*"')
+                    )
                     expr = expr.replace("$router", "outgoing").replace("$service", "hello")
                     if not prom_query(base, expr):
                         no_data.append(f"{path.name}: {panel['title']}: {expr}")
@@ -431,11 +562,25 @@ def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) 
 def test_grafana_test_pod_passes_with_rendered_dashboards(cluster: Cluster) -> None:
     folder = cluster.tmp / "provisioned"
     folder.mkdir()
-    for name, text in find(cluster.docs, "ConfigMap", f"{RELEASE}-l5d-twisted-dashboards")["data"].items():
+    for name, text in find(cluster.docs, "ConfigMap", f"{RELEASE}-l5d-twisted-dashboards")[
+        "data"
+    ].items():
         (folder / name).write_text(text)
     port = free_port()
-    cluster.processes.start(sys.executable, str(HERE / "chart_grafana_standin.py"), "--port", str(port), "--dashboards", str(folder), name="grafana")
+    cluster.processes.start(
+        sys.executable,
+        str(HERE / "chart_grafana_standin.py"),
+        "--port",
+        str(port),
+        "--dashboards",
+        str(folder),
+        name="grafana",
+    )
     wait_for_port("127.0.0.1", port)
-    argv = cluster.smoke_pod("grafana", cluster.nodes[0], {f"http://{RELEASE}-grafana.{NAMESPACE}.svc:3000": f"http://127.0.0.1:{port}"})
+    argv = cluster.smoke_pod(
+        "grafana",
+        cluster.nodes[0],
+        {f"http://{RELEASE}-grafana.{NAMESPACE}.svc:3000": f"http://127.0.0.1:{port}"},
+    )
     rc, out = cluster.run(argv)
     assert rc == 0, out

@@ -27,7 +27,16 @@ def test_ci_values_files_exist() -> None:
 @pytest.mark.parametrize("version", sorted(HELMS))
 @pytest.mark.parametrize("values_file", VALUES_CASES)
 def test_lint_strict(version: str, values_file: Path) -> None:
-    result = helm(version, "lint", "--strict", "--with-subcharts", str(CHART), "--namespace", NAMESPACE, *value_args([values_file]))
+    result = helm(
+        version,
+        "lint",
+        "--strict",
+        "--with-subcharts",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        *value_args([values_file]),
+    )
     assert "4 chart(s) linted, 0 chart(s) failed" in result.stdout
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
 
@@ -41,7 +50,9 @@ def test_template_validates_against_kubernetes_schemas(values_file: Path) -> Non
             try:
                 kubernetes_validate.validate(doc, k8s, strict=True)
             except kubernetes_validate.ValidationError as e:
-                raise AssertionError(f"{doc['kind']} {doc['metadata']['name']} invalid for Kubernetes {k8s}: {e.message} at {list(e.path)}") from e
+                raise AssertionError(
+                    f"{doc['kind']} {doc['metadata']['name']} invalid for Kubernetes {k8s}: {e.message} at {list(e.path)}"
+                ) from e
 
 
 @pytest.mark.parametrize("values_file", VALUES_CASES)
@@ -60,14 +71,25 @@ def discovery_kubeconfig(processes: Processes, tmp_path: Path) -> Path:
     """helm 3.18's `install --dry-run=client` still asks a cluster for its version and API
     kinds: a discovery-only fake API on loopback answers (kinds validated separately)."""
     port = free_port()
-    processes.start(sys.executable, str(HERE / "chart_fake_discovery.py"), "--port", str(port), name="discovery")
+    processes.start(
+        sys.executable, str(HERE / "chart_fake_discovery.py"), "--port", str(port), name="discovery"
+    )
     wait_for_port("127.0.0.1", port)
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake", "users": [],
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "namespace": NAMESPACE}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "fake",
+                "users": [],
+                "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "contexts": [
+                    {"name": "fake", "context": {"cluster": "fake", "namespace": NAMESPACE}}
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -75,10 +97,21 @@ def discovery_kubeconfig(processes: Processes, tmp_path: Path) -> Path:
 def test_install_dry_run_client(version: str, request: pytest.FixtureRequest) -> None:
     # helm 4 renders an install without any cluster; helm 3 gets the discovery-only fake.
     if version == "helm4":
-        result = helm(version, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
+        result = helm(
+            version, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client"
+        )
     else:
-        result = helm(version, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
-                      "--disable-openapi-validation", kubeconfig=request.getfixturevalue("discovery_kubeconfig"))
+        result = helm(
+            version,
+            "install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+            "--disable-openapi-validation",
+            kubeconfig=request.getfixturevalue("discovery_kubeconfig"),
+        )
     assert "STATUS: pending-install" in result.stdout
     assert "kind: DaemonSet" in result.stdout
     # NOTES.txt tells the user the next commands.
@@ -95,11 +128,23 @@ def test_subcharts_are_local_and_switchable() -> None:
     docs = render("helm4", [CHART / "ci" / "mesh-only-values.yaml"])
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert ("DaemonSet", f"{RELEASE}-l5d-twisted") in names
-    assert not any(d["metadata"]["name"] in {"hello", "world-v1", f"{RELEASE}-prometheus", f"{RELEASE}-grafana"} for d in docs)
+    assert not any(
+        d["metadata"]["name"]
+        in {"hello", "world-v1", f"{RELEASE}-prometheus", f"{RELEASE}-grafana"}
+        for d in docs
+    )
     full = {(d["kind"], d["metadata"]["name"]) for d in render("helm4")}
-    assert {("Deployment", "hello"), ("Deployment", "world-v1"), ("Deployment", f"{RELEASE}-prometheus"), ("Deployment", f"{RELEASE}-grafana")} <= full
+    assert {
+        ("Deployment", "hello"),
+        ("Deployment", "world-v1"),
+        ("Deployment", f"{RELEASE}-prometheus"),
+        ("Deployment", f"{RELEASE}-grafana"),
+    } <= full
     chart_yaml = (CHART / "Chart.yaml").read_text()
-    assert "repository: file://charts/" in chart_yaml and "http" not in chart_yaml.split("dependencies:")[1]
+    assert (
+        "repository: file://charts/" in chart_yaml
+        and "http" not in chart_yaml.split("dependencies:")[1]
+    )
 
 
 @pytest.mark.parametrize("version", sorted(HELMS))

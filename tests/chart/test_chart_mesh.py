@@ -21,7 +21,13 @@ def test_daemonset_runs_the_mesh_with_ports_env_and_probes() -> None:
     docs = render()
     ds = find(docs, "DaemonSet", FULLNAME)
     c = mesh_container(docs)
-    assert c["command"] + c["args"] == ["l5d-twisted", "run", "/config/linkerd.yaml", "--admin-ip", "$(POD_IP)"]
+    assert c["command"] + c["args"] == [
+        "l5d-twisted",
+        "run",
+        "/config/linkerd.yaml",
+        "--admin-ip",
+        "$(POD_IP)",
+    ]
     ports = {p["name"]: p for p in c["ports"]}
     assert ports["outgoing"]["containerPort"] == 4140 and ports["outgoing"]["hostPort"] == 4140
     assert ports["incoming"]["containerPort"] == 4141 and "hostPort" not in ports["incoming"]
@@ -48,20 +54,28 @@ def test_pods_are_hardened() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     # Every other workload of the chart too (sample app, Prometheus, Grafana, test pods).
     for doc in docs:
-        spec = doc["spec"] if doc["kind"] == "Pod" else doc.get("spec", {}).get("template", {}).get("spec")
+        spec = (
+            doc["spec"]
+            if doc["kind"] == "Pod"
+            else doc.get("spec", {}).get("template", {}).get("spec")
+        )
         if not spec:
             continue
         assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
         for container in spec["containers"]:
             csc = container["securityContext"]
-            assert csc["allowPrivilegeEscalation"] is False and csc["readOnlyRootFilesystem"] is True, container["name"]
+            assert (
+                csc["allowPrivilegeEscalation"] is False and csc["readOnlyRootFilesystem"] is True
+            ), container["name"]
             assert csc["capabilities"]["drop"] == ["ALL"], container["name"]
 
 
 def test_termination_grace_exceeds_the_drain_grace() -> None:
     for grace_ms in (10000, 30500, 0):
         docs = render(sets=[f"mesh.admin.shutdownGraceMs={grace_ms}"])
-        seconds = find(docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        seconds = find(docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"
+        ]
         assert seconds > (5000 + grace_ms) / 1000  # the default drain period, then the grace
         assert seconds == math.ceil((5000 + grace_ms) / 1000) + 5
         assert yaml.safe_load(mesh_config_text(docs))["admin"]["shutdownGraceMs"] == grace_ms
@@ -81,9 +95,18 @@ def test_config_checksum_rolls_pods_on_config_change() -> None:
 def test_rendered_config_is_the_reference_daemonset_deployment() -> None:
     config = yaml.safe_load(mesh_config_text(render()))
     # 0.0.0.0 in the shared file; each pod's own IP comes with --admin-ip.
-    assert config["admin"] == {"ip": "0.0.0.0", "port": 9990, "drainPeriodMs": 5000, "shutdownGraceMs": 10000, "allowShutdown": False}
+    assert config["admin"] == {
+        "ip": "0.0.0.0",
+        "port": 9990,
+        "drainPeriodMs": 5000,
+        "shutdownGraceMs": 10000,
+        "allowShutdown": False,
+    }
     assert config["namers"] == [{"kind": "io.l5d.k8s"}]  # no host: in-cluster API access
-    assert [t["kind"] for t in config["telemetry"]] == ["io.l5d.prometheus", "io.l5d.recentRequests"]
+    assert [t["kind"] for t in config["telemetry"]] == [
+        "io.l5d.prometheus",
+        "io.l5d.recentRequests",
+    ]
     outgoing, incoming = config["routers"]
     assert (outgoing["label"], incoming["label"]) == ("outgoing", "incoming")
     untrusted = {"clearContext": False, "requestDtab": {"enabled": False, "allowAddresses": False}}
@@ -100,7 +123,13 @@ def test_rendered_config_is_the_reference_daemonset_deployment() -> None:
         assert router["dtab"].split("\n")[:-1] == expected_dtab
         assert router["interpreter"]["kind"] == "default"
     (daemonset,) = outgoing["interpreter"]["transformers"]
-    assert daemonset == {"kind": "io.l5d.k8s.daemonset", "namespace": NAMESPACE, "service": FULLNAME, "port": "incoming", "hostNetwork": False}
+    assert daemonset == {
+        "kind": "io.l5d.k8s.daemonset",
+        "namespace": NAMESPACE,
+        "service": FULLNAME,
+        "port": "incoming",
+        "hostNetwork": False,
+    }
     (localnode,) = incoming["interpreter"]["transformers"]
     assert localnode == {"kind": "io.l5d.k8s.localnode", "hostNetwork": False}
 
@@ -122,11 +151,20 @@ def test_rbac_grants_only_endpoint_reads() -> None:
     role = find(docs, "ClusterRole", FULLNAME)
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["get", "list", "watch"],
+        },
     ]
     binding = find(docs, "ClusterRoleBinding", FULLNAME)
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    assert find(docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["serviceAccountName"] == FULLNAME
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+    assert (
+        find(docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["serviceAccountName"]
+        == FULLNAME
+    )
     namespaced = render(values_files=[CHART / "ci" / "mesh-only-values.yaml"])
     assert not [d for d in namespaced if d["kind"].startswith("Cluster")]
     assert find(namespaced, "Role", FULLNAME)["rules"] == role["rules"]
@@ -136,7 +174,10 @@ def test_selector_labels_are_stable_and_apart() -> None:
     docs = render()
     ds = find(docs, "DaemonSet", FULLNAME)
     selector = ds["spec"]["selector"]["matchLabels"]
-    assert selector == {"app.kubernetes.io/name": "l5d-twisted", "app.kubernetes.io/instance": RELEASE}
+    assert selector == {
+        "app.kubernetes.io/name": "l5d-twisted",
+        "app.kubernetes.io/instance": RELEASE,
+    }
     assert find(docs, "Service", FULLNAME)["spec"]["selector"] == selector
     labels = ds["spec"]["template"]["metadata"]["labels"]
     assert labels.items() >= selector.items() and "app.kubernetes.io/version" in labels
@@ -150,9 +191,20 @@ def test_sample_app_sends_through_the_node_proxy() -> None:
     for name, port, kind in (("hello", 7777, "hello"), ("world-v1", 7778, "world")):
         service = find(docs, "Service", name)
         assert service["spec"]["clusterIP"] == "None"
-        assert service["spec"]["ports"][0]["name"] == "http" and service["spec"]["ports"][0]["port"] == port
+        assert (
+            service["spec"]["ports"][0]["name"] == "http"
+            and service["spec"]["ports"][0]["port"] == port
+        )
         (c,) = find(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
-        assert c["command"] + c["args"][:6] == ["l5d-twisted", "example", kind, "--ip", "0.0.0.0", "--port", str(port)]
+        assert c["command"] + c["args"][:6] == [
+            "l5d-twisted",
+            "example",
+            kind,
+            "--ip",
+            "0.0.0.0",
+            "--port",
+            str(port),
+        ]
         env = {e["name"]: e for e in c["env"]}
         assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     (hello,) = find(docs, "Deployment", "hello")["spec"]["template"]["spec"]["containers"]
@@ -171,13 +223,27 @@ def test_helm_test_pods_run_smoke() -> None:
     selector = find(docs, "Service", FULLNAME)["spec"]["selector"]
     for pod in pods:
         assert not pod["metadata"]["labels"].items() >= selector.items(), pod["metadata"]["name"]
-    commands = {p["metadata"]["name"]: p["spec"]["containers"][0]["command"] + p["spec"]["containers"][0]["args"] for p in pods}
+    commands = {
+        p["metadata"]["name"]: p["spec"]["containers"][0]["command"]
+        + p["spec"]["containers"][0]["args"]
+        for p in pods
+    }
     mesh = commands[f"{FULLNAME}-smoke-mesh"]
     assert mesh[:2] == ["l5d-twisted", "smoke"]
-    assert f"http://{FULLNAME}.{NAMESPACE}.svc:9990" in mesh and "$(HOST_IP):4140" in mesh and "http://hello/" in mesh
-    assert f"http://{RELEASE}-prometheus.{NAMESPACE}.svc:9090" in commands[f"{FULLNAME}-smoke-prometheus"]
+    assert (
+        f"http://{FULLNAME}.{NAMESPACE}.svc:9990" in mesh
+        and "$(HOST_IP):4140" in mesh
+        and "http://hello/" in mesh
+    )
+    assert (
+        f"http://{RELEASE}-prometheus.{NAMESPACE}.svc:9090"
+        in commands[f"{FULLNAME}-smoke-prometheus"]
+    )
     grafana = commands[f"{FULLNAME}-smoke-grafana"]
-    assert f"http://{RELEASE}-grafana.{NAMESPACE}.svc:3000" in grafana and "l5d-twisted-top-line" in grafana
+    assert (
+        f"http://{RELEASE}-grafana.{NAMESPACE}.svc:3000" in grafana
+        and "l5d-twisted-top-line" in grafana
+    )
 
 
 def test_grafana_mounts_the_dashboards_configmap() -> None:
@@ -188,5 +254,7 @@ def test_grafana_mounts_the_dashboards_configmap() -> None:
     dashboards = find(docs, "ConfigMap", name)
     files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
     assert sorted(dashboards["data"]) == files
-    datasources = yaml.safe_load(find(docs, "ConfigMap", f"{RELEASE}-grafana")["data"]["datasources.yaml"])
+    datasources = yaml.safe_load(
+        find(docs, "ConfigMap", f"{RELEASE}-grafana")["data"]["datasources.yaml"]
+    )
     assert datasources["datasources"][0]["url"] == f"http://{RELEASE}-prometheus:9090"

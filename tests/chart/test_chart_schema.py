@@ -29,8 +29,12 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize("version", sorted(HELMS))
-@pytest.mark.parametrize("values,names,hint", BAD_VALUES, ids=[next(iter(v)) + "-" + n for v, n, _ in BAD_VALUES])
-def test_schema_rejects_bad_values_clearly(tmp_path: Path, version: str, values: dict, names: str, hint: str) -> None:
+@pytest.mark.parametrize(
+    "values,names,hint", BAD_VALUES, ids=[next(iter(v)) + "-" + n for v, n, _ in BAD_VALUES]
+)
+def test_schema_rejects_bad_values_clearly(
+    tmp_path: Path, version: str, values: dict, names: str, hint: str
+) -> None:
     path = tmp_path / "bad-values.yaml"
     path.write_text(yaml.safe_dump(values))
     result = helm(version, "template", "mesh", str(CHART), "-f", str(path), check=False)
@@ -42,16 +46,36 @@ def test_schema_rejects_bad_values_clearly(tmp_path: Path, version: str, values:
 
 @pytest.mark.parametrize("version", sorted(HELMS))
 def test_template_rejects_a_grace_period_shorter_than_the_drain(version: str) -> None:
-    result = helm(version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=15", check=False)
+    result = helm(
+        version,
+        "template",
+        "mesh",
+        str(CHART),
+        "--set",
+        "terminationGracePeriodSeconds=15",
+        check=False,
+    )
     assert result.returncode != 0
-    assert "terminationGracePeriodSeconds (15) must be greater than mesh.admin.drainPeriodMs + mesh.admin.shutdownGraceMs (5000 + 10000 ms)" in result.stderr
-    assert helm(version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=16").returncode == 0
+    assert (
+        "terminationGracePeriodSeconds (15) must be greater than mesh.admin.drainPeriodMs + mesh.admin.shutdownGraceMs (5000 + 10000 ms)"
+        in result.stderr
+    )
+    assert (
+        helm(
+            version, "template", "mesh", str(CHART), "--set", "terminationGracePeriodSeconds=16"
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.parametrize("version", sorted(HELMS))
 def test_decimals_given_with_set_are_accepted(version: str) -> None:
     # `helm --set x=0.2` passes the string "0.2": fractions accept numeric strings too.
-    sets = ["hello-world.world.failureRate=0.2", "mesh.recentRequests.sampleRate=.5", "prometheus.slo.successRate=0.99"]
+    sets = [
+        "hello-world.world.failureRate=0.2",
+        "mesh.recentRequests.sampleRate=.5",
+        "prometheus.slo.successRate=0.99",
+    ]
     args = [a for s in sets for a in ("--set", s)]
     result = helm(version, "template", "mesh", str(CHART), *args)
     assert "sampleRate: 0.5" in result.stdout
@@ -65,8 +89,14 @@ def test_decimals_given_with_set_are_accepted(version: str) -> None:
 @pytest.mark.parametrize(
     "sets,message",
     [
-        (["mesh.incoming.port=9990"], "mesh.outgoing.port (4140), mesh.incoming.port (9990) and mesh.admin.port (9990) must differ"),
-        (["mesh.hostNetwork=true", "mesh.outgoing.port=4000"], "with mesh.hostNetwork, mesh.outgoing.hostPort (4140) must equal mesh.outgoing.port (4000) or be 0"),
+        (
+            ["mesh.incoming.port=9990"],
+            "mesh.outgoing.port (4140), mesh.incoming.port (9990) and mesh.admin.port (9990) must differ",
+        ),
+        (
+            ["mesh.hostNetwork=true", "mesh.outgoing.port=4000"],
+            "with mesh.hostNetwork, mesh.outgoing.hostPort (4140) must equal mesh.outgoing.port (4000) or be 0",
+        ),
     ],
     ids=["port-clash", "hostnetwork-hostport"],
 )

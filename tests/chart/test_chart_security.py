@@ -46,7 +46,11 @@ def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def pod_labels(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
-    doc = next(d for d in docs if d["metadata"]["name"] == name and d["kind"] in ("Pod", "Deployment", "DaemonSet"))
+    doc = next(
+        d
+        for d in docs
+        if d["metadata"]["name"] == name and d["kind"] in ("Pod", "Deployment", "DaemonSet")
+    )
     meta = doc["metadata"] if doc["kind"] == "Pod" else doc["spec"]["template"]["metadata"]
     return dict(meta["labels"])
 
@@ -99,12 +103,28 @@ def test_network_policy_admits_each_port_only_to_its_clients() -> None:
     # 4141: the mesh's own pods, and no one else of the chart.
     (peer,) = rules[4141]["from"]
     assert selects(peer, mesh)
-    for other in ("hello", "world-v1", f"{RELEASE}-prometheus", f"{RELEASE}-grafana", f"{FULLNAME}-smoke-mesh"):
+    for other in (
+        "hello",
+        "world-v1",
+        f"{RELEASE}-prometheus",
+        f"{RELEASE}-grafana",
+        f"{FULLNAME}-smoke-mesh",
+    ):
         assert not selects(peer, pod_labels(docs, other)), other
     # 9990: the release's Prometheus (scrapes) and the helm test pods (admin ping) only.
     admin = rules[9990]["from"]
-    allowed = {name for name in ("hello", "world-v1", f"{RELEASE}-prometheus", f"{RELEASE}-grafana", f"{FULLNAME}-smoke-mesh", FULLNAME)
-               if any(selects(p, pod_labels(docs, name)) for p in admin)}
+    allowed = {
+        name
+        for name in (
+            "hello",
+            "world-v1",
+            f"{RELEASE}-prometheus",
+            f"{RELEASE}-grafana",
+            f"{FULLNAME}-smoke-mesh",
+            FULLNAME,
+        )
+        if any(selects(p, pod_labels(docs, name)) for p in admin)
+    }
     assert allowed == {f"{RELEASE}-prometheus", f"{FULLNAME}-smoke-mesh"}
 
 
@@ -117,7 +137,9 @@ def test_network_policy_admin_rule_is_dropped_rather_than_opened_when_it_has_no_
     assert all(rule.get("from") for rule in rules.values())
     # Tests on, Prometheus off: only the smoke pods.
     only_tests = rules_by_port(find(render(values_files=[MESH_ONLY]), "NetworkPolicy", FULLNAME))
-    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in only_tests[9990]["from"]] == ["l5d-twisted-smoke"]
+    assert [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in only_tests[9990]["from"]
+    ] == ["l5d-twisted-smoke"]
 
 
 def test_network_policy_extra_peers_and_open_outgoing() -> None:
@@ -129,27 +151,41 @@ def test_network_policy_extra_peers_and_open_outgoing() -> None:
 
 
 @pytest.mark.parametrize(
-    "files,sets", [([], ["networkPolicy.enabled=false"]), ([TUNED], [])], ids=["disabled", "host-network"]
+    "files,sets",
+    [([], ["networkPolicy.enabled=false"]), ([TUNED], [])],
+    ids=["disabled", "host-network"],
 )
-def test_no_network_policy_when_disabled_or_on_the_host_network(files: list[Path], sets: list[str]) -> None:
+def test_no_network_policy_when_disabled_or_on_the_host_network(
+    files: list[Path], sets: list[str]
+) -> None:
     # tuned-values.yaml sets mesh.hostNetwork: policies do not reliably cover such pods.
     assert yaml.safe_load(TUNED.read_text())["mesh"]["hostNetwork"] is True
     assert not [d for d in render(values_files=files, sets=sets) if d["kind"] == "NetworkPolicy"]
 
 
-@pytest.mark.parametrize("values_file", [None, STAGING, MESH_ONLY], ids=["default", "staging", "mesh-only"])
+@pytest.mark.parametrize(
+    "values_file", [None, STAGING, MESH_ONLY], ids=["default", "staging", "mesh-only"]
+)
 def test_network_policy_validates_against_kubernetes_schemas(values_file: Path | None) -> None:
-    policy = find(render(values_files=[values_file] if values_file else []), "NetworkPolicy", FULLNAME)
+    policy = find(
+        render(values_files=[values_file] if values_file else []), "NetworkPolicy", FULLNAME
+    )
     for k8s in K8S_VERSIONS:
         kubernetes_validate.validate(policy, k8s, strict=True)
 
 
 @pytest.mark.parametrize("version", sorted(HELMS))
-def test_schema_rejects_a_peer_that_is_not_a_network_policy_peer(version: str, tmp_path: Path) -> None:
+def test_schema_rejects_a_peer_that_is_not_a_network_policy_peer(
+    version: str, tmp_path: Path
+) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"networkPolicy": {"admin": {"from": [{"cidr": "10.0.0.0/8"}]}}}))
+    path.write_text(
+        yaml.safe_dump({"networkPolicy": {"admin": {"from": [{"cidr": "10.0.0.0/8"}]}}})
+    )
     result = helm(version, "template", RELEASE, str(CHART), "-f", str(path), check=False)
-    assert result.returncode != 0 and "schema" in result.stderr and "cidr" in result.stderr, result.stderr
+    assert result.returncode != 0 and "schema" in result.stderr and "cidr" in result.stderr, (
+        result.stderr
+    )
 
 
 # --- admin on the pod IP, shutdown off -----------------------------------------------------
@@ -173,9 +209,16 @@ def test_admin_is_bound_to_the_pod_ip_with_shutdown_off() -> None:
 def test_run_refuses_an_admin_ip_that_is_not_an_address(tmp_path: Path) -> None:
     # The flag taken literally (no Kubernetes to expand it) is refused before anything listens.
     path = tmp_path / "linkerd.yaml"
-    path.write_text("admin:\n  port: 0\nrouters:\n  - protocol: http\n    servers:\n      - port: 0\n")
-    result = subprocess.run([sys.executable, "-m", "l5d_twisted", "run", str(path), "--admin-ip", "$(POD_IP)"],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    path.write_text(
+        "admin:\n  port: 0\nrouters:\n  - protocol: http\n    servers:\n      - port: 0\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "l5d_twisted", "run", str(path), "--admin-ip", "$(POD_IP)"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "--admin-ip: expected an IP address" in result.stderr and "'$(POD_IP)'" in result.stderr
 
@@ -220,17 +263,32 @@ def test_staging_turns_request_dtabs_on_for_both_routers() -> None:
 def test_staging_on_the_outgoing_router_alone_is_refused(version: str, key: str) -> None:
     # The incoming router binds the name again: without the forwarded dtab it would deliver a
     # staged request to the unstaged service.
-    result = helm(version, "template", RELEASE, str(CHART), "--set", f"mesh.outgoing.requestDtab.{key}=true", check=False)
+    result = helm(
+        version,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        f"mesh.outgoing.requestDtab.{key}=true",
+        check=False,
+    )
     assert result.returncode != 0
-    assert f"mesh.outgoing.requestDtab.{key} needs mesh.incoming.requestDtab.{key} too: the incoming router would remove" in result.stderr
+    assert (
+        f"mesh.outgoing.requestDtab.{key} needs mesh.incoming.requestDtab.{key} too: the incoming router would remove"
+        in result.stderr
+    )
 
 
 # --- drain ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("drain_ms,grace_ms", [(5000, 10000), (8000, 30500), (0, 0)])
-def test_drain_period_is_configured_and_covered_by_the_grace_period(drain_ms: int, grace_ms: int) -> None:
-    docs = render(sets=[f"mesh.admin.drainPeriodMs={drain_ms}", f"mesh.admin.shutdownGraceMs={grace_ms}"])
+def test_drain_period_is_configured_and_covered_by_the_grace_period(
+    drain_ms: int, grace_ms: int
+) -> None:
+    docs = render(
+        sets=[f"mesh.admin.drainPeriodMs={drain_ms}", f"mesh.admin.shutdownGraceMs={grace_ms}"]
+    )
     admin = load(mesh_config_text(docs)).admin
     assert (admin.drain_period_ms, admin.shutdown_grace_ms) == (drain_ms, grace_ms)
     spec = find(docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]
@@ -265,7 +323,14 @@ def test_every_probe_of_the_project_image_is_an_http_get() -> None:
 
 def test_default_image_is_the_locally_built_one_in_every_project_pod() -> None:
     docs = render()
-    project = {FULLNAME, "hello", "world-v1", f"{FULLNAME}-smoke-mesh", f"{FULLNAME}-smoke-prometheus", f"{FULLNAME}-smoke-grafana"}
+    project = {
+        FULLNAME,
+        "hello",
+        "world-v1",
+        f"{FULLNAME}-smoke-mesh",
+        f"{FULLNAME}-smoke-prometheus",
+        f"{FULLNAME}-smoke-grafana",
+    }
     specs = pod_specs(docs)
     assert project <= set(specs)
     for name in project:
@@ -275,7 +340,10 @@ def test_default_image_is_the_locally_built_one_in_every_project_pod() -> None:
 
 
 def test_digest_pins_every_pod_of_the_chart() -> None:
-    sets = [f"{prefix}image.digest={DIGEST}" for prefix in ("", "hello-world.", "prometheus.", "grafana.")]
+    sets = [
+        f"{prefix}image.digest={DIGEST}"
+        for prefix in ("", "hello-world.", "prometheus.", "grafana.")
+    ]
     specs = pod_specs(render(sets=[*sets, "image.tag=ignored"]))
     expected = {
         FULLNAME: "localhost/l5d-twisted",
@@ -296,12 +364,28 @@ def test_digest_pins_every_pod_of_the_chart() -> None:
 def test_staging_values_pin_by_digest_on_a_registry() -> None:
     specs = pod_specs(render(values_files=[STAGING]))
     digest = yaml.safe_load(STAGING.read_text())["image"]["digest"]
-    assert specs[FULLNAME]["containers"][0]["image"] == f"registry.example.com/mesh/l5d-twisted@{digest}"
-    assert specs["hello"]["containers"][0]["image"] == f"registry.example.com/mesh/l5d-twisted@{digest}"
+    assert (
+        specs[FULLNAME]["containers"][0]["image"]
+        == f"registry.example.com/mesh/l5d-twisted@{digest}"
+    )
+    assert (
+        specs["hello"]["containers"][0]["image"]
+        == f"registry.example.com/mesh/l5d-twisted@{digest}"
+    )
 
 
 @pytest.mark.parametrize("version", sorted(HELMS))
 @pytest.mark.parametrize("prefix", ["", "hello-world.", "prometheus.", "grafana."])
 def test_schema_rejects_a_malformed_digest(version: str, prefix: str) -> None:
-    result = helm(version, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", f"{prefix}image.digest=sha256:abc", check=False)
+    result = helm(
+        version,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--set",
+        f"{prefix}image.digest=sha256:abc",
+        check=False,
+    )
     assert result.returncode != 0 and "digest" in result.stderr, result.stderr

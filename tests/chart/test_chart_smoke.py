@@ -46,7 +46,14 @@ class FlakyCheck:
 def run_flaky(failures: int, timeout: float) -> tuple[CheckResult, list[tuple[str, str]]]:
     clock = FakeClock()
     seen: list[tuple[str, str]] = []
-    result = run_check(FlakyCheck(clock, failures), timeout, 1.0, clock=clock, sleep=clock.sleep, on_retry=lambda n, r: seen.append((n, r)))
+    result = run_check(
+        FlakyCheck(clock, failures),
+        timeout,
+        1.0,
+        clock=clock,
+        sleep=clock.sleep,
+        on_retry=lambda n, r: seen.append((n, r)),
+    )
     return result, seen
 
 
@@ -66,7 +73,12 @@ def test_run_check_gives_up_at_the_deadline_with_the_last_reason() -> None:
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("10.0.0.1:4140", ("10.0.0.1", 4140)), ("node-a", ("node-a", 4140)), ("[::1]:80", ("::1", 80)), ("http://h:1/", ("h", 1))],
+    [
+        ("10.0.0.1:4140", ("10.0.0.1", 4140)),
+        ("node-a", ("node-a", 4140)),
+        ("[::1]:80", ("::1", 80)),
+        ("http://h:1/", ("h", 1)),
+    ],
 )
 def test_split_host_port(text: str, expected: tuple[str, int]) -> None:
     assert split_host_port(text, 4140) == expected
@@ -79,7 +91,13 @@ def test_split_host_port_rejects(bad: str) -> None:
 
 
 def smoke(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "l5d_twisted", "smoke", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "l5d_twisted", "smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def test_cli_rejects_bad_arguments_clearly() -> None:
@@ -110,7 +128,15 @@ def rendered_dashboards(tmp_path: Path) -> Path:
 
 def test_grafana_check_against_standin(processes, rendered_dashboards: Path) -> None:
     port = free_port()
-    processes.start(sys.executable, str(HERE / "chart_grafana_standin.py"), "--port", str(port), "--dashboards", str(rendered_dashboards), name="grafana")
+    processes.start(
+        sys.executable,
+        str(HERE / "chart_grafana_standin.py"),
+        "--port",
+        str(port),
+        "--dashboards",
+        str(rendered_dashboards),
+        name="grafana",
+    )
     wait_for_port("127.0.0.1", port)
     # What the chart's grafana test pod runs (its args), pointed at the stand-in.
     pod = find(render(), "Pod", "mesh-l5d-twisted-smoke-grafana")
@@ -120,16 +146,37 @@ def test_grafana_check_against_standin(processes, rendered_dashboards: Path) -> 
     args = [*args[1:url_index], f"http://127.0.0.1:{port}", *args[url_index + 1 :]]
     result = smoke(*args)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "PASS grafana: Grafana 11.6.0-standin healthy, serving 'l5d-twisted: mesh top line', 'l5d-twisted: process health'" in result.stdout
+    assert (
+        "PASS grafana: Grafana 11.6.0-standin healthy, serving 'l5d-twisted: mesh top line', 'l5d-twisted: process health'"
+        in result.stdout
+    )
 
-    missing = smoke("--grafana", f"http://127.0.0.1:{port}", "--dashboard", "nope", "--timeout", "1", "--interval", "0.2")
+    missing = smoke(
+        "--grafana",
+        f"http://127.0.0.1:{port}",
+        "--dashboard",
+        "nope",
+        "--timeout",
+        "1",
+        "--interval",
+        "0.2",
+    )
     assert missing.returncode == 1
     assert f"http://127.0.0.1:{port}/api/dashboards/uid/nope answered HTTP 404" in missing.stdout
 
 
 def test_grafana_check_fails_when_unhealthy(processes, rendered_dashboards: Path) -> None:
     port = free_port()
-    processes.start(sys.executable, str(HERE / "chart_grafana_standin.py"), "--port", str(port), "--dashboards", str(rendered_dashboards), "--unhealthy", name="grafana")
+    processes.start(
+        sys.executable,
+        str(HERE / "chart_grafana_standin.py"),
+        "--port",
+        str(port),
+        "--dashboards",
+        str(rendered_dashboards),
+        "--unhealthy",
+        name="grafana",
+    )
     wait_for_port("127.0.0.1", port)
     result = smoke("--grafana", f"http://127.0.0.1:{port}", "--timeout", "1", "--interval", "0.2")
     assert result.returncode == 1

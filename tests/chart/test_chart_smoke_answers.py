@@ -54,13 +54,22 @@ def failure(check: object) -> str:
 
 
 def prom(results: list[dict[str, object]]) -> Reply:
-    return 200, {"Content-Type": "application/json"}, json.dumps({"status": "success", "data": {"resultType": "vector", "result": results}}).encode()
+    return (
+        200,
+        {"Content-Type": "application/json"},
+        json.dumps(
+            {"status": "success", "data": {"resultType": "vector", "result": results}}
+        ).encode(),
+    )
 
 
 def test_admin_must_answer_pong(scripted: tuple[str, dict]) -> None:
     addr, routes = scripted
     routes["/admin/ping"] = lambda _: (200, {}, b"ping?")
-    assert failure(AdminPing(f"http://{addr}")) == f"http://{addr}/admin/ping answered 'ping?', not 'pong'"
+    assert (
+        failure(AdminPing(f"http://{addr}"))
+        == f"http://{addr}/admin/ping answered 'ping?', not 'pong'"
+    )
     routes["/admin/ping"] = lambda _: (200, {}, b"pong\n")
     assert AdminPing(f"http://{addr}/").attempt(2.0) == f"http://{addr}/admin/ping answered pong"
 
@@ -71,11 +80,18 @@ def test_proxy_failure_shows_the_mesh_error(scripted: tuple[str, dict]) -> None:
 
     def no_hosts(target: str) -> Reply:
         seen.append(target)
-        return 502, {"l5d-err": "Unable%20to%20route%20request%21%20service%20name%3A%20%2Fsvc%2Fhello"}, b"Unable to route"
+        return (
+            502,
+            {"l5d-err": "Unable%20to%20route%20request%21%20service%20name%3A%20%2Fsvc%2Fhello"},
+            b"Unable to route",
+        )
 
     routes["http://hello/"] = no_hosts
     message = failure(ProxyRequest(addr, "http://hello/"))
-    assert message == f"http://hello/ via proxy {addr} answered HTTP 502: Unable to route request! service name: /svc/hello"
+    assert (
+        message
+        == f"http://hello/ via proxy {addr} answered HTTP 502: Unable to route request! service name: /svc/hello"
+    )
     assert seen == ["http://hello/"]  # absolute-form target, as http_proxy clients send
     routes["http://hello/"] = lambda _: (200, {}, b"Goodbye")
     assert "does not match /Hello .*world/" in failure(ProxyRequest(addr, "http://hello/"))
@@ -84,13 +100,22 @@ def test_proxy_failure_shows_the_mesh_error(scripted: tuple[str, dict]) -> None:
 def test_prometheus_names_missing_down_and_idle_targets(scripted: tuple[str, dict]) -> None:
     addr, routes = scripted
     answers: dict[str, Reply] = {}
-    routes["/api/v1/query"] = lambda target: answers["rate" if "rate(" in urllib.parse.unquote(target) else "up"]
+    routes["/api/v1/query"] = lambda target: answers[
+        "rate" if "rate(" in urllib.parse.unquote(target) else "up"
+    ]
     check = PrometheusScrapes(f"http://{addr}")
 
     answers["up"] = prom([])
-    assert failure(check) == "Prometheus has no target of job 'l5d-twisted' (is the mesh discovered?)"
+    assert (
+        failure(check) == "Prometheus has no target of job 'l5d-twisted' (is the mesh discovered?)"
+    )
 
-    answers["up"] = prom([{"metric": {"instance": "l5d-a"}, "value": [0, "1"]}, {"metric": {"instance": "l5d-b"}, "value": [0, "0"]}])
+    answers["up"] = prom(
+        [
+            {"metric": {"instance": "l5d-a"}, "value": [0, "1"]},
+            {"metric": {"instance": "l5d-b"}, "value": [0, "0"]},
+        ]
+    )
     assert failure(check) == "1 of 2 mesh targets down: l5d-b"
 
     answers["up"] = prom([{"metric": {"instance": "l5d-a"}, "value": [0, "1"]}])

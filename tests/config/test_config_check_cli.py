@@ -41,7 +41,9 @@ def skip_unless_registered(sample: str) -> None:
         reg = getattr(registry, registry_name)
         missing = [kind for kind in kinds if kind not in reg]
         if missing:
-            pytest.skip(f"{sample} needs {reg.category} kinds not registered yet: {', '.join(missing)}")
+            pytest.skip(
+                f"{sample} needs {reg.category} kinds not registered yet: {', '.join(missing)}"
+            )
 
 
 def test_every_sample_is_listed() -> None:
@@ -61,14 +63,24 @@ def test_reference_daemonset_sample_has_the_documented_shape() -> None:
 
     config = load_config_file(SAMPLES / "daemonset.yaml")
     outgoing, incoming = config.routers
-    assert (outgoing.label, outgoing.servers[0].port, incoming.label, incoming.servers[0].port) == ("outgoing", 4140, "incoming", 4141)
+    assert (outgoing.label, outgoing.servers[0].port, incoming.label, incoming.servers[0].port) == (
+        "outgoing",
+        4140,
+        "incoming",
+        4141,
+    )
     assert [t.kind for t in outgoing.interpreter.transformers] == ["io.l5d.k8s.daemonset"]
     assert [t.kind for t in incoming.interpreter.transformers] == ["io.l5d.k8s.localnode"]
-    assert outgoing.dtab.show() == "/srv => /#/io.l5d.k8s/default/http;/host => /srv;/svc => /host;/host/world => /srv/world-v1"
+    assert (
+        outgoing.dtab.show()
+        == "/srv => /#/io.l5d.k8s/default/http;/host => /srv;/svc => /host;/host/world => /srv/world-v1"
+    )
     assert (config.admin.ip, config.admin.port) == ("0.0.0.0", 9990)
 
 
-def test_check_prints_every_problem_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_prints_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("routers:\n- servers: [{port: x}]\n  lable: a\n")
     assert main(["check", str(bad)]) == 2
@@ -93,7 +105,9 @@ def test_check_prints_every_problem_and_exits_2(tmp_path: Path, capsys: pytest.C
         (b"", "the config is empty"),
     ],
 )
-def test_unreadable_inputs_are_clean_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, expected: str) -> None:
+def test_unreadable_inputs_are_clean_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, expected: str
+) -> None:
     path = tmp_path / "config.yaml"
     if content is not None:
         path.write_bytes(content)
@@ -107,15 +121,29 @@ def test_directory_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "cannot read config file: Is a directory" in capsys.readouterr().err
 
 
-def test_show_prints_the_effective_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_prints_the_effective_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("routers:\n- label: out\n  dtab: /svc => /$/inet/127.0.0.1/8080\n")
     assert main(["check", "--show", str(path)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["routers"][0]["label"] == "out"
     [server] = shown["routers"][0]["servers"]
-    expected = {"port": 4140, "ip": "127.0.0.1", "clearContext": False, "maxConcurrentRequests": None, "tls": None}
-    expected.update({"maxConnections": 10000, "requestBodyIdleTimeoutMs": 30000, "minRequestBodyBytesPerSec": 240})
+    expected = {
+        "port": 4140,
+        "ip": "127.0.0.1",
+        "clearContext": False,
+        "maxConcurrentRequests": None,
+        "tls": None,
+    }
+    expected.update(
+        {
+            "maxConnections": 10000,
+            "requestBodyIdleTimeoutMs": 30000,
+            "minRequestBodyBytesPerSec": 240,
+        }
+    )
     assert {k: server.get(k) for k in expected} == expected  # other keys are other tests' business
     assert shown["admin"]["port"] == 9990
 
@@ -135,5 +163,7 @@ def test_real_command_from_stdin_exit_codes_and_no_traceback() -> None:
     assert (good.returncode, good.stdout) == (0, "ok\n")
     bad = run("routers:\n- protocol: gopher\n")
     assert bad.returncode == 2
-    assert bad.stderr.startswith("<stdin>:2: routers[0].protocol: unknown protocol 'gopher'; known protocols: http")
+    assert bad.stderr.startswith(
+        "<stdin>:2: routers[0].protocol: unknown protocol 'gopher'; known protocols: http"
+    )
     assert "Traceback" not in bad.stderr

@@ -28,7 +28,9 @@ def test_two_servers_on_one_address_clash() -> None:
 
 def test_wildcard_address_overlaps_every_address_and_admin_counts() -> None:
     text = "admin: {port: 7000}\nrouters:\n- servers: [{ip: 0.0.0.0, port: 7000}]\n"
-    assert errors_of(text) == ["c.yaml:3: routers[0].servers[0].port: 0.0.0.0:7000 is already used by admin (127.0.0.1:7000)"]
+    assert errors_of(text) == [
+        "c.yaml:3: routers[0].servers[0].port: 0.0.0.0:7000 is already used by admin (127.0.0.1:7000)"
+    ]
 
 
 def test_distinct_addresses_and_port_zero_do_not_clash() -> None:
@@ -49,7 +51,9 @@ def test_a_protocol_no_module_registered_is_refused_by_name() -> None:
 
 
 def test_namer_prefixes_must_be_unique() -> None:
-    text = "routers: [{}]\nnamers:\n- kind: io.l5d.fs\n  rootDir: a\n- kind: io.l5d.fs\n  rootDir: b\n"
+    text = (
+        "routers: [{}]\nnamers:\n- kind: io.l5d.fs\n  rootDir: a\n- kind: io.l5d.fs\n  rootDir: b\n"
+    )
     assert errors_of(text) == [
         "c.yaml:5: namers[1].prefix: namer prefix /io.l5d.fs is already used by namers[0]; set a distinct prefix"
     ]
@@ -83,7 +87,9 @@ def test_namer_reference_on_the_left_of_a_rule_is_not_a_destination() -> None:
     assert len(config.routers[0].dtab) == 1
 
 
-def test_namer_references_in_dtab_comments_and_escaped_segments_are_read_as_the_parser_does() -> None:
+def test_namer_references_in_dtab_comments_and_escaped_segments_are_read_as_the_parser_does() -> (
+    None
+):
     # A commented-out rule is not a reference: the config is valid and must load.
     text = (
         "namers:\n- kind: io.l5d.fs\n  rootDir: a\n"
@@ -116,7 +122,12 @@ def test_cross_checks_run_alongside_other_errors() -> None:
         "- label: a\n  servers: [{port: 4140}]\n"
     )
     paths = [e.split(": ")[1] for e in errors_of(text)]
-    assert paths == ["routers[0].bogus", "routers[0].dtab", "routers[1].label", "routers[1].servers[0].port"]
+    assert paths == [
+        "routers[0].bogus",
+        "routers[0].dtab",
+        "routers[1].label",
+        "routers[1].servers[0].port",
+    ]
 
 
 def test_tls_blocks_are_validated() -> None:
@@ -134,6 +145,8 @@ def test_tls_blocks_are_validated() -> None:
         "c.yaml:3: routers[0].servers[0].tls: missing required key 'keyPath'",
         "c.yaml:5: routers[0].client.tls.clientAuth: missing required key 'keyPath'",
     ]
-    assert errors_of("routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, requireClientAuth: true}\n") == [
+    assert errors_of(
+        "routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, requireClientAuth: true}\n"
+    ) == [
         "c.yaml:3: routers[0].servers[0].tls: requireClientAuth needs caCertPath (the CA to check client certificates against)"
     ]

@@ -120,14 +120,23 @@ def test_quoted_numbers_and_booleans_are_accepted() -> None:
         ("  ratio: .nan\n", "telemetry[0].ratio: expected a number 0-1, got .nan"),
         ("  enabled: 3\n", "telemetry[0].enabled: expected true or false, got 3"),
         ("  title: [a]\n", "telemetry[0].title: expected a string, got a list"),
-        ("  title: true\n", "telemetry[0].title: expected a string (quote it if you mean the word), got true"),
+        (
+            "  title: true\n",
+            "telemetry[0].title: expected a string (quote it if you mean the word), got true",
+        ),
         ("  tags: a\n", 'telemetry[0].tags: expected a list, got "a"'),
         ("  inner: {}\n", "telemetry[0].inner: missing required key 'name'"),
         ("  inner: 3\n", "telemetry[0].inner: expected a mapping, got 3"),
         ("  where: b/c\n", "telemetry[0].where: invalid path: path must start with '/': 'b/c'"),
         ("  mode: medium\n", "telemetry[0].mode: expected one of 'fast', 'slow', got \"medium\""),
-        ("  level: inof\n", "telemetry[0].level: expected one of 'debug', 'info', 'warn', got \"inof\" (did you mean 'info'?)"),
-        ("  backoff: {kind: jitterd}\n", "telemetry[0].backoff.kind: unknown backoff kind 'jitterd' (did you mean 'jittered'?); known kinds: "),
+        (
+            "  level: inof\n",
+            "telemetry[0].level: expected one of 'debug', 'info', 'warn', got \"inof\" (did you mean 'info'?)",
+        ),
+        (
+            "  backoff: {kind: jitterd}\n",
+            "telemetry[0].backoff.kind: unknown backoff kind 'jitterd' (did you mean 'jittered'?); known kinds: ",
+        ),
         ("  title: forbidden\n", "telemetry[0]: title may not be 'forbidden'"),
     ],
 )
@@ -139,12 +148,16 @@ def test_bad_values_name_key_path_line_and_value(body: str, message: str) -> Non
 
 def test_unknown_key_suggests_the_close_one_and_lists_known() -> None:
     [error] = errors_of(ROUTER + "telemetry:\n- kind: test.config.everything\n  cuont: 3\n")
-    assert error.startswith("c.yaml:5: telemetry[0].cuont: unknown key 'cuont' (did you mean 'count'?); known keys: count, ratio,")
+    assert error.startswith(
+        "c.yaml:5: telemetry[0].cuont: unknown key 'cuont' (did you mean 'count'?); known keys: count, ratio,"
+    )
 
 
 def test_unknown_plugin_kind_lists_known_kinds_with_a_hint() -> None:
     [error] = errors_of(ROUTER + "namers:\n- kind: test.config.namr\n  root: x\n")
-    assert error.startswith("c.yaml:4: namers[0].kind: unknown namer kind 'test.config.namr' (did you mean 'test.config.namer'?); known kinds: ")
+    assert error.startswith(
+        "c.yaml:4: namers[0].kind: unknown namer kind 'test.config.namr' (did you mean 'test.config.namer'?); known kinds: "
+    )
     assert "test.config.namer" in error.split("known kinds:")[1]
 
 
@@ -154,7 +167,9 @@ def test_plugin_without_kind_and_no_default_is_an_error() -> None:
 
 
 def test_missing_required_key_is_reported_at_its_block() -> None:
-    assert errors_of(ROUTER + "namers:\n- kind: test.config.namer\n") == ["c.yaml:4: namers[0]: missing required key 'root'"]
+    assert errors_of(ROUTER + "namers:\n- kind: test.config.namer\n") == [
+        "c.yaml:4: namers[0]: missing required key 'root'"
+    ]
 
 
 def test_all_errors_are_collected_in_file_order() -> None:
@@ -183,7 +198,11 @@ def test_yaml_anchors_and_merge_keys_work() -> None:
         "- label: b\n  servers:\n  - <<: *s\n    port: 5001\n"
     )
     a, b = config.routers
-    assert (b.servers[0].ip, b.servers[0].port, b.servers[0].clear_context) == ("127.0.0.2", 5001, True)
+    assert (b.servers[0].ip, b.servers[0].port, b.servers[0].clear_context) == (
+        "127.0.0.2",
+        5001,
+        True,
+    )
     assert a.servers[0].port == 5000
 
 
@@ -197,13 +216,22 @@ def test_usage_is_accepted_and_ignored() -> None:
     [
         ("", "c.yaml: the config is empty; it needs at least 'routers'"),
         ("# nothing\n", "c.yaml: the config is empty; it needs at least 'routers'"),
-        ("- a\n", "c.yaml:1: expected a mapping of top-level keys (admin, routers, namers, telemetry), got a list"),
-        ("hello\n", 'c.yaml:1: expected a mapping of top-level keys (admin, routers, namers, telemetry), got "hello"'),
+        (
+            "- a\n",
+            "c.yaml:1: expected a mapping of top-level keys (admin, routers, namers, telemetry), got a list",
+        ),
+        (
+            "hello\n",
+            'c.yaml:1: expected a mapping of top-level keys (admin, routers, namers, telemetry), got "hello"',
+        ),
         ("admin: {}\n", "c.yaml:1: missing required key 'routers'"),
         ("routers: []\n", "c.yaml:1: routers: needs at least 1 item"),
         ("routers:\n- [\n", "c.yaml:3: not valid YAML: "),
         ("a: 1\n---\nb: 2\n", "c.yaml:2: not valid YAML: "),
-        ("routers:\n\t- {}\n", "c.yaml:2: not valid YAML: while scanning for the next token found character '\\t' that cannot start any token (indent YAML with spaces, not tabs)"),
+        (
+            "routers:\n\t- {}\n",
+            "c.yaml:2: not valid YAML: while scanning for the next token found character '\\t' that cannot start any token (indent YAML with spaces, not tabs)",
+        ),
         ("routers: !!python/object:os.system {}\n", "c.yaml:1: routers: "),
         ("? [a]\n: x\nrouters: [{}]\n", "c.yaml:1: keys must be names, got a list"),
         ("1: x\nrouters: [{}]\n", "c.yaml:1: 1: unknown key '1'; known keys: admin, routers"),
@@ -212,7 +240,6 @@ def test_usage_is_accepted_and_ignored() -> None:
 def test_documents_that_are_not_configs(text: str, message: str) -> None:
     errors = errors_of(text)
     assert errors[0].startswith(message), errors
-
 
 
 def test_a_value_its_tag_cannot_construct_gives_one_clear_error_even_when_read_twice() -> None:
@@ -254,12 +281,18 @@ def _decode_group(decoder: Any, node: Any, where: str, meta: Any) -> Any:
     default = decoder.scalar(entries["portDefault"][1], where) if "portDefault" in entries else 1
 
     def decode_listener(decoder: Any, node: Any, where: str, meta: Any) -> Any:
-        return decoder.decode_fields(Listener, decoder.mapping(node, where), node, where, defaults={"port": default})
+        return decoder.decode_fields(
+            Listener, decoder.mapping(node, where), node, where, defaults={"port": default}
+        )
 
-    return decoder.with_type_decoders({Listener: decode_listener}).decode_fields(Group, entries, node, where)
+    return decoder.with_type_decoders({Listener: decode_listener}).decode_fields(
+        Group, entries, node, where
+    )
 
 
-def test_a_scoped_decoder_reads_a_type_differently_inside_one_block_and_records_into_its_parent() -> None:
+def test_a_scoped_decoder_reads_a_type_differently_inside_one_block_and_records_into_its_parent() -> (
+    None
+):
     from l5d_twisted.config.decode import Decoder
     from l5d_twisted.config.yamldoc import parse
 
@@ -270,7 +303,9 @@ def test_a_scoped_decoder_reads_a_type_differently_inside_one_block_and_records_
     )
     decoder = Decoder(doc, {Group: _decode_group})
     decoder.decode(Groups, doc.root, "")
-    assert [str(e) for e in decoder.errors] == ["c.yaml:6: groups[2].listeners[0].port: expected an integer >= 0, got -1"]
+    assert [str(e) for e in decoder.errors] == [
+        "c.yaml:6: groups[2].listeners[0].port: expected an integer >= 0, got -1"
+    ]
     values = decoder.values
     assert [values[f"groups[0].listeners[{i}]"].port for i in (0, 1)] == [7, 9]
     assert values["groups[1].listeners[0]"].port == 1  # the next block: not the previous one's

@@ -15,15 +15,62 @@ SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
 # Keys the schema knows, so generated documents reach deep into the decoder.
 KEYS = [
-    "admin", "routers", "namers", "telemetry", "usage", "protocol", "label", "servers", "port", "ip",
-    "dtab", "dstPrefix", "identifier", "interpreter", "transformers", "client", "service", "kind",
-    "configs", "prefix", "loadBalancer", "failureAccrual", "backoff", "retries", "budget", "tls",
-    "commonName", "hostConnectionPool", "maxSize", "minSize", "totalTimeoutMs", "responseClassifier",
-    "rootDir", "clearContext", "maxConcurrentRequests", "<<", "header", "segments", "minMs", "maxMs",
+    "admin",
+    "routers",
+    "namers",
+    "telemetry",
+    "usage",
+    "protocol",
+    "label",
+    "servers",
+    "port",
+    "ip",
+    "dtab",
+    "dstPrefix",
+    "identifier",
+    "interpreter",
+    "transformers",
+    "client",
+    "service",
+    "kind",
+    "configs",
+    "prefix",
+    "loadBalancer",
+    "failureAccrual",
+    "backoff",
+    "retries",
+    "budget",
+    "tls",
+    "commonName",
+    "hostConnectionPool",
+    "maxSize",
+    "minSize",
+    "totalTimeoutMs",
+    "responseClassifier",
+    "rootDir",
+    "clearContext",
+    "maxConcurrentRequests",
+    "<<",
+    "header",
+    "segments",
+    "minMs",
+    "maxMs",
 ]
 KINDS = [
-    "io.l5d.fs", "io.l5d.k8s", "io.l5d.static", "io.l5d.global", "p2c", "jittered", "constant",
-    "io.l5d.header.token", "io.l5d.path", "io.l5d.prometheus", "io.l5d.k8s.daemonset", "default", "http", "h2",
+    "io.l5d.fs",
+    "io.l5d.k8s",
+    "io.l5d.static",
+    "io.l5d.global",
+    "p2c",
+    "jittered",
+    "constant",
+    "io.l5d.header.token",
+    "io.l5d.path",
+    "io.l5d.prometheus",
+    "io.l5d.k8s.daemonset",
+    "default",
+    "http",
+    "h2",
 ]
 scalars = st.one_of(
     st.none(),
@@ -31,14 +78,28 @@ scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(KINDS),
-    st.sampled_from(["/svc", "/svc => /#/io.l5d.fs", "/#/{x}", "/a/*", "(", "/svc => ~ | !", "0.0.0.0", "{", "\\x"]),
+    st.sampled_from(
+        [
+            "/svc",
+            "/svc => /#/io.l5d.fs",
+            "/#/{x}",
+            "/a/*",
+            "(",
+            "/svc => ~ | !",
+            "0.0.0.0",
+            "{",
+            "\\x",
+        ]
+    ),
     st.text(max_size=20),
 )
 documents: st.SearchStrategy[Any] = st.recursive(
     scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
-        st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), children, max_size=6),
+        st.dictionaries(
+            st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), children, max_size=6
+        ),
     ),
     max_leaves=12,
 )
@@ -59,7 +120,12 @@ def assert_loads_or_reports(text: str) -> None:
         config_json(config)
 
 
-FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FUZZ
@@ -69,15 +135,42 @@ def test_random_text(text: str) -> None:
 
 
 @FUZZ
-@given(st.fixed_dictionaries({"routers": documents}, optional={"admin": documents, "namers": documents, "telemetry": documents}))
+@given(
+    st.fixed_dictionaries(
+        {"routers": documents},
+        optional={"admin": documents, "namers": documents, "telemetry": documents},
+    )
+)
 def test_random_config_shaped_documents(document: dict[str, Any]) -> None:
     assert_loads_or_reports(yaml.safe_dump(document))
 
 
 @FUZZ
-@given(st.lists(st.dictionaries(st.sampled_from(["protocol", "servers", "dtab", "client", "service", "identifier", "interpreter", "label"]), documents, max_size=4), max_size=2))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "protocol",
+                    "servers",
+                    "dtab",
+                    "client",
+                    "service",
+                    "identifier",
+                    "interpreter",
+                    "label",
+                ]
+            ),
+            documents,
+            max_size=4,
+        ),
+        max_size=2,
+    )
+)
 def test_random_routers(routers: list[dict[str, Any]]) -> None:
-    assert_loads_or_reports(yaml.safe_dump({"routers": routers, "namers": [{"kind": "io.l5d.fs", "rootDir": "x"}]}))
+    assert_loads_or_reports(
+        yaml.safe_dump({"routers": routers, "namers": [{"kind": "io.l5d.fs", "rootDir": "x"}]})
+    )
 
 
 @FUZZ
@@ -87,7 +180,11 @@ def test_mutated_samples(sample: Path, data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
         at = data.draw(st.integers(min_value=0, max_value=len(text)))
         cut = data.draw(st.integers(min_value=0, max_value=8))
-        insert = data.draw(st.sampled_from(["", " ", "\n", ":", "- ", "{", "]", "&a ", "*a", "!!str ", "\t", "'", "x", "0"]))
+        insert = data.draw(
+            st.sampled_from(
+                ["", " ", "\n", ":", "- ", "{", "]", "&a ", "*a", "!!str ", "\t", "'", "x", "0"]
+            )
+        )
         text = text[:at] + insert + text[at + cut :]
     assert_loads_or_reports(text)
 

@@ -22,7 +22,16 @@ MODULES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem != "__init__"
 
 # The model: frozen dataclasses, knobs and docs.  Reading YAML and writing JSON live elsewhere.
 PURE_DATA = ("model", "perprefix", "params", "tls", "prefix", "schema")
-READERS_AND_WRITERS = ("decode", "decoders", "dtabs", "loader", "checks", "tojson", "reference", "yamldoc")
+READERS_AND_WRITERS = (
+    "decode",
+    "decoders",
+    "dtabs",
+    "loader",
+    "checks",
+    "tojson",
+    "reference",
+    "yamldoc",
+)
 
 
 def _name(stem: str) -> str:
@@ -52,7 +61,10 @@ def _imports(stem: str) -> set[str]:
 
 def import_graph() -> dict[str, set[str]]:
     nodes = {_name(stem): stem for stem in ["__init__", *MODULES]}
-    return {name: {m for m in _imports(stem) if m in nodes and m != name} for name, stem in nodes.items()}
+    return {
+        name: {m for m in _imports(stem) if m in nodes and m != name}
+        for name, stem in nodes.items()
+    }
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -110,7 +122,11 @@ def test_the_cycle_finder_finds_the_cycle_this_package_had() -> None:
         "decode": set(),
     }
     cycle = find_cycle({k: set(v) for k, v in had.items()})
-    assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {"model", "perprefix", "tojson"}
+    assert (
+        cycle is not None
+        and cycle[0] == cycle[-1]
+        and set(cycle) == {"model", "perprefix", "tojson"}
+    )
 
 
 @pytest.mark.parametrize("stem", PURE_DATA)
@@ -163,7 +179,11 @@ print("ok", len(stems))
 
 def test_each_module_imports_first_in_a_fresh_interpreter() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", _FRESH, *MODULES], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _FRESH, *MODULES],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", str(len(MODULES))]

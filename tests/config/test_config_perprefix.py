@@ -12,11 +12,17 @@ P = Path.read
 
 
 def router(block: str) -> str:
-    return "routers:\n- protocol: http\n" + "".join("  " + line + "\n" for line in block.strip("\n").splitlines())
+    return "routers:\n- protocol: http\n" + "".join(
+        "  " + line + "\n" for line in block.strip("\n").splitlines()
+    )
 
 
 def test_global_block_applies_to_every_name() -> None:
-    config = load_config(router("client:\n  connectTimeoutMs: 250\n  failFast: true\nservice:\n  totalTimeoutMs: 900\n"))
+    config = load_config(
+        router(
+            "client:\n  connectTimeoutMs: 250\n  failFast: true\nservice:\n  totalTimeoutMs: 900\n"
+        )
+    )
     r = config.routers[0]
     for bound in ("/#/io.l5d.fs/a", "/%/io.l5d.port/4141/#/io.l5d.fs/b"):
         params = r.client.params_for(P(bound))
@@ -52,15 +58,27 @@ client:
     )
     client = config.routers[0].client
     special = client.params_for(P("/#/io.l5d.fs/special"))
-    assert (special.connect_timeout_ms, special.fail_fast, special.load_balancer.kind) == (300, True, "roundRobin")
+    assert (special.connect_timeout_ms, special.fail_fast, special.load_balancer.kind) == (
+        300,
+        True,
+        "roundRobin",
+    )
     other = client.params_for(P("/#/io.l5d.fs/other/extra"))
-    assert (other.connect_timeout_ms, other.fail_fast, other.load_balancer.kind) == (200, False, "roundRobin")
+    assert (other.connect_timeout_ms, other.fail_fast, other.load_balancer.kind) == (
+        200,
+        False,
+        "roundRobin",
+    )
     elsewhere = client.params_for(P("/$/inet/127.0.0.1/80"))
     assert (elsewhere.connect_timeout_ms, elsewhere.load_balancer.kind) == (100, "roundRobin")
 
 
 def test_no_matching_prefix_gives_defaults() -> None:
-    config = load_config(router("service:\n  kind: io.l5d.static\n  configs:\n  - prefix: /svc/a\n    totalTimeoutMs: 5\n"))
+    config = load_config(
+        router(
+            "service:\n  kind: io.l5d.static\n  configs:\n  - prefix: /svc/a\n    totalTimeoutMs: 5\n"
+        )
+    )
     service = config.routers[0].service
     assert service.params_for(P("/svc/a/b")).total_timeout_ms == 5
     assert service.params_for(P("/svc/ab")) == ServiceParams()
@@ -123,7 +141,11 @@ service:
         )
     )
     params = config.routers[0].service.params_for(P("/svc/read"))
-    assert (params.retries.budget.min_retries_per_sec, params.retries.budget.percent_can_retry, params.retries.budget.ttl_secs) == (3, 0.5, 20)
+    assert (
+        params.retries.budget.min_retries_per_sec,
+        params.retries.budget.percent_can_retry,
+        params.retries.budget.ttl_secs,
+    ) == (3, 0.5, 20)
     assert params.retries.backoff.kind == "jittered"
     assert params.response_classifier.kind == "io.l5d.http.retryableRead5XX"
 
@@ -137,17 +159,44 @@ def test_default_blocks_resolve_to_defaults() -> None:
 @pytest.mark.parametrize(
     ("block", "expected"),
     [
-        ("client:\n  kind: io.l5d.statik\n", "routers[0].client.kind: unknown client kind 'io.l5d.statik' (did you mean 'io.l5d.static'?)"),
+        (
+            "client:\n  kind: io.l5d.statik\n",
+            "routers[0].client.kind: unknown client kind 'io.l5d.statik' (did you mean 'io.l5d.static'?)",
+        ),
         ("client:\n  kind: io.l5d.static\n", "routers[0].client: missing required key 'configs'"),
-        ("client:\n  kind: io.l5d.static\n  configs:\n  - failFast: true\n", "routers[0].client.configs[0]: missing required key 'prefix'"),
-        ("client:\n  kind: io.l5d.static\n  failFast: true\n  configs: []\n", "routers[0].client.failFast: unknown key 'failFast' (with io.l5d.static, params go in configs[]"),
-        ("client:\n  kind: io.l5d.static\n  configs:\n  - prefix: svc\n", "routers[0].client.configs[0].prefix: prefix must start with '/'"),
-        ("client:\n  kind: io.l5d.static\n  configs:\n  - prefix: /a/{x}/{x}\n", "routers[0].client.configs[0].prefix: capture {x} appears twice"),
-        ("client:\n  loadBalancer: p2c\n", 'routers[0].client.loadBalancer: expected a mapping like {kind: p2c}, got "p2c"'),
+        (
+            "client:\n  kind: io.l5d.static\n  configs:\n  - failFast: true\n",
+            "routers[0].client.configs[0]: missing required key 'prefix'",
+        ),
+        (
+            "client:\n  kind: io.l5d.static\n  failFast: true\n  configs: []\n",
+            "routers[0].client.failFast: unknown key 'failFast' (with io.l5d.static, params go in configs[]",
+        ),
+        (
+            "client:\n  kind: io.l5d.static\n  configs:\n  - prefix: svc\n",
+            "routers[0].client.configs[0].prefix: prefix must start with '/'",
+        ),
+        (
+            "client:\n  kind: io.l5d.static\n  configs:\n  - prefix: /a/{x}/{x}\n",
+            "routers[0].client.configs[0].prefix: capture {x} appears twice",
+        ),
+        (
+            "client:\n  loadBalancer: p2c\n",
+            'routers[0].client.loadBalancer: expected a mapping like {kind: p2c}, got "p2c"',
+        ),
         ("client:\n  tls: {}\n", "routers[0].client.tls: tls needs commonName"),
-        ("client:\n  hostConnectionPool: {minSize: 5, maxSize: 2}\n", "routers[0].client.hostConnectionPool: minSize (5) is larger than maxSize (2)"),
-        ("client:\n  loadBalancer: {kind: p2c, maxEfort: 2}\n", "routers[0].client.loadBalancer.maxEfort: unknown key 'maxEfort' (did you mean 'maxEffort'?)"),
-        ("service:\n  retries:\n    budget: {percentCanRetry: -1}\n", "routers[0].service.retries.budget.percentCanRetry: expected a number"),
+        (
+            "client:\n  hostConnectionPool: {minSize: 5, maxSize: 2}\n",
+            "routers[0].client.hostConnectionPool: minSize (5) is larger than maxSize (2)",
+        ),
+        (
+            "client:\n  loadBalancer: {kind: p2c, maxEfort: 2}\n",
+            "routers[0].client.loadBalancer.maxEfort: unknown key 'maxEfort' (did you mean 'maxEffort'?)",
+        ),
+        (
+            "service:\n  retries:\n    budget: {percentCanRetry: -1}\n",
+            "routers[0].service.retries.budget.percentCanRetry: expected a number",
+        ),
     ],
 )
 def test_bad_blocks(block: str, expected: str) -> None:
@@ -158,8 +207,15 @@ def test_bad_blocks(block: str, expected: str) -> None:
 
 def test_bad_prefix_and_bad_params_are_both_reported() -> None:
     with pytest.raises(ConfigErrors) as info:
-        load_config(router("service:\n  kind: io.l5d.static\n  configs:\n  - prefix: /svc/{x\n    totalTimeoutMs: -3\n"))
-    assert [e.path for e in info.value.errors] == ["routers[0].service.configs[0].prefix", "routers[0].service.configs[0].totalTimeoutMs"]
+        load_config(
+            router(
+                "service:\n  kind: io.l5d.static\n  configs:\n  - prefix: /svc/{x\n    totalTimeoutMs: -3\n"
+            )
+        )
+    assert [e.path for e in info.value.errors] == [
+        "routers[0].service.configs[0].prefix",
+        "routers[0].service.configs[0].totalTimeoutMs",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -175,9 +231,12 @@ def test_bad_prefix_and_bad_params_are_both_reported() -> None:
         ("/svc/{name}.prod", "/svc/hello.prod", {"name": "hello"}),
         ("/svc/{name}.prod", "/svc/hello.dev", None),
         ("/#/io.l5d.fs/world-*", "/#/io.l5d.fs/world-v1", {}),
-        ("/%/io.l5d.port/{port}/#/{namer}", "/%/io.l5d.port/4141/#/io.l5d.fs/x", {"port": "4141", "namer": "io.l5d.fs"}),
+        (
+            "/%/io.l5d.port/{port}/#/{namer}",
+            "/%/io.l5d.port/4141/#/io.l5d.fs/x",
+            {"port": "4141", "namer": "io.l5d.fs"},
+        ),
     ],
 )
 def test_prefix_patterns(pattern: str, path: str, captures: dict[str, str] | None) -> None:
     assert PrefixPattern.read(pattern).match(P(path)) == captures
-

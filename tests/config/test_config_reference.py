@@ -12,13 +12,21 @@ from l5d_twisted.config import ClientParams, RouterConfig, ServerConfig, Service
 from l5d_twisted.config.schema import yaml_key
 
 
-def test_reference_lists_model_keys_and_every_registered_kind(capsys: pytest.CaptureFixture[str]) -> None:
+def test_reference_lists_model_keys_and_every_registered_kind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["check", "--reference"]) == 0
     text = capsys.readouterr().out
     for cls in (RouterConfig, ServerConfig, ClientParams, ServiceParams):
         for f in dataclasses.fields(cls):
             assert f"| `{yaml_key(f)}` |" in text, (cls.__name__, f.name)
-    for reg in (registry.NAMERS, registry.IDENTIFIERS, registry.TRANSFORMERS, registry.BALANCERS, registry.TELEMETERS):
+    for reg in (
+        registry.NAMERS,
+        registry.IDENTIFIERS,
+        registry.TRANSFORMERS,
+        registry.BALANCERS,
+        registry.TELEMETERS,
+    ):
         for kind in reg.kinds():
             assert f"kind `{kind}`" in text
     assert "| `port` | integer | `4140` |" in text

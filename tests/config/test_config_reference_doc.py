@@ -11,9 +11,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_config_reference_doc_is_current() -> None:
-    printed = subprocess.run([sys.executable, "-m", "l5d_twisted", "check", "--reference"], cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+    printed = subprocess.run(
+        [sys.executable, "-m", "l5d_twisted", "check", "--reference"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     committed = (REPO / "docs" / "config-reference.md").read_text()
-    assert printed == committed, "regenerate: python3 -m l5d_twisted check --reference > docs/config-reference.md"
+    assert printed == committed, (
+        "regenerate: python3 -m l5d_twisted check --reference > docs/config-reference.md"
+    )
 
 
 def test_output_cut_short_by_the_reader_is_not_an_error() -> None:
@@ -25,7 +34,13 @@ def test_output_cut_short_by_the_reader_is_not_an_error() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = subprocess.run([sys.executable, "-m", "l5d_twisted", "check", "--reference"], cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "l5d_twisted", "check", "--reference"],
+            cwd=REPO,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
     finally:
         os.close(write_end)
     assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr

@@ -24,14 +24,23 @@ def test_config_has_linkerds_two_router_shape(tmp_path: Path) -> None:
     config_path = write_demo_files(options, tmp_path)
     config = yaml.safe_load(config_path.read_text())
     assert config["admin"] == {"ip": "127.0.0.1", "port": 5990, "shutdownGraceMs": 2000}
-    assert config["namers"] == [{"kind": "io.l5d.fs", "rootDir": str((tmp_path / "disco").resolve())}]
+    assert config["namers"] == [
+        {"kind": "io.l5d.fs", "rootDir": str((tmp_path / "disco").resolve())}
+    ]
     outgoing, incoming = config["routers"]
-    assert outgoing["label"] == "outgoing" and outgoing["servers"] == [{"ip": "127.0.0.1", "port": 5140}]
+    assert outgoing["label"] == "outgoing" and outgoing["servers"] == [
+        {"ip": "127.0.0.1", "port": 5140}
+    ]
     assert outgoing["dtab"].strip() == "/svc => /#/io.l5d.fs;"
     assert outgoing["interpreter"]["transformers"] == [{"kind": "io.l5d.port", "port": 5141}]
-    assert incoming["label"] == "incoming" and incoming["servers"] == [{"ip": "127.0.0.1", "port": 5141}]
+    assert incoming["label"] == "incoming" and incoming["servers"] == [
+        {"ip": "127.0.0.1", "port": 5141}
+    ]
     assert "interpreter" not in incoming
-    assert [t["kind"] for t in config["telemetry"]] == ["io.l5d.prometheus", "io.l5d.recentRequests"]
+    assert [t["kind"] for t in config["telemetry"]] == [
+        "io.l5d.prometheus",
+        "io.l5d.recentRequests",
+    ]
     assert (tmp_path / "disco" / "world").read_text() == "127.0.0.1 7778\n127.0.0.1 7779\n"
     assert (tmp_path / "disco" / "hello").read_text() == "127.0.0.1 7777\n"
 

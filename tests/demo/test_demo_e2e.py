@@ -27,9 +27,19 @@ def demo_ports() -> dict[str, int]:
 
 def demo_args(p: dict[str, int], directory: Path) -> list[str]:
     return [
-        "demo", "--outgoing-port", str(p["outgoing"]), "--incoming-port", str(p["incoming"]),
-        "--admin-port", str(p["admin"]), "--hello-port", str(p["hello"]),
-        "--world-ports", f"{p['world1']},{p['world2']}", "--dir", str(directory),
+        "demo",
+        "--outgoing-port",
+        str(p["outgoing"]),
+        "--incoming-port",
+        str(p["incoming"]),
+        "--admin-port",
+        str(p["admin"]),
+        "--hello-port",
+        str(p["hello"]),
+        "--world-ports",
+        f"{p['world1']},{p['world2']}",
+        "--dir",
+        str(directory),
     ]
 
 
@@ -51,21 +61,43 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_demo_routes_hello_to_both_worlds_and_stops_cleanly(processes: Processes, tmp_path: Path) -> None:
+def test_demo_routes_hello_to_both_worlds_and_stops_cleanly(
+    processes: Processes, tmp_path: Path
+) -> None:
     p = demo_ports()
     demo = processes.l5d(*demo_args(p, tmp_path / "demo"), "--traffic", "50", name="demo")
-    banner = wait_until(lambda: "Ctrl-C stops everything" in processes.log(demo) or demo.poll() is not None, timeout=60, what="the demo banner")
+    banner = wait_until(
+        lambda: "Ctrl-C stops everything" in processes.log(demo) or demo.poll() is not None,
+        timeout=60,
+        what="the demo banner",
+    )
     assert banner and demo.poll() is None, processes.log(demo)
     log = processes.log(demo)
-    pids = {name: int(pid) for name, pid in re.findall(r"(l5d|world-\d|hello) (\d+)", log.split("processes:", 1)[1].splitlines()[0])}
+    pids = {
+        name: int(pid)
+        for name, pid in re.findall(
+            r"(l5d|world-\d|hello) (\d+)", log.split("processes:", 1)[1].splitlines()[0]
+        )
+    }
     assert set(pids) == {"l5d", "world-1", "world-2", "hello"}
 
     # the generated config passes `l5d-twisted check`
-    check = subprocess.run([sys.executable, "-m", "l5d_twisted", "check", str(tmp_path / "demo" / "linkerd.yaml")], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    check = subprocess.run(
+        [sys.executable, "-m", "l5d_twisted", "check", str(tmp_path / "demo" / "linkerd.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
     # curl through the outgoing router, as the banner says
-    out = subprocess.run(["curl", "-sS", "--noproxy", "", "-x", f"127.0.0.1:{p['outgoing']}", "http://hello"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["curl", "-sS", "--noproxy", "", "-x", f"127.0.0.1:{p['outgoing']}", "http://hello"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert re.fullmatch(r"Hello \(127\.0\.0\.1:\d+\) world \(127\.0\.0\.1:\d+\)!", out.stdout), out
 
     seen: set[str] = set()
@@ -85,10 +117,16 @@ def test_demo_routes_hello_to_both_worlds_and_stops_cleanly(processes: Processes
             text = conn.getresponse().read().decode()
         finally:
             conn.close()
-        m = re.search(r'^rt:service:requests\{rt="outgoing",service="svc/hello"\} (\S+)$', text, re.M)
+        m = re.search(
+            r'^rt:service:requests\{rt="outgoing",service="svc/hello"\} (\S+)$', text, re.M
+        )
         return float(m.group(1)) if m else 0.0
 
-    wait_until(lambda: hello_requests() > len(seen) + 1 + 60, timeout=30, what="background traffic in the metrics")
+    wait_until(
+        lambda: hello_requests() > len(seen) + 1 + 60,
+        timeout=30,
+        what="background traffic in the metrics",
+    )
 
     # SIGTERM: exits 0 within a deadline, every child gone, every port free
     started = time.monotonic()
@@ -98,7 +136,9 @@ def test_demo_routes_hello_to_both_worlds_and_stops_cleanly(processes: Processes
     assert not [name for name, port in p.items() if port_open("127.0.0.1", port)]
 
 
-def test_demo_exits_nonzero_with_the_log_tail_when_a_child_dies(processes: Processes, tmp_path: Path) -> None:
+def test_demo_exits_nonzero_with_the_log_tail_when_a_child_dies(
+    processes: Processes, tmp_path: Path
+) -> None:
     p = demo_ports()
     with socket.socket() as taken:  # world-2's port is already in use: it cannot start
         taken.bind(("127.0.0.1", p["world2"]))
@@ -109,7 +149,9 @@ def test_demo_exits_nonzero_with_the_log_tail_when_a_child_dies(processes: Proce
     assert code == 1, log
     assert "world-2" in log and "exited with code 1" in log
     assert f"cannot listen on 127.0.0.1:{p['world2']}" in log  # the child's own log tail
-    assert not [name for name, port in p.items() if name != "world2" and port_open("127.0.0.1", port)]
+    assert not [
+        name for name, port in p.items() if name != "world2" and port_open("127.0.0.1", port)
+    ]
 
 
 def test_demo_rejects_clashing_ports(processes: Processes) -> None:

@@ -15,7 +15,13 @@ import pytest
 from l5d_testing import Processes, free_port, wait_for_port
 
 
-def call(port: int, path: str = "/", method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def call(
+    port: int,
+    path: str = "/",
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -27,7 +33,9 @@ def call(port: int, path: str = "/", method: str = "GET", body: bytes | None = N
 
 def start_app(processes: Processes, app: str, *args: str, env: dict[str, str] | None = None) -> int:
     port = free_port()
-    processes.l5d("example", app, "--ip", "127.0.0.1", "--port", str(port), *args, env=env, name=app)
+    processes.l5d(
+        "example", app, "--ip", "127.0.0.1", "--port", str(port), *args, env=env, name=app
+    )
     wait_for_port("127.0.0.1", port)
     return port
 
@@ -74,7 +82,7 @@ def test_failure_rate_knob_at_run_time(processes: Processes) -> None:
     assert status == 400 and b"between 0 and 1" in body
     status, body = call(port, "/setFailureRate", "POST", b"lots")
     assert status == 400 and b"number" in body
-    assert call(port, "/setFailureRate", "PUT", b"0") [0] == 405
+    assert call(port, "/setFailureRate", "PUT", b"0")[0] == 405
     assert call(port, "/health") == (200, b"ok\n")  # control paths ignore the knobs
     assert call(port, "/setFailureRate", "POST", b"0")[0] == 200
     assert set(statuses(port, 20)) == {200}
@@ -122,10 +130,14 @@ def test_port_in_use_is_a_clear_error(processes: Processes) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in processes.log(proc)
 
 
-def test_pipelined_requests_are_answered_in_order_and_garbage_gets_400(processes: Processes) -> None:
+def test_pipelined_requests_are_answered_in_order_and_garbage_gets_400(
+    processes: Processes,
+) -> None:
     port = start_app(processes, "world")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /setLatency HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n0")
+        s.sendall(
+            b"GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /setLatency HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n0"
+        )
         data = b""
         while data.count(b"HTTP/1.1 200") < 3:
             chunk = s.recv(65536)
@@ -150,6 +162,7 @@ def test_sigterm_exits_cleanly(processes: Processes) -> None:
 
 # -- hello, through a stub proxy of our own -------------------------------------------------
 
+
 class StubProxy:
     """Records what hello sends to its http_proxy and answers as ``world`` would."""
 
@@ -163,7 +176,13 @@ class StubProxy:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                stub.requests.append({"line": self.requestline, "headers": list(self.headers.items()), "client_port": self.client_address[1]})
+                stub.requests.append(
+                    {
+                        "line": self.requestline,
+                        "headers": list(self.headers.items()),
+                        "client_port": self.client_address[1],
+                    }
+                )
                 self.send_response(stub.status)
                 self.send_header("Content-Length", str(len(stub.body)))
                 self.end_headers()
@@ -192,15 +211,21 @@ def stub_proxy() -> Iterator[StubProxy]:
         stub.close()
 
 
-def test_hello_calls_world_through_the_proxy_copying_ctx_headers(processes: Processes, stub_proxy: StubProxy) -> None:
+def test_hello_calls_world_through_the_proxy_copying_ctx_headers(
+    processes: Processes, stub_proxy: StubProxy
+) -> None:
     port = start_app(processes, "hello", env={"http_proxy": f"http://127.0.0.1:{stub_proxy.port}"})
-    status, body = call(port, "/", headers={
-        "l5d-ctx-deadline": "1 2",
-        "L5d-Ctx-Trace": "abc",
-        "l5d-dtab": "/svc=>/x",
-        "l5d-reqid": "r1",
-        "X-Other": "y",
-    })
+    status, body = call(
+        port,
+        "/",
+        headers={
+            "l5d-ctx-deadline": "1 2",
+            "L5d-Ctx-Trace": "abc",
+            "l5d-dtab": "/svc=>/x",
+            "l5d-reqid": "r1",
+            "X-Other": "y",
+        },
+    )
     assert (status, body) == (200, b"Hello (127.0.0.1) world (stub)!")
     (sent,) = stub_proxy.requests
     assert sent["line"] == "GET http://world/ HTTP/1.1"
@@ -214,8 +239,16 @@ def test_hello_calls_world_through_the_proxy_copying_ctx_headers(processes: Proc
     assert stub_proxy.requests[1]["client_port"] == sent["client_port"]
 
 
-def test_hello_target_flag_and_upstream_failures(processes: Processes, stub_proxy: StubProxy) -> None:
-    port = start_app(processes, "hello", "--target", "http://other:8080/x?y=1", env={"HTTP_PROXY": f"127.0.0.1:{stub_proxy.port}", "POD_IP": "10.9.9.9"})
+def test_hello_target_flag_and_upstream_failures(
+    processes: Processes, stub_proxy: StubProxy
+) -> None:
+    port = start_app(
+        processes,
+        "hello",
+        "--target",
+        "http://other:8080/x?y=1",
+        env={"HTTP_PROXY": f"127.0.0.1:{stub_proxy.port}", "POD_IP": "10.9.9.9"},
+    )
     assert call(port) == (200, b"Hello (10.9.9.9) world (stub)!")
     assert stub_proxy.requests[-1]["line"] == "GET http://other:8080/x?y=1 HTTP/1.1"
     stub_proxy.status, stub_proxy.body = 500, b"boom\nmore"

@@ -42,14 +42,30 @@ def test_table_reports_added_latency_and_ratio() -> None:
         target = Target(name, 1)
         target.results = {
             "wrk": {"rps": rps, "p50": 1.0, "p99": 2.0, "non_2xx": 0, "socket_errors": ""},
-            "rate": {"p50": p50 + 1, "p99": p99 + 1, "service_p50": p50, "service_p99": p99, "send_lag_p99": 0.1, "failed": 0, "dropped": 0, "achieved_rps": 1000.0},
+            "rate": {
+                "p50": p50 + 1,
+                "p99": p99 + 1,
+                "service_p50": p50,
+                "service_p99": p99,
+                "send_lag_p99": 0.1,
+                "failed": 0,
+                "dropped": 0,
+                "achieved_rps": 1000.0,
+            },
         }
         if rss is not None:
             target.results["rss_peak_mb"] = rss
         return target
 
     args = argparse.Namespace(connections=50, rate=1000.0)
-    text = table([t("direct", 20000, 0.5, 1.0, None), t("nginx", 16000, 0.7, 1.5, 15.0), t("l5d-twisted", 8000, 1.0, 2.5, 40.0)], args)
+    text = table(
+        [
+            t("direct", 20000, 0.5, 1.0, None),
+            t("nginx", 16000, 0.7, 1.5, 15.0),
+            t("l5d-twisted", 8000, 1.0, 2.5, 40.0),
+        ],
+        args,
+    )
     assert "| l5d-twisted | 8,000 |" in text
     assert "+0.50 / +1.50" in text
     assert "l5d-twisted / nginx req/s: 0.50x" in text

@@ -44,9 +44,19 @@ def test_proxy_and_target_forms() -> None:
     with pytest.raises(ValueError, match="unsupported proxy"):
         parse_proxy("socks5://x:1")
     via = resolve_target("http://world/a?b=1", ("n", 4140))
-    assert (via.host, via.request_target, via.dest_host, via.dest_port) == (b"world", b"http://world/a?b=1", "n", 4140)
+    assert (via.host, via.request_target, via.dest_host, via.dest_port) == (
+        b"world",
+        b"http://world/a?b=1",
+        "n",
+        4140,
+    )
     direct = resolve_target("http://world:81", None)
-    assert (direct.host, direct.request_target, direct.dest_host, direct.dest_port) == (b"world:81", b"/", "world", 81)
+    assert (direct.host, direct.request_target, direct.dest_host, direct.dest_port) == (
+        b"world:81",
+        b"/",
+        "world",
+        81,
+    )
     with pytest.raises(ValueError, match="unsupported URL"):
         resolve_target("https://world/", None)
 
@@ -78,7 +88,9 @@ def test_pipelined_answers_stay_in_order_and_cancel_on_disconnect() -> None:
     proto = AppServerProtocol(handler)
     transport = StringTransport()
     proto.makeConnection(transport)
-    proto.dataReceived(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+    proto.dataReceived(
+        b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /fast HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
     assert transport.value() == b""  # the fast answer waits for the slow one
     pending[0].callback(AppResponse(200, b"slow"))
     out = transport.value()

@@ -23,7 +23,12 @@ def make(kind: str, config: object) -> object:
     return IDENTIFIERS.get(kind).factory(config, SVC, CTX)
 
 
-def request(uri: bytes, headers: list[tuple[bytes, bytes]] = (), method: bytes = b"GET", version: bytes = b"1.1") -> Request:  # type: ignore[assignment]
+def request(
+    uri: bytes,
+    headers: list[tuple[bytes, bytes]] = (),
+    method: bytes = b"GET",
+    version: bytes = b"1.1",
+) -> Request:  # type: ignore[assignment]
     return Request(method, uri, Headers(headers), version=version)
 
 
@@ -66,9 +71,15 @@ def test_header_token_rejects_unnameable_values() -> None:
 
 def test_method_and_host() -> None:
     ident = make("io.l5d.methodAndHost", MethodAndHostConfig())
-    assert name_of(ident.identify(request(b"/a/b", [(b"Host", b"web")], method=b"POST"))) == "/svc/1.1/POST/web"  # type: ignore[attr-defined]
+    assert (
+        name_of(ident.identify(request(b"/a/b", [(b"Host", b"web")], method=b"POST")))
+        == "/svc/1.1/POST/web"
+    )  # type: ignore[attr-defined]
     with_uri = make("io.l5d.methodAndHost", MethodAndHostConfig(http_uri_in_dst=True))
-    assert name_of(with_uri.identify(request(b"/a/b?x=1", [(b"Host", b"web")]))) == "/svc/1.1/GET/web/a/b"  # type: ignore[attr-defined]
+    assert (
+        name_of(with_uri.identify(request(b"/a/b?x=1", [(b"Host", b"web")])))
+        == "/svc/1.1/GET/web/a/b"
+    )  # type: ignore[attr-defined]
     http10 = ident.identify(request(b"/", [], version=b"1.0"))  # type: ignore[attr-defined]
     assert name_of(http10) == "/svc/1.0/GET"
 

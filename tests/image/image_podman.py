@@ -45,7 +45,13 @@ class Build:
 
 def build_image(timeout: float = 1500) -> Build:
     """Run scripts/build-image.sh; parse what it prints."""
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "build-image.sh")], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     digest = re.search(r"^build-image: digest +(sha256:[0-9a-f]{64})$", out, re.M)
@@ -57,7 +63,12 @@ def build_image(timeout: float = 1500) -> Build:
 
 def existing_build() -> Build:
     """The archive already in dist/ (built earlier by scripts/build-image.sh)."""
-    digest = subprocess.run(["skopeo", "inspect", "--format", "{{.Digest}}", f"oci-archive:{ARCHIVE}"], capture_output=True, text=True, check=True).stdout.strip()
+    digest = subprocess.run(
+        ["skopeo", "inspect", "--format", "{{.Digest}}", f"oci-archive:{ARCHIVE}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     return Build(digest, ARCHIVE.stat().st_size, 0, "")
 
 
@@ -73,10 +84,16 @@ class Podman:
         self.played: list[Path] = []
         self.volumes: list[str] = []
 
-    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["podman", *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["podman", *args], capture_output=True, text=True, env=self.env, timeout=timeout
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+            raise AssertionError(
+                f"podman {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+            )
         return proc
 
     def play(self, name: str, docs: list[dict[str, Any]]) -> None:
@@ -110,10 +127,14 @@ class Podman:
 
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion in env values, command and args (podman 4.3 leaves it)."""
-    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+    return re.sub(
+        r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text
+    )
 
 
-def for_podman(spec: dict[str, Any], fields: dict[str, str], pod_ip: str, hosts_file: Path) -> tuple[dict[str, Any], list[str]]:
+def for_podman(
+    spec: dict[str, Any], fields: dict[str, str], pod_ip: str, hosts_file: Path
+) -> tuple[dict[str, Any], list[str]]:
     """A pod spec as podman 4.3 can run it on the host network: returns the new spec and the
     list of what was changed (the tests assert that nothing else is)."""
     spec = copy.deepcopy(spec)
@@ -124,10 +145,14 @@ def for_podman(spec: dict[str, Any], fields: dict[str, str], pod_ip: str, hosts_
         changes.append("hostNetwork: true")
     # 2. Cluster DNS: Service and node names from a hosts file (hostAliases are ignored by
     #    podman 4.3 on the host network).
-    spec.setdefault("volumes", []).append({"name": "cluster-dns", "hostPath": {"path": str(hosts_file), "type": "File"}})
+    spec.setdefault("volumes", []).append(
+        {"name": "cluster-dns", "hostPath": {"path": str(hosts_file), "type": "File"}}
+    )
     changes.append("/etc/hosts mounted from the test's cluster-DNS file")
     for container in spec["containers"]:
-        container.setdefault("volumeMounts", []).append({"name": "cluster-dns", "mountPath": "/etc/hosts", "readOnly": True})
+        container.setdefault("volumeMounts", []).append(
+            {"name": "cluster-dns", "mountPath": "/etc/hosts", "readOnly": True}
+        )
         # 3. The downward API's fields as values (podman 4.3 has no status.*, spec.nodeName,
         #    metadata.namespace), then $(VAR) expanded as the kubelet does.
         env: dict[str, str] = {}
@@ -146,7 +171,9 @@ def for_podman(spec: dict[str, Any], fields: dict[str, str], pod_ip: str, hosts_
                 # 4. Listen on the pod's loopback address, not on every interface of the host.
                 new = [pod_ip if a == "0.0.0.0" else a for a in new]
                 if new != container[key]:
-                    changes.append(f"{container['name']}: {key} $(...) expanded / 0.0.0.0 -> pod IP")
+                    changes.append(
+                        f"{container['name']}: {key} $(...) expanded / 0.0.0.0 -> pod IP"
+                    )
                 container[key] = new
         # 5. ports: podman 4.3 publishes every containerPort (with hostPort or not) as a
         #    port mapping, which it refuses on the host network; there the processes'
@@ -177,6 +204,11 @@ def pod_from_template(kind_doc: dict[str, Any], name: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": kind_doc["metadata"]["namespace"], "labels": template["metadata"]["labels"], "annotations": template["metadata"].get("annotations", {})},
+        "metadata": {
+            "name": name,
+            "namespace": kind_doc["metadata"]["namespace"],
+            "labels": template["metadata"]["labels"],
+            "annotations": template["metadata"].get("annotations", {}),
+        },
         "spec": template["spec"],
     }

@@ -99,14 +99,20 @@ def endpoint_slice(name: str, service: str, port_name: str, port: int, ip: str) 
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"kubernetes.io/service-name": service}},
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {"kubernetes.io/service-name": service},
+        },
         "addressType": "IPv4",
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
         "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": NODE}],
     }
 
 
-def mesh_config_for_podman(configmap: dict[str, Any], pod_ip: str) -> tuple[dict[str, Any], list[str]]:
+def mesh_config_for_podman(
+    configmap: dict[str, Any], pod_ip: str
+) -> tuple[dict[str, Any], list[str]]:
     """The mesh ConfigMap with the routers listening on the pod IP instead of 0.0.0.0."""
     configmap = json.loads(json.dumps(configmap))
     config = yaml.safe_load(configmap["data"]["linkerd.yaml"])
@@ -155,7 +161,12 @@ class Cluster:
     def run_smoke_pod(self, which: str, timeout: float = 150) -> tuple[int, str]:
         """Play a `helm test` pod as rendered (plus the listed changes); its exit code and log."""
         pod = find(self.docs, "Pod", f"{FULLNAME}-smoke-{which}")
-        spec, changes = for_podman(pod["spec"], self.fields(pod["metadata"]["name"], self.ip(9)), self.ip(9), self.hosts_file)
+        spec, changes = for_podman(
+            pod["spec"],
+            self.fields(pod["metadata"]["name"], self.ip(9)),
+            self.ip(9),
+            self.hosts_file,
+        )
         self.changes[f"smoke-{which}"] = changes
         self.podman.play(f"smoke-{which}", [{**pod, "spec": spec}])
         container = self.container(pod["metadata"]["name"], "smoke")
@@ -190,7 +201,11 @@ def free_subnet() -> str:
     rng = random.Random()
     for _ in range(50):
         subnet = f"127.{rng.randrange(64, 250)}.{rng.randrange(1, 250)}"
-        if not any(port_open(f"{subnet}.{n}", p) for n in (1, 2, 3, 7, 8) for p in (4140, 4141, 9990, 7777, 7778, 9090, 3000)):
+        if not any(
+            port_open(f"{subnet}.{n}", p)
+            for n in (1, 2, 3, 7, 8)
+            for p in (4140, 4141, 9990, 7777, 7778, 9090, 3000)
+        ):
             return subnet
     raise AssertionError("no free loopback subnet")
 
@@ -198,7 +213,12 @@ def free_subnet() -> str:
 def start_cluster(tmp: Path, processes: Processes, podman: Podman) -> Cluster:
     api_port = free_port()
     # The chart's kubectl-proxy setting of the io.l5d.k8s namer points it at the emulated API.
-    sets = ("mesh.k8sNamer.host=127.0.0.1", f"mesh.k8sNamer.port={api_port}", "prometheus.scrapeInterval=1s", "prometheus.evaluationInterval=1s")
+    sets = (
+        "mesh.k8sNamer.host=127.0.0.1",
+        f"mesh.k8sNamer.port={api_port}",
+        "prometheus.scrapeInterval=1s",
+        "prometheus.evaluationInterval=1s",
+    )
     docs = render(sets=sets)
     subnet = free_subnet()
     hosts_file = tmp / "hosts"
@@ -219,14 +239,26 @@ def start_cluster(tmp: Path, processes: Processes, podman: Podman) -> Cluster:
         endpoint_slice(f"{FULLNAME}-a", FULLNAME, "incoming", 4141, node_ip),
     ]
     (tmp / "objects.json").write_text(json.dumps(objects))
-    processes.start(sys.executable, str(REPO / "tests" / "chart" / "chart_kmock_api.py"), "--port", str(api_port), "--objects", str(tmp / "objects.json"), name="api")
+    processes.start(
+        sys.executable,
+        str(REPO / "tests" / "chart" / "chart_kmock_api.py"),
+        "--port",
+        str(api_port),
+        "--objects",
+        str(tmp / "objects.json"),
+        name="api",
+    )
     wait_for_port("127.0.0.1", api_port)
 
     # The DaemonSet's pod on the node, with its ConfigMap.
     ds = find(docs, "DaemonSet", FULLNAME)
     mesh_pod = pod_from_template(ds, f"{FULLNAME}-{NODE}")
-    mesh_pod["spec"], cluster.changes["mesh"] = for_podman(mesh_pod["spec"], cluster.fields(mesh_pod["metadata"]["name"], node_ip), node_ip, hosts_file)
-    configmap, config_changes = mesh_config_for_podman(find(docs, "ConfigMap", f"{FULLNAME}-config"), node_ip)
+    mesh_pod["spec"], cluster.changes["mesh"] = for_podman(
+        mesh_pod["spec"], cluster.fields(mesh_pod["metadata"]["name"], node_ip), node_ip, hosts_file
+    )
+    configmap, config_changes = mesh_config_for_podman(
+        find(docs, "ConfigMap", f"{FULLNAME}-config"), node_ip
+    )
     cluster.changes["mesh"] += config_changes + annotations_for_podman(mesh_pod["metadata"])
     podman.play("mesh", [configmap, mesh_pod])
 
@@ -234,7 +266,9 @@ def start_cluster(tmp: Path, processes: Processes, podman: Podman) -> Cluster:
     for name, n in (("world-v1", 3), ("hello", 2)):
         deployment = json.loads(json.dumps(find(docs, "Deployment", name)))
         spec = deployment["spec"]["template"]["spec"]
-        deployment["spec"]["template"]["spec"], cluster.changes[name] = for_podman(spec, cluster.fields(f"{name}-pod", cluster.ip(n)), cluster.ip(n), hosts_file)
+        deployment["spec"]["template"]["spec"], cluster.changes[name] = for_podman(
+            spec, cluster.fields(f"{name}-pod", cluster.ip(n)), cluster.ip(n), hosts_file
+        )
         podman.play(name, [deployment])
 
     def ready() -> bool:
@@ -256,27 +290,56 @@ def proc_status(podman: Podman, container: str) -> dict[str, str]:
 
 
 def test_image_is_lean_and_non_root(build: Build, cluster: Cluster) -> None:
-    config = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{ARCHIVE}"], capture_output=True, text=True, check=True).stdout)["config"]
+    config = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci-archive:{ARCHIVE}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["config"]
     assert config["User"] == "10001:10001"
     assert config["Entrypoint"] == ["l5d-twisted"]
     assert ARCHIVE.stat().st_size == build.archive_bytes
     # The docker-save form names the image as the chart does by default.
     docker_archive = ARCHIVE.with_name(ARCHIVE.name.replace(".oci.tar", ".docker.tar"))
-    (manifest,) = json.loads(subprocess.run(["tar", "-xOf", str(docker_archive), "manifest.json"], capture_output=True, check=True).stdout)
+    (manifest,) = json.loads(
+        subprocess.run(
+            ["tar", "-xOf", str(docker_archive), "manifest.json"], capture_output=True, check=True
+        ).stdout
+    )
     assert manifest["RepoTags"] == [IMAGE]
     # The chart's pods name, by default, the image the build makes.
     specs = [find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]]
-    specs += [find(cluster.docs, "Deployment", n)["spec"]["template"]["spec"] for n in ("hello", "world-v1")]
-    specs += [find(cluster.docs, "Pod", f"{FULLNAME}-smoke-{n}")["spec"] for n in ("mesh", "prometheus", "grafana")]
+    specs += [
+        find(cluster.docs, "Deployment", n)["spec"]["template"]["spec"]
+        for n in ("hello", "world-v1")
+    ]
+    specs += [
+        find(cluster.docs, "Pod", f"{FULLNAME}-smoke-{n}")["spec"]
+        for n in ("mesh", "prometheus", "grafana")
+    ]
     assert {c["image"] for spec in specs for c in spec["containers"]} == {IMAGE}
     # The chart's runAsUser/runAsGroup are the image's user (runAsNonRoot can check it).
-    pod_security = find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["securityContext"]
+    pod_security = find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"][
+        "securityContext"
+    ]
     assert f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}" == config["User"]
     # No package manager, build tool or unused client library in the venv.
     check = "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'wheel', 'kubernetes', 'h2') if u.find_spec(m)])"
     # ... while the TLS stack (pyOpenSSL, cryptography, service_identity, the CA bundle) loads.
     check += "\nfrom twisted.internet import ssl; ssl.optionsForClientTLS('mesh.example', trustRoot=ssl.platformTrust()); print('tls')"
-    out = cluster.podman.run("run", "--rm", "--network", "none", "--entrypoint", "/opt/l5d/bin/python", IMAGE, "-c", check).stdout
+    out = cluster.podman.run(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/opt/l5d/bin/python",
+        IMAGE,
+        "-c",
+        check,
+    ).stdout
     assert out.split() == ["[]", "tls"], out
 
 
@@ -299,9 +362,13 @@ def test_pods_run_as_the_chart_security_context_says(cluster: Cluster) -> None:
         assert status["Seccomp"] == "2", what  # seccompProfile RuntimeDefault: filtering
         # The root filesystem refuses writes even to root; /tmp (the emptyDir) takes them.
         probe = "import sys\ntry:\n    open(sys.argv[1], 'w').close(); print('written')\nexcept OSError as e:\n    print(e.strerror)"
-        as_root = cluster.podman.run("exec", "--user", "0", container, "python3", "-c", probe, "/probe").stdout.strip()
+        as_root = cluster.podman.run(
+            "exec", "--user", "0", container, "python3", "-c", probe, "/probe"
+        ).stdout.strip()
         assert as_root == "Read-only file system", (what, as_root)
-        in_tmp = cluster.podman.run("exec", container, "python3", "-c", probe, "/tmp/probe").stdout.strip()
+        in_tmp = cluster.podman.run(
+            "exec", container, "python3", "-c", probe, "/tmp/probe"
+        ).stdout.strip()
         assert in_tmp == "written", (what, in_tmp)
 
 
@@ -312,7 +379,10 @@ def test_rendered_probes_pass(cluster: Cluster) -> None:
     for probe in ("readinessProbe", "livenessProbe"):
         get = mesh[probe]["httpGet"]
         port = ports[get["port"]] if isinstance(get["port"], str) else get["port"]
-        status, _ = http_get(f"http://{cluster.node_ip}:{port}{get['path']}", timeout=mesh[probe].get("timeoutSeconds", 1))
+        status, _ = http_get(
+            f"http://{cluster.node_ip}:{port}{get['path']}",
+            timeout=mesh[probe].get("timeoutSeconds", 1),
+        )
         assert 200 <= status < 400, (probe, status)
     for name, n in (("hello", 2), ("world-v1", 3)):
         (app,) = find(cluster.docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
@@ -335,14 +405,22 @@ def test_hello_answers_through_the_mesh(cluster: Cluster) -> None:
     # Ready means serving; discovery of hello and world may take a moment longer.
     wait_until(answered, 30, interval=0.5, what="an answer of hello through the mesh")
     body = answers[-1]
-    assert re.fullmatch(rf"Hello \({re.escape(cluster.ip(2))}[^)]*\) world \({re.escape(cluster.ip(3))}[^)]*\)!\s*", body.decode()), body
+    assert re.fullmatch(
+        rf"Hello \({re.escape(cluster.ip(2))}[^)]*\) world \({re.escape(cluster.ip(3))}[^)]*\)!\s*",
+        body.decode(),
+    ), body
 
 
 def test_helm_test_pod_mesh_passes(cluster: Cluster) -> None:
     code, out = cluster.run_smoke_pod("mesh")
     assert code == 0, out
-    assert f"PASS admin: http://{FULLNAME}.{NAMESPACE}.svc:9990/admin/ping answered pong" in out, out
-    assert re.search(r"PASS proxy: http://hello/ via proxy [\d.]+:4140 answered 'Hello \([^)]*\) world \([^)]*\)!'", out), out
+    assert f"PASS admin: http://{FULLNAME}.{NAMESPACE}.svc:9990/admin/ping answered pong" in out, (
+        out
+    )
+    assert re.search(
+        r"PASS proxy: http://hello/ via proxy [\d.]+:4140 answered 'Hello \([^)]*\) world \([^)]*\)!'",
+        out,
+    ), out
 
 
 class Traffic:
@@ -385,7 +463,13 @@ def test_helm_test_pod_prometheus_passes(cluster: Cluster) -> None:
     }
     targets.write_text(json.dumps([{"targets": [f"{cluster.node_ip}:9990"], "labels": meta}]))
     address = cluster.ip(7)
-    cluster.processes.start("prometheus", f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}", f"--web.listen-address={address}:9090", name="prometheus")
+    cluster.processes.start(
+        "prometheus",
+        f"--config.file={config}",
+        f"--storage.tsdb.path={folder / 'tsdb'}",
+        f"--web.listen-address={address}:9090",
+        name="prometheus",
+    )
     wait_for_port(address, 9090, timeout=30)
     with Traffic(f"{cluster.node_ip}:4140"):
         code, out = cluster.run_smoke_pod("prometheus")
@@ -399,7 +483,17 @@ def test_helm_test_pod_grafana_passes(cluster: Cluster) -> None:
     for name, text in find(cluster.docs, "ConfigMap", f"{FULLNAME}-dashboards")["data"].items():
         (folder / name).write_text(text)
     address = cluster.ip(8)
-    cluster.processes.start(sys.executable, str(REPO / "tests" / "chart" / "chart_grafana_standin.py"), "--host", address, "--port", "3000", "--dashboards", str(folder), name="grafana")
+    cluster.processes.start(
+        sys.executable,
+        str(REPO / "tests" / "chart" / "chart_grafana_standin.py"),
+        "--host",
+        address,
+        "--port",
+        "3000",
+        "--dashboards",
+        str(folder),
+        name="grafana",
+    )
     wait_for_port(address, 3000)
     code, out = cluster.run_smoke_pod("grafana")
     assert code == 0, out
@@ -446,7 +540,11 @@ def test_spec_changes_are_only_the_listed_ones(cluster: Cluster) -> None:
 def test_mesh_stops_cleanly_on_podman_stop(cluster: Cluster) -> None:
     """SIGTERM: the mesh drains and exits 0 within the pod's grace period (not killed)."""
     container = cluster.container(f"{FULLNAME}-{NODE}", "l5d")
-    grace = int(find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+    grace = int(
+        find(cluster.docs, "DaemonSet", FULLNAME)["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"
+        ]
+    )
     started = time.monotonic()
     cluster.podman.run("stop", "--time", str(grace), container, timeout=grace + 60)
     elapsed = time.monotonic() - started

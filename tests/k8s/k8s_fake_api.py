@@ -104,7 +104,13 @@ class FakeApi(Resource):
         obj = self.objects.pop((resource, namespace, name))
         self._bump(resource, namespace, "DELETED", obj)
 
-    def set_service(self, namespace: str, service: str, endpoints: list[dict[str, Any]], port: tuple[str, int] = ("http", 8080)) -> None:
+    def set_service(
+        self,
+        namespace: str,
+        service: str,
+        endpoints: list[dict[str, Any]],
+        port: tuple[str, int] = ("http", 8080),
+    ) -> None:
         """Both representations of one service: one EndpointSlice and one Endpoints."""
         self.put(SLICES, namespace, slice_obj(service, endpoints, port))
         self.put(ENDPOINTS, namespace, endpoints_obj(service, endpoints, port))
@@ -118,7 +124,11 @@ class FakeApi(Resource):
         self.rv += 1
         for request, res, ns in list(self.watchers):
             if res == resource and ns == namespace:
-                self._send(request, "BOOKMARK", {"kind": "EndpointSlice", "metadata": {"resourceVersion": str(self.rv)}})
+                self._send(
+                    request,
+                    "BOOKMARK",
+                    {"kind": "EndpointSlice", "metadata": {"resourceVersion": str(self.rv)}},
+                )
         return self.rv
 
     def send_raw(self, line: bytes) -> None:
@@ -126,7 +136,11 @@ class FakeApi(Resource):
             request.write(line + b"\n")
 
     def watch_count(self, resource: str | None = None) -> int:
-        return sum(1 for path, q in self.requests if q.get("watch") == ["true"] and (resource is None or path.endswith(resource)))
+        return sum(
+            1
+            for path, q in self.requests
+            if q.get("watch") == ["true"] and (resource is None or path.endswith(resource))
+        )
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -134,7 +148,10 @@ class FakeApi(Resource):
         url = urlparse(request.uri.decode())
         query = parse_qs(url.query)
         self.requests.append((url.path, query))
-        if self.required_token is not None and request.getHeader(b"authorization") != f"Bearer {self.required_token}".encode():
+        if (
+            self.required_token is not None
+            and request.getHeader(b"authorization") != f"Bearer {self.required_token}".encode()
+        ):
             self._status(request, 401, "Unauthorized")
             return server.NOT_DONE_YET
         if self.faults.delay_s:
@@ -150,16 +167,24 @@ class FakeApi(Resource):
         # /api/v1/namespaces/NS/endpoints or /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices
         if self.faults.fail_statuses:
             return self._status(request, self.faults.fail_statuses.pop(0), "injected failure")
-        if len(parts) < 5 or parts[-3] != "namespaces" or parts[-1] not in (SLICES, ENDPOINTS, SERVICES):
+        if (
+            len(parts) < 5
+            or parts[-3] != "namespaces"
+            or parts[-1] not in (SLICES, ENDPOINTS, SERVICES)
+        ):
             return self._status(request, 404, "not found")
         if parts[-1] in self.forbidden:
-            return self._status(request, 403, f"{parts[-1]} is forbidden: User cannot list resource")
+            return self._status(
+                request, 403, f"{parts[-1]} is forbidden: User cannot list resource"
+            )
         resource, namespace = parts[-1], parts[-2]
         if resource == SLICES and not self.faults.slices_served:
             return self._status(request, 404, "the server could not find the requested resource")
         if query.get("watch") == ["true"]:
             return self._watch(request, resource, namespace, query)
-        items = [o for (r, ns, _), o in sorted(self.objects.items()) if r == resource and ns == namespace]
+        items = [
+            o for (r, ns, _), o in sorted(self.objects.items()) if r == resource and ns == namespace
+        ]
         for item in items:
             item.setdefault("metadata", {}).setdefault("resourceVersion", str(self.rv))
         body = {"kind": "List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
@@ -167,7 +192,9 @@ class FakeApi(Resource):
         request.write(json.dumps(body).encode())
         request.finish()
 
-    def _watch(self, request: server.Request, resource: str, namespace: str, query: dict[str, list[str]]) -> None:
+    def _watch(
+        self, request: server.Request, resource: str, namespace: str, query: dict[str, list[str]]
+    ) -> None:
         since = int(query.get("resourceVersion", ["0"])[0] or 0)
         gone = self.faults.watch_gone_next or since < self.oldest_rv - 1
         self.faults.watch_gone_next = False
@@ -176,7 +203,16 @@ class FakeApi(Resource):
         request.setHeader(b"content-type", b"application/json")
         request.write(b"")  # headers now: the stream is open
         if gone:
-            self._send(request, "ERROR", {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"})
+            self._send(
+                request,
+                "ERROR",
+                {
+                    "kind": "Status",
+                    "code": 410,
+                    "reason": "Expired",
+                    "message": "too old resource version",
+                },
+            )
             request.finish()
             return
         self.watchers.append((request, resource, namespace))
@@ -204,19 +240,33 @@ def service_obj(service: str, ports: list[tuple[str, int, int]]) -> dict[str, An
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": service},
-        "spec": {"ports": [{"name": n, "port": p, "targetPort": t, "protocol": "TCP"} for n, p, t in ports]},
+        "spec": {
+            "ports": [
+                {"name": n, "port": p, "targetPort": t, "protocol": "TCP"} for n, p, t in ports
+            ]
+        },
     }
 
 
-def endpoint(ip: str, node: str | None = None, ready: bool = True, pod: str | None = None) -> dict[str, Any]:
+def endpoint(
+    ip: str, node: str | None = None, ready: bool = True, pod: str | None = None
+) -> dict[str, Any]:
     return {"ip": ip, "node": node, "ready": ready, "pod": pod}
 
 
-def slice_obj(service: str, endpoints: list[dict[str, Any]], port: tuple[str, int], labels: dict[str, str] | None = None) -> dict[str, Any]:
+def slice_obj(
+    service: str,
+    endpoints: list[dict[str, Any]],
+    port: tuple[str, int],
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": f"{service}-abcde", "labels": {"kubernetes.io/service-name": service, **(labels or {})}},
+        "metadata": {
+            "name": f"{service}-abcde",
+            "labels": {"kubernetes.io/service-name": service, **(labels or {})},
+        },
         "addressType": "IPv4",
         "ports": [{"name": port[0], "port": port[1], "protocol": "TCP"}],
         "endpoints": [
@@ -231,7 +281,12 @@ def slice_obj(service: str, endpoints: list[dict[str, Any]], port: tuple[str, in
     }
 
 
-def endpoints_obj(service: str, endpoints: list[dict[str, Any]], port: tuple[str, int], labels: dict[str, str] | None = None) -> dict[str, Any]:
+def endpoints_obj(
+    service: str,
+    endpoints: list[dict[str, Any]],
+    port: tuple[str, int],
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     def addr(e: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"ip": e["ip"]}
         if e["node"]:

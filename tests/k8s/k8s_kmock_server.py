@@ -26,10 +26,21 @@ def resource_of(obj: dict) -> str:
 
 
 async def serve(port: int, objects: list[dict], slices: bool) -> None:
-    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator, host="127.0.0.1", port=port):
-        emulator.resources[ENDPOINTS] = {"kind": "Endpoints", "namespaced": True, "verbs": ["list", "watch", "get", "create", "patch", "delete"]}
+    async with (
+        kmock.KubernetesEmulator() as emulator,
+        kmock.Server(emulator, host="127.0.0.1", port=port),
+    ):
+        emulator.resources[ENDPOINTS] = {
+            "kind": "Endpoints",
+            "namespaced": True,
+            "verbs": ["list", "watch", "get", "create", "patch", "delete"],
+        }
         if slices:
-            emulator.resources[SLICES] = {"kind": "EndpointSlice", "namespaced": True, "verbs": ["list", "watch", "get", "create", "patch", "delete"]}
+            emulator.resources[SLICES] = {
+                "kind": "EndpointSlice",
+                "namespaced": True,
+                "verbs": ["list", "watch", "get", "create", "patch", "delete"],
+            }
         for obj in objects:
             meta = obj["metadata"]
             emulator.objects[resource_of(obj), meta.get("namespace", "default"), meta["name"]] = obj

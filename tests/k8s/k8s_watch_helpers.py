@@ -47,4 +47,6 @@ class Watched:
         return self.current() == sorted(expected)
 
     def history(self) -> list[list[str]]:
-        return [sorted(a.show() for a in x.addresses) for x in self.addrs if isinstance(x, AddrBound)]
+        return [
+            sorted(a.show() for a in x.addresses) for x in self.addrs if isinstance(x, AddrBound)
+        ]

@@ -23,7 +23,9 @@ class StalledAnswer(Protocol):
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if b"\r\n\r\n" in data:
-            self.transport.write(self.head + b"\r\nContent-Length: 1000\r\n\r\n" b'{"message": "etcd is')  # type: ignore[union-attr]
+            self.transport.write(
+                self.head + b'\r\nContent-Length: 1000\r\n\r\n{"message": "etcd is'
+            )  # type: ignore[union-attr]
 
     def connectionLost(self, reason: object = None) -> None:  # noqa: N802
         self.closed.callback(None)
@@ -39,9 +41,15 @@ async def closed_soon(closed: Deferred[None]) -> bool:
 @pytest_twisted.ensureDeferred
 async def test_list_with_a_stalled_body_times_out_and_closes() -> None:
     closed: Deferred[None] = Deferred()
-    port = reactor.listenTCP(0, Factory.forProtocol(lambda: StalledAnswer(closed, b"HTTP/1.1 200 OK")), interface="127.0.0.1")  # type: ignore[attr-defined]
+    port = reactor.listenTCP(
+        0,
+        Factory.forProtocol(lambda: StalledAnswer(closed, b"HTTP/1.1 200 OK")),
+        interface="127.0.0.1",
+    )  # type: ignore[attr-defined]
     try:
-        api = KubernetesApi(reactor, ApiAccess(f"http://127.0.0.1:{port.getHost().port}"), request_timeout_s=0.3)
+        api = KubernetesApi(
+            reactor, ApiAccess(f"http://127.0.0.1:{port.getHost().port}"), request_timeout_s=0.3
+        )
         with pytest.raises(ApiTimeout):
             await api.get_json("/api/v1/namespaces/default/endpoints")
         assert await closed_soon(closed), "the connection was still open 5 s after the timeout"
@@ -52,10 +60,21 @@ async def test_list_with_a_stalled_body_times_out_and_closes() -> None:
 @pytest_twisted.ensureDeferred
 async def test_watch_error_answer_with_a_stalled_body_is_given_up_and_closed() -> None:
     closed: Deferred[None] = Deferred()
-    port = reactor.listenTCP(0, Factory.forProtocol(lambda: StalledAnswer(closed, b"HTTP/1.1 500 Internal Server Error")), interface="127.0.0.1")  # type: ignore[attr-defined]
+    port = reactor.listenTCP(
+        0,
+        Factory.forProtocol(lambda: StalledAnswer(closed, b"HTTP/1.1 500 Internal Server Error")),
+        interface="127.0.0.1",
+    )  # type: ignore[attr-defined]
     try:
-        api = KubernetesApi(reactor, ApiAccess(f"http://127.0.0.1:{port.getHost().port}"), request_timeout_s=0.3)
-        handle = api.watch("/api/v1/namespaces/default/endpoints", {"watch": "true"}, lambda _line: None, idle_timeout_s=60.0)
+        api = KubernetesApi(
+            reactor, ApiAccess(f"http://127.0.0.1:{port.getHost().port}"), request_timeout_s=0.3
+        )
+        handle = api.watch(
+            "/api/v1/namespaces/default/endpoints",
+            {"watch": "true"},
+            lambda _line: None,
+            idle_timeout_s=60.0,
+        )
         with pytest.raises(ApiError) as raised:
             await handle.done
         assert raised.value.status == 500

@@ -19,14 +19,21 @@ def test_backoff_grows_to_cap_with_jitter_and_resets():
 
 
 def test_explicit_host_port_is_a_plain_http_proxy(tmp_path):
-    access = resolve_access("127.0.0.5", 8111, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, str(tmp_path))
+    access = resolve_access(
+        "127.0.0.5", 8111, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, str(tmp_path)
+    )
     assert access.base_url == "http://127.0.0.5:8111" and not access.in_cluster
 
 
 def test_in_cluster_when_env_and_service_account_exist(tmp_path):
     (tmp_path / "token").write_text("secret-token\n")
     (tmp_path / "ca.crt").write_text("---")
-    access = resolve_access(None, None, {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "6443"}, str(tmp_path))
+    access = resolve_access(
+        None,
+        None,
+        {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "6443"},
+        str(tmp_path),
+    )
     assert access.base_url == "https://10.96.0.1:6443" and access.in_cluster
     assert access.bearer_token() == "secret-token"
     assert access.ca_file == str(tmp_path / "ca.crt")
@@ -35,4 +42,7 @@ def test_in_cluster_when_env_and_service_account_exist(tmp_path):
 def test_default_is_kubectl_proxy_on_localhost(tmp_path):
     assert resolve_access(None, None, {}, str(tmp_path)).base_url == "http://localhost:8001"
     # env without the service account files is not enough
-    assert resolve_access(None, None, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, str(tmp_path)).base_url == "http://localhost:8001"
+    assert (
+        resolve_access(None, None, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, str(tmp_path)).base_url
+        == "http://localhost:8001"
+    )

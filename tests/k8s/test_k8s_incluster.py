@@ -46,7 +46,10 @@ def _cert(subject: str, key: Any, issuer: str, issuer_key: Any, ca: bool) -> x50
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -57,8 +60,12 @@ def make_pki(directory: FsPath) -> ssl.CertificateOptions:
     cert = _cert("kubernetes", key, "test-ca", ca_key, ca=False)
     (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (directory / "token").write_text("s3cret-token\n")
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    server_cert = ssl.PrivateCertificate.loadPEM(key_pem + cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    server_cert = ssl.PrivateCertificate.loadPEM(
+        key_pem + cert.public_bytes(serialization.Encoding.PEM)
+    )
     return server_cert.options()
 
 
@@ -71,8 +78,12 @@ async def test_in_cluster_https_with_token_and_ca(tmp_path: FsPath) -> None:
     access = resolve_access(None, None, env, sa_dir=str(tmp_path))
     assert access.base_url == f"https://127.0.0.1:{port}"
     k8s = KubernetesApi(reactor, access, request_timeout_s=2.0)
-    settings = WatchSettings(watch_timeout_s=60, idle_timeout_s=5.0, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.4)
-    namer = K8sNamer(k8s, Path.read("/io.l5d.k8s"), reactor, PluginContext(reactor), settings=settings)
+    settings = WatchSettings(
+        watch_timeout_s=60, idle_timeout_s=5.0, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.4
+    )
+    namer = K8sNamer(
+        k8s, Path.read("/io.l5d.k8s"), reactor, PluginContext(reactor), settings=settings
+    )
     try:
         api.set_service("default", "web", [endpoint("10.0.0.1")])
         web = Watched(namer, "/default/http/web")
@@ -98,13 +109,21 @@ async def test_wrong_ca_is_refused_and_endpoints_stay_pending(tmp_path: FsPath) 
     other.mkdir()
     make_pki(other)  # a different CA: the server's certificate must not be trusted
     env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(port)}
-    k8s = KubernetesApi(reactor, resolve_access(None, None, env, sa_dir=str(other)), request_timeout_s=2.0)
-    settings = WatchSettings(watch_timeout_s=60, idle_timeout_s=5.0, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.4)
-    namer = K8sNamer(k8s, Path.read("/io.l5d.k8s"), reactor, PluginContext(reactor), settings=settings)
+    k8s = KubernetesApi(
+        reactor, resolve_access(None, None, env, sa_dir=str(other)), request_timeout_s=2.0
+    )
+    settings = WatchSettings(
+        watch_timeout_s=60, idle_timeout_s=5.0, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.4
+    )
+    namer = K8sNamer(
+        k8s, Path.read("/io.l5d.k8s"), reactor, PluginContext(reactor), settings=settings
+    )
     try:
         api.set_service("default", "web", [endpoint("10.0.0.1")])
         web = Watched(namer, "/default/http/web")
-        await eventually(lambda: namer.state()["namespaces"]["default"]["lastError"], what="TLS failure recorded")
+        await eventually(
+            lambda: namer.state()["namespaces"]["default"]["lastError"], what="TLS failure recorded"
+        )
         assert web.current() is None and not namer.state()["namespaces"]["default"]["synced"]
         assert not api.requests  # nothing was sent to the untrusted server
     finally:

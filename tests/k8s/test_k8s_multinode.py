@@ -54,22 +54,35 @@ def port_free_on_all(*hosts: str) -> int:
     raise RuntimeError("no common free port")
 
 
-def slice_for(service: str, port_name: str, port: int, pods: list[tuple[str, str, str]]) -> dict[str, Any]:
+def slice_for(
+    service: str, port_name: str, port: int, pods: list[tuple[str, str, str]]
+) -> dict[str, Any]:
     """An EndpointSlice of ``service``; pods are (ip, node name, pod name)."""
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"name": f"{service}-x1", "namespace": "default", "labels": {"kubernetes.io/service-name": service}},
+        "metadata": {
+            "name": f"{service}-x1",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": service},
+        },
         "addressType": "IPv4",
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
         "endpoints": [
-            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": node, "targetRef": {"kind": "Pod", "name": pod}}
+            {
+                "addresses": [ip],
+                "conditions": {"ready": True},
+                "nodeName": node,
+                "targetRef": {"kind": "Pod", "name": pod},
+            }
             for ip, node, pod in pods
         ],
     }
 
 
-def node_config(node: str, api_port: int, outgoing: int, incoming: int, admin: int) -> dict[str, Any]:
+def node_config(
+    node: str, api_port: int, outgoing: int, incoming: int, admin: int
+) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load(REFERENCE_CONFIG.read_text())
     ip = NODES[node]["mesh"]
     config["admin"] = {"ip": ip, "port": admin}
@@ -78,7 +91,9 @@ def node_config(node: str, api_port: int, outgoing: int, incoming: int, admin: i
     namer["host"], namer["port"] = "127.0.0.1", api_port  # the emulated API, like a kubectl proxy
     ports = {"outgoing": outgoing, "incoming": incoming}
     for router in config["routers"]:
-        router["servers"] = [{**server, "ip": ip, "port": ports[router["label"]]} for server in router["servers"]]
+        router["servers"] = [
+            {**server, "ip": ip, "port": ports[router["label"]]} for server in router["servers"]
+        ]
     return config
 
 
@@ -94,8 +109,15 @@ def get(url: str, proxy: str | None = None, timeout: float = 5.0) -> tuple[int, 
 
 def patch(url: str, body: dict[str, Any]) -> None:
     """A merge patch through the emulated API, as a controller would change endpoints."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PATCH", headers={"Content-Type": "application/merge-patch+json"})
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5) as response:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+        request, timeout=5
+    ) as response:
         assert response.status == 200
 
 
@@ -107,7 +129,11 @@ def metrics(admin: str) -> dict[str, Any]:
 
 
 def counter(flat: dict[str, Any], *needles: str) -> float:
-    return sum(v for k, v in flat.items() if all(n in k for n in needles) and k.endswith("/requests") and isinstance(v, int | float))
+    return sum(
+        v
+        for k, v in flat.items()
+        if all(n in k for n in needles) and k.endswith("/requests") and isinstance(v, int | float)
+    )
 
 
 def test_hello_world_across_two_nodes(processes: Any, tmp_path: Path) -> None:
@@ -127,11 +153,29 @@ def test_hello_world_across_two_nodes(processes: Any, tmp_path: Path) -> None:
 
     objects = [
         slice_for("hello", "http", hello_port, [(NODES["node1"]["app"], "node1", "hello-abc")]),
-        slice_for("world-v1", "http", world_port, [(NODES["node2"]["app"], "node2", "world-v1-def")]),
-        slice_for("l5d", "incoming", incoming, [(NODES["node1"]["mesh"], "node1", "l5d-n1"), (NODES["node2"]["mesh"], "node2", "l5d-n2")]),
+        slice_for(
+            "world-v1", "http", world_port, [(NODES["node2"]["app"], "node2", "world-v1-def")]
+        ),
+        slice_for(
+            "l5d",
+            "incoming",
+            incoming,
+            [
+                (NODES["node1"]["mesh"], "node1", "l5d-n1"),
+                (NODES["node2"]["mesh"], "node2", "l5d-n2"),
+            ],
+        ),
     ]
     (tmp_path / "objects.json").write_text(json.dumps(objects))
-    processes.start(sys.executable, str(HERE / "k8s_kmock_server.py"), "--port", str(api_port), "--objects", str(tmp_path / "objects.json"), name="kmock")
+    processes.start(
+        sys.executable,
+        str(HERE / "k8s_kmock_server.py"),
+        "--port",
+        str(api_port),
+        "--objects",
+        str(tmp_path / "objects.json"),
+        name="kmock",
+    )
     wait_for_port("127.0.0.1", api_port)
 
     admins = {}
@@ -141,11 +185,31 @@ def test_hello_world_across_two_nodes(processes: Any, tmp_path: Path) -> None:
         admins[node] = f"{ips['mesh']}:{admin}"
         path = tmp_path / f"{node}.yaml"
         path.write_text(yaml.safe_dump(node_config(node, api_port, outgoing, incoming, admin)))
-        meshes[node] = processes.l5d("run", str(path), env={"NODE_NAME": node, "POD_IP": ips["mesh"]}, name=f"l5d-{node}")
+        meshes[node] = processes.l5d(
+            "run", str(path), env={"NODE_NAME": node, "POD_IP": ips["mesh"]}, name=f"l5d-{node}"
+        )
 
     node1_proxy = f"http://{NODES['node1']['mesh']}:{outgoing}"
-    processes.l5d("example", "hello", "--ip", NODES["node1"]["app"], "--port", str(hello_port), env={"http_proxy": node1_proxy, "POD_IP": NODES["node1"]["app"]}, name="hello")
-    processes.l5d("example", "world", "--ip", NODES["node2"]["app"], "--port", str(world_port), env={"POD_IP": NODES["node2"]["app"]}, name="world")
+    processes.l5d(
+        "example",
+        "hello",
+        "--ip",
+        NODES["node1"]["app"],
+        "--port",
+        str(hello_port),
+        env={"http_proxy": node1_proxy, "POD_IP": NODES["node1"]["app"]},
+        name="hello",
+    )
+    processes.l5d(
+        "example",
+        "world",
+        "--ip",
+        NODES["node2"]["app"],
+        "--port",
+        str(world_port),
+        env={"POD_IP": NODES["node2"]["app"]},
+        name="world",
+    )
 
     try:
         for ips in NODES.values():
@@ -171,24 +235,46 @@ def test_hello_world_across_two_nodes(processes: Any, tmp_path: Path) -> None:
         def routed() -> bool:
             m1, m2 = metrics(admins["node1"]), metrics(admins["node2"])
             return (
-                counter(m1, "rt/outgoing/client/%/io.l5d.k8s.daemonset/default/incoming/l5d/#/io.l5d.k8s/default/http/world-v1/") >= 1
-                and counter(m2, "rt/incoming/client/%/io.l5d.k8s.localnode/node2/#/io.l5d.k8s/default/http/world-v1/") >= 1
+                counter(
+                    m1,
+                    "rt/outgoing/client/%/io.l5d.k8s.daemonset/default/incoming/l5d/#/io.l5d.k8s/default/http/world-v1/",
+                )
+                >= 1
+                and counter(
+                    m2,
+                    "rt/incoming/client/%/io.l5d.k8s.localnode/node2/#/io.l5d.k8s/default/http/world-v1/",
+                )
+                >= 1
                 and counter(m2, "rt/incoming/server/") >= 1
                 and counter(m2, "rt/incoming/service/svc/world/") >= 1
-                and counter(m1, "rt/incoming/client/%/io.l5d.k8s.localnode/node1/#/io.l5d.k8s/default/http/hello/") >= 1
+                and counter(
+                    m1,
+                    "rt/incoming/client/%/io.l5d.k8s.localnode/node1/#/io.l5d.k8s/default/http/hello/",
+                )
+                >= 1
                 and counter(m2, "rt/incoming/client/", "hello") == 0
                 and counter(m2, "rt/outgoing/server/") == 0
             )
 
-        wait_until(routed, timeout=10, what="routers' metrics showing outgoing(node1) -> incoming(node2)")
+        wait_until(
+            routed, timeout=10, what="routers' metrics showing outgoing(node1) -> incoming(node2)"
+        )
         # Live: node2's mesh pod leaves the DaemonSet's endpoints -> world has no mesh pod
         # on its node, the name is negative and hello's call fails; it comes back -> works.
         l5d_url = f"http://127.0.0.1:{api_port}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/l5d-x1"
         l5d_slice = objects[2]
         patch(l5d_url, {"endpoints": l5d_slice["endpoints"][:1]})
-        wait_until(lambda: get("http://hello/", proxy=node1_proxy)[0] != 200, timeout=5, what="world unroutable without node2's mesh pod")
+        wait_until(
+            lambda: get("http://hello/", proxy=node1_proxy)[0] != 200,
+            timeout=5,
+            what="world unroutable without node2's mesh pod",
+        )
         patch(l5d_url, {"endpoints": l5d_slice["endpoints"]})
-        wait_until(lambda: get("http://hello/", proxy=node1_proxy)[1].strip() == expected, timeout=5, what="world routable again")
+        wait_until(
+            lambda: get("http://hello/", proxy=node1_proxy)[1].strip() == expected,
+            timeout=5,
+            what="world routable again",
+        )
 
         # node1's namer state shows the shared watch and the DaemonSet's pods
         status, body, _ = get(f"http://{admins['node1']}/namer_state/io.l5d.k8s.json")
@@ -211,4 +297,3 @@ def _can_bind(ip: str) -> bool:
         return True
     except OSError:
         return False
-

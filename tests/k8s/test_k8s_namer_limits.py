@@ -26,7 +26,9 @@ def test_namespace_watches_are_capped(monkeypatch):
     assert namer.lookup(Path.read("/b/http/web")).sample() == PENDING
     state = namer.lookup(Path.read("/c/http/web")).sample()
     assert isinstance(state, Failed) and "at most 2 namespaces" in str(state.error)
-    assert namer.lookup(Path.read("/a/http/other")).sample() == PENDING  # known namespaces still work
+    assert (
+        namer.lookup(Path.read("/a/http/other")).sample() == PENDING
+    )  # known namespaces still work
     assert set(namer.state()["namespaces"]) == {"a", "b"}
     namer.close()
 

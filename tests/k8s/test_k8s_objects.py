@@ -14,7 +14,10 @@ from l5d_twisted.k8s.objects import (
 
 def slice_(name, service, endpoints, ports=(("http", 8080),), labels=None):
     return {
-        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service, **(labels or {})}},
+        "metadata": {
+            "name": name,
+            "labels": {"kubernetes.io/service-name": service, **(labels or {})},
+        },
         "addressType": "IPv4",
         "ports": [{"name": n, "port": p, "protocol": "TCP"} for n, p in ports],
         "endpoints": endpoints,
@@ -35,7 +38,11 @@ def shows(resolution):
 
 
 def test_slice_ready_addresses_with_node_pod_zone_meta():
-    shard = parse_endpoint_slice(slice_("web-abc", "web", [ep("10.0.0.1", pod="web-1", zone="z1"), ep("10.0.0.2", ready=False)]))
+    shard = parse_endpoint_slice(
+        slice_(
+            "web-abc", "web", [ep("10.0.0.1", pod="web-1", zone="z1"), ep("10.0.0.2", ready=False)]
+        )
+    )
     assert shard.service == "web"
     res = resolve([shard], "http")
     assert res.exists and shows(res) == ["10.0.0.1:8080"]
@@ -50,7 +57,9 @@ def test_ready_unset_counts_as_ready():
 
 def test_several_slices_union_and_per_slice_ports():
     a = parse_endpoint_slice(slice_("web-a", "web", [ep("10.0.0.1")], ports=(("http", 8080),)))
-    b = parse_endpoint_slice(slice_("web-b", "web", [ep("10.0.0.2")], ports=(("http", 9090), ("admin", 9990))))
+    b = parse_endpoint_slice(
+        slice_("web-b", "web", [ep("10.0.0.2")], ports=(("http", 9090), ("admin", 9990)))
+    )
     assert shows(resolve([a, b], "http")) == ["10.0.0.1:8080", "10.0.0.2:9090"]
     assert shows(resolve([a, b], "admin")) == ["10.0.0.2:9990"]
 
@@ -78,7 +87,13 @@ def test_v1_endpoints_subsets_and_not_ready():
             "metadata": {"name": "web", "resourceVersion": "5"},
             "subsets": [
                 {
-                    "addresses": [{"ip": "10.0.1.1", "nodeName": "n2", "targetRef": {"kind": "Pod", "name": "web-x"}}],
+                    "addresses": [
+                        {
+                            "ip": "10.0.1.1",
+                            "nodeName": "n2",
+                            "targetRef": {"kind": "Pod", "name": "web-x"},
+                        }
+                    ],
                     "notReadyAddresses": [{"ip": "10.0.1.2"}],
                     "ports": [{"name": "http", "port": 80}],
                 }
@@ -95,9 +110,18 @@ def test_v1_endpoints_subsets_and_not_ready():
     [
         "not an object",
         {"metadata": {}},
-        {"metadata": {"name": "x", "labels": {"kubernetes.io/service-name": "s"}}, "endpoints": "nope"},
-        {"metadata": {"name": "x", "labels": {"kubernetes.io/service-name": "s"}}, "endpoints": [{"addresses": [3]}]},
-        {"metadata": {"name": "x", "labels": {"kubernetes.io/service-name": "s"}}, "ports": [{"port": "http"}]},
+        {
+            "metadata": {"name": "x", "labels": {"kubernetes.io/service-name": "s"}},
+            "endpoints": "nope",
+        },
+        {
+            "metadata": {"name": "x", "labels": {"kubernetes.io/service-name": "s"}},
+            "endpoints": [{"addresses": [3]}],
+        },
+        {
+            "metadata": {"name": "x", "labels": {"kubernetes.io/service-name": "s"}},
+            "ports": [{"port": "http"}],
+        },
         {"metadata": {"name": "x"}},  # a slice without its service label
     ],
 )
@@ -119,7 +143,17 @@ def test_udp_ports_and_fqdn_slices_are_ignored():
 def test_service_ports_map_numbers_to_names():
     from l5d_twisted.k8s.objects import parse_service, service_port_name
 
-    svc = parse_service({"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"port": 9000, "targetPort": "admin"}]}})
+    svc = parse_service(
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": 8080},
+                    {"port": 9000, "targetPort": "admin"},
+                ]
+            },
+        }
+    )
     assert service_port_name([svc], 80) == "http"
     assert service_port_name([svc], 9000) == ""  # unnamed: matches the unnamed endpoint port
     assert service_port_name([svc], 81) is None

@@ -40,7 +40,11 @@ class MemoryNamer:
         a = self.addrs.setdefault(path, Var(ADDR_PENDING))
         a.update(bound(*addresses))
         tree = self.trees.setdefault(path, Var(PENDING))
-        tree.update(state if state is not None else Ok(Leaf(BoundName(Path.read("/#/io.l5d.k8s") + path, a))))
+        tree.update(
+            state
+            if state is not None
+            else Ok(Leaf(BoundName(Path.read("/#/io.l5d.k8s") + path, a)))
+        )
 
     def lookup(self, path):
         return self.trees.setdefault(path, Var(PENDING))
@@ -64,17 +68,29 @@ def test_daemonset_maps_each_endpoint_to_the_pod_on_its_node_live():
     t = DaemonSetTransformer(namer, "default", "incoming", "l5d", host_network=False)
     world = Var(bound(addr("10.244.2.7", 7778, "node2")))
     out = transformed(t, world)
-    assert out.id == Path.read("/%/io.l5d.k8s.daemonset/default/incoming/l5d/#/io.l5d.k8s/default/http/world-v1")
+    assert out.id == Path.read(
+        "/%/io.l5d.k8s.daemonset/default/incoming/l5d/#/io.l5d.k8s/default/http/world-v1"
+    )
     seen = []
     out.addr.observe(seen.append)
     assert seen[-1] == ADDR_PENDING  # the DaemonSet's pods are not known yet
-    namer.set("/default/incoming/l5d", addr("10.244.1.2", 4141, "node1"), addr("10.244.2.2", 4141, "node2"))
+    namer.set(
+        "/default/incoming/l5d",
+        addr("10.244.1.2", 4141, "node1"),
+        addr("10.244.2.2", 4141, "node2"),
+    )
     assert shows(seen[-1]) == ["10.244.2.2:4141"]
     # the endpoint moves to node1: so does the target
     world.update(bound(addr("10.244.1.9", 7778, "node1")))
     assert shows(seen[-1]) == ["10.244.1.2:4141"]
     # two endpoints on two nodes: two mesh pods
-    world.update(bound(addr("10.244.1.9", 7778, "node1"), addr("10.244.2.7", 7778, "node2"), addr("10.244.2.8", 7778, "node2")))
+    world.update(
+        bound(
+            addr("10.244.1.9", 7778, "node1"),
+            addr("10.244.2.7", 7778, "node2"),
+            addr("10.244.2.8", 7778, "node2"),
+        )
+    )
     assert shows(seen[-1]) == ["10.244.1.2:4141", "10.244.2.2:4141"]
     # the DaemonSet pod of node2 goes away: only node1 remains
     namer.set("/default/incoming/l5d", addr("10.244.1.2", 4141, "node1"))
@@ -87,11 +103,17 @@ def test_daemonset_maps_each_endpoint_to_the_pod_on_its_node_live():
 def test_daemonset_node_names_beat_subnets_and_subnet_is_the_fallback():
     namer = MemoryNamer()
     # the CNI gives node2's pod an IP in node1's /24: node names must win
-    namer.set("/default/incoming/l5d", addr("10.0.1.2", 4141, "node1"), addr("10.0.9.9", 4141, "node2"))
+    namer.set(
+        "/default/incoming/l5d", addr("10.0.1.2", 4141, "node1"), addr("10.0.9.9", 4141, "node2")
+    )
     t = DaemonSetTransformer(namer, "default", "incoming", "l5d", host_network=False)
-    assert shows(transformed(t, Var(bound(addr("10.0.1.50", 80, "node2")))).addr.sample()) == ["10.0.9.9:4141"]
+    assert shows(transformed(t, Var(bound(addr("10.0.1.50", 80, "node2")))).addr.sample()) == [
+        "10.0.9.9:4141"
+    ]
     # without a node name: same /24
-    assert shows(transformed(t, Var(bound(addr("10.0.1.60", 80)))).addr.sample()) == ["10.0.1.2:4141"]
+    assert shows(transformed(t, Var(bound(addr("10.0.1.60", 80)))).addr.sample()) == [
+        "10.0.1.2:4141"
+    ]
     # hostNetwork: node names only
     host_net = DaemonSetTransformer(namer, "default", "incoming", "l5d", host_network=True)
     assert transformed(host_net, Var(bound(addr("10.0.1.60", 80)))).addr.sample() == ADDR_NEG
@@ -112,9 +134,13 @@ def test_daemonset_factory_shares_the_configured_k8s_namer():
 
     clock = MemoryReactorClock()
     ctx = PluginContext(clock)
-    namer = K8sNamer(KubernetesApi(clock, ApiAccess("http://127.0.0.1:1")), Path.read("/io.l5d.k8s"), clock, ctx)
+    namer = K8sNamer(
+        KubernetesApi(clock, ApiAccess("http://127.0.0.1:1")), Path.read("/io.l5d.k8s"), clock, ctx
+    )
     ctx.namers["/io.l5d.k8s"] = namer
-    config = TRANSFORMERS.get("io.l5d.k8s.daemonset").config_type(namespace="default", service="l5d", port="incoming")
+    config = TRANSFORMERS.get("io.l5d.k8s.daemonset").config_type(
+        namespace="default", service="l5d", port="incoming"
+    )
     t = make_daemonset_transformer(config, ctx)
     assert set(namer._watchers) == {"default"}  # its pods are watched through the namer
     assert t.prefix == Path.read("/io.l5d.k8s.daemonset/default/incoming/l5d")
@@ -128,11 +154,20 @@ def test_daemonset_with_its_own_api_stops_its_watches_on_close():
 
     clock = MemoryReactorClock()
     ctx = PluginContext(clock)
-    shared = K8sNamer(KubernetesApi(clock, ApiAccess("http://127.0.0.1:1")), Path.read("/io.l5d.k8s"), clock, ctx)
+    shared = K8sNamer(
+        KubernetesApi(clock, ApiAccess("http://127.0.0.1:1")), Path.read("/io.l5d.k8s"), clock, ctx
+    )
     ctx.namers["/io.l5d.k8s"] = shared
     config_type = TRANSFORMERS.get("io.l5d.k8s.daemonset").config_type
-    own = make_daemonset_transformer(config_type(namespace="default", service="l5d", port="incoming", k8s_host="127.0.0.1", k8s_port=1), ctx)
-    sharing = make_daemonset_transformer(config_type(namespace="default", service="l5d", port="incoming"), ctx)
+    own = make_daemonset_transformer(
+        config_type(
+            namespace="default", service="l5d", port="incoming", k8s_host="127.0.0.1", k8s_port=1
+        ),
+        ctx,
+    )
+    sharing = make_daemonset_transformer(
+        config_type(namespace="default", service="l5d", port="incoming"), ctx
+    )
     watchers = list(own._namer._watchers.values())
     assert [w.connection for w in watchers] == ["listing"]
     own.close()
@@ -144,16 +179,27 @@ def test_daemonset_with_its_own_api_stops_its_watches_on_close():
 
 def test_localnode_by_node_name_with_subnet_fallback():
     t = from_env(LocalNodeConfig(), {"NODE_NAME": "node1", "POD_IP": "10.0.1.5"})
-    source = Var(bound(addr("10.0.1.7", 80, "node1"), addr("10.0.1.8", 80, "node2"), addr("10.0.1.9", 80), addr("10.0.2.9", 80)))
+    source = Var(
+        bound(
+            addr("10.0.1.7", 80, "node1"),
+            addr("10.0.1.8", 80, "node2"),
+            addr("10.0.1.9", 80),
+            addr("10.0.2.9", 80),
+        )
+    )
     state = t.transform(world_leaf(source)).sample()
     out = state.value.value
     assert out.id == Path.read("/%/io.l5d.k8s.localnode/node1/#/io.l5d.k8s/default/http/world-v1")
     assert shows(out.addr.sample()) == ["10.0.1.7:80", "10.0.1.9:80"]
     host_net = LocalNodeTransformer("node1", None, host_network=True)
-    assert shows(host_net.transform(world_leaf(source)).sample().value.value.addr.sample()) == ["10.0.1.7:80"]
+    assert shows(host_net.transform(world_leaf(source)).sample().value.value.addr.sample()) == [
+        "10.0.1.7:80"
+    ]
     by_ip = from_env(LocalNodeConfig(), {"POD_IP": "10.0.2.1"})
     assert by_ip.prefix == Path.read("/io.l5d.k8s.localnode/10.0.2.1")
-    assert shows(by_ip.transform(world_leaf(source)).sample().value.value.addr.sample()) == ["10.0.2.9:80"]
+    assert shows(by_ip.transform(world_leaf(source)).sample().value.value.addr.sample()) == [
+        "10.0.2.9:80"
+    ]
 
 
 def test_localnode_without_env_is_a_clear_error():

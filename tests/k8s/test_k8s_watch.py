@@ -23,12 +23,26 @@ from l5d_twisted.naming.nametree import NEG
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Ok
 
-FAST = WatchSettings(watch_timeout_s=60, idle_timeout_s=5.0, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.4)
+FAST = WatchSettings(
+    watch_timeout_s=60, idle_timeout_s=5.0, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.4
+)
 
 
-def make_namer(api: FakeApi, settings: WatchSettings = FAST, label_selector: str | None = None, timeout_s: float = 2.0) -> K8sNamer:
+def make_namer(
+    api: FakeApi,
+    settings: WatchSettings = FAST,
+    label_selector: str | None = None,
+    timeout_s: float = 2.0,
+) -> K8sNamer:
     k8s = KubernetesApi(reactor, ApiAccess(api.base_url), request_timeout_s=timeout_s)
-    return K8sNamer(k8s, Path.read("/io.l5d.k8s"), reactor, PluginContext(reactor), label_selector=label_selector, settings=settings)
+    return K8sNamer(
+        k8s,
+        Path.read("/io.l5d.k8s"),
+        reactor,
+        PluginContext(reactor),
+        label_selector=label_selector,
+        settings=settings,
+    )
 
 
 def fixture() -> FakeApi:
@@ -42,14 +56,18 @@ async def test_add_scale_remove_and_not_ready_within_a_second():
     api = fixture()
     namer = make_namer(api)
     try:
-        api.set_service("default", "web", [endpoint("10.0.0.1", "n1"), endpoint("10.0.0.2", "n1", ready=False)])
+        api.set_service(
+            "default", "web", [endpoint("10.0.0.1", "n1"), endpoint("10.0.0.2", "n1", ready=False)]
+        )
         web = Watched(namer, "/default/http/web")
         await eventually(lambda: web.shows("10.0.0.1:8080"), what="first list")
         (only,) = web.addrs[-1].addresses
         assert only.node_name == "n1"
         # readiness and scale-up
         api.set_service("default", "web", [endpoint(f"10.0.0.{i}", "n1") for i in (1, 2, 3, 4)])
-        await eventually(lambda: web.shows("10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080"))
+        await eventually(
+            lambda: web.shows("10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080")
+        )
         # removal is seen within 1 s of the API reporting it
         started = time.monotonic()
         api.set_service("default", "web", [endpoint("10.0.0.4", "n1")])
@@ -73,7 +91,9 @@ async def test_unknown_service_unknown_port_and_empty_service():
         ghost = Watched(namer, "/default/http/ghost")
         bad_port = Watched(namer, "/default/grpc/web")
         idle = Watched(namer, "/default/http/idle")
-        await eventually(lambda: ghost.trees[-1] == Ok(NEG) and bad_port.trees[-1] == Ok(NEG) and idle.shows())
+        await eventually(
+            lambda: ghost.trees[-1] == Ok(NEG) and bad_port.trees[-1] == Ok(NEG) and idle.shows()
+        )
         # the unknown service appears: the name turns into a leaf
         api.set_service("default", "ghost", [endpoint("10.0.0.7")])
         await eventually(lambda: ghost.shows("10.0.0.7:8080"))
@@ -82,7 +102,9 @@ async def test_unknown_service_unknown_port_and_empty_service():
         state = namer.state()["namespaces"]["default"]
         assert state["resource"] == "endpointslices" and state["connection"] == "watching"
         assert state["services"]["web"] == {"http": ["10.0.0.1:8080"]}
-        assert state["resourceVersion"] == str(max(e.rv for e in api.events if e.resource == SLICES))
+        assert state["resourceVersion"] == str(
+            max(e.rv for e in api.events if e.resource == SLICES)
+        )
         # names that cannot be Kubernetes names are negative without any API call
         assert namer.lookup(Path.read("/default/http")).sample() == Ok(NEG)
         assert namer.lookup(Path.read("/Bad_NS/http/web")).sample() == Ok(NEG)
@@ -107,7 +129,10 @@ async def test_410_gone_relists_without_flapping(as_event):
         api.compact()
         api.drop_watches()
         api.set_service("default", "web", [endpoint("10.0.0.2"), endpoint("10.0.0.3")])
-        await eventually(lambda: web.shows("10.0.0.2:8080", "10.0.0.3:8080"), what=f"re-list after 410 (as event: {as_event})")
+        await eventually(
+            lambda: web.shows("10.0.0.2:8080", "10.0.0.3:8080"),
+            what=f"re-list after 410 (as event: {as_event})",
+        )
         assert sum(1 for p, q in api.requests if "watch" not in q) > lists_before, api.requests
         assert all(h for h in web.history()), f"flapped to empty: {web.history()}"
         # and the watch goes on from the new list
@@ -130,10 +155,17 @@ async def test_api_restart_mid_watch_keeps_endpoints_and_catches_up():
         await api.stop()
         # while the API is down, the change happens (the restarted API keeps its history)
         api.set_service("default", "web", [endpoint("10.0.0.2"), endpoint("10.0.0.5")])
-        await eventually(lambda: namer.state()["namespaces"]["default"]["connection"] == "backoff", what="outage noticed")
-        assert web.shows("10.0.0.1:8080", "10.0.0.2:8080"), "last known endpoints kept during the outage"
+        await eventually(
+            lambda: namer.state()["namespaces"]["default"]["connection"] == "backoff",
+            what="outage noticed",
+        )
+        assert web.shows("10.0.0.1:8080", "10.0.0.2:8080"), (
+            "last known endpoints kept during the outage"
+        )
         api.listen(port)
-        await eventually(lambda: web.shows("10.0.0.2:8080", "10.0.0.5:8080"), what="caught up after restart")
+        await eventually(
+            lambda: web.shows("10.0.0.2:8080", "10.0.0.5:8080"), what="caught up after restart"
+        )
         assert all(h for h in web.history())
         await eventually(lambda: namer.state()["namespaces"]["default"]["connection"] == "watching")
         assert api.watch_count() >= 2  # resumed from its version: no re-list was needed
@@ -157,10 +189,15 @@ async def test_500s_and_a_slow_api_are_retried():
         api.faults.delay_s = 1.0
         api.drop_watches()
         api.set_service("default", "web", [endpoint("10.0.0.1"), endpoint("10.0.0.6")])
-        await eventually(lambda: "no answer" in (namer.state()["namespaces"]["default"]["lastError"] or ""), what="timeout noticed")
+        await eventually(
+            lambda: "no answer" in (namer.state()["namespaces"]["default"]["lastError"] or ""),
+            what="timeout noticed",
+        )
         assert web.shows("10.0.0.1:8080")
         api.faults.delay_s = 0.0
-        await eventually(lambda: web.shows("10.0.0.1:8080", "10.0.0.6:8080"), what="recovered from slow API")
+        await eventually(
+            lambda: web.shows("10.0.0.1:8080", "10.0.0.6:8080"), what="recovered from slow API"
+        )
         assert all(h for h in web.history())
     finally:
         namer.close()
@@ -177,7 +214,11 @@ async def test_falls_back_to_v1_endpoints_when_slices_are_not_served(why):
         api.faults.slices_served = False
     namer = make_namer(api)
     try:
-        api.set_service("default", "web", [endpoint("10.0.0.1", "n1", pod="web-1"), endpoint("10.0.0.2", ready=False)])
+        api.set_service(
+            "default",
+            "web",
+            [endpoint("10.0.0.1", "n1", pod="web-1"), endpoint("10.0.0.2", ready=False)],
+        )
         web = Watched(namer, "/default/http/web")
         await eventually(lambda: web.shows("10.0.0.1:8080"))
         (addr,) = web.addrs[-1].addresses
@@ -218,16 +259,24 @@ async def test_label_selector_picks_objects_by_label_value():
     api = fixture()
     namer = make_namer(api, label_selector="version")
     try:
-        api.put(SLICES, "default", slice_obj("web-v1", [endpoint("10.0.0.1")], ("http", 80), labels={"version": "v1"}))
+        api.put(
+            SLICES,
+            "default",
+            slice_obj("web-v1", [endpoint("10.0.0.1")], ("http", 80), labels={"version": "v1"}),
+        )
         s2 = slice_obj("web-v1", [endpoint("10.0.0.2")], ("http", 80), labels={"version": "v2"})
         s2["metadata"]["name"] = "web-other"
         api.put(SLICES, "default", s2)
         v1 = Watched(namer, "/default/http/web-v1/v1/extra")
         v2 = Watched(namer, "/default/http/web-v1/v2")
         v3 = Watched(namer, "/default/http/web-v1/v3")
-        await eventually(lambda: v1.shows("10.0.0.1:80") and v2.shows("10.0.0.2:80") and v3.trees[-1] == Ok(NEG))
+        await eventually(
+            lambda: v1.shows("10.0.0.1:80") and v2.shows("10.0.0.2:80") and v3.trees[-1] == Ok(NEG)
+        )
         leaf = v1.trees[-1].value.value
-        assert leaf.id == Path.read("/#/io.l5d.k8s/default/http/web-v1/v1") and leaf.residual == Path.read("/extra")
+        assert leaf.id == Path.read(
+            "/#/io.l5d.k8s/default/http/web-v1/v1"
+        ) and leaf.residual == Path.read("/extra")
     finally:
         namer.close()
         await api.stop()
@@ -236,13 +285,24 @@ async def test_label_selector_picks_objects_by_label_value():
 @pytest_twisted.ensureDeferred
 async def test_resync_relists_periodically():
     api = fixture()
-    namer = make_namer(api, settings=WatchSettings(watch_timeout_s=60, idle_timeout_s=5.0, resync_s=0.3, backoff_base_s=0.05, backoff_max_s=0.4))
+    namer = make_namer(
+        api,
+        settings=WatchSettings(
+            watch_timeout_s=60,
+            idle_timeout_s=5.0,
+            resync_s=0.3,
+            backoff_base_s=0.05,
+            backoff_max_s=0.4,
+        ),
+    )
     try:
         api.set_service("default", "web", [endpoint("10.0.0.1")])
         web = Watched(namer, "/default/http/web")
         await eventually(lambda: web.shows("10.0.0.1:8080"))
         # a change the watch never delivers (silently lost event) is repaired by the resync
-        api.objects[(SLICES, "default", "web-abcde")] = slice_obj("web", [endpoint("10.0.0.9")], ("http", 8080))
+        api.objects[(SLICES, "default", "web-abcde")] = slice_obj(
+            "web", [endpoint("10.0.0.9")], ("http", 8080)
+        )
         await eventually(lambda: web.shows("10.0.0.9:8080"), what="resync")
         assert all(h for h in web.history())
     finally:
@@ -253,7 +313,16 @@ async def test_resync_relists_periodically():
 @pytest_twisted.ensureDeferred
 async def test_silent_watch_is_presumed_dead_and_resumed():
     api = fixture()
-    namer = make_namer(api, settings=WatchSettings(watch_timeout_s=60, idle_timeout_s=0.3, resync_s=0, backoff_base_s=0.05, backoff_max_s=0.2))
+    namer = make_namer(
+        api,
+        settings=WatchSettings(
+            watch_timeout_s=60,
+            idle_timeout_s=0.3,
+            resync_s=0,
+            backoff_base_s=0.05,
+            backoff_max_s=0.2,
+        ),
+    )
     try:
         api.set_service("default", "web", [endpoint("10.0.0.1")])
         web = Watched(namer, "/default/http/web")
@@ -279,12 +348,20 @@ async def test_numbered_port_is_a_service_port_mapped_to_its_target():
         by_number = Watched(namer, "/default/80/web")
         by_target = Watched(namer, "/default/8080/web")
         by_name = Watched(namer, "/default/http/web")
-        await eventually(lambda: by_number.shows("10.0.0.1:8080") and by_target.shows("10.0.0.1:8080") and by_name.shows("10.0.0.1:8080"))
+        await eventually(
+            lambda: (
+                by_number.shows("10.0.0.1:8080")
+                and by_target.shows("10.0.0.1:8080")
+                and by_name.shows("10.0.0.1:8080")
+            )
+        )
         assert by_number.history() == [["10.0.0.1:8080"]]  # never the wrong port first
         # the Service's port is renumbered: the name follows
         api.put(SERVICES, "default", service_obj("web", [("http", 81, 8080)]))
         await eventually(lambda: by_number.shows("10.0.0.1:80"))
-        assert namer.state()["services"]["default"]["services"]["web"] == {"http": ["service port 81"]}
+        assert namer.state()["services"]["default"]["services"]["web"] == {
+            "http": ["service port 81"]
+        }
         assert api.watch_count(SERVICES) == 1 and api.watch_count(SLICES) == 1
     finally:
         namer.close()

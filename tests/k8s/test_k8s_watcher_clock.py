@@ -33,7 +33,11 @@ class ScriptedApi:
     def get_json(self, path: str, params: Any = None) -> Deferred[Any]:
         assert self.clock is not None
         self.calls.append((self.clock.seconds(), "list"))
-        result = self.list_results.pop(0) if self.list_results else {"metadata": {"resourceVersion": "1"}, "items": []}
+        result = (
+            self.list_results.pop(0)
+            if self.list_results
+            else {"metadata": {"resourceVersion": "1"}, "items": []}
+        )
         return fail(result) if isinstance(result, Exception) else succeed(result)
 
     def watch(self, path: str, params: Any, on_line: Any, idle_timeout_s: float) -> ScriptedHandle:
@@ -99,7 +103,11 @@ def _event(kind: str, name: str, service: str, ip: str, rv: str) -> bytes:
     import json
 
     obj = {
-        "metadata": {"name": name, "resourceVersion": rv, "labels": {"kubernetes.io/service-name": service}},
+        "metadata": {
+            "name": name,
+            "resourceVersion": rv,
+            "labels": {"kubernetes.io/service-name": service},
+        },
         "ports": [{"name": "http", "port": 80}],
         "endpoints": [{"addresses": [ip]}],
     }

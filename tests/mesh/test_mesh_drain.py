@@ -43,11 +43,21 @@ routers:
     )
     assert config.admin.drain_period_ms == 5000
     options = config.routers[0].servers[0].socket_options
-    assert (options.reuse_port, options.keep_alive, options.no_delay, options.reuse_addr) == (True, True, False, False)
+    assert (options.reuse_port, options.keep_alive, options.no_delay, options.reuse_addr) == (
+        True,
+        True,
+        False,
+        False,
+    )
     plain = load_config("routers: [{protocol: http}]")
     assert plain.admin.drain_period_ms == 0, "a plain config stops at once"
     defaults = plain.routers[0].servers[0].socket_options
-    assert (defaults.reuse_port, defaults.keep_alive, defaults.no_delay, defaults.reuse_addr) == (False, False, True, True)
+    assert (defaults.reuse_port, defaults.keep_alive, defaults.no_delay, defaults.reuse_addr) == (
+        False,
+        False,
+        True,
+        True,
+    )
     with pytest.raises(ConfigErrors, match="readTimeoutMs"):
         load_config("routers: [{protocol: http, servers: [{socketOptions: {readTimeoutMs: 100}}]}]")
 
@@ -76,7 +86,9 @@ routers:
 
 
 def test_second_stop_request_cuts_the_drain_period_short_on_a_clock() -> None:
-    config = load_config("admin: {port: 0, drainPeriodMs: 60000}\nrouters: [{protocol: http, servers: [{port: 0}]}]")
+    config = load_config(
+        "admin: {port: 0, drainPeriodMs: 60000}\nrouters: [{protocol: http, servers: [{port: 0}]}]"
+    )
     reactor = MemoryReactorClock()
     mesh = Mesh(config, reactor)
     mesh.start()
@@ -87,8 +99,19 @@ def test_second_stop_request_cuts_the_drain_period_short_on_a_clock() -> None:
     assert mesh.servers[0]._listening_closed and stopped.called
 
 
-def test_hand_over_between_two_processes_on_one_port_fails_no_request(processes: Processes, tmp_path: Path) -> None:
-    result = run_switch(processes, tmp_path, rps=200, connections=8, drain_period_ms=2000, grace_ms=3000, seconds=0, warm_requests=100)
+def test_hand_over_between_two_processes_on_one_port_fails_no_request(
+    processes: Processes, tmp_path: Path
+) -> None:
+    result = run_switch(
+        processes,
+        tmp_path,
+        rps=200,
+        connections=8,
+        drain_period_ms=2000,
+        grace_ms=3000,
+        seconds=0,
+        warm_requests=100,
+    )
     load = result["load"]
     assert load["sent"] > 0 and load["answered"] == load["sent"], f"{result}"
     assert load["failed"] == 0, f"{result}"
@@ -103,15 +126,21 @@ def test_hand_over_between_two_processes_on_one_port_fails_no_request(processes:
     assert result["new_pid_alive"]
 
 
-def _single(processes: Processes, tmp_path: Path, drain_period_ms: int, allow_shutdown: bool = False) -> tuple[Any, int, int]:
+def _single(
+    processes: Processes, tmp_path: Path, drain_period_ms: int, allow_shutdown: bool = False
+) -> tuple[Any, int, int]:
     world_port = free_port(OLD_IP)
     processes.l5d("example", "world", "--ip", OLD_IP, "--port", str(world_port), name="world")
     proxy_port, admin_port = free_port(), free_port()
-    config = proxy_config(tmp_path, "single", OLD_IP, world_port, proxy_port, admin_port, drain_period_ms, 3000)
+    config = proxy_config(
+        tmp_path, "single", OLD_IP, world_port, proxy_port, admin_port, drain_period_ms, 3000
+    )
     if allow_shutdown:
         config.write_text(config.read_text().replace("admin:\n", "admin:\n  allowShutdown: true\n"))
     proxy = processes.l5d("run", str(config), name="proxy")
-    wait_until(lambda: get(admin_port, "/ready") == (200, b"ready"), 30, what="the proxy to be ready")
+    wait_until(
+        lambda: get(admin_port, "/ready") == (200, b"ready"), 30, what="the proxy to be ready"
+    )
     wait_until(lambda: _world(proxy_port)[0] == 200, 15, what="the proxy to route")
     return proxy, proxy_port, admin_port
 
@@ -147,11 +176,12 @@ def test_sigterm_twice_cuts_a_long_drain_period_short(processes: Processes, tmp_
 
 
 def test_admin_shutdown_drains_like_sigterm(processes: Processes, tmp_path: Path) -> None:
-    proxy, proxy_port, admin_port = _single(processes, tmp_path, drain_period_ms=1500, allow_shutdown=True)
+    proxy, proxy_port, admin_port = _single(
+        processes, tmp_path, drain_period_ms=1500, allow_shutdown=True
+    )
     conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
     conn.request("POST", "/admin/shutdown")
     assert conn.getresponse().status == 202
     conn.close()
     _drains_then_exits(proxy, proxy_port, admin_port)
     assert proxy.wait(30) == 0, processes.log(proxy)
-

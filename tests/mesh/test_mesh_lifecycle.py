@@ -18,7 +18,9 @@ from typing import Any
 from l5d_testing import Processes, free_port, port_open, wait_for_port, wait_until
 
 
-def mesh_config(tmp_path: Path, world_port: int, proxy_port: int, admin_port: int, extra_admin: str = "") -> Path:
+def mesh_config(
+    tmp_path: Path, world_port: int, proxy_port: int, admin_port: int, extra_admin: str = ""
+) -> Path:
     disco = tmp_path / "disco"
     disco.mkdir(exist_ok=True)
     (disco / "world").write_text(f"127.0.0.1 {world_port}\n")
@@ -45,9 +47,21 @@ routers:
     return config
 
 
-def start_mesh(processes: Processes, tmp_path: Path, latency_ms: int = 0, extra_admin: str = "") -> tuple[Any, int, int]:
+def start_mesh(
+    processes: Processes, tmp_path: Path, latency_ms: int = 0, extra_admin: str = ""
+) -> tuple[Any, int, int]:
     world_port, proxy_port, admin_port = free_port(), free_port(), free_port()
-    processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", str(world_port), "--latency-ms", str(latency_ms), name="world")
+    processes.l5d(
+        "example",
+        "world",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(world_port),
+        "--latency-ms",
+        str(latency_ms),
+        name="world",
+    )
     config = mesh_config(tmp_path, world_port, proxy_port, admin_port, extra_admin)
     mesh = processes.l5d("run", str(config), name="mesh")
     wait_for_port("127.0.0.1", world_port)
@@ -68,14 +82,25 @@ def get_via_proxy(proxy_port: int, results: list[Any]) -> None:
 
 
 def in_flight_then(stop: Any, processes: Processes, tmp_path: Path, extra_admin: str = "") -> None:
-    mesh, proxy_port, admin_port = start_mesh(processes, tmp_path, latency_ms=1500, extra_admin=extra_admin)
+    mesh, proxy_port, admin_port = start_mesh(
+        processes, tmp_path, latency_ms=1500, extra_admin=extra_admin
+    )
     results: list[Any] = []
     request = threading.Thread(target=get_via_proxy, args=(proxy_port, results))
     request.start()
     # the request is in flight once the server counts it pending
-    wait_until(lambda: b'rt:server:pending{rt="outgoing"' in _metrics(admin_port) and _pending(admin_port) >= 1, what="a request in flight")
+    wait_until(
+        lambda: (
+            b'rt:server:pending{rt="outgoing"' in _metrics(admin_port) and _pending(admin_port) >= 1
+        ),
+        what="a request in flight",
+    )
     stop(mesh, admin_port)
-    wait_until(lambda: not port_open("127.0.0.1", proxy_port), timeout=5, what="the proxy to stop accepting")
+    wait_until(
+        lambda: not port_open("127.0.0.1", proxy_port),
+        timeout=5,
+        what="the proxy to stop accepting",
+    )
     request.join(20)
     assert results and results[0] == (200, b"world (127.0.0.1)!"), results
     assert mesh.wait(10) == 0, processes.log(mesh)
@@ -106,7 +131,9 @@ def test_routes_through_a_real_process(processes: Processes, tmp_path: Path) -> 
     assert conn.getresponse().read() == b"pong"
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_0(processes: Processes, tmp_path: Path) -> None:
+def test_sigterm_drains_in_flight_requests_and_exits_0(
+    processes: Processes, tmp_path: Path
+) -> None:
     in_flight_then(lambda mesh, admin: os.kill(mesh.pid, signal.SIGTERM), processes, tmp_path)
 
 
@@ -130,10 +157,14 @@ def test_admin_shutdown_is_refused_unless_allowed(processes: Processes, tmp_path
     assert mesh.poll() is None
 
 
-def test_bad_config_exits_2_with_every_error_and_binds_nothing(processes: Processes, tmp_path: Path) -> None:
+def test_bad_config_exits_2_with_every_error_and_binds_nothing(
+    processes: Processes, tmp_path: Path
+) -> None:
     admin_port = free_port()
     config = tmp_path / "bad.yaml"
-    config.write_text(f"admin: {{port: {admin_port}}}\nrouters:\n- protocol: http\n  servers: [{{port: abc}}]\n  dtabb: /svc => /$/nil;\n")
+    config.write_text(
+        f"admin: {{port: {admin_port}}}\nrouters:\n- protocol: http\n  servers: [{{port: abc}}]\n  dtabb: /svc => /$/nil;\n"
+    )
     proc = processes.l5d("run", str(config), name="bad")
     assert proc.wait(30) == 2
     log = processes.log(proc)
@@ -173,7 +204,9 @@ routers:
         blocker.close()
 
 
-def test_streaming_disabled_buffers_request_bodies_up_to_max_request_kb(processes: Processes, tmp_path: Path) -> None:
+def test_streaming_disabled_buffers_request_bodies_up_to_max_request_kb(
+    processes: Processes, tmp_path: Path
+) -> None:
     """With streamingEnabled: false a 64 KB POST is buffered, so a retryable 5XX is retried.
 
     The backend fails every first attempt of a request (by request id) and answers the

@@ -43,9 +43,22 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     tmp = tmp_path_factory.mktemp("loops")
     processes = Processes(tmp)
     try:
-        ports = {name: free_port() for name in ("world", "world_v2", "default", "allow", "off", "incoming", "admin")}
-        processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", str(ports["world"]), name="world")
-        processes.l5d("example", "world", "--ip", "127.0.0.2", "--port", str(ports["world_v2"]), name="world-v2")
+        ports = {
+            name: free_port()
+            for name in ("world", "world_v2", "default", "allow", "off", "incoming", "admin")
+        }
+        processes.l5d(
+            "example", "world", "--ip", "127.0.0.1", "--port", str(ports["world"]), name="world"
+        )
+        processes.l5d(
+            "example",
+            "world",
+            "--ip",
+            "127.0.0.2",
+            "--port",
+            str(ports["world_v2"]),
+            name="world-v2",
+        )
         disco = tmp / "disco"
         disco.mkdir()
         (disco / "world").write_text(f"127.0.0.1 {ports['world']}\n")
@@ -86,7 +99,9 @@ def get(port: int, host: str, dtab: str | None = None) -> tuple[int, dict[str, l
     of Via fields, more than http.client accepts)."""
     extra = f"l5d-dtab: {dtab}\r\n" if dtab else ""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n".encode())
+        s.sendall(
+            f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n".encode()
+        )
         data = b""
         while chunk := s.recv(65536):
             data += chunk
@@ -108,7 +123,9 @@ def test_a_staging_request_dtab_is_honoured(mesh: Mesh) -> None:
 def test_a_server_with_request_dtabs_off_ignores_them(mesh: Mesh) -> None:
     status, _, body = get(mesh.ports["off"], "world", "/svc/world => /#/io.l5d.fs/world-v2")
     assert (status, body) == (200, b"world (127.0.0.1)!")
-    status, _, body = get(mesh.ports["off"], "world", f"/svc/world => /$/inet/127.0.0.1/{mesh.ports['admin']}")
+    status, _, body = get(
+        mesh.ports["off"], "world", f"/svc/world => /$/inet/127.0.0.1/{mesh.ports['admin']}"
+    )
     assert (status, body) == (200, b"world (127.0.0.1)!")
 
 
@@ -119,9 +136,13 @@ def test_a_request_dtab_cannot_reach_the_admin_server(mesh: Mesh) -> None:
         assert status == 403, (server, status, body[:200])
         assert fields["l5d-err"] and b"doctype" not in body.lower()
     # the allowing server does route a request dtab to an ordinary address
-    status, _, body = get(mesh.ports["allow"], "world", f"/svc/world => /$/inet/127.0.0.2/{mesh.ports['world_v2']}")
+    status, _, body = get(
+        mesh.ports["allow"], "world", f"/svc/world => /$/inet/127.0.0.2/{mesh.ports['world_v2']}"
+    )
     assert (status, body) == (200, b"world (127.0.0.2)!")
-    status, fields, _ = get(mesh.ports["default"], "world", f"/svc/world => /$/inet/127.0.0.2/{mesh.ports['world_v2']}")
+    status, fields, _ = get(
+        mesh.ports["default"], "world", f"/svc/world => /$/inet/127.0.0.2/{mesh.ports['world_v2']}"
+    )
     assert status == 403 and "addresses" in fields["l5d-err"][0]
 
 

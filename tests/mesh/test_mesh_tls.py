@@ -13,7 +13,15 @@ from l5d_pki import make_pki
 from l5d_testing import Processes, free_port, wait_for_port
 
 
-def two_routers(tmp: Path, pki: dict[str, str], world_port: int, out_port: int, in_port: int, admin_port: int, common_name: str) -> Path:
+def two_routers(
+    tmp: Path,
+    pki: dict[str, str],
+    world_port: int,
+    out_port: int,
+    in_port: int,
+    admin_port: int,
+    common_name: str,
+) -> Path:
     disco = tmp / "disco"
     disco.mkdir(exist_ok=True)
     (disco / "world").write_text(f"127.0.0.1 {world_port}\n")
@@ -61,8 +69,16 @@ def test_outgoing_to_incoming_over_tls(processes: Processes, tmp_path: Path) -> 
     processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", str(world_port), name="world")
     good = [free_port() for _ in range(3)]
     bad = [free_port() for _ in range(3)]
-    processes.l5d("run", str(two_routers(tmp_path, pki, world_port, *good, common_name="incoming.mesh")), name="mesh-good")
-    processes.l5d("run", str(two_routers(tmp_path, pki, world_port, *bad, common_name="someone-else.mesh")), name="mesh-bad")
+    processes.l5d(
+        "run",
+        str(two_routers(tmp_path, pki, world_port, *good, common_name="incoming.mesh")),
+        name="mesh-good",
+    )
+    processes.l5d(
+        "run",
+        str(two_routers(tmp_path, pki, world_port, *bad, common_name="someone-else.mesh")),
+        name="mesh-bad",
+    )
     for port in (world_port, *good, *bad):
         wait_for_port("127.0.0.1", port)
 

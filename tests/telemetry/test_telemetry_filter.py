@@ -30,7 +30,7 @@ def build(clock: Clock, answer):  # type: ignore[no-untyped-def]
 
 def metrics(tree: MetricsTree) -> dict[str, object]:
     prefix = "rt/out/service/svc/hello/"
-    return {k[len(prefix):]: v for k, v in flat_metrics(tree).items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in flat_metrics(tree).items() if k.startswith(prefix)}
 
 
 def test_success_and_latency_to_response_head() -> None:
@@ -95,7 +95,9 @@ def test_a_broken_classifier_counts_a_failure_not_a_crash() -> None:
     clock = Clock()
     tree = MetricsTree(clock)
     scope = tree.stats.scope("rt", "out", "service", "svc/hello")
-    service = StatsFilter(scope, Broken(), clock).and_then(FunctionService(lambda r: succeed(Response(200))))
+    service = StatsFilter(scope, Broken(), clock).and_then(
+        FunctionService(lambda r: succeed(Response(200)))
+    )
     got: list[Response] = []
     service(Request(b"GET", b"/")).addCallback(got.append)
     assert got[0].status == 200

@@ -63,7 +63,12 @@ def test_exposition_parses_with_expected_samples() -> None:
     assert got[key("rt:client:requests", rt="outgoing", client=K8S_CLIENT)] == 4
     assert got[key("rt:client:status:2XX", rt="outgoing", client=K8S_CLIENT)] == 3
     assert got[key("rt:client:pending", rt="outgoing", client=K8S_CLIENT)] == 2
-    assert got[key("rt:client:service:requests", rt="outgoing", client=K8S_CLIENT, service="svc/hello")] == 4
+    assert (
+        got[
+            key("rt:client:service:requests", rt="outgoing", client=K8S_CLIENT, service="svc/hello")
+        ]
+        == 4
+    )
     assert got[key("rt:server:requests", rt="incoming", server="0.0.0.0/4141")] == 7
     assert got[key("rt:bindcache:path:misses", rt="outgoing")] == 1
     assert got[key("some_thing_odd")] == 1

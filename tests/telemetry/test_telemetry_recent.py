@@ -55,7 +55,11 @@ def test_failures_record_the_mesh_status_and_error() -> None:
     recent.observe(Request(b"GET", b"/x"), ValueError("boom"), 1.0)
     unidentified, refused = recent.to_json()
     assert refused["status"] == 502 and refused["error"] == "ConnectionFailed: connection refused"
-    assert unidentified["status"] is None and unidentified["dst_path"] == "" and unidentified["error"] == "ValueError: boom"
+    assert (
+        unidentified["status"] is None
+        and unidentified["dst_path"] == ""
+        and unidentified["error"] == "ValueError: boom"
+    )
 
 
 def test_sample_rate_keeps_about_that_fraction() -> None:
@@ -68,14 +72,21 @@ def test_sample_rate_keeps_about_that_fraction() -> None:
 def test_plugin_records_through_its_server_stack_module() -> None:
     plugin = TELEMETERS.get("io.l5d.recentRequests")
     clock = Clock()
-    telemeter = plugin.factory(plugin.config_type(sample_rate=1.0, capacity=2), PluginContext(reactor=clock))
+    telemeter = plugin.factory(
+        plugin.config_type(sample_rate=1.0, capacity=2), PluginContext(reactor=clock)
+    )
     assert telemeter.request_observer is None
     (edit,) = telemeter.stack_edits
     assert (edit.layer, edit.after, edit.module.role) == ("server", "stats", "recentRequests")
     stack = DEFAULT_STACKS.edited(telemeter.stack_edits).server
     assert stack.roles == ["stats", "recentRequests"]
     answer: Deferred[Response] = Deferred()
-    params = Params().plus(StackParams.REACTOR, clock).plus(StackParams.STATS, NULL_STATS).plus(StackParams.CLASSIFIER, non_retryable_5xx())
+    params = (
+        Params()
+        .plus(StackParams.REACTOR, clock)
+        .plus(StackParams.STATS, NULL_STATS)
+        .plus(StackParams.CLASSIFIER, non_retryable_5xx())
+    )
     service = stack.make(params, FunctionService(lambda req: answer))
     service(request())
     assert telemeter.recent_requests.to_json() == []  # recorded when it finishes

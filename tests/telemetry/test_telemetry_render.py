@@ -59,16 +59,23 @@ def render_in_steps(tree: MetricsTree, **kw: object) -> bytes:
 
 
 @pytest.mark.parametrize("samples_per_step", [1, 3, 500])
-def test_prometheus_steps_make_the_same_bytes_as_one_go(samples_per_step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prometheus_steps_make_the_same_bytes_as_one_go(
+    samples_per_step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(prometheus_module, "SAMPLES_PER_STEP", samples_per_step)
     monkeypatch.setattr(prometheus_module, "METRICS_PER_STEP", 2)
     for tree in (varied_tree(), big_tree(), MetricsTree(Clock())):
         for prefix in ("", "l5d_"):
-            assert render_in_steps(tree, prefix=prefix) == PrometheusExposition(tree, prefix, process_metrics=False).render()
+            assert (
+                render_in_steps(tree, prefix=prefix)
+                == PrometheusExposition(tree, prefix, process_metrics=False).render()
+            )
 
 
 @pytest.mark.parametrize("keys_per_step", [1, 3, 2000])
-def test_metrics_json_steps_make_the_same_bytes_as_one_go(keys_per_step: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metrics_json_steps_make_the_same_bytes_as_one_go(
+    keys_per_step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(metrics_json_module, "KEYS_PER_STEP", keys_per_step)
     monkeypatch.setattr(metrics_json_module, "METRICS_PER_STEP", 2)
     for tree in (varied_tree(), big_tree(), MetricsTree(Clock())):
@@ -125,7 +132,11 @@ def test_metrics_json_render_yields_too() -> None:
 def test_cancelling_stops_the_render() -> None:
     clock = Clock()
     out: list[bytes] = []
-    d = run_steps(stepping_cooperator(clock), PrometheusExposition(big_tree(200), process_metrics=False).render_steps(out), lambda: b"".join(out))
+    d = run_steps(
+        stepping_cooperator(clock),
+        PrometheusExposition(big_tree(200), process_metrics=False).render_steps(out),
+        lambda: b"".join(out),
+    )
     errors: list[object] = []
     d.addErrback(lambda f: errors.append(f.check(CancelledError)))
     clock.advance(1)

@@ -146,11 +146,22 @@ routers:
 def routed(config_text: str, hosts: list[str]) -> MetricsTree:
     clock = Clock()
     config = load_config(config_text)
-    namer = MemoryNamer(Path.read("/mem"), {"known": ("127.0.0.1:8080",), "other": ("127.0.0.1:8081",)})
+    namer = MemoryNamer(
+        Path.read("/mem"), {"known": ("127.0.0.1:8080",), "other": ("127.0.0.1:8081",)}
+    )
     metrics = MetricsTree(clock)
 
-    def endpoint(reactor: Any, address: Any, pool: Any, stats: Any, connect_timeout_s: float = 1.0, tls: Any = None) -> Any:
-        return FunctionService(lambda request: succeed(Response(200, Headers([(b"content-length", b"0")]))))
+    def endpoint(
+        reactor: Any,
+        address: Any,
+        pool: Any,
+        stats: Any,
+        connect_timeout_s: float = 1.0,
+        tls: Any = None,
+    ) -> Any:
+        return FunctionService(
+            lambda request: succeed(Response(200, Headers([(b"content-length", b"0")])))
+        )
 
     router = Router(
         config.routers[0],
@@ -172,7 +183,9 @@ def test_random_hosts_through_a_router_stay_within_the_cap() -> None:
     hosts = ["known", "other"] + ["".join(rng.choices("abcdefghij", k=10)) for _ in range(40)]
     metrics = routed(CONFIG + "  maxMetricScopes: 5\n", hosts)
     names = services(metrics, "outgoing")
-    assert names == sorted([OVERFLOW_SCOPE, "svc/known", "svc/other", *(f"svc/{h}" for h in hosts[2:5])])
+    assert names == sorted(
+        [OVERFLOW_SCOPE, "svc/known", "svc/other", *(f"svc/{h}" for h in hosts[2:5])]
+    )
     flat = flat_metrics(metrics)
     assert flat["rt/outgoing/service_scope_overflow"] == 37
     assert flat[f"rt/outgoing/service/{OVERFLOW_SCOPE}/requests"] == 37

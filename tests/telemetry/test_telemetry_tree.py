@@ -27,7 +27,9 @@ def test_scoped_names_drop_leading_slash_and_keep_ids_as_one_segment() -> None:
     svc = tree.stats.scope("rt", "outgoing", "service", "/svc/hello")
     svc.counter("requests").incr(3)
     svc.counter("status", "2XX").incr()
-    tree.stats.scope("rt", "outgoing").scope("client", "/%/io.l5d.port/4141/#/io.l5d.fs/world").counter("requests").incr()
+    tree.stats.scope("rt", "outgoing").scope(
+        "client", "/%/io.l5d.port/4141/#/io.l5d.fs/world"
+    ).counter("requests").incr()
     assert names(tree) == {
         "rt/outgoing/service/svc/hello/requests",
         "rt/outgoing/service/svc/hello/status/2XX",

@@ -42,14 +42,23 @@ routers:
 def test_all_kinds_decode():
     config = load_config(CONFIG)
     (namer,) = config.namers
-    assert (namer.config.host, namer.config.port, namer.config.label_selector) == ("127.0.0.1", 8111, "version")
+    assert (namer.config.host, namer.config.port, namer.config.label_selector) == (
+        "127.0.0.1",
+        8111,
+        "version",
+    )
     specs = {s.kind: s.config for s in config.routers[0].interpreter.transformers}
     assert specs["io.l5d.port"].port == 4141
     assert specs["io.l5d.specificHost"].host == "10.0.0.7"
     assert specs["io.l5d.replace"].path == Path.read("/$/inet/127.0.0.1/4141")
     assert specs["io.l5d.const"].path == Path.read("/#/io.l5d.k8s/default/http/web")
     daemonset = specs["io.l5d.k8s.daemonset"]
-    assert (daemonset.namespace, daemonset.service, daemonset.port, daemonset.host_network) == ("default", "l5d", "4141", True)
+    assert (daemonset.namespace, daemonset.service, daemonset.port, daemonset.host_network) == (
+        "default",
+        "l5d",
+        "4141",
+        True,
+    )
     assert specs["io.l5d.k8s.localnode"].host_network is False
 
 

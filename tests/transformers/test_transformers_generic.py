@@ -101,7 +101,9 @@ class _FakeNamer:
 
     def lookup(self, path):
         self.looked_up.append(path)
-        return Var(Ok(Leaf(BoundName(Path.read("/#/io.l5d.fs") + path, Var(bound(("10.1.1.1", 7)))))))
+        return Var(
+            Ok(Leaf(BoundName(Path.read("/#/io.l5d.fs") + path, Var(bound(("10.1.1.1", 7))))))
+        )
 
     def state(self):
         return {}
@@ -141,9 +143,18 @@ def test_registered_kinds_build_from_config_dataclasses():
     for kind, config in [
         ("io.l5d.port", TRANSFORMERS.get("io.l5d.port").config_type(port=4141)),
         ("io.l5d.localhost", TRANSFORMERS.get("io.l5d.localhost").config_type()),
-        ("io.l5d.specificHost", TRANSFORMERS.get("io.l5d.specificHost").config_type(host="127.0.0.1")),
-        ("io.l5d.replace", TRANSFORMERS.get("io.l5d.replace").config_type(path=Path.read("/#/io.l5d.fs/a"))),
-        ("io.l5d.const", TRANSFORMERS.get("io.l5d.const").config_type(path=Path.read("/#/io.l5d.fs/a"))),
+        (
+            "io.l5d.specificHost",
+            TRANSFORMERS.get("io.l5d.specificHost").config_type(host="127.0.0.1"),
+        ),
+        (
+            "io.l5d.replace",
+            TRANSFORMERS.get("io.l5d.replace").config_type(path=Path.read("/#/io.l5d.fs/a")),
+        ),
+        (
+            "io.l5d.const",
+            TRANSFORMERS.get("io.l5d.const").config_type(path=Path.read("/#/io.l5d.fs/a")),
+        ),
     ]:
         transformer = TRANSFORMERS.get(kind).factory(config, ctx)
         assert isinstance(transformer.transform(leaf("/#/x/y", Var(ADDR_PENDING))).sample(), Ok)

@@ -66,7 +66,13 @@ def target(expr: str, legend: str = "", ref: str = "A") -> dict[str, Any]:
     return {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref, "range": True}
 
 
-def stat(title: str, expr: str, unit: str, description: str, thresholds: list[tuple[float | None, str]] | None = None) -> Panel:
+def stat(
+    title: str,
+    expr: str,
+    unit: str,
+    description: str,
+    thresholds: list[tuple[float | None, str]] | None = None,
+) -> Panel:
     steps = [{"value": v, "color": c} for v, c in (thresholds or [(None, "blue")])]
     return {
         "type": "stat",
@@ -74,15 +80,31 @@ def stat(title: str, expr: str, unit: str, description: str, thresholds: list[tu
         "description": description,
         "datasource": DS,
         "targets": [target(expr)],
-        "fieldConfig": {"defaults": {"unit": unit, "decimals": 2 if unit == "percentunit" else None, "thresholds": {"mode": "absolute", "steps": steps}}, "overrides": []},
-        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "colorMode": "value", "graphMode": "area", "textMode": "auto", "orientation": "auto"},
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "decimals": 2 if unit == "percentunit" else None,
+                "thresholds": {"mode": "absolute", "steps": steps},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "area",
+            "textMode": "auto",
+            "orientation": "auto",
+        },
     }
 
 
 def timeseries(title: str, targets: list[dict[str, Any]], unit: str, description: str) -> Panel:
     for i, t in enumerate(targets):
         t["refId"] = chr(ord("A") + i)
-    defaults: dict[str, Any] = {"unit": unit, "custom": {"lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}}
+    defaults: dict[str, Any] = {
+        "unit": unit,
+        "custom": {"lineWidth": 1, "fillOpacity": 10, "showPoints": "never"},
+    }
     if unit == "percentunit":
         defaults["max"] = 1
     return {
@@ -92,7 +114,14 @@ def timeseries(title: str, targets: list[dict[str, Any]], unit: str, description
         "datasource": DS,
         "targets": targets,
         "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]}, "tooltip": {"mode": "multi", "sort": "desc"}},
+        "options": {
+            "legend": {
+                "displayMode": "table",
+                "placement": "bottom",
+                "calcs": ["lastNotNull", "max"],
+            },
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
     }
 
 
@@ -116,10 +145,21 @@ def query_var(name: str, label: str, query: str, multi: bool, include_all: bool)
 
 
 def datasource_var() -> dict[str, Any]:
-    return {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0, "options": [], "refresh": 1}
+    return {
+        "name": "datasource",
+        "label": "Prometheus",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "options": [],
+        "refresh": 1,
+    }
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[dict[str, Any]], panels: list[Panel]) -> dict[str, Any]:
+def dashboard(
+    uid: str, title: str, description: str, variables: list[dict[str, Any]], panels: list[Panel]
+) -> dict[str, Any]:
     return {
         "uid": uid,
         "title": title,
@@ -135,7 +175,14 @@ def dashboard(uid: str, title: str, description: str, variables: list[dict[str, 
         "version": 1,
         "templating": {"list": variables},
         "annotations": {"list": []},
-        "links": [{"title": "l5d-twisted dashboards", "type": "dashboards", "tags": ["l5d-twisted"], "asDropdown": True}],
+        "links": [
+            {
+                "title": "l5d-twisted dashboards",
+                "type": "dashboards",
+                "tags": ["l5d-twisted"],
+                "asDropdown": True,
+            }
+        ],
         "panels": panels,
     }
 
@@ -156,7 +203,10 @@ def volume(metric_prefix: str, selector: str, by: str | None = None) -> str:
 def latency_targets(metric_prefix: str, selector: str, by: str) -> list[dict[str, Any]]:
     # Quantiles of several instances cannot be merged: the worst instance's is shown.
     return [
-        target(f'max by ({by}) ({metric_prefix}:request_latency_ms{{{selector},quantile="{q}"}})', f"{{{{{by}}}}} {name}")
+        target(
+            f'max by ({by}) ({metric_prefix}:request_latency_ms{{{selector},quantile="{q}"}})',
+            f"{{{{{by}}}}} {name}",
+        )
         for name, q in (("p95", "0.95"), ("p99", "0.99"), ("max", "1"))
     ]
 
@@ -169,33 +219,189 @@ def top_line() -> dict[str, Any]:
     svc = 'rt="$router", service=~"$service"'
     layout = Layout()
     layout.row("TOP LINE")
-    layout.add(stat("Services monitored", f"count(count by (service) (rt:service:requests{{{rt}}}))", "none", "Logical services (dst names) the router has seen."), 4, 4)
-    layout.add(stat("Mesh instances", "count(count by (instance) (rt:server:requests))", "none", "Mesh pods reporting metrics."), 4, 4)
-    layout.add(stat("Global success rate", success_rate("rt:service", rt), "percentunit", "Successful requests / all requests over all services of the router.", SR_THRESHOLDS), 4, 4)
-    layout.add(stat("Global request volume", volume("rt:service", rt), "reqps", "Requests per second over all services of the router."), 4, 4)
-    layout.add(stat("4XX rate", f"sum(rate(rt:client:status:4XX{{{rt}}}[{RATE}]))", "reqps", "Responses with a 4XX status from the router's destinations, per second.", [(None, "green"), (1, "orange")]), 4, 4)
-    layout.add(stat("5XX rate", f"sum(rate(rt:client:status:5XX{{{rt}}}[{RATE}]))", "reqps", "Responses with a 5XX status from the router's destinations, per second.", [(None, "green"), (0.1, "red")]), 4, 4)
-    layout.add(timeseries("Success rate by service", [target(success_rate("rt:service", svc, "service"), "{{service}}")], "percentunit", "Per logical service."), 8, 8)
-    layout.add(timeseries("Request volume by service", [target(volume("rt:service", svc, "service"), "{{service}}")], "reqps", "Requests per second, per logical service."), 8, 8)
-    layout.add(timeseries("Latency by service", latency_targets("rt:service", svc, "service"), "ms", "p95, p99 and max latency per service (the worst instance's)."), 8, 8)
+    layout.add(
+        stat(
+            "Services monitored",
+            f"count(count by (service) (rt:service:requests{{{rt}}}))",
+            "none",
+            "Logical services (dst names) the router has seen.",
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "Mesh instances",
+            "count(count by (instance) (rt:server:requests))",
+            "none",
+            "Mesh pods reporting metrics.",
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "Global success rate",
+            success_rate("rt:service", rt),
+            "percentunit",
+            "Successful requests / all requests over all services of the router.",
+            SR_THRESHOLDS,
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "Global request volume",
+            volume("rt:service", rt),
+            "reqps",
+            "Requests per second over all services of the router.",
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "4XX rate",
+            f"sum(rate(rt:client:status:4XX{{{rt}}}[{RATE}]))",
+            "reqps",
+            "Responses with a 4XX status from the router's destinations, per second.",
+            [(None, "green"), (1, "orange")],
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "5XX rate",
+            f"sum(rate(rt:client:status:5XX{{{rt}}}[{RATE}]))",
+            "reqps",
+            "Responses with a 5XX status from the router's destinations, per second.",
+            [(None, "green"), (0.1, "red")],
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        timeseries(
+            "Success rate by service",
+            [target(success_rate("rt:service", svc, "service"), "{{service}}")],
+            "percentunit",
+            "Per logical service.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Request volume by service",
+            [target(volume("rt:service", svc, "service"), "{{service}}")],
+            "reqps",
+            "Requests per second, per logical service.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Latency by service",
+            latency_targets("rt:service", svc, "service"),
+            "ms",
+            "p95, p99 and max latency per service (the worst instance's).",
+        ),
+        8,
+        8,
+    )
 
     layout.row("SERVICE METRICS: $service", repeat="service")
     one = 'rt="$router", service=~"$service", instance=~"$instance"'
-    layout.add(timeseries("$service: success rate by instance", [target(success_rate("rt:service", one, "instance"), "{{instance}}")], "percentunit", "The service's success rate as seen by each mesh instance."), 8, 8)
-    layout.add(timeseries("$service: request volume by instance", [target(volume("rt:service", one, "instance"), "{{instance}}")], "reqps", "The service's requests per second through each mesh instance."), 8, 8)
-    layout.add(timeseries("$service: latency by instance", latency_targets("rt:service", one, "instance"), "ms", "p95, p99 and max latency of the service per mesh instance."), 8, 8)
+    layout.add(
+        timeseries(
+            "$service: success rate by instance",
+            [target(success_rate("rt:service", one, "instance"), "{{instance}}")],
+            "percentunit",
+            "The service's success rate as seen by each mesh instance.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "$service: request volume by instance",
+            [target(volume("rt:service", one, "instance"), "{{instance}}")],
+            "reqps",
+            "The service's requests per second through each mesh instance.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "$service: latency by instance",
+            latency_targets("rt:service", one, "instance"),
+            "ms",
+            "p95, p99 and max latency of the service per mesh instance.",
+        ),
+        8,
+        8,
+    )
 
     layout.row("PER-INSTANCE METRICS")
     server = 'rt="$router", instance=~"$instance"'
-    layout.add(timeseries("Server success rate by instance", [target(success_rate("rt:server", server, "instance"), "{{instance}}")], "percentunit", "What the router's servers answered their clients, per instance."), 8, 8)
-    layout.add(timeseries("Server request volume by instance", [target(volume("rt:server", server, "instance"), "{{instance}}")], "reqps", "Requests per second received by each instance's router servers."), 8, 8)
-    layout.add(timeseries("Server latency by instance", latency_targets("rt:server", server, "instance"), "ms", "p95, p99 and max latency of the router's servers per instance."), 8, 8)
+    layout.add(
+        timeseries(
+            "Server success rate by instance",
+            [target(success_rate("rt:server", server, "instance"), "{{instance}}")],
+            "percentunit",
+            "What the router's servers answered their clients, per instance.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Server request volume by instance",
+            [target(volume("rt:server", server, "instance"), "{{instance}}")],
+            "reqps",
+            "Requests per second received by each instance's router servers.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Server latency by instance",
+            latency_targets("rt:server", server, "instance"),
+            "ms",
+            "p95, p99 and max latency of the router's servers per instance.",
+        ),
+        8,
+        8,
+    )
 
     variables = [
         datasource_var(),
-        query_var("router", "router", "label_values(rt:service:requests, rt)", multi=False, include_all=False),
-        query_var("service", "service", 'label_values(rt:service:requests{rt="$router"}, service)', multi=True, include_all=True),
-        query_var("instance", "instance", 'label_values(rt:server:requests{rt="$router"}, instance)', multi=True, include_all=True),
+        query_var(
+            "router",
+            "router",
+            "label_values(rt:service:requests, rt)",
+            multi=False,
+            include_all=False,
+        ),
+        query_var(
+            "service",
+            "service",
+            'label_values(rt:service:requests{rt="$router"}, service)',
+            multi=True,
+            include_all=True,
+        ),
+        query_var(
+            "instance",
+            "instance",
+            'label_values(rt:server:requests{rt="$router"}, instance)',
+            multi=True,
+            include_all=True,
+        ),
     ]
     return dashboard(
         "l5d-twisted-top-line",
@@ -210,14 +416,70 @@ def process_health() -> dict[str, Any]:
     inst = 'instance=~"$instance"'
     layout = Layout()
     layout.row("PROCESS HEALTH")
-    layout.add(timeseries("Uptime", [target(f"process_uptime_seconds{{{inst}}}", "{{instance}}")], "s", "Seconds since each mesh process started (a drop is a restart)."), 12, 8)
-    layout.add(timeseries("CPU", [target(f"rate(process_cpu_seconds_total{{{inst}}}[{RATE}])", "{{instance}}")], "percentunit", "CPU seconds per second used by each mesh process (1 = one core)."), 12, 8)
-    layout.add(timeseries("Resident memory", [target(f"process_resident_memory_bytes{{{inst}}}", "{{instance}}")], "bytes", "RSS of each mesh process."), 8, 8)
-    layout.add(timeseries("Open file descriptors", [target(f"process_open_fds{{{inst}}}", "{{instance}}")], "none", "Sockets and files open in each mesh process."), 8, 8)
-    layout.add(timeseries("GC collections", [target(f"sum by (instance, generation) (rate(python_gc_collections_total{{{inst}}}[{RATE}]))", "{{instance}} gen {{generation}}")], "ops", "Python garbage collections per second, per generation."), 8, 8)
+    layout.add(
+        timeseries(
+            "Uptime",
+            [target(f"process_uptime_seconds{{{inst}}}", "{{instance}}")],
+            "s",
+            "Seconds since each mesh process started (a drop is a restart).",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "CPU",
+            [target(f"rate(process_cpu_seconds_total{{{inst}}}[{RATE}])", "{{instance}}")],
+            "percentunit",
+            "CPU seconds per second used by each mesh process (1 = one core).",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Resident memory",
+            [target(f"process_resident_memory_bytes{{{inst}}}", "{{instance}}")],
+            "bytes",
+            "RSS of each mesh process.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Open file descriptors",
+            [target(f"process_open_fds{{{inst}}}", "{{instance}}")],
+            "none",
+            "Sockets and files open in each mesh process.",
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "GC collections",
+            [
+                target(
+                    f"sum by (instance, generation) (rate(python_gc_collections_total{{{inst}}}[{RATE}]))",
+                    "{{instance}} gen {{generation}}",
+                )
+            ],
+            "ops",
+            "Python garbage collections per second, per generation.",
+        ),
+        8,
+        8,
+    )
     variables = [
         datasource_var(),
-        query_var("instance", "instance", "label_values(rt:server:requests, instance)", multi=True, include_all=True),
+        query_var(
+            "instance",
+            "instance",
+            "label_values(rt:server:requests, instance)",
+            multi=True,
+            include_all=True,
+        ),
     ]
     return dashboard(
         "l5d-twisted-process",
@@ -239,7 +501,9 @@ def render(model: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the chart's Grafana dashboards.")
-    parser.add_argument("--check", action="store_true", help="only check that chart/dashboards is up to date")
+    parser.add_argument(
+        "--check", action="store_true", help="only check that chart/dashboards is up to date"
+    )
     args = parser.parse_args(argv)
     stale = []
     for name, model in dashboards().items():
@@ -252,7 +516,10 @@ def main(argv: list[str] | None = None) -> int:
             OUT.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if stale:
-        print("out of date (run python3 tools/dashboards/generate.py): " + ", ".join(stale), file=sys.stderr)
+        print(
+            "out of date (run python3 tools/dashboards/generate.py): " + ", ".join(stale),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -36,9 +36,13 @@ def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"rate must be a number of requests per second, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"rate must be a number of requests per second, got {text!r}"
+        ) from None
     if not 0 < value <= 100_000:
-        raise argparse.ArgumentTypeError(f"rate must be in (0, 100000] requests per second, got {text}")
+        raise argparse.ArgumentTypeError(
+            f"rate must be in (0, 100000] requests per second, got {text}"
+        )
     return value
 
 
@@ -50,15 +54,63 @@ def add_parser(subparsers: Any) -> None:
         "like linkerd's per-node DaemonSet), then run the mesh, one hello and the world instances "
         "as child processes until Ctrl-C/SIGTERM.",
     )
-    parser.add_argument("--traffic", type=_rate, default=None, metavar="RPS", help="send RPS steady GETs to hello through the outgoing router")
-    parser.add_argument("--ip", default="127.0.0.1", help="address everything listens on (default %(default)s)")
-    parser.add_argument("--outgoing-port", type=_port, default=4140, metavar="PORT", help="the outgoing router (apps' http_proxy) (default %(default)s)")
-    parser.add_argument("--incoming-port", type=_port, default=4141, metavar="PORT", help="the incoming router (default %(default)s)")
-    parser.add_argument("--admin-port", type=_port, default=9990, metavar="PORT", help="the admin server (default %(default)s)")
-    parser.add_argument("--hello-port", type=_port, default=7777, metavar="PORT", help="the hello app (default %(default)s)")
-    parser.add_argument("--world-ports", type=_ports, default=(7778, 7779), metavar="P1,P2,...", help="one world instance per port (default 7778,7779)")
-    parser.add_argument("--dir", default=None, help="where to write the config, namer files and logs (default: a temporary directory removed at exit)")
-    parser.add_argument("--start-timeout", type=float, default=30.0, metavar="S", help="seconds to wait for every port (default %(default)s)")
+    parser.add_argument(
+        "--traffic",
+        type=_rate,
+        default=None,
+        metavar="RPS",
+        help="send RPS steady GETs to hello through the outgoing router",
+    )
+    parser.add_argument(
+        "--ip", default="127.0.0.1", help="address everything listens on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--outgoing-port",
+        type=_port,
+        default=4140,
+        metavar="PORT",
+        help="the outgoing router (apps' http_proxy) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--incoming-port",
+        type=_port,
+        default=4141,
+        metavar="PORT",
+        help="the incoming router (default %(default)s)",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=_port,
+        default=9990,
+        metavar="PORT",
+        help="the admin server (default %(default)s)",
+    )
+    parser.add_argument(
+        "--hello-port",
+        type=_port,
+        default=7777,
+        metavar="PORT",
+        help="the hello app (default %(default)s)",
+    )
+    parser.add_argument(
+        "--world-ports",
+        type=_ports,
+        default=(7778, 7779),
+        metavar="P1,P2,...",
+        help="one world instance per port (default 7778,7779)",
+    )
+    parser.add_argument(
+        "--dir",
+        default=None,
+        help="where to write the config, namer files and logs (default: a temporary directory removed at exit)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for every port (default %(default)s)",
+    )
     parser.set_defaults(func=_run)
 
 

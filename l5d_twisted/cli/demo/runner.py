@@ -120,7 +120,9 @@ class DemoOptions:
         if self.traffic_rps is not None and not self.traffic_rps > 0:
             raise ValueError(f"--traffic must be a positive rate, got {self.traffic_rps:g}")
         if not self.start_timeout_s > 0:  # also rejects NaN
-            raise ValueError(f"--start-timeout must be a positive number of seconds, got {self.start_timeout_s:g}")
+            raise ValueError(
+                f"--start-timeout must be a positive number of seconds, got {self.start_timeout_s:g}"
+            )
 
 
 def render_config(options: DemoOptions, root_dir: str) -> str:
@@ -193,7 +195,9 @@ def plan_children(options: DemoOptions, config: Path, logs: Path) -> list[Child]
     for var in ("http_proxy", "HTTP_PROXY", "POD_IP"):
         base_env.pop(var, None)
     l5d = [options.python, "-m", "l5d_twisted"]
-    children = [Child("l5d", [*l5d, "run", str(config)], base_env, logs / "l5d.log", options.outgoing_port)]
+    children = [
+        Child("l5d", [*l5d, "run", str(config)], base_env, logs / "l5d.log", options.outgoing_port)
+    ]
     # On one machine every instance has the same ip, so each reports ip:port instead
     # (through POD_IP, what the apps report): the answers then show the load balancing.
     for i, port in enumerate(options.world_ports):
@@ -259,7 +263,9 @@ class Demo:
             return
         self._print_banner(first)
         if self.options.traffic_rps:
-            self.traffic = OpenLoopTraffic(self.reactor, lambda: self.client.get("http://hello/"), self.options.traffic_rps)
+            self.traffic = OpenLoopTraffic(
+                self.reactor, lambda: self.client.get("http://hello/"), self.options.traffic_rps
+            )
             self.traffic.start()
             self._report.clock = self.reactor
             self._report.start(10.0, now=False)
@@ -271,14 +277,21 @@ class Demo:
                 if self.stopping:
                     return
                 if self.reactor.seconds() > deadline:
-                    raise DemoError(f"{child.name} did not listen on {self.options.ip}:{child.port} within {self.options.start_timeout_s:g}s\n--- {child.log_path} ---\n{child.log_tail()}")
+                    raise DemoError(
+                        f"{child.name} did not listen on {self.options.ip}:{child.port} within {self.options.start_timeout_s:g}s\n--- {child.log_path} ---\n{child.log_tail()}"
+                    )
                 await task.deferLater(self.reactor, 0.1, lambda: None)
-        for what, port in (("the incoming router", self.options.incoming_port), ("the admin server", self.options.admin_port)):
+        for what, port in (
+            ("the incoming router", self.options.incoming_port),
+            ("the admin server", self.options.admin_port),
+        ):
             while not await self._port_open(port):
                 if self.stopping:
                     return
                 if self.reactor.seconds() > deadline:
-                    raise DemoError(f"{what} did not listen on {self.options.ip}:{port} within {self.options.start_timeout_s:g}s")
+                    raise DemoError(
+                        f"{what} did not listen on {self.options.ip}:{port} within {self.options.start_timeout_s:g}s"
+                    )
                 await task.deferLater(self.reactor, 0.1, lambda: None)
 
     async def _port_open(self, port: int) -> bool:
@@ -313,7 +326,7 @@ class Demo:
         world = o.world_ports[0]
         self.say(
             f"""
-l5d-twisted demo is running  (config {self.config_path}, logs {self.directory / 'logs'})
+l5d-twisted demo is running  (config {self.config_path}, logs {self.directory / "logs"})
   processes: {pids}
   first request through the mesh: {first}
 
@@ -328,11 +341,13 @@ Look at:
   {admin}/admin/metrics.json?pretty=1   metrics tree
   {admin}/requests                      recent requests
   {admin}/delegator                     dtab playground
-Edit {self.directory / 'disco' / 'world'} to add or remove world instances (picked up live).
+Edit {self.directory / "disco" / "world"} to add or remove world instances (picked up live).
 Ctrl-C stops everything."""
         )
         if o.traffic_rps:
-            self.say(f"Sending {o.traffic_rps:g} requests/s to http://hello through the outgoing router.")
+            self.say(
+                f"Sending {o.traffic_rps:g} requests/s to http://hello through the outgoing router."
+            )
 
     # -- watching -----------------------------------------------------------------------
     def _check_children(self) -> None:
@@ -341,7 +356,9 @@ Ctrl-C stops everything."""
         for child in self.children:
             code = child.exited()
             if code is not None:
-                self.say(f"\n{child.name} (pid {child.pid}) exited with code {code}; its log ends with:\n{child.log_tail()}")
+                self.say(
+                    f"\n{child.name} (pid {child.pid}) exited with code {code}; its log ends with:\n{child.log_tail()}"
+                )
                 self.exit_code = 1
                 self.shutdown()
                 return
@@ -351,7 +368,9 @@ Ctrl-C stops everything."""
             return
         s = self.traffic.stats
         statuses = " ".join(f"{code or 'error'}:{n}" for code, n in sorted(s.statuses.items()))
-        self.say(f"traffic: sent {s.sent}, ok {s.succeeded}, failed {s.failed}, dropped {s.dropped} ({statuses})")
+        self.say(
+            f"traffic: sent {s.sent}, ok {s.succeeded}, failed {s.failed}, dropped {s.dropped} ({statuses})"
+        )
 
     # -- stop ---------------------------------------------------------------------------
     def shutdown(self) -> Deferred[None]:
@@ -377,7 +396,9 @@ Ctrl-C stops everything."""
             await task.deferLater(self.reactor, 0.05, lambda: None)
         for child in running:
             if child.exited() is None:
-                self.say(f"{child.name} (pid {child.pid}) ignored SIGTERM for {self.options.stop_timeout_s:g}s: killing it")
+                self.say(
+                    f"{child.name} (pid {child.pid}) ignored SIGTERM for {self.options.stop_timeout_s:g}s: killing it"
+                )
                 _signal(child, signal.SIGKILL, group=True)
                 assert child.popen is not None
                 child.popen.wait(5)
@@ -412,7 +433,9 @@ def run_demo(options: DemoOptions, out: IO[str] = sys.stdout) -> int:
 
     reactor: Any = _reactor
     temporary = options.dir is None
-    directory = Path(tempfile.mkdtemp(prefix="l5d-demo-")) if temporary else Path(options.dir or ".")
+    directory = (
+        Path(tempfile.mkdtemp(prefix="l5d-demo-")) if temporary else Path(options.dir or ".")
+    )
     directory.mkdir(parents=True, exist_ok=True)
     demo = Demo(reactor, options, directory, out)
 
@@ -454,5 +477,3 @@ def parse_ports(text: str) -> tuple[int, ...]:
     if not ports:
         raise ValueError("expected at least one port")
     return ports
-
-

@@ -34,20 +34,66 @@ def add_parser(subparsers: Any) -> None:
         help="check a running mesh: admin ping, a request through the proxy, Prometheus, Grafana",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--admin", metavar="URL", help="admin server base URL: /admin/ping must answer pong")
-    parser.add_argument("--proxy", metavar="HOST:PORT", help="the mesh's outgoing router, used as http_proxy")
-    parser.add_argument("--target", metavar="URL", default="http://hello/", help="URL requested through --proxy (default %(default)s)")
-    parser.add_argument("--expect", metavar="REGEX", default=r"Hello .*world", help="the answer through the proxy must match it (default %(default)s)")
-    parser.add_argument("--prometheus", metavar="URL", help="Prometheus base URL: mesh targets up and a non-zero request rate")
-    parser.add_argument("--prometheus-job", metavar="JOB", default="l5d-twisted", help="scrape job of the mesh (default %(default)s)")
-    parser.add_argument("--grafana", metavar="URL", help="Grafana base URL: /api/health ok and the dashboards served")
-    parser.add_argument("--dashboard", metavar="UID", action="append", help="dashboard uid Grafana must serve (repeatable; default: the chart's two)")
     parser.add_argument(
-        "--grafana-auth", metavar="USER:PASSWORD", default=os.environ.get("L5D_SMOKE_GRAFANA_AUTH"),
+        "--admin", metavar="URL", help="admin server base URL: /admin/ping must answer pong"
+    )
+    parser.add_argument(
+        "--proxy", metavar="HOST:PORT", help="the mesh's outgoing router, used as http_proxy"
+    )
+    parser.add_argument(
+        "--target",
+        metavar="URL",
+        default="http://hello/",
+        help="URL requested through --proxy (default %(default)s)",
+    )
+    parser.add_argument(
+        "--expect",
+        metavar="REGEX",
+        default=r"Hello .*world",
+        help="the answer through the proxy must match it (default %(default)s)",
+    )
+    parser.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus base URL: mesh targets up and a non-zero request rate",
+    )
+    parser.add_argument(
+        "--prometheus-job",
+        metavar="JOB",
+        default="l5d-twisted",
+        help="scrape job of the mesh (default %(default)s)",
+    )
+    parser.add_argument(
+        "--grafana",
+        metavar="URL",
+        help="Grafana base URL: /api/health ok and the dashboards served",
+    )
+    parser.add_argument(
+        "--dashboard",
+        metavar="UID",
+        action="append",
+        help="dashboard uid Grafana must serve (repeatable; default: the chart's two)",
+    )
+    parser.add_argument(
+        "--grafana-auth",
+        metavar="USER:PASSWORD",
+        default=os.environ.get("L5D_SMOKE_GRAFANA_AUTH"),
         help="basic auth for Grafana (default: $L5D_SMOKE_GRAFANA_AUTH, else anonymous)",
     )
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="deadline of each check (default %(default)s)")
-    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="pause between attempts (default %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="deadline of each check (default %(default)s)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="pause between attempts (default %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the result lines")
     parser.set_defaults(func=run)
 
@@ -77,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"smoke: --proxy: {e}", file=sys.stderr)
         return 2
     if not checks:
-        print("smoke: nothing to check: give --admin, --proxy, --prometheus and/or --grafana", file=sys.stderr)
+        print(
+            "smoke: nothing to check: give --admin, --proxy, --prometheus and/or --grafana",
+            file=sys.stderr,
+        )
         return 2
 
     def waiting(name: str, reason: str) -> None:

@@ -39,7 +39,9 @@ class HttpAnswer:
         return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
-def http_get(url: str, timeout_s: float, proxy: str | None = None, headers: dict[str, str] | None = None) -> HttpAnswer:
+def http_get(
+    url: str, timeout_s: float, proxy: str | None = None, headers: dict[str, str] | None = None
+) -> HttpAnswer:
     """GET ``url``; through the HTTP proxy ``host:port`` if given (absolute-form request
     target, as ``http_proxy=`` clients send it).  Network errors raise SmokeFailure."""
     parts = urllib.parse.urlsplit(url)
@@ -144,7 +146,9 @@ class ProxyRequest:
         expect_ok(answer, f"{self.target} via proxy {self.proxy}")
         text = answer.text()
         if not re.search(self.expect, text):
-            raise SmokeFailure(f"{self.target} via proxy {self.proxy} answered {text!r}, which does not match /{self.expect}/")
+            raise SmokeFailure(
+                f"{self.target} via proxy {self.proxy} answered {text!r}, which does not match /{self.expect}/"
+            )
         return f"{self.target} via proxy {self.proxy} answered {text!r}"
 
 
@@ -157,7 +161,11 @@ class PrometheusScrapes:
     name: str = "prometheus"
 
     def query(self, expr: str, timeout_s: float) -> list[dict[str, Any]]:
-        url = self.prometheus_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        url = (
+            self.prometheus_url.rstrip("/")
+            + "/api/v1/query?"
+            + urllib.parse.urlencode({"query": expr})
+        )
         body = expect_json(http_get(url, timeout_s), f"Prometheus query {expr!r}")
         if not isinstance(body, dict) or body.get("status") != "success":
             raise SmokeFailure(f"Prometheus query {expr!r} failed: {body!r:.200}")
@@ -166,10 +174,14 @@ class PrometheusScrapes:
     def attempt(self, timeout_s: float) -> str:
         targets = self.query(f'up{{job="{self.job}"}}', timeout_s)
         if not targets:
-            raise SmokeFailure(f"Prometheus has no target of job {self.job!r} (is the mesh discovered?)")
+            raise SmokeFailure(
+                f"Prometheus has no target of job {self.job!r} (is the mesh discovered?)"
+            )
         down = [t["metric"].get("instance", "?") for t in targets if t["value"][1] != "1"]
         if down:
-            raise SmokeFailure(f"{len(down)} of {len(targets)} mesh targets down: {', '.join(sorted(down))}")
+            raise SmokeFailure(
+                f"{len(down)} of {len(targets)} mesh targets down: {', '.join(sorted(down))}"
+            )
         up = f"{len(targets)} mesh target{'s' if len(targets) != 1 else ''} up"
         rate_expr = f'sum(rate(rt:server:requests{{job="{self.job}"}}[1m]))'
         rate = self.query(rate_expr, timeout_s)
@@ -195,7 +207,9 @@ class GrafanaServes:
 
     def attempt(self, timeout_s: float) -> str:
         base = self.grafana_url.rstrip("/")
-        health = expect_json(http_get(base + "/api/health", timeout_s, headers=self.headers()), f"{base}/api/health")
+        health = expect_json(
+            http_get(base + "/api/health", timeout_s, headers=self.headers()), f"{base}/api/health"
+        )
         if not isinstance(health, dict) or health.get("database") != "ok":
             raise SmokeFailure(f"{base}/api/health reports {health!r:.200}")
         titles = []
@@ -207,7 +221,9 @@ class GrafanaServes:
                 raise SmokeFailure(f"{url} has no dashboard {uid!r} with panels")
             titles.append(str(dashboard.get("title", uid)))
         version = health.get("version", "?")
-        return f"Grafana {version} healthy, serving " + (", ".join(repr(t) for t in titles) or "no dashboard asked")
+        return f"Grafana {version} healthy, serving " + (
+            ", ".join(repr(t) for t in titles) or "no dashboard asked"
+        )
 
 
 @dataclass
