@@ -171,6 +171,9 @@ class HttpClientProtocol(Protocol):
         else:
             self._fail(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
         self._client._connection_lost(self)
+        # the parser and the reader point back at this connection: let go, so reference
+        # counting frees it, not a full collection
+        self._reader.close()
         if resend and d is not None and self._request is not None:
             handoff = self._client._resend(self._request)
             self._handoff = handoff
@@ -319,14 +322,9 @@ class HttpClientProtocol(Protocol):
         try:
             too_large = reader.feed(data)
         except httptools.HttpParserCallbackError as e:
-            cause = e.__context__
-            if isinstance(cause, _HeadOnly):
-                reader.new_parser()
-                self._complete_held()
-            elif isinstance(cause, ProtocolError):  # the head is over maxHeadersKB
-                self._head_too_large()
-            else:
-                self._protocol_error(f"response handling failed: {cause!r}")
+            # (handled in a method: a local here would hold the cause, whose traceback holds
+            # this frame, a reference cycle keeping the connection until a full collection)
+            self._callback_failed(e.__context__)
             return
         except httptools.HttpParserUpgrade:
             self._protocol_error("protocol upgrades are not supported")
@@ -337,6 +335,17 @@ class HttpClientProtocol(Protocol):
         if too_large and not self._lost:
             # httptools buffers a field until it ends: bound what it holds by the raw bytes
             self._head_too_large()
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        if self._lost:
+            return  # the connection closed during this read (the reader is closed)
+        if isinstance(cause, _HeadOnly):
+            self._reader.new_parser()
+            self._complete_held()
+        elif isinstance(cause, ProtocolError):  # the head is over maxHeadersKB
+            self._head_too_large()
+        else:
+            self._protocol_error(f"response handling failed: {cause!r}")
 
     def _head_too_large(self) -> None:
         self._protocol_error(f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)")

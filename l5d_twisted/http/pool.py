@@ -28,8 +28,8 @@ from twisted.internet.endpoints import (
     SSL4ClientEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    connectProtocol,
 )
+from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from l5d_twisted.errors import ConnectionFailed, Overloaded
@@ -61,6 +61,27 @@ def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: Any = Non
     if ip.version == 4:
         return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
     return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)  # type: ignore[no-untyped-call, unused-ignore]  # untyped in Twisted
+
+
+class _OneShotFactory(Factory):
+    """Builds the one connection it was given, then forgets it.
+
+    Twisted's ``connectProtocol`` makes a class per connection whose closure holds the
+    protocol: a class is always in reference cycles, so every closed upstream connection
+    waited for a full garbage collection.  Forgetting the protocol once built also keeps
+    it out of the connector's (cyclic) reference to this factory.
+    """
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol, self._protocol = self._protocol, None
+        return protocol
+
+
+def _closed_factory() -> Any:
+    raise ConnectionFailed("the connection pool is closed")
 
 
 class ConnectionPool(Generic[S]):
@@ -147,7 +168,7 @@ class ConnectionPool(Generic[S]):
 
     def _connect(self) -> Deferred[S]:
         self._connecting += 1
-        d: Deferred[S] = connectProtocol(self._endpoint, self._protocol_factory())  # type: ignore[no-untyped-call, unused-ignore]  # untyped in Twisted
+        d: Deferred[S] = self._endpoint.connect(_OneShotFactory(self._protocol_factory()))
 
         def connected(conn: S) -> S:
             self._connecting -= 1
@@ -243,6 +264,9 @@ class ConnectionPool(Generic[S]):
         if self._sweeper is not None and self._sweeper.active():
             self._sweeper.cancel()
         self._sweeper = None
+        # no connection is made from now on; the factory (a closure over the pool's owner,
+        # which holds the pool) would keep them in a reference cycle
+        self._protocol_factory = _closed_factory
         d: Deferred[None] = Deferred()
         self._close_waiters.append(d)
         self._check_closed()

@@ -33,6 +33,10 @@ from l5d_twisted.http.stream import Trailers
 Fields = list[tuple[bytes, bytes]]
 
 
+def _ignore(*args: object) -> None:
+    """A closed reader's callbacks."""
+
+
 class ProtocolError(Exception):
     """Raised from a parser callback to refuse the message with ``status``."""
 
@@ -117,6 +121,17 @@ class MessageReader:
     def new_parser(self) -> None:
         """A fresh parser (llhttp stops for good after an upgrade request)."""
         self.parser = httptools.HttpRequestParser(self) if self.strict else httptools.HttpResponseParser(self)
+
+    def close(self) -> None:
+        """The connection is gone: drop the parser and the owner's callbacks.
+
+        The parser holds this reader's callbacks and the reader holds the owner's, so
+        without this a closed connection stays in reference cycles until a full garbage
+        collection.  A parse running when the connection closes keeps its own parser.
+        """
+        self.parser = None
+        self.on_headers_complete = self.on_message_complete = _ignore
+        self.body = _ignore
 
     def feed(self, data: bytes) -> bool:
         """Parse ``data``; True if the head being read is over its bound (httptools errors propagate)."""

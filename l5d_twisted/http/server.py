@@ -228,6 +228,11 @@ class HttpServerProtocol(Protocol):
             if d is not None:
                 d.cancel()  # also when it waits on an inner Deferred (``called`` is then True)
         exchanges.clear()
+        exchanges.active = exchanges.parsing = None
+        # what still points back at this connection (the parser through the reader, the
+        # timer's callback) lets go, so reference counting frees it, not a full collection
+        self._reader.close()
+        self._timeouts.close()
         self._server._connection_lost(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -242,12 +247,9 @@ class HttpServerProtocol(Protocol):
             self._after_upgrade(data, int(e.args[0]) if e.args else len(data))
             return
         except httptools.HttpParserCallbackError as e:
-            cause = e.__context__
-            if isinstance(cause, ProtocolError):
-                self._reject(cause.status, cause.message)
-            else:
-                log.failure("HTTP server callback failed", _failure(cause) if cause else None)
-                self._reject(400, "bad request")
+            # (handled in a method: a local here would hold the cause, whose traceback holds
+            # this frame, a reference cycle keeping the connection until a full collection)
+            self._callback_failed(e.__context__)
             return
         except httptools.HttpParserError as e:
             self._reject(400, f"malformed request: {e}")
@@ -256,6 +258,13 @@ class HttpServerProtocol(Protocol):
             timeouts.head_started = now  # (only read while that head is still being read)
         if too_large:
             self._reject(431, "request header fields too large")
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        if isinstance(cause, ProtocolError):
+            self._reject(cause.status, cause.message)
+        elif not self._lost:  # (else the connection closed during this read)
+            log.failure("HTTP server callback failed", _failure(cause) if cause else None)
+            self._reject(400, "bad request")
 
     # -- reader events -------------------------------------------------------------------
 

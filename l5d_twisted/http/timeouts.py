@@ -21,6 +21,10 @@ BODY_CHECK_INTERVAL_S = 1.0  # how often a connection reading a request body che
 BODY_RATE_GRACE_S = 5.0  # the minimum body rate applies after this long (Kestrel's default grace)
 
 
+def _ignore() -> None:
+    """A closed connection's timer callback."""
+
+
 class ConnectionTimeouts:
     """The timer and reference times of one connection (see the module doc)."""
 
@@ -78,6 +82,12 @@ class ConnectionTimeouts:
         self.timer = None
         if timer is not None and timer.active():
             timer.cancel()
+
+    def close(self) -> None:
+        """The connection is gone: cancel the timer and drop the connection's callback
+        (it holds the connection, which holds this: a reference cycle otherwise)."""
+        self.cancel()
+        self.on_timer = _ignore
 
     def restart_body_clock(self, body_bytes: int) -> None:
         """A request body is (again) being read: its pace starts over from now."""
