@@ -413,16 +413,21 @@ def table(targets: list[Target], args: argparse.Namespace) -> str:
     direct = targets[0].results
     at = f"@{args.rate:g}/s"
     rows = [
-        f"| path | req/s (c={args.connections}) | p50 ms | p99 ms | p50 / p99 ms {at} | p50 / p99 ms {at} from send | added p50 / p99 ms {at} | generator lag p99 ms | peak RSS MB | errors |",
+        (
+            f"| path | req/s (c={args.connections}) | p50 ms | p99 ms | p50 / p99 ms {at} "
+            f"| p50 / p99 ms {at} from send | added p50 / p99 ms {at} | generator lag p99 ms "
+            "| peak RSS MB | errors |"
+        ),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for t in targets:
         w, r = t.results["wrk"], t.results["rate"]
-        added = (
-            "-"
-            if t is targets[0]
-            else f"{r['service_p50'] - direct['rate']['service_p50']:+.2f} / {r['service_p99'] - direct['rate']['service_p99']:+.2f}"
-        )
+        if t is targets[0]:
+            added = "-"
+        else:
+            added_p50 = r["service_p50"] - direct["rate"]["service_p50"]
+            added_p99 = r["service_p99"] - direct["rate"]["service_p99"]
+            added = f"{added_p50:+.2f} / {added_p99:+.2f}"
         rss = t.results.get("rss_peak_mb", "-")
         errors = []
         if w["non_2xx"]:
@@ -433,13 +438,13 @@ def table(targets: list[Target], args: argparse.Namespace) -> str:
             errors.append(f"rate failed {r['failed']} dropped {r['dropped']}")
         rows.append(
             f"| {t.name} | {w['rps']:,.0f} | {w['p50']:.2f} | {w['p99']:.2f} | {r['p50']:.2f} / {r['p99']:.2f} "
-            f"| {r['service_p50']:.2f} / {r['service_p99']:.2f} | {added} | {r['send_lag_p99']:.2f} | {rss} | {'; '.join(errors) or 'none'} |"
+            f"| {r['service_p50']:.2f} / {r['service_p99']:.2f} | {added} | {r['send_lag_p99']:.2f} "
+            f"| {rss} | {'; '.join(errors) or 'none'} |"
         )
     ratio = targets[2].results["wrk"]["rps"] / targets[1].results["wrk"]["rps"]
     rows.append("")
-    rows.append(
-        f"l5d-twisted / nginx req/s: {ratio:.2f}x; rate runs achieved {', '.join(str(t.results['rate']['achieved_rps']) for t in targets)} req/s."
-    )
+    achieved = ", ".join(str(t.results["rate"]["achieved_rps"]) for t in targets)
+    rows.append(f"l5d-twisted / nginx req/s: {ratio:.2f}x; rate runs achieved {achieved} req/s.")
     return "\n".join(rows)
 
 

@@ -1,4 +1,5 @@
-"""Shared test helpers (import with ``from l5d_testing import ...``): free loopback ports, real processes stopped by PID, polling.
+"""Shared test helpers (import with ``from l5d_testing import ...``): free loopback ports,
+real processes stopped by PID, polling.
 
 Every test that starts a server binds 127.0.0.1 (or another 127.x address) on a free port
 and stops what it started.  No sleeps as synchronisation: poll with a deadline.

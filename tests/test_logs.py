@@ -100,7 +100,8 @@ def test_the_mesh_and_the_sample_apps_share_the_logger(
     config = tmp_path / "mesh.yaml"
     config.write_text(
         f"admin: {{ip: 127.0.0.1, port: {admin_port}}}\n"
-        f"routers:\n- label: out\n  dtab: /svc => /$/inet/127.0.0.1/{app_port}\n  servers: [{{ip: 127.0.0.1, port: {router_port}}}]\n"
+        f"routers:\n- label: out\n  dtab: /svc => /$/inet/127.0.0.1/{app_port}\n"
+        f"  servers: [{{ip: 127.0.0.1, port: {router_port}}}]\n"
     )
     app = processes.l5d(
         "example", "world", "--ip", "127.0.0.1", "--port", str(app_port), name="world"

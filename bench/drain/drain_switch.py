@@ -55,7 +55,8 @@ def proxy_config(
     grace_ms: int,
     reuse_port: bool = True,
 ) -> Path:
-    """A proxy routing ``world`` to ``world_ip:world_port`` (keys at their defaults are left out, so older versions read it too)."""
+    """A proxy routing ``world`` to ``world_ip:world_port`` (keys at their defaults are left
+    out, so older versions read it too)."""
     disco = workdir / f"disco-{name}"
     disco.mkdir(exist_ok=True)
     (disco / "world").write_text(f"{world_ip} {world_port}\n")
@@ -327,11 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{load['sent']} requests at {args.rps:g} req/s over {args.connections} keep-alive connections, "
         f"drainPeriodMs {args.drain_period_ms}: {load['failed']} failed ({load['errors'] or 'no errors'}), "
-        f"{load['stale_retries']} resent after the keep-alive race; {result['failed_after_signal']} of the requests sent after SIGTERM failed; "
-        f"old process: served {result['old_served_after_signal']} of the {result['sent_after_signal']} requests sent after SIGTERM "
+        f"{load['stale_retries']} resent after the keep-alive race; "
+        f"{result['failed_after_signal']} of the requests sent after SIGTERM failed; "
+        f"old process: served {result['old_served_after_signal']} of the "
+        f"{result['sent_after_signal']} requests sent after SIGTERM "
         f"(last {result['old_last_request_after_signal_s']} s after), /ready {result['readiness_after_signal']}, "
         f"exited {result['old_exit_code']} after {result['old_exited_after_s']} s; "
-        f"p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms (before the signal {result['before_signal_p99_ms']}, after {result['after_signal_p99_ms']}), max {load['max_ms']} ms; "
+        f"p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms "
+        f"(before the signal {result['before_signal_p99_ms']}, after {result['after_signal_p99_ms']}), "
+        f"max {load['max_ms']} ms; "
         f"load average {result['load_average_before']} -> {result['load_average_after']}"
     )
     if args.single:

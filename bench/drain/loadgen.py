@@ -13,8 +13,9 @@ is a failure.
 
 Stops after ``--count`` requests, or earlier on SIGUSR1 (then waits for what is in
 flight), and writes one JSON object: totals, failures by reason, latency percentiles and
-one ``[sent_at, body, ok, latency_ms]`` record per request (plus the error, if any) (``sent_at`` in Unix seconds), so a caller
-can tell what happened around a moment it knows (a signal sent to a proxy).
+one ``[sent_at, body, ok, latency_ms]`` record per request (plus the error, if any)
+(``sent_at`` in Unix seconds), so a caller can tell what happened around a moment it knows
+(a signal sent to a proxy).
 """
 
 from __future__ import annotations

@@ -189,7 +189,8 @@ def main() -> int:
                 print(f"{name:>14}: {results[name]:10.0f} req/s{per}")
             ratio = results["l5d http wire"] / max(results["nginx proxy"], 1.0)
             print(
-                f"harness / nginx proxy = {ratio:.2f}x (median of {args.rounds} rounds; c={args.connections}, t={args.threads}, {args.duration}s each)"
+                f"harness / nginx proxy = {ratio:.2f}x (median of {args.rounds} rounds; "
+                f"c={args.connections}, t={args.threads}, {args.duration}s each)"
             )
             print(
                 f"load average during the run: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} CPUs)"

@@ -252,7 +252,8 @@ def main() -> int:
     services = sum(1 for k in groups if k[2] == "service")
     clients = sum(1 for k in groups if k[2] == "client")
     print(
-        f"built {services} service and {clients} client scopes ({sum(1 for _ in metrics.metrics())} metrics) in {build_s:.1f} s"
+        f"built {services} service and {clients} client scopes "
+        f"({sum(1 for _ in metrics.metrics())} metrics) in {build_s:.1f} s"
     )
 
     result: dict[str, Any] = {}

@@ -155,6 +155,7 @@ def _dangling_namer_refs(parts: _Parts, decoder: Decoder) -> Iterator[ConfigErro
             yield ConfigError(
                 where,
                 text_line(node, offset),
-                f"router {label!r} dtab sends to {ref}, but no namer has prefix {Path.of(segments[0]).show()} (configured: {configured})",
+                f"router {label!r} dtab sends to {ref}, but no namer has prefix "
+                f"{Path.of(segments[0]).show()} (configured: {configured})",
                 decoder.doc.source,
             )

@@ -467,7 +467,8 @@ class Decoder:
                 return self.error(
                     where,
                     node,
-                    f"missing required key 'kind' (a {registry.category} kind: {', '.join(known) or 'none registered'})",
+                    "missing required key 'kind' "
+                    f"(a {registry.category} kind: {', '.join(known) or 'none registered'})",
                 )
             kind_node: Node = node
             kind: Any = default_kind

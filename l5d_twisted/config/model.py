@@ -70,7 +70,10 @@ class AdminConfig:
     drain_period_ms: int = knob(
         0,
         minimum=0,
-        doc="on SIGTERM or /admin/shutdown, keep accepting this long (GET /ready answers 503, responses carry Connection: close) before closing the listeners",
+        doc=(
+            "on SIGTERM or /admin/shutdown, keep accepting this long (GET /ready answers 503, "
+            "responses carry Connection: close) before closing the listeners"
+        ),
     )
     allow_shutdown: bool = knob(False, doc="accept POST /admin/shutdown")
 
@@ -83,7 +86,10 @@ class SocketOptions:
     reuse_addr: bool = knob(True, doc="SO_REUSEADDR on the listening socket")
     reuse_port: bool = knob(
         False,
-        doc="SO_REUSEPORT on the listening socket: several processes share the port (hand-over without refused connections)",
+        doc=(
+            "SO_REUSEPORT on the listening socket: several processes share the port "
+            "(hand-over without refused connections)"
+        ),
     )
     keep_alive: bool = knob(False, doc="SO_KEEPALIVE on accepted connections")
 
@@ -204,7 +210,11 @@ class RouterConfig:
     max_metric_scopes: int = knob(
         1000,
         minimum=0,
-        doc="most service (and, apart, client) metric scopes live at once; new names beyond it share the scope `<overflow>`, counted by `rt:service_scope_overflow` and `rt:client_scope_overflow` (0 = no cap)",
+        doc=(
+            "most service (and, apart, client) metric scopes live at once; new names beyond it "
+            "share the scope `<overflow>`, counted by `rt:service_scope_overflow` and "
+            "`rt:client_scope_overflow` (0 = no cap)"
+        ),
     )
 
     def __post_init__(self) -> None:

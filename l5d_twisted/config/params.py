@@ -84,7 +84,10 @@ class ServiceParams:
     total_timeout_ms: int | None = knob(
         15_000,
         minimum=1,
-        doc="bound on the time to the response head, retries included (default 15 s, Envoy's route timeout; linkerd 1 had none; null = none)",
+        doc=(
+            "bound on the time to the response head, retries included "
+            "(default 15 s, Envoy's route timeout; linkerd 1 had none; null = none)"
+        ),
     )
     response_classifier: PluginSpec = knob(
         registry=CLASSIFIERS,

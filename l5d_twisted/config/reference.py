@@ -119,7 +119,8 @@ def _section(title: str, cls: Any, note: str) -> list[str]:
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
     for f in fields:
         lines.append(
-            f"| `{yaml_key(f)}` | {_type_text(hints[f.name], f.metadata)} | {_default_text(f)} | {_doc_text(f.metadata)} |"
+            f"| `{yaml_key(f)}` | {_type_text(hints[f.name], f.metadata)} "
+            f"| {_default_text(f)} | {_doc_text(f.metadata)} |"
         )
     return lines + [""]
 

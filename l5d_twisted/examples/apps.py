@@ -58,10 +58,11 @@ class SampleApp:
 
     def _knobbed(self, request: AppRequest) -> AppResponse | Deferred[AppResponse]:
         if self.knobs.should_fail():
-            return AppResponse(
-                500,
-                f"{self.name} ({self.ip_label}) failed on purpose (failure rate {_fmt(self.knobs.failure_rate)})\n".encode(),
+            reason = (
+                f"{self.name} ({self.ip_label}) failed on purpose "
+                f"(failure rate {_fmt(self.knobs.failure_rate)})\n"
             )
+            return AppResponse(500, reason.encode())
         return self.answer(request)
 
     def answer(self, request: AppRequest) -> AppResponse | Deferred[AppResponse]:

@@ -30,11 +30,13 @@ class LocalNodeTransformer(AddressFilterTransformer):
     ) -> None:
         if host_network and not node_name:
             raise ValueError(
-                "io.l5d.k8s.localnode with hostNetwork needs the NODE_NAME environment variable (downward API spec.nodeName)"
+                "io.l5d.k8s.localnode with hostNetwork needs the NODE_NAME environment variable "
+                "(downward API spec.nodeName)"
             )
         if not node_name and not pod_ip:
             raise ValueError(
-                "io.l5d.k8s.localnode needs NODE_NAME or POD_IP in the environment (downward API spec.nodeName / status.podIP)"
+                "io.l5d.k8s.localnode needs NODE_NAME or POD_IP in the environment "
+                "(downward API spec.nodeName / status.podIP)"
             )
         super().__init__(Path.of("io.l5d.k8s.localnode", node_name or str(pod_ip)))
         self.node_name = node_name

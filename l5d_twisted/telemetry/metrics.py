@@ -15,10 +15,11 @@ increment plus a few comparisons (see :mod:`.histogram`); nothing reads the cloc
 pod churn.  Metrics are kept in *groups*: one per ``rt/<r>/service/<svc>``,
 ``rt/<r>/client/<id>`` and ``rt/<r>/server/<ip>/<port>`` scope, plus one permanent group
 for everything else.  Every tick (a ``LoopingCall`` on the clock given, every TTL/10
-between 0.5 s and 30 s unless ``tick_s`` fixes it) the tree compares each group's counters and histogram counts with the last
-tick; a group unchanged for ``expiry_ttl_s`` (default 600 s; the ``io.l5d.prometheus``
-telemeter's ``metricsExpiryTtlSecs`` knob changes it, 0 disables expiry) and with nothing
-``pending`` leaves the tree and all exposition.  Its metric objects live on while someone (a router) holds them: the
+between 0.5 s and 30 s unless ``tick_s`` fixes it) the tree compares each group's
+counters and histogram counts with the last tick; a group unchanged for ``expiry_ttl_s``
+(default 600 s; the ``io.l5d.prometheus`` telemeter's ``metricsExpiryTtlSecs`` knob
+changes it, 0 disables expiry) and with nothing ``pending`` leaves the tree and all
+exposition.  Its metric objects live on while someone (a router) holds them: the
 group becomes *dormant*, referenced weakly, and the first change seen to it (checked at
 each tick and each read) puts it back, with its counters continuing where they were.  A
 dormant group nobody references is garbage collected.  Ticks also rotate histogram

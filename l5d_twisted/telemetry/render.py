@@ -18,8 +18,9 @@ time (see :mod:`.prometheus` and :mod:`.metrics_json`).
 Why not a thread: a snapshot consistent enough to render from would have to be copied on
 the reactor thread (measured: ~120 ms for 5,000 services with their clients, over the
 50 ms target before any rendering), and rendering in a thread still holds the GIL in 5 ms
-switches, competing with the proxy for the one core it effectively has.  The exposition is therefore not an instant snapshot (neither is
-prometheus-client's own): each metric is read once, when its step comes.
+switches, competing with the proxy for the one core it effectively has.  The exposition is
+therefore not an instant snapshot (neither is prometheus-client's own): each metric is
+read once, when its step comes.
 
 ``reactor_cooperator(reactor)`` is the production scheduler; tests pass a cooperator on a
 ``task.Clock`` that runs one step per ``clock.advance`` (:func:`stepping_cooperator`).

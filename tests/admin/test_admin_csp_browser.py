@@ -106,7 +106,8 @@ def test_an_inline_script_would_be_refused(fake_admin: str, browser: Any) -> Non
     """The policy is in force: what an injected script would do is blocked and reported."""
     page, _ = open_page(browser, fake_admin + "/delegator")
     page.evaluate(
-        "() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1'; document.body.appendChild(s); }"
+        "() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1'; "
+        "document.body.appendChild(s); }"
     )
     page.wait_for_function("() => window.__csp.length > 0")
     assert page.evaluate("window.__ran") is None

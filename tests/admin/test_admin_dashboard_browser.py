@@ -22,7 +22,8 @@ pytestmark = [
 
 # The client row of a name as {cell class: text}.
 CLIENT_CELLS_JS = """name => {
-  const row = Array.from(document.querySelectorAll('#clients-outgoing tbody tr')).find(r => r.cells[0].textContent === name);
+  const row = Array.from(document.querySelectorAll('#clients-outgoing tbody tr'))
+    .find(r => r.cells[0].textContent === name);
   return row ? Object.fromEntries(Array.from(row.cells).map(c => [c.className.split(' ')[0], c.textContent])) : null;
 }"""
 RESILIENCE_SHOWN_JS = (

@@ -68,7 +68,8 @@ def test_prometheus_answers_top_line_queries(processes: Processes, tmp_path: Pat
     p99 = prom.by('max by (service) (rt:service:request_latency_ms{quantile="0.99"})', "service")
     assert near(p95["svc/hello"], 95.0, 0.05) and near(p99["svc/world"], 99.0, 0.05)
     mean = prom.scalar(
-        'sum(rate(rt:service:request_latency_ms_sum{service="svc/hello"}[5s])) / sum(rate(rt:service:request_latency_ms_count{service="svc/hello"}[5s]))'
+        'sum(rate(rt:service:request_latency_ms_sum{service="svc/hello"}[5s]))'
+        ' / sum(rate(rt:service:request_latency_ms_count{service="svc/hello"}[5s]))'
     )
     assert 30 < mean < 70
 

@@ -128,7 +128,8 @@ def test_prometheus_top_line_on_the_real_mesh(demo: Demo, tmp_path: Path) -> Non
     )
 
     per_service = prom.by(
-        f"sum by (service) (rate(rt:service:success{out}[10s])) / sum by (service) (rate(rt:service:requests{out}[10s]))",
+        f"sum by (service) (rate(rt:service:success{out}[10s]))"
+        f" / sum by (service) (rate(rt:service:requests{out}[10s]))",
         "service",
     )
     assert set(per_service) == {"svc/hello", "svc/world"}

@@ -389,7 +389,8 @@ def test_rendered_chart_runs_and_helm_tests_pass(cluster: Cluster) -> None:
         assert f"PASS admin: {node.admin_url}/admin/ping answered pong" in out
         # hello on node1 answered with world on node2: the request crossed nodes both ways.
         assert re.search(
-            r"PASS proxy: http://hello/ via proxy 127\.0\.\d\.1:\d+ answered 'Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!'",
+            r"PASS proxy: http://hello/ via proxy 127\.0\.\d\.1:\d+ answered "
+            r"'Hello \(127\.0\.1\.2[^)]*\) world \(127\.0\.2\.2[^)]*\)!'",
             out,
         ), out
 

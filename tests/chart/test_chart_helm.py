@@ -51,7 +51,8 @@ def test_template_validates_against_kubernetes_schemas(values_file: Path) -> Non
                 kubernetes_validate.validate(doc, k8s, strict=True)
             except kubernetes_validate.ValidationError as e:
                 raise AssertionError(
-                    f"{doc['kind']} {doc['metadata']['name']} invalid for Kubernetes {k8s}: {e.message} at {list(e.path)}"
+                    f"{doc['kind']} {doc['metadata']['name']} invalid for Kubernetes {k8s}: "
+                    f"{e.message} at {list(e.path)}"
                 ) from e
 
 

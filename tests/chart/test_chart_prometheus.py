@@ -85,7 +85,10 @@ def test_relabelling_shortens_client_and_service_to_last_segment(tmp_path: Path)
                         "rules": [
                             {
                                 "record": f"short_{label}",
-                                "expr": f'label_replace(raw, "{label}", "{r["replacement"]}", "{label}", "{r["regex"]}")',
+                                "expr": (
+                                    f'label_replace(raw, "{label}", "{r["replacement"]}", '
+                                    f'"{label}", "{r["regex"]}")'
+                                ),
                             }
                             for label, r in relabels.items()
                         ],
@@ -105,7 +108,10 @@ def test_relabelling_shortens_client_and_service_to_last_segment(tmp_path: Path)
                         "interval": "1m",
                         "input_series": [
                             {
-                                "series": 'raw{client="%/io.l5d.k8s.daemonset/default/incoming/l5d/#/io.l5d.k8s/default/http/world-v1"}',
+                                "series": (
+                                    'raw{client="%/io.l5d.k8s.daemonset/default/incoming/l5d'
+                                    '/#/io.l5d.k8s/default/http/world-v1"}'
+                                ),
                                 "values": "1",
                             },
                             {"series": 'raw{service="svc/hello"}', "values": "2"},
@@ -186,7 +192,11 @@ def test_slo_burn_alerts_fire_on_fast_burn(tmp_path: Path) -> None:
                                         },
                                         "exp_annotations": {
                                             "summary": "Service hello on router outgoing burns its error budget fast",
-                                            "description": "Its failure ratio would exhaust the 0.999 success-rate SLO's 30-day error budget in under 2 to 5 days.",
+                                            "description": (
+                                                "Its failure ratio would exhaust the 0.999 "
+                                                "success-rate SLO's 30-day error budget "
+                                                "in under 2 to 5 days."
+                                            ),
                                         },
                                     },
                                 ],

@@ -57,8 +57,8 @@ def test_template_rejects_a_grace_period_shorter_than_the_drain(version: str) ->
     )
     assert result.returncode != 0
     assert (
-        "terminationGracePeriodSeconds (15) must be greater than mesh.admin.drainPeriodMs + mesh.admin.shutdownGraceMs (5000 + 10000 ms)"
-        in result.stderr
+        "terminationGracePeriodSeconds (15) must be greater than "
+        "mesh.admin.drainPeriodMs + mesh.admin.shutdownGraceMs (5000 + 10000 ms)" in result.stderr
     )
     assert (
         helm(

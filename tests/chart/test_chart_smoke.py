@@ -147,8 +147,8 @@ def test_grafana_check_against_standin(processes, rendered_dashboards: Path) -> 
     result = smoke(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        "PASS grafana: Grafana 11.6.0-standin healthy, serving 'l5d-twisted: mesh top line', 'l5d-twisted: process health'"
-        in result.stdout
+        "PASS grafana: Grafana 11.6.0-standin healthy, "
+        "serving 'l5d-twisted: mesh top line', 'l5d-twisted: process health'" in result.stdout
     )
 
     missing = smoke(

@@ -20,7 +20,10 @@ def test_router_labels_must_be_unique_including_the_protocol_default() -> None:
 
 
 def test_two_servers_on_one_address_clash() -> None:
-    text = "routers:\n- label: a\n  servers: [{port: 4140}]\n- label: b\n  servers:\n  - port: 4141\n  - ip: 127.0.0.1\n    port: 4140\n"
+    text = (
+        "routers:\n- label: a\n  servers: [{port: 4140}]\n"
+        "- label: b\n  servers:\n  - port: 4141\n  - ip: 127.0.0.1\n    port: 4140\n"
+    )
     assert errors_of(text) == [
         "c.yaml:8: routers[1].servers[1].port: 127.0.0.1:4140 is already used by routers[0].servers[0] (127.0.0.1:4140)"
     ]
@@ -132,8 +135,10 @@ def test_cross_checks_run_alongside_other_errors() -> None:
 
 def test_tls_blocks_are_validated() -> None:
     config = load_config(
-        "routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, caCertPath: /ca.pem, requireClientAuth: true}\n"
-        "  client:\n    tls:\n      commonName: world\n      trustCertsBundle: /ca.pem\n      clientAuth: {certPath: /c.pem, keyPath: /k.pem}\n"
+        "routers:\n- servers:\n"
+        "  - tls: {certPath: /c.pem, keyPath: /k.pem, caCertPath: /ca.pem, requireClientAuth: true}\n"
+        "  client:\n    tls:\n      commonName: world\n      trustCertsBundle: /ca.pem\n"
+        "      clientAuth: {certPath: /c.pem, keyPath: /k.pem}\n"
     )
     server_tls = config.routers[0].servers[0].tls
     assert server_tls is not None and server_tls.require_client_auth
@@ -148,5 +153,6 @@ def test_tls_blocks_are_validated() -> None:
     assert errors_of(
         "routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, requireClientAuth: true}\n"
     ) == [
-        "c.yaml:3: routers[0].servers[0].tls: requireClientAuth needs caCertPath (the CA to check client certificates against)"
+        "c.yaml:3: routers[0].servers[0].tls: requireClientAuth needs caCertPath "
+        "(the CA to check client certificates against)"
     ]

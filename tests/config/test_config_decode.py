@@ -156,7 +156,8 @@ def test_unknown_key_suggests_the_close_one_and_lists_known() -> None:
 def test_unknown_plugin_kind_lists_known_kinds_with_a_hint() -> None:
     [error] = errors_of(ROUTER + "namers:\n- kind: test.config.namr\n  root: x\n")
     assert error.startswith(
-        "c.yaml:4: namers[0].kind: unknown namer kind 'test.config.namr' (did you mean 'test.config.namer'?); known kinds: "
+        "c.yaml:4: namers[0].kind: unknown namer kind 'test.config.namr' "
+        "(did you mean 'test.config.namer'?); known kinds: "
     )
     assert "test.config.namer" in error.split("known kinds:")[1]
 
@@ -230,7 +231,8 @@ def test_usage_is_accepted_and_ignored() -> None:
         ("a: 1\n---\nb: 2\n", "c.yaml:2: not valid YAML: "),
         (
             "routers:\n\t- {}\n",
-            "c.yaml:2: not valid YAML: while scanning for the next token found character '\\t' that cannot start any token (indent YAML with spaces, not tabs)",
+            "c.yaml:2: not valid YAML: while scanning for the next token found character '\\t' "
+            "that cannot start any token (indent YAML with spaces, not tabs)",
         ),
         ("routers: !!python/object:os.system {}\n", "c.yaml:1: routers: "),
         ("? [a]\n: x\nrouters: [{}]\n", "c.yaml:1: keys must be names, got a list"),

@@ -191,8 +191,7 @@ def test_mutated_samples(sample: Path, data: st.DataObject) -> None:
 
 def test_alias_bombs_and_deep_nesting_are_reported_not_crashing() -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-        for i in range(8)
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
     )
     assert_loads_or_reports(bomb + "routers: [{}]\nusage: *i\n")
     assert_loads_or_reports("routers:\n- interpreter:\n    transformers: &t [*t]\n")

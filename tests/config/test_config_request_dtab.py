@@ -29,7 +29,8 @@ def test_defaults_honour_request_dtabs_without_addresses() -> None:
 
 def test_request_dtab_keys() -> None:
     (off, allow) = servers(
-        "- {port: 4140, requestDtab: {enabled: false}}\n  - {port: 4141, clearContext: true, requestDtab: {allowAddresses: true}}"
+        "- {port: 4140, requestDtab: {enabled: false}}\n"
+        "  - {port: 4141, clearContext: true, requestDtab: {allowAddresses: true}}"
     )
     assert off.request_dtab.enabled is False and off.request_dtab.allow_addresses is False
     assert (

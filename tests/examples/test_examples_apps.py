@@ -136,7 +136,9 @@ def test_pipelined_requests_are_answered_in_order_and_garbage_gets_400(
     port = start_app(processes, "world")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(
-            b"GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /setLatency HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n0"
+            b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /setLatency HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n0"
         )
         data = b""
         while data.count(b"HTTP/1.1 200") < 3:

@@ -326,9 +326,15 @@ def test_image_is_lean_and_non_root(build: Build, cluster: Cluster) -> None:
     ]
     assert f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}" == config["User"]
     # No package manager, build tool or unused client library in the venv.
-    check = "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'wheel', 'kubernetes', 'h2') if u.find_spec(m)])"
+    check = (
+        "import importlib.util as u; "
+        "print([m for m in ('pip', 'setuptools', 'wheel', 'kubernetes', 'h2') if u.find_spec(m)])"
+    )
     # ... while the TLS stack (pyOpenSSL, cryptography, service_identity, the CA bundle) loads.
-    check += "\nfrom twisted.internet import ssl; ssl.optionsForClientTLS('mesh.example', trustRoot=ssl.platformTrust()); print('tls')"
+    check += (
+        "\nfrom twisted.internet import ssl; "
+        "ssl.optionsForClientTLS('mesh.example', trustRoot=ssl.platformTrust()); print('tls')"
+    )
     out = cluster.podman.run(
         "run",
         "--rm",
@@ -361,7 +367,11 @@ def test_pods_run_as_the_chart_security_context_says(cluster: Cluster) -> None:
         assert status["NoNewPrivs"] == "1", what  # allowPrivilegeEscalation: false
         assert status["Seccomp"] == "2", what  # seccompProfile RuntimeDefault: filtering
         # The root filesystem refuses writes even to root; /tmp (the emptyDir) takes them.
-        probe = "import sys\ntry:\n    open(sys.argv[1], 'w').close(); print('written')\nexcept OSError as e:\n    print(e.strerror)"
+        probe = (
+            "import sys\n"
+            "try:\n    open(sys.argv[1], 'w').close(); print('written')\n"
+            "except OSError as e:\n    print(e.strerror)"
+        )
         as_root = cluster.podman.run(
             "exec", "--user", "0", container, "python3", "-c", probe, "/probe"
         ).stdout.strip()
@@ -505,7 +515,11 @@ def test_spec_changes_are_only_the_listed_ones(cluster: Cluster) -> None:
     allowed = [
         r"hostNetwork: true",
         r"/etc/hosts mounted from the test's cluster-DNS file",
-        r"\w+: env \w+ = (status\.podIP|status\.hostIP|spec\.nodeName|metadata\.name|metadata\.namespace) given as a value",
+        (
+            r"\w+: env \w+ = "
+            r"(status\.podIP|status\.hostIP|spec\.nodeName|metadata\.name|metadata\.namespace)"
+            r" given as a value"
+        ),
         r"\w+: env \w+ \$\(\.\.\.\) expanded",
         r"\w+: (command|args) \$\(\.\.\.\) expanded / 0\.0\.0\.0 -> pod IP",
         r"\w+: (readinessProbe|livenessProbe) performed by the test",

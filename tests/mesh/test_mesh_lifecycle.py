@@ -163,7 +163,8 @@ def test_bad_config_exits_2_with_every_error_and_binds_nothing(
     admin_port = free_port()
     config = tmp_path / "bad.yaml"
     config.write_text(
-        f"admin: {{port: {admin_port}}}\nrouters:\n- protocol: http\n  servers: [{{port: abc}}]\n  dtabb: /svc => /$/nil;\n"
+        f"admin: {{port: {admin_port}}}\n"
+        "routers:\n- protocol: http\n  servers: [{port: abc}]\n  dtabb: /svc => /$/nil;\n"
     )
     proc = processes.l5d("run", str(config), name="bad")
     assert proc.wait(30) == 2

@@ -406,7 +406,10 @@ def top_line() -> dict[str, Any]:
     return dashboard(
         "l5d-twisted-top-line",
         "l5d-twisted: mesh top line",
-        "Success rate, request volume and latency of the mesh: per router, per service and per instance (linkerd-viz's dashboard).",
+        (
+            "Success rate, request volume and latency of the mesh: per router, per service "
+            "and per instance (linkerd-viz's dashboard)."
+        ),
         variables,
         layout.panels,
     )

@@ -278,7 +278,9 @@ class Demo:
                     return
                 if self.reactor.seconds() > deadline:
                     raise DemoError(
-                        f"{child.name} did not listen on {self.options.ip}:{child.port} within {self.options.start_timeout_s:g}s\n--- {child.log_path} ---\n{child.log_tail()}"
+                        f"{child.name} did not listen on {self.options.ip}:{child.port} "
+                        f"within {self.options.start_timeout_s:g}s\n"
+                        f"--- {child.log_path} ---\n{child.log_tail()}"
                     )
                 await task.deferLater(self.reactor, 0.1, lambda: None)
         for what, port in (
