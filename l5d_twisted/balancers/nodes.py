@@ -222,7 +222,8 @@ class NodeBalancer(Balancer):
         if self._closed:
             return succeed(None)
         self._closed = True
-        for gauge in self._gauges:
+        gauges, self._gauges = self._gauges, []  # (their functions hold this balancer: a cycle)
+        for gauge in gauges:
             gauge.remove()
         nodes = self._nodes + list(self._draining)
         self._nodes = []

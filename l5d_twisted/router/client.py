@@ -58,7 +58,8 @@ class BoundClient(Service[Request, Response]):
         self._reactor = reactor
         self._endpoints: dict[Address, Service[Request, Response]] = {}
         self.addr: Addr = AddrPending()
-        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"waiting for the addresses of {self.id_text}")
+        id_text = self.id_text  # (the closure holds it, not ``self``: no reference cycle)
+        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"waiting for the addresses of {id_text}")
         self.last_used = reactor.seconds()
         self._observation: Closable | None = bound.addr.observe(self._on_addr)
 

@@ -84,7 +84,8 @@ class BindingService(Service[Request, Response]):
         self._choice: _Choice | None = None  # None while pending
         self._tree: NameTree[BoundName] | None = None
         self._leaf_observations: list[Closable] = []
-        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"binding {self.path.show()}")
+        # (a closure over ``path``, not ``self``: no reference cycle to outlive the route)
+        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"binding {path.show()}")
         self.last_used = reactor.seconds()
         # A bind with a client's dtab is not kept among the interpreter's recent binds: it
         # lives as long as this route (in the router's small cache of override routes).

@@ -21,7 +21,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from l5d_twisted.http.body import BufferedBody
-from l5d_twisted.http.client import EndpointClient, PoolSettings
+from l5d_twisted.http.client import EndpointClient, HttpClientProtocol, PoolSettings
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.server import HttpServer, ServerSettings
 from l5d_twisted.naming.addr import Address
@@ -139,11 +139,14 @@ def make_client() -> tuple[MemoryReactorClock, EndpointClient]:
 
 
 def accept(reactor: MemoryReactorClock) -> Any:
-    """The connection the pool asked for, connected (through the endpoint's factories)."""
+    """The connection the pool asked for, connected through the endpoint's factories: the
+    transport's protocol is Twisted's wrapper around ours (returned as ``.inner``)."""
     _, _, factory, _, _ = reactor.tcpClients.pop(0)
-    proto = factory.buildProtocol(None)
-    proto.makeConnection(StringTransport())
-    return proto
+    wrapper = factory.buildProtocol(None)
+    wrapper.makeConnection(StringTransport())
+    wrapper.inner = wrapper._wrappedProtocol
+    assert type(wrapper.inner) is HttpClientProtocol
+    return wrapper
 
 
 def test_an_upstream_connection_is_freed_once_closed() -> None:
@@ -156,14 +159,14 @@ def test_an_upstream_connection_is_freed_once_closed() -> None:
         proto.dataReceived(OK)
         assert answers[-1].status == 200
         lost(proto)
-        return proto
+        return proto.inner
 
     def mid_response() -> Any:
         client(Request(b"GET", b"/x")).addBoth(answers.append)
         proto = accept(reactor)
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhi")
         lost(proto, ConnectionLost())
-        return proto
+        return proto.inner
 
     assert freed(build)
     assert freed(mid_response)
