@@ -99,6 +99,24 @@ def origin_form(request: Request) -> tuple[bytes, bytes | None]:
     return split_target(request.uri)
 
 
+def _forget_connector(transport: Any) -> None:
+    """Cut Twisted's connector from the closed TCP transport (under TLS wrappers too).
+
+    A ``tcp.Client`` and its ``Connector`` point at each other and neither lets go when the
+    connection closes, so every upstream connection's socket, transport and factories
+    waited for a full garbage collection.  The connector no longer needs the transport once
+    the connection is lost (``Connector.connectionLost`` follows and does not use it).
+    """
+    for _ in range(3):  # (a TLS wrapper forwards unknown attributes to what it wraps)
+        inner = getattr(transport, "transport", None)
+        if inner is None:
+            break
+        transport = inner
+    connector = getattr(transport, "connector", None)
+    if connector is not None and getattr(connector, "transport", None) is transport:
+        connector.transport = None
+
+
 class HttpClientProtocol(Protocol):
     """One upstream connection, carrying one exchange at a time."""
 
@@ -174,6 +192,7 @@ class HttpClientProtocol(Protocol):
         # the parser and the reader point back at this connection: let go, so reference
         # counting frees it, not a full collection
         self._reader.close()
+        _forget_connector(self.transport)
         if resend and d is not None and self._request is not None:
             handoff = self._client._resend(self._request)
             self._handoff = handoff

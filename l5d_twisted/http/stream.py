@@ -137,6 +137,7 @@ class StreamBody(Body):
         self._ended = True
         self._trailers = trailers
         self._source_paused = False  # the source no longer cares; it resets its own transport
+        self._source = None
         self._flush()
 
     def fail(self, reason: BaseException) -> None:
@@ -148,9 +149,11 @@ class StreamBody(Body):
         self._buffer = []
         self._buffered = 0
         self._source_paused = False
+        self._source = None
         sink = self._sink
         if sink is not None and not self._delivered:
             self._delivered = True
+            self._sink = _DISCARD  # (see _flush)
             sink.body_error(reason)
 
     # -- consumer side -------------------------------------------------------------------
@@ -213,6 +216,9 @@ class StreamBody(Body):
         if self._ended:
             if not self._delivered:
                 self._delivered = True
+                # done with the sink: it (a pipe to a connection) holds this stream, and
+                # the connections at both ends must not wait in that cycle for a full GC
+                self._sink = _DISCARD
                 if self._error is not None:
                     sink.body_error(self._error)
                 else:

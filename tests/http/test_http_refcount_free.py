@@ -24,6 +24,7 @@ from l5d_twisted.http.body import BufferedBody
 from l5d_twisted.http.client import EndpointClient, HttpClientProtocol, PoolSettings
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.server import HttpServer, ServerSettings
+from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.naming.addr import Address
 from l5d_twisted.service import FunctionService
 from l5d_twisted.telemetry.stats import NULL_STATS
@@ -187,3 +188,68 @@ def test_a_closed_endpoint_client_is_freed_with_its_pool() -> None:
         return client
 
     assert freed(build)
+
+
+def test_a_streamed_body_lets_go_of_its_pipe_and_source_once_delivered() -> None:
+    class Source:
+        def pause_body(self) -> None: ...
+        def resume_body(self) -> None: ...
+        def abort_body(self) -> None: ...
+
+    class Pipe:
+        """Like codec.BodyPipe: holds the stream it consumes."""
+
+        def __init__(self, stream: StreamBody) -> None:
+            self.stream = stream
+            self.ended: list[str] = []
+            stream.consume(self)
+
+        def body_data(self, data: bytes) -> None: ...
+
+        def body_end(self, trailers: Any) -> None:
+            self.ended.append("end")
+
+        def body_error(self, reason: BaseException) -> None:
+            self.ended.append("error")
+
+    def ended(how: str) -> Callable[[], Any]:
+        def build() -> Any:
+            source = Source()
+            stream = StreamBody(source, None)
+            pipe = Pipe(stream)
+            stream.write(b"abc")
+            if how == "end":
+                stream.finish()
+            else:
+                stream.fail(ConnectionLost())
+            assert pipe.ended == [how]
+            source_ref.append(weakref.ref(source))
+            return pipe
+
+        return build
+
+    source_ref: list[Any] = []
+    assert freed(ended("end"))
+    assert freed(ended("error"))
+    with no_gc():
+        assert [r() for r in source_ref] == [None, None]
+
+
+def test_a_closed_upstream_connection_cuts_twisteds_connector_cycle() -> None:
+    class Connector:
+        transport: Any = None
+
+    class Transport(StringTransport):
+        connector: Any = None
+
+    reactor, client = make_client()
+    client(Request(b"GET", b"/x"))
+    _, _, factory, _, _ = reactor.tcpClients.pop(0)
+    wrapper = factory.buildProtocol(None)
+    transport = Transport()
+    transport.connector = Connector()
+    transport.connector.transport = transport  # as tcp.Client and its Connector do
+    wrapper.makeConnection(transport)
+    wrapper.dataReceived(OK)
+    wrapper.connectionLost(Failure(ConnectionDone()))
+    assert transport.connector.transport is None
