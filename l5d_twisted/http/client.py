@@ -115,6 +115,14 @@ def _forget_connector(transport: Any) -> None:
     connector = getattr(transport, "connector", None)
     if connector is not None and getattr(connector, "transport", None) is transport:
         connector.transport = None
+        # the endpoint's factory (twisted.internet.endpoints._WrappingFactory) holds the
+        # connector, and its fired Deferred's canceller holds the factory: the same again
+        factory = getattr(connector, "factory", None)
+        if getattr(factory, "_connector", None) is connector:
+            factory._connector = None
+        connected = getattr(factory, "_onConnection", None)
+        if isinstance(connected, Deferred) and connected.called:
+            connected._canceller = None  # (only used to cancel a connection not made yet)
 
 
 class HttpClientProtocol(Protocol):

@@ -235,21 +235,33 @@ def test_a_streamed_body_lets_go_of_its_pipe_and_source_once_delivered() -> None
         assert [r() for r in source_ref] == [None, None]
 
 
-def test_a_closed_upstream_connection_cuts_twisteds_connector_cycle() -> None:
+def test_a_closed_upstream_connection_cuts_twisteds_connector_cycles() -> None:
+    """tcp.Client <-> Connector, and the endpoint factory <-> its Deferred and the connector."""
+
     class Connector:
         transport: Any = None
+        factory: Any = None
 
     class Transport(StringTransport):
         connector: Any = None
 
     reactor, client = make_client()
-    client(Request(b"GET", b"/x"))
-    _, _, factory, _, _ = reactor.tcpClients.pop(0)
-    wrapper = factory.buildProtocol(None)
-    transport = Transport()
-    transport.connector = Connector()
-    transport.connector.transport = transport  # as tcp.Client and its Connector do
-    wrapper.makeConnection(transport)
-    wrapper.dataReceived(OK)
-    wrapper.connectionLost(Failure(ConnectionDone()))
-    assert transport.connector.transport is None
+    answers: list[Any] = []
+
+    def build() -> Any:
+        client(Request(b"GET", b"/x")).addBoth(answers.append)
+        _, _, factory, _, _ = reactor.tcpClients.pop(0)
+        connector = Connector()
+        connector.factory = factory
+        factory.startedConnecting(connector)
+        wrapper = factory.buildProtocol(None)
+        transport = Transport()
+        transport.connector = connector
+        connector.transport = transport  # as tcp.Client and its Connector do
+        wrapper.makeConnection(transport)
+        wrapper.dataReceived(OK)
+        assert answers[-1].status == 200
+        wrapper.connectionLost(Failure(ConnectionDone()))
+        return connector
+
+    assert freed(build)
