@@ -117,7 +117,7 @@ def _forget_connector(transport: Any) -> None:
         connector.transport = None
         # the endpoint's factory (twisted.internet.endpoints._WrappingFactory) holds the
         # connector, and its fired Deferred's canceller holds the factory: the same again
-        factory = getattr(connector, "factory", None)
+        factory: Any = getattr(connector, "factory", None)
         if getattr(factory, "_connector", None) is connector:
             factory._connector = None
         connected = getattr(factory, "_onConnection", None)
