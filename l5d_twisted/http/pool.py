@@ -29,6 +29,7 @@ from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
 )
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
@@ -178,8 +179,14 @@ class ConnectionPool(Generic[S]):
 
         def failed(reason: Failure) -> Any:
             self._connecting -= 1
-            if isinstance(reason.value, CancelledError):
-                return reason
+            if isinstance(reason.value, (CancelledError, ConnectingCancelledError)):
+                # the caller gave up (its client went away, a timeout): not the endpoint's
+                # failure.  Twisted's endpoints fail a cancelled connect with
+                # ConnectingCancelledError, which is no CancelledError: as a ConnectionFailed
+                # it fed connect_failures and failure accrual, so clients that hang up
+                # during the connect ejected healthy endpoints (issue 10, finding 4)
+                self._serve_waiters()  # its room is free again
+                raise CancelledError(f"connecting to {self.address.show()} was cancelled")
             self._connect_failures.incr()
             self._serve_waiters()
             raise ConnectionFailed(

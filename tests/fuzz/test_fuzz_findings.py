@@ -116,29 +116,39 @@ def test_a_bad_chunk_size_is_a_400(mesh: FuzzMesh, chunks: bytes) -> None:
 
 def test_client_caused_failures_do_not_count_against_the_endpoint(mesh: FuzzMesh) -> None:
     client, service = "rt/out/client/#/io.l5d.fs/a", "rt/out/service/svc/a"
-    names = (f"{client}/failure_accrual/removals", f"{client}/failures", f"{service}/failures")
-    before = {name: metric(mesh, name) for name in names}
+    names = (f"{client}/failure_accrual/removals", f"{client}/failures", f"{client}/connect_failures", f"{service}/failures")
+    server_errors = f"rt/out/server/127.0.0.1/{mesh.port}/client_errors"
+    before = {name: metric(mesh, name) for name in (*names, server_errors)}
     for i in range(12):
         bad = BAD_CHUNKS[i % len(BAD_CHUNKS)]
         exchange(mesh.port, b"POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + bad)
+    # the backend may still be reading one of those: "reached" below would then be true too early
+    wait_for_upload_to_reach(mesh, "a", streaming=False)
     for _ in range(4):  # clients gone mid-upload
         with socket.create_connection(("127.0.0.1", mesh.port)) as s:
             s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
             wait_for_upload_to_reach(mesh, "a")
-    mesh.check_health("12 bad chunks and 4 abandoned uploads")
+    for _ in range(4):  # clients gone at once, mostly while the proxy connects upstream
+        with socket.create_connection(("127.0.0.1", mesh.port)) as s:
+            s.sendall(b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
+    # the proxy's own record that it finished all 20 (each a client error at its server)
+    wait_until(lambda: metric(mesh, server_errors) >= before[server_errors] + 20, timeout=10, what="the proxy to finish the 20 requests")
+    mesh.check_health("12 bad chunks and 8 abandoned uploads")
     after = {name: metric(mesh, name) for name in names}
+    before = {name: before[name] for name in names}
     assert after == before, f"a client's mistakes counted against the endpoint or service: {before} -> {after}"
 
 
-def wait_for_upload_to_reach(mesh: FuzzMesh, service: str) -> None:
-    """Poll the backend until the proxy is streaming the upload to it."""
+def wait_for_upload_to_reach(mesh: FuzzMesh, service: str, streaming: bool = True) -> None:
+    """Poll the backend until the proxy is streaming an upload to it (``streaming`` False:
+    until none is)."""
     port = mesh.backend_ports[0 if service == "a" else 1]
 
-    def streaming() -> bool:
+    def reached() -> bool:
         ex = exchange(port, request("GET", "/stats", "x", [("Connection", "close")]))
-        return bool(ex.responses) and json.loads(ex.responses[0].body)["streaming"] > 0
+        return bool(ex.responses) and (json.loads(ex.responses[0].body)["streaming"] > 0) == streaming
 
-    wait_until(streaming, timeout=5, interval=0.01, what="the upload to reach the backend")
+    wait_until(reached, timeout=5, interval=0.01, what="the upload to reach the backend" if streaming else "the backend's uploads to end")
 
 
 # 5. bounded resources: hung backends, slow uploads, idle connections, huge headers

@@ -345,3 +345,24 @@ def test_a_consumed_stream_is_refused_before_anything_is_written() -> None:
     assert transport.value().startswith(b"GET /next ")
     proto.dataReceived(OK)
     assert follow[0].status == 200
+
+
+def test_a_connect_cancelled_by_the_caller_is_a_cancel_not_a_connect_failure() -> None:
+    """Twisted fails a cancelled connect with ConnectingCancelledError, no CancelledError:
+    the pool turned it into a ConnectionFailed (the endpoint's failure) when a client hung
+    up while its request waited for the connection.  Its room goes to the next waiter."""
+    reactor, client = make_client(max_size=1)
+    first = client(Request(b"POST", b"/up", Headers(), StreamBody(None, None)))
+    first_results = results(first)
+    waiting = results(client(Request(b"GET", b"/2")))
+    assert len(reactor.tcpClients) == 1  # one connect in progress, the second request waits
+    first.cancel()
+    assert isinstance(first_results[0].value, CancelledError)
+    assert not isinstance(first_results[0].value, ConnectionFailed)
+    assert client.pending == 1  # only the waiter
+    assert len(reactor.tcpClients) == 2  # the cancelled connect stays listed; one for the waiter
+    reactor.tcpClients.pop(0)
+    proto, transport = accept(reactor)
+    assert transport.value().startswith(b"GET /2 ")
+    proto.dataReceived(OK)
+    assert waiting[0].status == 200 and client.pending == 0

@@ -12,10 +12,15 @@ from typing import Any
 
 import pytest
 from resilience_fakes import FakeEndpoint, RecordingStats, ScriptedService, request, response
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from l5d_twisted import errors
+from l5d_twisted.http.client import EndpointClient, PoolSettings
+from l5d_twisted.http.stream import StreamBody
+from l5d_twisted.naming.addr import Address
 from l5d_twisted.resilience.accrual import AccrualState, FailureAccrualService
 from l5d_twisted.resilience.accrual_policies import ConsecutiveFailuresPolicy
 from l5d_twisted.resilience.backoff import ConstantBackoff
@@ -135,3 +140,39 @@ def test_a_cancelled_request_counts_as_a_client_error_with_status_499() -> None:
     d.cancel()
     assert stats.counters["client_errors"] == 1 and stats.counters["failures"] == 0
     assert stats.counters["status/499"] == 1 and stats.counters["status/5XX"] == 0
+
+
+def test_clients_gone_while_the_endpoint_connection_is_being_made_do_not_eject_it() -> None:
+    """The flake of tests/http/test_http_hostile_wire.py's finding-4 test, in order.
+
+    A client sends an upload's head and hangs up before the proxy has connected upstream:
+    the server fails the body (``ClientDisconnected``, nobody consumes it yet) and cancels
+    the request, which cancels the pool's connect.  Twisted's endpoints fail a cancelled
+    connect with ``ConnectingCancelledError`` (no ``CancelledError``): the pool counted it
+    in ``connect_failures`` and turned it into a ``ConnectionFailed`` that accrual held
+    against the endpoint, so twelve such clients ejected a healthy one.
+    """
+    clock = MemoryReactorClock()
+    stats = RecordingStats()
+    client_stats = stats.scope("client")
+    endpoint = EndpointClient(clock, Address("127.0.0.1", 8080), PoolSettings(), client_stats, 1.0)
+    policy = ConsecutiveFailuresPolicy(5, ConstantBackoff(10))
+    accrual_svc = FailureAccrualService(endpoint, policy, non_retryable_5xx(), clock, client_stats)
+    service = StatsFilter(client_stats, non_retryable_5xx(), clock).and_then(accrual_svc)
+    for _ in range(12):
+        body = StreamBody(None, None)
+        body.write(b"hello")
+        outcomes: list[Any] = []
+        d = service(request(b"POST", b"/sink", body=body))
+        d.addBoth(outcomes.append)
+        assert len(clock.tcpClients) == 1 and not outcomes  # connecting upstream
+        body.fail(errors.ClientDisconnected("the client closed the connection mid-request"))
+        d.cancel()  # what the server does with the request of a client that went away
+        clock.tcpClients.clear()
+        assert isinstance(outcomes[0], Failure) and isinstance(outcomes[0].value, CancelledError)
+    assert accrual_svc.state is AccrualState.ALIVE and accrual_svc.status is Status.OPEN
+    counters = stats.counters
+    assert counters["client/failure_accrual/removals"] == 0
+    assert counters["client/connect_failures"] == 0
+    assert counters["client/failures"] == 0 and counters["client/client_errors"] == 12
+    assert endpoint.pending == 0 and endpoint._pool._connecting == 0
