@@ -117,10 +117,26 @@ class Cluster:
         config = {
             "admin": {"ip": HOST, "port": self.admin},
             "namers": [{"kind": "io.l5d.fs", "rootDir": str(disco)}],
-            "routers": [{"protocol": "http", "label": "out", "dtab": "/svc => /#/io.l5d.fs;", "servers": [{"ip": HOST, "port": self.port}]}],
+            "routers": [
+                {
+                    "protocol": "http",
+                    "label": "out",
+                    "dtab": "/svc => /#/io.l5d.fs;",
+                    "servers": [{"ip": HOST, "port": self.port}],
+                }
+            ],
         }
         (work / "l5d.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.proxy = self.start("l5d", sys.executable, "-m", "l5d_twisted", "run", str(work / "l5d.yaml"), "--log-level", "warn")
+        self.proxy = self.start(
+            "l5d",
+            sys.executable,
+            "-m",
+            "l5d_twisted",
+            "run",
+            str(work / "l5d.yaml"),
+            "--log-level",
+            "warn",
+        )
         if self.cpus is not None:  # the proxy gets a core of its own, as its one worker would
             os.sched_setaffinity(self.proxy.pid, self.cpus[0])
         wait_for_port(self.port)
@@ -128,7 +144,14 @@ class Cluster:
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with open(self.work / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(list(args), cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                list(args),
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
@@ -162,7 +185,9 @@ class Attack:
         self.c = cluster
         self.seconds = seconds
         self.args = args
-        self.counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.counts: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
         self.probe_result: dict[str, Any] = {}
         self.start = 0.0
         self.stopped_early = ""
@@ -198,7 +223,13 @@ class Attack:
             self.note(kind, str(await read_status(reader, timeout)))
         except TimeoutError:  # an OSError too: first
             self.note(kind, "no answer")
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            IndexError,
+        ):
             self.note(kind, "closed")
         finally:
             writer.close()
@@ -242,7 +273,9 @@ class Attack:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def hung(self) -> None:
-        await self.one_request("hung backend", head("stuck", "/hang"), timeout=self.end - time.monotonic() + 1)
+        await self.one_request(
+            "hung backend", head("stuck", "/hang"), timeout=self.end - time.monotonic() + 1
+        )
         await asyncio.sleep(0.05)
 
     async def slow_upload(self) -> None:
@@ -252,7 +285,9 @@ class Attack:
             self.note("slow upload", "sent")
             writer.write(head("good", "/sink", "Transfer-Encoding: chunked\r\n", "POST"))
             read = asyncio.ensure_future(read_status(reader, self.end - time.monotonic() + 1))
-            read.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved even when abandoned
+            read.add_done_callback(
+                lambda t: t.cancelled() or t.exception()
+            )  # retrieved even when abandoned
             while self.running() and not read.done():
                 writer.write(b"5\r\nhello\r\n")
                 await writer.drain()
@@ -309,7 +344,10 @@ class Attack:
                 return
             if self.peak_rss_kb > self.args.max_rss_mb * 1024:
                 # a proxy without bounds (an old version) would take the machine with it
-                self.stopped_early = f"proxy RSS over {self.args.max_rss_mb} MB after {time.monotonic() - self.start:.1f} s"
+                elapsed = time.monotonic() - self.start
+                self.stopped_early = (
+                    f"proxy RSS over {self.args.max_rss_mb} MB after {elapsed:.1f} s"
+                )
                 self.end = time.monotonic()
                 return
             await asyncio.sleep(0.25)
@@ -322,8 +360,18 @@ class Attack:
         await asyncio.gather(
             self.probe(),
             self.sample(),
-            self.paced("union dtab", a.union_rps, lambda i: head("good", "/inspect", f"l5d-dtab: /svc => /svc/u{salt}x{i} & /svc/v{salt}x{i}\r\n")),
-            self.paced("random Host", a.host_rps, lambda i: head(f"h{salt:x}-{i}-{random.randrange(1 << 40):x}")),
+            self.paced(
+                "union dtab",
+                a.union_rps,
+                lambda i: head(
+                    "good", "/inspect", f"l5d-dtab: /svc => /svc/u{salt}x{i} & /svc/v{salt}x{i}\r\n"
+                ),
+            ),
+            self.paced(
+                "random Host",
+                a.host_rps,
+                lambda i: head(f"h{salt:x}-{i}-{random.randrange(1 << 40):x}"),
+            ),
             self.kept_open("hung backend", a.hung, self.hung),
             self.kept_open("slow upload", a.slow, self.slow_upload),
             self.kept_open("idle connection", a.idle, self.idle),
@@ -339,7 +387,11 @@ class Attack:
             "seconds": self.seconds,
             "probe": self.probe_result,
             "stopped_early": self.stopped_early,
-            "proxy": {"peak_rss_mb": self.peak_rss_kb / 1024, "peak_open_fds": self.peak_fds, "alive_at_end": self.c.proxy.poll() is None},
+            "proxy": {
+                "peak_rss_mb": self.peak_rss_kb / 1024,
+                "peak_open_fds": self.peak_fds,
+                "alive_at_end": self.c.proxy.poll() is None,
+            },
             "attack": {kind: dict(c) for kind, c in self.counts.items()},
         }
 
@@ -392,7 +444,9 @@ def probe_process(port: int, seconds: float, rps: float) -> dict[str, Any]:
         t.join(PROBE_TIMEOUT_S + 1)
     ok = [lat for _, lat, _, _ in results if lat is not None]
     failures = collections.Counter(f for _, lat, f, _ in results if lat is None)
-    slowest = sorted(((at, lat) for at, lat, _, _ in results if lat is not None), key=lambda x: -x[1])[:5]
+    slowest = sorted(
+        ((at, lat) for at, lat, _, _ in results if lat is not None), key=lambda x: -x[1]
+    )[:5]
     return {
         "sent": i,
         "ok": len(ok),
@@ -407,19 +461,40 @@ def probe_process(port: int, seconds: float, rps: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--probe-rps", type=float, default=5.0)
-    parser.add_argument("--union-rps", type=float, default=2.0, help="union dtab headers per second")
-    parser.add_argument("--host-rps", type=float, default=50.0, help="random-Host requests per second")
-    parser.add_argument("--hung", type=int, default=200, help="requests to the hung backend kept in flight")
+    parser.add_argument(
+        "--union-rps", type=float, default=2.0, help="union dtab headers per second"
+    )
+    parser.add_argument(
+        "--host-rps", type=float, default=50.0, help="random-Host requests per second"
+    )
+    parser.add_argument(
+        "--hung", type=int, default=200, help="requests to the hung backend kept in flight"
+    )
     parser.add_argument("--slow", type=int, default=50, help="slow uploads kept open")
-    parser.add_argument("--chunk-every", type=float, default=3.0, help="seconds between a slow upload's chunks")
+    parser.add_argument(
+        "--chunk-every", type=float, default=3.0, help="seconds between a slow upload's chunks"
+    )
     parser.add_argument("--idle", type=int, default=500, help="idle connections kept open")
-    parser.add_argument("--pin", action="store_true", help="pin the proxy to the last CPU and everything else to the others")
-    parser.add_argument("--max-rss-mb", type=int, default=1024, help="end the run early if the proxy grows past this")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the proxy to the last CPU and everything else to the others",
+    )
+    parser.add_argument(
+        "--max-rss-mb",
+        type=int,
+        default=1024,
+        help="end the run early if the proxy grows past this",
+    )
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--probe-process", nargs=3, metavar=("PORT", "SECONDS", "RPS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--probe-process", nargs=3, metavar=("PORT", "SECONDS", "RPS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.probe_process:
         port, seconds, rps = args.probe_process
@@ -445,15 +520,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"STOPPED EARLY: {result['stopped_early']}")
     result["load_before"] = load_before
     result["pinned"] = pinned
-    print(f"mixed attack, {args.seconds:.0f} s, proxy {'pinned to its own CPU' if pinned else 'not pinned'}; load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"probe: {p['ok']}/{p['sent']} ok ({p['success_pct']:.1f} %), p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms, max {p['max_ms']:.1f} ms, failures {p['failures'] or 'none'}")
-    print("slowest probes: " + ", ".join(f"{x['ms']:.0f} ms at {x['at_s']:.1f} s" for x in p["slowest"]) + f"; probe generator lag p99 {p['generator_lag_p99_ms']:.1f} ms")
+    placement = "pinned to its own CPU" if pinned else "not pinned"
+    load_after = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(
+        f"mixed attack, {args.seconds:.0f} s, proxy {placement}; "
+        f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {load_after}"
+    )
+    print(
+        f"probe: {p['ok']}/{p['sent']} ok ({p['success_pct']:.1f} %), p50 {p['p50_ms']:.1f} ms, "
+        f"p99 {p['p99_ms']:.1f} ms, max {p['max_ms']:.1f} ms, failures {p['failures'] or 'none'}"
+    )
+    print(
+        "slowest probes: "
+        + ", ".join(f"{x['ms']:.0f} ms at {x['at_s']:.1f} s" for x in p["slowest"])
+        + f"; probe generator lag p99 {p['generator_lag_p99_ms']:.1f} ms"
+    )
     x = result["proxy"]
-    print(f"proxy: peak RSS {x['peak_rss_mb']:.1f} MB, peak open files {x['peak_open_fds']}, alive at the end: {x['alive_at_end']}")
+    print(
+        f"proxy: peak RSS {x['peak_rss_mb']:.1f} MB, peak open files {x['peak_open_fds']}, "
+        f"alive at the end: {x['alive_at_end']}"
+    )
     for kind, counts in result["attack"].items():
-        print(f"  {kind}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+        print(
+            f"  {kind}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        )
     met = p["success_pct"] == 100.0 and p["p99_ms"] < 50 and x["peak_rss_mb"] < 150
-    print(f"targets (100 % probe success, p99 < 50 ms, RSS < 150 MB): {'met' if met else 'NOT met'}")
+    print(
+        f"targets (100 % probe success, p99 < 50 ms, RSS < 150 MB): {'met' if met else 'NOT met'}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

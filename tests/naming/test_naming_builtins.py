@@ -109,12 +109,24 @@ def test_rinet_takes_port_then_host() -> None:
     ],
 )
 def test_malformed_builtin_uses_fail_with_the_expected_form(path: str, message: str) -> None:
-    state = Interpreter({}, reactor=Clock(), resolve=FakeDns().resolve).bind(Dtab.empty(), P(path)).sample()
+    state = (
+        Interpreter({}, reactor=Clock(), resolve=FakeDns().resolve)
+        .bind(Dtab.empty(), P(path))
+        .sample()
+    )
     assert isinstance(state, Failed) and message in str(state.error)
 
 
 def _namer() -> MemoryNamer:
-    return MemoryNamer(P("/n"), {"com/example/www": ["1.1.1.1:80"], "web/8080": ["2.2.2.2:8080"], "8080/web": ["3.3.3.3:8080"], "api": ["4.4.4.4:80"]})
+    return MemoryNamer(
+        P("/n"),
+        {
+            "com/example/www": ["1.1.1.1:80"],
+            "web/8080": ["2.2.2.2:8080"],
+            "8080/web": ["3.3.3.3:8080"],
+            "api": ["4.4.4.4:80"],
+        },
+    )
 
 
 def _bound_id(dtab: str, path: str) -> Any:
@@ -140,10 +152,19 @@ def test_subdomain_of_prefix_keeps_the_subdomain() -> None:
 
 
 def test_hostport_and_porthost_prefixes_split_host_and_port() -> None:
-    assert _bound_id("/p => /#/n; /svc => /$/io.buoyant.hostportPfx/p", "/svc/web:8080") == "/#/n/web/8080"
-    assert _bound_id("/p => /#/n; /svc => /$/io.buoyant.porthostPfx/p", "/svc/web:8080") == "/#/n/8080/web"
+    assert (
+        _bound_id("/p => /#/n; /svc => /$/io.buoyant.hostportPfx/p", "/svc/web:8080")
+        == "/#/n/web/8080"
+    )
+    assert (
+        _bound_id("/p => /#/n; /svc => /$/io.buoyant.porthostPfx/p", "/svc/web:8080")
+        == "/#/n/8080/web"
+    )
     # no port: the rule does not apply, so a fallback is used
-    assert _bound_id("/p => /#/n; /svc => /#/n/api | /$/io.buoyant.hostportPfx/p", "/svc/web") == "/#/n/api"
+    assert (
+        _bound_id("/p => /#/n; /svc => /#/n/api | /$/io.buoyant.hostportPfx/p", "/svc/web")
+        == "/#/n/api"
+    )
     assert _bound_id("/p => /#/n; /svc => /$/io.buoyant.hostportPfx/p", "/svc/web") is NEG
 
 

@@ -50,7 +50,14 @@ def disco(tmp_path: Path) -> Path:
 
 def test_weighted_union_shows_weights_and_exits_0(tmp_path: Path) -> None:
     root = disco(tmp_path)
-    out = run("resolve", "--namer-fs", str(root), "--dtab", "/svc => /#/io.l5d.fs; /svc/both => 0.8 * /svc/hello & 0.2 * /svc/world", "/svc/both")
+    out = run(
+        "resolve",
+        "--namer-fs",
+        str(root),
+        "--dtab",
+        "/svc => /#/io.l5d.fs; /svc/both => 0.8 * /svc/hello & 0.2 * /svc/world",
+        "/svc/both",
+    )
     assert out.returncode == 0, out.stderr
     assert "[0.8 *] /svc/hello" in out.stdout and "[0.2 *] /svc/world" in out.stdout
     assert "80% /#/io.l5d.fs/hello: 127.0.0.1:7777" in out.stdout
@@ -60,15 +67,32 @@ def test_weighted_union_shows_weights_and_exits_0(tmp_path: Path) -> None:
 
 def test_fall_through_is_shown_and_bare_names_use_svc(tmp_path: Path) -> None:
     root = disco(tmp_path)
-    out = run("resolve", "--namer-fs", str(root), "--dtab", "/svc => /#/io.l5d.fs; /svc/world => /#/io.l5d.fs/world-v2", "world")
+    out = run(
+        "resolve",
+        "--namer-fs",
+        str(root),
+        "--dtab",
+        "/svc => /#/io.l5d.fs; /svc/world => /#/io.l5d.fs/world-v2",
+        "world",
+    )
     assert out.returncode == 0, out.stderr
     assert "/#/io.l5d.fs/world-v2  [/svc/world => /#/io.l5d.fs/world-v2] -> neg" in out.stdout
-    assert "[2 chosen] /#/io.l5d.fs/world  [/svc => /#/io.l5d.fs] -> bound: 127.0.0.1:7778" in out.stdout
+    assert (
+        "[2 chosen] /#/io.l5d.fs/world  [/svc => /#/io.l5d.fs] -> bound: 127.0.0.1:7778"
+        in out.stdout
+    )
 
 
 def test_failure_exits_1(tmp_path: Path) -> None:
     root = disco(tmp_path)
-    stop = run("resolve", "--namer-fs", str(root), "--dtab", "/svc => /#/io.l5d.fs; /svc/stop => ! | /svc/hello", "/svc/stop")
+    stop = run(
+        "resolve",
+        "--namer-fs",
+        str(root),
+        "--dtab",
+        "/svc => /#/io.l5d.fs; /svc/stop => ! | /svc/hello",
+        "/svc/stop",
+    )
     assert stop.returncode == 1 and "=> fail" in stop.stdout
     assert "├─ [1 chosen] alternatives  [/svc/stop => ! | /svc/hello]" in stop.stdout
     assert "│  ├─ [1 chosen] ! -> fail" in stop.stdout
@@ -80,7 +104,9 @@ async def test_neg_and_empty_exit_1(tmp_path: Path) -> None:
     base = "/svc => /#/io.l5d.fs"
     code, output = await resolve_in_process("--namer-fs", str(root), "--dtab", base, "/svc/nobody")
     assert code == 1 and "=> neg" in output
-    code, output = await resolve_in_process("--namer-fs", str(root), "--dtab", base, "--json", "/svc/empty")
+    code, output = await resolve_in_process(
+        "--namer-fs", str(root), "--dtab", base, "--json", "/svc/empty"
+    )
     assert code == 1
     data = json.loads(output)
     assert data["result"]["type"] == "leaf" and data["result"]["addresses"] == []
@@ -114,9 +140,13 @@ routers:
     code, output = await resolve_in_process("--config", str(config), "--json", "hello")
     assert code == 0, output
     assert json.loads(output)["result"]["addresses"] == ["127.0.0.1:7777"]
-    code, output = await resolve_in_process("--config", str(config), "--router", "incoming", "hello")
+    code, output = await resolve_in_process(
+        "--config", str(config), "--router", "incoming", "hello"
+    )
     assert code == 0 and "/#/mem/hello: 127.0.0.5:1" in output
-    code, output = await resolve_in_process("--config", str(config), "--dtab", "/svc/hello => /#/io.l5d.fs/world", "hello")
+    code, output = await resolve_in_process(
+        "--config", str(config), "--dtab", "/svc/hello => /#/io.l5d.fs/world", "hello"
+    )
     assert code == 0 and "127.0.0.1:7779 * 3" in output
     assert main(["dtab", "resolve", "--config", str(config), "--router", "nope", "hello"]) == 2
     err = capsys.readouterr().err
@@ -126,7 +156,10 @@ routers:
 def test_bad_dtab_exits_2_with_a_clean_message() -> None:
     bad_dtab = run("resolve", "--dtab", "/svc /foo", "/svc/x")
     assert bad_dtab.returncode == 2
-    assert bad_dtab.stderr.strip() == "l5d-twisted dtab: error: dtab: expected '=>' after the prefix, found '/' at offset 5: \"/svc /foo\""
+    assert (
+        bad_dtab.stderr.strip()
+        == "l5d-twisted dtab: error: dtab: expected '=>' after the prefix, found '/' at offset 5: \"/svc /foo\""
+    )
 
 
 def _config(tmp_path: Path, text: str) -> str:
@@ -144,11 +177,21 @@ def _config(tmp_path: Path, text: str) -> str:
         (["--namer-fs", "{tmp}/nope", "x"], "is not a directory"),
         (["--router", "a", "x"], "--router needs --config"),
         (["--timeout", "0", "x"], "--timeout must be positive"),
-        (["--namer-fs", "{tmp}", "--namer-fs-prefix", "io.l5d.fs", "x"], "--namer-fs-prefix: path must start with '/'"),
+        (
+            ["--namer-fs", "{tmp}", "--namer-fs-prefix", "io.l5d.fs", "x"],
+            "--namer-fs-prefix: path must start with '/'",
+        ),
     ],
 )
-def test_bad_input_exits_2_with_a_clean_message(tmp_path: Path, capsys: Any, args: list[str], message: str) -> None:
-    args = [_config(tmp_path, a[len("CONFIG:") :]) if a.startswith("CONFIG:") else a.replace("{tmp}", str(tmp_path)) for a in args]
+def test_bad_input_exits_2_with_a_clean_message(
+    tmp_path: Path, capsys: Any, args: list[str], message: str
+) -> None:
+    args = [
+        _config(tmp_path, a[len("CONFIG:") :])
+        if a.startswith("CONFIG:")
+        else a.replace("{tmp}", str(tmp_path))
+        for a in args
+    ]
     assert main(["dtab", "resolve", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("l5d-twisted dtab: error: ") and message in err and "Traceback" not in err
@@ -164,8 +207,14 @@ def test_show_prints_one_rule_per_line(capsys: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_a_dtab_of_several_rules_is_printed_one_rule_per_line(tmp_path: Path) -> None:
     root = disco(tmp_path)
-    code, output = await resolve_in_process("--namer-fs", str(root), "--dtab", "/srv => /#/io.l5d.fs; /svc => /srv", "hello")
+    code, output = await resolve_in_process(
+        "--namer-fs", str(root), "--dtab", "/srv => /#/io.l5d.fs; /svc => /srv", "hello"
+    )
     assert code == 0, output
-    assert output.startswith("dtab (later rules win):\n  /srv => /#/io.l5d.fs;\n  /svc => /srv;\n/svc/hello\n")
-    code, output = await resolve_in_process("--namer-fs", str(root), "--dtab", "/svc => /#/io.l5d.fs", "hello")
+    assert output.startswith(
+        "dtab (later rules win):\n  /srv => /#/io.l5d.fs;\n  /svc => /srv;\n/svc/hello\n"
+    )
+    code, output = await resolve_in_process(
+        "--namer-fs", str(root), "--dtab", "/svc => /#/io.l5d.fs", "hello"
+    )
     assert output.startswith("dtab: /svc => /#/io.l5d.fs\n/svc/hello\n")

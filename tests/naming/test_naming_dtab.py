@@ -13,7 +13,9 @@ P = Path.read
 
 
 def test_reference_dtab_parses_into_rules_in_order() -> None:
-    dtab = Dtab.read("/srv => /#/io.l5d.k8s/default/http; /host => /srv; /svc => /host; /host/world => /srv/world-v1;")
+    dtab = Dtab.read(
+        "/srv => /#/io.l5d.k8s/default/http; /host => /srv; /svc => /host; /host/world => /srv/world-v1;"
+    )
     assert [d.prefix.show() for d in dtab] == ["/srv", "/host", "/svc", "/host/world"]
     assert dtab.dentries[0].dst == Leaf(P("/#/io.l5d.k8s/default/http"))
     assert dtab.dentries[3].dst == Leaf(P("/srv/world-v1"))
@@ -27,7 +29,12 @@ def test_whitespace_newlines_comments_and_empty_rules_are_tolerated() -> None:
            => /x ;
     """
     dtab = Dtab.read(text)
-    assert dtab == Dtab((Dentry(Prefix(("svc",)), Leaf(P("/#/io.l5d.fs"))), Dentry(Prefix(("svc", "a")), Leaf(P("/x")))))
+    assert dtab == Dtab(
+        (
+            Dentry(Prefix(("svc",)), Leaf(P("/#/io.l5d.fs"))),
+            Dentry(Prefix(("svc", "a")), Leaf(P("/x"))),
+        )
+    )
 
 
 def test_empty_text_is_the_empty_dtab() -> None:
@@ -38,15 +45,25 @@ def test_empty_text_is_the_empty_dtab() -> None:
 
 def test_alternation_union_weights_and_specials() -> None:
     assert parse_tree("/a | /b") == Alt((Leaf(P("/a")), Leaf(P("/b"))))
-    assert parse_tree("0.9 * /a & 0.1 * /b") == Union((Weighted(0.9, Leaf(P("/a"))), Weighted(0.1, Leaf(P("/b")))))
-    assert parse_tree("/a & /b") == Union((Weighted(1.0, Leaf(P("/a"))), Weighted(1.0, Leaf(P("/b")))))
+    assert parse_tree("0.9 * /a & 0.1 * /b") == Union(
+        (Weighted(0.9, Leaf(P("/a"))), Weighted(0.1, Leaf(P("/b"))))
+    )
+    assert parse_tree("/a & /b") == Union(
+        (Weighted(1.0, Leaf(P("/a"))), Weighted(1.0, Leaf(P("/b"))))
+    )
     assert parse_tree("~") is NEG
     assert parse_tree("!") is FAIL
     assert parse_tree("$") is EMPTY
     # '&' binds tighter than '|'; parentheses group
-    assert parse_tree("/a & /b | ~") == Alt((Union((Weighted(1.0, Leaf(P("/a"))), Weighted(1.0, Leaf(P("/b"))))), NEG))
-    assert parse_tree("/a & (/b | ~)") == Union((Weighted(1.0, Leaf(P("/a"))), Weighted(1.0, Alt((Leaf(P("/b")), NEG)))))
-    assert parse_tree("2*/a&.5*/b") == Union((Weighted(2.0, Leaf(P("/a"))), Weighted(0.5, Leaf(P("/b")))))
+    assert parse_tree("/a & /b | ~") == Alt(
+        (Union((Weighted(1.0, Leaf(P("/a"))), Weighted(1.0, Leaf(P("/b"))))), NEG)
+    )
+    assert parse_tree("/a & (/b | ~)") == Union(
+        (Weighted(1.0, Leaf(P("/a"))), Weighted(1.0, Alt((Leaf(P("/b")), NEG))))
+    )
+    assert parse_tree("2*/a&.5*/b") == Union(
+        (Weighted(2.0, Leaf(P("/a"))), Weighted(0.5, Leaf(P("/b"))))
+    )
     assert parse_tree("(/a)") == Leaf(P("/a"))
 
 
@@ -137,7 +154,10 @@ def test_lookup_alternates_matching_rules_latest_first() -> None:
     ("text", "message"),
     [
         ("/svc /foo", "dtab: expected '=>' after the prefix, found '/' at offset 5: \"/svc /foo\""),
-        ("/svc => /#/io.l5d.fs/*", "'*' matches a segment only in a rule's prefix (left of '=>'); write \\x2a for a literal '*' at offset 21"),
+        (
+            "/svc => /#/io.l5d.fs/*",
+            "'*' matches a segment only in a rule's prefix (left of '=>'); write \\x2a for a literal '*' at offset 21",
+        ),
         ("/svc => ", "expected a name (a path, '~', '!', '$' or '('), found the end at offset 8"),
         ("/svc => /a/", "expected a segment after '/', found the end at offset 11"),
         ("/a => /b /c", "expected ';' or the end of the dtab, found '/' at offset 9"),
@@ -146,7 +166,10 @@ def test_lookup_alternates_matching_rules_latest_first() -> None:
         ("svc => /a", "expected a prefix starting with '/', found 's' at offset 0"),
         ("/a\\xZZ => /b", "bad escape in path segment (expected \\xHH) at offset 2"),
         ("/a* => /b", "'*' must be a whole prefix segment at offset 2"),
-        ("/a => /b*", "invalid character '*' in a path (write other characters as \\xHH escapes) at offset 8"),
+        (
+            "/a => /b*",
+            "invalid character '*' in a path (write other characters as \\xHH escapes) at offset 8",
+        ),
         ("/a => /b | ", "expected a name"),
         ("/a => /é", "invalid character 'é' in a path"),
         ("/a/b?x => /b", "invalid character '?' in a path"),

@@ -23,26 +23,42 @@ def trees() -> st.SearchStrategy[NameTree[Path]]:
 
     def extend(children: st.SearchStrategy[NameTree[Path]]) -> st.SearchStrategy[NameTree[Path]]:
         alts = st.lists(children, min_size=2, max_size=3).map(lambda ts: Alt(tuple(ts)))
-        unions = st.lists(st.builds(Weighted, weights, children), min_size=2, max_size=3).map(lambda ws: Union(tuple(ws)))
+        unions = st.lists(st.builds(Weighted, weights, children), min_size=2, max_size=3).map(
+            lambda ws: Union(tuple(ws))
+        )
         # a single weighted branch is a union only when its weight is not the default
-        single = st.builds(Weighted, weights.filter(lambda w: w != 1.0), children).map(lambda w: Union((w,)))
+        single = st.builds(Weighted, weights.filter(lambda w: w != 1.0), children).map(
+            lambda w: Union((w,))
+        )
         return st.one_of(alts, unions, single)
 
     return st.recursive(leaves, extend, max_leaves=8)
 
 
-prefixes = st.lists(st.one_of(segments, st.none()), max_size=4).map(lambda elems: Prefix(tuple(elems)))
+prefixes = st.lists(st.one_of(segments, st.none()), max_size=4).map(
+    lambda elems: Prefix(tuple(elems))
+)
 dtabs = st.lists(st.builds(Dentry, prefixes, trees()), max_size=4).map(lambda ds: Dtab(tuple(ds)))
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(dtabs)
 def test_show_parses_back_to_an_equal_dtab(dtab: Dtab) -> None:
     assert Dtab.read(dtab.show()) == dtab
     assert Dtab.read(dtab.show_lines()) == dtab
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.text())
 def test_arbitrary_text_only_ever_raises_dtab_error(text: str) -> None:
     try:
@@ -53,7 +69,12 @@ def test_arbitrary_text_only_ever_raises_dtab_error(text: str) -> None:
         assert Dtab.read(dtab.show()) == dtab
 
 
-@settings(max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=500,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.text(alphabet="/ab*=>|&()~!$#;.019eE+- \n\\x", max_size=40))
 def test_grammar_shaped_text_only_ever_raises_dtab_error(text: str) -> None:
     try:

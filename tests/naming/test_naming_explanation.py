@@ -15,11 +15,19 @@ from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import PENDING, Ok, State, Var
 
 P = Path.read
-REFERENCE = Dtab.read("/srv => /#/io.l5d.k8s/default/http; /host => /srv; /svc => /host; /host/world => /srv/world-v1;")
+REFERENCE = Dtab.read(
+    "/srv => /#/io.l5d.k8s/default/http; /host => /srv; /svc => /host; /host/world => /srv/world-v1;"
+)
 
 
 def interp() -> Interpreter:
-    namer = MemoryNamer(P("/io.l5d.k8s"), {"default/http/world": ["10.0.0.1:7778", "10.0.0.3:7778"], "default/http/hello": ["10.0.0.2:7777"]})
+    namer = MemoryNamer(
+        P("/io.l5d.k8s"),
+        {
+            "default/http/world": ["10.0.0.1:7778", "10.0.0.3:7778"],
+            "default/http/hello": ["10.0.0.2:7777"],
+        },
+    )
     return Interpreter({P("/io.l5d.k8s"): namer})
 
 
@@ -29,9 +37,11 @@ def test_text_shows_each_rule_the_fallback_and_the_addresses() -> None:
         "/svc/world",
         "└─ /host/world  [/svc => /host]",
         "   ├─ [1] /srv/world-v1  [/host/world => /srv/world-v1]",
-        "   │  └─ /#/io.l5d.k8s/default/http/world-v1  [/srv => /#/io.l5d.k8s/default/http] -> neg: the namer does not know this name",
+        "   │  └─ /#/io.l5d.k8s/default/http/world-v1  [/srv => /#/io.l5d.k8s/default/http]"
+        " -> neg: the namer does not know this name",
         "   └─ [2 chosen] /srv/world  [/host => /srv]",
-        "      └─ /#/io.l5d.k8s/default/http/world  [/srv => /#/io.l5d.k8s/default/http] -> bound: 10.0.0.1:7778, 10.0.0.3:7778",
+        "      └─ /#/io.l5d.k8s/default/http/world  [/srv => /#/io.l5d.k8s/default/http]"
+        " -> bound: 10.0.0.1:7778, 10.0.0.3:7778",
         "=> 2 addresses",
         "   /#/io.l5d.k8s/default/http/world: 10.0.0.1:7778, 10.0.0.3:7778",
     ]
@@ -41,7 +51,11 @@ def test_json_follows_the_delegator_shape() -> None:
     data = interp().explain(REFERENCE, P("/svc/world")).to_json()
     assert data["type"] == "delegate" and data["path"] == "/svc/world" and data["dentry"] is None
     alt = data["delegate"]
-    assert alt["type"] == "alt" and alt["dentry"] == {"prefix": "/svc", "dst": "/host"} and alt["chosen"] == 1
+    assert (
+        alt["type"] == "alt"
+        and alt["dentry"] == {"prefix": "/svc", "dst": "/host"}
+        and alt["chosen"] == 1
+    )
     first, second = alt["alt"]
     assert first["delegate"]["type"] == "neg"
     leaf = second["delegate"]
@@ -49,7 +63,10 @@ def test_json_follows_the_delegator_shape() -> None:
     assert leaf["bound"] == {
         "id": "/#/io.l5d.k8s/default/http/world",
         "path": "/",
-        "addr": {"type": "bound", "addrs": [{"ip": "10.0.0.1", "port": 7778}, {"ip": "10.0.0.3", "port": 7778}]},
+        "addr": {
+            "type": "bound",
+            "addrs": [{"ip": "10.0.0.1", "port": 7778}, {"ip": "10.0.0.3", "port": 7778}],
+        },
     }
     assert data["result"]["type"] == "leaf"
     assert data["result"]["addresses"] == ["10.0.0.1:7778", "10.0.0.3:7778"]
@@ -58,7 +75,9 @@ def test_json_follows_the_delegator_shape() -> None:
 
 def test_union_weights_fail_empty_and_neg_are_explained() -> None:
     i = interp()
-    dtab = REFERENCE + Dtab.read("/svc/split => 0.9 * /host/hello & 0.1 * /host/world; /svc/stop => ! | /host/hello; /svc/none => $")
+    dtab = REFERENCE + Dtab.read(
+        "/svc/split => 0.9 * /host/hello & 0.1 * /host/world; /svc/stop => ! | /host/hello; /svc/none => $"
+    )
     split = i.explain(dtab, P("/svc/split"))
     assert "[0.9 *] /host/hello" in split.to_text()
     assert "90% /#/io.l5d.k8s/default/http/hello: 10.0.0.2:7777" in split.to_text()
@@ -135,7 +154,13 @@ def test_transformers_are_named_and_results_show_transformed_ids() -> None:
         prefix = P("/io.l5d.port/4141")
 
         def transform(self, tree: NameTree[BoundName]) -> Var[State]:
-            return Var(Ok(tree.map(lambda b: BoundName(P("/%/io.l5d.port/4141") + b.id, b.addr, b.residual))))
+            return Var(
+                Ok(
+                    tree.map(
+                        lambda b: BoundName(P("/%/io.l5d.port/4141") + b.id, b.addr, b.residual)
+                    )
+                )
+            )
 
     namer = MemoryNamer(P("/io.l5d.k8s"), {"default/http/hello": ["10.0.0.2:7777"]})
     i = Interpreter({P("/io.l5d.k8s"): namer}, [ToPort()])
@@ -164,6 +189,16 @@ def test_loop_explanations_stay_short() -> None:
 
 
 def test_rewriting_builtins_say_what_rewrote_the_name() -> None:
-    text = interp().explain(REFERENCE + Dtab.read("/d => /$/io.buoyant.http.domainToPathPfx/svc"), P("/d/hello.default")).to_text()
-    assert "/$/io.buoyant.http.domainToPathPfx/svc/hello.default  [/d => /$/io.buoyant.http.domainToPathPfx/svc] (rewritten by /$/io.buoyant.http.domainToPathPfx)" in text
+    text = (
+        interp()
+        .explain(
+            REFERENCE + Dtab.read("/d => /$/io.buoyant.http.domainToPathPfx/svc"),
+            P("/d/hello.default"),
+        )
+        .to_text()
+    )
+    assert (
+        "/$/io.buoyant.http.domainToPathPfx/svc/hello.default  [/d => /$/io.buoyant.http.domainToPathPfx/svc]"
+        " (rewritten by /$/io.buoyant.http.domainToPathPfx)" in text
+    )
     assert "└─ /svc/default/hello" in text

@@ -38,11 +38,18 @@ def write(path: FsPath, text: str) -> None:
 
 def test_file_format_weights_comments_and_bad_lines() -> None:
     addresses, errors = parse_address_lines(
-        "# hello's pods\n127.0.0.1 8080\n\n127.0.0.2 8081 * 2.5  # canary\n127.0.0.3:8082\nnot-a-port x\n127.0.0.1 99999\n1.2.3.4 80 * lots\n"
+        "# hello's pods\n127.0.0.1 8080\n\n127.0.0.2 8081 * 2.5  # canary\n127.0.0.3:8082\n"
+        "not-a-port x\n127.0.0.1 99999\n1.2.3.4 80 * lots\n"
     )
-    assert {(a.host, a.port, a.weight) for a in addresses} == {("127.0.0.1", 8080, 1.0), ("127.0.0.2", 8081, 2.5), ("127.0.0.3", 8082, 1.0)}
+    assert {(a.host, a.port, a.weight) for a in addresses} == {
+        ("127.0.0.1", 8080, 1.0),
+        ("127.0.0.2", 8081, 2.5),
+        ("127.0.0.3", 8082, 1.0),
+    }
     assert [e.line for e in errors] == [6, 7, 8]
-    assert "port must be a number" in errors[0].show("hello") and errors[0].show("hello").startswith("hello:6: ")
+    assert "port must be a number" in errors[0].show("hello") and errors[0].show(
+        "hello"
+    ).startswith("hello:6: ")
 
 
 def test_missing_file_is_neg_empty_file_is_an_empty_set(tmp_path: FsPath) -> None:
@@ -109,9 +116,16 @@ def test_registered_factory_resolves_root_dir_relative_to_config(tmp_path: FsPat
     (tmp_path / "disco" / "hello").write_text("127.0.0.1 1234\n")
     plugin = NAMERS.get("io.l5d.fs")
     assert plugin.config_type is FsNamerConfig
-    namer = plugin.factory(FsNamerConfig(root_dir="disco"), P("/io.l5d.fs"), PluginContext(reactor=Clock(), config_dir=str(tmp_path)))
+    namer = plugin.factory(
+        FsNamerConfig(root_dir="disco"),
+        P("/io.l5d.fs"),
+        PluginContext(reactor=Clock(), config_dir=str(tmp_path)),
+    )
     state = namer.state()
-    assert state["names"]["hello"]["addr"] == {"type": "bound", "addrs": [{"ip": "127.0.0.1", "port": 1234}]}
+    assert state["names"]["hello"]["addr"] == {
+        "type": "bound",
+        "addrs": [{"ip": "127.0.0.1", "port": 1234}],
+    }
     assert namer.root_dir == str(tmp_path / "disco")
 
 
@@ -150,7 +164,9 @@ def test_malformed_lines_are_logged_with_file_and_line_and_skipped(tmp_path: FsP
     assert hosts(state.value.value.addr.sample()) == {("127.0.0.1", 8080, 1.0)}  # type: ignore[union-attr]
     messages = [formatEvent(e) for e in events]
     assert any(f"{tmp_path / 'hello'}:2: port must be a number" in m for m in messages), messages
-    assert namer.state()["names"]["hello"]["errors"] == ["hello:2: port must be a number between 1 and 65535, not 'http': '127.0.0.1 http'"]
+    assert namer.state()["names"]["hello"]["errors"] == [
+        "hello:2: port must be a number between 1 and 65535, not 'http': '127.0.0.1 http'"
+    ]
 
 
 def test_memory_namer_config_errors_point_at_the_entry() -> None:
@@ -172,7 +188,9 @@ def test_memory_namer_config_errors_point_at_the_entry() -> None:
         raise AssertionError("a bad io.l5d.memory name was accepted")
 
 
-def test_a_name_looked_up_before_a_flood_of_unknown_names_still_gets_live_updates(tmp_path: FsPath) -> None:
+def test_a_name_looked_up_before_a_flood_of_unknown_names_still_gets_live_updates(
+    tmp_path: FsPath,
+) -> None:
     # A route cache may hold hello's var, unobserved for a moment, while a flood of unknown
     # Host headers makes the namer forget idle names; observed again, it must still be polled.
     from l5d_twisted.namers import fs
@@ -215,7 +233,9 @@ def test_an_in_place_edit_in_the_same_timestamp_tick_is_still_picked_up(tmp_path
     watch.close()
 
 
-def test_observed_names_leave_the_idle_cache_to_the_most_recent_idle_names(tmp_path: FsPath) -> None:
+def test_observed_names_leave_the_idle_cache_to_the_most_recent_idle_names(
+    tmp_path: FsPath,
+) -> None:
     # With the cache full of names that routes observe, each new name used to scan the whole
     # cache for idle ones to drop (O(n) per Host header of a flood) and dropped every idle
     # name at once. Only idle names are counted, in their own LRU order (O(1) per name), and
@@ -224,7 +244,9 @@ def test_observed_names_leave_the_idle_cache_to_the_most_recent_idle_names(tmp_p
 
     clock = Clock()
     namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), clock, poll_interval_s=0.5)
-    watches = [namer.lookup(P(f"/held-{i}")).observe(lambda _s: None) for i in range(fs._MAX_IDLE_ENTRIES)]
+    watches = [
+        namer.lookup(P(f"/held-{i}")).observe(lambda _s: None) for i in range(fs._MAX_IDLE_ENTRIES)
+    ]
     for i in range(3 * fs._MAX_IDLE_ENTRIES):
         namer.lookup(P(f"/unknown-{i}"))
     names = namer._names

@@ -36,13 +36,19 @@ def leaf_id(state: State) -> str:
 def test_reference_dtab_binds_services_through_the_namer() -> None:
     interp = Interpreter({P("/io.l5d.k8s"): k8s(hello=["10.0.0.1:7777"], world=["10.0.0.2:7778"])})
     dtab = Dtab.read(REFERENCE)
-    assert leaf_id(interp.bind(dtab, P("/svc/hello")).sample()) == "/#/io.l5d.k8s/default/http/hello"
+    assert (
+        leaf_id(interp.bind(dtab, P("/svc/hello")).sample()) == "/#/io.l5d.k8s/default/http/hello"
+    )
     # /host/world => /srv/world-v1 is tried first; world-v1 is unknown (neg): fall back
-    assert leaf_id(interp.bind(dtab, P("/svc/world")).sample()) == "/#/io.l5d.k8s/default/http/world"
+    assert (
+        leaf_id(interp.bind(dtab, P("/svc/world")).sample()) == "/#/io.l5d.k8s/default/http/world"
+    )
 
 
 def test_reference_dtab_prefers_the_later_more_specific_rule() -> None:
-    interp = Interpreter({P("/io.l5d.k8s"): k8s(world=["10.0.0.2:7778"], **{"world-v1": ["10.0.0.3:7778"]})})
+    interp = Interpreter(
+        {P("/io.l5d.k8s"): k8s(world=["10.0.0.2:7778"], **{"world-v1": ["10.0.0.3:7778"]})}
+    )
     state = interp.bind(Dtab.read(REFERENCE), P("/svc/world")).sample()
     assert leaf_id(state) == "/#/io.l5d.k8s/default/http/world-v1"
 
@@ -60,7 +66,9 @@ def test_alternation_falls_through_on_neg_but_not_on_fail() -> None:
     assert ok_tree(interp.bind(Dtab.read("/s => ! | /#/n/b"), P("/s")).sample()) is FAIL
     assert ok_tree(interp.bind(Dtab.read("/s => ~ | $ | /#/n/b"), P("/s")).sample()) is EMPTY
     # several rules with the same prefix: the later one first, fall back on neg only
-    assert leaf_id(interp.bind(Dtab.read("/s => /#/n/b; /s => /#/n/a"), P("/s")).sample()) == "/#/n/b"
+    assert (
+        leaf_id(interp.bind(Dtab.read("/s => /#/n/b; /s => /#/n/a"), P("/s")).sample()) == "/#/n/b"
+    )
     assert ok_tree(interp.bind(Dtab.read("/s => /#/n/b; /s => /$/fail"), P("/s")).sample()) is FAIL
     assert ok_tree(interp.bind(Dtab.read("/s => /#/n/b; /s => !"), P("/s")).sample()) is FAIL
 
@@ -80,9 +88,16 @@ def test_long_alternations_fall_through_without_exhausting_the_stack() -> None:
 def test_union_keeps_weights_and_drops_negative_branches() -> None:
     namer = MemoryNamer(P("/n"), {"a": ["1.1.1.1:1"], "b": ["2.2.2.2:2"]})
     interp = Interpreter({P("/n"): namer})
-    tree = ok_tree(interp.bind(Dtab.read("/s => 0.9 * /#/n/a & 0.1 * /#/n/b & 0.5 * /#/n/zzz"), P("/s")).sample())
+    tree = ok_tree(
+        interp.bind(
+            Dtab.read("/s => 0.9 * /#/n/a & 0.1 * /#/n/b & 0.5 * /#/n/zzz"), P("/s")
+        ).sample()
+    )
     assert isinstance(tree, Union)
-    assert [(b.weight, b.tree.value.id.show()) for b in tree.branches] == [(0.9, "/#/n/a"), (0.1, "/#/n/b")]  # type: ignore[attr-defined]
+    assert [(b.weight, b.tree.value.id.show()) for b in tree.branches] == [
+        (0.9, "/#/n/a"),
+        (0.1, "/#/n/b"),
+    ]  # type: ignore[attr-defined]
     assert ok_tree(interp.bind(Dtab.read("/s => /#/n/x & /#/n/y"), P("/s")).sample()) is NEG
 
 
@@ -135,7 +150,10 @@ def test_addresses_are_live_through_the_bound_name() -> None:
     addrs: list[Any] = []
     bound.addr.observe(addrs.append)
     namer.set_addresses("default/http/hello", ["10.0.0.1:7777", "10.0.0.5:7777"])
-    assert isinstance(addrs[-1], AddrBound) and {a.host for a in addrs[-1].addresses} == {"10.0.0.1", "10.0.0.5"}
+    assert isinstance(addrs[-1], AddrBound) and {a.host for a in addrs[-1].addresses} == {
+        "10.0.0.1",
+        "10.0.0.5",
+    }
 
 
 def test_pending_namer_makes_the_bind_pending_until_known() -> None:
@@ -200,9 +218,13 @@ def test_transformers_apply_in_order_to_the_bound_tree() -> None:
             self.tag = tag
 
         def transform(self, tree: NameTree[BoundName]) -> Var[State]:
-            return Var(Ok(tree.map(lambda b: BoundName(Path.of("%", self.tag) + b.id, b.addr, b.residual))))
+            return Var(
+                Ok(tree.map(lambda b: BoundName(Path.of("%", self.tag) + b.id, b.addr, b.residual)))
+            )
 
-    interp = Interpreter({P("/io.l5d.k8s"): k8s(hello=["10.0.0.1:7777"])}, [Prefixer("one"), Prefixer("two")])
+    interp = Interpreter(
+        {P("/io.l5d.k8s"): k8s(hello=["10.0.0.1:7777"])}, [Prefixer("one"), Prefixer("two")]
+    )
     state = interp.bind(Dtab.read(REFERENCE), P("/svc/hello")).sample()
     assert leaf_id(state) == "/%/two/%/one/#/io.l5d.k8s/default/http/hello"
 
@@ -226,7 +248,9 @@ def test_evaluate_simplifies_bound_trees() -> None:
     assert evaluate(Union((Weighted(1.0, NEG), Weighted(1.0, FAIL)))) is FAIL
     assert evaluate(Union((Weighted(1.0, NEG), Weighted(1.0, EMPTY)))) is EMPTY
     assert evaluate(Union((Weighted(1.0, NEG),))) is NEG
-    union = evaluate(Union((Weighted(3.0, a), Weighted(1.0, Union((Weighted(1.0, a), Weighted(1.0, b)))))))
+    union = evaluate(
+        Union((Weighted(3.0, a), Weighted(1.0, Union((Weighted(1.0, a), Weighted(1.0, b))))))
+    )
     assert isinstance(union, Union)
     assert [(b.weight, b.tree) for b in union.branches] == [(0.875, a), (0.125, b)]
 

@@ -47,17 +47,27 @@ MAX_PEAK_BYTES = 8 * 1024 * 1024
 HOSTILE = {
     "union referring to its own prefix": "/svc => /svc/a1 & /svc/b1",
     "alternation referring to its own prefix": "/svc => ~ | /svc/a1 | /svc/b1",
-    "weighted unions doubling 40 times": ";".join(f"/l{i} => 1*/l{i + 1} & 2*/l{i + 1}" for i in range(40)) + ";/svc => /l0",
-    "two layers of 300-wide unions": "/svc => " + " & ".join(["/a"] * 300) + ";/a => " + " & ".join(["/b"] * 300),
+    "weighted unions doubling 40 times": ";".join(
+        f"/l{i} => 1*/l{i + 1} & 2*/l{i + 1}" for i in range(40)
+    )
+    + ";/svc => /l0",
+    "two layers of 300-wide unions": "/svc => "
+    + " & ".join(["/a"] * 300)
+    + ";/a => "
+    + " & ".join(["/b"] * 300),
     "1000 rules for one prefix": "/svc => /srv/x;" * 1000,
     "a rewrite that grows the path": "/svc => /svc/a/b/c/d/e/f/g/h/i/j",
-    "a chain of 99 unions": ";".join(f"/c{i} => /c{i + 1} & /x" for i in range(99)) + ";/svc => /c0",
+    "a chain of 99 unions": ";".join(f"/c{i} => /c{i + 1} & /x" for i in range(99))
+    + ";/svc => /c0",
     "nested parentheses": "/svc => " + "(/a & " * 45 + "/b" + ")" * 45,
 }
 
 
 def k8s_interpreter() -> Interpreter:
-    namer = MemoryNamer(P("/io.l5d.k8s"), {"default/http/hello": ["10.0.0.1:7777"], "default/http/world": ["10.0.0.2:7777"]})
+    namer = MemoryNamer(
+        P("/io.l5d.k8s"),
+        {"default/http/hello": ["10.0.0.1:7777"], "default/http/world": ["10.0.0.2:7777"]},
+    )
     return Interpreter({P("/io.l5d.k8s"): namer})
 
 
@@ -146,7 +156,9 @@ def test_live_namers_do_not_multiply_the_budget() -> None:
     # they share the pass's budget instead of getting one each.
     interp = k8s_interpreter()
     expensive = "(/svc/a1 & /svc/b1)"
-    dtab = Dtab.read(REFERENCE) + Dtab.read("/svc => /#/io.l5d.k8s/default/http/nobody | " + " | ".join([expensive] * 200))
+    dtab = Dtab.read(REFERENCE) + Dtab.read(
+        "/svc => /#/io.l5d.k8s/default/http/nobody | " + " | ".join([expensive] * 200)
+    )
     seen: list[State] = []
 
     def observe() -> None:
@@ -166,12 +178,21 @@ def test_recursion_stays_far_below_the_interpreter_limit() -> None:
     sys.setrecursionlimit(depth_here + MAX_FRAMES)
     try:
         for text in HOSTILE.values():
-            limit_failure(interp.bind(Dtab.read(REFERENCE) + Dtab.read(text), P("/svc/hello")).sample())
-        deepest = "/svc => " + "(/#/io.l5d.k8s/default/http/hello & " * (MAX_TREE_DEPTH - 1) + "/x" + ")" * (MAX_TREE_DEPTH - 1)
+            limit_failure(
+                interp.bind(Dtab.read(REFERENCE) + Dtab.read(text), P("/svc/hello")).sample()
+            )
+        deepest = (
+            "/svc => "
+            + "(/#/io.l5d.k8s/default/http/hello & " * (MAX_TREE_DEPTH - 1)
+            + "/x"
+            + ")" * (MAX_TREE_DEPTH - 1)
+        )
         state = interp.bind(Dtab.read(deepest), P("/svc")).sample()
         assert isinstance(state, Ok)
         assert isinstance(evaluate(state.value), Leaf)
-        assert state.value == interp.bind_untransformed(Dtab.read(deepest), P("/svc")).sample().value
+        assert (
+            state.value == interp.bind_untransformed(Dtab.read(deepest), P("/svc")).sample().value
+        )
     finally:
         sys.setrecursionlimit(old)
 
@@ -205,7 +226,11 @@ def test_union_width_limit_is_exact() -> None:
     interp = Interpreter({})
     wide = interp.bind(Dtab.read("/s => " + " & ".join(["$"] * MAX_UNION_WIDTH)), P("/s")).sample()
     assert isinstance(wide, Ok) and isinstance(wide.value, Union)
-    error = limit_failure(interp.bind(Dtab.read("/s => " + " & ".join(["$"] * (MAX_UNION_WIDTH + 1))), P("/s")).sample())
+    error = limit_failure(
+        interp.bind(
+            Dtab.read("/s => " + " & ".join(["$"] * (MAX_UNION_WIDTH + 1))), P("/s")
+        ).sample()
+    )
     assert f"more than {MAX_UNION_WIDTH}" in str(error)
 
 
@@ -244,7 +269,9 @@ def test_rule_lookup_by_first_segment_keeps_linkerd_order() -> None:
             rules.append(("/" + "/".join(prefix)) + f" => /d{len(rules)}")
         dtab = Dtab.read(";".join(rules))
         path = Path.of(*(rng.choice(segments) for _ in range(rng.randint(0, 3))))
-        naive = [(d, d.rewrite(path)) for d in reversed(dtab.dentries) if d.rewrite(path) is not None]
+        naive = [
+            (d, d.rewrite(path)) for d in reversed(dtab.dentries) if d.rewrite(path) is not None
+        ]
         assert dtab.matching(path) == naive, (dtab.show(), path)
 
 
@@ -262,7 +289,9 @@ def test_parsed_header_cache_holds_little_memory() -> None:
         tracemalloc.stop()
     assert retained < 4 * 1024 * 1024, retained
     long_header = "/svc/hello => " + " | ".join(f"/srv/v{i}" for i in range(400))
-    assert Dtab.read(long_header[:4000].rstrip(" |/")) is Dtab.read(long_header[:4000].rstrip(" |/")), "a repeated header is parsed once"
+    assert Dtab.read(long_header[:4000].rstrip(" |/")) is Dtab.read(
+        long_header[:4000].rstrip(" |/")
+    ), "a repeated header is parsed once"
 
 
 def test_binds_not_remembered_do_not_evict_remembered_ones() -> None:
@@ -295,7 +324,9 @@ def test_delegator_answers_400_for_an_override_past_the_limits() -> None:
 
     clock = Clock()
     namer = MemoryNamer(P("/io.l5d.k8s"), {"default/http/hello": ["10.0.0.1:7777"]})
-    router = _RouterView("out", P("/svc"), Dtab.read(REFERENCE), Interpreter({P("/io.l5d.k8s"): namer}, (), clock))
+    router = _RouterView(
+        "out", P("/svc"), Dtab.read(REFERENCE), Interpreter({P("/io.l5d.k8s"): namer}, (), clock)
+    )
     results: list[Any] = []
 
     def ask(dtab: str) -> Any:
@@ -308,7 +339,9 @@ def test_delegator_answers_400_for_an_override_past_the_limits() -> None:
     within_bounds(cost)
     error = answer.value
     assert isinstance(error, HttpError) and error.status == 400, error
-    assert "cannot bind /svc/hello with this dtab" in str(error) and "nested more than" in str(error)
+    assert "cannot bind /svc/hello with this dtab" in str(error) and "nested more than" in str(
+        error
+    )
     ok = ask("/svc/hello => /srv/hello")
     assert isinstance(ok, dict) and "10.0.0.1:7777" in ok["text"]
 
@@ -322,11 +355,23 @@ def test_cli_resolve_exits_2_saying_which_limit(tmp_path: Any) -> None:
     (tmp_path / "hello").write_text("127.0.0.1 7777\n")
     clock = Clock()
     args = build_parser().parse_args(
-        ["dtab", "resolve", "--namer-fs", str(tmp_path), "--dtab", "/svc => /#/io.l5d.fs; /svc => /svc/a1 & /svc/b1", "/svc/hello"]
+        [
+            "dtab",
+            "resolve",
+            "--namer-fs",
+            str(tmp_path),
+            "--dtab",
+            "/svc => /#/io.l5d.fs; /svc => /svc/a1 & /svc/b1",
+            "/svc/hello",
+        ]
     )
     results: list[Any] = []
     resolve(args, clock).addBoth(results.append)
     clock.advance(0)
     code, output = results[0]
     assert code == 2
-    assert output.rstrip().splitlines()[-1].startswith("=> failed: alternations and unions nested more than")
+    assert (
+        output.rstrip()
+        .splitlines()[-1]
+        .startswith("=> failed: alternations and unions nested more than")
+    )
