@@ -199,7 +199,9 @@ class Interpreter:
         try:
             return self._bind_tree(dtab, tree, depth, level, BindBudget())
         except BindingLimitError as e:
-            return failed(e)
+            # kept in the binding's state: without its traceback, which holds every frame of
+            # the request that bound it (the route holding the state among them: a cycle)
+            return failed(e.with_traceback(None))
 
     def _bind_path(self, dtab: Dtab, path: Path, depth: int, level: int, budget: BindBudget) -> Var[State]:
         if depth > self.max_depth:

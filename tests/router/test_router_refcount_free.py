@@ -82,3 +82,18 @@ def test_an_evicted_override_route_is_freed(harness: Harness, monkeypatch: Any) 
         ok(h.call("svc0", [(b"l5d-dtab", b"/svc/svc0 => /svc/svc2")]))  # evicts the first
         assert key not in h.router._binders
         assert ref() is None
+
+
+def test_a_route_whose_request_dtab_ran_out_of_binding_budget_is_freed(harness: Harness, monkeypatch: Any) -> None:
+    h = harness
+    monkeypatch.setattr(router_module, "MAX_OVERRIDE_ROUTES", 1)
+    # a union of unions 40 deep: over the tree depth limit (a BindingLimitError, 400)
+    deep = ";".join(f"/svc/d{i} => /svc/d{i + 1} & /svc/e{i + 1}" for i in range(40))
+    with no_gc():
+        error = h.call("d0", [(b"l5d-dtab", deep.encode())])
+        assert getattr(error, "status", None) == 400, error
+        (key,) = [k for k in h.router._binders if k[1]]
+        ref = weakref.ref(h.router._binders[key])
+        del error
+        ok(h.call("svc0", [(b"l5d-dtab", b"/svc/svc0 => /svc/svc2")]))  # evicts it
+        assert ref() is None
