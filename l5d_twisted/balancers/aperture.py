@@ -48,7 +48,9 @@ class ApertureBalancer(NodeBalancer):
         self._avg = 0.0
         self._stamp: float | None = None
         self._ring: list[Node] = []
-        self._aperture_gauge = ctx.stats.scope("loadbalancer").gauge("aperture", fn=lambda: float(self.aperture))
+        self._aperture_gauge = ctx.stats.scope("loadbalancer").gauge(
+            "aperture", fn=lambda: float(self.aperture)
+        )
         self._gauges.append(self._aperture_gauge)
 
     @property
@@ -113,7 +115,9 @@ class ApertureConfig:
 
     def __post_init__(self) -> None:
         if self.low_load > self.high_load:
-            raise ValueError(f"lowLoad ({self.low_load}) must not exceed highLoad ({self.high_load})")
+            raise ValueError(
+                f"lowLoad ({self.low_load}) must not exceed highLoad ({self.high_load})"
+            )
 
 
 @BALANCERS.register("aperture", ApertureConfig)

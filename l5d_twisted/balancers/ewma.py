@@ -50,7 +50,9 @@ class _EwmaNode(Node):
 class EwmaBalancer(P2CBalancer):
     node_type = _EwmaNode
 
-    def __init__(self, ctx: BalancerContext, max_effort: int = 5, decay_time_s: float = 10.0) -> None:
+    def __init__(
+        self, ctx: BalancerContext, max_effort: int = 5, decay_time_s: float = 10.0
+    ) -> None:
         super().__init__(ctx, max_effort)
         if decay_time_s <= 0:
             raise ValueError(f"decayTimeMs must be positive, got {decay_time_s}")
@@ -111,11 +113,15 @@ class EwmaBalancer(P2CBalancer):
 
 @dataclass(frozen=True)
 class EwmaConfig:
-    max_effort: int = knob(5, minimum=1, doc="draws of two nodes to find an OPEN one before scanning")
+    max_effort: int = knob(
+        5, minimum=1, doc="draws of two nodes to find an OPEN one before scanning"
+    )
     decay_time_ms: int = knob(10000, minimum=1, doc="time constant of the latency average's decay")
 
 
 @BALANCERS.register("ewma", EwmaConfig)
 def make_ewma(config: EwmaConfig | None, ctx: BalancerContext) -> Balancer:
     config = config or EwmaConfig()
-    return EwmaBalancer(ctx, max_effort=config.max_effort, decay_time_s=config.decay_time_ms / 1000.0)
+    return EwmaBalancer(
+        ctx, max_effort=config.max_effort, decay_time_s=config.decay_time_ms / 1000.0
+    )

@@ -140,7 +140,11 @@ class NodeBalancer(Balancer):
         except Exception:
             log.failure("closing endpoint {address} failed", address=node.address.show())
             return
-        d.addErrback(lambda f: log.failure("closing endpoint {address} failed", f, address=node.address.show()))
+        d.addErrback(
+            lambda f: log.failure(
+                "closing endpoint {address} failed", f, address=node.address.show()
+            )
+        )
 
     # -- gauges ---------------------------------------------------------------------------
 

@@ -53,7 +53,9 @@ class P2CBalancer(NodeBalancer):
 
 @dataclass(frozen=True)
 class P2CConfig:
-    max_effort: int = knob(5, minimum=1, doc="draws of two nodes to find an OPEN one before scanning")
+    max_effort: int = knob(
+        5, minimum=1, doc="draws of two nodes to find an OPEN one before scanning"
+    )
 
 
 @BALANCERS.register("p2c", P2CConfig)

@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
         print("l5d-twisted check: a CONFIG file is required (or --reference)", file=sys.stderr)
         return 2
     try:
-        if args.config == "-":
-            config = load_config(sys.stdin.read(), "<stdin>")
-        else:
-            config = load_config_file(args.config)
+        stdin = args.config == "-"
+        config = (
+            load_config(sys.stdin.read(), "<stdin>") if stdin else load_config_file(args.config)
+        )
     except ConfigErrors as e:
         count = len(e.errors)
         print(str(e), file=sys.stderr)

@@ -17,9 +17,11 @@ from typing import Any
 
 # Python's (700, 10, 10), but a full collection at most once per 1,000 generation-1
 # collections instead of 10.  Under issue 10's mixed attack (1,000 cached routes and
-# clients, ~1,000 connections) each full collection took 60-430 ms (80-200 ms of CPU),
-# one every ~8 s, which alone put the probe's p99 over 50 ms; with 1,000 they come about
-# once a minute, the heap ~6 MB larger meanwhile (bench/README.md, mixed attack).
+# clients, ~1,000 connections) a full collection came every ~8 s at 60-430 ms each, which
+# alone put the probe's p99 over 50 ms.  Closed connections and evicted routes are now
+# freed by reference counting, so a full collection finds little garbage, but it still
+# walks the live heap: 80-180 ms every ~20 s with the default, about one of 120-265 ms per
+# 60-120 s with this (bench/README.md, mixed attack).
 GC_THRESHOLDS = (700, 10, 1000)
 
 

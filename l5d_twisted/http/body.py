@@ -24,7 +24,9 @@ class BufferedBody(Body):
     __slots__ = ("data", "trailers")
     replayable = True
 
-    def __init__(self, data: bytes = b"", trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self, data: bytes = b"", trailers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self.data = data
         self.trailers = trailers
 

@@ -178,12 +178,20 @@ class HttpClientProtocol(Protocol):
         stream = self._stream
         if stream is not None and not self._response_done:
             reader = self._reader
-            if reader.content_length is None and not reader.chunked and isinstance(reason.value, ConnectionDone):
+            if (
+                reader.content_length is None
+                and not reader.chunked
+                and isinstance(reason.value, ConnectionDone)
+            ):
                 # a close-delimited body ends with the connection
                 self._response_done = True
                 stream.finish(reader.trailers)
             else:
-                stream.fail(ConnectionReset("the upstream connection closed mid-response", reason=str(reason.value)))
+                stream.fail(
+                    ConnectionReset(
+                        "the upstream connection closed mid-response", reason=str(reason.value)
+                    )
+                )
             self._stream = None
         d = self._deferred
         resend = d is not None and self._stale_close_is_resendable()
@@ -193,9 +201,17 @@ class HttpClientProtocol(Protocol):
         elif isinstance(reason.value, _TLS_FAILURES) and not self._answered:
             # the TLS handshake failed: the server never saw the request
             address = self._client.address.show()
-            self._fail(ConnectionFailed(f"TLS with {address} failed: {reason.getErrorMessage()}", address=address))
+            self._fail(
+                ConnectionFailed(
+                    f"TLS with {address} failed: {reason.getErrorMessage()}", address=address
+                )
+            )
         else:
-            self._fail(ConnectionReset("the upstream connection closed before responding", reason=str(reason.value)))
+            self._fail(
+                ConnectionReset(
+                    "the upstream connection closed before responding", reason=str(reason.value)
+                )
+            )
         self._client._connection_lost(self)
         # the parser and the reader point back at this connection: let go, so reference
         # counting frees it, not a full collection
@@ -260,7 +276,15 @@ class HttpClientProtocol(Protocol):
             self._client.count_sent(len(head))
             return d
         self._request_done = False
-        self._pipe = send_body(self.transport, head, request.body, framing, self._request_sent, self._client.count_sent, self._write)
+        self._pipe = send_body(
+            self.transport,
+            head,
+            request.body,
+            framing,
+            self._request_sent,
+            self._client.count_sent,
+            self._write,
+        )
         return d
 
     def _encode(self, request: Request) -> tuple[bytes, Framing | None]:
@@ -288,7 +312,9 @@ class HttpClientProtocol(Protocol):
         if isinstance(body, StreamBody) and body.consumed:
             # refused before any byte is written: a head without its body would hang the exchange
             raise ValueError("its streamed body was already consumed by an earlier attempt")
-        framing = choose_framing(body, True) if isinstance(body, (BufferedBody, StreamBody)) else NONE
+        framing = (
+            choose_framing(body, True) if isinstance(body, (BufferedBody, StreamBody)) else NONE
+        )
         parts.append(framing_field(framing, body))
         parts.append(CRLF)
         return b"".join(parts), framing
@@ -344,7 +370,9 @@ class HttpClientProtocol(Protocol):
             self.reusable = False
             self.transport.abortConnection()
             return
-        self._answered = True  # the server began to answer: never resent (see _stale_close_is_resendable)
+        self._answered = (
+            True  # the server began to answer: never resent (see _stale_close_is_resendable)
+        )
         reader = self._reader
         try:
             too_large = reader.feed(data)
@@ -375,7 +403,9 @@ class HttpClientProtocol(Protocol):
             self._protocol_error(f"response handling failed: {cause!r}")
 
     def _head_too_large(self) -> None:
-        self._protocol_error(f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)")
+        self._protocol_error(
+            f"response head larger than {self._max_head // 1024} KB (maxHeadersKB)"
+        )
 
     def _protocol_error(self, message: str) -> None:
         self.reusable = False
@@ -546,7 +576,11 @@ class EndpointClient(Service[Request, Response]):
 
     def __call__(self, request: Request) -> Deferred[Response]:
         if self._closed:
-            return fail(ConnectionFailed(f"client for {self.address.show()} is closed", address=self.address.show()))
+            return fail(
+                ConnectionFailed(
+                    f"client for {self.address.show()} is closed", address=self.address.show()
+                )
+            )
         conn = self._pool.take_idle()
         if conn is not None:
             return conn.send(request)
@@ -565,7 +599,9 @@ class EndpointClient(Service[Request, Response]):
         """Send again a request whose reused connection closed before answering."""
         self._resends.incr()
         if self._closed:
-            return fail(ConnectionReset(f"the connection to {self.address.show()} closed before responding"))
+            return fail(
+                ConnectionReset(f"the connection to {self.address.show()} closed before responding")
+            )
         self.pending += 1
         return self._pool.acquire().addBoth(self._connected, request, False)
 
@@ -584,7 +620,5 @@ class EndpointClient(Service[Request, Response]):
     def _release(self, conn: HttpClientProtocol) -> None:
         self._pool.release(conn)
 
-
     def __repr__(self) -> str:
         return f"EndpointClient({self.address.show()})"
-

@@ -49,7 +49,9 @@ LAST_CHUNK = b"0\r\n\r\n"
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
-_STATUS_LINES: dict[int, bytes] = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
+_STATUS_LINES: dict[int, bytes] = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()
+}
 
 
 def status_line(status: int, reason: bytes = b"") -> bytes:
@@ -64,7 +66,9 @@ def body_allowed_for_status(status: int) -> bool:
     return not (status < 200 or status == 204 or status == 304)
 
 
-def encode_fields(parts: list[bytes], headers: Headers, skip: frozenset[bytes] = NOT_WRITTEN) -> bool:
+def encode_fields(
+    parts: list[bytes], headers: Headers, skip: frozenset[bytes] = NOT_WRITTEN
+) -> bool:
     """Append ``name: value\\r\\n`` for every field not in ``skip``; True if one was Host."""
     append = parts.append
     has_host = False

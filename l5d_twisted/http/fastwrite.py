@@ -28,7 +28,13 @@ def direct_writer(transport: Any) -> Callable[[bytes], None]:
 
     def write_now(data: bytes) -> None:
         t = transport
-        if t._tempDataLen or t.offset != len(t.dataBuffer) or not t.connected or t.disconnecting or t.TLS:
+        if (
+            t._tempDataLen
+            or t.offset != len(t.dataBuffer)
+            or not t.connected
+            or t.disconnecting
+            or t.TLS
+        ):
             queue(data)
             return
         try:

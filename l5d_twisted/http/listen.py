@@ -35,7 +35,16 @@ _FLUSH_ACCEPTS = 1000  # connections accepted, at most, while a port closes
 class HandOverPort(tcp.Port):
     """A ``tcp.Port`` with chosen ``SO_REUSEADDR``/``SO_REUSEPORT`` that accepts its queue before closing."""
 
-    def __init__(self, port: int, factory: Any, backlog: int, interface: str, reactor: Any, reuse_addr: bool, reuse_port: bool) -> None:
+    def __init__(
+        self,
+        port: int,
+        factory: Any,
+        backlog: int,
+        interface: str,
+        reactor: Any,
+        reuse_addr: bool,
+        reuse_port: bool,
+    ) -> None:
         super().__init__(port, factory, backlog, interface, reactor)
         self.reuse_addr = reuse_addr
         self.reuse_port = reuse_port

@@ -158,7 +158,9 @@ class ConnectionPool(Generic[S]):
             return self._connect()
         limit = self.settings.max_waiters
         if limit is not None and len(self._waiters) >= limit:
-            return fail(Overloaded(f"connection pool for {self.address.show()} has {limit} waiters already"))
+            return fail(
+                Overloaded(f"connection pool for {self.address.show()} has {limit} waiters already")
+            )
         waiter: Deferred[S] = Deferred(self._forget_waiter)
         self._waiters.append(waiter)
         return waiter
@@ -263,7 +265,11 @@ class ConnectionPool(Generic[S]):
         self._closed = True
         waiters, self._waiters = self._waiters, deque()
         for waiter in waiters:
-            waiter.errback(ConnectionFailed(f"connection pool for {self.address.show()} closed", address=self.address.show()))
+            waiter.errback(
+                ConnectionFailed(
+                    f"connection pool for {self.address.show()} closed", address=self.address.show()
+                )
+            )
         idle, self._idle = self._idle, []
         for conn in idle:
             self._open.discard(conn)

@@ -120,7 +120,9 @@ class MessageReader:
 
     def new_parser(self) -> None:
         """A fresh parser (llhttp stops for good after an upgrade request)."""
-        self.parser = httptools.HttpRequestParser(self) if self.strict else httptools.HttpResponseParser(self)
+        self.parser = (
+            httptools.HttpRequestParser(self) if self.strict else httptools.HttpResponseParser(self)
+        )
 
     def close(self) -> None:
         """The connection is gone: drop the parser and the owner's callbacks.
@@ -205,7 +207,9 @@ class MessageReader:
             elif lname == b"transfer-encoding":
                 # only "chunked" last frames a request (RFC 9112 §6.3); llhttp refuses the rest
                 # but only after this head was handed on, so refuse it here first
-                if self.strict and (value.rsplit(b",", 1)[-1].strip().lower() != b"chunked" or self.chunked):
+                if self.strict and (
+                    value.rsplit(b",", 1)[-1].strip().lower() != b"chunked" or self.chunked
+                ):
                     raise ProtocolError(400, "unsupported Transfer-Encoding")
                 self.chunked = True
             elif lname == b"expect":

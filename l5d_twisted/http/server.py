@@ -174,7 +174,9 @@ class HttpServerProtocol(Protocol):
         self._max_buffered = settings.max_buffered_body_kb * 1024
         self._clear_context = settings.clear_context
         self._dtab_addresses = settings.request_dtab_addresses
-        dropped = DROPPED_ON_PARSE if settings.request_dtab else DROPPED_ON_PARSE | REQUEST_DTAB_FIELDS
+        dropped = (
+            DROPPED_ON_PARSE if settings.request_dtab else DROPPED_ON_PARSE | REQUEST_DTAB_FIELDS
+        )
         self._reader = MessageReader(
             True,
             dropped,
@@ -406,7 +408,9 @@ class HttpServerProtocol(Protocol):
         server = self._server
         limit = server.settings.max_concurrent_requests
         if limit is not None and server.in_flight >= limit:
-            self._respond(error_response(Overloaded(f"max concurrent requests ({limit}) exceeded")), ex)
+            self._respond(
+                error_response(Overloaded(f"max concurrent requests ({limit}) exceeded")), ex
+            )
             return
         server.in_flight += 1
         ex.counted = True
@@ -460,7 +464,11 @@ class HttpServerProtocol(Protocol):
         status = response.status
         is_head = request is not None and request.method == b"HEAD"
         # draining: requests already read behind this one are answered; the last closes
-        keep_alive = ex.keep_alive and not self._closing and not (self._draining and not self._exchanges.waiting)
+        keep_alive = (
+            ex.keep_alive
+            and not self._closing
+            and not (self._draining and not self._exchanges.waiting)
+        )
         framing: Framing
         if status < 200 or status == 204 or status == 304 or is_head:
             framing = NONE
@@ -471,7 +479,12 @@ class HttpServerProtocol(Protocol):
         parts = [status_line(status, response.reason)]
         if framing is NONE:
             encode_fields(parts, response.headers, _HEAD_SKIP_KEEPING_LENGTH)
-            if is_head and b"content-length" not in response.headers and isinstance(body, BufferedBody) and body.data:
+            if (
+                is_head
+                and b"content-length" not in response.headers
+                and isinstance(body, BufferedBody)
+                and body.data
+            ):
                 parts.append(b"Content-Length: %d\r\n" % len(body.data))
         else:
             encode_fields(parts, response.headers)
@@ -655,7 +668,9 @@ class HttpServerProtocol(Protocol):
                 return  # a request arrived but is not read yet (a busy reactor): its response closes
             self._close()
         else:
-            self._server.reactor.callLater(wait - idle, self.drain, idle_close_s, fresh_idle_close_s)
+            self._server.reactor.callLater(
+                wait - idle, self.drain, idle_close_s, fresh_idle_close_s
+            )
 
 
 def _host_from_target(reader: MessageReader, url: bytes) -> None:
@@ -708,7 +723,13 @@ class _TlsServerFactory(TLSMemoryBIOFactory):
 class HttpServer:
     """A listening HTTP server: the ``IListeningPort`` plus graceful drain."""
 
-    def __init__(self, reactor: Any, service: Service[Request, Response], settings: ServerSettings, stats: StatsReceiver) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        service: Service[Request, Response],
+        settings: ServerSettings,
+        stats: StatsReceiver,
+    ) -> None:
         self.reactor = reactor
         self.service = service
         self.settings = settings
@@ -744,7 +765,9 @@ class HttpServer:
             _set_socket_options(conn.transport, settings)
         if self.draining:  # accepted while draining: its first response closes it
             conn._draining = True
-            self.reactor.callLater(settings.drain_idle_close_s, conn.drain, settings.drain_idle_close_s)
+            self.reactor.callLater(
+                settings.drain_idle_close_s, conn.drain, settings.drain_idle_close_s
+            )
 
     def _connection_lost(self, conn: HttpServerProtocol) -> None:
         self.connections.discard(conn)
@@ -845,8 +868,12 @@ def serve_http(
 ) -> HttpServer:
     """Listen on ``ip:port`` (0 for any free port) and serve ``service``."""
     server = HttpServer(reactor, service, settings, stats)
-    factory: Any = _TlsServerFactory(settings.tls, server) if settings.tls is not None else server.factory
-    server.port = listen_tcp(reactor, port, factory, ip, 1024, settings.reuse_addr, settings.reuse_port)
+    factory: Any = (
+        _TlsServerFactory(settings.tls, server) if settings.tls is not None else server.factory
+    )
+    server.port = listen_tcp(
+        reactor, port, factory, ip, 1024, settings.reuse_addr, settings.reuse_port
+    )
     return server
 
 

@@ -114,6 +114,10 @@ class ConnectionTimeouts:
             return f"no request body data for {self.body_idle_timeout_s:g} s"
         elapsed = now - self.body_window_start
         rate = self.min_body_bytes_per_s
-        if not rate or elapsed < BODY_RATE_GRACE_S or body_bytes - self.body_window_bytes >= rate * elapsed:
+        if (
+            not rate
+            or elapsed < BODY_RATE_GRACE_S
+            or body_bytes - self.body_window_bytes >= rate * elapsed
+        ):
             return None
         return f"request body slower than {rate} bytes/s"

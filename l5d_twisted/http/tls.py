@@ -52,7 +52,9 @@ def _certificates(pem: bytes, path: str) -> list[ssl.Certificate]:
     return certs
 
 
-def _private_certificate(cert_path: str, key_path: str) -> tuple[ssl.PrivateCertificate, list[ssl.Certificate]]:
+def _private_certificate(
+    cert_path: str, key_path: str
+) -> tuple[ssl.PrivateCertificate, list[ssl.Certificate]]:
     chain = _certificates(_read(cert_path, "certificate"), cert_path)
     key_pem = _read(key_path, "private key")
     try:
@@ -67,7 +69,12 @@ def server_tls(config: ServerTlsConfig) -> Any:
     private, extra_chain = _private_certificate(config.cert_path, config.key_path)
     ca_certs = None
     if config.ca_cert_path is not None:
-        ca_certs = [c.original for c in _certificates(_read(config.ca_cert_path, "CA certificate"), config.ca_cert_path)]
+        ca_certs = [
+            c.original
+            for c in _certificates(
+                _read(config.ca_cert_path, "CA certificate"), config.ca_cert_path
+            )
+        ]
     return ssl.CertificateOptions(
         privateKey=private.privateKey.original.to_cryptography_key(),
         certificate=private.original.to_cryptography(),
@@ -85,11 +92,16 @@ def server_tls(config: ServerTlsConfig) -> Any:
 def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
     client_cert = None
     if config.client_auth is not None:
-        client_cert, _ = _private_certificate(config.client_auth.cert_path, config.client_auth.key_path)
+        client_cert, _ = _private_certificate(
+            config.client_auth.cert_path, config.client_auth.key_path
+        )
     if config.disable_validation:
         kwargs: dict[str, Any] = {"verify": False, "raiseMinimumTo": ssl.TLSVersion.TLSv1_2}
         if client_cert is not None:
-            kwargs.update(privateKey=client_cert.privateKey.original.to_cryptography_key(), certificate=client_cert.original.to_cryptography())
+            kwargs.update(
+                privateKey=client_cert.privateKey.original.to_cryptography_key(),
+                certificate=client_cert.original.to_cryptography(),
+            )
         return ssl.CertificateOptions(**kwargs)
     name = common_name or config.common_name
     if not name:
@@ -97,6 +109,10 @@ def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
     trust: Any = None
     if config.trust_certs_bundle is not None:
         trust = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
-            _certificates(_read(config.trust_certs_bundle, "trust bundle"), config.trust_certs_bundle)
+            _certificates(
+                _read(config.trust_certs_bundle, "trust bundle"), config.trust_certs_bundle
+            )
         )
-    return ssl.optionsForClientTLS(name, trustRoot=trust, clientCertificate=client_cert, acceptableProtocols=[b"http/1.1"])
+    return ssl.optionsForClientTLS(
+        name, trustRoot=trust, clientCertificate=client_cert, acceptableProtocols=[b"http/1.1"]
+    )

@@ -53,7 +53,9 @@ def flat_map(act: Var[State], f: Callable[[Any], Var[State]]) -> Var[State]:
     return act.flat_map(step)
 
 
-def collect_states(acts: Sequence[Var[State]], combine: Callable[[tuple[State, ...]], State]) -> Var[State]:
+def collect_states(
+    acts: Sequence[Var[State]], combine: Callable[[tuple[State, ...]], State]
+) -> Var[State]:
     """A var of ``combine(states)`` over the current states of ``acts``."""
     if all(isinstance(a, Const) for a in acts):
         return Const(combine(tuple(a.sample() for a in acts)))

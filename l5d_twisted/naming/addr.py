@@ -38,7 +38,9 @@ class Address:
         return f"{self.host}:{self.port}"
 
 
-def make_address(host: str, port: int, weight: float = 1.0, meta: Mapping[str, Any] | None = None) -> Address:
+def make_address(
+    host: str, port: int, weight: float = 1.0, meta: Mapping[str, Any] | None = None
+) -> Address:
     return Address(host, port, weight, tuple(sorted((meta or {}).items())))
 
 
@@ -92,7 +94,9 @@ class BoundName:
     residual: Path = field(default=EMPTY)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, BoundName) and other.id == self.id and other.residual == self.residual
+        return (
+            isinstance(other, BoundName) and other.id == self.id and other.residual == self.residual
+        )
 
     def __hash__(self) -> int:
         return hash((self.id, self.residual))

@@ -16,7 +16,10 @@ def address_json(a: Address) -> dict[str, Any]:
     if a.weight != 1.0:
         out["weight"] = a.weight
     if a.meta:
-        out["meta"] = {k: v if isinstance(v, str | int | float | bool) or v is None else str(v) for k, v in a.meta}
+        out["meta"] = {
+            k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
+            for k, v in a.meta
+        }
     return out
 
 

@@ -50,10 +50,22 @@ class Builtins:
         self._handlers: dict[str, tuple[str, Callable[[Path], Var[State]]]] = {
             "inet": ("/$/inet/<host>/<port>", self._inet_lookup),
             "io.buoyant.rinet": ("/$/io.buoyant.rinet/<port>/<host>", self._rinet_lookup),
-            "io.buoyant.http.domainToPathPfx": ("/$/io.buoyant.http.domainToPathPfx/<pfx>/<host>", self._domain_to_path),
-            "io.buoyant.http.subdomainOfPfx": ("/$/io.buoyant.http.subdomainOfPfx/<domain>/<pfx>/<host>", self._subdomain_of),
-            "io.buoyant.hostportPfx": ("/$/io.buoyant.hostportPfx/<pfx>/<host:port>", self._hostport),
-            "io.buoyant.porthostPfx": ("/$/io.buoyant.porthostPfx/<pfx>/<host:port>", self._porthost),
+            "io.buoyant.http.domainToPathPfx": (
+                "/$/io.buoyant.http.domainToPathPfx/<pfx>/<host>",
+                self._domain_to_path,
+            ),
+            "io.buoyant.http.subdomainOfPfx": (
+                "/$/io.buoyant.http.subdomainOfPfx/<domain>/<pfx>/<host>",
+                self._subdomain_of,
+            ),
+            "io.buoyant.hostportPfx": (
+                "/$/io.buoyant.hostportPfx/<pfx>/<host:port>",
+                self._hostport,
+            ),
+            "io.buoyant.porthostPfx": (
+                "/$/io.buoyant.porthostPfx/<pfx>/<host:port>",
+                self._porthost,
+            ),
             "nil": ("/$/nil", lambda rest: ok(EMPTY)),
             "fail": ("/$/fail", lambda rest: ok(FAIL)),
         }
@@ -64,11 +76,15 @@ class Builtins:
     def lookup(self, path: Path) -> Var[State]:
         """``path`` is ``/<name>/<args...>`` (what follows ``/$``)."""
         if path.is_empty:
-            return failed(BuiltinError(f"'/$' needs a namer name; known: {', '.join(self.names())}"))
+            return failed(
+                BuiltinError(f"'/$' needs a namer name; known: {', '.join(self.names())}")
+            )
         name = path[0]
         entry = self._handlers.get(name)
         if entry is None:
-            return failed(BuiltinError(f"unknown namer /$/{name}; known: {', '.join(self.names())}"))
+            return failed(
+                BuiltinError(f"unknown namer /$/{name}; known: {', '.join(self.names())}")
+            )
         usage, handler = entry
         try:
             return handler(path.drop(1))
@@ -89,7 +105,9 @@ class Builtins:
         if len(args) < 2:
             raise BuiltinError("/$/io.buoyant.rinet needs a port and a host")
         port, host = parse_port(args[0]), args[1]
-        bound = self._inet.bind(Path.of(DOLLAR, "io.buoyant.rinet", args[0], args[1]), host, port, args.drop(2))
+        bound = self._inet.bind(
+            Path.of(DOLLAR, "io.buoyant.rinet", args[0], args[1]), host, port, args.drop(2)
+        )
         return ok(Leaf(bound))
 
     # --- rewriting namers ------------------------------------------------------------------
@@ -103,7 +121,9 @@ class Builtins:
 
     def _subdomain_of(self, args: Path) -> Var[State]:
         if len(args) < 3:
-            raise BuiltinError("/$/io.buoyant.http.subdomainOfPfx needs a domain, a prefix and a host")
+            raise BuiltinError(
+                "/$/io.buoyant.http.subdomainOfPfx needs a domain, a prefix and a host"
+            )
         domain, pfx, host = args[0], args[1], args[2]
         split = _split_host_port(host)
         if split is not None and split[1].isdigit():
@@ -128,4 +148,3 @@ class Builtins:
         host, port = split
         parts = (port, host) if port_first else (host, port)
         return ok(Leaf(Path.of(args[0], *parts) + args.drop(2)))
-

@@ -33,7 +33,9 @@ class DtabError(ValueError):
         self.problem = problem
         self.text = text
         self.offset = offset
-        super().__init__(f"dtab: {problem} at offset {offset}{_position(text, offset)}: {_excerpt(text, offset)}")
+        super().__init__(
+            f"dtab: {problem} at offset {offset}{_position(text, offset)}: {_excerpt(text, offset)}"
+        )
 
 
 def _position(text: str, offset: int) -> str:
@@ -83,7 +85,8 @@ class Prefix:
         segments = path.segments
         if len(segments) < len(self.elems):
             return False
-        for elem, segment in zip(self.elems, segments):
+        # A plain loop, not all(<generator>): this runs for every rule a bind examines.
+        for elem, segment in zip(self.elems, segments):  # noqa: SIM110
             if elem is not None and elem != segment:
                 return False
         return True
@@ -207,7 +210,9 @@ class Dtab:
     def __bool__(self) -> bool:
         return bool(self.dentries)
 
-    def matching(self, path: Path, budget: BindBudget | None = None) -> list[tuple[Dentry, NameTree[Path]]]:
+    def matching(
+        self, path: Path, budget: BindBudget | None = None
+    ) -> list[tuple[Dentry, NameTree[Path]]]:
         """The rules matching ``path``, latest first, each with its rewritten tree.
 
         With a ``budget``, the rules examined and the trees created are charged to it
@@ -300,7 +305,9 @@ class _Index:
             for position in range(len(dentries) - 1, -1, -1):
                 dentry = dentries[position]
                 first = dentry.prefix.elems[0] if dentry.prefix.elems else None
-                (self.loose if first is None else self.exact.setdefault(first, [])).append((position, dentry))
+                (self.loose if first is None else self.exact.setdefault(first, [])).append(
+                    (position, dentry)
+                )
             self.loose_plain = [d for _, d in self.loose]
 
 

@@ -59,7 +59,9 @@ def _evaluate_union(tree: Union[BoundName]) -> NameTree[BoundName]:
             parts: list[tuple[float, Leaf[BoundName]]] = [(share, result)]
         else:
             assert isinstance(result, Union)  # evaluate() returns unions of leaves only
-            parts = [(share * b.weight, b.tree) for b in result.branches if isinstance(b.tree, Leaf)]
+            parts = [
+                (share * b.weight, b.tree) for b in result.branches if isinstance(b.tree, Leaf)
+            ]
         for weight, leaf in parts:
             if leaf.value not in weights:
                 order.append(leaf)

@@ -80,7 +80,9 @@ class Node:
         out: dict[str, Any] = {
             "type": self.type,
             "path": self.path.show() if self.path is not None else None,
-            "dentry": {"prefix": self.dentry.prefix.show(), "dst": show_tree(self.dentry.dst)} if self.dentry else None,
+            "dentry": {"prefix": self.dentry.prefix.show(), "dst": show_tree(self.dentry.dst)}
+            if self.dentry
+            else None,
         }
         if self.type == "delegate":
             out["delegate"] = self.children[0].to_json() if self.children else None
@@ -88,7 +90,9 @@ class Node:
             out["alt"] = [c.to_json() for c in self.children]
             out["chosen"] = self.chosen
         elif self.type == "union":
-            out["union"] = [{"weight": w, "tree": c.to_json()} for w, c in zip(self.weights, self.children)]
+            out["union"] = [
+                {"weight": w, "tree": c.to_json()} for w, c in zip(self.weights, self.children)
+            ]
         elif self.type == "leaf" and self.bound is not None:
             out["bound"] = _bound_json(self.bound, self.addr)
         if self.message:
@@ -193,7 +197,9 @@ def _leaves(tree: NameTree[BoundName]) -> Iterator[BoundName]:
         yield bound
 
 
-def _weighted_leaves(tree: NameTree[BoundName], weight: float = 1.0) -> Iterator[tuple[float, BoundName]]:
+def _weighted_leaves(
+    tree: NameTree[BoundName], weight: float = 1.0
+) -> Iterator[tuple[float, BoundName]]:
     if isinstance(tree, Leaf):
         yield weight, tree.value
     elif isinstance(tree, Union):
@@ -208,7 +214,12 @@ def _tree_json(tree: NameTree[BoundName], snapshot: dict[BoundName, Addr]) -> di
     if isinstance(tree, Leaf):
         return {"type": "leaf", "bound": _bound_json(tree.value, snapshot.get(tree.value))}
     if isinstance(tree, Union):
-        return {"type": "union", "union": [{"weight": b.weight, "tree": _tree_json(b.tree, snapshot)} for b in tree.branches]}
+        return {
+            "type": "union",
+            "union": [
+                {"weight": b.weight, "tree": _tree_json(b.tree, snapshot)} for b in tree.branches
+            ],
+        }
     if isinstance(tree, Alt):
         return {"type": "alt", "alt": [_tree_json(t, snapshot) for t in tree.trees]}
     return {"type": {id(NEG): "neg", id(FAIL): "fail", id(EMPTY): "empty"}.get(id(tree), "neg")}
@@ -292,7 +303,12 @@ class _Walker:
     def path(self, path: Path, dentry: Dentry | None, depth: int, level: int) -> Node:
         self.nodes += 1
         if depth > self.interp.max_depth:
-            return Node("exception", path, dentry, message=f"more than {self.interp.max_depth} delegation steps; is there a loop in the dtab?")
+            return Node(
+                "exception",
+                path,
+                dentry,
+                message=f"more than {self.interp.max_depth} delegation steps; is there a loop in the dtab?",
+            )
         if self.nodes > self.max_steps and not self.cut_off:
             self.cut_off = f"explanation cut off after {self.max_steps} steps"
         if self.cut_off:
@@ -313,7 +329,12 @@ class _Walker:
         return self.lookup(path, dentry, depth, level)
 
     def _too_nested(self, path: Path | None, dentry: Dentry | None) -> Node:
-        return Node("exception", path, dentry, message=f"alternations and unions nested more than {MAX_TREE_DEPTH} deep")
+        return Node(
+            "exception",
+            path,
+            dentry,
+            message=f"alternations and unions nested more than {MAX_TREE_DEPTH} deep",
+        )
 
     def lookup(self, path: Path, dentry: Dentry | None, depth: int, level: int) -> Node:
         mark = path[0] if not path.is_empty else ""
@@ -334,7 +355,13 @@ class _Walker:
         if tree is FAIL or tree is EMPTY:
             return Node("fail" if tree is FAIL else "empty", path, dentry)
         rewriter = f"/$/{path[1]}" if mark == "$" and len(path) > 1 else "the namer"
-        return Node("delegate", path, dentry, children=(self.tree(tree, None, depth + 1, level),), message=f"rewritten by {rewriter}")
+        return Node(
+            "delegate",
+            path,
+            dentry,
+            children=(self.tree(tree, None, depth + 1, level),),
+            message=f"rewritten by {rewriter}",
+        )
 
     def tree(self, tree: NameTree[Any], dentry: Dentry | None, depth: int, level: int) -> Node:
         if isinstance(tree, Leaf):
@@ -355,7 +382,13 @@ class _Walker:
             return Node("alt", None, dentry, children=children, chosen=_first_not_neg(children))
         if isinstance(tree, Union):
             children = tuple(self.tree(b.tree, None, depth, level + 1) for b in tree.branches)
-            return Node("union", None, dentry, children=children, weights=tuple(b.weight for b in tree.branches))
+            return Node(
+                "union",
+                None,
+                dentry,
+                children=children,
+                weights=tuple(b.weight for b in tree.branches),
+            )
         return Node("exception", None, dentry, message=f"not a name tree: {tree!r}")
 
 
@@ -385,7 +418,9 @@ def _transformer_name(transformer: Any) -> str:
     return str(getattr(transformer, "kind", None) or type(transformer).__name__)
 
 
-def explain_settled(interp: Interpreter, dtab: Dtab, path: Path, clock: Any, timeout_s: float = 5.0) -> Deferred[Explanation]:
+def explain_settled(
+    interp: Interpreter, dtab: Dtab, path: Path, clock: Any, timeout_s: float = 5.0
+) -> Deferred[Explanation]:
     """Observe the binding until no namer is pending (or ``timeout_s`` passes), then
     explain it while the namers' answers are still being watched."""
     done: Deferred[Explanation] = Deferred()
@@ -429,4 +464,3 @@ def explain_settled(interp: Interpreter, dtab: Dtab, path: Path, clock: Any, tim
     handle.append(var.observe(on_state))
     check()
     return done
-

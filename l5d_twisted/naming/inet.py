@@ -73,7 +73,9 @@ def thread_resolver(reactor: Any) -> Resolve:
 class _DnsAddrVar(Var[Addr]):
     """The address set of one host:port, refreshed only while observed."""
 
-    def __init__(self, host: str, port: int, clock: Any, resolve: Resolve, refresh_s: float) -> None:
+    def __init__(
+        self, host: str, port: int, clock: Any, resolve: Resolve, refresh_s: float
+    ) -> None:
         super().__init__(ADDR_PENDING)
         self.host = host
         self.port = port

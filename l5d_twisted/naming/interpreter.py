@@ -91,16 +91,22 @@ class Interpreter:
         dns_refresh_s: float = 5.0,
         cache_size: int = 1024,
     ) -> None:
-        prefixes = [(k if isinstance(k, Path) else Path.read(k), namer) for k, namer in namers.items()]
+        prefixes = [
+            (k if isinstance(k, Path) else Path.read(k), namer) for k, namer in namers.items()
+        ]
         # Longest prefix first: a namer at /k8s/prod wins over one at /k8s for its names.
-        self.namers: tuple[tuple[Path, Namer], ...] = tuple(sorted(prefixes, key=lambda p: -len(p[0])))
+        self.namers: tuple[tuple[Path, Namer], ...] = tuple(
+            sorted(prefixes, key=lambda p: -len(p[0]))
+        )
         self.transformers = tuple(transformers)
         self.max_depth = max_depth
         self._reactor = reactor
         self._resolve = resolve
         self._dns_refresh_s = dns_refresh_s
         self._builtins: Builtins | None = None
-        self._cache: weakref.WeakValueDictionary[tuple[Dtab, Path], Var[State]] = weakref.WeakValueDictionary()
+        self._cache: weakref.WeakValueDictionary[tuple[Dtab, Path], Var[State]] = (
+            weakref.WeakValueDictionary()
+        )
         # Strong references to the most recent binds so that a route that is dropped and
         # asked for again soon finds its tree (and its namers' state) still there.
         self._recent: OrderedDict[tuple[Dtab, Path], Var[State]] = OrderedDict()
@@ -137,7 +143,9 @@ class Interpreter:
 
         return explain(self, dtab, path, max_steps or MAX_STEPS)
 
-    def explain_settled(self, dtab: Dtab, path: Path, timeout_s: float = 5.0) -> Deferred[Explanation]:
+    def explain_settled(
+        self, dtab: Dtab, path: Path, timeout_s: float = 5.0
+    ) -> Deferred[Explanation]:
         """A Deferred :class:`~l5d_twisted.naming.explanation.Explanation`, taken once no
         namer is pending any more (or after ``timeout_s``): for the admin playground and
         the CLI, where names may not be watched yet."""
@@ -203,9 +211,15 @@ class Interpreter:
             # the request that bound it (the route holding the state among them: a cycle)
             return failed(e.with_traceback(None))
 
-    def _bind_path(self, dtab: Dtab, path: Path, depth: int, level: int, budget: BindBudget) -> Var[State]:
+    def _bind_path(
+        self, dtab: Dtab, path: Path, depth: int, level: int, budget: BindBudget
+    ) -> Var[State]:
         if depth > self.max_depth:
-            return failed(DelegationError(f"more than {self.max_depth} delegation steps (reached {short(path)}); is there a loop in the dtab?"))
+            return failed(
+                DelegationError(
+                    f"more than {self.max_depth} delegation steps (reached {short(path)}); is there a loop in the dtab?"
+                )
+            )
         rewritten = dtab.lookup(path, budget)
         if rewritten is not NEG:
             return self._bind_tree(dtab, rewritten, depth + 1, level, budget)
@@ -220,14 +234,18 @@ class Interpreter:
         # A live answer is bound whenever it changes, each time on a budget of its own.
         return flat_map(looked_up, lambda tree: self._bind_pass(dtab, tree, depth + 1, level))
 
-    def _bind_tree(self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int, budget: BindBudget) -> Var[State]:
+    def _bind_tree(
+        self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int, budget: BindBudget
+    ) -> Var[State]:
         if isinstance(tree, Leaf):
             value = tree.value
             if isinstance(value, Path):
                 return self._bind_path(dtab, value, depth, level, budget)
             if isinstance(value, BoundName):
                 return ok(tree)
-            return failed(TypeError(f"a name tree leaf must be a path or a bound name, not {value!r}"))
+            return failed(
+                TypeError(f"a name tree leaf must be a path or a bound name, not {value!r}")
+            )
         if tree is NEG or tree is FAIL or tree is EMPTY:
             return ok(tree)
         check_tree_depth(level + 1, None)
@@ -237,7 +255,14 @@ class Interpreter:
             return self._bind_union(dtab, tree.branches, depth, level + 1, budget)
         return failed(TypeError(f"not a name tree: {tree!r}"))
 
-    def _bind_alt(self, dtab: Dtab, trees: tuple[NameTree[Any], ...], depth: int, level: int, budget: BindBudget) -> Var[State]:
+    def _bind_alt(
+        self,
+        dtab: Dtab,
+        trees: tuple[NameTree[Any], ...],
+        depth: int,
+        level: int,
+        budget: BindBudget,
+    ) -> Var[State]:
         # Fall through on negative only; a bound, empty or failed branch ends the search.
         # Branches known at once are bound in a loop in this pass; once one is live, the
         # rest are bound only if it turns negative (each at most once), still charged to
@@ -248,16 +273,27 @@ class Interpreter:
                 later = trees[index + 1 :]
                 if not later:
                     return act
-                return first_not_neg([_given(act), *(self._later(dtab, t, depth, level, budget) for t in later)])
+                return first_not_neg(
+                    [_given(act), *(self._later(dtab, t, depth, level, budget) for t in later)]
+                )
             state = act.sample()
             if not (isinstance(state, Ok) and state.value is NEG):
                 return act
         return ok(NEG)
 
-    def _later(self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int, budget: BindBudget) -> Callable[[], Var[State]]:
+    def _later(
+        self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int, budget: BindBudget
+    ) -> Callable[[], Var[State]]:
         return lambda: self._bind_tree(dtab, tree, depth, level, budget)
 
-    def _bind_union(self, dtab: Dtab, branches: tuple[Weighted[Any], ...], depth: int, level: int, budget: BindBudget) -> Var[State]:
+    def _bind_union(
+        self,
+        dtab: Dtab,
+        branches: tuple[Weighted[Any], ...],
+        depth: int,
+        level: int,
+        budget: BindBudget,
+    ) -> Var[State]:
         check_union_width(len(branches))
         weights = [b.weight for b in branches]
         acts = []
@@ -266,7 +302,9 @@ class Interpreter:
 
         def combine(states: tuple[State, ...]) -> State:
             kept = tuple(
-                Weighted(w, s.value) for w, s in zip(weights, states) if isinstance(s, Ok) and s.value is not NEG
+                Weighted(w, s.value)
+                for w, s in zip(weights, states)
+                if isinstance(s, Ok) and s.value is not NEG
             )
             if kept:
                 return Ok(Union(kept))

@@ -77,9 +77,13 @@ class BindBudget:
 def check_tree_depth(level: int, path: Path | None) -> None:
     if level > MAX_TREE_DEPTH:
         where = f" (at {short(path)})" if path is not None else ""
-        raise BindingLimitError(f"alternations and unions nested more than {MAX_TREE_DEPTH} deep{where}")
+        raise BindingLimitError(
+            f"alternations and unions nested more than {MAX_TREE_DEPTH} deep{where}"
+        )
 
 
 def check_union_width(width: int) -> None:
     if width > MAX_UNION_WIDTH:
-        raise BindingLimitError(f"a union would split traffic over {width} names, more than {MAX_UNION_WIDTH}")
+        raise BindingLimitError(
+            f"a union would split traffic over {width} names, more than {MAX_UNION_WIDTH}"
+        )

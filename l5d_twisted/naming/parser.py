@@ -246,12 +246,16 @@ class _Parser:
     def _no_wildcard(self) -> None:
         """A ``*`` segment outside a prefix: say why it is wrong (a common slip)."""
         if self.peek() == "*":
-            raise self.fail("'*' matches a segment only in a rule's prefix (left of '=>'); write \\x2a for a literal '*'")
+            raise self.fail(
+                "'*' matches a segment only in a rule's prefix (left of '=>'); write \\x2a for a literal '*'"
+            )
 
     def _check_path_end(self) -> None:
         c = self.peek()
         if c and not c.isspace() and c not in _AFTER_PATH:
-            raise self.fail(f"invalid character {c!r} in a path (write other characters as \\xHH escapes)")
+            raise self.fail(
+                f"invalid character {c!r} in a path (write other characters as \\xHH escapes)"
+            )
 
     def _segment_starts(self) -> bool:
         c = self.peek()
@@ -267,7 +271,12 @@ class _Parser:
                 self.pos = run.end()
             elif text[self.pos] == "\\":
                 escape = text[self.pos : self.pos + 4]
-                if len(escape) < 4 or escape[1] != "x" or escape[2] not in _HEX or escape[3] not in _HEX:
+                if (
+                    len(escape) < 4
+                    or escape[1] != "x"
+                    or escape[2] not in _HEX
+                    or escape[3] not in _HEX
+                ):
                     raise self.fail("bad escape in path segment (expected \\xHH)")
                 out.append(int(escape[2:], 16))
                 self.pos += 4

@@ -97,7 +97,10 @@ EMPTY = Path(())
 def _escape(segment: str) -> str:
     if _SEGMENT_CHARS.fullmatch(segment):
         return segment
-    return "".join(c if _SEGMENT_CHARS.fullmatch(c) else "".join(f"\\x{b:02x}" for b in c.encode()) for c in segment)
+    return "".join(
+        c if _SEGMENT_CHARS.fullmatch(c) else "".join(f"\\x{b:02x}" for b in c.encode())
+        for c in segment
+    )
 
 
 def _unescape(part: str, whole: str) -> str:

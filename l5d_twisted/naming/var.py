@@ -227,7 +227,9 @@ class Failed:
     error: BaseException
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Failed) and (other.error is self.error or repr(other.error) == repr(self.error))
+        return isinstance(other, Failed) and (
+            other.error is self.error or repr(other.error) == repr(self.error)
+        )
 
     def __hash__(self) -> int:
         return hash(repr(self.error))

@@ -150,7 +150,9 @@ class FailureAccrualService(Service[Any, Any]):
         self._removals.incr()
         self._removed_for_ms.incr(int(duration * 1000))
         self._timer = self._clock.callLater(duration, self._open_probe)
-        log.info("endpoint {label} marked dead for {ms} ms", label=self.label, ms=int(duration * 1000))
+        log.info(
+            "endpoint {label} marked dead for {ms} ms", label=self.label, ms=int(duration * 1000)
+        )
 
     def _open_probe(self) -> None:
         self._timer = None

@@ -52,7 +52,12 @@ class _BackoffPolicy:
 
 
 class ConsecutiveFailuresPolicy(_BackoffPolicy):
-    def __init__(self, failures: int = 5, backoff: Backoff = DEFAULT_BACKOFF, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        failures: int = 5,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        rng: random.Random | None = None,
+    ) -> None:
         super().__init__(backoff, rng)
         if failures < 1:
             raise ValueError(f"failures must be >= 1, got {failures}")
@@ -75,7 +80,11 @@ class ConsecutiveFailuresPolicy(_BackoffPolicy):
 
 class SuccessRatePolicy(_BackoffPolicy):
     def __init__(
-        self, success_rate: float, requests: int, backoff: Backoff = DEFAULT_BACKOFF, rng: random.Random | None = None
+        self,
+        success_rate: float,
+        requests: int,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        rng: random.Random | None = None,
     ) -> None:
         super().__init__(backoff, rng)
         if not 0 <= success_rate <= 1:
@@ -108,7 +117,11 @@ class SuccessRatePolicy(_BackoffPolicy):
 
 class SuccessRateWindowedPolicy(_BackoffPolicy):
     def __init__(
-        self, success_rate: float, window_s: float, backoff: Backoff = DEFAULT_BACKOFF, rng: random.Random | None = None
+        self,
+        success_rate: float,
+        window_s: float,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        rng: random.Random | None = None,
     ) -> None:
         super().__init__(backoff, rng)
         if not 0 <= success_rate <= 1:
@@ -179,14 +192,18 @@ class ConsecutiveFailuresConfig:
 
 @dataclass(frozen=True)
 class SuccessRateConfig:
-    success_rate: float = knob(0.8, minimum=0.0, maximum=1.0, doc="mark dead below this success rate")
+    success_rate: float = knob(
+        0.8, minimum=0.0, maximum=1.0, doc="mark dead below this success rate"
+    )
     requests: int = knob(20, minimum=1, doc="outcomes the moving average spans")
     backoff: PluginSpec = _backoff_knob()
 
 
 @dataclass(frozen=True)
 class SuccessRateWindowedConfig:
-    success_rate: float = knob(0.8, minimum=0.0, maximum=1.0, doc="mark dead below this success rate")
+    success_rate: float = knob(
+        0.8, minimum=0.0, maximum=1.0, doc="mark dead below this success rate"
+    )
     window: int = knob(30, minimum=1, doc="seconds the success rate is computed over")
     backoff: PluginSpec = _backoff_knob()
 
@@ -205,13 +222,17 @@ def consecutive_failures(config: ConsecutiveFailuresConfig | None = None) -> Acc
 @FAILURE_ACCRUAL.register("io.l5d.successRate", SuccessRateConfig)
 def success_rate(config: SuccessRateConfig | None = None) -> AccrualPolicy:
     config = config or SuccessRateConfig()
-    return SuccessRatePolicy(config.success_rate, config.requests, make_backoff(config.backoff, DEFAULT_BACKOFF))
+    return SuccessRatePolicy(
+        config.success_rate, config.requests, make_backoff(config.backoff, DEFAULT_BACKOFF)
+    )
 
 
 @FAILURE_ACCRUAL.register("io.l5d.successRateWindowed", SuccessRateWindowedConfig)
 def success_rate_windowed(config: SuccessRateWindowedConfig | None = None) -> AccrualPolicy:
     config = config or SuccessRateWindowedConfig()
-    return SuccessRateWindowedPolicy(config.success_rate, config.window, make_backoff(config.backoff, DEFAULT_BACKOFF))
+    return SuccessRateWindowedPolicy(
+        config.success_rate, config.window, make_backoff(config.backoff, DEFAULT_BACKOFF)
+    )
 
 
 @FAILURE_ACCRUAL.register("none", NoAccrualConfig)

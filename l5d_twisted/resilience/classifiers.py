@@ -82,7 +82,9 @@ class Http5XXClassifier:
                 return _RETRYABLE
             return _NON_RETRYABLE
         methods = self.retryable_methods
-        if (methods is None or request.method.upper() in methods) and not isinstance(outcome, _NEVER_RETRIED):
+        if (methods is None or request.method.upper() in methods) and not isinstance(
+            outcome, _NEVER_RETRIED
+        ):
             return _RETRYABLE
         return classify_exception(outcome)
 

@@ -108,6 +108,8 @@ class DeadlineFilter(Filter[Any, Any]):
                     f"exceeded {self.total_timeout_s * 1000:g} ms total timeout",  # type: ignore[operator]
                     timeout_s=self.total_timeout_s,
                 )
-            return DeadlineExceeded(f"exceeded the request's deadline ({remaining_s * 1000:.1f} ms were left)")
+            return DeadlineExceeded(
+                f"exceeded the request's deadline ({remaining_s * 1000:.1f} ms were left)"
+            )
 
         return call_with_timeout(service, request, remaining_s, self._clock, error)

@@ -45,4 +45,12 @@ def fail_fast_service(
     label: str = "",
 ) -> FailureAccrualService:
     policy = ConsecutiveFailuresPolicy(1, FAIL_FAST_BACKOFF, rng)
-    return FailureAccrualService(endpoint, policy, ConnectionFailureClassifier(), clock, stats, label=label, stats_scope="failfast")
+    return FailureAccrualService(
+        endpoint,
+        policy,
+        ConnectionFailureClassifier(),
+        clock,
+        stats,
+        label=label,
+        stats_scope="failfast",
+    )

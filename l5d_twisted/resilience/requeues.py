@@ -34,7 +34,11 @@ def requeueable(error: BaseException) -> bool:
 
 def _can_resend(request: Any, failure: Failure) -> bool:
     """Only asked after a failure, so the happy path pays nothing."""
-    return failure.value is not None and requeueable(failure.value) and not getattr(request.body, "consumed", False)
+    return (
+        failure.value is not None
+        and requeueable(failure.value)
+        and not getattr(request.body, "consumed", False)
+    )
 
 
 class RequeueFilter(Filter[Any, Any]):

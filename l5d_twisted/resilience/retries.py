@@ -75,12 +75,20 @@ class RetryFilter(Filter[Request, Response]):
         return d.addBoth(self._first_outcome, request, service, headers, dict(request.ctx))
 
     def _first_outcome(
-        self, outcome: Any, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[Key[Any], Any]
+        self,
+        outcome: Any,
+        request: Request,
+        service: Service[Request, Response],
+        headers: Any,
+        ctx: dict[Key[Any], Any],
     ) -> Any:
         if headers is not None:
             value: Any = outcome.value if isinstance(outcome, Failure) else outcome
             # a cancelled attempt means the caller gave up: never retried
-            if not isinstance(value, CancelledError) and self.classifier.classify(request, value) is _RETRYABLE:
+            if (
+                not isinstance(value, CancelledError)
+                and self.classifier.classify(request, value) is _RETRYABLE
+            ):
                 if self.budget.try_withdraw():
                     discard(value)
                     attempts = _Attempts(self, request, service, headers, ctx)
@@ -107,7 +115,12 @@ class _Attempts(AttemptLoop):
     __slots__ = ("f", "request", "timer", "retries", "delays", "_headers", "_ctx")
 
     def __init__(
-        self, f: RetryFilter, request: Request, service: Service[Request, Response], headers: Any, ctx: dict[Key[Any], Any]
+        self,
+        f: RetryFilter,
+        request: Request,
+        service: Service[Request, Response],
+        headers: Any,
+        ctx: dict[Key[Any], Any],
     ) -> None:
         super().__init__(service)
         self.f = f

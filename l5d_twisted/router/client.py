@@ -2,11 +2,11 @@
 
 A ``BoundClient`` observes its ``BoundName``'s address set.  Each address gets an endpoint
 stack (``RouterStacks.endpoint``: failure accrual -> fail fast -> attempt timeout -> the
-protocol's endpoint); the balancer gets the new set on every change (addresses that stay keep their
-state, also when only their weight or metadata changed; removed ones drain).  A lost or failed discovery keeps the last known addresses:
-routing to the last known pods beats refusing all traffic (linkerd 1's stale-or-nothing
-problem, the other way round).  A pending address set holds requests up to the binding
-timeout.
+protocol's endpoint); the balancer gets the new set on every change (addresses that stay
+keep their state, also when only their weight or metadata changed; removed ones drain).
+A lost or failed discovery keeps the last known addresses: routing to the last known pods
+beats refusing all traffic (linkerd 1's stale-or-nothing problem, the other way round).
+A pending address set holds requests up to the binding timeout.
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ class BoundClient(Service[Request, Response]):
         self._endpoints: dict[Address, Service[Request, Response]] = {}
         self.addr: Addr = AddrPending()
         id_text = self.id_text  # (the closure holds it, not ``self``: no reference cycle)
-        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"waiting for the addresses of {id_text}")
+        self._waiters = BindingWaiters(
+            reactor, binding_timeout_s, lambda: f"waiting for the addresses of {id_text}"
+        )
         self.last_used = reactor.seconds()
         self._observation: Closable | None = bound.addr.observe(self._on_addr)
 
@@ -70,7 +72,12 @@ class BoundClient(Service[Request, Response]):
         elif isinstance(addr, AddrNeg):
             self._set_addresses(frozenset())
         elif isinstance(addr, AddrFailed):
-            log.warn("discovery failed for {client}: {reason}; keeping {n} last known addresses", client=self.id_text, reason=addr.reason, n=len(self._endpoints))
+            log.warn(
+                "discovery failed for {client}: {reason}; keeping {n} last known addresses",
+                client=self.id_text,
+                reason=addr.reason,
+                n=len(self._endpoints),
+            )
             if isinstance(self.addr, AddrBound):
                 return  # keep the last known addresses and state
         elif isinstance(addr, AddrPending) and isinstance(self.addr, AddrBound):
@@ -97,13 +104,20 @@ class BoundClient(Service[Request, Response]):
         self._endpoints = updated
         self.balancer.update(updated)
         if len(addresses) != len(current) or any(a not in current for a in addresses):
-            log.info("client {client} bound to {n} addresses", client=self.id_text, n=len(addresses))
+            log.info(
+                "client {client} bound to {n} addresses", client=self.id_text, n=len(addresses)
+            )
 
     def addresses(self) -> list[str]:
         return sorted(a.show() for a in self._endpoints)
 
     def state(self) -> dict[str, Any]:
-        kind = {AddrBound: "bound", AddrNeg: "neg", AddrPending: "pending", AddrFailed: "failed"}.get(type(self.addr), "unknown")
+        kind = {
+            AddrBound: "bound",
+            AddrNeg: "neg",
+            AddrPending: "pending",
+            AddrFailed: "failed",
+        }.get(type(self.addr), "unknown")
         state: dict[str, Any] = {"state": kind, "addresses": self.addresses()}
         if isinstance(self.addr, AddrFailed):
             state["reason"] = self.addr.reason
@@ -116,7 +130,12 @@ class BoundClient(Service[Request, Response]):
         if isinstance(self.addr, AddrPending):
             return self._waiters.wait_then(lambda: self(request))
         if not self._endpoints:
-            return fail(NoHostsAvailable(f"No hosts are available for {self.id_text}: {self._why_empty()}", client=self.id_text))
+            return fail(
+                NoHostsAvailable(
+                    f"No hosts are available for {self.id_text}: {self._why_empty()}",
+                    client=self.id_text,
+                )
+            )
         d: Deferred[Response] = self.balancer(request)
         return d
 
@@ -141,4 +160,3 @@ class BoundClient(Service[Request, Response]):
             self._observation = None
         self.balancer.update({})
         return self.balancer.close()
-

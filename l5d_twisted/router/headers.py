@@ -50,7 +50,9 @@ def call_depth(headers: Headers) -> int:
 def check_call_depth(headers: Headers, max_depth: int) -> None:
     depth = call_depth(headers)
     if depth > max_depth:
-        raise CallDepthExceeded(f"Maximum call depth exceeded: {depth} Via entries (max {max_depth}); is there a routing loop?")
+        raise CallDepthExceeded(
+            f"Maximum call depth exceeded: {depth} Via entries (max {max_depth}); is there a routing loop?"
+        )
 
 
 def loop_marker(router_id: bytes, dst: bytes) -> bytes:
@@ -62,7 +64,9 @@ def check_loop(headers: Headers, marker: bytes) -> None:
     """Raise ``RoutingLoop`` if the request already passed this router for this name."""
     for value in headers.get_all(LOOP):
         if marker in value:
-            raise RoutingLoop(f"Routing loop: this request already passed this router ({marker.decode('ascii')}) for the same name")
+            raise RoutingLoop(
+                f"Routing loop: this request already passed this router ({marker.decode('ascii')}) for the same name"
+            )
 
 
 def local_dtab(headers: Headers) -> Dtab:

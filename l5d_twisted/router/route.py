@@ -42,7 +42,9 @@ class _Choice:
 
     __slots__ = ("names", "cumulative", "error", "explanation")
 
-    def __init__(self, names: list[BoundName], weights: list[float], error: MeshError | None = None) -> None:
+    def __init__(
+        self, names: list[BoundName], weights: list[float], error: MeshError | None = None
+    ) -> None:
         self.names = names
         self.cumulative: list[float] = []
         total = 0.0
@@ -103,7 +105,9 @@ class BindingService(Service[Request, Response]):
         elif isinstance(state, Failed):
             if isinstance(state.error, BindingLimitError) and self.local_dtab:
                 # The request's dtab made binding too expensive: the client's fault (400).
-                error: MeshError = BadDtabHeader(f"l5d-dtab: cannot route {self.path.show()} with the request's dtab: {state.error}")
+                error: MeshError = BadDtabHeader(
+                    f"l5d-dtab: cannot route {self.path.show()} with the request's dtab: {state.error}"
+                )
             else:
                 error = self._no_hosts(f"binding failed: {state.error}")
             self._set_choice(_Choice([], [], error))
@@ -148,14 +152,22 @@ class BindingService(Service[Request, Response]):
         elif result is EMPTY:
             self._set_choice(_Choice([], [], self._no_hosts("the name resolved to an empty set")))
         else:  # NEG
-            self._set_choice(_Choice([], [], self._no_hosts("the name is negative: no dtab rule or namer knows it")))
+            self._set_choice(
+                _Choice(
+                    [], [], self._no_hosts("the name is negative: no dtab rule or namer knows it")
+                )
+            )
 
     def _set_choice(self, choice: _Choice) -> None:
         self._choice = choice
         self._waiters.release_all()
 
     def _no_hosts(self, why: str) -> NoHostsAvailable:
-        return NoHostsAvailable(f"Unable to route request! service name: {self.path.show()} ({why})", explanation="", path=self.path.show())
+        return NoHostsAvailable(
+            f"Unable to route request! service name: {self.path.show()} ({why})",
+            explanation="",
+            path=self.path.show(),
+        )
 
     def explain(self) -> str:
         """The text the 'no hosts' error body carries: names, dtabs, and the tree."""
@@ -167,13 +179,23 @@ class BindingService(Service[Request, Response]):
         ]
         try:
             dtab = self.base_dtab + self.local_dtab
-            lines.append(self._interpreter.explain(dtab, self.path, max_steps=ERROR_EXPLANATION_STEPS).to_text())
+            lines.append(
+                self._interpreter.explain(
+                    dtab, self.path, max_steps=ERROR_EXPLANATION_STEPS
+                ).to_text()
+            )
         except Exception as e:  # the explanation is a courtesy: never fail the error path
             lines.append(f"  (no explanation available: {e})")
-        text = "\n".join(line if len(line) <= 1000 else line[:997] + "..." for line in "\n".join(lines).split("\n"))
+        text = "\n".join(
+            line if len(line) <= 1000 else line[:997] + "..."
+            for line in "\n".join(lines).split("\n")
+        )
         if len(text) > ERROR_EXPLANATION_CHARS:
             cut = len(text) - ERROR_EXPLANATION_CHARS
-            text = text[:ERROR_EXPLANATION_CHARS] + f"\n... ({cut} more characters: see /delegator.json on the admin server)\n"
+            text = (
+                text[:ERROR_EXPLANATION_CHARS]
+                + f"\n... ({cut} more characters: see /delegator.json on the admin server)\n"
+            )
         return text
 
     # -- requests ------------------------------------------------------------------
@@ -187,7 +209,9 @@ class BindingService(Service[Request, Response]):
                 return fail(choice.error)
             if choice.explanation is None:
                 choice.explanation = self.explain()
-            error = NoHostsAvailable(choice.error.message, explanation=choice.explanation, path=self.path.show())
+            error = NoHostsAvailable(
+                choice.error.message, explanation=choice.explanation, path=self.path.show()
+            )
             return fail(error)
         names = choice.names
         bound = names[0] if len(names) == 1 else choice.pick(self._rng)

@@ -50,7 +50,9 @@ from .stacks import RouterStacks, StackParams
 
 log = Logger()
 
-RequestObserver = Callable[[Request, Any, float], None]  # (request, Response or exception, latency ms)
+RequestObserver = Callable[
+    [Request, Any, float], None
+]  # (request, Response or exception, latency ms)
 # EndpointFactory: (reactor, address, client settings, stats, connect_timeout_s=, tls=) ->
 # endpoint service; the protocol's (protocols.base) in production, a fake in router tests.
 
@@ -110,7 +112,10 @@ class Router(Service[Request, Response]):
         self._observers = tuple(request_observers)
         self._endpoint_factory: EndpointFactory = endpoint_factory or self.protocol.endpoint_factory
         self.stats = stats.scope("rt", self.label)
-        self._identifiers = [IDENTIFIERS.get(spec.kind).factory(spec.config, self.dst_prefix, ctx) for spec in config.identifier]
+        self._identifiers = [
+            IDENTIFIERS.get(spec.kind).factory(spec.config, self.dst_prefix, ctx)
+            for spec in config.identifier
+        ]
         default_service = config.service.params_for(self.dst_prefix)
         self._fallback_classifier = self._classifier(default_service)
         self.context_classifier = ContextClassifier(self._fallback_classifier)
@@ -118,10 +123,16 @@ class Router(Service[Request, Response]):
         self._binders: dict[tuple[Path, str], BindingService] = {}
         # Eviction order (near-LRU, O(1)) of the configured and the override routes, and
         # of the clients.
-        self._route_queue: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(lambda key: self._binders[key].last_used)
-        self._override_keys: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(lambda key: self._binders[key].last_used)
+        self._route_queue: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(
+            lambda key: self._binders[key].last_used
+        )
+        self._override_keys: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(
+            lambda key: self._binders[key].last_used
+        )
         self._clients: dict[BoundName, BoundClient] = {}
-        self._client_queue: SecondChanceQueue[BoundName] = SecondChanceQueue(lambda bound: self._clients[bound].last_used)
+        self._client_queue: SecondChanceQueue[BoundName] = SecondChanceQueue(
+            lambda bound: self._clients[bound].last_used
+        )
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
         self._binding_timeout_s = config.binding_timeout_ms / 1000.0
         self._max_call_depth: int = config.max_call_depth
@@ -212,7 +223,9 @@ class Router(Service[Request, Response]):
         if not request.ctx.get(REQUEST_DTAB_ADDRESSES):
             rule = trust.address_rule(local)
             if rule is not None:
-                raise Forbidden(f"the request's dtab delegates to addresses, which this server does not allow: {rule}")
+                raise Forbidden(
+                    f"the request's dtab delegates to addresses, which this server does not allow: {rule}"
+                )
         request.ctx[trust.REQUEST_DTAB] = True
 
     @staticmethod
@@ -260,13 +273,22 @@ class Router(Service[Request, Response]):
         params = (
             Params()
             .plus(StackParams.REACTOR, self._reactor)
-            .plus(StackParams.STATS, limited_scope(self.stats, "service", _scope_name(path), self.config.max_metric_scopes))
+            .plus(
+                StackParams.STATS,
+                limited_scope(
+                    self.stats, "service", _scope_name(path), self.config.max_metric_scopes
+                ),
+            )
             .plus(StackParams.CLASSIFIER, classifier)
             .plus(StackParams.RNG, self._rng)
             .plus(StackParams.SERVICE, service_params)
         )
         route = _Route(classifier, self._stacks.service.make(params, binder), path)
-        queue, limit = (self._override_keys, MAX_OVERRIDE_ROUTES) if key[1] else (self._route_queue, MAX_ROUTES)
+        queue, limit = (
+            (self._override_keys, MAX_OVERRIDE_ROUTES)
+            if key[1]
+            else (self._route_queue, MAX_ROUTES)
+        )
         if len(queue) >= limit:
             oldest = queue.pop_oldest()
             if oldest is not None:
@@ -281,9 +303,13 @@ class Router(Service[Request, Response]):
         if service is not None:
             return service
         client_params = self.config.client.params_for(bound.id)
-        scope = limited_scope(self.stats, "client", _scope_name(bound.id), self.config.max_metric_scopes)
+        scope = limited_scope(
+            self.stats, "client", _scope_name(bound.id), self.config.max_metric_scopes
+        )
         spec = client_params.load_balancer
-        balancer: Balancer = BALANCERS.get(spec.kind).factory(spec.config, BalancerContext(self._reactor, scope, self._rng))
+        balancer: Balancer = BALANCERS.get(spec.kind).factory(
+            spec.config, BalancerContext(self._reactor, scope, self._rng)
+        )
         settings = self.protocol.client_settings(self.config, client_params)
         connect_timeout_s = client_params.connect_timeout_ms / 1000.0
         tls = self._client_tls(bound, client_params)
@@ -299,11 +325,22 @@ class Router(Service[Request, Response]):
         )
 
         def make_endpoint(address: Address) -> Service[Request, Response]:
-            leaf = self._endpoint_factory(self._reactor, address, settings, scope, connect_timeout_s=connect_timeout_s, tls=tls)
-            endpoint = self._stacks.endpoint.make(endpoint_params.plus(StackParams.ADDRESS, address), leaf)
+            leaf = self._endpoint_factory(
+                self._reactor,
+                address,
+                settings,
+                scope,
+                connect_timeout_s=connect_timeout_s,
+                tls=tls,
+            )
+            endpoint = self._stacks.endpoint.make(
+                endpoint_params.plus(StackParams.ADDRESS, address), leaf
+            )
             # decided once per endpoint: only one at the mesh's own or a metadata address
             # gets a guard (refusing requests routed with a request dtab)
-            return trust.guarded(self.own_addresses.forbidden(address, transformed=transformed), endpoint)
+            return trust.guarded(
+                self.own_addresses.forbidden(address, transformed=transformed), endpoint
+            )
 
         client = BoundClient(
             bound,
@@ -312,7 +349,9 @@ class Router(Service[Request, Response]):
             reactor=self._reactor,
             binding_timeout_s=self._binding_timeout_s,
         )
-        client_stack_params = endpoint_params.plus(StackParams.REQUEUE_BUDGET, RetryBudget(*REQUEUE_BUDGET, self._reactor))
+        client_stack_params = endpoint_params.plus(
+            StackParams.REQUEUE_BUDGET, RetryBudget(*REQUEUE_BUDGET, self._reactor)
+        )
         service = self._stacks.client.make(client_stack_params, client)
         if len(self._clients) >= MAX_CLIENTS:
             oldest = self._client_queue.pop_oldest()
@@ -360,7 +399,9 @@ class Router(Service[Request, Response]):
     def close(self) -> Deferred[None]:
         if self._sweeper.running:
             self._sweeper.stop()
-        closing = [b.close() for b in self._binders.values()] + [c.close() for c in self._clients.values()]
+        closing = [b.close() for b in self._binders.values()] + [
+            c.close() for c in self._clients.values()
+        ]
         self._binders.clear()
         self._routes.clear()
         self._route_queue.clear()
@@ -380,7 +421,9 @@ class _Route(Service[Request, Response]):
 
     __slots__ = ("classifier", "service", "dst_header")
 
-    def __init__(self, classifier: ResponseClassifier, service: Service[Request, Response], path: Path) -> None:
+    def __init__(
+        self, classifier: ResponseClassifier, service: Service[Request, Response], path: Path
+    ) -> None:
         self.classifier = classifier
         self.service = service
         self.dst_header = h.dst_service(path)

@@ -59,7 +59,9 @@ class StackParams:
 
 
 def _stats(params: Params, next_: HttpService) -> HttpService:
-    return StatsFilter(params[StackParams.STATS], params[StackParams.CLASSIFIER], params[StackParams.REACTOR]).and_then(next_)
+    return StatsFilter(
+        params[StackParams.STATS], params[StackParams.CLASSIFIER], params[StackParams.REACTOR]
+    ).and_then(next_)
 
 
 def _deadline(params: Params, next_: HttpService) -> HttpService:
@@ -80,20 +82,36 @@ def _retries(params: Params, next_: HttpService) -> HttpService:
     backoff_plugin = BACKOFFS.get(retries.backoff.kind)
     backoff = backoff_plugin.factory(retries.backoff.config)
     return RetryFilter(
-        params[StackParams.CLASSIFIER], budget, backoff, params[StackParams.REACTOR], params[StackParams.STATS], params[StackParams.RNG]
+        params[StackParams.CLASSIFIER],
+        budget,
+        backoff,
+        params[StackParams.REACTOR],
+        params[StackParams.STATS],
+        params[StackParams.RNG],
     ).and_then(next_)
 
 
 def _requeues(params: Params, next_: HttpService) -> HttpService:
-    return RequeueFilter(params[StackParams.REQUEUE_BUDGET], params[StackParams.STATS]).and_then(next_)
+    return RequeueFilter(params[StackParams.REQUEUE_BUDGET], params[StackParams.STATS]).and_then(
+        next_
+    )
 
 
 def _failure_accrual(params: Params, next_: HttpService) -> HttpService:
     spec = params[StackParams.CLIENT].failure_accrual
     policy = FAILURE_ACCRUAL.get(spec.kind).factory(spec.config)
     address = params[StackParams.ADDRESS]
-    label = address.show() if address is not None else ""  # names the endpoint in mark-dead/revive logs
-    return FailureAccrualService(next_, policy, params[StackParams.CLASSIFIER], params[StackParams.REACTOR], params[StackParams.STATS], label=label)
+    label = (
+        address.show() if address is not None else ""
+    )  # names the endpoint in mark-dead/revive logs
+    return FailureAccrualService(
+        next_,
+        policy,
+        params[StackParams.CLASSIFIER],
+        params[StackParams.REACTOR],
+        params[StackParams.STATS],
+        label=label,
+    )
 
 
 def _fail_fast(params: Params, next_: HttpService) -> HttpService:
@@ -102,7 +120,13 @@ def _fail_fast(params: Params, next_: HttpService) -> HttpService:
         return next_
     address = params[StackParams.ADDRESS]
     label = address.show() if address is not None else ""
-    return fail_fast_service(next_, params[StackParams.REACTOR], params[StackParams.STATS], params[StackParams.RNG], label=label)
+    return fail_fast_service(
+        next_,
+        params[StackParams.REACTOR],
+        params[StackParams.STATS],
+        params[StackParams.RNG],
+        label=label,
+    )
 
 
 def _attempt_timeout(params: Params, next_: HttpService) -> HttpService:
@@ -126,7 +150,9 @@ class StackEdit:
 
     def __post_init__(self) -> None:
         if (self.before is None) == (self.after is None):
-            raise ValueError(f"stack edit {self.module.role!r}: give exactly one of before= or after=")
+            raise ValueError(
+                f"stack edit {self.module.role!r}: give exactly one of before= or after="
+            )
 
     def apply(self, stack: HttpStack) -> HttpStack:
         if self.before is not None:
@@ -144,7 +170,12 @@ class RouterStacks:
 
     def edited(self, edits: Iterable[StackEdit]) -> RouterStacks:
         """These stacks with ``edits`` applied in order (a missing role raises KeyError)."""
-        stacks = {"server": self.server, "service": self.service, "client": self.client, "endpoint": self.endpoint}
+        stacks = {
+            "server": self.server,
+            "service": self.service,
+            "client": self.client,
+            "endpoint": self.endpoint,
+        }
         for edit in edits:
             stacks[edit.layer] = edit.apply(stacks[edit.layer])
         return RouterStacks(**stacks)
@@ -167,7 +198,9 @@ DEFAULT_STACKS = RouterStacks(
     ),
     endpoint=Stack(
         (
-            Module("failureAccrual", _failure_accrual, "mark failing endpoints dead, probe them back"),
+            Module(
+                "failureAccrual", _failure_accrual, "mark failing endpoints dead, probe them back"
+            ),
             Module("failFast", _fail_fast, "client.failFast: out at the first connection failure"),
             Module("attemptTimeout", _attempt_timeout, "requestAttemptTimeoutMs"),
         )

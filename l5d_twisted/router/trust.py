@@ -40,14 +40,18 @@ REQUEST_DTAB = request_context.REQUEST_DTAB
 
 BUILTIN = "$"
 # Built-ins that turn the name's own segments into a host and port.
-ADDRESS_BUILTINS = frozenset({"inet", "io.buoyant.rinet", "io.buoyant.hostportPfx", "io.buoyant.porthostPfx"})
+ADDRESS_BUILTINS = frozenset(
+    {"inet", "io.buoyant.rinet", "io.buoyant.hostportPfx", "io.buoyant.porthostPfx"}
+)
 # Rewriting built-ins and the index of their prefix argument: harmless with a fixed prefix,
 # but with the prefix "$" (or none, so the name supplies it) they can spell /$/inet/...
 PREFIX_BUILTINS = {"io.buoyant.http.domainToPathPfx": 0, "io.buoyant.http.subdomainOfPfx": 1}
 HARMLESS_BUILTINS = frozenset({"nil", "fail"})
 
 METADATA_NETWORKS = (
-    ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local: cloud metadata (169.254.169.254), ECS, kubelet-local
+    ipaddress.ip_network(
+        "169.254.0.0/16"
+    ),  # IPv4 link-local: cloud metadata (169.254.169.254), ECS, kubelet-local
     ipaddress.ip_network("fd00:ec2::254/128"),  # AWS's IPv6 metadata endpoint
     ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
 )
@@ -148,7 +152,11 @@ class OwnAddresses:
         port = address.port
         if transformed and port in self._router_ports and port not in self._admin_ports():
             ip = _ip(address.host)
-            return f"{address.show()} is a link-local (metadata) address" if ip is not None and is_metadata(ip) else None
+            return (
+                f"{address.show()} is a link-local (metadata) address"
+                if ip is not None and is_metadata(ip)
+                else None
+            )
         ip = _ip(address.host)
         if ip is None:
             name = address.host.lower()
@@ -167,7 +175,8 @@ class OwnAddresses:
         if (ip, port) in self._exact or (port in self._wildcard_ports and self.is_local(ip)):
             return f"{address.show()} is this mesh's own port"
         if ip.is_loopback and any(p == port and own.is_loopback for own, p in self._exact):
-            return f"{address.show()} is this mesh's own port"  # 127.0.0.2 and 127.0.0.1 may be the same listener's host
+            # 127.0.0.2 and 127.0.0.1 may be the same listener's host
+            return f"{address.show()} is this mesh's own port"
         return None
 
     def _admin_ports(self) -> set[int]:

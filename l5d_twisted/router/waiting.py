@@ -51,4 +51,6 @@ class BindingWaiters:
     def _expire(self, waiter: Deferred[None]) -> None:
         if waiter in self._waiters:
             self._waiters.remove(waiter)
-            waiter.errback(BindingTimeout(f"Timed out after {self.timeout_s:g}s {self._describe()}"))
+            waiter.errback(
+                BindingTimeout(f"Timed out after {self.timeout_s:g}s {self._describe()}")
+            )

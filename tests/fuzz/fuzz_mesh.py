@@ -43,7 +43,11 @@ FUZZ_SETTINGS = settings(
     deadline=None,
     phases=(Phase.explicit, Phase.generate),
     print_blob=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
 )
 
 
@@ -121,7 +125,9 @@ def parse_responses(data: bytes, head_only: bool = False) -> tuple[list[Response
             status = int(lines[0].split(" ", 2)[1])
         except (IndexError, ValueError):
             return out, data
-        headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
+        headers = [
+            (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])
+        ]
         rest = data[end + 4 :]
         resp = Response(status, headers, b"")
         te = (resp.header("transfer-encoding") or "").lower()
@@ -214,12 +220,20 @@ def exchange(
         lines = rest[:end].decode("latin-1").split("\r\n")
         with_status = lines[0].split(" ", 2)
         if len(with_status) > 1 and with_status[1].isdigit():
-            headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
+            headers = [
+                (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])
+            ]
             responses.append(Response(int(with_status[1]), headers, rest[end + 4 :]))
     return Exchange(got, responses, closed, time.monotonic() - started)
 
 
-def request(method: str, target: str, host: str | None, headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> bytes:
+def request(
+    method: str,
+    target: str,
+    host: str | None,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+) -> bytes:
     lines = [f"{method} {target} HTTP/1.1"]
     if host is not None:
         lines.append(f"Host: {host}")
@@ -242,7 +256,9 @@ def open_fds(pid: int) -> int:
 
 
 class FuzzMesh:
-    def __init__(self, processes: Processes, work: Path, extra_router: dict[str, object] | None = None) -> None:
+    def __init__(
+        self, processes: Processes, work: Path, extra_router: dict[str, object] | None = None
+    ) -> None:
         self.processes = processes
         self.work = work
         self.disco = work / "disco"
@@ -281,10 +297,16 @@ class FuzzMesh:
         wait_for_port("127.0.0.1", self.admin_port, timeout=30)
         self.admin_signature = self._admin_config_text()
         self.probes = 0
-        wait_until(lambda: self.probe_once() is None, timeout=30, what="a first probe through the proxy")
+        wait_until(
+            lambda: self.probe_once() is None, timeout=30, what="a first probe through the proxy"
+        )
 
     def _admin_config_text(self) -> bytes:
-        ex = exchange(self.admin_port, request("GET", "/config.json", "127.0.0.1", [("Connection", "close")]), total=10)
+        ex = exchange(
+            self.admin_port,
+            request("GET", "/config.json", "127.0.0.1", [("Connection", "close")]),
+            total=10,
+        )
         assert ex.responses and ex.responses[0].status == 200, ex.raw[:300]
         # the admin's own config answer, as it would look if relayed through the proxy
         return ex.responses[0].body[:64]
@@ -305,7 +327,12 @@ class FuzzMesh:
         service = service or ("a" if self.probes % 2 else "b")
         target = f"/inspect?probe={self.probes}"
         try:
-            ex = exchange(self.port, request("GET", target, service), total=PROBE_DEADLINE_S, idle=PROBE_DEADLINE_S)
+            ex = exchange(
+                self.port,
+                request("GET", target, service),
+                total=PROBE_DEADLINE_S,
+                idle=PROBE_DEADLINE_S,
+            )
         except OSError as e:
             return f"probe connect failed: {e!r}"
         if not ex.responses:
@@ -323,20 +350,26 @@ class FuzzMesh:
 
     def check_health(self, context: object = "") -> None:
         """What must hold after any batch of attacks."""
-        assert self.proc.poll() is None, f"the proxy exited ({self.proc.returncode}) after {context!r}"
+        assert self.proc.poll() is None, (
+            f"the proxy exited ({self.proc.returncode}) after {context!r}"
+        )
         problem = self.probe_once()
         assert problem is None, f"{problem} after {context!r}"
         rss = self.rss_mb()
         assert rss < RSS_LIMIT_MB, f"RSS {rss:.0f} MB >= {RSS_LIMIT_MB} MB after {context!r}"
         fds = self.fds()
         assert fds < FD_LIMIT, f"{fds} open files after {context!r}"
-        assert not self.canary.connections, f"the proxy dialled an unconfigured address (the canary) after {context!r}: {self.canary.connections[:3]!r}"
+        assert not self.canary.connections, (
+            f"the proxy dialled an unconfigured address (the canary) after {context!r}: {self.canary.connections[:3]!r}"
+        )
 
     def assert_not_admin(self, ex: Exchange, context: object = "") -> None:
         for resp in ex.responses:
-            assert not (resp.status < 300 and self.admin_signature and resp.body.startswith(self.admin_signature)), (
-                f"the admin server answered through the data plane for {context!r}"
-            )
+            assert not (
+                resp.status < 300
+                and self.admin_signature
+                and resp.body.startswith(self.admin_signature)
+            ), f"the admin server answered through the data plane for {context!r}"
 
     def assert_served_by_configured_backends(self, ex: Exchange, context: object = "") -> None:
         """Each answer a backend gave says (``/inspect`` echoes what it received) which client
@@ -350,10 +383,17 @@ class FuzzMesh:
             except ValueError:
                 continue
             clients = [v for k, v in seen.get("headers", []) if k.lower() == "l5d-dst-client"]
-            assert all(c.startswith("/#/io.l5d.fs/") for c in clients), f"served through {clients} for {context!r}"
+            assert all(c.startswith("/#/io.l5d.fs/") for c in clients), (
+                f"served through {clients} for {context!r}"
+            )
 
     def metrics(self) -> dict[str, float]:
-        ex = exchange(self.admin_port, request("GET", "/admin/metrics.json", "127.0.0.1", [("Connection", "close")]), total=10, idle=5)
+        ex = exchange(
+            self.admin_port,
+            request("GET", "/admin/metrics.json", "127.0.0.1", [("Connection", "close")]),
+            total=10,
+            idle=5,
+        )
         assert ex.responses and ex.responses[0].status == 200
         data: dict[str, float] = json.loads(ex.responses[0].body)
         return data
@@ -370,7 +410,9 @@ class MeshHolder:
     reactor); the next test then gets a fresh one, so each failure is its own.
     """
 
-    def __init__(self, tmp_path_factory: object, extra_router: dict[str, object] | None = None) -> None:
+    def __init__(
+        self, tmp_path_factory: object, extra_router: dict[str, object] | None = None
+    ) -> None:
         self.tmp_path_factory = tmp_path_factory
         self.extra_router = extra_router
         self.current: FuzzMesh | None = None

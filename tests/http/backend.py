@@ -109,7 +109,13 @@ def read_body(f, headers, sink=None) -> tuple[int, bytes, list[tuple[str, str]]]
     return total, b"".join(parts), trailers
 
 
-def respond(sock, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None, reason: str = "OK") -> None:
+def respond(
+    sock,
+    status: int,
+    body: bytes = b"",
+    headers: list[tuple[str, str]] | None = None,
+    reason: str = "OK",
+) -> None:
     lines = [f"HTTP/1.1 {status} {reason}"]
     for k, v in headers or []:
         lines.append(f"{k}: {v}")
@@ -153,7 +159,12 @@ def handle(sock: socket.socket) -> None:
                 finally:
                     with _lock:
                         _stats["streaming"] -= 1
-                respond(sock, 200, json.dumps({"received": n, "trailers": trailers}).encode(), [("Content-Type", "application/json")])
+                respond(
+                    sock,
+                    200,
+                    json.dumps({"received": n, "trailers": trailers}).encode(),
+                    [("Content-Type", "application/json")],
+                )
                 continue
             n, body, trailers = read_body(f, headers)
             if path == "/inspect":
@@ -175,7 +186,9 @@ def handle(sock: socket.socket) -> None:
                     respond(sock, 200, json.dumps(_stats).encode())
             elif path == "/chunked":
                 count = int(q.get("n", "3"))
-                out_parts = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Trailer\r\n\r\n"]
+                out_parts = [
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Trailer\r\n\r\n"
+                ]
                 for i in range(count):
                     chunk = f"chunk{i};".encode()
                     out_parts.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -210,7 +223,7 @@ def handle(sock: socket.socket) -> None:
             elif path == "/status":
                 code = int(q.get("code", "204"))
                 prefix = b"HTTP/1.1 100 Continue\r\n\r\n" if q.get("interim") == "1" else b""
-                extra = b"ETag: \"v1\"\r\n" if code == 304 else b""
+                extra = b'ETag: "v1"\r\n' if code == 304 else b""
                 sock.sendall(prefix + b"HTTP/1.1 %d X\r\n%s\r\n" % (code, extra))
             elif path == "/reset":
                 after = int(q.get("after", "100"))

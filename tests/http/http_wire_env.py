@@ -18,7 +18,16 @@ sys.path.insert(0, str(HERE.parent))
 
 from l5d_testing import Processes, free_port, wait_for_port, wait_until  # noqa: E402
 
-__all__ = ["Processes", "free_port", "wait_for_port", "wait_until", "Wire", "raw_exchange", "read_response", "rss_peak_kb"]
+__all__ = [
+    "Processes",
+    "free_port",
+    "wait_for_port",
+    "wait_until",
+    "Wire",
+    "raw_exchange",
+    "read_response",
+    "rss_peak_kb",
+]
 
 
 class Wire:
@@ -27,7 +36,9 @@ class Wire:
     def __init__(self, procs: Processes) -> None:
         self.procs = procs
         self.backend_port = free_port()
-        self.backend = procs.start(sys.executable, str(HERE / "backend.py"), str(self.backend_port), name="backend")
+        self.backend = procs.start(
+            sys.executable, str(HERE / "backend.py"), str(self.backend_port), name="backend"
+        )
         wait_for_port("127.0.0.1", self.backend_port)
         self.proxy_port, self.proxy = self.start_proxy()
 
@@ -47,7 +58,9 @@ class Wire:
         return port, proc
 
     def backend_stats(self) -> dict[str, int]:
-        status, _, body = raw_exchange(self.backend_port, b"GET /stats HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        status, _, body = raw_exchange(
+            self.backend_port, b"GET /stats HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+        )
         assert status == 200
         result: dict[str, int] = json.loads(body)
         return result
@@ -103,7 +116,9 @@ class Reader:
             return True
 
 
-def read_response(reader: Reader, head_request: bool = False) -> tuple[int, dict[str, list[str]], bytes, list[str]]:
+def read_response(
+    reader: Reader, head_request: bool = False
+) -> tuple[int, dict[str, list[str]], bytes, list[str]]:
     """(status, headers lowercased -> values, body, trailer lines), skipping 1xx."""
     while True:
         head = reader.read_until(b"\r\n\r\n").decode("latin-1")
@@ -138,7 +153,9 @@ def read_response(reader: Reader, head_request: bool = False) -> tuple[int, dict
     return status, headers, reader.read_to_eof(), trailers
 
 
-def raw_exchange(port: int, data: bytes, head_request: bool = False) -> tuple[int, dict[str, list[str]], bytes]:
+def raw_exchange(
+    port: int, data: bytes, head_request: bool = False
+) -> tuple[int, dict[str, list[str]], bytes]:
     with connect(port) as sock:
         sock.sendall(data)
         status, headers, body, _ = read_response(Reader(sock), head_request)

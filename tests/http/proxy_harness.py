@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-max", type=int, default=None)
     args = parser.parse_args(argv)
     host, _, port = args.upstream.rpartition(":")
-    client = EndpointClient(reactor, Address(host, int(port)), PoolSettings(max_size=args.pool_max), NULL_STATS)
+    client = EndpointClient(
+        reactor, Address(host, int(port)), PoolSettings(max_size=args.pool_max), NULL_STATS
+    )
     settings = ServerSettings(
         idle_timeout_s=args.idle_timeout,
         header_read_timeout_s=args.header_timeout,

@@ -59,7 +59,11 @@ class Counters:
 def server_with(service: Any, **settings: Any) -> tuple[Clock, HttpServer, Counters]:
     clock = Clock()
     stats = Counters()
-    return clock, HttpServer(clock, FunctionService(service), ServerSettings(**settings), stats), stats
+    return (
+        clock,
+        HttpServer(clock, FunctionService(service), ServerSettings(**settings), stats),
+        stats,
+    )
 
 
 def connect(server: HttpServer) -> tuple[Any, StringTransport]:
@@ -194,7 +198,9 @@ def test_a_body_waiting_for_100_continue_is_not_timed() -> None:
     clock, server, _ = server_with(held)
     proto, transport = connect(server)
     proto.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
-    proto.dataReceived(b"POST /2 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+    proto.dataReceived(
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+    )
     clock.advance(120)  # the first request takes two minutes; the second waits for its 100
     assert transport.value() == b""
     calls[0].callback(ok())
@@ -235,7 +241,9 @@ def test_max_connections_none_is_unbounded() -> None:
 
 
 def upstream(max_headers_kb: int = 8) -> tuple[HttpClientProtocol, StringTransport, list[Any]]:
-    client = EndpointClient(Clock(), Address("127.0.0.1", 9), PoolSettings(max_headers_kb=max_headers_kb), NULL_STATS)
+    client = EndpointClient(
+        Clock(), Address("127.0.0.1", 9), PoolSettings(max_headers_kb=max_headers_kb), NULL_STATS
+    )
     proto = HttpClientProtocol(client)
     transport = StringTransport()
     proto.makeConnection(transport)
@@ -261,14 +269,22 @@ def test_30_mb_response_header_is_refused_after_a_bounded_read() -> None:
 
 def test_many_small_response_fields_over_the_limit_are_refused() -> None:
     proto, _, outcomes = upstream(max_headers_kb=8)
-    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 90) for i in range(100)) + b"Content-Length: 0\r\n\r\n"
+    head = (
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 90) for i in range(100))
+        + b"Content-Length: 0\r\n\r\n"
+    )
     proto.dataReceived(head)
     assert isinstance(outcomes[0], Failure) and isinstance(outcomes[0].value, UpstreamProtocolError)
 
 
 def test_response_head_under_the_limit_is_accepted() -> None:
     proto, _, outcomes = upstream(max_headers_kb=8)
-    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 90) for i in range(60)) + b"Content-Length: 2\r\n\r\nok"
+    head = (
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 90) for i in range(60))
+        + b"Content-Length: 2\r\n\r\nok"
+    )
     for i in range(0, len(head), 100):  # in small reads
         proto.dataReceived(head[i : i + 100])
     assert isinstance(outcomes[0], Response) and outcomes[0].status == 200
@@ -293,7 +309,9 @@ def test_default_total_timeout_answers_a_hung_backend_in_15_s() -> None:
     assert ServiceParams().total_timeout_ms == 15_000
     clock = Clock()
     cancelled: list[int] = []
-    service = service_stack(clock, lambda r: Deferred(lambda d: cancelled.append(1)), ServiceParams())
+    service = service_stack(
+        clock, lambda r: Deferred(lambda d: cancelled.append(1)), ServiceParams()
+    )
     outcomes: list[Any] = []
     service(Request(b"GET", b"/", Headers([(b"Host", b"h")]))).addBoth(outcomes.append)
     clock.advance(14.9)

@@ -24,7 +24,9 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 
 def make_client(**pool: Any) -> tuple[MemoryReactorClock, EndpointClient]:
     reactor = MemoryReactorClock()
-    return reactor, EndpointClient(reactor, Address("10.1.2.3", 8080), PoolSettings(**pool), NULL_STATS, 1.0)
+    return reactor, EndpointClient(
+        reactor, Address("10.1.2.3", 8080), PoolSettings(**pool), NULL_STATS, 1.0
+    )
 
 
 def accept(reactor: MemoryReactorClock) -> tuple[Any, StringTransport]:
@@ -43,11 +45,18 @@ def results(d: Any) -> list[Any]:
 
 def test_origin_form_host_and_framing_are_written() -> None:
     reactor, client = make_client()
-    request = Request(b"POST", b"http://hello:81/a/b?c=d", Headers([(b"X-A", b"1"), (b"Content-Length", b"99")]), BufferedBody(b"body"))
+    request = Request(
+        b"POST",
+        b"http://hello:81/a/b?c=d",
+        Headers([(b"X-A", b"1"), (b"Content-Length", b"99")]),
+        BufferedBody(b"body"),
+    )
     got = results(client(request))
     proto, transport = accept(reactor)
     written = transport.value()
-    assert written.startswith(b"POST /a/b?c=d HTTP/1.1\r\nHost: hello:81\r\nX-A: 1\r\nContent-Length: 4\r\n\r\nbody")
+    assert written.startswith(
+        b"POST /a/b?c=d HTTP/1.1\r\nHost: hello:81\r\nX-A: 1\r\nContent-Length: 4\r\n\r\nbody"
+    )
     proto.dataReceived(OK)
     assert got[0].status == 200 and got[0].body.data == b"hi"
 
@@ -223,7 +232,9 @@ def test_streamed_request_body_is_framed(chunked: bool) -> None:
     body.write(b"def")
     body.finish([(b"X-T", b"1")] if chunked else None)
     if chunked:
-        assert transport.value().endswith(b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\nX-T: 1\r\n\r\n")
+        assert transport.value().endswith(
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\nX-T: 1\r\n\r\n"
+        )
     else:
         assert transport.value().endswith(b"Content-Length: 6\r\n\r\nabcdef")
     proto.dataReceived(OK)

@@ -22,13 +22,17 @@ class Events:
 
     def __init__(self, request: bool = True, max_head: int = 1024, max_line: int = 256) -> None:
         dropped = DROPPED_ON_PARSE if request else HOP_BY_HOP | {b"content-length"}
-        self.reader = MessageReader(request, dropped, max_head, max_line, self.head, self.body, self.end)
+        self.reader = MessageReader(
+            request, dropped, max_head, max_line, self.head, self.body, self.end
+        )
         self.events: list[tuple[str, object]] = []
 
     def head(self) -> None:
         reader = self.reader
         reader.in_head = False  # the contract: httptools calls the owner directly
-        self.events.append(("head", (reader.url, list(reader.fields), reader.content_length, reader.chunked)))
+        self.events.append(
+            ("head", (reader.url, list(reader.fields), reader.content_length, reader.chunked))
+        )
 
     def body(self, data: bytes) -> None:
         self.events.append(("body", data))
@@ -118,7 +122,10 @@ def test_response_status_line_over_the_limit_is_refused() -> None:
 
 def test_refusing_keeps_the_requests_read_whole_and_answers_after_them() -> None:
     queue = ExchangeQueue()
-    done, partial = Exchange(Request(b"GET", b"/a"), True, True), Exchange(Request(b"POST", b"/b"), True, True)
+    done, partial = (
+        Exchange(Request(b"GET", b"/a"), True, True),
+        Exchange(Request(b"POST", b"/b"), True, True),
+    )
     done.ready = True
     queue.waiting.extend([done, partial])
     queue.parsing = partial

@@ -129,7 +129,9 @@ def test_request_line_with_http_0_9_gets_505() -> None:
 def test_http_1_0_and_1_1_are_still_served() -> None:
     seen = Recorder()
     _, proto, transport = connection(seen)
-    proto.dataReceived(b"GET / HTTP/1.0\r\nHost: hello\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\nHost: hello\r\n\r\n")
+    proto.dataReceived(
+        b"GET / HTTP/1.0\r\nHost: hello\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\nHost: hello\r\n\r\n"
+    )
     assert [r.version for r in seen.requests] == [b"1.0", b"1.1"]
     assert transport.value().count(b"HTTP/1.1 200 ") == 2
 
@@ -157,7 +159,9 @@ class BodyReader:
 def test_bad_chunk_size_after_dispatch_is_400_and_a_client_fault() -> None:
     reader = BodyReader()
     _, proto, transport = connection(reader)
-    proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    proto.dataReceived(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    )
     proto.dataReceived(b"zz\r\nxx\r\n0\r\n\r\n")
     out = transport.value()
     assert out.startswith(b"HTTP/1.1 400 "), out[:80]
@@ -168,7 +172,9 @@ def test_bad_chunk_size_after_dispatch_is_400_and_a_client_fault() -> None:
 def test_client_gone_mid_upload_is_a_client_fault() -> None:
     reader = BodyReader()
     _, proto, _ = connection(reader)
-    proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    proto.dataReceived(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    )
     proto.connectionLost(Failure(ConnectionResetError()))
     assert [type(e) for e in reader.errors] == [ClientDisconnected]
 

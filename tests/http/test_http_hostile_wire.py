@@ -113,17 +113,25 @@ routers:
             wait_for_port("127.0.0.1", port)
 
     def metrics(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/admin/metrics.json", timeout=10) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.admin_port}/admin/metrics.json", timeout=10
+        ) as r:
             result: dict[str, Any] = json.loads(r.read())
             return result
 
     def metric_sum(self, suffix: str, infix: str = "") -> float:
-        return sum(v for k, v in self.metrics().items() if k.endswith(suffix) and infix in k and isinstance(v, (int, float)))
+        return sum(
+            v
+            for k, v in self.metrics().items()
+            if k.endswith(suffix) and infix in k and isinstance(v, (int, float))
+        )
 
     def streaming_uploads(self) -> int:
         total = 0
         for port in self.world_ports:
-            _, _, body = raw_exchange(port, b"GET /stats HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+            _, _, body = raw_exchange(
+                port, b"GET /stats HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+            )
             total += json.loads(body)["streaming"]
         return total
 
@@ -148,7 +156,9 @@ UPLOAD_HEAD = b"POST http://world/sink HTTP/1.1\r\nHost: world\r\nTransfer-Encod
 
 
 def test_absolute_form_host_is_what_the_backend_sees(mesh: Mesh) -> None:
-    status, headers, body = exchange(mesh.port, b"GET http://world/inspect HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n")
+    status, headers, body = exchange(
+        mesh.port, b"GET http://world/inspect HTTP/1.1\r\nHost: hello\r\nConnection: close\r\n\r\n"
+    )
     assert status == 200, body
     seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
     assert seen["host"] == "world"  # routed as world and forwarded as world
@@ -156,7 +166,9 @@ def test_absolute_form_host_is_what_the_backend_sees(mesh: Mesh) -> None:
 
 
 def test_two_host_headers_get_400(mesh: Mesh) -> None:
-    status, _, _ = exchange(mesh.port, b"GET /inspect HTTP/1.1\r\nHost: world\r\nHost: hello\r\n\r\n")
+    status, _, _ = exchange(
+        mesh.port, b"GET /inspect HTTP/1.1\r\nHost: world\r\nHost: hello\r\n\r\n"
+    )
     assert status == 400
 
 
@@ -190,7 +202,9 @@ def test_client_mistakes_never_eject_healthy_endpoints(mesh: Mesh) -> None:
         assert status == 400, body
     # the backends may still be reading the last of those: then "reached a backend" below
     # would be true before this upload got there
-    wait_until(lambda: mesh.streaming_uploads() == 0, what="the backends to see the bad uploads end")
+    wait_until(
+        lambda: mesh.streaming_uploads() == 0, what="the backends to see the bad uploads end"
+    )
     for _ in range(12):
         sock = socket.create_connection(("127.0.0.1", mesh.port), timeout=10)
         sock.sendall(UPLOAD_HEAD)
@@ -202,20 +216,32 @@ def test_client_mistakes_never_eject_healthy_endpoints(mesh: Mesh) -> None:
         sock.sendall(UPLOAD_HEAD)
         sock.close()  # gone at once: mostly while the proxy is still connecting upstream
     # the proxy's own record that it finished each of the 36 (a client error at the server)
-    wait_until(lambda: mesh.metric_sum(server_errors) >= before + 36, what="the proxy to finish the 36 requests")
+    wait_until(
+        lambda: mesh.metric_sum(server_errors) >= before + 36,
+        what="the proxy to finish the 36 requests",
+    )
     assert mesh.metric_sum("failure_accrual/removals") == 0
     client_errors = mesh.metric_sum("client_errors", "/client/")
     assert client_errors >= 24, mesh.metrics()
-    failures = {k: v for k, v in mesh.metrics().items() if k.endswith("failures") and "rt/outgoing/client/" in k and v}
+    failures = {
+        k: v
+        for k, v in mesh.metrics().items()
+        if k.endswith("failures") and "rt/outgoing/client/" in k and v
+    }
     assert failures == {}
     for _ in range(20):
-        status, _, _ = exchange(mesh.port, b"GET http://world/inspect HTTP/1.1\r\nHost: world\r\nConnection: close\r\n\r\n")
+        status, _, _ = exchange(
+            mesh.port,
+            b"GET http://world/inspect HTTP/1.1\r\nHost: world\r\nConnection: close\r\n\r\n",
+        )
         assert status == 200
 
 
 def test_30_mb_response_header_is_refused_with_bounded_memory(mesh: Mesh) -> None:
     before = rss_peak_kb(mesh.proc.pid)
-    status, headers, body = exchange(mesh.port, b"GET http://big/ HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n")
+    status, headers, body = exchange(
+        mesh.port, b"GET http://big/ HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n"
+    )
     assert status == 502 and b"maxHeadersKB" in body, (status, body[:200])
     growth_mb = (rss_peak_kb(mesh.proc.pid) - before) / 1024
     assert growth_mb < 20, f"peak RSS grew {growth_mb:.1f} MB"
@@ -225,7 +251,10 @@ def test_30_mb_response_header_is_refused_with_bounded_memory(mesh: Mesh) -> Non
 def test_connections_beyond_max_connections_are_closed_at_once(mesh: Mesh) -> None:
     held = [socket.create_connection(("127.0.0.1", mesh.capped_port), timeout=10) for _ in range(3)]
     try:
-        wait_until(lambda: mesh.metric_sum("connections", f"/server/127.0.0.1/{mesh.capped_port}/") >= 3, what="3 connections open")
+        wait_until(
+            lambda: mesh.metric_sum("connections", f"/server/127.0.0.1/{mesh.capped_port}/") >= 3,
+            what="3 connections open",
+        )
         extra = socket.create_connection(("127.0.0.1", mesh.capped_port), timeout=10)
         extra.settimeout(5)
         try:

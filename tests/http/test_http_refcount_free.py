@@ -136,7 +136,9 @@ def test_a_server_connection_closed_while_idle_or_after_a_bad_request_is_freed()
 
 def make_client() -> tuple[MemoryReactorClock, EndpointClient]:
     reactor = MemoryReactorClock()
-    return reactor, EndpointClient(reactor, Address("10.1.2.3", 8080), PoolSettings(), NULL_STATS, 1.0)
+    return reactor, EndpointClient(
+        reactor, Address("10.1.2.3", 8080), PoolSettings(), NULL_STATS, 1.0
+    )
 
 
 def accept(reactor: MemoryReactorClock) -> Any:

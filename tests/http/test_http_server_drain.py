@@ -58,7 +58,9 @@ class Conn:
 
 def make_server(service: Any = ok, **settings: Any) -> tuple[Clock, HttpServer]:
     clock = Clock()
-    return clock, HttpServer(clock, FunctionService(service), ServerSettings(**settings), NULL_STATS)
+    return clock, HttpServer(
+        clock, FunctionService(service), ServerSettings(**settings), NULL_STATS
+    )
 
 
 def test_drain_period_closes_each_connection_after_its_next_response() -> None:
@@ -91,13 +93,17 @@ def test_connection_accepted_during_the_drain_period_is_served_then_closed() -> 
     fresh = Conn(server)
     assert not fresh.closed, "its client opened it for a request on its way"
     answer = fresh.request()
-    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in answer and fresh.closed
+    assert (
+        answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in answer and fresh.closed
+    )
     silent = Conn(server)
     clock.advance(1.1)
     assert silent.closed, "a connection that never sends a request does not outlive the drain"
 
 
-def test_after_the_period_idle_kept_alive_connections_close_at_once_fresh_ones_after_a_while() -> None:
+def test_after_the_period_idle_kept_alive_connections_close_at_once_fresh_ones_after_a_while() -> (
+    None
+):
     clock, server = make_server(drain_idle_close_s=1.0)
     kept = Conn(server)
     kept.request()
@@ -156,11 +162,22 @@ def test_socket_options_on_accepted_connections() -> None:
         return transport.options
 
     assert accepted() == [("noDelay", True)]
-    assert accepted(no_delay=False, keep_alive=True) == [("noDelay", True), ("noDelay", False), ("keepAlive", True)]
+    assert accepted(no_delay=False, keep_alive=True) == [
+        ("noDelay", True),
+        ("noDelay", False),
+        ("keepAlive", True),
+    ]
 
 
 def listen(**settings: Any) -> HttpServer:
-    return serve_http(reactor, "127.0.0.1", settings.pop("port", 0), FunctionService(ok), ServerSettings(**settings), NULL_STATS)
+    return serve_http(
+        reactor,
+        "127.0.0.1",
+        settings.pop("port", 0),
+        FunctionService(ok),
+        ServerSettings(**settings),
+        NULL_STATS,
+    )
 
 
 def sockopt(server: HttpServer, option: int) -> int:
@@ -186,7 +203,9 @@ async def test_reuse_port_lets_two_servers_share_a_port() -> None:
 async def test_reuse_addr_off() -> None:
     server = listen(reuse_addr=False)
     try:
-        assert sockopt(server, socket.SO_REUSEADDR) == 0 and sockopt(server, socket.SO_REUSEPORT) == 0
+        assert (
+            sockopt(server, socket.SO_REUSEADDR) == 0 and sockopt(server, socket.SO_REUSEPORT) == 0
+        )
     finally:
         await server.drain(1.0)
 
@@ -207,7 +226,11 @@ async def test_connections_queued_when_the_port_closes_are_answered_not_reset() 
             if not data:
                 break
             received += data
-        assert received.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in received and received.endswith(b"ok")
+        assert (
+            received.startswith(b"HTTP/1.1 200 ")
+            and b"Connection: close\r\n" in received
+            and received.endswith(b"ok")
+        )
     finally:
         client.close()
 
@@ -226,10 +249,16 @@ def test_pipelined_requests_already_read_are_answered_and_the_last_closes() -> N
     server.begin_drain()
     backend[0].callback(Response(200, Headers([]), BufferedBody(b"one")))
     first = bytes(conn.transport.value())
-    assert first.startswith(b"HTTP/1.1 200 ") and b"Connection: close" not in first and not conn.closed
+    assert (
+        first.startswith(b"HTTP/1.1 200 ") and b"Connection: close" not in first and not conn.closed
+    )
     backend[1].callback(Response(200, Headers([]), BufferedBody(b"two")))
     second = bytes(conn.transport.value())[len(first) :]
-    assert second.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in second and second.endswith(b"two")
+    assert (
+        second.startswith(b"HTTP/1.1 200 ")
+        and b"Connection: close\r\n" in second
+        and second.endswith(b"two")
+    )
     assert conn.closed
 
 
@@ -272,7 +301,11 @@ async def test_a_request_waiting_unread_in_the_socket_is_answered_not_dropped() 
             assert time.monotonic() < deadline, "the request never reached the server's socket"
         conn.drain(0.0)  # as when the listeners close: an idle kept-alive connection
         second = await read_until(client, lambda got: False)  # to the end of the connection
-        assert second.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in second and second.endswith(b"ok")
+        assert (
+            second.startswith(b"HTTP/1.1 200 ")
+            and b"Connection: close\r\n" in second
+            and second.endswith(b"ok")
+        )
     finally:
         client.close()
         await server.drain(1.0)

@@ -50,7 +50,12 @@ def echo(request: Request) -> object:
 )
 def test_arbitrary_input_never_breaks_the_server(pieces: list[bytes], split: int) -> None:
     clock = Clock()
-    server = HttpServer(clock, FunctionService(echo), ServerSettings(max_buffered_body_kb=1, header_read_timeout_s=1, idle_timeout_s=2), NULL_STATS)
+    server = HttpServer(
+        clock,
+        FunctionService(echo),
+        ServerSettings(max_buffered_body_kb=1, header_read_timeout_s=1, idle_timeout_s=2),
+        NULL_STATS,
+    )
     proto = server.factory.buildProtocol(None)
     transport = StringTransport()
     proto.makeConnection(transport)

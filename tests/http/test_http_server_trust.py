@@ -43,7 +43,15 @@ def names(request: Request) -> list[bytes]:
 
 def test_by_default_request_dtabs_and_context_pass() -> None:
     request = seen()
-    assert names(request) == [b"host", b"l5d-dtab", b"l5d-ctx-dtab", b"l5d-ctx-deadline", b"l5d-sample", b"l5d-loop", b"x-other"]
+    assert names(request) == [
+        b"host",
+        b"l5d-dtab",
+        b"l5d-ctx-dtab",
+        b"l5d-ctx-deadline",
+        b"l5d-sample",
+        b"l5d-loop",
+        b"x-other",
+    ]
     assert REQUEST_DTAB_ADDRESSES not in request.ctx
 
 

@@ -69,7 +69,9 @@ def test_request_as_the_service_sees_it() -> None:
         b"Content-Length: 5\r\nX-Keep: 2\r\n\r\nhello"
     )
     request = backend.calls[0][0]
-    assert request.method == b"POST" and request.uri == b"http://svc/x" and request.version == b"1.1"
+    assert (
+        request.method == b"POST" and request.uri == b"http://svc/x" and request.version == b"1.1"
+    )
     assert request.headers.items() == [(b"Host", b"svc"), (b"X-Keep", b"2")]
     assert request.body.replayable and request.body.data == b"hello"
 
@@ -85,7 +87,9 @@ def test_large_body_is_a_stream_and_not_replayable() -> None:
 def test_clear_context_strips_l5d_fields() -> None:
     backend = Backend()
     _, _, proto, _ = connection(backend, clear_context=True)
-    proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nl5d-dtab: /a=>/b\r\nL5d-Ctx-Deadline: 1 2\r\nX-Other: 1\r\n\r\n")
+    proto.dataReceived(
+        b"GET / HTTP/1.1\r\nHost: a\r\nl5d-dtab: /a=>/b\r\nL5d-Ctx-Deadline: 1 2\r\nX-Other: 1\r\n\r\n"
+    )
     assert backend.calls[0][0].headers.items() == [(b"Host", b"a"), (b"X-Other", b"1")]
 
 
@@ -133,7 +137,9 @@ def test_client_going_away_cancels_the_service_call() -> None:
 
 
 def test_idle_timeout_closes() -> None:
-    clock, _, proto, transport = connection(Backend(), idle_timeout_s=5.0, header_read_timeout_s=2.0)
+    clock, _, proto, transport = connection(
+        Backend(), idle_timeout_s=5.0, header_read_timeout_s=2.0
+    )
     clock.advance(4.0)
     assert not transport.disconnecting
     clock.advance(1.5)
@@ -141,7 +147,9 @@ def test_idle_timeout_closes() -> None:
 
 
 def test_slow_head_gets_408() -> None:
-    clock, _, proto, transport = connection(Backend(), idle_timeout_s=60.0, header_read_timeout_s=2.0)
+    clock, _, proto, transport = connection(
+        Backend(), idle_timeout_s=60.0, header_read_timeout_s=2.0
+    )
     proto.dataReceived(b"GET / HTTP/1.1\r\nHost:")
     clock.advance(2.5)
     assert transport.value().startswith(b"HTTP/1.1 408 ")
@@ -207,7 +215,9 @@ def test_connect_is_refused_with_405() -> None:
 def test_expect_continue_for_a_chunked_upload_is_answered_at_dispatch() -> None:
     backend = Backend()
     _, _, proto, transport = connection(backend)
-    proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+    proto.dataReceived(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert b"expect" not in backend.calls[0][0].headers
 
@@ -215,7 +225,10 @@ def test_expect_continue_for_a_chunked_upload_is_answered_at_dispatch() -> None:
 def test_expect_continue_waits_for_the_previous_response() -> None:
     backend = Backend()
     _, _, proto, transport = connection(backend)
-    proto.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    proto.dataReceived(
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert transport.value() == b""  # a 100 now would interleave with the first response
     backend.calls[0][1].callback(ok(b"first"))
     assert transport.value().endswith(b"first" + b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -226,7 +239,9 @@ def test_expect_continue_waits_for_the_previous_response() -> None:
 def test_stalled_small_body_gets_408() -> None:
     backend = Backend()
     # the body's own idle timeout (its minimum rate is tested in test_http_bounds.py)
-    clock, _, proto, transport = connection(backend, body_idle_timeout_s=5.0, min_body_bytes_per_s=0)
+    clock, _, proto, transport = connection(
+        backend, body_idle_timeout_s=5.0, min_body_bytes_per_s=0
+    )
     proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
     clock.advance(3)
     proto.dataReceived(b"de")  # still trickling in: not idle yet
@@ -238,7 +253,11 @@ def test_stalled_small_body_gets_408() -> None:
 
 
 def test_malformed_responses_become_502_not_a_hang() -> None:
-    answers: list[Any] = [None, Response(200, Headers([(b"X-Bad", "not bytes")])), Response(200, body=BufferedBody(b"fine"))]  # type: ignore[list-item]
+    answers: list[Any] = [
+        None,
+        Response(200, Headers([(b"X-Bad", "not bytes")])),
+        Response(200, body=BufferedBody(b"fine")),
+    ]  # type: ignore[list-item]
     _, _, proto, transport = connection(lambda r: succeed(answers.pop(0)))
     for _ in range(3):
         proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")

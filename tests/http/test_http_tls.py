@@ -32,18 +32,35 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def hello(request: Request) -> Any:
-    return succeed(Response(200, Headers([(b"Content-Type", b"text/plain")]), BufferedBody(b"hello over tls " + request.uri)))
+    return succeed(
+        Response(
+            200,
+            Headers([(b"Content-Type", b"text/plain")]),
+            BufferedBody(b"hello over tls " + request.uri),
+        )
+    )
 
 
 def listen(tls: Any) -> Any:
-    return serve_http(reactor, "127.0.0.1", 0, FunctionService(hello), ServerSettings(tls=tls), NULL_STATS)
+    return serve_http(
+        reactor, "127.0.0.1", 0, FunctionService(hello), ServerSettings(tls=tls), NULL_STATS
+    )
 
 
 @pytest_twisted.ensureDeferred
 async def test_tls_both_ways_with_validation(pki: dict[str, str]) -> None:
-    server = listen(server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"])))
+    server = listen(
+        server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"]))
+    )
     port = server.getHost().port
-    client = EndpointClient(reactor, Address("127.0.0.1", port), PoolSettings(), NULL_STATS, 2.0, tls=client_tls(ClientTlsConfig(common_name="hello.mesh", trust_certs_bundle=pki["ca"])))
+    client = EndpointClient(
+        reactor,
+        Address("127.0.0.1", port),
+        PoolSettings(),
+        NULL_STATS,
+        2.0,
+        tls=client_tls(ClientTlsConfig(common_name="hello.mesh", trust_certs_bundle=pki["ca"])),
+    )
     try:
         for i in range(3):  # the TLS connection is kept alive and reused
             response = await client(Request(b"GET", b"/x%d" % i))
@@ -56,8 +73,17 @@ async def test_tls_both_ways_with_validation(pki: dict[str, str]) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_wrong_name_fails_as_retryable_connection_failure(pki: dict[str, str]) -> None:
-    server = listen(server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"])))
-    client = EndpointClient(reactor, Address("127.0.0.1", server.getHost().port), PoolSettings(), NULL_STATS, 2.0, tls=client_tls(ClientTlsConfig(common_name="other.mesh", trust_certs_bundle=pki["ca"])))
+    server = listen(
+        server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"]))
+    )
+    client = EndpointClient(
+        reactor,
+        Address("127.0.0.1", server.getHost().port),
+        PoolSettings(),
+        NULL_STATS,
+        2.0,
+        tls=client_tls(ClientTlsConfig(common_name="other.mesh", trust_certs_bundle=pki["ca"])),
+    )
     try:
         with pytest.raises(ConnectionFailed) as raised:
             await client(Request(b"GET", b"/"))
@@ -69,17 +95,39 @@ async def test_wrong_name_fails_as_retryable_connection_failure(pki: dict[str, s
 
 @pytest_twisted.ensureDeferred
 async def test_client_auth_required(pki: dict[str, str]) -> None:
-    tls = server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"], ca_cert_path=pki["ca"], require_client_auth=True))
+    tls = server_tls(
+        ServerTlsConfig(
+            cert_path=pki["server_crt"],
+            key_path=pki["server_key"],
+            ca_cert_path=pki["ca"],
+            require_client_auth=True,
+        )
+    )
     server = listen(tls)
     port = server.getHost().port
-    anonymous = EndpointClient(reactor, Address("127.0.0.1", port), PoolSettings(), NULL_STATS, 2.0, tls=client_tls(ClientTlsConfig(disable_validation=True)))
+    anonymous = EndpointClient(
+        reactor,
+        Address("127.0.0.1", port),
+        PoolSettings(),
+        NULL_STATS,
+        2.0,
+        tls=client_tls(ClientTlsConfig(disable_validation=True)),
+    )
     authenticated = EndpointClient(
         reactor,
         Address("127.0.0.1", port),
         PoolSettings(),
         NULL_STATS,
         2.0,
-        tls=client_tls(ClientTlsConfig(common_name="hello.mesh", trust_certs_bundle=pki["ca"], client_auth=ClientAuthConfig(cert_path=pki["client_crt"], key_path=pki["client_key"]))),
+        tls=client_tls(
+            ClientTlsConfig(
+                common_name="hello.mesh",
+                trust_certs_bundle=pki["ca"],
+                client_auth=ClientAuthConfig(
+                    cert_path=pki["client_crt"], key_path=pki["client_key"]
+                ),
+            )
+        ),
     )
     try:
         with pytest.raises((ConnectionFailed, ConnectionReset)):
@@ -94,12 +142,21 @@ async def test_client_auth_required(pki: dict[str, str]) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_curl_validates_the_server_certificate(pki: dict[str, str]) -> None:
-    server = listen(server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"])))
+    server = listen(
+        server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"]))
+    )
     port = server.getHost().port
     try:
         out, err, code = await getProcessOutputAndValue(
             "/usr/bin/curl",
-            ["-sS", "--cacert", pki["ca"], "--resolve", f"hello.mesh:{port}:127.0.0.1", f"https://hello.mesh:{port}/curl"],
+            [
+                "-sS",
+                "--cacert",
+                pki["ca"],
+                "--resolve",
+                f"hello.mesh:{port}:127.0.0.1",
+                f"https://hello.mesh:{port}/curl",
+            ],
         )
         assert code == 0, err
         assert out == b"hello over tls /curl"
@@ -109,7 +166,9 @@ async def test_curl_validates_the_server_certificate(pki: dict[str, str]) -> Non
 
 def test_bad_paths_are_clear_errors(pki: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(TlsConfigError, match="cannot read certificate"):
-        server_tls(ServerTlsConfig(cert_path=str(tmp_path / "nope.crt"), key_path=pki["server_key"]))
+        server_tls(
+            ServerTlsConfig(cert_path=str(tmp_path / "nope.crt"), key_path=pki["server_key"])
+        )
     with pytest.raises(TlsConfigError, match="does not fit"):
         server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["client_key"]))
     (tmp_path / "empty.pem").write_text("nothing here")

@@ -58,14 +58,18 @@ def test_keep_alive_reuses_client_and_upstream_connections(wire: Wire) -> None:
 
 def test_pipelined_requests_are_answered_in_order(wire: Wire) -> None:
     with connect(wire.proxy_port) as sock:
-        sock.sendall(b"".join(b"GET /inspect?i=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)))
+        sock.sendall(
+            b"".join(b"GET /inspect?i=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+        )
         reader = Reader(sock)
         targets = [inspect(read_response(reader)[2])["target"] for _ in range(5)]
     assert targets == [f"/inspect?i={i}" for i in range(5)]
 
 
 def test_absolute_form_becomes_origin_form_with_host(wire: Wire) -> None:
-    status, _, body = raw_exchange(wire.proxy_port, b"GET http://hello.example:8080/inspect?q=1 HTTP/1.1\r\n\r\n")
+    status, _, body = raw_exchange(
+        wire.proxy_port, b"GET http://hello.example:8080/inspect?q=1 HTTP/1.1\r\n\r\n"
+    )
     seen = inspect(body)
     assert status == 200
     assert seen["target"] == "/inspect?q=1"
@@ -88,7 +92,10 @@ def test_curl_through_http_proxy(wire: Wire) -> None:
 
 
 def test_small_request_body_is_forwarded_with_content_length(wire: Wire) -> None:
-    status, _, body = raw_exchange(wire.proxy_port, b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+    status, _, body = raw_exchange(
+        wire.proxy_port,
+        b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world",
+    )
     seen = inspect(body)
     assert status == 200 and seen["body"] == "hello world"
     assert ["Content-Length", "11"] in seen["headers"]
@@ -136,7 +143,16 @@ def test_hop_by_hop_fields_are_removed(wire: Wire) -> None:
     names = {k.lower() for k, _ in inspect(body)["headers"]}
     assert status == 200
     assert "x-end-to-end" in names
-    for hop in ("connection", "x-private", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization", "upgrade"):
+    for hop in (
+        "connection",
+        "x-private",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "upgrade",
+    ):
         assert hop not in names, hop
 
 
@@ -177,7 +193,9 @@ def test_interim_upstream_response_is_dropped(wire: Wire) -> None:
 def test_expect_100_continue_is_answered_by_the_proxy(wire: Wire) -> None:
     with connect(wire.proxy_port) as sock:
         reader = Reader(sock)
-        sock.sendall(b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         assert reader.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"hello")
         status, _, body, _ = read_response(reader)
@@ -189,7 +207,15 @@ def test_expect_100_continue_is_answered_by_the_proxy(wire: Wire) -> None:
 def test_curl_large_post_with_expect(wire: Wire) -> None:
     payload = b"z" * 2_000_000
     out = subprocess.run(
-        ["curl", "-sS", "--data-binary", "@-", "-H", "Expect: 100-continue", f"http://127.0.0.1:{wire.proxy_port}/sink"],
+        [
+            "curl",
+            "-sS",
+            "--data-binary",
+            "@-",
+            "-H",
+            "Expect: 100-continue",
+            f"http://127.0.0.1:{wire.proxy_port}/sink",
+        ],
         input=payload,
         capture_output=True,
         timeout=20,
@@ -247,7 +273,9 @@ def test_long_request_line_gets_414(wire: Wire) -> None:
 
 
 def test_large_headers_get_431(wire: Wire) -> None:
-    assert_refused(wire.proxy_port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431)
+    assert_refused(
+        wire.proxy_port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431
+    )
 
 
 def test_many_headers_get_431(wire: Wire) -> None:
@@ -256,18 +284,24 @@ def test_many_headers_get_431(wire: Wire) -> None:
 
 
 def test_garbage_gets_400_and_close(wire: Wire) -> None:
-    assert_refused(wire.proxy_port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n", 400)
+    assert_refused(
+        wire.proxy_port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n", 400
+    )
 
 
 SMUGGLING = {
-    "cl-and-te": b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "cl-and-te": (
+        b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
     "two-different-cl": b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
     "cl-list": b"POST /inspect HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 4\r\n\r\nabcd",
     "te-not-chunked-last": b"POST /inspect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
     "te-gzip-only": b"POST /inspect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabcd",
     "obs-fold": b"GET /inspect HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
     "space-before-colon": b"GET /inspect HTTP/1.1\r\nHost : x\r\n\r\n",
-    "bad-chunk-size": b"POST /inspect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    "bad-chunk-size": (
+        b"POST /inspect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    ),
 }
 
 
@@ -307,7 +341,9 @@ def test_backend_reset_mid_response_closes_client_connection(wire: Wire) -> None
 
 def test_garbage_upstream_response_is_502(wire: Wire) -> None:
     target = "/raw?resp=" + quote("NOT HTTP AT ALL\r\n\r\n")
-    status, headers, _ = raw_exchange(wire.proxy_port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
+    status, headers, _ = raw_exchange(
+        wire.proxy_port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode()
+    )
     assert status == 502
     assert "l5d-err" in headers
 
@@ -327,7 +363,9 @@ def test_upstream_close_is_not_reused(wire: Wire) -> None:
 def test_early_upstream_answer_to_upload(wire: Wire) -> None:
     with connect(wire.proxy_port) as sock:
         reader = Reader(sock)
-        sock.sendall(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 1000)
+        sock.sendall(
+            b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 1000
+        )
         status, _, body, _ = read_response(reader)
     assert status == 413 and body == b"too large\n"
 
@@ -335,9 +373,13 @@ def test_early_upstream_answer_to_upload(wire: Wire) -> None:
 def test_client_disconnect_cancels_upstream_request(wire: Wire) -> None:
     sock = connect(wire.proxy_port)
     sock.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-    wait_until(lambda: wire.backend_stats()["hangs"] == 1, 10, what="the backend to hold the request")
+    wait_until(
+        lambda: wire.backend_stats()["hangs"] == 1, 10, what="the backend to hold the request"
+    )
     sock.close()
-    wait_until(lambda: wire.backend_stats()["hangs"] == 0, 10, what="the upstream request to be aborted")
+    wait_until(
+        lambda: wire.backend_stats()["hangs"] == 0, 10, what="the upstream request to be aborted"
+    )
 
 
 def test_max_concurrent_requests_gives_503(wire: Wire) -> None:
@@ -405,7 +447,9 @@ def test_sigterm_drains_in_flight_requests(wire: Wire) -> None:
     with connect(port) as busy, connect(port) as idle:
         slow_before = wire.backend_stats()["slow"]
         busy.sendall(b"GET /slow?ms=700 HTTP/1.1\r\nHost: x\r\n\r\n")
-        wait_until(lambda: wire.backend_stats()["slow"] > slow_before, 5, what="the slow request to arrive")
+        wait_until(
+            lambda: wire.backend_stats()["slow"] > slow_before, 5, what="the slow request to arrive"
+        )
         proxy.terminate()
         idle_reader = Reader(idle)
         assert idle_reader.closed(), "an idle connection stays open during drain"

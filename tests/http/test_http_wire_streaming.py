@@ -67,7 +67,9 @@ def test_one_gigabyte_download_streams_with_bounded_memory(wire: Wire) -> None:
     elapsed = time.monotonic() - start
     assert got == GB
     growth = rss_peak_kb(wire.proxy.pid) - baseline
-    print(f"1 GB download in {elapsed:.1f}s ({GB / elapsed / 1e6:.0f} MB/s), proxy peak RSS growth {growth} kB")
+    print(
+        f"1 GB download in {elapsed:.1f}s ({GB / elapsed / 1e6:.0f} MB/s), proxy peak RSS growth {growth} kB"
+    )
     assert growth < RSS_GROWTH_LIMIT_KB
 
 
@@ -84,7 +86,9 @@ def test_one_gigabyte_upload_streams_with_bounded_memory(wire: Wire) -> None:
     elapsed = time.monotonic() - start
     assert status == 200 and json.loads(body)["received"] == GB
     growth = rss_peak_kb(wire.proxy.pid) - baseline
-    print(f"1 GB upload in {elapsed:.1f}s ({GB / elapsed / 1e6:.0f} MB/s), proxy peak RSS growth {growth} kB")
+    print(
+        f"1 GB upload in {elapsed:.1f}s ({GB / elapsed / 1e6:.0f} MB/s), proxy peak RSS growth {growth} kB"
+    )
     assert growth < RSS_GROWTH_LIMIT_KB
 
 
@@ -126,15 +130,27 @@ def test_client_leaving_mid_download_aborts_the_upstream(wire: Wire) -> None:
     sock.sendall(b"GET /gen?bytes=%d HTTP/1.1\r\nHost: x\r\n\r\n" % GB)
     read_head(sock)
     assert drain(sock, 1 << 20) == 1 << 20
-    wait_until(lambda: wire.backend_stats()["streaming"] == 1, 10, what="the download to be in progress")
+    wait_until(
+        lambda: wire.backend_stats()["streaming"] == 1, 10, what="the download to be in progress"
+    )
     sock.close()
-    wait_until(lambda: wire.backend_stats()["streaming"] == 0, 10, what="the upstream transfer to be aborted")
+    wait_until(
+        lambda: wire.backend_stats()["streaming"] == 0,
+        10,
+        what="the upstream transfer to be aborted",
+    )
 
 
 def test_client_leaving_mid_upload_aborts_the_upstream(wire: Wire) -> None:
     sock = connect(wire.proxy_port)
     sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % GB)
     sock.sendall(b"u" * (4 << 20))
-    wait_until(lambda: wire.backend_stats()["streaming"] == 1, 10, what="the upload to be in progress")
+    wait_until(
+        lambda: wire.backend_stats()["streaming"] == 1, 10, what="the upload to be in progress"
+    )
     sock.close()
-    wait_until(lambda: wire.backend_stats()["streaming"] == 0, 10, what="the upstream transfer to be aborted")
+    wait_until(
+        lambda: wire.backend_stats()["streaming"] == 0,
+        10,
+        what="the upstream transfer to be aborted",
+    )

@@ -132,9 +132,16 @@ class StreamBody:
         pass
 
 
-def request(method: bytes = b"GET", uri: bytes = b"/", headers: list[tuple[bytes, bytes]] | None = None, body: Any = None) -> Request:
+def request(
+    method: bytes = b"GET",
+    uri: bytes = b"/",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: Any = None,
+) -> Request:
     return Request(method, uri, Headers(headers or []), body)
 
 
-def response(status: int = 200, headers: list[tuple[bytes, bytes]] | None = None, body: Any = None) -> Response:
+def response(
+    status: int = 200, headers: list[tuple[bytes, bytes]] | None = None, body: Any = None
+) -> Response:
     return Response(status, Headers(headers or []), body)

@@ -179,7 +179,8 @@ def test_none_never_marks_dead() -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["io.l5d.consecutiveFailures", "io.l5d.successRate", "io.l5d.successRateWindowed", "none"]
+    "kind",
+    ["io.l5d.consecutiveFailures", "io.l5d.successRate", "io.l5d.successRateWindowed", "none"],
 )
 def test_registered_with_defaults(kind: str) -> None:
     plugin = FAILURE_ACCRUAL.get(kind)
@@ -211,7 +212,10 @@ def test_fail_fast_only_connection_failures_count() -> None:
     failure = call(svc, ep, errors.ConnectionFailed("refused"))
     assert failure.check(errors.ConnectionFailed)  # answered as usual
     assert svc.status is Status.BUSY
-    assert stats.counters["failfast/removals"] == 1 and stats.counters["failfast/removed_for_ms"] == 1000
+    assert (
+        stats.counters["failfast/removals"] == 1
+        and stats.counters["failfast/removed_for_ms"] == 1000
+    )
     clock.advance(1)
     call(svc, ep, response(503))  # the probe reached the server: reachable again
     assert svc.status is Status.OPEN and stats.counters["failfast/revivals"] == 1

@@ -7,7 +7,11 @@ from l5d_twisted import errors
 from l5d_twisted.registry import CLASSIFIERS
 from l5d_twisted.resilience.classifier import ResponseClass
 
-S, R, N = ResponseClass.SUCCESS, ResponseClass.RETRYABLE_FAILURE, ResponseClass.NON_RETRYABLE_FAILURE
+S, R, N = (
+    ResponseClass.SUCCESS,
+    ResponseClass.RETRYABLE_FAILURE,
+    ResponseClass.NON_RETRYABLE_FAILURE,
+)
 
 
 def classifier(kind: str):  # type: ignore[no-untyped-def]

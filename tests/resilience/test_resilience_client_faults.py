@@ -46,11 +46,19 @@ CLIENT_FAULTS = [
 def accrual() -> tuple[FailureAccrualService, FakeEndpoint, RecordingStats]:
     stats = RecordingStats()
     endpoint = FakeEndpoint()
-    svc = FailureAccrualService(endpoint, ConsecutiveFailuresPolicy(5, ConstantBackoff(10)), non_retryable_5xx(), Clock(), stats)
+    svc = FailureAccrualService(
+        endpoint,
+        ConsecutiveFailuresPolicy(5, ConstantBackoff(10)),
+        non_retryable_5xx(),
+        Clock(),
+        stats,
+    )
     return svc, endpoint, stats
 
 
-def fail_calls(svc: FailureAccrualService, endpoint: FakeEndpoint, error: BaseException, n: int) -> None:
+def fail_calls(
+    svc: FailureAccrualService, endpoint: FakeEndpoint, error: BaseException, n: int
+) -> None:
     for _ in range(n):
         got: list[Any] = []
         svc(request(b"POST")).addBoth(got.append)
@@ -69,7 +77,9 @@ def test_twelve_client_faults_do_not_eject_the_endpoint(error: BaseException) ->
 def test_twelve_connection_resets_still_eject_it() -> None:
     """The control: what these requests failed as before is a real endpoint failure."""
     svc, endpoint, stats = accrual()
-    fail_calls(svc, endpoint, errors.ConnectionReset("the request body could not be sent whole"), 12)
+    fail_calls(
+        svc, endpoint, errors.ConnectionReset("the request body could not be sent whole"), 12
+    )
     assert svc.state is AccrualState.DEAD and stats.counters["failure_accrual/removals"] == 1
 
 
@@ -93,9 +103,13 @@ def test_a_probe_that_the_client_broke_leaves_the_probe_open() -> None:
 
 
 @pytest.mark.parametrize("error", CLIENT_FAULTS, ids=lambda e: type(e).__name__)
-def test_stats_count_client_errors_apart_from_success_and_failures(error: errors.ClientFault) -> None:
+def test_stats_count_client_errors_apart_from_success_and_failures(
+    error: errors.ClientFault,
+) -> None:
     stats = RecordingStats()
-    service = StatsFilter(stats, non_retryable_5xx(), Clock()).and_then(ScriptedService(error, response(200)))
+    service = StatsFilter(stats, non_retryable_5xx(), Clock()).and_then(
+        ScriptedService(error, response(200))
+    )
     service(request(b"POST")).addErrback(lambda f: None)
     service(request())
     assert stats.counters["requests"] == 2
@@ -107,11 +121,15 @@ def test_stats_count_client_errors_apart_from_success_and_failures(error: errors
 
 def test_no_client_errors_counter_until_one_happens() -> None:
     stats = RecordingStats()
-    StatsFilter(stats, non_retryable_5xx(), Clock()).and_then(ScriptedService(response(200)))(request())
+    StatsFilter(stats, non_retryable_5xx(), Clock()).and_then(ScriptedService(response(200)))(
+        request()
+    )
     assert "client_errors" not in stats.counters
 
 
-@pytest.mark.parametrize("classifier", [non_retryable_5xx(), retryable_read_5xx(), retryable_all_5xx()], ids=repr)
+@pytest.mark.parametrize(
+    "classifier", [non_retryable_5xx(), retryable_read_5xx(), retryable_all_5xx()], ids=repr
+)
 @pytest.mark.parametrize("error", CLIENT_FAULTS, ids=lambda e: type(e).__name__)
 def test_classifiers_never_retry_a_client_fault(classifier: Any, error: BaseException) -> None:
     assert classifier.classify(request(b"GET"), error) is ResponseClass.NON_RETRYABLE_FAILURE
@@ -126,7 +144,9 @@ def test_retries_and_requeues_leave_a_client_fault_alone() -> None:
     requeues = RequeueFilter(RetryBudget(100, 1.0, 10, clock), stats)
     outcomes: list[Any] = []
     retries.and_then(requeues.and_then(endpoint))(request(b"GET")).addBoth(outcomes.append)
-    assert isinstance(outcomes[0], Failure) and isinstance(outcomes[0].value, errors.MalformedRequestBody)
+    assert isinstance(outcomes[0], Failure) and isinstance(
+        outcomes[0].value, errors.MalformedRequestBody
+    )
     assert stats.counters["retries/total"] == 0 and stats.counters["retries/requeues"] == 0
 
 

@@ -69,7 +69,10 @@ def test_linkerd_keys_decode_and_build() -> None:
     assert (lb.smooth_window_s, lb.low_load, lb.high_load, lb.min_aperture) == (1.0, 0.25, 4.0, 2)
 
     policy = FAILURE_ACCRUAL.get(a.failure_accrual.kind).factory(a.failure_accrual.config)
-    assert isinstance(policy, SuccessRatePolicy) and (policy.success_rate, policy.requests) == (0.95, 50)
+    assert isinstance(policy, SuccessRatePolicy) and (policy.success_rate, policy.requests) == (
+        0.95,
+        50,
+    )
     assert policy._next_delay() == 1.5
     policy = FAILURE_ACCRUAL.get(b.failure_accrual.kind).factory(b.failure_accrual.config)
     assert isinstance(policy, SuccessRateWindowedPolicy) and policy.window_s == 7
@@ -95,7 +98,10 @@ def test_defaults_build() -> None:
     "block, words",
     [
         ("loadBalancer: {kind: aperture, lowLoad: 3, highLoad: 1}", ["lowLoad"]),
-        ("failureAccrual: {kind: io.l5d.consecutiveFailures, backoff: {kind: jittered, minMs: 10, maxMs: 5}}", ["maxMs"]),
+        (
+            "failureAccrual: {kind: io.l5d.consecutiveFailures, backoff: {kind: jittered, minMs: 10, maxMs: 5}}",
+            ["maxMs"],
+        ),
         ("loadBalancer: {kind: p2c, maxEffort: 0}", ["maxEffort"]),
         ("loadBalancer: {kind: leastConnections}", ["leastConnections"]),
     ],

@@ -25,9 +25,22 @@ from l5d_twisted.resilience.requeues import RequeueFilter
 from l5d_twisted.resilience.retries import RetryFilter
 
 
-def retry_filter(clock: Clock, stats: RecordingStats, budget: RetryBudget | None = None, backoff: float = 0.0, classifier: Any = None) -> RetryFilter:
+def retry_filter(
+    clock: Clock,
+    stats: RecordingStats,
+    budget: RetryBudget | None = None,
+    backoff: float = 0.0,
+    classifier: Any = None,
+) -> RetryFilter:
     budget = budget or RetryBudget(10, 0.2, 10, clock)
-    return RetryFilter(classifier or retryable_read_5xx(), budget, ConstantBackoff(backoff), clock, stats, random.Random(1))
+    return RetryFilter(
+        classifier or retryable_read_5xx(),
+        budget,
+        ConstantBackoff(backoff),
+        clock,
+        stats,
+        random.Random(1),
+    )
 
 
 def outcome_of(d: Deferred[Any]) -> Any:
@@ -39,7 +52,9 @@ def outcome_of(d: Deferred[Any]) -> Any:
 def test_retries_retryable_failure_until_success() -> None:
     clock, stats = Clock(), RecordingStats()
     bodies = [TrackedBody(b"bad"), TrackedBody(b"bad")]
-    svc = ScriptedService(response(503, body=bodies[0]), response(503, body=bodies[1]), response(200))
+    svc = ScriptedService(
+        response(503, body=bodies[0]), response(503, body=bodies[1]), response(200)
+    )
     result = outcome_of(retry_filter(clock, stats).and_then(svc)(request(b"GET")))
     assert result.status == 200
     assert len(svc.requests) == 3
@@ -55,21 +70,27 @@ def test_non_retryable_not_retried() -> None:
     assert result.status == 503 and len(svc.requests) == 1
     assert stats.stats["retries/per_request"] == [0]
     svc = ScriptedService(response(503))
-    result = outcome_of(retry_filter(clock, stats, classifier=non_retryable_5xx()).and_then(svc)(request(b"GET")))
+    result = outcome_of(
+        retry_filter(clock, stats, classifier=non_retryable_5xx()).and_then(svc)(request(b"GET"))
+    )
     assert len(svc.requests) == 1
 
 
 def test_retryable_exception_is_retried_for_any_method() -> None:
     clock, stats = Clock(), RecordingStats()
     svc = ScriptedService(errors.ConnectionFailed("refused"), response(200))
-    result = outcome_of(retry_filter(clock, stats, classifier=non_retryable_5xx()).and_then(svc)(request(b"POST")))
+    result = outcome_of(
+        retry_filter(clock, stats, classifier=non_retryable_5xx()).and_then(svc)(request(b"POST"))
+    )
     assert result.status == 200 and len(svc.requests) == 2
 
 
 def test_streamed_body_never_retried() -> None:
     clock, stats = Clock(), RecordingStats()
     svc = ScriptedService(response(503), response(200))
-    result = outcome_of(retry_filter(clock, stats).and_then(svc)(request(b"GET", body=StreamBody())))
+    result = outcome_of(
+        retry_filter(clock, stats).and_then(svc)(request(b"GET", body=StreamBody()))
+    )
     assert result.status == 503 and len(svc.requests) == 1
     assert stats.counters["retries/budget_exhausted"] == 0
 
@@ -89,7 +110,9 @@ def test_budget_bounds_retries_and_is_reported() -> None:
 
 def test_many_synchronous_retries_do_not_recurse() -> None:
     clock, stats = Clock(), RecordingStats()
-    budget = RetryBudget(min_retries_per_sec=0, percent_can_retry=5000 / 1000, ttl_secs=10, clock=clock)
+    budget = RetryBudget(
+        min_retries_per_sec=0, percent_can_retry=5000 / 1000, ttl_secs=10, clock=clock
+    )
     for _ in range(1000):
         budget.deposit()
     svc = ScriptedService(response(503))
@@ -148,7 +171,9 @@ def test_each_retry_is_a_fresh_copy_of_the_original_request() -> None:
 
 def test_requeue_connection_failures_immediately() -> None:
     clock, stats = Clock(), RecordingStats()
-    svc = ScriptedService(errors.ConnectionFailed("refused"), errors.ConnectionFailed("refused"), response(200))
+    svc = ScriptedService(
+        errors.ConnectionFailed("refused"), errors.ConnectionFailed("refused"), response(200)
+    )
     f = RequeueFilter(RetryBudget(10, 0.2, 10, clock), stats)
     result = outcome_of(f.and_then(svc)(request(b"POST", body=StreamBody())))
     assert result.status == 200
@@ -158,7 +183,11 @@ def test_requeue_connection_failures_immediately() -> None:
 def test_requeue_not_for_responses_resets_or_no_hosts() -> None:
     clock, stats = Clock(), RecordingStats()
     f = RequeueFilter(RetryBudget(10, 0.2, 10, clock), stats)
-    for outcome in [response(503), errors.ConnectionReset("reset"), errors.NoHostsAvailable("none")]:
+    for outcome in [
+        response(503),
+        errors.ConnectionReset("reset"),
+        errors.NoHostsAvailable("none"),
+    ]:
         svc = ScriptedService(outcome, response(200))
         outcome_of(f.and_then(svc)(request()))
         assert len(svc.requests) == 1

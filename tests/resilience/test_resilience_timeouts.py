@@ -81,7 +81,12 @@ def test_deadline_from_header_reencoded_and_enforced() -> None:
     clock = Clock()
     clock.advance(100)
     ep = FakeEndpoint()
-    req = request(headers=[(b"l5d-ctx-deadline", b"%d %d" % (99 * S, 102 * S)), (b"L5d-Ctx-Deadline", b"%d %d" % (99 * S, 101 * S))])
+    req = request(
+        headers=[
+            (b"l5d-ctx-deadline", b"%d %d" % (99 * S, 102 * S)),
+            (b"L5d-Ctx-Deadline", b"%d %d" % (99 * S, 101 * S)),
+        ]
+    )
     d = DeadlineFilter(clock, None).and_then(ep)(req)
     forwarded = ep.calls[0][0]
     assert deadline_header(forwarded) == [b"%d %d" % (100 * S, 101 * S)]

@@ -97,7 +97,9 @@ def test_an_eviction_reads_each_key_at_most_once_per_use() -> None:
         cache.put(f"new{i}")
     # 500 keys used once each move back once; each eviction reads its victim once.
     assert cache.reads <= 500 + 200, cache.reads
-    assert evicted[:200] == [f"k{i}" for i in range(1, 400, 2)], "the unused ones go first, oldest first"
+    assert evicted[:200] == [f"k{i}" for i in range(1, 400, 2)], (
+        "the unused ones go first, oldest first"
+    )
 
 
 class _CountingDict(dict[Any, Any]):
@@ -108,7 +110,9 @@ class _CountingDict(dict[Any, Any]):
         return super().__getitem__(key)
 
 
-def test_a_new_bound_name_in_a_full_client_cache_evicts_without_scanning_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_bound_name_in_a_full_client_cache_evicts_without_scanning_every_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The client cache found the least recently used client by a min() over all of them
     # (up to 1,000) per new bound name: a scan per request under a flood of new names.
     monkeypatch.setattr(router_module, "MAX_CLIENTS", 300)

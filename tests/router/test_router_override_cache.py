@@ -57,7 +57,9 @@ class Harness:
         self.clock = Clock()
         self.dialled: list[Address] = []
         names = {f"svc{i}": [f"127.0.0.1:{2000 + i}"] for i in range(20)}
-        self.interpreter = Interpreter({Path.read("/mem"): MemoryNamer(Path.read("/mem"), names)}, (), self.clock)
+        self.interpreter = Interpreter(
+            {Path.read("/mem"): MemoryNamer(Path.read("/mem"), names)}, (), self.clock
+        )
         self.router = Router(
             load_config(CONFIG).routers[0],
             self.interpreter,
@@ -68,14 +70,18 @@ class Harness:
             endpoint_factory=self._endpoint,
         )
 
-    def _endpoint(self, reactor: Any, address: Address, *args: Any, **kwargs: Any) -> Service[Request, Response]:
+    def _endpoint(
+        self, reactor: Any, address: Address, *args: Any, **kwargs: Any
+    ) -> Service[Request, Response]:
         self.dialled.append(address)
         return Ok200()
 
     def call(self, host: str, dtab: bytes | None = None) -> Any:
         headers = [(b"Host", host.encode())] + ([(b"l5d-dtab", dtab)] if dtab is not None else [])
         results: list[Any] = []
-        self.router(Request(b"GET", b"/", Headers(headers))).addBoth(lambda r: results.append(getattr(r, "value", r)))
+        self.router(Request(b"GET", b"/", Headers(headers))).addBoth(
+            lambda r: results.append(getattr(r, "value", r))
+        )
         assert results, "routing answered synchronously"
         return results[0]
 
@@ -124,12 +130,16 @@ def test_override_routes_have_their_own_small_cache() -> None:
     assert len(configured) == 20
     for i in range(MAX_OVERRIDE_ROUTES + 50):
         h.clock.advance(1)
-        assert isinstance(h.call("svc1", f"/svc/svc1 => /#/mem/svc{i % 20}; /x => /y{i}".encode()), Response)
+        assert isinstance(
+            h.call("svc1", f"/svc/svc1 => /#/mem/svc{i % 20}; /x => /y{i}".encode()), Response
+        )
     assert h.override_routes() == MAX_OVERRIDE_ROUTES
     assert h.configured_routes() == configured, "header-driven routes never evict the operator's"
     # the least recently used override route went first
     newest = {key[1] for key in h.router._routes if key[1]}
-    assert any("/y149" in text for text in newest) and not any(text.endswith("/y0") for text in newest)
+    assert any("/y149" in text for text in newest) and not any(
+        text.endswith("/y0") for text in newest
+    )
 
 
 def test_configured_routes_evict_only_configured_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +163,9 @@ class _CountingDict(dict[Any, Any]):
         return super().__getitem__(key)
 
 
-def test_a_new_name_in_a_full_cache_evicts_without_scanning_every_route(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_name_in_a_full_cache_evicts_without_scanning_every_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A min() over every cached route per new name stalled the reactor under a flood of
     # random Host values (bench/README.md, mixed attack); eviction is O(1) amortised now.
     monkeypatch.setattr(router_module, "MAX_ROUTES", 300)
@@ -258,7 +270,9 @@ def _get(port: int, host: str, headers: dict[str, str] | None = None) -> tuple[i
         conn.close()
 
 
-def test_ten_union_headers_through_a_running_proxy_keep_its_memory(processes: Processes, tmp_path: FsPath) -> None:
+def test_ten_union_headers_through_a_running_proxy_keep_its_memory(
+    processes: Processes, tmp_path: FsPath
+) -> None:
     # The reproduction of issue 10 against the real process: ten requests took the proxy
     # from ~60 MB to ~770 MB of RSS (and ~19 s of CPU, answering 502s).
     world_port, proxy_port, admin_port = free_port(), free_port(), free_port()

@@ -54,7 +54,15 @@ def test_an_evicted_route_and_its_client_are_freed(harness: Harness) -> None:
     with no_gc():
         ok(h.call("svc0"))
         router = h.router
-        refs = [weakref.ref(x) for x in (*router._binders.values(), *router._routes.values(), *router._clients.values(), *router._client_services.values())]
+        refs = [
+            weakref.ref(x)
+            for x in (
+                *router._binders.values(),
+                *router._routes.values(),
+                *router._clients.values(),
+                *router._client_services.values(),
+            )
+        ]
         refs.append(weakref.ref(next(iter(router._clients.values())).balancer))
         assert len(refs) == 5
         evict_all(h)
@@ -84,7 +92,9 @@ def test_an_evicted_override_route_is_freed(harness: Harness, monkeypatch: Any) 
         assert ref() is None
 
 
-def test_a_route_whose_request_dtab_ran_out_of_binding_budget_is_freed(harness: Harness, monkeypatch: Any) -> None:
+def test_a_route_whose_request_dtab_ran_out_of_binding_budget_is_freed(
+    harness: Harness, monkeypatch: Any
+) -> None:
     h = harness
     monkeypatch.setattr(router_module, "MAX_OVERRIDE_ROUTES", 1)
     # a union of unions 40 deep: over the tree depth limit (a BindingLimitError, 400)

@@ -102,16 +102,30 @@ class Harness:
             endpoint_factory=self._endpoint,
         )
 
-    def _endpoint(self, reactor: Any, address: Address, pool: Any, stats: Any, connect_timeout_s: float = 1.0, tls: Any = None) -> FakeEndpoint:
+    def _endpoint(
+        self,
+        reactor: Any,
+        address: Address,
+        pool: Any,
+        stats: Any,
+        connect_timeout_s: float = 1.0,
+        tls: Any = None,
+    ) -> FakeEndpoint:
         endpoint = self.endpoints.get(address)
         if endpoint is None:
             endpoint = self.endpoints[address] = FakeEndpoint(address, self.sent)
         return endpoint
 
-    def call(self, host: str = "hello", headers: list[tuple[bytes, bytes]] | None = None, uri: bytes = b"/") -> Response | BaseException:
+    def call(
+        self,
+        host: str = "hello",
+        headers: list[tuple[bytes, bytes]] | None = None,
+        uri: bytes = b"/",
+    ) -> Response | BaseException:
         hdrs = [(b"Host", host.encode())] + (headers or [])
         results: list[Any] = []
         d = self.router(Request(b"GET", uri, Headers(hdrs)))
+
         def capture(result: Any) -> Any:
             results.append(getattr(result, "value", result))
             return result
@@ -170,7 +184,9 @@ def test_override_dtab_header_reroutes_and_is_forwarded_as_context() -> None:
     address, sent = h.sent[-1]
     assert address.port == 9090
     assert b"l5d-dtab" not in sent.headers
-    assert (sent.headers.get(b"l5d-ctx-dtab") or b"").replace(b" ", b"") == b"/svc/hello=>/#/mem/hello-v2"
+    assert (sent.headers.get(b"l5d-ctx-dtab") or b"").replace(
+        b" ", b""
+    ) == b"/svc/hello=>/#/mem/hello-v2"
     ok(h.call("hello"))
     assert h.sent[-1][0].port == 8080, "the override applies to that request only"
 
@@ -186,7 +202,9 @@ def test_routing_loop_stops_at_max_call_depth() -> None:
     h = Harness(CONFIG.replace("label: outgoing", "label: outgoing\n  maxCallDepth: 3"))
     h.namer.set("hello", "127.0.0.1:8080")
     ok(h.call("hello", [(b"Via", b"1.1 linkerd, 1.1 linkerd, 1.1 linkerd")]))
-    error = h.call("hello", [(b"Via", b"1.1 linkerd, 1.1 linkerd"), (b"Via", b"1.1 linkerd, 1.1 linkerd")])
+    error = h.call(
+        "hello", [(b"Via", b"1.1 linkerd, 1.1 linkerd"), (b"Via", b"1.1 linkerd, 1.1 linkerd")]
+    )
     assert isinstance(error, CallDepthExceeded) and error.status == 400
 
 
@@ -208,7 +226,11 @@ def test_negative_name_explains_the_resolution() -> None:
 
 
 def test_weighted_union_splits_traffic() -> None:
-    h = Harness(CONFIG.replace("/svc => /#/mem;", "/svc => /#/mem;\n    /svc/hello => 3 * /#/mem/a & 1 * /#/mem/b;"))
+    h = Harness(
+        CONFIG.replace(
+            "/svc => /#/mem;", "/svc => /#/mem;\n    /svc/hello => 3 * /#/mem/a & 1 * /#/mem/b;"
+        )
+    )
     h.namer.set("a", "127.0.0.1:1001")
     h.namer.set("b", "127.0.0.1:1002")
     for _ in range(2000):
@@ -264,7 +286,9 @@ def test_client_state_and_idle_expiry() -> None:
     h = Harness(CONFIG)
     h.namer.set("hello", "127.0.0.1:8080")
     ok(h.call("hello"))
-    assert h.router.client_state() == {"/#/mem/hello": {"state": "bound", "addresses": ["127.0.0.1:8080"]}}
+    assert h.router.client_state() == {
+        "/#/mem/hello": {"state": "bound", "addresses": ["127.0.0.1:8080"]}
+    }
     steps = int(IDLE_TTL_S / SWEEP_INTERVAL_S) + 2
     for _ in range(steps):
         h.clock.advance(SWEEP_INTERVAL_S)
@@ -309,7 +333,9 @@ def test_fail_fast_takes_an_endpoint_out_at_its_first_connection_failure() -> No
     for _ in range(60):
         ok(h.call("hello"))  # a refused connection is requeued to the other endpoint
     to_broken = [a for a, _ in h.sent[1:] if a.port == 1001]
-    assert len(to_broken) == 1, "after one refusal the endpoint gets no traffic until its backoff ends"
+    assert len(to_broken) == 1, (
+        "after one refusal the endpoint gets no traffic until its backoff ends"
+    )
 
 
 def test_route_and_client_caches_are_bounded(monkeypatch: Any) -> None:
@@ -326,7 +352,9 @@ def test_route_and_client_caches_are_bounded(monkeypatch: Any) -> None:
         ok(h.call(f"svc{i}"))
     assert len(h.router._routes) == 5
     assert len(h.router.client_state()) == 3
-    assert set(h.router.client_state()) == {"/#/mem/svc17", "/#/mem/svc18", "/#/mem/svc19"}, "least recently used go first"
+    assert set(h.router.client_state()) == {"/#/mem/svc17", "/#/mem/svc18", "/#/mem/svc19"}, (
+        "least recently used go first"
+    )
     ok(h.call("svc0"))  # an evicted name is rebuilt on demand
     assert h.sent[-1][0].port == 2000
 

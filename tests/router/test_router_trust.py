@@ -39,7 +39,9 @@ class MemoryNamer:
         self.addrs: dict[str, Var[Any]] = {}
 
     def set(self, name: str, *hostports: str) -> None:
-        addresses = frozenset(Address(hp.rsplit(":", 1)[0], int(hp.rsplit(":", 1)[1])) for hp in hostports)
+        addresses = frozenset(
+            Address(hp.rsplit(":", 1)[0], int(hp.rsplit(":", 1)[1])) for hp in hostports
+        )
         self.addrs.setdefault(name, Var(AddrBound(frozenset()))).update(AddrBound(addresses))
 
     def lookup(self, path: Path) -> Var[Any]:
@@ -75,7 +77,12 @@ ROUTER = 4140
 
 
 class Harness:
-    def __init__(self, config: str = CONFIG, transformers: tuple[Any, ...] = (), own: OwnAddresses | None = None) -> None:
+    def __init__(
+        self,
+        config: str = CONFIG,
+        transformers: tuple[Any, ...] = (),
+        own: OwnAddresses | None = None,
+    ) -> None:
         self.clock = Clock()
         self.namer = MemoryNamer()
         self.sent: list[tuple[Address, Request]] = []
@@ -84,9 +91,14 @@ class Harness:
             own.add("127.0.0.1", ROUTER, router=True)
             own.add("127.0.0.1", ADMIN)
         self.own = own
+
         # DNS: localhost is this host, every other name is TEST-NET
-        resolve = lambda host, port: succeed(["127.0.0.1"] if host == "localhost" else ["192.0.2.10"])  # noqa: E731
-        interpreter = Interpreter({Path.read("/mem"): self.namer}, transformers, self.clock, resolve=resolve)
+        def resolve(host: str, port: int) -> Deferred[list[str]]:
+            return succeed(["127.0.0.1"] if host == "localhost" else ["192.0.2.10"])
+
+        interpreter = Interpreter(
+            {Path.read("/mem"): self.namer}, transformers, self.clock, resolve=resolve
+        )
         self.metrics = MetricsTree(self.clock)
         self.router = Router(
             load_config(config).routers[0],
@@ -99,7 +111,13 @@ class Harness:
             own_addresses=own,
         )
 
-    def call(self, host: str = "hello", headers: list[tuple[bytes, bytes]] | None = None, *, addresses_allowed: bool = False) -> Any:
+    def call(
+        self,
+        host: str = "hello",
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        addresses_allowed: bool = False,
+    ) -> Any:
         request = Request(b"GET", b"/", Headers([(b"Host", host.encode())] + (headers or [])))
         if addresses_allowed:
             request.ctx[REQUEST_DTAB_ADDRESSES] = True
@@ -133,12 +151,24 @@ def dtab(text: str) -> list[tuple[bytes, bytes]]:
 )
 def test_address_builtins_are_recognised(dst: str) -> None:
     assert reaches_addresses(Path.read(dst))
-    assert address_rule(Dtab.read(f"/svc/a => /#/mem/a; /svc/b => /#/mem/x | 1 * /#/mem/y & 1 * {dst}")) is not None
+    assert (
+        address_rule(
+            Dtab.read(f"/svc/a => /#/mem/a; /svc/b => /#/mem/x | 1 * /#/mem/y & 1 * {dst}")
+        )
+        is not None
+    )
 
 
 @pytest.mark.parametrize(
     "dst",
-    ["/#/mem/hello-v2", "/srv/world-v2", "/$/nil", "/$/fail", "/$/io.buoyant.http.domainToPathPfx/host", "/$/io.buoyant.http.subdomainOfPfx/example.com/svc"],
+    [
+        "/#/mem/hello-v2",
+        "/srv/world-v2",
+        "/$/nil",
+        "/$/fail",
+        "/$/io.buoyant.http.domainToPathPfx/host",
+        "/$/io.buoyant.http.subdomainOfPfx/example.com/svc",
+    ],
 )
 def test_names_the_operator_routes_are_not_addresses(dst: str) -> None:
     assert not reaches_addresses(Path.read(dst))
@@ -201,13 +231,19 @@ def test_the_operators_own_route_to_an_own_port_still_works_and_shares_the_endpo
     h = Harness()
     first = h.call("admin")
     assert isinstance(first, Response) and first.status == 200
-    refused = h.call("hello", dtab(f"/svc/hello => /$/inet/127.0.0.1/{ADMIN}"), addresses_allowed=True)
+    refused = h.call(
+        "hello", dtab(f"/svc/hello => /$/inet/127.0.0.1/{ADMIN}"), addresses_allowed=True
+    )
     assert isinstance(refused, Forbidden)
     again = h.call("admin")
     assert isinstance(again, Response) and again.status == 200
     assert [a for a, _ in h.sent] == [Address("127.0.0.1", ADMIN)] * 2
-    client = h.router._clients[next(b for b in h.router._clients if b.id.show().endswith(f"/{ADMIN}"))]
-    assert all(e.status is Status.OPEN for e in client._endpoints.values()), "a refusal is no endpoint failure"
+    client = h.router._clients[
+        next(b for b in h.router._clients if b.id.show().endswith(f"/{ADMIN}"))
+    ]
+    assert all(e.status is Status.OPEN for e in client._endpoints.values()), (
+        "a refusal is no endpoint failure"
+    )
 
 
 def test_a_request_dtab_reaching_an_own_port_through_a_namer_is_refused() -> None:
@@ -252,7 +288,9 @@ def test_own_addresses() -> None:
     assert forbidden(Address("::1", 4141)) and forbidden(Address("::ffff:127.0.0.1", 4141))
     assert forbidden(Address("169.254.169.254", 80)) and forbidden(Address("fd00:ec2::254", 80))
     assert forbidden(Address("fe80::1", 8080)) and forbidden(Address("::ffff:169.254.169.254", 80))
-    assert forbidden(Address("metadata-or-me.example", 9990)), "a host name on an own port: cannot tell, refused"
+    assert forbidden(Address("metadata-or-me.example", 9990)), (
+        "a host name on an own port: cannot tell, refused"
+    )
     assert forbidden(Address("localhost", 4140))
     assert not forbidden(Address("127.0.0.1", 8080))
     assert not forbidden(Address("192.0.2.10", 9990)), "TEST-NET: not an address of this host"
@@ -275,7 +313,11 @@ def test_the_loop_marker_cuts_a_loop_at_its_second_visit() -> None:
     assert len(markers) == 1 and markers[0].startswith(h.router.loop_id)
     # the request comes back to the same router (through /$/inet to itself): cut, unsent
     error = h.call("hello", [(b"Via", b"1.1 linkerd"), (h_loop, markers[0])])
-    assert isinstance(error, RoutingLoop) and isinstance(error, CallDepthExceeded) and error.status == 400
+    assert (
+        isinstance(error, RoutingLoop)
+        and isinstance(error, CallDepthExceeded)
+        and error.status == 400
+    )
     assert len(h.sent) == 1
 
 
