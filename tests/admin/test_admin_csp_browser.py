@@ -7,18 +7,13 @@ none (test_admin_dashboard_browser.py checks what they show, under the same head
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from admin_helpers import CHART_HAS_LINE_JS, CHROMIUM, PageErrors, browser_session
-from l5d_testing import Processes, free_port, wait_for_port
+from admin_helpers import CHART_HAS_LINE_JS, CHROMIUM, PageErrors
 
 from l5d_twisted.admin.server import CONTENT_SECURITY_POLICY
-
-HERE = Path(__file__).resolve().parent
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,31 +25,6 @@ RECORD_VIOLATIONS = """
 window.__csp = [];
 document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
 """
-
-
-@pytest.fixture(scope="module")
-def fake_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    processes = Processes(tmp_path_factory.mktemp("fake_mesh_csp"))
-    try:
-        port = free_port()
-        processes.start(
-            sys.executable,
-            str(HERE / "fake_mesh.py"),
-            "--port",
-            str(port),
-            "--sample-interval",
-            "0.5",
-            name="fake_mesh",
-        )
-        wait_for_port("127.0.0.1", port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        processes.stop_all()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from browser_session()
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, PageErrors]:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from admin_helpers import CHART_HAS_LINE_JS, CHROMIUM, PageErrors, browser_session, distinct_colours
+from admin_helpers import CHART_HAS_LINE_JS, CHROMIUM, PageErrors, distinct_colours
 from fake_mesh import HELLO_CLIENT
-from l5d_testing import Processes, free_port, wait_for_port
-
-HERE = Path(__file__).resolve().parent
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,31 +27,6 @@ RESILIENCE_SHOWN_JS = (
     " return exhausted && Number(exhausted.textContent) > 0 && cells && Number(cells['c-removals']) > 0; }"
 )
 TABLES_FIT_JS = "() => Array.from(document.querySelectorAll('.scroll')).every(w => w.scrollWidth <= w.clientWidth + 1)"
-
-
-@pytest.fixture(scope="module")
-def fake_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    processes = Processes(tmp_path_factory.mktemp("fake_mesh"))
-    try:
-        port = free_port()
-        processes.start(
-            sys.executable,
-            str(HERE / "fake_mesh.py"),
-            "--port",
-            str(port),
-            "--sample-interval",
-            "0.5",
-            name="fake_mesh",
-        )
-        wait_for_port("127.0.0.1", port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        processes.stop_all()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from browser_session()
 
 
 def test_dashboard_renders_live_charts_and_tables(
