@@ -203,6 +203,14 @@ class RouterConfig:
         5120, minimum=1, key="maxResponseKB", doc="largest buffered response body"
     )
     streaming_enabled: bool = knob(True)
+    experimental: bool = knob(
+        False,
+        doc=(
+            "linkerd 1's opt-in to experimental protocols and plugins on this router; "
+            "l5d-twisted has none behind it, so the switch enables nothing (accepted so that "
+            "linkerd 1 configs load)"
+        ),
+    )
     max_call_depth: int = knob(
         1000, minimum=1, doc="Via entries allowed before a request counts as a loop"
     )

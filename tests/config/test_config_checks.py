@@ -156,3 +156,16 @@ def test_tls_blocks_are_validated() -> None:
         "c.yaml:3: routers[0].servers[0].tls: requireClientAuth needs caCertPath "
         "(the CA to check client certificates against)"
     ]
+
+
+def test_router_experimental_is_linkerd_1s_boolean_defaulting_to_false() -> None:
+    """linkerd 1 accepts `experimental: true` on every router; it used to be an unknown key."""
+    config = load_config(
+        "routers:\n- label: a\n  experimental: true\n  servers: [{port: 1}]\n"
+        "- label: b\n  experimental: false\n  servers: [{port: 2}]\n"
+        "- label: c\n  servers: [{port: 3}]\n"
+    )
+    assert [r.experimental for r in config.routers] == [True, False, False]
+    assert errors_of("routers:\n- experimental: sometimes\n") == [
+        'c.yaml:2: routers[0].experimental: expected true or false, got "sometimes"'
+    ]
