@@ -3,7 +3,9 @@
 ``/#/io.l5d.fs/hello`` reads ``<rootDir>/hello``: each line ``ip port`` or
 ``ip port * weight``; ``#`` starts a comment.  A missing file is negative (the dtab falls
 back), an empty file is an existing service with no addresses.  A malformed line is logged
-with ``file:line`` and skipped.  ``rootDir`` is relative to the config file's directory.
+with ``file:line`` and skipped.  As in linkerd 1, a relative ``rootDir`` is relative to the
+process's working directory (not the config file's), and a ``rootDir`` that is not an
+existing directory is refused when the config is loaded (``check`` reports it).
 
 Changes are picked up live: while anyone observes a name, its file is checked every
 ``pollIntervalMs`` (default 500 ms) and re-read when its size, mtime or inode changed
@@ -44,7 +46,8 @@ _MAX_IDLE_ENTRIES = 1000
 @dataclass(frozen=True)
 class FsNamerConfig:
     root_dir: str = knob(
-        doc="directory with one file per service name (relative to the config file)"
+        doc="existing directory with one file per service name (a relative path is relative to "
+        "the working directory, as in linkerd 1; checked when the config is loaded)"
     )
     poll_interval_ms: int = knob(
         500, minimum=10, doc="how often watched files are checked for changes"
@@ -53,6 +56,13 @@ class FsNamerConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.root_dir, str) or not self.root_dir:
             raise ValueError("rootDir is required: the directory with one file per service")
+        # linkerd 1's rootDir is a Directory: a relative path resolves against the working
+        # directory, and one that is not a directory fails the config's parse.
+        if not os.path.isdir(os.path.expanduser(self.root_dir)):
+            raise ValueError(
+                f"rootDir: {self.root_dir!r} is not a directory"
+                f" (a relative rootDir is relative to the working directory {os.getcwd()!r})"
+            )
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int]:
@@ -237,5 +247,6 @@ class FsNamer:
 
 @NAMERS.register("io.l5d.fs", FsNamerConfig)
 def make_fs_namer(config: FsNamerConfig, prefix: Path, ctx: PluginContext) -> FsNamer:
-    root = os.path.join(ctx.config_dir, os.path.expanduser(config.root_dir))
-    return FsNamer(os.path.normpath(root), prefix, ctx.reactor, config.poll_interval_ms / 1000.0)
+    # Relative to the working directory, as in linkerd 1 (not to ctx.config_dir).
+    root = os.path.abspath(os.path.expanduser(config.root_dir))
+    return FsNamer(root, prefix, ctx.reactor, config.poll_interval_ms / 1000.0)

@@ -51,10 +51,24 @@ def test_every_sample_is_listed() -> None:
 
 
 @pytest.mark.parametrize("sample", sorted(NEEDED))
-def test_sample_configs_check_ok(sample: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sample_configs_check_ok(
+    sample: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     skip_unless_registered(sample)
+    monkeypatch.chdir(REPO)  # the samples' relative rootDirs are relative to the repository root
     assert main(["check", str(SAMPLES / sample)]) == 0, capsys.readouterr().err
     assert capsys.readouterr().out == "ok\n"
+
+
+def test_hello_world_config_checks_from_its_own_folder_as_its_readme_says(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = REPO / "examples" / "hello-world"
+    monkeypatch.chdir(example)
+    assert main(["check", "linkerd.yaml"]) == 0, capsys.readouterr().err
+    monkeypatch.chdir(REPO)  # rootDir: disco is relative to the working directory
+    assert main(["check", str(example / "linkerd.yaml")]) == 2
+    assert "namers[0]: rootDir: 'disco' is not a directory" in capsys.readouterr().err
 
 
 def test_reference_daemonset_sample_has_the_documented_shape() -> None:

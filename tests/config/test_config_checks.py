@@ -55,7 +55,7 @@ def test_a_protocol_no_module_registered_is_refused_by_name() -> None:
 
 def test_namer_prefixes_must_be_unique() -> None:
     text = (
-        "routers: [{}]\nnamers:\n- kind: io.l5d.fs\n  rootDir: a\n- kind: io.l5d.fs\n  rootDir: b\n"
+        "routers: [{}]\nnamers:\n- kind: io.l5d.fs\n  rootDir: .\n- kind: io.l5d.fs\n  rootDir: .\n"
     )
     assert errors_of(text) == [
         "c.yaml:5: namers[1].prefix: namer prefix /io.l5d.fs is already used by namers[0]; set a distinct prefix"
@@ -64,8 +64,8 @@ def test_namer_prefixes_must_be_unique() -> None:
 
 def test_namer_prefix_defaults_to_kind_and_accepts_hash_form() -> None:
     config = load_config(
-        "routers:\n- dtab: /svc => /#/disco | /#/io.l5d.fs\nnamers:\n- kind: io.l5d.fs\n  rootDir: a\n"
-        "- kind: io.l5d.fs\n  prefix: /#/disco\n  rootDir: b\n"
+        "routers:\n- dtab: /svc => /#/disco | /#/io.l5d.fs\nnamers:\n- kind: io.l5d.fs\n  rootDir: .\n"
+        "- kind: io.l5d.fs\n  prefix: /#/disco\n  rootDir: .\n"
     )
     assert [n.prefix.show() for n in config.namers] == ["/io.l5d.fs", "/disco"]
 
@@ -77,7 +77,7 @@ def test_dtab_sending_to_an_unconfigured_namer_names_the_rule_line() -> None:
         "  dtab: |\n"
         "    /svc => /#/io.l5d.fs;\n"
         "    /svc/x => /#/io.l5d.k8s/default/http/x;\n"
-        "namers:\n- kind: io.l5d.fs\n  rootDir: a\n"
+        "namers:\n- kind: io.l5d.fs\n  rootDir: .\n"
     )
     assert errors_of(text) == [
         "c.yaml:5: routers[0].dtab: router 'out' dtab sends to /#/io.l5d.k8s/default/http/x, "
@@ -95,7 +95,7 @@ def test_namer_references_in_dtab_comments_and_escaped_segments_are_read_as_the_
 ):
     # A commented-out rule is not a reference: the config is valid and must load.
     text = (
-        "namers:\n- kind: io.l5d.fs\n  rootDir: a\n"
+        "namers:\n- kind: io.l5d.fs\n  rootDir: .\n"
         "routers:\n- dtab: |\n"
         "    /svc => /#/io.l5d.fs;  # was /#/io.l5d.k8s/default/http\n"
         "    # /svc => /#/io.l5d.consul;\n"

@@ -169,7 +169,7 @@ def test_random_config_shaped_documents(document: dict[str, Any]) -> None:
 )
 def test_random_routers(routers: list[dict[str, Any]]) -> None:
     assert_loads_or_reports(
-        yaml.safe_dump({"routers": routers, "namers": [{"kind": "io.l5d.fs", "rootDir": "x"}]})
+        yaml.safe_dump({"routers": routers, "namers": [{"kind": "io.l5d.fs", "rootDir": "."}]})
     )
 
 

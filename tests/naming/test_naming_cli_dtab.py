@@ -114,8 +114,11 @@ async def test_neg_and_empty_exit_1(tmp_path: Path) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_config_router_dtab_and_namers(tmp_path: Path, capsys: Any) -> None:
+async def test_config_router_dtab_and_namers(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     disco(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative rootDir is relative to the working directory
     config = tmp_path / "l5d.yaml"
     config.write_text(
         """

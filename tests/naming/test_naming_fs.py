@@ -6,9 +6,12 @@ import os
 from pathlib import Path as FsPath
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet.task import Clock, deferLater
 
+from l5d_twisted.cli import main
+from l5d_twisted.config import ConfigErrors, load_config
 from l5d_twisted.context import PluginContext
 from l5d_twisted.namers._addrlines import parse_address_lines
 from l5d_twisted.namers.fs import FsNamer, FsNamerConfig
@@ -111,22 +114,58 @@ def test_fallback_from_missing_file_to_another_service(tmp_path: FsPath) -> None
     assert seen[-1].value.value.id == P("/#/io.l5d.fs/world-v2")  # type: ignore[union-attr]
 
 
-def test_registered_factory_resolves_root_dir_relative_to_config(tmp_path: FsPath) -> None:
-    (tmp_path / "disco").mkdir()
-    (tmp_path / "disco" / "hello").write_text("127.0.0.1 1234\n")
+def test_registered_factory_resolves_a_relative_root_dir_against_the_working_directory(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As linkerd 1 does (java.nio Paths.get): not against the config file's folder."""
+    work, conf = tmp_path / "work", tmp_path / "conf"
+    for base, port in ((work, 1234), (conf, 4321)):
+        (base / "disco").mkdir(parents=True)
+        (base / "disco" / "hello").write_text(f"127.0.0.1 {port}\n")
+    monkeypatch.chdir(work)
     plugin = NAMERS.get("io.l5d.fs")
     assert plugin.config_type is FsNamerConfig
     namer = plugin.factory(
         FsNamerConfig(root_dir="disco"),
         P("/io.l5d.fs"),
-        PluginContext(reactor=Clock(), config_dir=str(tmp_path)),
+        PluginContext(reactor=Clock(), config_dir=str(conf)),
     )
     state = namer.state()
     assert state["names"]["hello"]["addr"] == {
         "type": "bound",
         "addrs": [{"ip": "127.0.0.1", "port": 1234}],
     }
-    assert namer.root_dir == str(tmp_path / "disco")
+    assert namer.root_dir == str(work / "disco")
+
+
+def test_check_refuses_a_root_dir_that_is_not_a_directory_from_the_working_directory(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """linkerd 1 refuses the config at load; the config's own folder does not count."""
+    conf = tmp_path / "conf"
+    (conf / "disco").mkdir(parents=True)
+    config = conf / "l5d.yaml"
+    config.write_text(
+        "namers:\n- kind: io.l5d.fs\n  rootDir: disco\nrouters:\n- dtab: /svc => /#/io.l5d.fs;\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "disco").write_text("a file, not a directory\n")
+    monkeypatch.chdir(work)
+    assert main(["check", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"{config}:2: namers[0]: rootDir: 'disco' is not a directory"
+        f" (a relative rootDir is relative to the working directory {str(work)!r})",
+        "1 problem found",
+    ]
+    (work / "disco").unlink()
+    assert main(["check", str(config)]) == 2  # missing altogether: refused too
+    assert "rootDir: 'disco' is not a directory" in capsys.readouterr().err
+    monkeypatch.chdir(conf)
+    assert main(["check", str(config)]) == 0, capsys.readouterr().err
+    with pytest.raises(ConfigErrors):
+        load_config("namers:\n- kind: io.l5d.fs\n  rootDir: no/such/dir\n", "c.yaml")
 
 
 @pytest_twisted.ensureDeferred

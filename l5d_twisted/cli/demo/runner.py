@@ -43,7 +43,8 @@ CONFIG_TEMPLATE = """\
 # router of the destination's node (here the same machine: the io.l5d.port transformer
 # rewrites each instance's port to {incoming_port}); incoming delivers to the instance.
 # Service instances come from files in rootDir (one file per service, "ip port" lines),
-# and edits to those files are picked up live.
+# and edits to those files are picked up live. As in linkerd 1, a relative rootDir is
+# relative to the working directory.
 admin:
   ip: {ip}
   port: {admin_port}
