@@ -140,6 +140,27 @@ def mesh_config_text(docs: Sequence[dict[str, Any]]) -> str:
     return str(find(docs, "ConfigMap", f"{RELEASE}-l5d-twisted-config")["data"]["linkerd.yaml"])
 
 
+def endpoint_slice(
+    name: str, service: str, port_name: str, port: int, endpoints: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """An EndpointSlice of ``service`` for the emulated API: ``endpoints`` are (ip, node name)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": node}
+            for ip, node in endpoints
+        ],
+    }
+
+
 def prometheus_files(docs: Sequence[dict[str, Any]]) -> dict[str, str]:
     return dict(find(docs, "ConfigMap", f"{RELEASE}-prometheus")["data"])
 

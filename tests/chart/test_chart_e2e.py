@@ -35,6 +35,7 @@ from chart_testlib import (
     NAMESPACE,
     RELEASE,
     REPO,
+    endpoint_slice,
     find,
     localise,
     mesh_config_text,
@@ -127,26 +128,6 @@ def container_argv(
     argv = [expand(a, env) for a in container["command"] + container.get("args", [])]
     assert argv[0] == "l5d-twisted", argv
     return [sys.executable, "-m", "l5d_twisted", *(resolve.get(a, a) for a in argv[1:])]
-
-
-def endpoint_slice(
-    name: str, service: str, port_name: str, port: int, endpoints: list[tuple[str, str]]
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": {"kubernetes.io/service-name": service},
-        },
-        "addressType": "IPv4",
-        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
-        "endpoints": [
-            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": node}
-            for ip, node in endpoints
-        ],
-    }
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:

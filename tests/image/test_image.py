@@ -77,7 +77,15 @@ from image_podman import (
 from l5d_testing import Processes, free_port, port_open, wait_for_port, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "chart"))
-from chart_testlib import NAMESPACE, RELEASE, find, localise, prometheus_files, render  # noqa: E402
+from chart_testlib import (  # noqa: E402
+    NAMESPACE,
+    RELEASE,
+    endpoint_slice,
+    find,
+    localise,
+    prometheus_files,
+    render,
+)
 
 FULLNAME = f"{RELEASE}-l5d-twisted"
 NODE = "node1"
@@ -93,21 +101,6 @@ def http_get(url: str, timeout: float = 5.0, proxy: str | None = None) -> tuple[
     handlers = [urllib.request.ProxyHandler({"http": f"http://{proxy}"} if proxy else {})]
     with urllib.request.build_opener(*handlers).open(url, timeout=timeout) as response:  # noqa: S310 - loopback only
         return int(response.status), bytes(response.read())
-
-
-def endpoint_slice(name: str, service: str, port_name: str, port: int, ip: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": {"kubernetes.io/service-name": service},
-        },
-        "addressType": "IPv4",
-        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": NODE}],
-    }
 
 
 def mesh_config_for_podman(
@@ -234,9 +227,9 @@ def start_cluster(tmp: Path, processes: Processes, podman: Podman) -> Cluster:
 
     # What the EndpointSlice controller would publish for the chart's Services.
     objects = [
-        endpoint_slice("hello-a", "hello", "http", 7777, cluster.ip(2)),
-        endpoint_slice("world-v1-a", "world-v1", "http", 7778, cluster.ip(3)),
-        endpoint_slice(f"{FULLNAME}-a", FULLNAME, "incoming", 4141, node_ip),
+        endpoint_slice("hello-a", "hello", "http", 7777, [(cluster.ip(2), NODE)]),
+        endpoint_slice("world-v1-a", "world-v1", "http", 7778, [(cluster.ip(3), NODE)]),
+        endpoint_slice(f"{FULLNAME}-a", FULLNAME, "incoming", 4141, [(node_ip, NODE)]),
     ]
     (tmp / "objects.json").write_text(json.dumps(objects))
     processes.start(
