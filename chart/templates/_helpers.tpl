@@ -110,6 +110,9 @@ Checks across values that the schema cannot express; fails the render with the r
 */}}
 {{- define "l5d-twisted.validate" -}}
 {{- $m := .Values.mesh }}
+{{- if and (kindIs "map" $m.service) (hasKey $m.service "type") }}
+{{- fail (printf "mesh.service.type (%v): mesh.service is the routers' linkerd 1 `service` block (retries, totalTimeoutMs, responseClassifier); the type of the mesh's Kubernetes Service is service.type (ClusterIP, NodePort or LoadBalancer)" $m.service.type) }}
+{{- end }}
 {{- $ports := list (int $m.outgoing.port) (int $m.incoming.port) (int $m.admin.port) }}
 {{- if ne (len (uniq $ports)) 3 }}
 {{- fail (printf "mesh.outgoing.port (%v), mesh.incoming.port (%v) and mesh.admin.port (%v) must differ: they are listened on in the same pod" $m.outgoing.port $m.incoming.port $m.admin.port) }}
