@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from yaml.nodes import Node, SequenceNode
+from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from l5d_twisted.config.decode import (
     INVALID,
@@ -34,9 +34,11 @@ from l5d_twisted.config.decode import (
 from l5d_twisted.config.dtabs import excerpt, text_line
 from l5d_twisted.config.errors import ConfigError
 from l5d_twisted.config.model import (
+    MAX_WORKERS,
     NamerSpec,
     RouterConfig,
     ServerConfig,
+    Workers,
     default_server_port,
     registered_protocol,
 )
@@ -144,6 +146,29 @@ def decode_dtab(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
         return INVALID
     except (ValueError, RecursionError) as e:  # the parser should only raise DtabError; be safe
         return decoder.error(where, node, f"invalid dtab: {e}")
+
+
+# -- workers ------------------------------------------------------------------------------
+
+
+def decode_workers(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
+    """``workers: N`` (1..MAX_WORKERS) or ``workers: auto``; a quoted number too (Helm)."""
+    value = decoder.scalar(node, where)
+    if value is INVALID and isinstance(node, ScalarNode):
+        return INVALID  # unreadable scalar, already reported
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "auto":
+            return Workers(None)
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
+        return Workers(value)
+    return decoder.expected(
+        where, node, f"a number of worker processes 1-{MAX_WORKERS}, or auto (one per CPU)"
+    )
 
 
 # -- client: and service: blocks ----------------------------------------------------------
@@ -267,6 +292,7 @@ TYPE_DECODERS: TypeDecoders = {
     Dtab: decode_dtab,
     ClientConfig: block_decoder(ClientParams, ClientConfig),
     ServiceConfig: block_decoder(ServiceParams, ServiceConfig),
+    Workers: decode_workers,
 }
 """Type -> its own reading, for every model type the generic decoder cannot read alone
 (a router's servers are read inside :func:`decode_router`, which knows the protocol)."""

@@ -242,10 +242,35 @@ class NamerSpec:
     config: Any
 
 
+@dataclass(frozen=True)
+class Workers:
+    """``workers: N | auto``: how many reactor processes serve the routers (docs/operations.md).
+
+    ``count`` is ``None`` for ``auto``: the CPUs the container may use, found at start-up by
+    :func:`l5d_twisted.workers.cpus.available_cpus`.
+    """
+
+    count: int | None = 1
+
+    def show(self) -> str:
+        return "auto" if self.count is None else str(self.count)
+
+
+MAX_WORKERS = 256
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     admin: AdminConfig = knob(default_factory=AdminConfig)
     routers: tuple[RouterConfig, ...] = knob(min_items=1)
     namers: tuple[NamerSpec, ...] = knob(default=())
     telemetry: tuple[PluginSpec, ...] = knob(default=(), registry=TELEMETERS)
+    workers: Workers = knob(
+        default_factory=Workers,
+        doc=(
+            "reactor processes serving the routers, sharing each router port (SO_REUSEPORT) "
+            "under one admin server; `auto`: the CPUs available (cgroup CPU limit, affinity), "
+            "rounded up"
+        ),
+    )
     source_dir: str = knob(".", internal=True, doc="directory of the config file (relative paths)")

@@ -11,7 +11,7 @@ import typing
 from typing import Any
 
 from l5d_twisted.config.decode import INVALID, type_hints
-from l5d_twisted.config.model import Config, NamerSpec
+from l5d_twisted.config.model import Config, NamerSpec, Workers
 from l5d_twisted.config.params import ClientParams, ServiceParams
 from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
 from l5d_twisted.config.schema import PluginSpec, yaml_key
@@ -155,6 +155,7 @@ def _type_text(tp: Any, meta: Any) -> str:
         str: "string",
         Path: "path",
         Dtab: "dtab",
+        Workers: "integer or `auto`",
     }
     if tp in names:
         return names[tp]

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from l5d_twisted.config.model import Config, NamerSpec
+from l5d_twisted.config.model import Config, NamerSpec, Workers
 from l5d_twisted.config.params import ClientParams, ServiceParams
 from l5d_twisted.config.perprefix import GLOBAL, STATIC, ClientConfig, PrefixedParams, ServiceConfig
 from l5d_twisted.config.prefix import PrefixPattern
@@ -62,6 +62,11 @@ def _mapping(value: dict[Any, Any]) -> dict[str, Any]:
 @to_json.register(PrefixPattern)
 def _text(value: Path | Dtab | PrefixPattern) -> str:
     return value.show()
+
+
+@to_json.register(Workers)
+def _workers(value: Workers) -> int | str:
+    return "auto" if value.count is None else value.count
 
 
 @to_json.register(Config)

@@ -143,11 +143,18 @@ def test_the_model_neither_decodes_nor_writes_json(stem: str) -> None:
 def test_decoders_are_one_explicit_table_not_import_side_effects() -> None:
     from l5d_twisted.config import decode
     from l5d_twisted.config.decoders import TYPE_DECODERS
-    from l5d_twisted.config.model import NamerSpec, RouterConfig
+    from l5d_twisted.config.model import NamerSpec, RouterConfig, Workers
     from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
     from l5d_twisted.naming.dtab import Dtab
 
-    assert set(TYPE_DECODERS) == {RouterConfig, NamerSpec, Dtab, ClientConfig, ServiceConfig}
+    assert set(TYPE_DECODERS) == {
+        RouterConfig,
+        NamerSpec,
+        Dtab,
+        ClientConfig,
+        ServiceConfig,
+        Workers,
+    }
     assert not [name for name in vars(decode) if name.startswith("register")]
 
 

@@ -49,7 +49,8 @@ def test_to_json_shows_defaults_camel_case_and_text_forms() -> None:
             "routers:\n- label: out\n  dtab: /svc => /$/inet/127.0.0.1/80\nusage: {orgId: x}\n"
         )
     )
-    assert set(shown) == {"admin", "routers", "namers", "telemetry"}
+    assert set(shown) == {"admin", "routers", "namers", "telemetry", "workers"}
+    assert shown["workers"] == 1
     router = shown["routers"][0]
     assert router["dtab"] == "/svc => /$/inet/127.0.0.1/80"
     assert router["dstPrefix"] == "/svc"
