@@ -12,13 +12,27 @@ buffer per router (``history_s``, default 600 s):
 * ``p50``/``p95``/``p99``: latency in ms over all the router's services, from the
   histograms' recent window (30-60 s, see telemetry.histogram).
 
-Per service and client rows report the same figures, rates over the last ~30 s, plus the
+Those series draw the charts.  Every *figure* (a router's top line, each service, client
+and endpoint row) is over one window, :data:`WINDOW_S` (30 s, ``window_s`` in the JSON):
+a row's rates are its counters' deltas over the samples of the last 30 s, and the router's
+top line is the sum of its *service* rows (``current``): its rps the sum of theirs, its
+success rate their successes over their decided requests (a weighted mean), so the top
+line and the rows always agree.  linkerd 1's top line summed the router's *servers*; the
+same requests but for those no service was identified for.  Either way a request counts
+once per router it passes (per hop): the demo's ``curl hello`` is hello's request and
+hello's call to world, 2 requests on ``outgoing`` and 2 on ``incoming``.
+
+Per service and client rows report the same figures plus the
 resilience figures of their scope (issue 7): a service's ``retries/total`` as
 ``retries_rps`` and its ``retries/budget_exhausted`` count; a client's
 ``loadbalancer/{size,available}`` gauges, ``failure_accrual/removals`` and
 ``retries/requeues`` counts (``null`` where the scope has no such metric, e.g. no
-balancer yet).  ``to_json()`` is what ``/admin/dashboard.json`` serves: the figures of the
-last complete sample, made once per sample (a request only adds ``now``).
+balancer yet).  A client row lists its ``endpoints`` (:mod:`.endpoints`, at most
+:data:`MAX_ENDPOINTS` each, worst first; ``endpoints_total`` says how many there were):
+address, state (ok / ejected / probing / draining / unavailable), requests, rps, success
+rate and mean latency over the same window, read from the routers given (``routers``).
+``to_json()`` is what ``/admin/dashboard.json`` serves: the figures of the last complete
+sample, made once per sample (a request only adds ``now``).
 
 A sample reads every service and client scope, which under a flood of new names (issue
 10's mixed attack: ~1,600 live scopes, or 5,000 services with their clients) held the
@@ -46,12 +60,15 @@ from twisted.internet.task import CooperativeTask, Cooperator, LoopingCall, Task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from l5d_twisted.admin.endpoints import EndpointReading, read_client, router_clients
 from l5d_twisted.telemetry.histogram import Histogram, Summary, SummaryMerge, merged_summary
 from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricsTree
 
 log = Logger()
 
-TABLE_RATE_WINDOW_S = 30.0
+WINDOW_S = 30.0  # the one window of every figure (not the charts: one point per sample)
+TABLE_RATE_WINDOW_S = WINDOW_S
+MAX_ENDPOINTS = 64  # endpoint rows per client (a client's endpoints come from discovery)
 MAX_GONE = 4096  # expired entities whose last counts are remembered (bounded under churn)
 STEP_SCOPES = 25  # scopes read per step (~16 metrics each)
 STEP_ROWS = 50  # entities (points, latency merges or table rows) per step
@@ -80,6 +97,9 @@ def sampler_cooperator(
 
 
 _Key = tuple[str, str, str]  # (router, "service" | "client", name)
+_EndpointKey = tuple[str, str, str]  # (router, client name, address)
+_EndpointPoint = tuple[float, int, int, int, float, int]  # t, requests, success, failures, ms, n
+_Endpoints = dict[tuple[str, str], tuple[list[EndpointReading], int]]  # (router, client)
 
 
 # (t, requests, success, failures, retries): what rates are computed from.
@@ -128,6 +148,11 @@ class _Rates:
     rps: float | None = None
     success_rate: float | None = None
     retries_rps: float | None = None
+    # What the rates were computed from: the counters' deltas over window_s.
+    window_s: float | None = None
+    requests: int = 0
+    success: int = 0
+    failures: int = 0
 
 
 @dataclass
@@ -160,7 +185,15 @@ def _rates_of(dt: float, deltas: tuple[int, ...]) -> _Rates:
         return _Rates()
     requests, success, failures, retries = deltas
     decided = success + failures
-    return _Rates(requests / dt, success / decided if decided else None, retries / dt)
+    return _Rates(
+        requests / dt,
+        success / decided if decided else None,
+        retries / dt,
+        dt,
+        requests,
+        success,
+        failures,
+    )
 
 
 def _rates(old: _Point, new: _Point) -> _Rates:
@@ -192,10 +225,15 @@ class DashboardSampler:
         interval_s: float = 5.0,
         history_s: float = 600.0,
         cooperator: Cooperator | None = None,
+        routers: Callable[[], Iterable[Any]] = lambda: (),
     ) -> None:
         self.tree = tree
         self.clock = clock
         self.router_labels = router_labels
+        self.routers = routers  # router objects, read for their clients' endpoints
+        # (router, client, address) -> that endpoint's points over the last window
+        self._endpoint_points: dict[_EndpointKey, collections.deque[_EndpointPoint]] = {}
+        self._endpoint_maxlen = int(WINDOW_S / interval_s) + 2
         self.interval_s = interval_s
         self.cooperator = cooperator
         self._maxlen = int(history_s / interval_s) + 1
@@ -207,12 +245,17 @@ class DashboardSampler:
         # router -> series of (t, rps, success_rate, p50, p95, p99)
         self._series: dict[str, collections.deque[tuple[float, Any, Any, Any, Any, Any]]] = {}
         self._router_requests: dict[str, int] = {}  # router -> its services' requests now
+        self._latency: dict[str, dict[str, float | None]] = {}  # router -> its services' now
         self._last_sample: float | None = None
         self._loop: LoopingCall | None = None
         self._task: CooperativeTask[Any] | None = None  # a stepped sample under way
         self.skipped = 0  # ticks skipped because the previous sample was still running
         # What to_json() serves: made at the end of each sample, all but "now".
-        self._json: dict[str, Any] = {"interval_s": interval_s, "routers": []}
+        self._json: dict[str, Any] = {
+            "interval_s": interval_s,
+            "window_s": WINDOW_S,
+            "routers": [],
+        }
 
     def start(self) -> None:
         if self._loop is None:
@@ -268,20 +311,33 @@ class DashboardSampler:
     def sample(self) -> None:
         """One whole sample, at once."""
         now = self.clock.seconds()
-        for _ in self._apply_steps(now, self._read_tree()):
+        for _ in self._sample_steps(now):
             pass
 
     def _sample_steps(self, now: float) -> Iterator[None]:
         """One sample as steps for a cooperator, its points stamped ``now`` (its tick)."""
         entities: dict[_Key, _Entity] = {}
+        endpoints: _Endpoints = {}
         yield from self._read_steps(entities)
-        yield from self._apply_steps(now, entities)
+        yield from self._read_endpoint_steps(endpoints)
+        yield from self._apply_steps(now, entities, endpoints)
 
-    def _read_tree(self) -> dict[_Key, _Entity]:
-        entities: dict[_Key, _Entity] = {}
-        for _ in self._read_steps(entities):
-            pass
-        return entities
+    def _read_endpoint_steps(self, endpoints: _Endpoints) -> Iterator[None]:
+        """Read each client's endpoints (STEP_SCOPES clients per step) into ``endpoints``."""
+        try:
+            routers = list(self.routers())
+        except Exception:
+            log.failure("reading the routers for their endpoints failed")
+            return
+        n = 0
+        for router in routers:
+            label = str(getattr(router, "label", ""))
+            for name, client in router_clients(router):
+                endpoints[(label, name)] = read_client(client, MAX_ENDPOINTS)
+                n += 1
+                if n % STEP_SCOPES == 0:
+                    yield None
+        yield None
 
     def _read_steps(self, entities: dict[_Key, _Entity]) -> Iterator[None]:
         """Read every service and client scope into ``entities``, STEP_SCOPES per step."""
@@ -308,8 +364,12 @@ class DashboardSampler:
                         entities.setdefault(key, _Entity()).latency.append(metric)
             yield None
 
-    def _apply_steps(self, now: float, entities: dict[_Key, _Entity]) -> Iterator[None]:
+    def _apply_steps(
+        self, now: float, entities: dict[_Key, _Entity], endpoints: _Endpoints | None = None
+    ) -> Iterator[None]:
         """Add what was read as this sample's points, then make what to_json() serves."""
+        endpoints = endpoints if endpoints is not None else {}
+        self._apply_endpoints(now, endpoints)
         for key in [key for key in self._entities if key not in entities]:
             points = self._entities.pop(key).points
             if points:
@@ -358,6 +418,7 @@ class DashboardSampler:
                         merge.add(histogram)
                 yield None
             latency = _latency(merge.summary())
+            self._latency[router] = latency
             if rates.rps == 0:
                 latency = {"p50": None, "p95": None, "p99": None}
             series.append(
@@ -374,14 +435,86 @@ class DashboardSampler:
             if router not in routers:
                 del self._series[router]
                 self._router_requests.pop(router, None)
-        yield from self._json_steps(items)
+                self._latency.pop(router, None)
+        yield from self._json_steps(items, endpoints)
 
-    def _json_steps(self, items: list[tuple[_Key, _Entity]]) -> Iterator[None]:
+    def _apply_endpoints(self, now: float, endpoints: _Endpoints) -> None:
+        """Add this sample's endpoint points; forget endpoints no longer read."""
+        seen: set[_EndpointKey] = set()
+        for (router, client), (readings, _) in endpoints.items():
+            for e in readings:
+                key = (router, client, e.address)
+                seen.add(key)
+                points = self._endpoint_points.get(key)
+                if points is None:
+                    points = self._endpoint_points[key] = collections.deque(
+                        maxlen=self._endpoint_maxlen
+                    )
+                points.append(
+                    (now, e.requests, e.success, e.failures, e.latency_ms_sum, e.latency_count)
+                )
+        for key in [key for key in self._endpoint_points if key not in seen]:
+            del self._endpoint_points[key]
+
+    def _endpoint_row(self, router: str, client: str, e: EndpointReading) -> dict[str, Any]:
+        points = self._endpoint_points.get((router, client, e.address))
+        row: dict[str, Any] = {
+            "address": e.address,
+            "state": e.state,
+            "requests": e.requests,
+            "pending": e.pending,
+            "window_s": None,
+            "window_requests": 0,
+            "window_success": 0,
+            "window_failures": 0,
+            "rps": None,
+            "success_rate": None,
+            "mean_ms": None,
+        }
+        if not points or len(points) < 2:
+            return row
+        newest = points[-1]
+        oldest = points[-2]
+        for point in reversed(points):
+            if newest[0] - point[0] > WINDOW_S:
+                break
+            oldest = point
+        dt = newest[0] - oldest[0]
+        if dt <= 0:
+            return row
+        requests, success, failures = (max(0, newest[i] - oldest[i]) for i in (1, 2, 3))
+        decided = success + failures
+        count = newest[5] - oldest[5]
+        row.update(
+            window_s=round(dt, 3),
+            window_requests=requests,
+            window_success=success,
+            window_failures=failures,
+            rps=_round(requests / dt, 3),
+            success_rate=_round(success / decided if decided else None),
+            mean_ms=round((newest[4] - oldest[4]) / count, 3) if count > 0 else None,
+        )
+        return row
+
+    def _endpoint_rows(self, router: str, client: str, endpoints: _Endpoints) -> dict[str, Any]:
+        readings, total = endpoints.get((router, client), ([], 0))
+        rows = [self._endpoint_row(router, client, e) for e in readings]
+        # Trouble first (not ok), then the worst success rate, then the address.
+        rows.sort(key=lambda r: (r["state"] == "ok", *_row_order(r)[:2], r["address"]))
+        return {"endpoints": rows, "endpoints_total": total}
+
+    def _json_steps(
+        self, items: list[tuple[_Key, _Entity]], endpoints: _Endpoints | None = None
+    ) -> Iterator[None]:
         """Make what to_json() serves from this sample; it replaces the last one at the end."""
+        endpoints = endpoints if endpoints is not None else {}
         rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for start in range(0, len(items), STEP_ROWS):
             for key, entity in items[start : start + STEP_ROWS]:
-                rows.setdefault((key[0], key[1]), []).append(self._row(key, entity))
+                row = self._row(key, entity)
+                if key[1] == "client":
+                    row.update(self._endpoint_rows(key[0], key[2], endpoints))
+                rows.setdefault((key[0], key[1]), []).append(row)
             yield None
         routers = []
         for router in sorted(self._series):
@@ -394,39 +527,37 @@ class DashboardSampler:
                 "p95": [p[4] for p in points],
                 "p99": [p[5] for p in points],
             }
-            last = points[-1] if points else (None, None, None, None, None, None)
             services, clients = rows.get((router, "service"), []), rows.get((router, "client"), [])
             # Worst success rate first; unknown rates last, then busiest first.
             services.sort(key=_row_order)
             clients.sort(key=_row_order)
+            current = _top_line(services, self._latency.get(router))
+            current["requests"] = self._router_requests.get(router, 0)
             routers.append(
                 {
                     "label": router,
                     "series": series,
-                    "current": {
-                        "rps": last[1],
-                        "success_rate": last[2],
-                        "p50": last[3],
-                        "p95": last[4],
-                        "p99": last[5],
-                        "requests": self._router_requests.get(router, 0),
-                    },
+                    "current": current,
                     "services": services,
                     "clients": clients,
                 }
             )
             yield None
-        self._json = {"interval_s": self.interval_s, "routers": routers}
+        self._json = {"interval_s": self.interval_s, "window_s": WINDOW_S, "routers": routers}
 
     def _row(self, key: _Key, entity: _Entity) -> dict[str, Any]:
         history = self._entities.get(key)
-        rates = history.rate(TABLE_RATE_WINDOW_S) if history else _Rates()
+        rates = history.rate(WINDOW_S) if history else _Rates()
         row: dict[str, Any] = {
             "name": key[2],
             "requests": entity.requests,
             "failures": entity.failures,
             "rps": _round(rates.rps, 3),
             "success_rate": _round(rates.success_rate),
+            "window_s": _round(rates.window_s, 3),
+            "window_requests": rates.requests,
+            "window_success": rates.success,
+            "window_failures": rates.failures,
         }
         if key[1] == "service":
             row["retries_rps"] = _round(rates.retries_rps, 3)
@@ -443,9 +574,36 @@ class DashboardSampler:
         """The last complete sample's figures (see the module docstring)."""
         return {
             "interval_s": self._json["interval_s"],
+            "window_s": self._json["window_s"],
             "now": round(self.clock.seconds(), 3),
             "routers": self._json["routers"],
         }
+
+
+def _top_line(
+    services: list[dict[str, Any]], latency: dict[str, float | None] | None
+) -> dict[str, Any]:
+    """A router's figures over the window: the sum of its service rows (module doc)."""
+    requests = sum(r["window_requests"] for r in services)
+    success = sum(r["window_success"] for r in services)
+    failures = sum(r["window_failures"] for r in services)
+    rates = [r["rps"] for r in services if r["rps"] is not None]
+    decided = success + failures
+    windows = [r["window_s"] for r in services if r["window_s"] is not None]
+    top: dict[str, Any] = {
+        "rps": round(sum(rates), 3) if rates else None,
+        "success_rate": _round(success / decided if decided else None),
+        "window_s": max(windows) if windows else None,
+        "window_requests": requests,
+        "window_success": success,
+        "window_failures": failures,
+        "p50": None,
+        "p95": None,
+        "p99": None,
+    }
+    if requests and latency is not None:
+        top.update(latency)
+    return top
 
 
 def _row_order(row: dict[str, Any]) -> tuple[bool, float, float]:

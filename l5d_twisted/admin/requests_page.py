@@ -20,7 +20,7 @@ _PAGE = """<!doctype html>
 <nav><a href="/">dashboard</a> <a href="/delegator">delegator</a> <a href="/requests.json">json</a></nav></header>
 <main>{note}
 <div class="scroll"><table class="data">
-<thead><tr><th>time</th><th>router</th><th>method</th><th>uri</th><th>service</th><th>client</th><th>status</th><th>ms</th><th>error</th></tr></thead>
+<thead><tr><th>time</th><th>router</th><th>method</th><th>uri</th><th>service</th><th>client</th><th>endpoint</th><th>status</th><th>ms</th><th>error</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table></div></main></body></html>
@@ -44,6 +44,7 @@ def render_requests_page(records: Sequence[RequestRecord] | None) -> bytes:
             r.uri,
             r.dst_path,
             r.client_id,
+            r.endpoint,
             "" if r.status is None else str(r.status),
             f"{r.latency_ms:.1f}",
             r.error or "",

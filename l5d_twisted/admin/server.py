@@ -150,6 +150,7 @@ class AdminServer:
             reactor,
             router_labels=lambda: [r.label for r in target.routers],
             interval_s=sample_interval_s,
+            routers=lambda: target.routers,  # their clients' endpoints, for the table
             # Samples in steps too, in shorter slices than a render with gaps between: a
             # sample is not waited for, and each slice delays every request in flight.
             cooperator=cooperator if cooperator is not None else sampler_cooperator(reactor),

@@ -4,9 +4,12 @@
 (and so its load and latency estimate) of every address that stays, also when only its
 weight or metadata changed (the caller hands the same endpoint service), adds new ones, and
 *retires* the rest: a retired node takes no new request and its service is closed once its
-last pending request finishes.
+last pending request finishes.  ``update_delta()`` does the same from a difference, in
+O(changed nodes): a discovery change of one endpoint among 1,000 touches one node.
 
-A subclass implements only ``_choose(nodes, open_only)``: pick a node, among those whose
+A subclass implements ``_choose(nodes, open_only)``, and keeps any index of its own over the
+nodes in ``_nodes_changed`` (the whole list replaced) and ``_add_nodes`` / ``_drop_nodes``
+(incremental); ``_choose``: pick a node, among those whose
 service status is OPEN when ``open_only`` (return ``None`` if there is none).  When no node
 is OPEN (all marked dead by failure accrual, say) the balancer *fails open*: it picks among
 all of them rather than refusing, since a possibly-dead endpoint beats a certain error;
@@ -18,7 +21,7 @@ Stats, in the scope given (``rt/<router>/client/<id>``): ``loadbalancer/size``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
@@ -37,7 +40,7 @@ _OPEN = Status.OPEN
 class Node:
     """One endpoint as a balancer sees it: its service and how loaded it is."""
 
-    __slots__ = ("address", "service", "weight", "pending", "retired", "__weakref__")
+    __slots__ = ("address", "service", "weight", "pending", "retired", "slot", "__weakref__")
 
     def __init__(self, address: Address, service: Service[Any, Any]) -> None:
         self.address = address
@@ -45,6 +48,7 @@ class Node:
         self.weight = address.weight
         self.pending = 0  # requests this balancer sent that have not completed
         self.retired = False
+        self.slot = -1  # index in the balancer's node list (O(1) removal)
 
     @property
     def is_open(self) -> bool:
@@ -119,11 +123,81 @@ class NodeBalancer(Balancer):
             if node not in kept:
                 self._retire(node)
         self._by_address = by_address
-        self._nodes = list(by_address.values())
-        self._nodes_changed(self._nodes)
+        self._nodes = nodes = list(by_address.values())
+        self._nodes_changed(nodes)
+        for i, node in enumerate(nodes):
+            node.slot = i
 
     def _nodes_changed(self, nodes: list[Node]) -> None:
         """Hook: the node list was replaced (rebuild any index over it)."""
+
+    def update_delta(
+        self,
+        endpoints: Mapping[Address, Service[Any, Any]],
+        added: Mapping[Address, Service[Any, Any]],
+        removed: Collection[Address],
+    ) -> None:
+        """``update`` in O(changed): only the added and removed addresses are looked at."""
+        if self._closed:
+            self.update(added)  # closes what it was handed (see update)
+            return
+        by_address = self._by_address
+        gone: list[Node] = []
+        for address in removed:
+            node = by_address.pop(address, None)
+            if node is not None:
+                gone.append(node)
+        moved = {id(n.service): n for n in gone} if gone and added else None
+        fresh: list[Node] = []
+        reweighted: list[Node] = []
+        for address, service in added.items():
+            node = by_address.get(address)
+            if node is not None:
+                if node.service is service:
+                    continue
+                del by_address[address]  # another service for a known address: the old goes
+                gone.append(node)
+            node = moved.pop(id(service), None) if moved else None
+            if node is not None and node.service is service:
+                # the same endpoint under a new weight or metadata: keep its state
+                gone.remove(node)
+                node.address = address
+                node.weight = address.weight
+                reweighted.append(node)
+            else:
+                node = self.node_type(address, service)
+                self._adds.incr()
+                fresh.append(node)
+            by_address[address] = node
+        if gone:
+            self._drop_nodes(gone)
+            for node in gone:
+                self._retire(node)
+        if fresh:
+            self._add_nodes(fresh)
+        if reweighted:
+            self._reweighted(reweighted)
+
+    def _drop_nodes(self, gone: list[Node]) -> None:
+        """Take ``gone`` out of the node list (the last node moves into each hole)."""
+        nodes = self._nodes
+        for node in gone:
+            i = node.slot
+            last = nodes.pop()
+            if last is not node:
+                nodes[i] = last
+                last.slot = i
+            node.slot = -1
+
+    def _add_nodes(self, fresh: list[Node]) -> None:
+        """Put new nodes into the node list."""
+        nodes = self._nodes
+        for node in fresh:
+            node.slot = len(nodes)
+            nodes.append(node)
+
+    def _reweighted(self, nodes: list[Node]) -> None:
+        """Hook: these nodes' weights may have changed."""
 
     def _retire(self, node: Node) -> None:
         node.retired = True
@@ -163,6 +237,11 @@ class NodeBalancer(Balancer):
     @property
     def nodes(self) -> Sequence[Node]:
         return tuple(self._nodes)
+
+    @property
+    def draining(self) -> Sequence[Node]:
+        """Nodes gone from discovery that still finish their pending requests (read-only)."""
+        return tuple(self._draining)
 
     @property
     def status(self) -> Status:

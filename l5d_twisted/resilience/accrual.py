@@ -18,6 +18,20 @@ fault and are not counted.
 Stats (client scope): ``failure_accrual/removals``, ``revivals``, ``probes`` counters and
 ``removed_for_ms`` (a counter of the milliseconds endpoints were marked dead for).
 
+What counts as a failure is linkerd 1's rule: the response classifier of the request's
+*service* (``service.responseClassifier``, carried in the request context, as linkerd 1's
+``ResponseClassifierCtx``), so with the default ``io.l5d.http.nonRetryable5XX`` every 5XX
+response counts, also a 5XX an app returns because *its* dependency failed.  A service
+whose 5XX responses must not eject its instances says so with its classifier (e.g.
+``io.l5d.http.allSuccessful`` for that prefix); docs/operations.md tells the whole story.
+
+Per endpoint, and outside the metrics tree (no scope per address: pod churn would grow
+it), the service counts ``requests``, ``success``, ``failures`` and the latency of
+classified outcomes (``latency_ms_sum`` over ``latency_count``): the admin dashboard's
+per-endpoint table reads them (:mod:`l5d_twisted.admin.endpoints`).  Each request's
+context gets :data:`ENDPOINT`, the address that answered it (the last attempt's), which
+the recent-requests page shows.
+
 Registered factory (``FAILURE_ACCRUAL``): ``factory(config) -> AccrualPolicy``, a fresh
 policy per endpoint.
 """
@@ -32,6 +46,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from l5d_twisted.errors import ClientFault
+from l5d_twisted.request_context import Key
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
 from l5d_twisted.service import Service, Status
 from l5d_twisted.telemetry.stats import StatsReceiver
@@ -39,6 +54,9 @@ from l5d_twisted.telemetry.stats import StatsReceiver
 log = Logger()
 
 _SUCCESS = ResponseClass.SUCCESS
+
+# The endpoint ("ip:port") an attempt of this request was sent to; the last one answered.
+ENDPOINT: Key[str] = Key("endpoint")
 
 
 class AccrualPolicy(Protocol):
@@ -85,6 +103,12 @@ class FailureAccrualService(Service[Any, Any]):
         self._revivals = scope.counter("revivals")
         self._probes = scope.counter("probes")
         self._removed_for_ms = scope.counter("removed_for_ms")
+        # Per-endpoint figures for the admin dashboard (see the module doc).
+        self.requests = 0
+        self.success = 0
+        self.failures = 0
+        self.latency_ms_sum = 0.0
+        self.latency_count = 0
 
     @property
     def status(self) -> Status:
@@ -100,14 +124,19 @@ class FailureAccrualService(Service[Any, Any]):
         if self.state is AccrualState.PROBE_OPEN:
             self.state = AccrualState.PROBING
             self._probes.incr()
+        self.requests += 1
+        ctx = getattr(request, "ctx", None)
+        if ctx is not None:
+            ctx[ENDPOINT] = self.label
+        start = self._clock.seconds()
         try:
             d = self.endpoint(request)
         except Exception as e:
             d = fail(e)
-        d.addBoth(self._observe, request)
+        d.addBoth(self._observe, request, start)
         return d
 
-    def _observe(self, outcome: Any, request: Any) -> Any:
+    def _observe(self, outcome: Any, request: Any, start: float) -> Any:
         value: Any = outcome.value if isinstance(outcome, Failure) else outcome
         if isinstance(value, (CancelledError, ClientFault)):
             if self.state is AccrualState.PROBING:
@@ -119,11 +148,15 @@ class FailureAccrualService(Service[Any, Any]):
             log.failure("response classifier failed; counting the outcome as a failure")
             success = False
         now = self._clock.seconds()
+        self.latency_ms_sum += (now - start) * 1000.0
+        self.latency_count += 1
         if success:
+            self.success += 1
             self.policy.record_success(now)
             if self.state is not AccrualState.ALIVE:
                 self._revive(now)
         else:
+            self.failures += 1
             self._failed(now)
         return outcome
 

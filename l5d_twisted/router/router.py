@@ -37,6 +37,7 @@ from l5d_twisted.request_context import CLASSIFIER, DST, REQUEST_DTAB_ADDRESSES,
 from l5d_twisted.resilience.classifier import ResponseClassifier
 from l5d_twisted.resilience.retries import RetryBudget
 from l5d_twisted.service import Params, Service
+from l5d_twisted.telemetry.metrics import MetricsTree
 from l5d_twisted.telemetry.scope_limit import limited_scope
 from l5d_twisted.telemetry.stats import StatsReceiver
 
@@ -56,19 +57,25 @@ RequestObserver = Callable[
 # EndpointFactory: (reactor, address, client settings, stats, connect_timeout_s=, tls=) ->
 # endpoint service; the protocol's (protocols.base) in production, a fake in router tests.
 
-# Idle layers are closed after this long without a request (linkerd 1 expired idle
-# clients and their metrics for the same reason).
-IDLE_TTL_S = 600.0
+# Idle layers are closed after ``bindingCache.idleTtlSecs`` without a request (linkerd 1
+# expired idle clients and their metrics for the same reason), looked for every TTL/10
+# (between 1 s and 30 s): an idle route lives at most 10% longer than its TTL.
 SWEEP_INTERVAL_S = 30.0
+MIN_SWEEP_INTERVAL_S = 1.0
+
+
+def sweep_interval(idle_ttl_s: float) -> float:
+    return min(SWEEP_INTERVAL_S, max(MIN_SWEEP_INTERVAL_S, idle_ttl_s / 10.0))
+
 
 # Requeues' own budget per client, not configurable in linkerd 1 either: Finagle's default
 # (minRetriesPerSec 10, percentCanRetry 0.2, ttl 10 s).
 REQUEUE_BUDGET = (10, 0.2, 10)
-# At most this many cached routes (name x override dtab) and clients (bound names): names
-# come from request headers (Host, l5d-dtab), so without a bound a client sending random
-# values could grow the caches for a whole TTL. The least recently used goes first.
-MAX_ROUTES = 1000
-MAX_CLIENTS = 1000
+# At most ``bindingCache.paths`` cached routes (name x override dtab) and
+# ``bindingCache.clients`` clients (bound names), 10,000 each by default (a node's proxy
+# holds that many active names without evicting any): names come from request headers
+# (Host, l5d-dtab), so without a bound a client sending random values could grow the
+# caches for a whole TTL. The least recently used goes first.
 # Routes for a request's own dtab (l5d-dtab, l5d-ctx-dtab) are cached apart, in a smaller
 # cache of their own: a client sending a different dtab on every request evicts only such
 # routes, never the operator's, and what they hold (bound trees, explanations) stays small.
@@ -135,6 +142,10 @@ class Router(Service[Request, Response]):
         )
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
         self._binding_timeout_s = config.binding_timeout_ms / 1000.0
+        cache = config.binding_cache
+        self._max_routes: int = cache.paths
+        self._max_clients: int = cache.clients
+        self._idle_ttl_s = float(cache.idle_ttl_secs)
         self._max_call_depth: int = config.max_call_depth
         # What a request dtab may not reach (the mesh fills it in as it binds its ports),
         # and this router's loop marker: random, so a client cannot guess it.
@@ -143,7 +154,7 @@ class Router(Service[Request, Response]):
         self._loop_markers: dict[bytes, bytes] = {}  # per l5d-dst-service value
         self._sweeper = LoopingCall(self._sweep_idle)
         self._sweeper.clock = reactor
-        self._sweeper.start(SWEEP_INTERVAL_S, now=False)
+        self._sweeper.start(sweep_interval(self._idle_ttl_s), now=False)
 
     # -- the request path ----------------------------------------------------------
     def __call__(self, request: Request) -> Deferred[Response]:
@@ -212,7 +223,7 @@ class Router(Service[Request, Response]):
         return route(request)
 
     def _loop_marker(self, dst: bytes) -> bytes:
-        if len(self._loop_markers) >= MAX_ROUTES:  # names come from requests: bounded
+        if len(self._loop_markers) >= self._max_routes:  # names come from requests: bounded
             self._loop_markers.clear()
         marker = self._loop_markers[dst] = h.loop_marker(self.loop_id, dst)
         return marker
@@ -287,7 +298,7 @@ class Router(Service[Request, Response]):
         queue, limit = (
             (self._override_keys, MAX_OVERRIDE_ROUTES)
             if key[1]
-            else (self._route_queue, MAX_ROUTES)
+            else (self._route_queue, self._max_routes)
         )
         if len(queue) >= limit:
             oldest = queue.pop_oldest()
@@ -353,7 +364,7 @@ class Router(Service[Request, Response]):
             StackParams.REQUEUE_BUDGET, RetryBudget(*REQUEUE_BUDGET, self._reactor)
         )
         service = self._stacks.client.make(client_stack_params, client)
-        if len(self._clients) >= MAX_CLIENTS:
+        if len(self._clients) >= self._max_clients:
             oldest = self._client_queue.pop_oldest()
             if oldest is not None:
                 self._evict_client(oldest)
@@ -373,7 +384,7 @@ class Router(Service[Request, Response]):
             raise MeshError(f"client TLS for {bound.id.show()} is misconfigured: {e}") from None
 
     def _sweep_idle(self) -> None:
-        cutoff = self._reactor.seconds() - IDLE_TTL_S
+        cutoff = self._reactor.seconds() - self._idle_ttl_s
         for key, binder in list(self._binders.items()):
             if binder.last_used < cutoff:
                 self._evict_route(key)
@@ -382,19 +393,35 @@ class Router(Service[Request, Response]):
                 self._evict_client(bound)
 
     def _evict_route(self, key: tuple[Path, str]) -> None:
-        del self._routes[key]
+        route = self._routes.pop(key)
+        self._loop_markers.pop(route.dst_header, None)  # remade on demand
         self._route_queue.discard(key)
         self._override_keys.discard(key)
-        self._binders.pop(key).close()
+        self._closing("service", key[0], self._binders.pop(key).close)
 
     def _evict_client(self, bound: BoundName) -> None:
         self._client_queue.discard(bound)
         del self._client_services[bound]
-        self._clients.pop(bound).close()  # drains: in-flight requests finish
+        # drains: in-flight requests finish
+        self._closing("client", bound.id, self._clients.pop(bound).close)
+
+    def _closing(self, kind: str, name: Path, close: Callable[[], object]) -> None:
+        """Close a layer without its last updates counting as use of its metric scope, so
+        the scope expires with the name (see ``MetricsTree.closing``)."""
+        tree = getattr(self.stats, "tree", None)
+        prefix = getattr(self.stats, "prefix", None)
+        if isinstance(tree, MetricsTree) and isinstance(prefix, tuple):
+            tree.closing(prefix + (kind, _scope_name(name)), close)
+        else:
+            close()
 
     # -- admin views ---------------------------------------------------------------
     def client_state(self) -> dict[str, dict[str, Any]]:
         return {client.id_text: client.state() for client in self._clients.values()}
+
+    def clients(self) -> list[BoundClient]:
+        """The live clients, read-only (the admin's per-endpoint table walks them)."""
+        return list(self._clients.values())
 
     def close(self) -> Deferred[None]:
         if self._sweeper.running:

@@ -11,7 +11,10 @@ The telemeter inserts a module ``recentRequests`` after the ``stats`` role of ev
 server stack (a :class:`~l5d_twisted.router.stacks.StackEdit`, so no core file knows this
 plugin); it calls :meth:`RecentRequests.observe` once per finished request.
 :meth:`RecentRequests.record` takes the same facts as plain fields.  Recording is a random
-draw and, when sampled, one callback and one ``deque`` append.
+draw and, when sampled, one callback and one ``deque`` append.  A record names the
+endpoint (``ip:port``) that answered: the address failure accrual put in the request's
+context (:data:`~l5d_twisted.resilience.accrual.ENDPOINT`) when it sent the (last)
+attempt; empty when no endpoint was reached (unroutable, no hosts).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from l5d_twisted.errors import MeshError
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.registry import TELEMETERS
 from l5d_twisted.request_context import DST, ERROR, ROUTER
+from l5d_twisted.resilience.accrual import ENDPOINT
 from l5d_twisted.router.stacks import StackEdit, StackParams
 from l5d_twisted.service import Filter, Module, Params, Service
 from l5d_twisted.telemetry.telemeter import TelemeterBase
@@ -52,6 +56,7 @@ class RequestRecord:
     status: int | None
     latency_ms: float
     error: str | None
+    endpoint: str = ""  # "ip:port" that answered ("" when none was reached)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +91,7 @@ class RecentRequests:
         status: int | None,
         latency_ms: float,
         error: str | None = None,
+        endpoint: str = "",
     ) -> None:
         if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
             return
@@ -100,6 +106,7 @@ class RecentRequests:
                 status=status,
                 latency_ms=round(float(latency_ms), 3),
                 error=error,
+                endpoint=endpoint,
             )
         )
 
@@ -139,6 +146,7 @@ class RecentRequests:
                 status=status,
                 latency_ms=round(float(latency_ms), 3),
                 error=error,
+                endpoint=request.ctx.get(ENDPOINT, ""),
             )
         )
 

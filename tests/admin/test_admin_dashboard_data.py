@@ -182,15 +182,15 @@ def test_a_failing_sample_does_not_stop_sampling() -> None:
     mesh = FakeMesh(clock)
     traffic = Traffic(mesh, hello_rps=10, world_rps=0)
     sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
-    read_tree = sampler._read_tree
+    read_steps = sampler._read_steps
     failures = [RuntimeError("a metric misbehaved")]
 
-    def flaky() -> Any:
+    def flaky(entities: Any) -> Any:
         if failures:
             raise failures.pop()
-        return read_tree()
+        return read_steps(entities)
 
-    sampler._read_tree = flaky  # type: ignore[method-assign]
+    sampler._read_steps = flaky  # type: ignore[method-assign]
     sampler.start()
     run(30, clock, traffic)
     assert not failures  # the first sample failed...

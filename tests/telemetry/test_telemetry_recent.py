@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import random
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
+from l5d_twisted.admin.requests_page import render_requests_page
 from l5d_twisted.context import PluginContext
 from l5d_twisted.errors import ConnectionFailed
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import TELEMETERS
 from l5d_twisted.request_context import DST
+from l5d_twisted.resilience.accrual import FailureAccrualService
+from l5d_twisted.resilience.accrual_policies import NoAccrualPolicy
 from l5d_twisted.resilience.classifiers import non_retryable_5xx
 from l5d_twisted.router.stacks import DEFAULT_STACKS, StackParams
 from l5d_twisted.service import FunctionService, Params
@@ -46,6 +49,7 @@ def test_observe_keeps_the_newest_first_up_to_capacity() -> None:
         "status": 200,
         "latency_ms": 1.235,
         "error": None,
+        "endpoint": "",
     }
 
 
@@ -95,3 +99,30 @@ def test_plugin_records_through_its_server_stack_module() -> None:
     (record,) = telemeter.recent_requests.to_json()
     assert (record["status"], record["latency_ms"], record["dst_path"]) == (404, 2.0, "/svc/hello")
     assert telemeter.admin_resources() == {}
+
+
+def test_a_record_names_the_endpoint_that_answered() -> None:
+    """Failure accrual (the top of the endpoint stack) puts the endpoint in the context."""
+    plugin = TELEMETERS.get("io.l5d.recentRequests")
+    clock = Clock()
+    telemeter = plugin.factory(plugin.config_type(), PluginContext(reactor=clock))
+    stack = DEFAULT_STACKS.edited(telemeter.stack_edits).server
+    params = (
+        Params()
+        .plus(StackParams.REACTOR, clock)
+        .plus(StackParams.STATS, NULL_STATS)
+        .plus(StackParams.CLASSIFIER, non_retryable_5xx())
+    )
+    endpoint = FailureAccrualService(
+        FunctionService(lambda req: succeed(Response(200))),
+        NoAccrualPolicy(),
+        non_retryable_5xx(),
+        clock,
+        NULL_STATS,
+        label="127.0.0.1:7778",
+    )
+    stack.make(params, endpoint)(request())
+    (record,) = telemeter.recent_requests.records()
+    assert record.endpoint == "127.0.0.1:7778"
+    page = render_requests_page([record]).decode()
+    assert "<th>endpoint</th>" in page and "<td>127.0.0.1:7778</td>" in page
