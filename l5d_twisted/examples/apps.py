@@ -5,6 +5,9 @@
   through the proxy in ``http_proxy``, copying every inbound ``l5d-ctx-*`` header (deadline,
   trace) onto that call so the mesh sees one request tree.  If the call fails, 502.
 
+``<ip>`` is the label the app was given: ``POD_IP`` in Kubernetes, else the ``ip:port`` it
+listens on (see :func:`l5d_twisted.examples.runner.ip_label`).
+
 Both have the knobs of :mod:`l5d_twisted.examples.knobs` (an added delay before answering,
 a fraction of answers turned into 500s) and the control paths ``GET /health``,
 ``POST /setLatency``, ``POST /setFailureRate`` (which ignore the knobs).
@@ -45,6 +48,10 @@ class SampleApp:
             b"/setLatency": self._set_latency,
             b"/setFailureRate": self._set_failure_rate,
         }
+
+    def set_label(self, ip_label: str) -> None:
+        """Report ``ip_label`` from now on (known once the app listens)."""
+        self.ip_label = ip_label
 
     def __call__(self, request: AppRequest) -> AppResponse | Deferred[AppResponse]:
         control = self._control.get(request.path)
@@ -107,6 +114,10 @@ class WorldApp(SampleApp):
         super().__init__(reactor, ip_label, knobs)
         self._body = f"world ({ip_label})!".encode()
 
+    def set_label(self, ip_label: str) -> None:
+        super().set_label(ip_label)
+        self._body = f"world ({ip_label})!".encode()
+
     def answer(self, request: AppRequest) -> AppResponse:
         return AppResponse(200, self._body)
 
@@ -120,6 +131,10 @@ class HelloApp(SampleApp):
         super().__init__(reactor, ip_label, knobs)
         self.client = client
         self.target = target
+        self._prefix = f"Hello ({ip_label}) ".encode()
+
+    def set_label(self, ip_label: str) -> None:
+        super().set_label(ip_label)
         self._prefix = f"Hello ({ip_label}) ".encode()
 
     def answer(self, request: AppRequest) -> Deferred[AppResponse]:

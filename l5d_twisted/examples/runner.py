@@ -33,16 +33,22 @@ class AppOptions:
     timeout_ms: float = 10_000.0
 
 
-def ip_label(bound_ip: str, env: dict[str, str] | os._Environ[str] | None = None) -> str:
-    """What the app reports as its address: ``POD_IP`` if set, else the bound ip."""
+def ip_label(bound_ip: str, port: int, env: dict[str, str] | os._Environ[str] | None = None) -> str:
+    """What the app reports as its address: ``POD_IP`` if set (in Kubernetes every instance
+    has its own), else the bound ``ip:port`` (on one machine the instances share an ip, and
+    only the port tells them apart)."""
     env = os.environ if env is None else env
-    return env.get("POD_IP") or bound_ip
+    pod_ip = env.get("POD_IP")
+    if pod_ip:
+        return pod_ip
+    return f"[{bound_ip}]:{port}" if ":" in bound_ip else f"{bound_ip}:{port}"
 
 
 def build_app(reactor: Any, options: AppOptions, env: dict[str, str] | None = None) -> SampleApp:
     """The handler for ``options`` (raises ValueError for a bad proxy or target)."""
     knobs = Knobs(latency_ms=options.latency_ms, failure_rate=options.failure_rate)
-    label = ip_label(options.ip, env)
+    port = DEFAULT_PORTS[options.app] if options.port is None else options.port
+    label = ip_label(options.ip, port, env)
     if options.app == "world":
         return WorldApp(reactor, label, knobs)
     if options.app == "hello":
@@ -72,6 +78,7 @@ def run_app(options: AppOptions) -> int:
         )
         return 1
     bound: Any = listening.getHost()  # type: ignore[misc]
+    app.set_label(ip_label(options.ip, bound.port))  # the port --port 0 picked
     extra = {}
     if isinstance(app, HelloApp):
         proxy = app.client.proxy

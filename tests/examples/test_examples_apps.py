@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import sys
 import threading
@@ -12,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from l5d_testing import Processes, free_port, wait_for_port
+from l5d_testing import Processes, free_port, wait_for_port, wait_until
 
 
 def call(
@@ -55,11 +56,23 @@ def statuses(port: int, n: int) -> list[int]:
     return out
 
 
-def test_world_answers_with_its_ip_and_health(processes: Processes) -> None:
+def test_world_answers_with_its_ip_port_and_health(processes: Processes) -> None:
+    # ip:port, not just the ip: instances on one machine share the ip (issue 16)
     port = start_app(processes, "world")
-    assert call(port) == (200, b"world (127.0.0.1)!")
-    assert call(port, "/any/path?x=1") == (200, b"world (127.0.0.1)!")
+    assert call(port) == (200, f"world (127.0.0.1:{port})!".encode())
+    assert call(port, "/any/path?x=1") == (200, f"world (127.0.0.1:{port})!".encode())
     assert call(port, "/health") == (200, b"ok\n")
+
+
+def test_an_app_on_port_0_reports_the_port_it_got(processes: Processes) -> None:
+    proc = processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", "0", name="world")
+    match = wait_until(
+        lambda: re.search(r"world listening on 127\.0\.0\.1:(\d+)", processes.log(proc)),
+        what="the listening log line",
+    )
+    port = int(match.group(1))  # type: ignore[attr-defined]
+    assert port != 0
+    assert call(port) == (200, f"world (127.0.0.1:{port})!".encode())
 
 
 def test_world_reports_pod_ip_when_set(processes: Processes) -> None:
@@ -152,7 +165,7 @@ def test_pipelined_requests_are_answered_in_order_and_garbage_gets_400(
         while chunk := s.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 400")
-    assert call(port) == (200, b"world (127.0.0.1)!")  # still serving
+    assert call(port) == (200, f"world (127.0.0.1:{port})!".encode())  # still serving
 
 
 def test_sigterm_exits_cleanly(processes: Processes) -> None:
@@ -228,7 +241,7 @@ def test_hello_calls_world_through_the_proxy_copying_ctx_headers(
             "X-Other": "y",
         },
     )
-    assert (status, body) == (200, b"Hello (127.0.0.1) world (stub)!")
+    assert (status, body) == (200, f"Hello (127.0.0.1:{port}) world (stub)!".encode())
     (sent,) = stub_proxy.requests
     assert sent["line"] == "GET http://world/ HTTP/1.1"
     headers = {k.lower(): v for k, v in sent["headers"]}
@@ -237,7 +250,7 @@ def test_hello_calls_world_through_the_proxy_copying_ctx_headers(
     assert headers["l5d-ctx-trace"] == "abc"
     assert not {"l5d-dtab", "l5d-reqid", "x-other"} & headers.keys()
     # keep-alive: the next call reuses the pooled connection to the proxy
-    assert call(port) == (200, b"Hello (127.0.0.1) world (stub)!")
+    assert call(port) == (200, f"Hello (127.0.0.1:{port}) world (stub)!".encode())
     assert stub_proxy.requests[1]["client_port"] == sent["client_port"]
 
 
@@ -267,7 +280,7 @@ def test_hello_answers_502_when_the_proxy_is_down(processes: Processes) -> None:
 def test_hello_without_proxy_calls_directly(processes: Processes) -> None:
     world = start_app(processes, "world")
     hello = start_app(processes, "hello", "--target", f"http://127.0.0.1:{world}/")
-    assert call(hello) == (200, b"Hello (127.0.0.1) world (127.0.0.1)!")
+    assert call(hello) == (200, f"Hello (127.0.0.1:{hello}) world (127.0.0.1:{world})!".encode())
     assert call(world, "/setFailureRate", "POST", b"1")[0] == 200
     assert call(hello)[0] == 502
 

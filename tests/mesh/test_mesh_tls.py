@@ -83,7 +83,7 @@ def test_outgoing_to_incoming_over_tls(processes: Processes, tmp_path: Path) -> 
         wait_for_port("127.0.0.1", port)
 
     status, body, _ = get(good[0])
-    assert (status, body) == (200, b"world (127.0.0.1)!")
+    assert (status, body) == (200, f"world (127.0.0.1:{world_port})!".encode())
 
     # plaintext to the TLS server is refused, not answered
     conn = http.client.HTTPConnection("127.0.0.1", good[1], timeout=5)
