@@ -1,7 +1,7 @@
 // Live dashboard: polls /admin/dashboard.json and draws SVG charts and sortable tables.
 "use strict";
 (function () {
-  var POLL_MS = 3000, WINDOW_S = 600, SVG = "http://www.w3.org/2000/svg";
+  var POLL_MS = 3000, WINDOW_S = 600, SVG = "http://www.w3.org/2000/svg", INTERVAL_S = 5;
   var routersEl = document.getElementById("routers");
   var views = {};  // router label -> view
   var sorts = {};  // table id -> {key, desc}
@@ -23,10 +23,16 @@
     var legend = el("span", { "class": "legend" });
     head.appendChild(legend);
     box.appendChild(head);
+    // The y axis: the scale's top, middle and zero, with units, beside the plot.
+    var plot = el("div", { "class": "plot" });
+    var axis = el("div", { "class": "yaxis" });
+    var ticks = [el("span", {}, ""), el("span", {}, ""), el("span", {}, "")];
+    ticks.forEach(function (t) { axis.appendChild(t); });
+    plot.appendChild(axis);
     var svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", "0 0 600 100");
     svg.setAttribute("preserveAspectRatio", "none");
-    [25, 50, 75].forEach(function (y) {
+    [1, 50, 99].forEach(function (y) {
       var g = document.createElementNS(SVG, "line");
       g.setAttribute("class", "grid"); g.setAttribute("x1", 0); g.setAttribute("x2", 600);
       g.setAttribute("y1", y); g.setAttribute("y2", y);
@@ -41,17 +47,25 @@
       legend.appendChild(el("span", { "class": "s" + i }, n));
       return p;
     });
-    box.appendChild(svg);
+    plot.appendChild(svg);
+    box.appendChild(plot);
     var scale = el("div", { "class": "title" });
     box.appendChild(scale);
-    return { box: box, paths: paths, legend: legend, scale: scale };
+    return { box: box, paths: paths, legend: legend, scale: scale, ticks: ticks };
+  }
+
+  // The smallest 1, 2 or 5 times a power of ten at or above v: a scale with round ticks.
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    var p = Math.pow(10, Math.floor(Math.log(v) / Math.LN10)), m = v / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
   }
 
   // Draw series (arrays aligned with t) into a chart; null values leave gaps.
   function draw(c, t, series, fixedMax, fmt, now) {
     var max = fixedMax || 0, seen = false;
     series.forEach(function (s) { s.forEach(function (v) { if (v !== null) { seen = true; if (!fixedMax && v > max) max = v; } }); });
-    if (!max) max = 1;
+    max = fixedMax || niceMax(max);
     // Up to the last 10 minutes; a younger history fills the width (at least a minute).
     var span = Math.min(WINDOW_S, Math.max(60, t.length ? now - t[0] : 0));
     var start = now - span;
@@ -70,7 +84,8 @@
       for (var k = s.length - 1; k >= 0; k--) if (s[k] !== null) { last = s[k]; break; }
       c.legend.children[i].textContent = c.legend.children[i].textContent.split(" ")[0] + " " + fmt(last);
     });
-    c.scale.textContent = (seen ? "max " + fmt(max) : "no data") + " \u00b7 last " + (span >= 120 ? Math.round(span / 60) + " min" : Math.round(span) + " s");
+    c.ticks[0].textContent = fmt(max); c.ticks[1].textContent = fmt(max / 2); c.ticks[2].textContent = fmt(0);
+    c.scale.textContent = (seen ? "" : "no data \u00b7 ") + "one point per " + INTERVAL_S + " s sample \u00b7 last " + (span >= 120 ? Math.round(span / 60) + " min" : Math.round(span) + " s");
   }
 
   function count(v) { return v === null || v === undefined ? "\u2013" : String(v); }
@@ -82,7 +97,7 @@
   var SUCCESS = col("success_rate", "success", function (r) { return pct(r.success_rate); }, "success rate");
   var RPS = col("rps", "rps", function (r) { return num(r.rps, 1); }, "requests per second");
   var LATENCY = [
-    col("requests", "requests", function (r) { return String(r.requests); }),
+    col("window_requests", "requests", function (r) { return String(r.window_requests); }, "requests in the window (counters' deltas)"),
     col("p50", "p50", function (r) { return ms(r.p50); }),
     col("p95", "p95", function (r) { return ms(r.p95); }),
     col("p99", "p99", function (r) { return ms(r.p99); })
@@ -96,6 +111,41 @@
     col("removals", "ejected", function (r) { return count(r.removals); }, "endpoints removed by failure accrual (failure_accrual/removals)"),
     col("requeues", "requeued", function (r) { return count(r.requeues); }, "requests re-sent because they never reached a server (retries/requeues)")
   ].concat(LATENCY);
+
+  var ENDPOINT_COLUMNS = [
+    col("address", "endpoint", function (r) { return r.address; }, "the endpoint's ip:port"),
+    col("state", "state", function (r) { return r.state; }, "ok: in the balancer; ejected: marked dead by failure accrual (probing: its probe is due); draining: gone from discovery, requests still in flight"),
+    col("window_requests", "requests", function (r) { return String(r.window_requests); }, "requests sent to it in the window"),
+    col("rps", "rps", function (r) { return num(r.rps, 1); }, "requests per second"),
+    col("success_rate", "success", function (r) { return pct(r.success_rate); }, "success rate, by the service's response classifier"),
+    col("mean_ms", "latency", function (r) { return ms(r.mean_ms); }, "mean latency"),
+    col("pending", "pending", function (r) { return String(r.pending); }, "requests in flight")
+  ];
+
+  // The endpoints of one client, as a table in a row under it.
+  function endpointRow(client, ncols) {
+    var tr = el("tr", { "class": "endpoints-row" });
+    var td = el("td", { colspan: ncols });
+    var tbl = el("table", { "class": "endpoints" });
+    var head = el("tr");
+    ENDPOINT_COLUMNS.forEach(function (c) { head.appendChild(el("th", { "class": "c-" + c[0], title: c[3] }, c[1])); });
+    var thead = el("thead"); thead.appendChild(head); tbl.appendChild(thead);
+    var body = el("tbody");
+    client.endpoints.forEach(function (e) {
+      var row = el("tr", { "class": "state-" + e.state, "data-address": e.address, "data-state": e.state });
+      ENDPOINT_COLUMNS.forEach(function (c) { row.appendChild(el("td", { "class": "c-" + c[0] }, c[2](e))); });
+      if (e.success_rate !== null && e.success_rate < 0.95) row.cells[4].className += " bad";
+      if (e.state !== "ok") row.cells[1].className += " bad";
+      body.appendChild(row);
+    });
+    tbl.appendChild(body);
+    td.appendChild(tbl);
+    if (client.endpoints_total > client.endpoints.length) {
+      td.appendChild(el("p", { "class": "muted" }, (client.endpoints_total - client.endpoints.length) + " more endpoints not shown"));
+    }
+    tr.appendChild(td);
+    return tr;
+  }
 
   function table(kind, label, columns) {
     var wrap = el("div", { "class": "scroll" });
@@ -135,7 +185,11 @@
       var tr = el("tr");
       t.columns.forEach(function (c) { tr.appendChild(el("td", { "class": "c-" + c[0] }, c[2](r))); });
       if (r.success_rate !== null && r.success_rate < 0.95) tr.cells[1].className += " bad";
+      // What the figures were computed from, for whoever checks them (the browser test).
+      tr.setAttribute("data-window-success", String(r.window_success));
+      tr.setAttribute("data-window-failures", String(r.window_failures));
       body.appendChild(tr);
+      if (r.endpoints && r.endpoints.length) body.appendChild(endpointRow(r, t.columns.length));
     });
     if (!rows.length) { var tr0 = el("tr"); tr0.appendChild(el("td", { colspan: t.columns.length, "class": "muted" }, "none yet")); body.appendChild(tr0); }
     t.table.replaceChild(body, t.table.tBodies[0]);
@@ -144,6 +198,11 @@
   function view(label) {
     var sec = el("section", { "class": "router", id: "router-" + label });
     sec.appendChild(el("h2", {}, "router " + label));
+    sec.appendChild(el("p", { "class": "muted hops" },
+      "Each request this router handled counts once here: a request through two routers (outgoing, then the " +
+      "destination's incoming) counts once on each, and an app's own calls through the mesh count too " +
+      "(one request to hello that calls world: 2 here). Do not add routers together. " +
+      "The top line is the sum of the services below."));
     var figures = el("div", { "class": "figures" });
     sec.appendChild(figures);
     var charts = el("div", { "class": "charts" });
@@ -159,13 +218,13 @@
     sec.appendChild(charts);
     sec.appendChild(el("h3", {}, "services"));
     sec.appendChild(v.services.wrap);
-    sec.appendChild(el("h3", {}, "clients"));
+    sec.appendChild(el("h3", {}, "clients, with their endpoints"));
     sec.appendChild(v.clients.wrap);
     return v;
   }
 
-  function figure(label, value) {
-    var f = el("div", { "class": "figure" });
+  function figure(label, value, key) {
+    var f = el("div", { "class": "figure", "data-key": key });
     f.appendChild(el("b", {}, value));
     f.appendChild(el("span", { "class": "muted" }, label));
     return f;
@@ -177,13 +236,18 @@
     lastData = data;
     var status = document.getElementById("status");
     if (status) status.textContent = data.routers.length ? "" : "no routers yet";
+    INTERVAL_S = data.interval_s || INTERVAL_S;
+    var win = document.getElementById("window");
+    if (win) win.textContent = "Figures and tables: the last " + data.window_s + " s. Charts: one point per " + data.interval_s + " s sample, last 10 min.";
     data.routers.forEach(function (r) {
       var v = views[r.label];
       if (!v) { v = views[r.label] = view(r.label); routersEl.appendChild(v.sec); }
       var c = r.current;
+      var w = " (" + data.window_s + " s)";
       v.figures.replaceChildren(
-        figure("success rate", pct(c.success_rate)), figure("requests/s", num(c.rps, 1)),
-        figure("p50", ms(c.p50)), figure("p99", ms(c.p99)), figure("requests", String(c.requests)));
+        figure("success rate" + w, pct(c.success_rate), "success"), figure("requests/s" + w, num(c.rps, 1), "rps"),
+        figure("p50" + w, ms(c.p50), "p50"), figure("p99" + w, ms(c.p99), "p99"),
+        figure("requests" + w, String(c.window_requests), "requests"));
       var s = r.series;
       draw(v.success, s.t, [s.success_rate.map(function (x) { return x === null ? null : x * 100; })], 100, function (x) { return x === null ? "\u2013" : x.toFixed(1) + "%"; }, data.now);
       draw(v.volume, s.t, [s.rps], 0, function (x) { return num(x, 1) + "/s"; }, data.now);
