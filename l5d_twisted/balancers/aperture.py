@@ -1,9 +1,10 @@
 """``aperture``: send to a small window of nodes, sized by load (Finagle's aperture).
 
 The nodes are laid out on a ring in random order (a staying node keeps its place; new ones
-land at random places).  Requests go only to the first ``aperture`` OPEN nodes of the ring,
-picking the less loaded of two at random (p2c).  Fewer busy nodes mean fewer connections
-and warmer ones, which is what aperture is for.
+land at random places, also when discovery hands only the difference).  Requests go only to
+the first ``aperture`` OPEN nodes of the ring, picking the less loaded of two at random
+(p2c).  Fewer busy nodes mean fewer connections and warmer ones, which is what aperture
+is for.
 
 The window follows the load: the total number of pending requests is smoothed with an
 exponential moving average over ``smoothWindowMs``; divided by the aperture this is the
@@ -64,8 +65,23 @@ class ApertureBalancer(NodeBalancer):
         for node in nodes:
             if node not in known:
                 ring.insert(self._rng.randrange(len(ring) + 1), node)
-        self._ring = ring
         nodes[:] = ring  # the base class hands _choose its node list: make it the ring
+        self._ring = nodes
+
+    def _drop_nodes(self, gone: list[Node]) -> None:
+        # the ring keeps its order (the window is its head); it is the node list itself
+        ring = self._ring
+        if len(gone) <= 8:
+            for node in gone:
+                ring.remove(node)  # (by identity, in C)
+        else:
+            leaving = set(gone)
+            ring[:] = [n for n in ring if n not in leaving]
+
+    def _add_nodes(self, fresh: list[Node]) -> None:
+        ring = self._ring
+        for node in fresh:
+            ring.insert(self._rng.randrange(len(ring) + 1), node)
 
     def _acquired(self, node: Node) -> None:
         self._total += 1

@@ -41,6 +41,29 @@ class HeapBalancer(NodeBalancer):
             node.index = i
         self._heap = heap
 
+    def _drop_nodes(self, gone: list[Node]) -> None:
+        super()._drop_nodes(gone)
+        heap = self._heap
+        for node in gone:
+            assert isinstance(node, _HeapNode)
+            i = node.index
+            last = heap.pop()
+            node.index = -1
+            if last is not node:
+                heap[i] = last
+                last.index = i
+                self._sift_up(i)
+                self._sift_down(last.index)
+
+    def _add_nodes(self, fresh: list[Node]) -> None:
+        super()._add_nodes(fresh)
+        heap = self._heap
+        for node in fresh:
+            assert isinstance(node, _HeapNode)
+            node.index = len(heap)
+            heap.append(node)
+            self._sift_up(node.index)
+
     def _choose(self, nodes: list[Node], open_only: bool) -> Node | None:
         heap = self._heap
         root = heap[0]

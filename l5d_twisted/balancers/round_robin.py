@@ -8,6 +8,7 @@ so a 3:1 pair goes a a b a a a b a ... rather than in bursts.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +34,32 @@ class RoundRobinBalancer(NodeBalancer):
         super().__init__(ctx)
         self._next = 0
         self._weighted = False
+        self._weights: Counter[float] = Counter()  # how many nodes have each weight
 
     def _nodes_changed(self, nodes: list[Node]) -> None:
-        self._weighted = len({max(n.weight, 0.0) for n in nodes}) > 1
+        self._weights = Counter(max(n.weight, 0.0) for n in nodes)
+        self._weighted = len(self._weights) > 1
         if nodes:
             self._next %= len(nodes)
+
+    def _drop_nodes(self, gone: list[Node]) -> None:
+        super()._drop_nodes(gone)
+        for node in gone:
+            weight = max(node.weight, 0.0)
+            self._weights[weight] -= 1
+            if self._weights[weight] <= 0:
+                del self._weights[weight]
+        self._weighted = len(self._weights) > 1
+        if self._nodes:
+            self._next %= len(self._nodes)
+
+    def _add_nodes(self, fresh: list[Node]) -> None:
+        super()._add_nodes(fresh)
+        self._weights.update(max(n.weight, 0.0) for n in fresh)
+        self._weighted = len(self._weights) > 1
+
+    def _reweighted(self, nodes: list[Node]) -> None:
+        self._nodes_changed(self._nodes)  # (rare: Kubernetes endpoints carry no weight)
 
     def _choose(self, nodes: list[Node], open_only: bool) -> Node | None:
         if self._weighted:

@@ -18,6 +18,10 @@ Endpoints/EndpointSlice objects, which Kubernetes copies from the Service).
 
 All names of a namespace share one :class:`NamespaceWatcher`; each name keeps one bound
 name whose address var updates in place, so clients are never rebuilt on endpoint churn.
+A change costs O(the changed object's endpoints), not O(the service's): the name keeps its
+resolution per object (:mod:`l5d_twisted.k8s.resolver`) and publishes each new address set
+with its :class:`~l5d_twisted.naming.addr.AddrDelta`, which the client and its balancer
+apply as such.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from l5d_twisted.config.schema import knob
 from l5d_twisted.context import PluginContext
 from l5d_twisted.k8s.access import ApiAccess, resolve_access
 from l5d_twisted.k8s.api import KubernetesApi
-from l5d_twisted.k8s.objects import resolve, service_port_name
+from l5d_twisted.k8s.objects import service_port_name
+from l5d_twisted.k8s.resolver import ShardResolver
 from l5d_twisted.k8s.watcher import (
     ENDPOINT_SLICES,
     ENDPOINTS,
@@ -41,7 +46,7 @@ from l5d_twisted.k8s.watcher import (
     ResourceKind,
     WatchSettings,
 )
-from l5d_twisted.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, BoundName
+from l5d_twisted.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrDelta, BoundName
 from l5d_twisted.naming.nametree import NEG, Leaf
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import PENDING, Failed, Ok, State, Var
@@ -111,6 +116,8 @@ class _LiveName:
         self.addr: Var[Addr] = Var(ADDR_PENDING)
         self.bound = BoundName(bound_id, self.addr)
         self.tree: Var[State] = Var(PENDING)
+        self._resolver: ShardResolver | None = None
+        self._last: AddrBound | None = None  # the address set last published
         self._listeners = [watcher.listen(key.service, self.refresh)]
         if services is not None:
             self._listeners.append(services.listen(key.service, self.refresh))
@@ -134,13 +141,26 @@ class _LiveName:
         shards = self.watcher.shards_for(self.key.service)
         if self.label_key is not None:
             shards = [s for s in shards if s.label(self.label_key) == self.key.label_value]
-        resolution = resolve(shards, port)
-        if resolution.exists:
+        resolver = self._resolver
+        fresh = resolver is None or resolver.port != port
+        if resolver is None or fresh:
+            resolver = self._resolver = ShardResolver(port)
+        change = resolver.update(shards)
+        if change.exists:
             # Address first, so whoever sees the leaf appear sees its addresses too.
-            self.addr.update(AddrBound(resolution.addresses))
+            last = self._last
+            added, removed = change.added, change.removed
+            if last is not None and fresh:  # (a new port name: a new resolution)
+                added = change.addresses - last.addresses
+                removed = last.addresses - change.addresses
+            if last is None or added or removed:
+                delta = AddrDelta(last.token, added, removed) if last is not None else None
+                self._last = AddrBound(change.addresses, delta=delta)
+                self.addr.update(self._last)
             self.tree.update(Ok(Leaf(self.bound)))
         else:
             # Clients still holding the bound name must stop using the old addresses.
+            self._last = None
             self.addr.update(ADDR_NEG)
             self.tree.update(Ok(NEG))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from l5d_twisted.naming.addr import Address, make_address
 
@@ -32,8 +32,10 @@ class PortSpec:
     port: int
 
 
-@dataclass(frozen=True)
-class EndpointInfo:
+class EndpointInfo(NamedTuple):
+    """One endpoint of a shard (a tuple: hashed and compared in C, which the namer does
+    for every endpoint of a changed object)."""
+
     ip: str
     ready: bool
     node_name: str | None = None
@@ -72,7 +74,13 @@ class ServiceShard:
 # --- field helpers -----------------------------------------------------------------------
 
 
+# (each is called for every endpoint of every changed object: the exact-type checks come
+# first, an ABC isinstance costs more than the rest of the parse)
+
+
 def _dict(value: Any, where: str) -> Mapping[str, Any]:
+    if type(value) is dict:
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -81,6 +89,8 @@ def _dict(value: Any, where: str) -> Mapping[str, Any]:
 
 
 def _list(value: Any, where: str) -> list[Any]:
+    if type(value) is list:
+        return value
     if value is None:
         return []
     if not isinstance(value, list):
@@ -89,8 +99,8 @@ def _list(value: Any, where: str) -> list[Any]:
 
 
 def _opt_str(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
+    if value is None or type(value) is str:
+        return value
     if not isinstance(value, str):
         raise MalformedObject(f"{where} should be a string, got {type(value).__name__}")
     return value
@@ -127,6 +137,8 @@ def _metadata(obj: Any) -> tuple[str, tuple[tuple[str, str], ...], Mapping[str, 
 
 
 def _target_pod(ref: Any, where: str) -> str | None:
+    if ref is None:
+        return None
     ref = _dict(ref, where)
     if ref.get("kind", "Pod") != "Pod":
         return None
@@ -174,26 +186,29 @@ def parse_endpoint_slice(obj: Any) -> ServiceShard:
         # FQDN slices name hosts, not IPs; a proxy cannot use them as endpoints.
         return ServiceShard(name, service, labels, ())
     ports = _ports(body.get("ports"), "ports")
-    endpoints = []
+    endpoints: list[EndpointInfo] = []
     for i, raw in enumerate(_list(body.get("endpoints"), "endpoints")):
-        where = f"endpoints[{i}]"
-        raw = _dict(raw, where)
-        conditions = _dict(raw.get("conditions"), f"{where}.conditions")
-        # "ready" unset means unknown, which the API says to treat as ready.
-        ready = conditions.get("ready") is not False
-        for j, ip in enumerate(_list(raw.get("addresses"), f"{where}.addresses")):
-            if not isinstance(ip, str) or not ip:
-                raise MalformedObject(f"{where}.addresses[{j}] should be an IP string")
-            endpoints.append(
-                EndpointInfo(
-                    ip=ip,
-                    ready=ready,
-                    node_name=_opt_str(raw.get("nodeName"), f"{where}.nodeName"),
-                    pod_name=_target_pod(raw.get("targetRef"), f"{where}.targetRef"),
-                    zone=_opt_str(raw.get("zone"), f"{where}.zone"),
-                )
-            )
+        try:
+            _slice_endpoint(raw, endpoints)
+        except MalformedObject as e:  # where it is, worded only for the malformed one
+            raise MalformedObject(f"endpoints[{i}]{e}") from None
     return ServiceShard(name, service, labels, (Subset(ports, tuple(endpoints)),))
+
+
+def _slice_endpoint(raw: Any, into: list[EndpointInfo]) -> None:
+    """One entry of a slice's ``endpoints``; a MalformedObject's message starts with the
+    field path below the entry (the caller prefixes the entry's index)."""
+    raw = _dict(raw, "")
+    conditions = _dict(raw.get("conditions"), ".conditions")
+    # "ready" unset means unknown, which the API says to treat as ready.
+    ready = conditions.get("ready") is not False
+    node_name = _opt_str(raw.get("nodeName"), ".nodeName")
+    pod_name = _target_pod(raw.get("targetRef"), ".targetRef")
+    zone = _opt_str(raw.get("zone"), ".zone")
+    for j, ip in enumerate(_list(raw.get("addresses"), ".addresses")):
+        if type(ip) is not str or not ip:
+            raise MalformedObject(f".addresses[{j}] should be an IP string")
+        into.append(EndpointInfo(ip, ready, node_name, pod_name, zone))
 
 
 def parse_service(obj: Any) -> ServiceShard:
@@ -258,3 +273,49 @@ def resolve(shards: Iterable[ServiceShard], port: str) -> Resolution:
     if known_ports:
         return NEGATIVE  # the service exists but has no such port
     return Resolution(True, frozenset())
+
+
+# --- the same, one shard at a time (what the namer keeps between changes) -----------------------
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class ShardPart:
+    """One shard's share of resolving a port, as :func:`resolve` would count it.
+
+    ``matched``: some subset lists the port (by name or number); ``addresses`` are then the
+    ready addresses of those subsets, else (a numbered port) every ready endpoint on that
+    number, else none.  ``cache`` maps (endpoint, port) to its :class:`Address`, so that the
+    next version of the same object reuses the addresses of the endpoints that stayed.
+    """
+
+    has_ports: bool
+    matched: bool
+    addresses: frozenset[Address]
+    cache: Mapping[tuple[EndpointInfo, int], Address]
+
+
+def shard_part(shard: ServiceShard, port: str, previous: ShardPart | None = None) -> ShardPart:
+    """``shard``'s :class:`ShardPart` for ``port``; ``previous``: the part of the object's
+    last version, whose addresses are reused for unchanged endpoints."""
+    number = int(port) if port.isdigit() else None
+    old = previous.cache if previous is not None else {}
+    cache: dict[tuple[EndpointInfo, int], Address] = {}
+
+    def collect(endpoints: tuple[EndpointInfo, ...], at: int) -> None:
+        for e in endpoints:
+            if e.ready:
+                key = (e, at)
+                address = old.get(key)
+                cache[key] = address if address is not None else e.address(at)
+
+    has_ports = matched = False
+    for subset in shard.subsets:
+        for spec in subset.ports:
+            has_ports = True
+            if spec.name == port or (number is not None and spec.port == number):
+                matched = True
+                collect(subset.endpoints, spec.port)
+    if not matched and number is not None and 0 < number < 65536:
+        for subset in shard.subsets:
+            collect(subset.endpoints, number)
+    return ShardPart(has_ports, matched, frozenset(cache.values()), cache)

@@ -297,6 +297,8 @@ class NamespaceWatcher:
             old, new = self._objects.get(name), fresh.get(name)
             if old != new:
                 changed.update(s.service for s in (old, new) if s is not None)
+            elif old is not None:
+                fresh[name] = old  # the same instance: names skip objects they already resolved
         self._objects = fresh
         self._by_service = {}
         for shard in fresh.values():

@@ -50,10 +50,28 @@ class Addr:
     __slots__ = ()
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class AddrDelta:
+    """How an :class:`AddrBound` differs from the one its source published before it.
+
+    ``base`` is that previous set's ``token``: a consumer whose last applied set had this
+    token may apply ``added`` and ``removed`` (O(changed)) instead of diffing the whole set
+    (O(addresses)); any other consumer diffs.  Equality of address sets ignores it.
+    """
+
+    base: object
+    added: frozenset[Address]
+    removed: frozenset[Address]
+
+
 @dataclass(frozen=True)
 class AddrBound(Addr):
     addresses: frozenset[Address]
     meta: tuple[tuple[str, Any], ...] = ()
+    delta: AddrDelta | None = field(default=None, compare=False, repr=False)
+    """Optional: the change from the source's previous set (see :class:`AddrDelta`)."""
+    token: object = field(default_factory=object, compare=False, repr=False)
+    """Identifies this very set for a later :attr:`AddrDelta.base`."""
 
     @classmethod
     def of(cls, addresses: Iterable[Address]) -> AddrBound:
