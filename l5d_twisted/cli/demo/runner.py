@@ -10,9 +10,15 @@ The routers reproduce the per-node DaemonSet topology on one machine::
     curl -x :4140 http://hello  ->  outgoing (4140)  --io.l5d.port-->  incoming (4141)  ->  hello
     hello -> http_proxy :4140   ->  outgoing (4140)  --io.l5d.port-->  incoming (4141)  ->  world x2
 
+Before anything starts, every port is checked (:mod:`.ports`): a busy one is named with
+the flag that moves it, and the demo exits 2 having started nothing.
+
 Every child runs in its own process group and is stopped by PID: SIGTERM, then SIGKILL
-after a deadline.  A child that dies while the demo runs stops the demo with its log tail
-and a non-zero exit.  ``--traffic RPS`` adds steady open-loop GETs to hello.
+after a deadline.  A sample app that dies while the demo runs is reported (name, pid, exit
+code, log tail) and the demo keeps running: the mesh routes around it, which is the
+experiment.  ``l5d-twisted demo stop|start NAME`` does that on purpose through the control
+channel (:mod:`.control`).  The mesh (``l5d``) dying, or anything dying during start-up,
+ends the demo with a non-zero exit.  ``--traffic RPS`` adds steady open-loop GETs to hello.
 """
 
 from __future__ import annotations
@@ -23,15 +29,24 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
+from l5d_twisted.cli.demo.control import (
+    CONTROL_IP,
+    DEFAULT_CONTROL_PORT,
+    ControlError,
+    ControlHandler,
+)
+from l5d_twisted.cli.demo.ports import DemoPort, busy_port_errors
+from l5d_twisted.examples.appserver import listen
 from l5d_twisted.examples.client import ClientError, HttpClient
 from l5d_twisted.examples.traffic import OpenLoopTraffic
 
@@ -91,6 +106,7 @@ class DemoOptions:
     admin_port: int = 9990
     hello_port: int = 7777
     world_ports: tuple[int, ...] = (7778, 7779)
+    control_port: int = DEFAULT_CONTROL_PORT
     traffic_rps: float | None = None
     dir: str | None = None  # None: a temporary directory, removed at exit
     start_timeout_s: float = 30.0
@@ -106,7 +122,26 @@ class DemoOptions:
         }
         for i, port in enumerate(self.world_ports):
             named[f"world-{i + 1}"] = port
+        named["control"] = self.control_port
         return named
+
+    def listening(self) -> list[DemoPort]:
+        """Every port the demo and its children listen on, with the flag that moves it."""
+        ip = self.ip
+        ports = [
+            DemoPort("the outgoing router", "--outgoing-port", ip, self.outgoing_port),
+            DemoPort("the incoming router", "--incoming-port", ip, self.incoming_port),
+            DemoPort("the admin server", "--admin-port", ip, self.admin_port),
+            DemoPort("hello", "--hello-port", ip, self.hello_port),
+        ]
+        ports += [
+            DemoPort(f"world-{i + 1}", "--world-ports", ip, port)
+            for i, port in enumerate(self.world_ports)
+        ]
+        ports.append(
+            DemoPort("the demo's control channel", "--control-port", CONTROL_IP, self.control_port)
+        )
+        return ports
 
     def validate(self) -> None:
         if not self.world_ports:
@@ -164,6 +199,18 @@ class Child:
     log_path: Path
     port: int
     popen: subprocess.Popen[bytes] | None = None
+    app: bool = True  # a sample app (may stop while the demo runs), not the mesh
+    stopping: bool = False  # stopped on purpose (`demo stop`): not reported as a death
+    reported: bool = False  # its exit was reported
+
+    def describe_exit(self) -> str:
+        code = self.exited()
+        if code is not None and code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
 
     @property
     def pid(self) -> int | None:
@@ -197,19 +244,21 @@ def plan_children(options: DemoOptions, config: Path, logs: Path) -> list[Child]
         base_env.pop(var, None)
     l5d = [options.python, "-m", "l5d_twisted"]
     children = [
-        Child("l5d", [*l5d, "run", str(config)], base_env, logs / "l5d.log", options.outgoing_port)
+        Child(
+            "l5d",
+            [*l5d, "run", str(config)],
+            base_env,
+            logs / "l5d.log",
+            options.outgoing_port,
+            app=False,
+        )
     ]
-    # On one machine every instance has the same ip, so each reports ip:port instead
-    # (through POD_IP, what the apps report): the answers then show the load balancing.
+    # Without POD_IP each app reports its ip:port: on one machine, where every instance has
+    # the same ip, the answers then show the load balancing.
     for i, port in enumerate(options.world_ports):
         argv = [*l5d, "example", "world", "--ip", options.ip, "--port", str(port)]
-        env = {**base_env, "POD_IP": f"{options.ip}:{port}"}
-        children.append(Child(f"world-{i + 1}", argv, env, logs / f"world-{i + 1}.log", port))
-    hello_env = {
-        **base_env,
-        "POD_IP": f"{options.ip}:{options.hello_port}",
-        "http_proxy": f"{options.ip}:{options.outgoing_port}",
-    }
+        children.append(Child(f"world-{i + 1}", argv, base_env, logs / f"world-{i + 1}.log", port))
+    hello_env = {**base_env, "http_proxy": f"{options.ip}:{options.outgoing_port}"}
     argv = [*l5d, "example", "hello", "--ip", options.ip, "--port", str(options.hello_port)]
     children.append(Child("hello", argv, hello_env, logs / "hello.log", options.hello_port))
     return children
@@ -233,11 +282,14 @@ class Demo:
         self.children = plan_children(options, self.config_path, directory / "logs")
         self.exit_code = 0
         self.stopping = False
+        self.running = False  # everything started and the banner printed
         self.client = HttpClient(reactor, proxy=(options.ip, options.outgoing_port), timeout_s=10.0)
         self.traffic: OpenLoopTraffic | None = None
+        self.control: Any = None  # the control channel's listening port
         self._watch = task.LoopingCall(self._check_children)
         self._report = task.LoopingCall(self._report_traffic)
         self._stopped: Deferred[None] | None = None
+        self._busy: set[str] = set()  # instances a control request is stopping or starting
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -245,23 +297,18 @@ class Demo:
 
     # -- start --------------------------------------------------------------------------
     async def start(self) -> None:
+        self.control = listen(
+            self.reactor, CONTROL_IP, self.options.control_port, ControlHandler(self)
+        )
         for child in self.children:
-            with open(child.log_path, "wb") as log:
-                child.popen = subprocess.Popen(
-                    child.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=child.env,
-                    process_group=0,
-                    preexec_fn=_die_with_parent,
-                )
+            self._spawn(child, append=False)
         self._watch.clock = self.reactor
         self._watch.start(0.2, now=False)
         await self._wait_for_ports()
         first = await self._first_request()
         if self.stopping:
             return
+        self.running = True
         self._print_banner(first)
         if self.options.traffic_rps:
             self.traffic = OpenLoopTraffic(
@@ -271,29 +318,40 @@ class Demo:
             self._report.clock = self.reactor
             self._report.start(10.0, now=False)
 
+    def _spawn(self, child: Child, append: bool) -> None:
+        with open(child.log_path, "ab" if append else "wb") as log:
+            child.popen = subprocess.Popen(
+                child.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=child.env,
+                process_group=0,
+                preexec_fn=_die_with_parent,
+            )
+        child.stopping = False
+        child.reported = False
+
     async def _wait_for_ports(self) -> None:
         deadline = self.reactor.seconds() + self.options.start_timeout_s
-        for child in self.children:
-            while not await self._port_open(child.port):
-                if self.stopping:
-                    return
-                if self.reactor.seconds() > deadline:
-                    raise DemoError(
-                        f"{child.name} did not listen on {self.options.ip}:{child.port} "
-                        f"within {self.options.start_timeout_s:g}s\n"
-                        f"--- {child.log_path} ---\n{child.log_tail()}"
-                    )
-                await task.deferLater(self.reactor, 0.1, lambda: None)
-        for what, port in (
+        waits = [(f"{c.name} (pid {c.pid})", c.port) for c in self.children]
+        waits += [
             ("the incoming router", self.options.incoming_port),
             ("the admin server", self.options.admin_port),
-        ):
+        ]
+        for what, port in waits:
             while not await self._port_open(port):
                 if self.stopping:
                     return
                 if self.reactor.seconds() > deadline:
                     raise DemoError(
-                        f"{what} did not listen on {self.options.ip}:{port} within {self.options.start_timeout_s:g}s"
+                        f"{what} did not listen on {self.options.ip}:{port} "
+                        f"within {self.options.start_timeout_s:g}s"
+                        + "".join(
+                            f"\n--- {c.log_path} ---\n{c.log_tail()}"
+                            for c in self.children
+                            if c.port == port
+                        )
                     )
                 await task.deferLater(self.reactor, 0.1, lambda: None)
 
@@ -335,9 +393,13 @@ l5d-twisted demo is running  (config {self.config_path}, logs {self.directory / 
 
 Try:
   curl -x {ip}:{o.outgoing_port} http://hello          # hello calls world, both through the mesh
-  curl -x {ip}:{o.outgoing_port} http://world
+  curl -x {ip}:{o.outgoing_port} http://world          # repeat: the answer alternates between the worlds
   curl -X POST -d 0.3 http://{ip}:{world}/setFailureRate   # world-1 fails 30% of requests
   curl -X POST -d 200 http://{ip}:{world}/setLatency       # world-1 answers 200 ms later
+Stop an instance and watch the mesh route around it (from another terminal):
+  {self.control_command("stop", "world-1")}
+  {self.control_command("start", "world-1")}
+  {self.control_command("status")}
 Look at:
   {admin}/                              admin dashboard
   {admin}/admin/metrics/prometheus      Prometheus metrics
@@ -357,14 +419,26 @@ Ctrl-C stops everything."""
         if self.stopping:
             return
         for child in self.children:
-            code = child.exited()
-            if code is not None:
+            if child.reported or child.exited() is None:
+                continue
+            child.reported = True
+            if child.stopping:  # `demo stop`: the control request reports it
+                continue
+            head = f"\n{child.name} (pid {child.pid}) {child.describe_exit()}"
+            tail = f"its log ({child.log_path}) ends with:\n{child.log_tail()}"
+            if child.app and self.running:
                 self.say(
-                    f"\n{child.name} (pid {child.pid}) exited with code {code}; its log ends with:\n{child.log_tail()}"
+                    f"{head}; the demo keeps running and the mesh routes around it.\n"
+                    f"`{self.control_command('start', child.name)}` starts it again; {tail}"
                 )
-                self.exit_code = 1
-                self.shutdown()
-                return
+                continue
+            if child.app:
+                self.say(f"{head} while the demo was starting; {tail}")
+            else:
+                self.say(f"{head}: the mesh itself is gone, so the demo stops; {tail}")
+            self.exit_code = 1
+            self.shutdown()
+            return
 
     def _report_traffic(self) -> None:
         if self.traffic is None:
@@ -374,6 +448,93 @@ Ctrl-C stops everything."""
         self.say(
             f"traffic: sent {s.sent}, ok {s.succeeded}, failed {s.failed}, dropped {s.dropped} ({statuses})"
         )
+
+    # -- control (l5d-twisted demo stop|start|status) -----------------------------------
+    def control_command(self, action: str, name: str = "") -> str:
+        """The command line that sends ``action`` to this demo (for the printed hints)."""
+        port = self.options.control_port
+        flag = "" if port == DEFAULT_CONTROL_PORT else f" --control-port {port}"
+        return f"{command_name()} demo {action}{' ' + name if name else ''}{flag}"
+
+    def status_lines(self) -> list[str]:
+        lines = []
+        for c in self.children:
+            if c.popen is not None and c.exited() is None:
+                state = f"running, listening on {self.options.ip}:{c.port}"
+            elif c.stopping:
+                state = "stopped (demo stop)"
+            else:
+                state = c.describe_exit() if c.popen is not None else "not started"
+            lines.append(f"{c.name} pid {c.pid} {state}")
+        return lines
+
+    def _instance(self, name: str) -> Child:
+        if self.stopping or not self.running:
+            raise ControlError(503, "the demo is starting or stopping; try again when it runs")
+        for child in self.children:
+            if child.name == name:
+                if not child.app:
+                    raise ControlError(
+                        409,
+                        "l5d is the mesh itself: stopping it ends the demo (Ctrl-C); "
+                        "stop an instance instead",
+                    )
+                if name in self._busy:
+                    raise ControlError(409, f"{name} is being stopped or started already")
+                return child
+        names = ", ".join(c.name for c in self.children if c.app)
+        raise ControlError(404, f"no instance {name!r}; instances: {names}")
+
+    def stop_instance(self, name: str) -> Deferred[str]:
+        child = self._instance(name)
+        if child.exited() is not None:
+            return succeed(f"{name} is not running ({child.describe_exit()})")
+        return Deferred.fromCoroutine(self._one_at_a_time(child, self._stop_instance))
+
+    async def _one_at_a_time(
+        self, child: Child, action: Callable[[Child], Coroutine[Any, Any, str]]
+    ) -> str:
+        self._busy.add(child.name)
+        try:
+            return await action(child)
+        finally:
+            self._busy.discard(child.name)
+
+    async def _stop_instance(self, child: Child) -> str:
+        pid = child.pid
+        child.stopping = True
+        await self._terminate([child])
+        text = f"{child.name} (pid {pid}) stopped; the mesh routes around it"
+        self.say(f"\n{text} (l5d-twisted demo stop {child.name})")
+        return text
+
+    def start_instance(self, name: str) -> Deferred[str]:
+        child = self._instance(name)
+        if child.exited() is None:
+            return succeed(f"{name} is running already (pid {child.pid})")
+        return Deferred.fromCoroutine(self._one_at_a_time(child, self._start_instance))
+
+    async def _start_instance(self, child: Child) -> str:
+        self._spawn(child, append=True)
+        deadline = self.reactor.seconds() + self.options.start_timeout_s
+        while not await self._port_open(child.port):
+            if child.exited() is not None or self.reactor.seconds() > deadline:
+                raise ControlError(
+                    500,
+                    f"{child.name} (pid {child.pid}) did not start: "
+                    + (
+                        child.describe_exit()
+                        if child.exited() is not None
+                        else f"not listening after {self.options.start_timeout_s:g}s"
+                    )
+                    + f"; its log ends with:\n{child.log_tail()}",
+                )
+            await task.deferLater(self.reactor, 0.1, lambda: None)
+        text = (
+            f"{child.name} started (pid {child.pid}), listening on {self.options.ip}:{child.port}"
+        )
+        self.say(f"\n{text} (l5d-twisted demo start {child.name})")
+        return text
 
     # -- stop ---------------------------------------------------------------------------
     def shutdown(self) -> Deferred[None]:
@@ -390,8 +551,14 @@ Ctrl-C stops everything."""
                 loop.stop()
         if self.traffic is not None:
             self.traffic.stop()
+        if self.control is not None:
+            self.control.stopListening()
         self.client.close()
-        running = [c for c in self.children if c.popen is not None and c.exited() is None]
+        await self._terminate(self.children)
+
+    async def _terminate(self, children: list[Child]) -> None:
+        """SIGTERM, then SIGKILL to the process group of those still there at the deadline."""
+        running = [c for c in children if c.popen is not None and c.exited() is None]
         for child in running:
             _signal(child, signal.SIGTERM)
         deadline = self.reactor.seconds() + self.options.stop_timeout_s
@@ -407,6 +574,18 @@ Ctrl-C stops everything."""
                 child.popen.wait(5)
             # anything the child left behind in its process group
             _signal(child, signal.SIGKILL, group=True)
+
+
+def command_name(argv0: str | None = None) -> str:
+    """How to call this program again from another terminal (for the printed hints)."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    name = os.path.basename(argv0)
+    if name == "__main__.py" or not name:
+        return f"{sys.executable} -m l5d_twisted"
+    found = shutil.which(name)
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return name
+    return argv0
 
 
 def _signal(child: Child, signum: int, group: bool = False) -> None:
@@ -426,11 +605,20 @@ class DemoError(Exception):
 
 
 def run_demo(options: DemoOptions, out: IO[str] = sys.stdout) -> int:
-    """Run the demo in the foreground until SIGTERM/SIGINT (0) or a child's death (1)."""
+    """Run the demo in the foreground until SIGTERM/SIGINT (0) or the mesh's death (1).
+
+    2 if the options are refused or a port is busy (then nothing was started).
+    """
     try:
         options.validate()
     except ValueError as e:
         print(f"l5d-twisted demo: {e}", file=sys.stderr)
+        return 2
+    busy = busy_port_errors(options.listening())
+    if busy:
+        for line in busy:
+            print(f"l5d-twisted demo: {line}", file=sys.stderr)
+        print("l5d-twisted demo: nothing was started", file=sys.stderr)
         return 2
     from twisted.internet import reactor as _reactor
 
