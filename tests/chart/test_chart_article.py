@@ -189,3 +189,27 @@ def test_hello_and_world_run_three_replicas_as_in_the_article(version: str) -> N
         validate(deployment)
     tuned = render(version, sets=("hello-world.hello.replicas=1",))
     assert find(tuned, "Deployment", "hello")["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("version", sorted(HELMS))
+def test_readme_load_balancer_example_renders_what_it_says(version: str) -> None:
+    # chart/README.md's `helm upgrade` for the article's load balancer, as written.
+    readme = (CHART / "README.md").read_text()
+    block = readme.split("The article's way", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    command = block.replace("\\\n", " ").splitlines()[0]
+    argv = shlex.split(command)
+    assert argv[:2] == ["helm", "upgrade"]
+    flags = [a for a in argv[argv.index("--reuse-values") + 1 :]]
+    out = helm(version, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *flags)
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    service = find(docs, "Service", FULLNAME)
+    validate(service)
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    policy = find(docs, "NetworkPolicy", FULLNAME)
+    validate(policy)
+    outgoing = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 4140]
+    assert {"ipBlock": {"cidr": "203.0.113.0/24"}} in outgoing[0]["from"]
+    # The curl line is the article's.
+    assert "http_proxy=$INGRESS_LB:4140 curl -s http://hello" in block
