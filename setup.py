@@ -1,12 +1,19 @@
 """Packaging for l5d-twisted.  Tool settings live in pyproject.toml."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The version's one place is l5d_twisted/__init__.py (`l5d-twisted --version` prints it).
+_INIT = (Path(__file__).parent / "l5d_twisted" / "__init__.py").read_text(encoding="utf-8")
+VERSION = re.search(r'^__version__ = "([^"]+)"$', _INIT, re.M).group(1)  # type: ignore[union-attr]
 
 setup(
     name="l5d-twisted",
-    version="0.1.0",
+    version=VERSION,
     description="A linkerd 1.x style service mesh proxy on the Twisted reactor",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["l5d_twisted", "l5d_twisted.*"]),

@@ -74,7 +74,7 @@ for tool in mmdebstrap buildah skopeo git python3; do
   command -v "$tool" >/dev/null || { echo "build-image: $tool is missing (bash scripts/setup.sh installs it)" >&2; exit 1; }
 done
 
-VERSION=$(sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.py)
+VERSION=$(sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' l5d_twisted/__init__.py)
 IMAGE_NAME=${IMAGE_NAME:-localhost/l5d-twisted}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 export SOURCE_DATE_EPOCH

@@ -16,10 +16,20 @@ import sys
 from collections.abc import Sequence
 
 
+def version_text() -> str:
+    """``l5d-twisted <version>``, from the version's one place (``l5d_twisted.__version__``)."""
+    from l5d_twisted import __version__
+
+    return f"l5d-twisted {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l5d-twisted",
         description="A linkerd 1.x style service mesh proxy on the Twisted reactor.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=version_text(), help="print the version and exit"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     package = sys.modules[__name__]

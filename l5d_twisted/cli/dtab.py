@@ -74,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
     resolve.set_defaults(func=run_resolve)
 
     show = commands.add_parser("show", help="parse a dtab and print it one rule per line")
-    show.add_argument("text", metavar="DTAB")
+    show.add_argument("text", metavar="DTAB", help="the dtab, e.g. '/svc => /#/io.l5d.fs;'")
     show.set_defaults(func=run_show)
 
     parser.set_defaults(func=lambda args: _help(parser))

@@ -34,7 +34,12 @@ def add_parser(subparsers: Any) -> None:
         default="json",
         help="log lines as JSON (default) or text",
     )
-    parser.add_argument("--log-level", choices=["debug", "info", "warn", "error"], default="info")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warn", "error"],
+        default="info",
+        help="write log lines of this level and above (default %(default)s)",
+    )
     parser.add_argument(
         "--admin-ip",
         metavar="IP",

@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-VERSION = re.search(r'version="([^"]+)"', (REPO / "setup.py").read_text()).group(1)  # type: ignore[union-attr]
+_INIT = (REPO / "l5d_twisted" / "__init__.py").read_text()  # the version's one place
+VERSION = re.search(r'^__version__ = "([^"]+)"$', _INIT, re.M).group(1)  # type: ignore[union-attr]
 IMAGE = f"localhost/l5d-twisted:{VERSION}"
 ARCHIVE = REPO / "dist" / f"l5d-twisted-{VERSION}.oci.tar"
 # podman 4.3 on this kind of VM: crun refuses its hybrid cgroups (runc), no systemd
