@@ -159,6 +159,41 @@ class InterpreterConfig:
     )
 
 
+@dataclass(frozen=True)
+class BindingCacheConfig:
+    """A router's ``bindingCache``: linkerd 1's keys, larger defaults (issue 17: a node's
+    proxy sees thousands of names; linkerd 1's defaults were 1,000 entries and 600 s)."""
+
+    paths: int = knob(
+        10_000,
+        minimum=1,
+        doc="most routes (a name and its request dtab) cached at once, the least recently used "
+        "going first (linkerd 1: 1000; 10,000 here, so a node's proxy holds 10,000 active names)",
+    )
+    trees: int = knob(
+        10_000,
+        minimum=1,
+        doc="accepted for linkerd 1 configs: bound trees are held by the routes (paths), not cached apart",
+    )
+    bounds: int = knob(
+        10_000,
+        minimum=1,
+        doc="accepted for linkerd 1 configs: a bound name's layer is its client (clients), not cached apart",
+    )
+    clients: int = knob(
+        10_000,
+        minimum=1,
+        doc="most clients (a bound name with its balancer and endpoints) cached at once, the least "
+        "recently used going first (linkerd 1: 1000)",
+    )
+    idle_ttl_secs: int = knob(
+        600,
+        minimum=1,
+        doc="routes and clients unused this long are closed with all they hold (namer watches, "
+        "connections); their metric scopes expire after metricsExpiryTtlSecs (as linkerd 1: 600)",
+    )
+
+
 def _default_identifiers() -> tuple[PluginSpec, ...]:
     return (default_plugin(IDENTIFIERS, "io.l5d.header.token"),)
 
@@ -193,6 +228,10 @@ class RouterConfig:
     service: ServiceConfig = knob(default_factory=ServiceConfig)
     binding_timeout_ms: int = knob(
         10_000, minimum=1, doc="fail requests whose name does not bind in time"
+    )
+    binding_cache: BindingCacheConfig = knob(
+        default_factory=BindingCacheConfig,
+        doc="sizes and idle time of the route and client caches (linkerd 1's keys)",
     )
     max_headers_kb: int = knob(8, minimum=1, maximum=1024, key="maxHeadersKB")
     max_initial_line_kb: int = knob(4, minimum=1, maximum=1024, key="maxInitialLineKB")

@@ -24,6 +24,7 @@ Put one in front of each interface with the scope it reports under
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -47,6 +48,11 @@ def failure_kind(error: BaseException) -> str:
     return type(error).__name__
 
 
+def _pending(ref: weakref.ref[StatsFilter]) -> float:
+    stats_filter = ref()
+    return 0.0 if stats_filter is None else float(stats_filter.pending)
+
+
 class StatsFilter(Filter[Request, Response]):
     def __init__(
         self,
@@ -67,7 +73,10 @@ class StatsFilter(Filter[Request, Response]):
         self._failure_kinds: dict[str, Counter] = {}
         self._client_errors: Counter | None = None  # made at the first one
         self.pending = 0
-        self._pending_gauge = stats.gauge("pending", fn=lambda: self.pending)
+        # through a weak reference: the filter holding its gauge, whose function held the
+        # filter, was a cycle that kept an expired name's metrics for a full GC (issue 17)
+        this = weakref.ref(self)
+        self._pending_gauge = stats.gauge("pending", fn=lambda: _pending(this))
 
     def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
         self._requests.incr()

@@ -90,29 +90,48 @@ class GaugeMetric:
 
     def remove(self) -> None:
         group = self.group
-        if group is not None and group.metrics.get(self.name) is self:
-            del group.metrics[self.name]
+        if group is None:
+            return
+        for metrics in (group.metrics, group.dormant):
+            if metrics is not None and metrics.get(self.name) is self:
+                del metrics[self.name]
 
     activity = 0
 
 
 Metric: TypeAlias = CounterMetric | Histogram | GaugeMetric
 _M = TypeVar("_M", CounterMetric, Histogram)
+_T = TypeVar("_T")
 
 
 class _Group:
-    """The metrics of one expirable scope (or the permanent rest)."""
+    """The metrics of one expirable scope (or the permanent rest).
 
-    __slots__ = ("key", "metrics", "signature", "last_active", "__weakref__")
+    A dormant group holds its metrics weakly (``dormant``), so that once no layer holds
+    any of them the metrics and the group are freed by reference counting: metrics hold
+    their group, and a group holding them strongly made a cycle, left for a full GC.
+    """
+
+    __slots__ = ("key", "metrics", "dormant", "signature", "last_active", "__weakref__")
 
     def __init__(self, key: Name, now: float) -> None:
         self.key = key
         self.metrics: dict[Name, Metric] = {}
+        self.dormant: weakref.WeakValueDictionary[Name, Metric] | None = None
         self.signature = 0
         self.last_active = now
 
     def current_signature(self) -> int:
-        return sum(m.activity for m in self.metrics.values())
+        metrics = self.metrics if self.dormant is None else self.dormant
+        return sum(m.activity for m in metrics.values())
+
+    def sleep(self) -> None:
+        self.dormant = weakref.WeakValueDictionary(self.metrics)
+        self.metrics = {}
+
+    def wake(self) -> None:
+        if self.dormant is not None:
+            self.metrics, self.dormant = dict(self.dormant), None
 
     def has_pending(self) -> bool:
         """Requests in flight (a long stream updates no counter, yet is not idle)."""
@@ -218,6 +237,7 @@ class MetricsTree:
         return group
 
     def _add_live(self, group: _Group) -> None:
+        group.wake()
         self._groups[group.key] = group
         if len(group.key) == 4:  # rt/<r>/service/<s> or rt/<r>/client/<id>
             kind = group.key[:3]
@@ -313,6 +333,28 @@ class MetricsTree:
             raise ValueError(f"{'/'.join(key)} is not a service or client scope")
         self._group(key + ("_",))
 
+    def closing(self, key: Name, close: Callable[[], _T]) -> _T:
+        """``close()`` a layer whose metrics are the scope ``key``, its own updates unseen.
+
+        A route or client closing records a few last changes (closed connections, removed
+        endpoints); counted as activity they kept an idle name's expired scope exported
+        for another TTL (or brought it back from dormancy), and the scope kept its slot.
+        What changed before the close still counts as activity.
+        """
+        group = self._groups.get(key)
+        if group is None:
+            group = self._dormant.get(key)
+        if group is None:
+            return close()
+        signature = group.current_signature()
+        if signature != group.signature:
+            group.signature = signature
+            group.last_active = self.clock.seconds()
+        try:
+            return close()
+        finally:
+            group.signature = group.current_signature()
+
     # -- maintenance ------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -339,6 +381,7 @@ class MetricsTree:
             ):
                 self._remove_live(group)
                 self._dormant[group.key] = group
+                group.sleep()
                 self.expired_total += 1
                 log.debug("metrics of {scope} expired", scope="/".join(group.key))
 
@@ -348,7 +391,11 @@ class MetricsTree:
         now = self.clock.seconds()
         for key, group in list(self._dormant.items()):
             signature = group.current_signature()
-            if signature != group.signature and key not in self._groups:
+            if signature < group.signature:
+                # metrics freed while dormant (a closed layer's): not a use, since
+                # counts only grow
+                group.signature = signature
+            elif signature != group.signature and key not in self._groups:
                 group.signature = signature
                 group.last_active = now
                 del self._dormant[key]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from test_router_routing import CONFIG, Harness, ok
+from test_router_routing import CONFIG, Harness, cached, ok
 from twisted.internet.task import Clock
 
-import l5d_twisted.router.router as router_module
 from l5d_twisted.router.lru import SecondChanceQueue
 
 
@@ -110,13 +108,10 @@ class _CountingDict(dict[Any, Any]):
         return super().__getitem__(key)
 
 
-def test_a_new_bound_name_in_a_full_client_cache_evicts_without_scanning_every_client(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_new_bound_name_in_a_full_client_cache_evicts_without_scanning_every_client() -> None:
     # The client cache found the least recently used client by a min() over all of them
     # (up to 1,000) per new bound name: a scan per request under a flood of new names.
-    monkeypatch.setattr(router_module, "MAX_CLIENTS", 300)
-    h = Harness(CONFIG)
+    h = Harness(cached(CONFIG, clients=300))
     for i in range(400):
         h.namer.set(f"n{i}", f"127.0.0.1:{2000 + i}")
     for i in range(300):

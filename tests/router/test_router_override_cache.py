@@ -20,7 +20,6 @@ from l5d_testing import Processes, free_port, wait_for_port
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-import l5d_twisted.router.router as router_module
 from l5d_twisted.config import load_config
 from l5d_twisted.context import PluginContext
 from l5d_twisted.errors import BadDtabHeader, NoHostsAvailable
@@ -53,7 +52,7 @@ class Ok200(Service[Request, Response]):
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, paths: int | None = None) -> None:
         self.clock = Clock()
         self.dialled: list[Address] = []
         names = {f"svc{i}": [f"127.0.0.1:{2000 + i}"] for i in range(20)}
@@ -61,7 +60,9 @@ class Harness:
             {Path.read("/mem"): MemoryNamer(Path.read("/mem"), names)}, (), self.clock
         )
         self.router = Router(
-            load_config(CONFIG).routers[0],
+            load_config(
+                CONFIG if paths is None else CONFIG + f"  bindingCache: {{paths: {paths}}}\n"
+            ).routers[0],
             self.interpreter,
             reactor=self.clock,
             stats=MetricsTree(self.clock).stats,
@@ -142,9 +143,8 @@ def test_override_routes_have_their_own_small_cache() -> None:
     )
 
 
-def test_configured_routes_evict_only_configured_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(router_module, "MAX_ROUTES", 5)
-    h = Harness()
+def test_configured_routes_evict_only_configured_ones() -> None:
+    h = Harness(paths=5)
     for i in range(3):
         h.clock.advance(1)
         assert isinstance(h.call("svc1", f"/x => /y{i}".encode()), Response)
@@ -163,13 +163,10 @@ class _CountingDict(dict[Any, Any]):
         return super().__getitem__(key)
 
 
-def test_a_new_name_in_a_full_cache_evicts_without_scanning_every_route(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_new_name_in_a_full_cache_evicts_without_scanning_every_route() -> None:
     # A min() over every cached route per new name stalled the reactor under a flood of
     # random Host values (bench/README.md, mixed attack); eviction is O(1) amortised now.
-    monkeypatch.setattr(router_module, "MAX_ROUTES", 300)
-    h = Harness()
+    h = Harness(paths=300)
     for i in range(300):
         h.clock.advance(1)
         h.call(f"name{i}")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from test_router_routing import CONFIG, Harness, ok
+from test_router_routing import CONFIG, Harness, cached, ok
 
 import l5d_twisted.router.router as router_module
 from l5d_twisted.errors import NoHostsAvailable
@@ -33,9 +33,7 @@ def no_gc() -> Iterator[None]:
 
 @pytest.fixture
 def harness(monkeypatch: Any) -> Harness:
-    monkeypatch.setattr(router_module, "MAX_ROUTES", 3)
-    monkeypatch.setattr(router_module, "MAX_CLIENTS", 3)
-    h = Harness(CONFIG)
+    h = Harness(cached(CONFIG, paths=3, clients=3))
     for i in range(10):
         h.namer.set(f"svc{i}", f"127.0.0.1:{2000 + i}")
     return h

@@ -31,7 +31,7 @@ from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.nametree import NEG, Leaf
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Ok, Var
-from l5d_twisted.router.router import IDLE_TTL_S, SWEEP_INTERVAL_S, Router
+from l5d_twisted.router.router import SWEEP_INTERVAL_S, Router
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.metrics import MetricsTree
 from l5d_twisted.telemetry.metrics_json import flat_metrics
@@ -146,6 +146,12 @@ routers:
   dtab: |
     /svc => /#/mem;
 """
+
+
+def cached(config: str, **sizes: int) -> str:
+    """``config`` with its router's ``bindingCache`` set to ``sizes`` (YAML keys)."""
+    block = ", ".join(f"{key}: {value}" for key, value in sizes.items())
+    return config.replace("label: outgoing", f"label: outgoing\n  bindingCache: {{{block}}}", 1)
 
 
 def ok(result: Any) -> Response:
@@ -289,7 +295,7 @@ def test_client_state_and_idle_expiry() -> None:
     assert h.router.client_state() == {
         "/#/mem/hello": {"state": "bound", "addresses": ["127.0.0.1:8080"]}
     }
-    steps = int(IDLE_TTL_S / SWEEP_INTERVAL_S) + 2
+    steps = int(600 / SWEEP_INTERVAL_S) + 2  # bindingCache.idleTtlSecs' default, 600 s
     for _ in range(steps):
         h.clock.advance(SWEEP_INTERVAL_S)
     assert h.router.client_state() == {}, "an idle client is closed"
@@ -338,13 +344,9 @@ def test_fail_fast_takes_an_endpoint_out_at_its_first_connection_failure() -> No
     )
 
 
-def test_route_and_client_caches_are_bounded(monkeypatch: Any) -> None:
+def test_route_and_client_caches_are_bounded() -> None:
     """Names come from request headers: random ones must not grow the caches unbounded."""
-    import l5d_twisted.router.router as router_module
-
-    monkeypatch.setattr(router_module, "MAX_ROUTES", 5)
-    monkeypatch.setattr(router_module, "MAX_CLIENTS", 3)
-    h = Harness(CONFIG)
+    h = Harness(cached(CONFIG, paths=5, clients=3))
     for i in range(20):
         h.namer.set(f"svc{i}", f"127.0.0.1:{2000 + i}")
     for i in range(20):
