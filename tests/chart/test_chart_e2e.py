@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import urllib.error
@@ -256,9 +257,19 @@ def start_cluster(processes: Processes, tmp_path: Path, sets: tuple[str, ...]) -
     )
     wait_for_port("127.0.0.1", api_port)
 
-    # The mesh DaemonSet's pod on each node, with the ConfigMap's config.
+    # The mesh DaemonSet's pod on each node, with the ConfigMap's config: its init container
+    # first (`l5d-twisted check` on the config as rendered), as the kubelet would.
     ds = find(docs, "DaemonSet", FULLNAME)
     (mesh,) = ds["spec"]["template"]["spec"]["containers"]
+    (check_config,) = ds["spec"]["template"]["spec"]["initContainers"]
+    (tmp_path / "linkerd.yaml").write_text(mesh_config_text(docs))
+    checked = subprocess.run(
+        container_argv(check_config, {}, {"/config/linkerd.yaml": str(tmp_path / "linkerd.yaml")}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (checked.returncode, checked.stdout.strip()) == (0, "ok"), checked.stderr
     rendered = yaml.safe_load(mesh_config_text(docs))
     for node in nodes:
         config = json.loads(json.dumps(rendered))
