@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 from fake_mesh import HELLO_CLIENT, WORLD_CLIENT, FakeMesh, Traffic
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, deferLater
 
 from l5d_twisted.admin.dashboard_data import (
+    MAX_ENDPOINTS,
     STEP_ROWS,
     STEP_SCOPES,
     DashboardSampler,
     sampler_cooperator,
 )
+from l5d_twisted.balancers.nodes import Node
+from l5d_twisted.http.message import Request, Response
+from l5d_twisted.naming.addr import Address
+from l5d_twisted.resilience.accrual import FailureAccrualService
+from l5d_twisted.resilience.accrual_policies import ConsecutiveFailuresPolicy
+from l5d_twisted.resilience.backoff import ConstantBackoff
+from l5d_twisted.resilience.classifiers import non_retryable_5xx
+from l5d_twisted.service import FunctionService
 from l5d_twisted.telemetry.render import stepping_cooperator
+from l5d_twisted.telemetry.stats import NULL_STATS
 
 
 def run(seconds: int, clock: Clock, traffic: Traffic | None) -> None:
@@ -369,3 +381,109 @@ def test_the_admin_servers_sampler_leaves_the_reactor_a_gap_after_each_slice() -
     assert steps >= 100 // STEP_SCOPES + 100 // STEP_ROWS
     names = {row["name"] for row in sampler.to_json()["routers"][0]["services"]}
     assert {f"svc/s{i}" for i in range(100)} <= names  # the sample completed
+
+
+# -- one window for every figure, per-endpoint rows (issue 16) ---------------------------
+
+
+def test_top_line_is_the_weighted_success_of_its_services_over_the_same_window() -> None:
+    """The router's figures and its rows cover the same 30 s (the top line was the last
+    5 s, the rows the last 30 s: 100.00% next to 98.93%)."""
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=50, world_rps=30)
+    sampler = DashboardSampler(mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0)
+    sampler.start()
+    run(40, clock, traffic)
+    traffic.hello_failure_every = 10**9  # hello stops failing: the last 5 s differ
+    run(10, clock, traffic)
+    data = sampler.to_json()
+    assert data["window_s"] == 30.0
+    (outgoing,) = data["routers"]
+    services, current = outgoing["services"], outgoing["current"]
+    assert all(s["window_s"] == 30.0 for s in services)
+    success = sum(s["window_success"] for s in services)
+    failures = sum(s["window_failures"] for s in services)
+    assert failures > 0
+    assert current["success_rate"] == round(success / (success + failures), 4)
+    assert current["rps"] == round(sum(s["rps"] for s in services), 3) == 80.0
+    assert current["window_requests"] == sum(s["window_requests"] for s in services) == 2400
+    # The chart's last point is the last sample alone (no hello failure in it); the top
+    # line, like the rows, still has the failures of the window.
+    assert outgoing["series"]["success_rate"][-1] == 1.0 and current["success_rate"] < 0.95
+
+
+class _FakeClient:
+    def __init__(self, id_text: str, nodes: tuple[Any, ...], draining: tuple[Any, ...]) -> None:
+        self.id_text = id_text
+        self.balancer = SimpleNamespace(nodes=nodes, draining=draining)
+
+
+def _accrual_node(clock: Clock, hostport: str, status: int) -> Any:
+    def answer(request: Request) -> Deferred[Response]:
+        return deferLater(clock, 0.02, lambda: Response(status))
+
+    host, port = hostport.split(":")
+    service = FailureAccrualService(
+        FunctionService(answer),
+        ConsecutiveFailuresPolicy(5, ConstantBackoff(60)),
+        non_retryable_5xx(),
+        clock,
+        NULL_STATS,
+        label=hostport,
+    )
+    return Node(Address(host, int(port)), service)
+
+
+def test_client_rows_list_their_endpoints_with_state_and_window_figures() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    traffic = Traffic(mesh, hello_rps=10, world_rps=0)
+    good = _accrual_node(clock, "10.0.0.1:7777", 200)
+    bad = _accrual_node(clock, "10.0.0.2:7777", 500)
+    gone = _accrual_node(clock, "10.0.0.3:7777", 200)
+    gone.retired, gone.pending = True, 1
+    router = SimpleNamespace(
+        label="outgoing",
+        clients=lambda: [_FakeClient("/" + HELLO_CLIENT, (bad, good), (gone,))],
+    )
+    sampler = DashboardSampler(
+        mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, routers=lambda: [router]
+    )
+    sampler.start()
+    for _ in range(40):
+        traffic.step(1.0)
+        for _ in range(10):
+            good.service(Request(b"GET", b"/"))
+            bad.service(Request(b"GET", b"/"))
+        clock.advance(0.02)
+        clock.advance(0.98)
+    (hello,) = [c for c in sampler.to_json()["routers"][0]["clients"] if c["name"] == HELLO_CLIENT]
+    assert hello["endpoints_total"] == 3
+    rows = {e["address"]: e for e in hello["endpoints"]}
+    # Trouble first: the ejected and the draining endpoints, then the healthy one.
+    assert [e["address"] for e in hello["endpoints"]][-1] == "10.0.0.1:7777"
+    assert rows["10.0.0.2:7777"]["state"] == "ejected"
+    assert rows["10.0.0.3:7777"]["state"] == "draining" and rows["10.0.0.3:7777"]["pending"] == 1
+    ok = rows["10.0.0.1:7777"]
+    assert ok["state"] == "ok" and ok["window_s"] == 30.0
+    assert ok["rps"] == 10.0 and ok["window_requests"] == 300 and ok["success_rate"] == 1.0
+    assert ok["mean_ms"] == 20.0
+    assert rows["10.0.0.2:7777"]["success_rate"] == 0.0
+    json.dumps(sampler.to_json(), allow_nan=False)
+
+
+def test_endpoint_rows_are_bounded_per_client() -> None:
+    clock = Clock()
+    nodes = tuple(_accrual_node(clock, f"10.0.{i // 250}.{i % 250}:80", 200) for i in range(300))
+    router = SimpleNamespace(label="outgoing", clients=lambda: [_FakeClient("/c", nodes, ())])
+    mesh = FakeMesh(clock)
+    mesh.metrics.stats.scope("rt", "outgoing", "client", "c").counter("requests").incr()
+    sampler = DashboardSampler(
+        mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, routers=lambda: [router]
+    )
+    sampler.start()
+    clock.advance(5)
+    (client,) = sampler.to_json()["routers"][0]["clients"]
+    assert len(client["endpoints"]) == MAX_ENDPOINTS and client["endpoints_total"] == 300
+    assert len(sampler._endpoint_points) == MAX_ENDPOINTS

@@ -118,7 +118,7 @@
     col("window_requests", "requests", function (r) { return String(r.window_requests); }, "requests sent to it in the window"),
     col("rps", "rps", function (r) { return num(r.rps, 1); }, "requests per second"),
     col("success_rate", "success", function (r) { return pct(r.success_rate); }, "success rate, by the service's response classifier"),
-    col("mean_ms", "latency", function (r) { return ms(r.mean_ms); }, "mean latency"),
+    col("mean_ms", "mean", function (r) { return ms(r.mean_ms); }, "mean latency over the window"),
     col("pending", "pending", function (r) { return String(r.pending); }, "requests in flight")
   ];
 
@@ -186,6 +186,7 @@
       t.columns.forEach(function (c) { tr.appendChild(el("td", { "class": "c-" + c[0] }, c[2](r))); });
       if (r.success_rate !== null && r.success_rate < 0.95) tr.cells[1].className += " bad";
       // What the figures were computed from, for whoever checks them (the browser test).
+      tr.setAttribute("data-name", r.name);
       tr.setAttribute("data-window-success", String(r.window_success));
       tr.setAttribute("data-window-failures", String(r.window_failures));
       body.appendChild(tr);
@@ -238,12 +239,14 @@
     if (status) status.textContent = data.routers.length ? "" : "no routers yet";
     INTERVAL_S = data.interval_s || INTERVAL_S;
     var win = document.getElementById("window");
-    if (win) win.textContent = "Figures and tables: the last " + data.window_s + " s. Charts: one point per " + data.interval_s + " s sample, last 10 min.";
+    if (win) win.textContent = "Figures and tables: the last " + data.window_s + " s (less until the dashboard has sampled that long), " +
+      "the same window for a router's top line and its rows. Charts: one point per " + data.interval_s + " s sample, last 10 min.";
     data.routers.forEach(function (r) {
       var v = views[r.label];
       if (!v) { v = views[r.label] = view(r.label); routersEl.appendChild(v.sec); }
       var c = r.current;
-      var w = " (" + data.window_s + " s)";
+      // The window these figures really cover: shorter while the history is younger.
+      var w = " (" + Math.round(c.window_s || data.window_s) + " s)";
       v.figures.replaceChildren(
         figure("success rate" + w, pct(c.success_rate), "success"), figure("requests/s" + w, num(c.rps, 1), "rps"),
         figure("p50" + w, ms(c.p50), "p50"), figure("p99" + w, ms(c.p99), "p99"),
