@@ -23,10 +23,22 @@ class PoolConfig:
         None, minimum=1, doc="most connections per endpoint (no limit by default)"
     )
     idle_time_ms: int = knob(
-        10_000, minimum=0, doc="close connections idle this long (above minSize)"
+        10_000,
+        minimum=0,
+        doc="close connections idle this long (above minSize); linkerd 1's default is no limit"
+        " (Finagle's pool idleTime), kept here at 10 s so that idle sockets to endpoints"
+        " no longer used go away",
     )
     max_waiters: int | None = knob(
         None, minimum=0, doc="requests that may wait for a connection when maxSize is reached"
+    )
+    max_idle_per_client: int | None = knob(
+        None,
+        minimum=1,
+        doc="idle connections kept over all the endpoints of one client (not in linkerd 1):"
+        " past it the connection idle the longest is closed, whatever its endpoint and"
+        " minSize; bounds the sockets p2c/ewma keep warm to 1,000 endpoints (aperture"
+        " needs none); no limit by default",
     )
 
     def __post_init__(self) -> None:

@@ -5,6 +5,9 @@
   ``errors.Overloaded``, retryable).
 * Idle connections are reused most-recent first (warm ones; the cold ones expire) and closed
   after ``idle_time_s``, except that ``min_size`` connections are kept.
+* ``max_idle_per_client`` (:class:`IdleBudget`): the pools of one client keep at most that
+  many idle connections between them; past it the one idle the longest is closed (this cap
+  wins over ``min_size``).
 * A connection comes back only when its exchange completed cleanly and keep-alive holds;
   otherwise it is closed and forgotten.
 * ``close()`` fails the waiters (nothing was written: retryable), closes idle connections
@@ -17,9 +20,9 @@ protocol) carries one exchange at a time.  Nothing in it reads HTTP.
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -39,6 +42,35 @@ from l5d_twisted.protocols.session import S
 from l5d_twisted.telemetry.stats import StatsReceiver
 
 
+class IdleBudget:
+    """At most ``limit`` idle connections over all the pools that share it (one client's).
+
+    A pool parks each connection it keeps idle here; past the limit the connection idle the
+    longest, whichever endpoint's, is closed.  With p2c or ewma over 1,000 endpoints every
+    endpoint ends up with a warm connection; this bounds the sockets (and the reactor's
+    bookkeeping of them) a client keeps for the endpoints it is not using right now.
+    Parking, taking and evicting are O(1).
+    """
+
+    __slots__ = ("limit", "_idle")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._idle: OrderedDict[Any, ConnectionPool[Any]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def park(self, pool: ConnectionPool[Any], conn: Any) -> None:
+        self._idle[conn] = pool
+        while len(self._idle) > self.limit:
+            oldest, owner = self._idle.popitem(last=False)
+            owner._evict(oldest)
+
+    def unpark(self, conn: Any) -> None:
+        self._idle.pop(conn, None)
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     min_size: int = 0
@@ -49,6 +81,14 @@ class PoolSettings:
     """Largest response head (field lines) read on these connections: more is a 502."""
     max_initial_line_kb: int = 4
     """Largest response status line."""
+    max_idle_per_client: int | None = None
+    """Idle connections kept over all the pools built with these settings: the router builds
+    one settings object per client, so this is per client (None: no cap)."""
+    idle_budget: IdleBudget | None = field(init=False, compare=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.max_idle_per_client is not None:
+            object.__setattr__(self, "idle_budget", IdleBudget(self.max_idle_per_client))
 
 
 def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: Any = None) -> Any:
@@ -112,6 +152,10 @@ class ConnectionPool(Generic[S]):
         self._close_waiters: list[Deferred[None]] = []
         self._connects = stats.counter("connects")
         self._connect_failures = stats.counter("connect_failures")
+        self._budget = settings.idle_budget
+        self._idle_capped: Any = (
+            stats.counter("idle_capped_closes") if self._budget is not None else None
+        )
         self._gauge: Any = stats.gauge("connections", fn=lambda: float(len(self._open)))
 
     # -- introspection -------------------------------------------------------------------
@@ -143,6 +187,8 @@ class ConnectionPool(Generic[S]):
         idle = self._idle
         while idle:
             conn = idle.pop()
+            if self._budget is not None:
+                self._budget.unpark(conn)
             if conn.reusable:
                 return conn
             self._open.discard(conn)
@@ -216,12 +262,26 @@ class ConnectionPool(Generic[S]):
         self._idle.append(conn)
         if self._sweeper is None:
             self._sweeper = self.reactor.callLater(self.settings.idle_time_s, self._sweep)
+        if self._budget is not None:
+            self._budget.park(self, conn)  # (may close this pool's or another's oldest idle one)
+
+    def _evict(self, conn: S) -> None:
+        """The client's idle budget closes ``conn``, idle here the longest of its pools."""
+        try:
+            self._idle.remove(conn)
+        except ValueError:
+            return
+        self._open.discard(conn)
+        self._idle_capped.incr()
+        conn.close_idle()
 
     def lost(self, conn: S) -> None:
         """``conn``'s connection closed (whatever the reason)."""
         self._open.discard(conn)
         if conn in self._idle:
             self._idle.remove(conn)
+            if self._budget is not None:
+                self._budget.unpark(conn)
         self._serve_waiters()
         self._check_closed()
 
@@ -251,6 +311,8 @@ class ConnectionPool(Generic[S]):
         for conn in self._idle:
             if now - conn.idle_since >= limit and len(self._open) > self.settings.min_size:
                 self._open.discard(conn)
+                if self._budget is not None:
+                    self._budget.unpark(conn)
                 conn.close_idle()
             else:
                 keep.append(conn)
@@ -273,6 +335,8 @@ class ConnectionPool(Generic[S]):
         idle, self._idle = self._idle, []
         for conn in idle:
             self._open.discard(conn)
+            if self._budget is not None:
+                self._budget.unpark(conn)  # (the budget holds this pool while it has idle ones)
             conn.close_idle()
         if self._sweeper is not None and self._sweeper.active():
             self._sweeper.cancel()

@@ -71,6 +71,7 @@ def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
         max_size=pool.max_size,
         idle_time_s=pool.idle_time_ms / 1000.0,
         max_waiters=pool.max_waiters,
+        max_idle_per_client=pool.max_idle_per_client,  # (settings are built per client)
         # linkerd 1's maxHeadersKB / maxInitialLineKB bound both codecs: responses too
         max_headers_kb=router.max_headers_kb,
         max_initial_line_kb=router.max_initial_line_kb,
