@@ -57,8 +57,17 @@ log = Logger()
 class Mesh:
     """Routers, namers, telemeters and the admin server of one config."""
 
-    def __init__(self, config: Any, reactor: Any, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        reactor: Any,
+        env: Mapping[str, str] | None = None,
+        serve_admin: bool = True,
+    ) -> None:
         self.config = config
+        # False in a worker process (l5d_twisted.workers): the supervisor serves the admin
+        # port, which still counts as one of the mesh's own addresses.
+        self.serve_admin = serve_admin
         self.reactor = reactor
         self.env = dict(os.environ if env is None else env)
         self.metrics: Any = None
@@ -116,8 +125,11 @@ class Mesh:
         try:
             self._build_telemeters(ctx)
             self._build_namers(ctx)
+            if not self.serve_admin:
+                self.own_addresses.add(config.admin.ip, config.admin.port)
             self._build_routers(ctx)
-            self._listen_admin()
+            if self.serve_admin:
+                self._listen_admin()
         except BaseException:
             await self.stop(0.0, drain_period_s=0.0)
             raise
@@ -126,7 +138,7 @@ class Mesh:
             routers=len(self.routers),
             servers=len(self.servers),
             namers=len(self.namers),
-            admin=f"{config.admin.ip}:{self.admin_port.getHost().port}",
+            admin=f"{config.admin.ip}:{self.ports().get('admin', config.admin.port)}",
         )
 
     def _build_telemeters(self, ctx: PluginContext) -> None:

@@ -5,6 +5,8 @@ listens; a port that cannot be bound stops everything and exits 1; SIGTERM or SI
 drains (``GET /ready`` fails at once; the listeners stay open for ``admin.drainPeriodMs``
 while responses close their connections; then in-flight requests finish within
 ``admin.shutdownGraceMs``) and exits 0.  A second signal cuts the drain period short.
+With ``workers`` above 1 this process supervises that many worker processes
+(:mod:`l5d_twisted.workers`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ from typing import Any
 # walks the live heap: 80-180 ms every ~20 s with the default, about one of 120-265 ms per
 # 60-120 s with this (bench/README.md, mixed attack).
 GC_THRESHOLDS = (700, 10, 1000)
+
+
+def tune_gc() -> None:
+    """Once the mesh has started (in a worker too)."""
+    # Everything imported and configured so far lives as long as the process: move it
+    # out of the collector's sight, so full collections stop re-scanning tens of MB
+    # (measured: gen-2 pauses fell from 385 ms to 30 ms per 20 s under load).
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -45,6 +56,8 @@ def add_parser(subparsers: Any) -> None:
         metavar="IP",
         help="serve the admin server on this address instead of the config's admin.ip (the chart passes the pod's IP)",
     )
+    # Internal: how the supervisor of `workers: N` starts each worker (l5d_twisted.workers).
+    parser.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -75,6 +88,19 @@ def run(args: argparse.Namespace) -> int:
             config, admin=dataclasses.replace(config.admin, ip=args.admin_ip)
         )
 
+    if getattr(args, "worker_fd", None) is not None:  # one of `workers: N`
+        from l5d_twisted.workers.worker import run_worker
+
+        return run_worker(args)
+    workers = config.workers.count
+    if workers is None:  # auto
+        from l5d_twisted.workers.cpus import available_cpus
+
+        workers = available_cpus()
+    if workers > 1:
+        from l5d_twisted.workers.run import run_supervisor
+
+        return run_supervisor(args, config, workers)
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import ReactorNotRunning
 
@@ -109,11 +135,7 @@ def run(args: argparse.Namespace) -> int:
     mesh.on_shutdown(stop_reactor)
 
     def started(_: Any) -> None:
-        # Everything imported and configured so far lives as long as the process: move it
-        # out of the collector's sight, so full collections stop re-scanning tens of MB
-        # (measured: gen-2 pauses fell from 385 ms to 30 ms per 20 s under load).
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_gc()
 
     reactor.callWhenRunning(lambda: mesh.start().addCallbacks(started, failed_to_start))
     signal.signal(signal.SIGTERM, on_signal)

@@ -157,6 +157,65 @@ class Histogram:
         """Changes whenever something is added (for idle expiry)."""
         return self.count
 
+    def state(self) -> HistogramState:
+        """Everything it holds, copied (a worker's snapshot for the mesh's merged view)."""
+        return (
+            self.count,
+            self.sum,
+            dict(self._cur),
+            self._cur_sum,
+            self._cur_min,
+            self._cur_max,
+            dict(self._prev),
+            self._prev_sum,
+            self._prev_min,
+            self._prev_max,
+        )
+
+    def load(self, state: HistogramState) -> None:
+        """Become what ``state`` describes (see :func:`merge_states`)."""
+        (
+            self.count,
+            self.sum,
+            self._cur,
+            self._cur_sum,
+            self._cur_min,
+            self._cur_max,
+            self._prev,
+            self._prev_sum,
+            self._prev_min,
+            self._prev_max,
+        ) = state
+
+
+# count, sum, then (buckets, sum, min, max) of the current and the previous period.
+HistogramState = tuple[
+    int, float, dict[int, int], float, float, float, dict[int, int], float, float, float
+]
+
+
+def merge_states(states: list[HistogramState]) -> HistogramState:
+    """Several histograms as one, exactly: bucket counts, counts and sums added, min of
+    mins, max of maxes, period by period (workers' periods rotate at their own times)."""
+    count, total = 0, 0.0
+    cur: dict[int, int] = {}
+    prev: dict[int, int] = {}
+    cur_sum = prev_sum = 0.0
+    cur_min = prev_min = math.inf
+    cur_max = prev_max = -math.inf
+    for c, s, c_b, c_s, c_lo, c_hi, p_b, p_s, p_lo, p_hi in states:
+        count += c
+        total += s
+        for index, n in c_b.items():
+            cur[index] = cur.get(index, 0) + n
+        for index, n in p_b.items():
+            prev[index] = prev.get(index, 0) + n
+        cur_sum += c_s
+        prev_sum += p_s
+        cur_min, cur_max = min(cur_min, c_lo), max(cur_max, c_hi)
+        prev_min, prev_max = min(prev_min, p_lo), max(prev_max, p_hi)
+    return (count, total, cur, cur_sum, cur_min, cur_max, prev, prev_sum, prev_min, prev_max)
+
 
 def summarize(
     buckets: dict[int, int],
