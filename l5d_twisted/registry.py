@@ -11,14 +11,24 @@ module inside that concept's package which registers itself at import time::
     @NAMERS.register("io.l5d.fs", FsNamerConfig)
     def make_fs_namer(config: FsNamerConfig, prefix: Path, ctx: PluginContext) -> Namer: ...
 
-:func:`load_plugins` imports every module of the plugin packages, so adding a plugin is
-adding a file: no core module lists the plugins.
+Adding a plugin is adding a file: no core module lists the plugins.  A kind's module is
+imported when the kind is first asked for (``get``), found by an index of the plugin
+packages' sources (``@REGISTRY.register("kind"`` lines, read once, nothing imported): a
+config that names only plain-HTTP plugins never imports the Kubernetes client, Prometheus'
+client library or TLS support, which keeps the process small and quick to start
+(bench/README.md).  ``kinds()``, ``in`` and the unknown-kind message use the index too;
+iterating a registry (the config reference) and :func:`load_all_plugins` import every plugin.
+Where the index cannot see every module's source (a compiled module without its ``.py``),
+a miss falls back to importing them all.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import pkgutil
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -85,22 +95,26 @@ class Registry(Generic[T]):
         self._plugins.pop(kind, None)
 
     def get(self, kind: str) -> Plugin[T]:
-        load_plugins()
-        try:
-            return self._plugins[kind]
-        except KeyError:
-            raise UnknownKind(self.category, kind, sorted(self._plugins)) from None
+        plugin = self._plugins.get(kind)
+        if plugin is None:
+            _import_kind(self.category, kind)
+            plugin = self._plugins.get(kind)
+            if plugin is None:
+                raise UnknownKind(self.category, kind, self.kinds())
+        return plugin
 
     def kinds(self) -> list[str]:
-        load_plugins()
-        return sorted(self._plugins)
+        indexed = _indexed_kinds(self.category)
+        if indexed is None:
+            load_all_plugins()
+            indexed = set()
+        return sorted(indexed.union(self._plugins))
 
     def __contains__(self, kind: object) -> bool:
-        load_plugins()
-        return kind in self._plugins
+        return kind in self._plugins or kind in self.kinds()
 
     def __iter__(self) -> Iterator[Plugin[T]]:
-        load_plugins()
+        load_all_plugins()
         return iter(list(self._plugins.values()))
 
 
@@ -116,18 +130,77 @@ BACKOFFS: Registry[Any] = Registry("backoff")
 TELEMETERS: Registry[Any] = Registry("telemeter")
 PROTOCOLS: Registry[RouterProtocol] = Registry("protocol")  # by routers[].protocol
 
-_loaded = False
+REGISTRIES: dict[str, Registry[Any]] = {
+    name: value for name, value in list(globals().items()) if isinstance(value, Registry)
+}
+
+# A registration as the plugin modules write it: a decorator at the start of a line.
+_REGISTRATION = re.compile(r'^@([A-Z_]+)\.register\(\s*"([^"]+)"', re.MULTILINE)
+
+# category -> kind -> module; None: some plugin module's source could not be read
+_index: dict[str, dict[str, str]] | None = None
+_indexed = False
+_all_loaded = False
+
+
+def _plugin_modules() -> Iterator[tuple[str, str | None]]:
+    """(module name, its source file or None) for every plugin module; imports nothing."""
+    for package_name in PLUGIN_PACKAGES:
+        spec = importlib.util.find_spec(package_name)
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        for info in pkgutil.iter_modules(locations, package_name + "."):
+            if info.name.rsplit(".", 1)[-1].startswith("_"):
+                continue
+            path = getattr(info.module_finder, "path", None)
+            source = os.path.join(path, info.name.rsplit(".", 1)[-1] + ".py") if path else None
+            yield info.name, source if source and os.path.isfile(source) else None
+
+
+def plugin_index() -> dict[str, dict[str, str]] | None:
+    """category -> kind -> the module registering it, from the plugin modules' sources."""
+    global _index, _indexed
+    if not _indexed:
+        _indexed = True
+        index: dict[str, dict[str, str]] | None = {}
+        for module, source in _plugin_modules():
+            try:
+                with open(source or "", encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                index = None  # compiled, or unreadable: the index would be incomplete
+                break
+            for registry_name, kind in _REGISTRATION.findall(text):
+                registry = REGISTRIES.get(registry_name)
+                if registry is not None and index is not None:
+                    index.setdefault(registry.category, {})[kind] = module
+        _index = index
+    return _index
+
+
+def _indexed_kinds(category: str) -> set[str] | None:
+    index = plugin_index()
+    return None if index is None else set(index.get(category, {}))
+
+
+def _import_kind(category: str, kind: str) -> None:
+    """Import the module registering ``kind``; every plugin module if the index lacks it."""
+    module = (plugin_index() or {}).get(category, {}).get(kind)
+    if module is not None:
+        importlib.import_module(module)
+    else:
+        load_all_plugins()
 
 
 def load_plugins() -> None:
-    """Import every module of the plugin packages (once), so that they register."""
-    global _loaded
-    if _loaded:
+    """Ready the registries: index the plugins (each kind's module is imported on first use)."""
+    plugin_index()
+
+
+def load_all_plugins() -> None:
+    """Import every module of the plugin packages (once), so that they all register."""
+    global _all_loaded
+    if _all_loaded:
         return
-    _loaded = True
-    for package_name in PLUGIN_PACKAGES:
-        package = importlib.import_module(package_name)
-        for info in pkgutil.walk_packages(package.__path__, package_name + "."):
-            if info.name.rsplit(".", 1)[-1].startswith("_"):
-                continue
-            importlib.import_module(info.name)
+    _all_loaded = True
+    for module, _ in _plugin_modules():
+        importlib.import_module(module)

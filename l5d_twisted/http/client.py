@@ -34,8 +34,6 @@ from __future__ import annotations
 from typing import Any
 
 import httptools
-from OpenSSL import SSL
-from service_identity import CertificateError, VerificationError
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol, connectionDone
@@ -71,6 +69,7 @@ from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
 from l5d_twisted.http.reader import MessageReader, ProtocolError
 from l5d_twisted.http.stream import StreamBody
+from l5d_twisted.http.tls import is_tls_failure
 from l5d_twisted.naming.addr import Address
 from l5d_twisted.service import Service, Status
 from l5d_twisted.telemetry.stats import StatsReceiver
@@ -82,8 +81,6 @@ log = Logger()
 BUFFERED_RESPONSE_LIMIT = 64 * 1024
 """Responses with a Content-Length up to this are buffered (one write downstream)."""
 
-# a handshake or certificate check that failed: the request never reached the server
-_TLS_FAILURES = (SSL.Error, VerificationError, CertificateError)
 _IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _BODYLESS_METHODS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT"})
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length"}
@@ -198,7 +195,7 @@ class HttpClientProtocol(Protocol):
         if resend:
             self._deferred = None
             self._client.pending -= 1
-        elif isinstance(reason.value, _TLS_FAILURES) and not self._answered:
+        elif not self._answered and is_tls_failure(reason.value):
             # the TLS handshake failed: the server never saw the request
             address = self._client.address.show()
             self._fail(

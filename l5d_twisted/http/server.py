@@ -54,7 +54,6 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -95,6 +94,7 @@ from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.reader import MessageReader, ProtocolError
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.http.timeouts import BODY_CHECK_INTERVAL_S, ConnectionTimeouts
+from l5d_twisted.http.tls import tls_server_factory
 from l5d_twisted.request_context import CONNECTION, Connection
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.stats import StatsReceiver
@@ -705,20 +705,6 @@ class _ServerFactory(Factory):
         return HttpServerProtocol(server)
 
 
-class _TlsServerFactory(TLSMemoryBIOFactory):
-    """TLS in front of the HTTP factory that refuses excess connections before any handshake."""
-
-    def __init__(self, options: Any, server: HttpServer) -> None:
-        factory: Any = server.factory  # an IProtocolFactory (Factory does not declare it)
-        super().__init__(options, False, factory)
-        self.server = server
-
-    def buildProtocol(self, addr: Any) -> Any:
-        if not self.server.accepts_connection():
-            return None
-        return super().buildProtocol(addr)
-
-
 @implementer(IListeningPort)
 class HttpServer:
     """A listening HTTP server: the ``IListeningPort`` plus graceful drain."""
@@ -868,9 +854,9 @@ def serve_http(
 ) -> HttpServer:
     """Listen on ``ip:port`` (0 for any free port) and serve ``service``."""
     server = HttpServer(reactor, service, settings, stats)
-    factory: Any = (
-        _TlsServerFactory(settings.tls, server) if settings.tls is not None else server.factory
-    )
+    factory: Any = server.factory
+    if settings.tls is not None:  # TLS before the HTTP factory; excess refused before any handshake
+        factory = tls_server_factory(settings.tls, factory, server.accepts_connection)
     server.port = listen_tcp(
         reactor, port, factory, ip, 1024, settings.reuse_addr, settings.reuse_port
     )

@@ -9,18 +9,29 @@
   it as ``common_name``) and ``trustCertsBundle`` (else the system's CAs), or not at all
   with ``disableValidation``; ``clientAuth`` presents a certificate.
 
+* ``tls_server_factory(options, factory, accepts)`` -> ``factory`` behind TLS, refusing a
+  connection before any handshake when ``accepts()`` says no (``serve_http`` uses it).
+* ``is_tls_failure(error)``: a failed handshake or certificate check.
+
 Files are read when the options are built, so a bad path is a clear ``TlsConfigError`` at
 start-up rather than a failed handshake per request.
+
+Importing this module is cheap: pyOpenSSL, cryptography, service_identity and Twisted's TLS
+modules (~10-13 MB of a ~40 MB process) are imported by these functions, i.e. only once a
+config asks for TLS.  ``l5d_twisted.lean`` keeps them out of a process whose config has no
+TLS at all, which Twisted would otherwise import for every TCP connection's benefit.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from OpenSSL import crypto
-from twisted.internet import ssl
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from l5d_twisted.config.tls import ClientTlsConfig, ServerTlsConfig
+
+if TYPE_CHECKING:
+    from twisted.internet import ssl
 
 
 class TlsConfigError(Exception):
@@ -37,6 +48,8 @@ def _read(path: str, what: str) -> bytes:
 
 def _certificates(pem: bytes, path: str) -> list[ssl.Certificate]:
     """Every certificate in a PEM bundle."""
+    from twisted.internet import ssl
+
     marker = b"-----END CERTIFICATE-----"
     certs = []
     for block in pem.split(marker):
@@ -55,6 +68,9 @@ def _certificates(pem: bytes, path: str) -> list[ssl.Certificate]:
 def _private_certificate(
     cert_path: str, key_path: str
 ) -> tuple[ssl.PrivateCertificate, list[ssl.Certificate]]:
+    from OpenSSL import crypto
+    from twisted.internet import ssl
+
     chain = _certificates(_read(cert_path, "certificate"), cert_path)
     key_pem = _read(key_path, "private key")
     try:
@@ -66,6 +82,8 @@ def _private_certificate(
 
 
 def server_tls(config: ServerTlsConfig) -> Any:
+    from twisted.internet import ssl
+
     private, extra_chain = _private_certificate(config.cert_path, config.key_path)
     ca_certs = None
     if config.ca_cert_path is not None:
@@ -90,6 +108,8 @@ def server_tls(config: ServerTlsConfig) -> Any:
 
 
 def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
+    from twisted.internet import ssl
+
     client_cert = None
     if config.client_auth is not None:
         client_cert, _ = _private_certificate(
@@ -116,3 +136,28 @@ def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
     return ssl.optionsForClientTLS(
         name, trustRoot=trust, clientCertificate=client_cert, acceptableProtocols=[b"http/1.1"]
     )
+
+
+def tls_server_factory(options: Any, factory: Any, accepts: Callable[[], bool]) -> Any:
+    """``factory`` (an HTTP server's) behind TLS with ``options`` (from :func:`server_tls`);
+    a connection ``accepts()`` refuses is closed before any handshake (nothing allocated)."""
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    class TlsServerFactory(TLSMemoryBIOFactory):
+        def buildProtocol(self, addr: Any) -> Any:
+            if not accepts():
+                return None
+            return super().buildProtocol(addr)
+
+    return TlsServerFactory(options, False, factory)
+
+
+def is_tls_failure(error: object) -> bool:
+    """Whether ``error`` is a failed TLS handshake or certificate check (pyOpenSSL's
+    ``SSL.Error``, service_identity's errors): no TLS connection, no import."""
+    if sys.modules.get("OpenSSL.SSL") is None:
+        return False  # TLS was never loaded, so no connection of this process is TLS
+    from OpenSSL import SSL
+    from service_identity import CertificateError, VerificationError
+
+    return isinstance(error, SSL.Error | VerificationError | CertificateError)

@@ -7,28 +7,41 @@ routers from :data:`~l5d_twisted.router.stacks.DEFAULT_STACKS`.  What here comes
 config: the router's ``maxHeadersKB``, ``maxInitialLineKB``, ``maxRequestKB`` and
 ``streamingEnabled``, each server's limits, socket options and TLS, and each client's
 ``hostConnectionPool``.
+
+The HTTP server, client and pool are imported when first used, not with this module: the
+config loader reads the protocol's defaults (port, identifier, classifier) before
+``l5d-twisted run`` imports the reactor, and those modules import Twisted's TCP support,
+with TLS if it is installed (``l5d_twisted.tls_imports`` leaves TLS out when no config asks).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l5d_twisted.config.model import RouterConfig, ServerConfig
 from l5d_twisted.config.params import ClientParams
-from l5d_twisted.http.client import EndpointClient, HttpClientProtocol
 from l5d_twisted.http.message import Request, Response
-from l5d_twisted.http.pool import ConnectionPool, PoolSettings
-from l5d_twisted.http.server import ServerSettings, serve_http
-from l5d_twisted.http.tls import server_tls
 from l5d_twisted.protocols.base import Listening, NoConfig, RouterProtocol
-from l5d_twisted.protocols.session import SessionPool
 from l5d_twisted.registry import PROTOCOLS
 from l5d_twisted.router.stacks import DEFAULT_STACKS
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.stats import StatsReceiver
 
+if TYPE_CHECKING:
+    from l5d_twisted.http.client import HttpClientProtocol
+    from l5d_twisted.http.pool import ConnectionPool, PoolSettings
+    from l5d_twisted.http.server import ServerSettings
+    from l5d_twisted.protocols.session import SessionPool
+
 
 def server_settings(router: RouterConfig, server: ServerConfig) -> ServerSettings:
+    from l5d_twisted.http.server import ServerSettings
+
+    tls = None
+    if server.tls is not None:
+        from l5d_twisted.http.tls import server_tls
+
+        tls = server_tls(server.tls)
     return ServerSettings(
         # streamingEnabled: false buffers whole request bodies up to maxRequestKB (so
         # they can be retried); streaming buffers only small ones (the retry buffer).
@@ -45,7 +58,7 @@ def server_settings(router: RouterConfig, server: ServerConfig) -> ServerSetting
         keep_alive=server.socket_options.keep_alive,
         reuse_addr=server.socket_options.reuse_addr,
         reuse_port=server.socket_options.reuse_port,
-        tls=server_tls(server.tls) if server.tls is not None else None,
+        tls=tls,
         max_connections=server.max_connections,
         body_idle_timeout_s=server.request_body_idle_timeout_ms / 1000.0,
         min_body_bytes_per_s=server.min_request_body_bytes_per_sec,
@@ -59,12 +72,16 @@ def serve(
     service: Service[Request, Response],
     stats: StatsReceiver,
 ) -> Listening:
+    from l5d_twisted.http.server import serve_http
+
     return serve_http(
         reactor, server.ip, server.port, service, server_settings(router, server), stats
     )
 
 
 def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
+    from l5d_twisted.http.pool import PoolSettings
+
     pool = client.host_connection_pool
     return PoolSettings(
         min_size=pool.min_size,
@@ -84,10 +101,28 @@ def _meets_the_session_seam(
     return pool  # mypy checks that the HTTP/1 pool and its connections meet the seam
 
 
+def endpoint_client(
+    reactor: Any,
+    address: Any,
+    settings: Any,
+    stats: StatsReceiver,
+    /,
+    *,
+    connect_timeout_s: float = 1.0,
+    tls: Any = None,
+) -> Service[Request, Response]:
+    """An :class:`~l5d_twisted.http.client.EndpointClient` (imported on first use)."""
+    from l5d_twisted.http.client import EndpointClient
+
+    return EndpointClient(
+        reactor, address, settings, stats, connect_timeout_s=connect_timeout_s, tls=tls
+    )
+
+
 HTTP = RouterProtocol(
     name="http",
     serve=serve,
-    endpoint_factory=EndpointClient,
+    endpoint_factory=endpoint_client,
     client_settings=pool_settings,
     stacks=DEFAULT_STACKS,
     default_port=4140,

@@ -22,8 +22,9 @@ from l5d_twisted.http.body import BufferedBody
 from l5d_twisted.http.client import EndpointClient, HttpClientProtocol
 from l5d_twisted.http.message import Headers, Request, Response
 from l5d_twisted.http.pool import PoolSettings
-from l5d_twisted.http.server import HttpServer, ServerSettings, _TlsServerFactory
+from l5d_twisted.http.server import HttpServer, ServerSettings
 from l5d_twisted.http.stream import HIGH_WATER, StreamBody
+from l5d_twisted.http.tls import tls_server_factory
 from l5d_twisted.naming.addr import Address
 from l5d_twisted.resilience.classifiers import non_retryable_5xx
 from l5d_twisted.router.stacks import DEFAULT_STACKS, StackParams
@@ -226,7 +227,8 @@ def test_connections_beyond_max_connections_are_refused_at_accept_and_counted() 
 def test_tls_connections_beyond_max_connections_are_refused_before_the_handshake() -> None:
     _, server, stats = server_with(lambda r: Deferred(), max_connections=1)
     connect(server)
-    assert _TlsServerFactory(CertificateOptions(), server).buildProtocol(None) is None
+    factory = tls_server_factory(CertificateOptions(), server.factory, server.accepts_connection)
+    assert factory.buildProtocol(None) is None
     assert stats.counts["connections_refused"] == 1
 
 
