@@ -62,6 +62,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from l5d_twisted.tls_imports import leave_out_http2, leave_out_tls_unless_used
+
+    leave_out_http2()  # before twisted.web, which the config's telemeters import
     from l5d_twisted.config import ConfigErrors, load_config_file
 
     try:
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             config, admin=dataclasses.replace(config.admin, ip=args.admin_ip)
         )
 
+    leave_out_tls_unless_used(config)  # before the reactor: Twisted imports TLS with it
     if getattr(args, "worker_fd", None) is not None:  # one of `workers: N`
         from l5d_twisted.workers.worker import run_worker
 
