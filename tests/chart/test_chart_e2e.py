@@ -418,7 +418,9 @@ def test_admin_is_on_the_pod_ip_only_and_the_probes_answer(cluster: Cluster) -> 
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian prometheus missing")
-def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) -> None:
+def start_prometheus(cluster: Cluster) -> str:
+    """The chart's Prometheus (rendered config and rules) scraping the cluster's mesh pods, by
+    file_sd targets carrying the labels Kubernetes discovery would; returns its base URL."""
     node1, node2 = cluster.nodes
     tmp = cluster.tmp / "prometheus"
     tmp.mkdir()
@@ -469,6 +471,12 @@ def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) 
         name="prometheus",
     )
     wait_for_port("127.0.0.1", port, timeout=30)
+    return base
+
+
+def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) -> None:
+    node1, node2 = cluster.nodes
+    base = start_prometheus(cluster)
 
     with Traffic(f"{node1.ip}:{node1.outgoing}") as traffic:
         argv = cluster.smoke_pod(
@@ -556,6 +564,31 @@ def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) 
                         assert float(result[0]["value"][1]) > 0
         assert no_data == [], "\n".join(no_data)
         assert traffic.answers > 0
+
+
+def dashboard_expr(title: str) -> str:
+    (path,) = [p for p in (REPO / "chart" / "dashboards").glob("*top-line.json")]
+    dashboard = json.loads(path.read_text())
+    (expr,) = [t["expr"] for p in dashboard["panels"] if p["title"] == title for t in p["targets"]]
+    return str(expr).replace("$router", "outgoing")
+
+
+def test_error_panels_show_zero_on_a_healthy_mesh(staging_cluster: Cluster) -> None:
+    # The staging cluster's world never fails: a healthy mesh, scraped by the chart's
+    # Prometheus.  It exposes no 4XX or 5XX counter at all, which left the panels on "No
+    # data"; they show 0.
+    node1, _ = staging_cluster.nodes
+    base = start_prometheus(staging_cluster)
+    assert via_proxy(node1, "http://hello/", {}).startswith("Hello")
+    wait_until(
+        lambda: prom_query(base, 'rt:client:status:2XX{rt="outgoing"}'),
+        20,
+        what="2XX answers scraped",
+    )
+    for status in ("4XX", "5XX"):
+        assert prom_query(base, f'rt:client:status:{status}{{rt="outgoing"}}') == []
+        result = prom_query(base, dashboard_expr(f"{status} rate"))
+        assert [(r["metric"], r["value"][1]) for r in result] == [({}, "0")], status
 
 
 def test_grafana_test_pod_passes_with_rendered_dashboards(cluster: Cluster) -> None:
