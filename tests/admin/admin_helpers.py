@@ -142,3 +142,21 @@ CHART_HAS_LINE_JS = """(sel) => {
   const p = document.querySelector(sel);
   return !!p && /M[^M]*L/.test(p.getAttribute('d') || '');
 }"""
+
+
+def demo_extra_flags() -> list[str]:
+    """Flags that keep a test's ``l5d-twisted demo`` off the default ports it would share
+    with other demos: its control channel (``--control-port``), where the demo has one."""
+    import subprocess
+    import sys
+
+    from l5d_testing import free_port
+
+    usage = subprocess.run(
+        [sys.executable, "-m", "l5d_twisted", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    return ["--control-port", str(free_port())] if "--control-port" in usage else []

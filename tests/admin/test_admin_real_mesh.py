@@ -22,6 +22,7 @@ from admin_helpers import (
     PageErrors,
     PromQL,
     browser_session,
+    demo_extra_flags,
     distinct_colours,
     http_get,
     http_post,
@@ -68,6 +69,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             "--hello-port", str(ports["hello"]),
             "--world-ports", f"{ports['world1']},{ports['world2']}",
             "--dir", str(tmp / "demo"),
+            *demo_extra_flags(),
             name="demo",
         )  # fmt: skip
         for name in ("admin", "world1", "world2", "outgoing"):
