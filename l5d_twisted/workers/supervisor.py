@@ -291,8 +291,9 @@ class Supervisor:
         if not handle.channel.connected_:
             handle.signal("TERM")
             return
-        d = handle.channel.request("shutdown", grace_s=grace_s)
-        d.addErrback(lambda _: handle.signal("TERM"))
+        # No answer (the channel closed) needs nothing more: a worker whose channel closes
+        # drains by itself, and one that hangs is killed at the deadline (_kill_left).
+        handle.channel.request("shutdown", grace_s=grace_s).addErrback(lambda _: None)
         if hurry:
             handle.channel.request("hurry").addErrback(lambda _: None)
 
