@@ -17,7 +17,9 @@ made in small steps between the worker's other work) and loads them into one
   one worker's failure accrual took out counts as unavailable).
 
 A metric any worker has is in the merged tree; one no worker has any more leaves it
-(each worker expires idle scopes itself).  Process metrics (RSS, CPU, open fds, GC) are not
+(each worker expires idle scopes itself).  When a worker ends, what it had counted is kept
+(:func:`retire`) and added to the counters and histogram totals its replacement and the
+other workers go on with, so no counter of the mesh ever goes down.  Process metrics (RSS, CPU, open fds, GC) are not
 merged: :class:`WorkerProcessCollector` exposes each worker's with a ``worker`` label, the
 supervisor's own as ``worker="supervisor"``.
 """
@@ -132,8 +134,32 @@ def _histogram_state(value: list[Any]) -> HistogramState:
     )
 
 
-def merge_records(snapshots: Sequence[Sequence[list[Any]]]) -> dict[Name, tuple[str, Any]]:
-    """Several workers' records as one: name -> (kind, merged value), in first-seen order."""
+def retire(records: Sequence[list[Any]], retired: dict[Name, tuple[str, Any]]) -> None:
+    """Keep what an ended worker had counted (its last snapshot's ``records``): its counters
+    and its histograms' cumulative count and sum, which :func:`merge_records` adds back, so
+    the mesh's counters never go down when a worker is replaced (Prometheus would read a
+    reset)."""
+    for segments, kind, value in records:
+        name = tuple(str(s) for s in segments)
+        known = retired.get(name)
+        if kind == "c":
+            before = known[1] if known is not None and known[0] == "c" else 0
+            retired[name] = ("c", before + int(value))
+        elif kind == "h":
+            count, total = known[1] if known is not None and known[0] == "h" else (0, 0.0)
+            retired[name] = ("h", (count + int(value[0]), total + float(value[1])))
+
+
+def merge_records(
+    snapshots: Sequence[Sequence[list[Any]]],
+    retired: dict[Name, tuple[str, Any]] | None = None,
+) -> dict[Name, tuple[str, Any]]:
+    """Several workers' records as one: name -> (kind, merged value), in first-seen order.
+
+    ``retired`` (see :func:`retire`) is added to the counters and histogram totals of the
+    names some worker still has; a retired name no worker has any more is dropped from it
+    (so it stays bounded: such a metric has left the view anyway).
+    """
     kinds: dict[Name, str] = {}
     values: dict[Name, list[Any]] = {}
     for records in snapshots:
@@ -161,6 +187,18 @@ def merge_records(snapshots: Sequence[Sequence[list[Any]]]) -> dict[Name, tuple[
                 merged[name] = (kind, math.fsum(numbers))
         elif kind == "h":
             merged[name] = (kind, merge_states([_histogram_state(v) for v in parts]))
+    if retired:
+        for name in [n for n in retired if n not in merged]:
+            del retired[name]
+        for name, (kind, base) in retired.items():
+            found = merged[name]
+            if found[0] != kind:
+                continue
+            if kind == "c":
+                merged[name] = ("c", found[1] + base)
+            else:
+                state = found[1]
+                merged[name] = ("h", (state[0] + base[0], state[1] + base[1]) + state[2:])
     return merged
 
 

@@ -34,7 +34,13 @@ from twisted.web.server import Request as WebRequest
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.requests_page import render_requests_page
 from l5d_twisted.admin.server import AdminServer, _arg, _send_json
-from l5d_twisted.telemetry.merged import MergedMetrics, WorkerProcessCollector, merge_records
+from l5d_twisted.telemetry.merged import (
+    MergedMetrics,
+    WorkerProcessCollector,
+    merge_records,
+    retire,
+)
+from l5d_twisted.telemetry.metrics import Name
 from l5d_twisted.telemetry.metrics_json import flat_metrics
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
 
@@ -55,6 +61,7 @@ class MergedView:
         self.tree = MergedMetrics(reactor)
         self.process = WorkerProcessCollector()
         self.last: dict[int, list[Any]] = {}  # worker index -> its last snapshot's records
+        self.retired: dict[Name, tuple[str, Any]] = {}  # what ended workers had counted
         self.refreshes = 0
         self._fetching = False
         self._current: list[Deferred[None]] = []
@@ -98,7 +105,8 @@ class MergedView:
             live = {w.index for w in workers}
             for index in [i for i in self.process.workers if int(i) not in live]:
                 del self.process.workers[index]
-            self.tree.load(merge_records([self.last.get(w.index, []) for w in workers]))
+            snapshots = [self.last.get(w.index, []) for w in workers]
+            self.tree.load(merge_records(snapshots, self.retired))
             self.refreshes += 1
         except Exception:
             log.failure("merging the workers' metrics failed")
@@ -112,8 +120,9 @@ class MergedView:
                 d.callback(None)
 
     def forget(self, index: int) -> None:
-        """A worker ended: its counts leave the merged view (its replacement starts at 0)."""
-        self.last.pop(index, None)
+        """A worker ended: its replacement starts counting at 0, so what it had counted (as
+        of its last snapshot) is kept and added to the merged counters and totals."""
+        retire(self.last.pop(index, []), self.retired)
         self.process.workers.pop(str(index), None)
 
 

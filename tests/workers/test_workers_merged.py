@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -14,6 +15,7 @@ from l5d_twisted.telemetry.merged import (
     WorkerProcessCollector,
     gauge_merge,
     merge_records,
+    retire,
     snapshot_steps,
 )
 from l5d_twisted.telemetry.metrics import MetricsTree
@@ -26,7 +28,8 @@ def _snapshot(tree: MetricsTree) -> list[list[object]]:
     records: list[list[object]] = []
     for _ in snapshot_steps(tree, records.extend):
         pass
-    return json.loads(json.dumps(records))  # type: ignore[no-any-return]
+    copied: list[list[object]] = json.loads(json.dumps(records))
+    return copied
 
 
 def test_counters_summed_histograms_merged_bucket_wise_gauges_by_kind() -> None:
@@ -44,10 +47,10 @@ def test_counters_summed_histograms_merged_bucket_wise_gauges_by_kind() -> None:
             everything.add(latency)
         if i == 1:
             tree.get("rt", "out", "service", "svc/a", "request_latency_ms").rotate()  # type: ignore[union-attr]
-        svc.gauge("pending", fn=lambda p=pending[i]: float(p))
+        svc.gauge("pending", fn=functools.partial(float, pending[i]))
         client = tree.stats.scope("rt", "out", "client", "/$/inet/127.0.0.1/1", "loadbalancer")
         client.gauge("size", fn=lambda: 3.0)
-        client.gauge("available", fn=lambda i=i: 3.0 - i)
+        client.gauge("available", fn=functools.partial(float, 3 - i))
     merged = MergedMetrics(clock)
     merged.load(merge_records([_snapshot(t) for t in workers]))
     flat = flat_metrics(merged)
@@ -130,3 +133,24 @@ def test_process_metrics_labelled_per_worker() -> None:
         s.labels["worker"]: s.value for s in families["process_resident_memory_bytes"].samples
     }
     assert samples["0"] == 1e7 and samples["1"] == 2e7 and samples["supervisor"] > 0
+
+
+def test_what_an_ended_worker_counted_stays_in_the_counters() -> None:
+    clock = Clock()
+    old, other, new = (MetricsTree(clock, start=False) for _ in range(3))
+    for tree, n in ((old, 5), (other, 3), (new, 2)):
+        scope = tree.stats.scope("rt", "out", "service", "svc/a")
+        for _ in range(n):
+            scope.counter("requests").incr()
+            scope.stat("request_latency_ms").add(10.0)
+    retired: dict[tuple[str, ...], tuple[str, object]] = {}
+    retire(_snapshot(old), retired)  # the old worker died; `new` replaced it
+    merged = MergedMetrics(clock)
+    merged.load(merge_records([_snapshot(other), _snapshot(new)], retired))
+    flat = flat_metrics(merged)
+    assert flat["rt/out/service/svc/a/requests"] == 5 + 3 + 2
+    assert flat["rt/out/service/svc/a/request_latency_ms.count"] == 10
+    assert flat["rt/out/service/svc/a/request_latency_ms.sum"] == 100.0
+    # a retired name that no live worker has any more is let go (bounded)
+    merged.load(merge_records([], retired))
+    assert retired == {}
