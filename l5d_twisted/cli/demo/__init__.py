@@ -58,7 +58,10 @@ def add_parser(subparsers: Any) -> None:
         help="run the hello-world demo mesh locally",
         description="Write an io.l5d.fs namer root and a two-router config (outgoing -> incoming, "
         "like linkerd's per-node DaemonSet), then run the mesh, one hello and the world instances "
-        "as child processes until Ctrl-C/SIGTERM.",
+        "as child processes until Ctrl-C/SIGTERM. Every port is checked first: a busy one is "
+        "named with its flag and nothing starts. A sample app that dies is reported and the demo "
+        "keeps running (the mesh routes around it); the mesh dying ends it. From another "
+        "terminal, `demo stop NAME`, `demo start NAME` and `demo status` act on the running demo.",
     )
     parser.add_argument(
         "--traffic",
@@ -129,7 +132,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=_run)
     actions = parser.add_subparsers(
         dest="action",
-        metavar="ACTION",
+        metavar="[ACTION]",  # optional: without one the demo runs
         title="actions on a running demo (from another terminal)",
     )
     for action, text in (
