@@ -294,9 +294,22 @@ class ShardPart:
     cache: Mapping[tuple[EndpointInfo, int], Address]
 
 
-def shard_part(shard: ServiceShard, port: str, previous: ShardPart | None = None) -> ShardPart:
+def shard_part(
+    shard: ServiceShard,
+    port: str,
+    previous: ShardPart | None = None,
+    previous_shard: ServiceShard | None = None,
+) -> ShardPart:
     """``shard``'s :class:`ShardPart` for ``port``; ``previous``: the part of the object's
-    last version, whose addresses are reused for unchanged endpoints."""
+    last version (``previous_shard``), whose addresses are reused for unchanged endpoints."""
+    if (
+        previous is not None
+        and previous_shard is not None
+        and len(shard.subsets) == 1
+        and len(previous_shard.subsets) == 1
+        and shard.subsets[0].ports == previous_shard.subsets[0].ports
+    ):
+        return _changed_endpoints(shard.subsets[0], previous_shard.subsets[0], port, previous)
     number = int(port) if port.isdigit() else None
     old = previous.cache if previous is not None else {}
     cache: dict[tuple[EndpointInfo, int], Address] = {}
@@ -319,3 +332,40 @@ def shard_part(shard: ServiceShard, port: str, previous: ShardPart | None = None
         for subset in shard.subsets:
             collect(subset.endpoints, number)
     return ShardPart(has_ports, matched, frozenset(cache.values()), cache)
+
+
+def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart) -> ShardPart:
+    """A new version of a one-subset object (every EndpointSlice) with the same ports: only
+    the endpoints that came or went are looked at in Python; the sets and the cache are
+    copied in C, with the hashes they hold (an Address hashes in Python)."""
+    number = int(port) if port.isdigit() else None
+    at = [s.port for s in new.ports if s.name == port or (number is not None and s.port == number)]
+    matched = bool(at)
+    if not at and number is not None and 0 < number < 65536:
+        at = [number]
+    if not at:
+        return ShardPart(bool(new.ports), matched, frozenset(), {})
+    went = set(old.endpoints)
+    came = set(new.endpoints)
+    went, came = went - came, came - went
+    if not went and not came:
+        return previous
+    cache = dict(previous.cache)
+    removed = []
+    for e in went:
+        if e.ready:
+            for p in at:
+                address = cache.pop((e, p), None)
+                if address is not None:
+                    removed.append(address)
+    added = []
+    for e in came:
+        if e.ready:
+            for p in at:
+                if (e, p) not in cache:
+                    address = cache[e, p] = e.address(p)
+                    added.append(address)
+    # (a ready endpoint's address differs from every other's: its fields are all in it)
+    return ShardPart(
+        bool(new.ports), matched, previous.addresses.difference(removed).union(added), cache
+    )

@@ -101,7 +101,11 @@ class ShardResolver:
             if previous is not None and previous[0] is shard:
                 parts[shard.name] = previous
                 continue
-            part = shard_part(shard, self.port, previous[1] if previous is not None else None)
+            part = (
+                shard_part(shard, self.port, previous[1], previous[0])
+                if previous is not None
+                else shard_part(shard, self.port)
+            )
             parts[shard.name] = (shard, part)
             changes.append((previous[1] if previous is not None else None, part))
         if len(parts) != len(old_parts) + sum(1 for old, _ in changes if old is None):

@@ -56,8 +56,18 @@ def random_shard(rng: random.Random, name: str) -> ServiceShard:
     return ServiceShard(name, "svc", (), tuple(subsets))
 
 
+def random_slice(rng: random.Random, name: str) -> ServiceShard:
+    """One subset and always the same ports, as EndpointSlices are (the copy-the-set path)."""
+    endpoints = tuple(
+        EndpointInfo(f"10.0.0.{rng.randrange(30)}", rng.random() < 0.8, rng.choice(["a", "b"]))
+        for _ in range(rng.randrange(0, 12))
+    )
+    return ServiceShard(name, "svc", (), (Subset((PortSpec("http", 8080),), endpoints),))
+
+
+@pytest.mark.parametrize("shape", [random_shard, random_slice])
 @pytest.mark.parametrize("port", ["http", "admin", "8080", "7000", "1234", "nope"])
-def test_the_resolver_follows_resolve_through_random_changes(port: str) -> None:
+def test_the_resolver_follows_resolve_through_random_changes(port: str, shape: Any) -> None:
     rng = random.Random(port)
     resolver = ShardResolver(port)
     shards: dict[str, ServiceShard] = {}
@@ -67,7 +77,7 @@ def test_the_resolver_follows_resolve_through_random_changes(port: str) -> None:
         if name in shards and rng.random() < 0.25:
             del shards[name]
         else:
-            shards[name] = random_shard(rng, name)
+            shards[name] = shape(rng, name)
         expected = resolve(shards.values(), port)
         change = resolver.update(list(shards.values()))
         assert change.exists == expected.exists
