@@ -369,7 +369,7 @@ class DashboardSampler:
     ) -> Iterator[None]:
         """Add what was read as this sample's points, then make what to_json() serves."""
         endpoints = endpoints if endpoints is not None else {}
-        self._apply_endpoints(now, endpoints)
+        yield from self._apply_endpoints(now, endpoints)
         for key in [key for key in self._entities if key not in entities]:
             points = self._entities.pop(key).points
             if points:
@@ -438,10 +438,15 @@ class DashboardSampler:
                 self._latency.pop(router, None)
         yield from self._json_steps(items, endpoints)
 
-    def _apply_endpoints(self, now: float, endpoints: _Endpoints) -> None:
+    def _apply_endpoints(self, now: float, endpoints: _Endpoints) -> Iterator[None]:
         """Add this sample's endpoint points; forget endpoints no longer read."""
         seen: set[_EndpointKey] = set()
+        done = 0
         for (router, client), (readings, _) in endpoints.items():
+            done += len(readings)
+            if done >= STEP_ROWS:
+                done = 0
+                yield None
             for e in readings:
                 key = (router, client, e.address)
                 seen.add(key)

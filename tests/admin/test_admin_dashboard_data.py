@@ -487,3 +487,38 @@ def test_endpoint_rows_are_bounded_per_client() -> None:
     (client,) = sampler.to_json()["routers"][0]["clients"]
     assert len(client["endpoints"]) == MAX_ENDPOINTS and client["endpoints_total"] == 300
     assert len(sampler._endpoint_points) == MAX_ENDPOINTS
+
+
+def test_endpoints_are_read_and_applied_in_steps_with_the_same_figures() -> None:
+    clock = Clock()
+    mesh = FakeMesh(clock)
+    clients = []
+    for i in range(200):
+        name = f"$/inet/10.0.0.{i}/80"
+        mesh.metrics.stats.scope("rt", "outgoing", "client", name).counter("requests").incr()
+        clients.append(_FakeClient("/" + name, (_accrual_node(clock, f"10.0.0.{i}:80", 200),), ()))
+    router = SimpleNamespace(label="outgoing", clients=lambda: clients)
+    whole = DashboardSampler(
+        mesh.metrics, clock, lambda: ["outgoing"], interval_s=5.0, routers=lambda: [router]
+    )
+    stepped = DashboardSampler(
+        mesh.metrics,
+        clock,
+        lambda: ["outgoing"],
+        interval_s=5.0,
+        cooperator=stepping_cooperator(clock, TURN_S),
+        routers=lambda: [router],
+    )
+    whole.start()
+    stepped.start()
+    turns = [drain(clock, stepped)]
+    for _ in range(3):
+        for client in clients:
+            client.balancer.nodes[0].service(Request(b"GET", b"/"))
+        clock.advance(5.0)
+        turns.append(drain(clock, stepped))
+    assert stepped.to_json() == whole.to_json()
+    rows = stepped.to_json()["routers"][0]["clients"]
+    assert len(rows) == 200 and all(r["endpoints"][0]["window_requests"] == 3 for r in rows)
+    # 200 clients: read STEP_SCOPES a step, their endpoints applied STEP_ROWS a step.
+    assert min(turns[1:]) >= 200 // STEP_SCOPES * 2 + 200 // STEP_ROWS * 2, turns
