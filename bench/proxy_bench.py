@@ -1,21 +1,29 @@
-"""The proxy benchmark: how much does l5d-twisted cost compared with no proxy and nginx?
+"""The proxy benchmark: how much does l5d-twisted cost compared with no proxy, nginx, haproxy?
 
-    python3 bench/proxy_bench.py                 # the full run (about 2.5 minutes)
-    python3 bench/proxy_bench.py --duration 3    # a quick look
+    python3 bench/proxy_bench.py                 # the full run (about 3.5 minutes)
+    python3 bench/proxy_bench.py --duration 3    # a quick look (about 1 minute)
+    python3 bench/proxy_bench.py --targets direct,nginx,l5d1   # some rows only
 
 One command.  On free loopback ports it starts
 
 * **backend**: nginx, one worker, answering every request with a fixed small 200;
 * **nginx proxy**: a second nginx, one worker, reverse-proxying to the backend over a
   keep-alive upstream pool (the usual tuned setup);
+* **haproxy**: haproxy (the Debian package), one thread, the same keep-alive setup
+  (``http-reuse always``: idle backend connections shared between client connections);
 * **l5d-twisted**: ``l5d-twisted run`` on a generated config with one router whose dtab
   sends ``/svc/backend`` to the backend through the ``io.l5d.fs`` namer, default client
   and service settings (p2c, failure accrual, retries budget, metrics) and the
-  Prometheus telemeter, i.e. what a user would run;
+  Prometheus telemeter, i.e. what a user would run; once with ``workers: 1`` (one
+  process) and once with ``workers: 2`` (a supervisor and two worker processes sharing the
+  port with SO_REUSEPORT);
 
-with ``--pin`` (the default) the proxies on the last CPU and the backend and load generators
-on the others, so each proxy gets one core to itself as its single process/worker would;
-then measures each path (direct, nginx, l5d-twisted) twice:
+with ``--pin`` (the default) the single-process proxies on the last CPU and the backend and
+load generators on the others, so each gets one core to itself as its single process/worker
+would; ``workers: 2`` is not pinned: its two workers may use every CPU, including the one
+the load generator and the backend run on (on a 2-CPU machine that is the only way to give
+it two cores, so its row shows the mechanism, not how it scales on a node with cores to
+spare).  Then it measures each path twice:
 
 1. **fixed concurrency**: ``wrk -c 50 -t 2 -d <duration>s --latency``: requests/s, p50, p99;
 2. **fixed rate**: 1,000 requests/s open-loop (``bench/rategen.py``; wrk cannot hold a
@@ -24,10 +32,12 @@ then measures each path (direct, nginx, l5d-twisted) twice:
 The fixed-rate columns give latency from each request's due time (includes any lag of the
 generator itself, shown as "generator lag") and from the moment it was actually written;
 "added" is the proxy's latency from send minus direct's.  It prints a Markdown table with
-the latency each proxy adds over direct and each proxy's
-peak RSS during the runs (``VmHWM``, plus ``VmRSS`` sampled; for nginx the master plus its
-worker), and with ``--json FILE`` writes the raw numbers.  Everything it starts is stopped
-by PID at exit.
+the latency each proxy adds over direct, each proxy's RSS right after its load runs
+(``VmRSS``) and at its peak (``VmHWM``, or the highest ``VmRSS`` sampled every 100 ms), summed
+over its processes (nginx: master + worker; workers: 2: supervisor + workers), and
+l5d-twisted's start-up time (``bench/startup/startup.py``: exec to the first routed 200,
+median and max of ``--startup-runs``, with the CPU time used by then); with ``--json FILE``
+it writes the raw numbers.  Everything it starts is stopped by PID at exit.
 
 Caveat: load generator, proxy and backend share the machine's cores, as on a CI box; the
 table records the core count and the load average so runs can be compared fairly.
@@ -48,12 +58,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench" / "startup"))
+
+import startup  # noqa: E402  (bench/startup/startup.py)
 
 BACKEND_CONF = """\
 worker_processes 1;
@@ -107,7 +120,26 @@ http {{
 }}
 """
 
+HAPROXY_CONF = """\
+global
+  nbthread 1
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+  http-reuse always
+frontend proxy
+  bind 127.0.0.1:{port} backlog 4096
+  default_backend backend
+backend backend
+  server backend 127.0.0.1:{backend_port}
+"""
+
 L5D_CONF = """\
+workers: {workers}
 admin:
   ip: 127.0.0.1
   port: {admin_port}
@@ -173,8 +205,20 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (nginx's worker, l5d-twisted's worker processes)."""
+    pids = [pid]
+    for p in pids:
+        pids.extend(children_of(p))
+    return pids
+
+
+def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
+    return round(sum(read_status_kb(p, field_name) for p in process_tree(pid)) / 1024, 1)
+
+
 class RssSampler:
-    """Samples the summed VmRSS of a process and its children every 100 ms, in a thread."""
+    """Samples the summed VmRSS of a process tree every 100 ms, in a thread."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -182,12 +226,9 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def pids(self) -> list[int]:
-        return [self.pid, *children_of(self.pid)]
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = sum(read_status_kb(p, "VmRSS") for p in self.pids())
+            total = sum(read_status_kb(p, "VmRSS") for p in process_tree(self.pid))
             self.peak_kb = max(self.peak_kb, total)
             self._stop.wait(0.1)
 
@@ -201,15 +242,21 @@ class RssSampler:
 
     def hwm_kb(self) -> int:
         """Peak RSS since start (kernel's high-water mark), summed over the processes."""
-        return sum(read_status_kb(p, "VmHWM") for p in self.pids())
+        return sum(read_status_kb(p, "VmHWM") for p in process_tree(self.pid))
 
 
 @dataclass
 class Target:
-    name: str
+    key: str  # --targets name
+    name: str  # table row
     port: int
     proc: subprocess.Popen[bytes] | None = None  # the proxy process (None: direct)
+    role: str = "proxy"  # CPU placement: proxy (the last CPU) or all
     results: dict[str, Any] = field(default_factory=dict)
+    skipped: str = ""  # why the row was not measured
+
+
+TARGETS = ("direct", "nginx", "haproxy", "l5d1", "l5d2")
 
 
 class Bench:
@@ -219,16 +266,20 @@ class Bench:
         (self.dir / "tmp").mkdir()
         (self.dir / "disco").mkdir()
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.startup: dict[str, dict[str, Any]] = {}
 
     # -- processes ----------------------------------------------------------------------
     def cpus(self, role: str) -> set[int] | None:
-        """With --pin: proxies on the last CPU, backend and load generators on the others."""
+        """With --pin: proxies on the last CPU, backend and load generators on the others;
+        role "all": every CPU."""
         available = sorted(os.sched_getaffinity(0))
         if not self.args.pin or len(available) < 2:
             return None
+        if role == "all":
+            return set(available)
         return {available[-1]} if role == "proxy" else set(available[:-1])
 
-    def pinned(self, role: str) -> Any:
+    def pinned(self, role: str) -> Callable[[], None] | None:
         cpus = self.cpus(role)
         return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
@@ -242,6 +293,7 @@ class Bench:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                cwd=str(REPO),
                 start_new_session=True,
                 preexec_fn=self.pinned(role),
             )
@@ -288,40 +340,90 @@ class Bench:
             role=role,
         )
 
+    def l5d_config(self, workers: int, port: int) -> Path:
+        config = self.dir / f"l5d-{workers}.yaml"
+        config.write_text(
+            L5D_CONF.format(dir=self.dir, port=port, admin_port=free_port(), workers=workers)
+        )
+        return config
+
+    def l5d_env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def workers_unsupported(self, config: Path) -> str:
+        """Why ``workers: N`` cannot be run by this checkout ("" if it can)."""
+        check = subprocess.run(
+            [sys.executable, "-m", "l5d_twisted", "check", str(config)],
+            capture_output=True,
+            text=True,
+            env=self.l5d_env(),
+            cwd=str(REPO),
+            timeout=60,
+        )
+        if check.returncode != 0:
+            return (
+                "this checkout's config has no `workers` key: "
+                + " ".join((check.stdout + check.stderr).split())[:200]
+            )
+        return ""
+
+    def l5d(self, key: str, workers: int) -> Target:
+        port = free_port()
+        role = "proxy" if workers == 1 else "all"
+        name = f"l5d-twisted workers: {workers}" + ("" if workers == 1 else " (unpinned)")
+        config = self.l5d_config(workers, port)
+        target = Target(key, name, port, role=role)
+        target.skipped = self.workers_unsupported(config)
+        if target.skipped:
+            return target
+        if self.args.startup_runs > 0:
+            print(f"start-up of {name} ...", file=sys.stderr, flush=True)
+            self.startup[key] = startup.measure(
+                config, port, "backend", self.args.startup_runs, self.pinned(role)
+            )
+        argv = [sys.executable, "-m", "l5d_twisted", "run", str(config), "--log-level", "warn"]
+        target.proc = self.start(key, argv, env=self.l5d_env(), role=role)
+        try:
+            wait_for_http(port, "backend", proc=target.proc)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\n--- {name} log ---\n{self.log_tail(key)}") from None
+        processes = len(process_tree(target.proc.pid))
+        if workers > 1 and processes < workers + 1:
+            target.skipped = (
+                f"ran as {processes} process(es), not a supervisor and {workers} workers"
+            )
+        return target
+
     def setup(self) -> list[Target]:
+        wanted = set(self.args.targets)
         backend_port = free_port()
         self.nginx("backend", BACKEND_CONF.format(dir=self.dir, port=backend_port), role="load")
         wait_for_http(backend_port, "backend", proc=self.procs[-1])
-
-        nginx_port = free_port()
-        nginx = self.nginx(
-            "nginx-proxy",
-            NGINX_PROXY_CONF.format(dir=self.dir, port=nginx_port, backend_port=backend_port),
-            role="proxy",
-        )
-        wait_for_http(nginx_port, "backend", proc=nginx)
-
         (self.dir / "disco" / "backend").write_text(f"127.0.0.1 {backend_port}\n")
-        l5d_port = free_port()
-        config = self.dir / "l5d.yaml"
-        config.write_text(L5D_CONF.format(dir=self.dir, port=l5d_port, admin_port=free_port()))
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        l5d = self.start(
-            "l5d-twisted",
-            [sys.executable, "-m", "l5d_twisted", "run", str(config), "--log-level", "warn"],
-            env=env,
-        )
-        try:
-            wait_for_http(l5d_port, "backend", proc=l5d)
-        except RuntimeError as e:
-            raise RuntimeError(
-                f"{e}\n--- l5d-twisted log ---\n{self.log_tail('l5d-twisted')}"
-            ) from None
-        return [
-            Target("direct", backend_port),
-            Target("nginx", nginx_port, nginx),
-            Target("l5d-twisted", l5d_port, l5d),
-        ]
+        targets = [Target("direct", "direct", backend_port)]
+
+        if "nginx" in wanted:
+            port = free_port()
+            nginx = self.nginx(
+                "nginx-proxy",
+                NGINX_PROXY_CONF.format(dir=self.dir, port=port, backend_port=backend_port),
+                role="proxy",
+            )
+            wait_for_http(port, "backend", proc=nginx)
+            targets.append(Target("nginx", "nginx (1 worker)", port, nginx))
+
+        if "haproxy" in wanted:
+            port = free_port()
+            conf = self.dir / "haproxy.cfg"
+            conf.write_text(HAPROXY_CONF.format(port=port, backend_port=backend_port))
+            haproxy = self.start("haproxy", ["haproxy", "-db", "-f", str(conf)])
+            wait_for_http(port, "backend", proc=haproxy)
+            targets.append(Target("haproxy", "haproxy (1 thread)", port, haproxy))
+
+        for key, workers in (("l5d1", 1), ("l5d2", 2)):
+            if key in wanted:
+                targets.append(self.l5d(key, workers))
+        return [t for t in targets if t.key in wanted or t.key == "direct"]
 
     # -- measurements -------------------------------------------------------------------
     def wrk(self, target: Target, duration: float) -> dict[str, Any]:
@@ -370,6 +472,7 @@ class Bench:
             text=True,
             timeout=a.duration + 60,
             env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=str(REPO),
             preexec_fn=self.pinned("load"),
         )
         if out.returncode != 0:
@@ -383,10 +486,11 @@ class Bench:
             self.wrk(target, min(3.0, a.duration))  # warm-up: pools, caches
             target.results["wrk"] = self.wrk(target, a.duration)
             target.results["rate"] = self.rate(target)
-        if sampler is not None:
+        if sampler is not None and target.proc is not None:
+            target.results["rss_after_load_mb"] = rss_mb(target.proc.pid)
             target.results["rss_peak_mb"] = round(max(sampler.peak_kb, sampler.hwm_kb()) / 1024, 1)
         if target.proc is not None and target.proc.poll() is not None:
-            raise RuntimeError(f"{target.name} died during the run:\n{self.log_tail(target.name)}")
+            raise RuntimeError(f"{target.name} died during the run:\n{self.log_tail(target.key)}")
 
 
 def parse_wrk(out: str) -> dict[str, Any]:
@@ -409,26 +513,28 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return result
 
 
-def table(targets: list[Target], args: argparse.Namespace) -> str:
-    direct = targets[0].results
+def table(targets: list[Target], args: argparse.Namespace, startups: dict[str, Any]) -> str:
+    direct = targets[0].results if targets and targets[0].key == "direct" else None
     at = f"@{args.rate:g}/s"
     rows = [
         (
             f"| path | req/s (c={args.connections}) | p50 ms | p99 ms | p50 / p99 ms {at} "
             f"| p50 / p99 ms {at} from send | added p50 / p99 ms {at} | generator lag p99 ms "
-            "| peak RSS MB | errors |"
+            "| RSS after load MB | peak RSS MB | errors |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for t in targets:
+        if t.skipped:
+            rows.append(f"| {t.name} | skipped: {t.skipped} |||||||||| ")
+            continue
         w, r = t.results["wrk"], t.results["rate"]
-        if t is targets[0]:
+        if t is targets[0] or direct is None:
             added = "-"
         else:
             added_p50 = r["service_p50"] - direct["rate"]["service_p50"]
             added_p99 = r["service_p99"] - direct["rate"]["service_p99"]
             added = f"{added_p50:+.2f} / {added_p99:+.2f}"
-        rss = t.results.get("rss_peak_mb", "-")
         errors = []
         if w["non_2xx"]:
             errors.append(f"wrk non-2xx {w['non_2xx']}")
@@ -437,29 +543,63 @@ def table(targets: list[Target], args: argparse.Namespace) -> str:
         if r["failed"] or r["dropped"]:
             errors.append(f"rate failed {r['failed']} dropped {r['dropped']}")
         rows.append(
-            f"| {t.name} | {w['rps']:,.0f} | {w['p50']:.2f} | {w['p99']:.2f} | {r['p50']:.2f} / {r['p99']:.2f} "
-            f"| {r['service_p50']:.2f} / {r['service_p99']:.2f} | {added} | {r['send_lag_p99']:.2f} "
-            f"| {rss} | {'; '.join(errors) or 'none'} |"
+            f"| {t.name} | {w['rps']:,.0f} | {w['p50']:.2f} | {w['p99']:.2f} "
+            f"| {r['p50']:.2f} / {r['p99']:.2f} | {r['service_p50']:.2f} / {r['service_p99']:.2f} "
+            f"| {added} | {r['send_lag_p99']:.2f} | {t.results.get('rss_after_load_mb', '-')} "
+            f"| {t.results.get('rss_peak_mb', '-')} | {'; '.join(errors) or 'none'} |"
         )
-    ratio = targets[2].results["wrk"]["rps"] / targets[1].results["wrk"]["rps"]
     rows.append("")
-    achieved = ", ".join(str(t.results["rate"]["achieved_rps"]) for t in targets)
-    rows.append(f"l5d-twisted / nginx req/s: {ratio:.2f}x; rate runs achieved {achieved} req/s.")
+    measured = {t.key: t for t in targets if not t.skipped}
+    ratios = []
+    for key in ("l5d1", "l5d2"):
+        if key not in measured:
+            continue
+        rps = measured[key].results["wrk"]["rps"]
+        for ref in ("nginx", "haproxy"):
+            if ref in measured:
+                ratio = rps / measured[ref].results["wrk"]["rps"]
+                ratios.append(f"{measured[key].name} / {ref}: {ratio:.2f}x")
+    if ratios:
+        rows.append("req/s ratios: " + "; ".join(ratios) + ".")
+    achieved = ", ".join(
+        f"{t.key} {t.results['rate']['achieved_rps']}" for t in targets if not t.skipped
+    )
+    rows.append(f"Fixed-rate runs achieved (req/s): {achieved}.")
+    for key, s in startups.items():
+        name = measured[key].name if key in measured else key
+        rows.append(
+            f"Start-up of {name}, exec to first routed 200 over {len(s['runs_s'])} runs: "
+            f"median {s['median_s']:.2f} s, max {s['max_s']:.2f} s; CPU used by then median "
+            f"{s['median_cpu_s']:.2f} s; RSS then {s['rss_at_first_request_mb']} MB."
+        )
     return "\n".join(rows)
 
 
+def uptime() -> str:
+    out = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return out or "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def versions() -> str:
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    haproxy = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
+    return (
+        f"Python {sys.version.split()[0]}, {nginx.replace('nginx version: ', '')}, "
+        f"{haproxy.splitlines()[0].split(' - ')[0] if haproxy else 'haproxy ?'}"
+    )
+
+
 def environment(pin: bool) -> str:
-    load = os.getloadavg()
     cpus = sorted(os.sched_getaffinity(0))
     placement = (
-        f"proxy pinned to CPU {cpus[-1]}, backend and load generators to CPU {','.join(map(str, cpus[:-1]))}"
+        f"single-process proxies pinned to CPU {cpus[-1]}, backend and load generators to "
+        f"CPU {','.join(map(str, cpus[:-1]))}, workers: 2 on every CPU"
         if pin and len(cpus) > 1
         else "no CPU pinning"
     )
     return (
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, load average before the run "
-        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, Python {sys.version.split()[0]}, "
-        f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}; {placement}"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+        f"{versions()}; {placement}"
     )
 
 
@@ -475,13 +615,16 @@ def running(bench: Bench) -> Iterator[list[Target]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Benchmark l5d-twisted against no proxy and nginx (wrk + a fixed-rate generator)."
+        description=(
+            "Benchmark l5d-twisted against no proxy, nginx and haproxy "
+            "(wrk + a fixed-rate generator, start-up time, RSS)."
+        )
     )
     parser.add_argument(
         "--duration",
         type=float,
         default=15.0,
-        help="seconds per measured run (default %(default)s)",
+        help="seconds per measured run (default %(default)s; the whole run takes ~12x this)",
     )
     parser.add_argument(
         "--connections", type=int, default=50, help="wrk connections (default %(default)s)"
@@ -492,6 +635,18 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=1000.0,
         help="requests/s of the fixed-rate runs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--targets",
+        type=lambda text: [t for t in text.split(",") if t],
+        default=list(TARGETS),
+        help=f"rows to measure, of {','.join(TARGETS)} (default: all; direct is always run)",
+    )
+    parser.add_argument(
+        "--startup-runs",
+        type=int,
+        default=5,
+        help="start-up measurements per l5d-twisted row (default %(default)s; 0: none)",
     )
     parser.add_argument(
         "--json", default=None, metavar="FILE", help="also write the raw results as JSON"
@@ -506,7 +661,11 @@ def main(argv: list[str] | None = None) -> int:
         help="do not pin the proxy to the last CPU and the backend and load generators to the others",
     )
     args = parser.parse_args(argv)
-    for tool in ("nginx", "wrk"):
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown targets {sorted(unknown)}; known: {','.join(TARGETS)}")
+    tools = ["nginx", "wrk"] + (["haproxy"] if "haproxy" in args.targets else [])
+    for tool in tools:
         if shutil.which(tool) is None:
             print(
                 f"proxy_bench: {tool} is not installed (scripts/setup.sh installs it)",
@@ -514,10 +673,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     env_line = environment(args.pin)
+    before = uptime()
+    started = time.monotonic()
     bench = Bench(args)
     try:
         with running(bench) as targets:
             for target in targets:
+                if target.skipped:
+                    continue
                 print(f"measuring {target.name} ...", file=sys.stderr, flush=True)
                 bench.measure(target)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
@@ -525,12 +688,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    after = uptime()
     print(f"{env_line}\n")
-    print(table(targets, args))
+    print(f"uptime before: {before}  \nuptime after: {after}  ")
+    print(f"(the whole run took {time.monotonic() - started:.0f} s)\n")
+    print(table(targets, args, bench.startup))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"environment": env_line, "results": {t.name: t.results for t in targets}}, indent=2
+                {
+                    "environment": env_line,
+                    "uptime_before": before,
+                    "uptime_after": after,
+                    "startup": bench.startup,
+                    "results": {
+                        t.key: {"name": t.name, "skipped": t.skipped, **t.results} for t in targets
+                    },
+                },
+                indent=2,
             )
         )
     return 0
