@@ -189,10 +189,50 @@ def parse_endpoint_slice(obj: Any) -> ServiceShard:
     endpoints: list[EndpointInfo] = []
     for i, raw in enumerate(_list(body.get("endpoints"), "endpoints")):
         try:
-            _slice_endpoint(raw, endpoints)
+            if not _well_formed_endpoint(raw, endpoints):
+                _slice_endpoint(raw, endpoints)
         except MalformedObject as e:  # where it is, worded only for the malformed one
             raise MalformedObject(f"endpoints[{i}]{e}") from None
     return ServiceShard(name, service, labels, (Subset(ports, tuple(endpoints)),))
+
+
+_new_endpoint = tuple.__new__  # EndpointInfo(...) goes through a Python __new__
+
+
+def _well_formed_endpoint(raw: Any, into: list[EndpointInfo]) -> bool:
+    """The usual entry of a slice's ``endpoints``, read without a call per field (every
+    endpoint of every changed slice goes through here); False, having added nothing, for
+    anything unusual, which :func:`_slice_endpoint` then reads or refuses."""
+    if type(raw) is not dict:
+        return False
+    conditions = raw.get("conditions")
+    node_name = raw.get("nodeName")
+    ref = raw.get("targetRef")
+    zone = raw.get("zone")
+    addresses = raw.get("addresses")
+    if (
+        (conditions is not None and type(conditions) is not dict)
+        or (node_name is not None and type(node_name) is not str)
+        or (zone is not None and type(zone) is not str)
+        or type(addresses) is not list
+    ):
+        return False
+    pod_name = None
+    if ref is not None:
+        if type(ref) is not dict:
+            return False
+        if ref.get("kind", "Pod") == "Pod":
+            pod_name = ref.get("name")
+            if pod_name is not None and type(pod_name) is not str:
+                return False
+    for ip in addresses:
+        if type(ip) is not str or not ip:
+            return False
+    # "ready" unset means unknown, which the API says to treat as ready.
+    ready = conditions is None or conditions.get("ready") is not False
+    for ip in addresses:
+        into.append(_new_endpoint(EndpointInfo, (ip, ready, node_name, pod_name, zone)))
+    return True
 
 
 def _slice_endpoint(raw: Any, into: list[EndpointInfo]) -> None:

@@ -321,3 +321,46 @@ def _request() -> Any:
     from l5d_twisted.http.message import Request
 
     return Request(b"GET", b"/")
+
+
+# --- the fast reading of a slice's entries agrees with the careful one ------------------------
+
+
+def random_entry(rng: random.Random) -> Any:
+    """A slice entry, usually well formed, sometimes with a field of the wrong type."""
+
+    def maybe(good: Any, *bad: Any) -> Any:
+        return rng.choice(bad) if bad and rng.random() < 0.1 else good
+
+    entry: dict[str, Any] = {}
+    if rng.random() < 0.95:
+        entry["addresses"] = maybe([f"10.1.0.{rng.randrange(9)}"], "10.1.0.1", [5], [""], None)
+    if rng.random() < 0.8:
+        entry["conditions"] = maybe({"ready": rng.choice([True, False, None])}, "yes", [1])
+    if rng.random() < 0.7:
+        entry["nodeName"] = maybe(rng.choice(["n1", "n2"]), 3, ["n"])
+    if rng.random() < 0.6:
+        entry["targetRef"] = maybe(
+            {"kind": rng.choice(["Pod", "Node"]), "name": maybe("p1", 7)}, "p1", [1]
+        )
+    if rng.random() < 0.3:
+        entry["zone"] = maybe("z1", 2.5)
+    return maybe(entry, "entry", 42, None)
+
+
+def test_the_fast_entry_reader_agrees_with_the_careful_one() -> None:
+    rng = random.Random(17)
+    for _ in range(3000):
+        raw = random_entry(rng)
+        fast: list[EndpointInfo] = []
+        careful: list[EndpointInfo] = []
+        careful_error = None
+        try:
+            objects._slice_endpoint(raw, careful)
+        except objects.MalformedObject as e:
+            careful_error = str(e)
+        if objects._well_formed_endpoint(raw, fast):
+            assert careful_error is None and fast == careful, raw
+            assert all(type(e) is EndpointInfo for e in fast)
+        else:
+            assert fast == [], "nothing added when it hands over to the careful reader"
