@@ -10,17 +10,25 @@ A tree name's segments are joined with ``:`` and every character outside
     rt/outgoing/<other>/x                    -> rt:<other>:x{rt="outgoing"}
 
 Counters are exported untyped, so no ``_total`` suffix is added (linkerd 1's names);
-gauges as gauges; histograms as a summary ``<name>{quantile="0.5|0.9|0.95|0.99|0.999|0.9999|1"}``
-(``1`` is the max) with cumulative ``<name>_count`` and ``<name>_sum``, plus a gauge
-``<name>_avg``.  Quantiles and avg cover the recent window (see :mod:`.histogram`).  The
-text itself is prometheus-client's ``generate_latest`` over a custom collector; process
-metrics come from :mod:`.process`.
+gauges as gauges; histograms as a summary ``<name>{quantile="0.5|0.95|0.99|1"}`` (``1`` is
+the max) with cumulative ``<name>_count`` and ``<name>_sum``, plus a gauge ``<name>_avg``.
+Quantiles and avg cover the recent window (see :mod:`.histogram`).  The text itself is
+prometheus-client's ``generate_latest`` over a custom collector; process metrics come from
+:mod:`.process`.
+
+**Quantiles.**  linkerd 1 exported ``0.5, 0.9, 0.95, 0.99, 0.999, 0.9999, 1``
+(:data:`LINKERD1_QUANTILES`): seven lines per histogram, three histograms per service and
+client, so a third of the lines of a node with thousands of names (issue 17).  The
+default, :data:`DEFAULT_QUANTILES`, is what is read: the chart's Grafana dashboards query
+``0.95``, ``0.99`` and ``1`` (max), the usual p50 panels ``0.5``.  The ``io.l5d.prometheus``
+telemeter's ``quantiles`` key restores linkerd 1's set (or any subset of it).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -73,11 +81,29 @@ class _Family:
     lines: list[str] = field(default_factory=list)
 
 
+# The quantiles a histogram has, by label; "1" is the max.
+LINKERD1_QUANTILES: tuple[str, ...] = tuple(label for _, _, label in QUANTILES) + ("1",)
+DEFAULT_QUANTILES: tuple[str, ...] = ("0.5", "0.95", "0.99", "1")
+
+
+def check_quantiles(labels: tuple[str, ...]) -> None:
+    unknown = [q for q in labels if q not in LINKERD1_QUANTILES]
+    if unknown:
+        raise ValueError(
+            f"unknown quantile(s) {', '.join(unknown)}; known: {', '.join(LINKERD1_QUANTILES)}"
+        )
+
+
 class _Families:
     """Prometheus families built one tree metric at a time (in the tree's order)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, quantiles: tuple[str, ...] = DEFAULT_QUANTILES) -> None:
         self.prefix = prefix
+        # (index in Summary.percentiles or None for the max, label), in exposition order
+        self._quantiles = [
+            (index, label) for index, label in enumerate(LINKERD1_QUANTILES) if label in quantiles
+        ]
+        self._max_index = len(QUANTILES)
         self.families: dict[str, _Family] = {}
         # Names a summary adds (_count, _sum, _avg) must not also be another family.
         self._taken: dict[str, str] = {}
@@ -115,15 +141,32 @@ class _Families:
                 log.warn("metric name clash for {name}; skipped", name=name)
                 return
             summary = metric.summary()
-            for (_, _, label), value in zip(QUANTILES, summary.percentiles):
+            percentiles = summary.percentiles
+            for index, label in self._quantiles:
+                value = summary.max if index == self._max_index else percentiles[index]
                 sample(fam, name, {**labels, "quantile": label}, value)
-            sample(fam, name, {**labels, "quantile": "1"}, summary.max)
             sample(fam, name + "_count", labels, float(summary.count))
             sample(fam, name + "_sum", labels, summary.sum)
             sample(avg, name + "_avg", labels, summary.avg)
 
 
 _TEXT_TYPES = {"unknown": "untyped", "gauge": "gauge", "summary": "summary"}
+_MAX_LABEL_TEXTS = 4096  # label sets remembered at once during one render
+
+
+_float_to_go: Callable[[float], str] = floatToGoString
+
+
+def _go_float(value: float) -> str:
+    """``floatToGoString(value)``, with a fast path for what counters hold: small whole
+    numbers (below 1e6 Go and Python print them alike, ``12.0``)."""
+    if type(value) is int:  # noqa: E721 (not a bool, not a subclass)
+        value = float(value)
+    if value == 0.0:
+        return "0.0" if math.copysign(1.0, value) > 0 else "-0.0"
+    if 0.0 < value < 1e6 and value.is_integer():
+        return f"{int(value)}.0"
+    return _float_to_go(value)
 
 
 def _escape_label_value(value: str) -> str:
@@ -141,12 +184,96 @@ class _TextFamilies(_Families):
     sorted by name, values escaped for ``\\``, newline and ``"``, numbers as Go prints them.
     """
 
+    def __init__(self, prefix: str, quantiles: tuple[str, ...] = DEFAULT_QUANTILES) -> None:
+        super().__init__(prefix, quantiles)
+        # Formatting every sample's labels and every metric's name from scratch was most of
+        # a render (issue 17: 1 s of CPU for 5,000 services and their clients).  The metrics
+        # of one service or client scope come one after the other and share their labels,
+        # and the same few dozen names repeat in every scope: both are formatted once.
+        self._scope: Name = ()
+        self._scope_text = ""
+        self._quantile_texts: dict[str, str] = {}
+        self._names: dict[tuple[str, ...], tuple[str, _Family | None, _Family | None]] = {}
+        self._texts: dict[tuple[str, ...], str] = {}  # label texts of other samples
+
+    def add(self, tree_name: Name, metric: object) -> None:
+        if (
+            len(tree_name) < 5
+            or tree_name[0] != "rt"
+            or tree_name[2] not in ("service", "client")
+            or (tree_name[2] == "client" and len(tree_name) >= 7 and tree_name[4] == "service")
+        ):
+            super().add(tree_name, metric)
+            return
+        scope = tree_name[:4]
+        if scope != self._scope:
+            self._enter_scope(scope)
+        key = tree_name[2:]
+        key = (key[0], type(metric).__name__) + key[2:]
+        known = self._names.get(key)
+        if known is None:
+            known = self._names[key] = self._name_of(tree_name, metric)
+        name, fam, avg = known
+        if fam is None:
+            return
+        lines = fam.lines
+        text = self._scope_text
+        if isinstance(metric, CounterMetric):
+            lines.append(f"{name}{{{text}}} {_go_float(metric.value)}\n")
+        elif isinstance(metric, GaugeMetric):
+            lines.append(f"{name}{{{text}}} {_go_float(metric.read())}\n")
+        elif isinstance(metric, Histogram) and avg is not None:
+            summary = metric.summary()
+            percentiles = summary.percentiles
+            quantile_texts = self._quantile_texts
+            for index, label in self._quantiles:
+                value = summary.max if index == self._max_index else percentiles[index]
+                lines.append(f"{name}{{{quantile_texts[label]}}} {_go_float(value)}\n")
+            lines.append(f"{name}_count{{{text}}} {_go_float(float(summary.count))}\n")
+            lines.append(f"{name}_sum{{{text}}} {_go_float(summary.sum)}\n")
+            avg.lines.append(f"{name}_avg{{{text}}} {_go_float(summary.avg)}\n")
+
+    def _enter_scope(self, scope: Name) -> None:
+        self._scope = scope
+        labels = {"rt": scope[1], scope[2]: scope[3]}
+        self._scope_text = self._label_text(labels)
+        self._quantile_texts = {
+            label: self._label_text({**labels, "quantile": label}) for _, label in self._quantiles
+        }
+
+    def _name_of(
+        self, tree_name: Name, metric: object
+    ) -> tuple[str, _Family | None, _Family | None]:
+        """A scope metric's name and families (the same in every scope, made once)."""
+        name, _ = name_and_labels(tree_name, self.prefix)
+        if isinstance(metric, CounterMetric):
+            return name, self._family(name, "unknown"), None
+        if isinstance(metric, GaugeMetric):
+            return name, self._family(name, "gauge"), None
+        if isinstance(metric, Histogram):
+            fam = self._family(name, "summary", ("_count", "_sum"))
+            avg = self._family(name + "_avg", "gauge") if fam is not None else None
+            if fam is None or avg is None:
+                log.warn("metric name clash for {name}; skipped", name=name)
+                return name, None, None
+            return name, fam, avg
+        return name, None, None
+
+    @staticmethod
+    def _label_text(labels: dict[str, str]) -> str:
+        return ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels.items()))
+
     def _sample(self, family: _Family, name: str, labels: dict[str, str], value: float) -> None:
         if labels:
-            text = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels.items()))
-            family.lines.append(f"{name}{{{text}}} {floatToGoString(value)}\n")
+            key = (*labels, *labels.values())
+            text = self._texts.get(key)
+            if text is None:
+                if len(self._texts) > _MAX_LABEL_TEXTS:
+                    self._texts.clear()
+                text = self._texts[key] = self._label_text(labels)
+            family.lines.append(f"{name}{{{text}}} {_go_float(value)}\n")
         else:
-            family.lines.append(f"{name} {floatToGoString(value)}\n")
+            family.lines.append(f"{name} {_go_float(value)}\n")
 
     @staticmethod
     def header(family: _Family) -> str:
@@ -163,12 +290,15 @@ def _metric(family: _Family, samples: list[tuple[str, dict[str, str], float]]) -
 class MetricsTreeCollector:
     """A prometheus-client collector reading a :class:`MetricsTree` at scrape time."""
 
-    def __init__(self, tree: MetricsTree, prefix: str = "") -> None:
+    def __init__(
+        self, tree: MetricsTree, prefix: str = "", quantiles: tuple[str, ...] = DEFAULT_QUANTILES
+    ) -> None:
         self.tree = tree
         self.prefix = prefix
+        self.quantiles = quantiles
 
     def collect(self) -> Iterator[Metric]:
-        families = _Families(self.prefix)
+        families = _Families(self.prefix, self.quantiles)
         for tree_name, metric in self.tree.metrics():
             families.add(tree_name, metric)
         for fam in families.families.values():
@@ -188,11 +318,19 @@ class PrometheusExposition:
     steps, for :func:`.render.run_steps` to interleave with the reactor's other work.
     """
 
-    def __init__(self, tree: MetricsTree, prefix: str = "", process_metrics: bool = True) -> None:
+    def __init__(
+        self,
+        tree: MetricsTree,
+        prefix: str = "",
+        process_metrics: bool = True,
+        quantiles: tuple[str, ...] = DEFAULT_QUANTILES,
+    ) -> None:
+        check_quantiles(quantiles)
         self.tree = tree
         self.prefix = prefix
+        self.quantiles = quantiles
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(MetricsTreeCollector(tree, prefix))
+        self.registry.register(MetricsTreeCollector(tree, prefix, quantiles))
         self.process_registry: CollectorRegistry | None = None
         if process_metrics:
             self.process_registry = CollectorRegistry(auto_describe=False)
@@ -211,7 +349,7 @@ class PrometheusExposition:
         families in the same order, each formatted as ``generate_latest`` does; a test
         holds the two together).
         """
-        families = _TextFamilies(self.prefix)
+        families = _TextFamilies(self.prefix, self.quantiles)
         for i, (tree_name, metric) in enumerate(self.tree.metrics(), 1):
             families.add(tree_name, metric)
             if i % METRICS_PER_STEP == 0:

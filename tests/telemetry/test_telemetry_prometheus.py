@@ -8,7 +8,11 @@ from twisted.internet.task import Clock
 from l5d_twisted.context import PluginContext
 from l5d_twisted.registry import TELEMETERS
 from l5d_twisted.telemetry.metrics import MetricsTree
-from l5d_twisted.telemetry.prometheus import PrometheusExposition, name_and_labels
+from l5d_twisted.telemetry.prometheus import (
+    LINKERD1_QUANTILES,
+    PrometheusExposition,
+    name_and_labels,
+)
 
 K8S_CLIENT = "%/io.l5d.k8s.daemonset/default/incoming/l5d/#/io.l5d.k8s/default/http/world-v1"
 
@@ -57,7 +61,7 @@ def test_names_and_labels_as_linkerd() -> None:
 
 
 def test_exposition_parses_with_expected_samples() -> None:
-    text = PrometheusExposition(populated_tree()).render().decode()
+    text = PrometheusExposition(populated_tree(), quantiles=LINKERD1_QUANTILES).render().decode()
     got = samples(text)
     assert got[key("rt:service:requests", rt="outgoing", service="svc/hello")] == 10
     assert got[key("rt:client:requests", rt="outgoing", client=K8S_CLIENT)] == 4
