@@ -34,6 +34,7 @@ def tune_gc() -> None:
     # (measured: gen-2 pauses fell from 385 ms to 30 ms per 20 s under load).
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    gc.enable()  # off since run() began
 
 
 def add_parser(subparsers: Any) -> None:
@@ -62,6 +63,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # No collections while starting: start-up creates ~50,000 objects that live as long as
+    # the process, and the collector ran ~100 times over them (16-29 ms of a ~0.4 s start,
+    # bench/README.md "Start-up"); tune_gc() freezes them and turns it back on.
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     from l5d_twisted.tls_imports import leave_out_http2, leave_out_tls_unless_used
 
     leave_out_http2()  # before twisted.web, which the config's telemeters import
@@ -104,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if workers > 1:
         from l5d_twisted.workers.run import run_supervisor
 
+        gc.enable()  # the supervisor does not call tune_gc()
         return run_supervisor(args, config, workers)
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import ReactorNotRunning

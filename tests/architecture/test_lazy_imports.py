@@ -41,7 +41,7 @@ LEFT_OUT_OF_PLAIN_RUN = (
 # Runs `l5d-twisted run CONFIG` in this process; once the router answers, writes the
 # modules loaded to OUT and sends itself SIGTERM (the mesh drains and exits 0).
 RUNNER = """\
-import json, os, signal, socket, sys, threading, time
+import gc, json, os, signal, socket, sys, threading, time
 
 from l5d_twisted.cli import main
 
@@ -59,8 +59,10 @@ def report():
         except OSError:
             time.sleep(0.05)
     loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+    while not gc.isenabled() and time.monotonic() < deadline:
+        time.sleep(0.05)  # off while starting; on again once the mesh has started
     with open(OUT, "w") as f:
-        json.dump(loaded, f)
+        json.dump({"modules": loaded, "gc": gc.isenabled(), "frozen": gc.get_freeze_count()}, f)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -90,7 +92,9 @@ CLIENT_TLS = PLAIN.replace(
 )
 
 
-def run_and_list_modules(processes: Processes, tmp_path: Path, config_text: str) -> set[str]:
+def run_and_list_modules(
+    processes: Processes, tmp_path: Path, config_text: str
+) -> tuple[set[str], dict[str, Any]]:
     (tmp_path / "disco").mkdir(exist_ok=True)
     port = free_port()
     config = tmp_path / "l5d.yaml"
@@ -107,23 +111,26 @@ def run_and_list_modules(processes: Processes, tmp_path: Path, config_text: str)
         pytest.fail(f"the run did not exit:\n{processes.log(proc)}")
     assert proc.returncode == 0, processes.log(proc)
     assert out.exists(), processes.log(proc)
-    return set(json.loads(out.read_text()))
+    report = json.loads(out.read_text())
+    return set(report.pop("modules")), report
 
 
 @pytest.mark.slow
 def test_a_plain_http_run_imports_no_tls_k8s_http2_or_unused_plugins(
     processes: Processes, tmp_path: Path
 ) -> None:
-    loaded = run_and_list_modules(processes, tmp_path, PLAIN)
+    loaded, gc_state = run_and_list_modules(processes, tmp_path, PLAIN)
     assert "l5d_twisted.namers.fs" in loaded  # what the config names is there
     assert "l5d_twisted.telemetry.prometheus_telemeter" in loaded
     assert "twisted.internet.tcp" in loaded
     assert sorted(set(LEFT_OUT_OF_PLAIN_RUN) & loaded) == []
+    # the collector, off during start-up, runs again, with the start-up's objects frozen
+    assert gc_state["gc"] and gc_state["frozen"] > 10_000, gc_state
 
 
 @pytest.mark.slow
 def test_a_run_whose_config_uses_tls_has_it(processes: Processes, tmp_path: Path) -> None:
-    loaded = run_and_list_modules(processes, tmp_path, CLIENT_TLS)
+    loaded, _ = run_and_list_modules(processes, tmp_path, CLIENT_TLS)
     assert {"OpenSSL", "service_identity", "twisted.internet.ssl"} <= loaded
 
 
@@ -184,3 +191,14 @@ def test_a_kind_is_found_without_importing_other_plugins() -> None:
         check=True,
     ).stdout
     assert out.strip() == "['l5d_twisted.namers.fs']", out
+
+
+def test_run_turns_the_collector_back_on_when_it_returns_early(tmp_path: Path) -> None:
+    import argparse
+    import gc
+
+    from l5d_twisted.cli.run import run
+
+    args = argparse.Namespace(config=str(tmp_path / "missing.yaml"), admin_ip=None)
+    assert run(args) == 2
+    assert gc.isenabled()
