@@ -220,6 +220,8 @@ def child(args: argparse.Namespace) -> int:
         install(loop)
 
     gc_cpu = [0.0, 0.0, 0]  # total, start of the current collection, collections
+    gc_found = [0, 0, 0]  # collections per generation
+    gc_garbage = [0]  # objects collected (found unreachable)
 
     def on_gc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -227,6 +229,8 @@ def child(args: argparse.Namespace) -> int:
         else:
             gc_cpu[0] += time.process_time() - gc_cpu[1]
             gc_cpu[2] += 1
+            gc_found[info["generation"]] += 1
+            gc_garbage[0] += info["collected"]
 
     gc.callbacks.append(on_gc)
     window: dict[str, Any] = {"n": 0}
@@ -234,7 +238,7 @@ def child(args: argparse.Namespace) -> int:
 
     def start(signum: int, frame: Any) -> None:
         window["times"] = os.times()
-        window["gc"] = (gc_cpu[0], gc_cpu[2])
+        window["gc"] = (gc_cpu[0], gc_cpu[2], list(gc_found), gc_garbage[0])
         if window["n"] == 1:
             profiler.enable()
 
@@ -247,6 +251,8 @@ def child(args: argparse.Namespace) -> int:
             "system_s": end.system - begin.system,
             "gc_s": gc_cpu[0] - window["gc"][0],
             "gc_collections": gc_cpu[2] - window["gc"][1],
+            "gc_by_generation": [a - b for a, b in zip(gc_found, window["gc"][2])],
+            "gc_collected_objects": gc_garbage[0] - window["gc"][3],
         }
         if window["n"] == 1:
             own, syscall_s, calls = split_profile(pstats.Stats(profiler).stats)  # type: ignore[attr-defined]
@@ -460,8 +466,9 @@ def main() -> int:
         f"proxy {'on CPU ' + proxy_cpu if proxy_cpu else 'not pinned'}, wrk -c {args.connections}"
     )
     print(
-        f"window 1: {n:,} requests, {plain['wrk_rps']:,.0f} req/s, {plain['gc_collections']} "
-        f"collections; window 2 (profiled): {prof['wrk_rps']:,.0f} req/s, "
+        f"window 1: {n:,} requests, {plain['wrk_rps']:,.0f} req/s, GC collections by "
+        f"generation {plain['gc_by_generation']} finding {plain['gc_collected_objects']:,} "
+        f"unreachable objects; window 2 (profiled): {prof['wrk_rps']:,.0f} req/s, "
         f"{prof['profile_calls'] / max(prof['requests'], 1):.0f} Python calls per request"
     )
     print()

@@ -18,10 +18,12 @@ stricter wins), then:
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from l5d_twisted.errors import DeadlineExceeded, MeshError, RequestTimeout
 from l5d_twisted.request_context import DEADLINE
@@ -65,6 +67,110 @@ def format_deadline(now_ns: int, deadline_ns: int) -> bytes:
     return b"%d %d" % (now_ns, deadline_ns)
 
 
+class _TimedCall:
+    """One call under the total timeout: the caller's Deferred and the next layer's."""
+
+    __slots__ = ("inner", "outer", "deadline", "done", "_timer")
+
+    def __init__(self, inner: Deferred[Any], deadline: float, timer: _TotalTimer) -> None:
+        self.inner: Deferred[Any] | None = inner
+        self.outer: Deferred[Any] | None = Deferred(self._cancel)
+        self.deadline = deadline
+        self.done = False
+        self._timer = timer
+
+    def _cancel(self, _outer: Deferred[Any]) -> None:
+        if self.inner is not None:
+            self.inner.cancel()
+
+    def outcome(self, result: Any) -> None:
+        outer = self.outer
+        if self.done or outer is None or outer.called:
+            body = getattr(result, "body", None)
+            if body is not None:
+                body.discard()
+            return None  # swallow: the caller already has its answer
+        self._settle()
+        if isinstance(result, Failure):
+            outer.errback(result)
+        else:
+            outer.callback(result)
+        return None
+
+    def expire(self) -> None:
+        outer, inner = self.outer, self.inner
+        self._settle()
+        if inner is not None:
+            inner.cancel()
+        if outer is not None and not outer.called:
+            outer.errback(self._timer.error())
+
+    def _settle(self) -> None:
+        # (no reference back to the caller's Deferred, whose canceller holds this call)
+        self.done = True
+        self.outer = self.inner = None
+        self._timer.settled()
+
+
+class _TotalTimer:
+    """The calls one filter times with its ``totalTimeoutMs``, oldest first, under one timer.
+
+    Every call gets the same timeout, so deadlines come in the order calls start: one
+    reactor timer, for the oldest call still pending, replaces a ``callLater`` and a
+    ``cancel`` per request.  Settled calls leave the queue when they reach its head, or
+    all at once when they outnumber the pending ones (so the queue stays within twice the
+    requests in flight).
+    """
+
+    __slots__ = ("_clock", "_timeout_s", "_queue", "_pending", "_call")
+
+    def __init__(self, clock: Any, timeout_s: float) -> None:
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._queue: deque[_TimedCall] = deque()
+        self._pending = 0
+        self._call: Any = None  # the reactor timer
+
+    def error(self) -> MeshError:
+        return RequestTimeout(
+            f"exceeded {self._timeout_s * 1000:g} ms total timeout", timeout_s=self._timeout_s
+        )
+
+    def add(self, call: _TimedCall, now: float) -> None:
+        queue = self._queue
+        queue.append(call)
+        self._pending += 1
+        if self._call is None:
+            self._call = self._clock.callLater(max(call.deadline - now, 0.0), self._fire)
+        elif len(queue) > 64 and len(queue) > 2 * self._pending:
+            self._queue = deque(c for c in queue if not c.done)
+
+    def settled(self) -> None:
+        self._pending -= 1
+        if not self._pending and self._call is not None:
+            # idle: no timer left behind (and the next call starts a fresh queue)
+            self._call.cancel()
+            self._call = None
+            self._queue.clear()
+
+    def _fire(self) -> None:
+        self._call = None
+        now = self._clock.seconds()
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            if head.done:
+                queue.popleft()
+                continue
+            if head.deadline > now:
+                break
+            queue.popleft()
+            head.expire()
+        # (an expiry may have settled the last call and cleared the queue)
+        if queue and self._call is None:
+            self._call = self._clock.callLater(max(queue[0].deadline - now, 0.0), self._fire)
+
+
 class DeadlineFilter(Filter[Any, Any]):
     def __init__(self, clock: Any, total_timeout_s: float | None = None) -> None:
         if total_timeout_s is not None and total_timeout_s <= 0:
@@ -72,17 +178,21 @@ class DeadlineFilter(Filter[Any, Any]):
         self._clock = clock
         self.total_timeout_s = total_timeout_s
         self._total_ns = None if total_timeout_s is None else int(total_timeout_s * _NS)
+        self._total = None if total_timeout_s is None else _TotalTimer(clock, total_timeout_s)
 
     def apply(self, request: Any, service: Service[Any, Any]) -> Deferred[Any]:
         headers = request.headers
         has_header = DEADLINE_HEADER in headers
-        if not has_header and self._total_ns is None:
-            return service(request)  # nothing to enforce: no clock read, no timer, no callback
+        total_ns = self._total_ns
+        if not has_header:
+            if total_ns is None:
+                return service(request)  # nothing to enforce: no clock read, no timer, no callback
+            return self._apply_total(request, service, headers, total_ns)
         now_ns = int(self._clock.seconds() * _NS)
-        deadline_ns = parse_deadlines(headers.get_all(DEADLINE_HEADER)) if has_header else None
+        deadline_ns = parse_deadlines(headers.get_all(DEADLINE_HEADER))
         from_total = False
-        if self._total_ns is not None:
-            total_deadline = now_ns + self._total_ns
+        if total_ns is not None:
+            total_deadline = now_ns + total_ns
             if deadline_ns is None or total_deadline < deadline_ns:
                 deadline_ns = total_deadline
                 from_total = True
@@ -113,3 +223,35 @@ class DeadlineFilter(Filter[Any, Any]):
             )
 
         return call_with_timeout(service, request, remaining_s, self._clock, error)
+
+    def _apply_total(
+        self, request: Any, service: Service[Any, Any], headers: Any, total_ns: int
+    ) -> Deferred[Any]:
+        """The common case: no deadline came with the request, totalTimeoutMs applies.
+
+        As ``call_with_timeout``, but timed by the filter's one queue (``_TotalTimer``)
+        and without closures: measured ~7 us of the ~49 us a routed request cost in
+        ``bench/router/cost.py`` before.
+        """
+        now = self._clock.seconds()
+        now_ns = int(now * _NS)
+        deadline_ns = now_ns + total_ns
+        headers.add(DEADLINE_HEADER, b"%d %d" % (now_ns, deadline_ns))  # (it had none)
+        deadline = deadline_ns / _NS
+        request.ctx[DEADLINE] = deadline
+        try:
+            inner = service(request)
+        except Exception as e:
+            d: Deferred[Any] = Deferred()
+            d.errback(Failure(e))
+            return d
+        if inner.called:  # answered synchronously: nothing to time
+            return inner
+        timer = self._total
+        assert timer is not None
+        call = _TimedCall(inner, deadline, timer)
+        outer = call.outer
+        assert outer is not None
+        timer.add(call, now)
+        inner.addBoth(call.outcome)
+        return outer
