@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -242,9 +242,7 @@ class DeadlineFilter(Filter[Any, Any]):
         try:
             inner = service(request)
         except Exception as e:
-            d: Deferred[Any] = Deferred()
-            d.errback(Failure(e))
-            return d
+            return fail(e)
         if inner.called:  # answered synchronously: nothing to time
             return inner
         timer = self._total
