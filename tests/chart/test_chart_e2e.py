@@ -310,7 +310,10 @@ def start_cluster(processes: Processes, tmp_path: Path, sets: tuple[str, ...]) -
         processes.start(*argv, env=env, name=name)
 
     for node in nodes:
-        wait_for_port(node.ip, node.admin, timeout=30)
+        # The admin first, then the routers' ports (with `workers`, worker processes listen
+        # on those, after the admin is up).
+        for port in (node.admin, node.outgoing, node.incoming):
+            wait_for_port(node.ip, port, timeout=30)
     wait_for_port(hello_ip, hello_port)
     wait_for_port(world_ip, world_port)
     wait_for_port(world_v2_ip, world_v2_port)
@@ -417,7 +420,6 @@ def test_admin_is_on_the_pod_ip_only_and_the_probes_answer(cluster: Cluster) -> 
                 assert response.status == 200, (kind, probe)
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian prometheus missing")
 def start_prometheus(cluster: Cluster) -> str:
     """The chart's Prometheus (rendered config and rules) scraping the cluster's mesh pods, by
     file_sd targets carrying the labels Kubernetes discovery would; returns its base URL."""
@@ -474,6 +476,7 @@ def start_prometheus(cluster: Cluster) -> str:
     return base
 
 
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian prometheus missing")
 def test_prometheus_scrapes_the_mesh_and_dashboards_have_data(cluster: Cluster) -> None:
     node1, node2 = cluster.nodes
     base = start_prometheus(cluster)
@@ -573,6 +576,7 @@ def dashboard_expr(title: str) -> str:
     return str(expr).replace("$router", "outgoing")
 
 
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian prometheus missing")
 def test_error_panels_show_zero_on_a_healthy_mesh(staging_cluster: Cluster) -> None:
     # The staging cluster's world never fails: a healthy mesh, scraped by the chart's
     # Prometheus.  It exposes no 4XX or 5XX counter at all, which left the panels on "No
