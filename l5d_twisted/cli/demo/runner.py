@@ -393,7 +393,7 @@ l5d-twisted demo is running  (config {self.config_path}, logs {self.directory / 
 
 Try:
   curl -x {ip}:{o.outgoing_port} http://hello          # hello calls world, both through the mesh
-  curl -x {ip}:{o.outgoing_port} http://world          # repeat: the answer alternates between the worlds
+  curl -x {ip}:{o.outgoing_port} http://world          # repeat: either world answers
   curl -X POST -d 0.3 http://{ip}:{world}/setFailureRate   # world-1 fails 30% of requests
   curl -X POST -d 200 http://{ip}:{world}/setLatency       # world-1 answers 200 ms later
 Stop an instance and watch the mesh route around it (from another terminal):
