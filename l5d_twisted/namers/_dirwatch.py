@@ -69,7 +69,8 @@ def inotify_watcher(
         if inotify is None or not IReactorFDSet.providedBy(reactor) or not os.path.isdir(root_dir):
             return None
         try:
-            notifier: Any = inotify.INotify(reactor)  # type: ignore[no-untyped-call]
+            make: Any = inotify.INotify  # untyped
+            notifier: Any = make(reactor)
         except Exception as e:  # e.g. the inotify instance limit
             log.warn(
                 "io.l5d.fs: no inotify ({error}); polling {root_dir}", error=e, root_dir=root_dir

@@ -106,6 +106,21 @@ _RACY_NS = 2_000_000_000
 class _Name:
     """What the namer knows about one service file, shared by all lookups of it."""
 
+    __slots__ = (
+        "namer",
+        "name",
+        "file",
+        "watchers",
+        "signature",
+        "text",
+        "racy",
+        "errors",
+        "addr",
+        "bound",
+        "tree",
+        "__weakref__",
+    )
+
     def __init__(self, namer: FsNamer, name: str) -> None:
         self.namer = namer
         self.name = name

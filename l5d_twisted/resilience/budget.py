@@ -14,7 +14,6 @@ Tokens are counted in thousandths (integers) so that sums never drift.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 _SCALE = 1000  # one retry == 1000 units
@@ -46,8 +45,10 @@ class RetryBudget:
         self._deposit_units = int(round(percent_can_retry * _SCALE))
         self._reserve_units = int(round(min_retries_per_sec * ttl_secs * _SCALE))
         self._slice_s = ttl_secs / _SLICES
-        # (slice number, units deposited minus withdrawn during that slice)
-        self._slices: deque[list[int]] = deque()
+        # (slice number, units deposited minus withdrawn during that slice); a list, not a
+        # deque: at most _SLICES entries, and an empty deque costs 600 bytes, a good part of
+        # what each routed name held (issue 17: a route and a client have a budget each)
+        self._slices: list[list[int]] = []
         self._window_sum = 0
         self._current_until = float("-inf")  # end of the newest slice (clock seconds)
 
@@ -60,7 +61,7 @@ class RetryBudget:
         slices = self._slices
         oldest_kept = number - _SLICES + 1
         while slices and slices[0][0] < oldest_kept:
-            self._window_sum -= slices.popleft()[1]
+            self._window_sum -= slices.pop(0)[1]
         if slices and slices[-1][0] == number:
             return slices[-1]
         current = [number, 0]
