@@ -91,6 +91,11 @@ def test_demo_routes_hello_to_both_worlds_and_stops_cleanly(
         )
     }
     assert set(pids) == {"l5d", "world-1", "world-2", "hello"}
+    # the banner's first request was answered by this demo's hello, through the mesh
+    assert (
+        f"first request through the mesh: 200 Hello (127.0.0.1:{p['hello']}) world (127.0.0.1:"
+        in log
+    ), log
 
     # the generated config passes `l5d-twisted check`
     check = subprocess.run(

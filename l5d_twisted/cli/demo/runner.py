@@ -364,7 +364,12 @@ class Demo:
         return True
 
     async def _first_request(self) -> str:
-        """One call through the mesh, retried briefly while discovery settles."""
+        """One call through the mesh, retried briefly while discovery settles.
+
+        Only this demo's hello counts (it names its ip:port): an answer from anything else
+        is not taken for the mesh working.
+        """
+        ours = f"Hello ({self.options.ip}:{self.options.hello_port}) "
         deadline = self.reactor.seconds() + 10.0
         last = ""
         while self.reactor.seconds() < deadline and not self.stopping:
@@ -373,9 +378,12 @@ class Demo:
             except ClientError as e:
                 last = f"no answer ({e})"
             else:
-                last = f"{response.status} {response.body.decode('utf-8', 'replace').strip()}"
-                if response.status == 200:
+                body = response.body.decode("utf-8", "replace").strip()
+                last = f"{response.status} {body}"
+                if response.status == 200 and body.startswith(ours):
                     return last
+                if response.status == 200:
+                    last += f"  (not from this demo's hello on port {self.options.hello_port})"
             await task.deferLater(self.reactor, 0.2, lambda: None)
         return last
 
