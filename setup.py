@@ -33,6 +33,8 @@ setup(
             "pytest-timeout>=2.2",
             "hypothesis>=6.100",
             "kmock>=0.8",
+            # tests/telemetry/test_telemetry_influxdb.py reads io.l5d.influxdb's lines with it.
+            "line-protocol-parser>=2.0",
             "kubernetes-validate>=1.30",
             "playwright>=1.45",
             "ruff>=0.5",

@@ -30,7 +30,7 @@ class UdpClock(Clock):
     def listenUDP(self, port: int, protocol: object, interface: str = "") -> object:  # noqa: N802
         from twisted.internet import reactor
 
-        return reactor.listenUDP(port, protocol, interface="127.0.0.1")  # type: ignore[attr-defined]
+        return reactor.listenUDP(port, protocol, interface="127.0.0.1")
 
 
 @pytest.fixture
