@@ -4,6 +4,7 @@
     python3 bench/scale/endpoints.py --only changes      # discovery churn only
     python3 bench/scale/endpoints.py --only balancers --kinds p2c,aperture
     python3 bench/scale/endpoints.py --repo /tmp/old --no-cap   # an older tree
+    python3 bench/scale/endpoints.py --only inprocess --repo /tmp/old   # A/B, one change's CPU
 
 On free 127.0.0.1 ports: kmock's Kubernetes emulator (``tests/k8s/k8s_kmock_server.py``)
 preloaded with one service ``svc`` in namespace ``bench`` whose E endpoints are split into
@@ -22,6 +23,11 @@ EndpointSlices of ``--per-slice`` (100, Kubernetes' default), one ``l5d-twisted 
    for ``--duration`` s (after a warm-up): the mesh's CPU per request, p50/p99 from the
    generator, and the mesh's open sockets after the run (``/proc/PID/fd``); for p2c and
    ewma at E = 1,000 also with ``hostConnectionPool.maxIdlePerClient: --cap``.
+
+3. **inprocess** (only with ``--only inprocess``): CPU µs per change from the watch line to
+   the balancer in one process (a stub API, real namer, BoundClient, EndpointClients, a
+   task.Clock), for this tree and ``--repo`` interleaved ``--rounds`` times: no HTTP, no
+   kmock, so it is the mesh's own work, and A/B interleaving survives contention.
 
 Every process is stopped by PID; nothing leaves 127.0.0.0/8.  CPU figures survive
 contention better than latencies: the load (``uptime``) is printed with the results.
@@ -404,6 +410,96 @@ def load(args: argparse.Namespace, endpoints: int, kind: str, cap: int | None) -
             setup.stop()
 
 
+# --- 3. in-process: the cost of one change, without HTTP or kmock -----------------------------
+
+
+def inprocess_child(endpoints: int, per_slice: int, kind: str, changes: int) -> float:
+    """CPU µs per change from the watch line to the balancer (run with PYTHONPATH = a tree):
+    a stub API hands MODIFIED lines to the namer, whose name a BoundClient with real
+    EndpointClients observes, on a task.Clock."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from l5d_twisted.balancers.base import BalancerContext
+    from l5d_twisted.http.client import EndpointClient, PoolSettings
+    from l5d_twisted.k8s.api import WatchHandle
+    from l5d_twisted.k8s.namer import K8sNamer
+    from l5d_twisted.k8s.watcher import WatchSettings
+    from l5d_twisted.naming.path import Path as NamePath
+    from l5d_twisted.registry import BALANCERS
+    from l5d_twisted.router.client import BoundClient
+    from l5d_twisted.telemetry.stats import NULL_STATS
+
+    class Api:
+        on_line: Any = None
+
+        def __init__(self, items: list[dict[str, Any]]) -> None:
+            self.items = items
+
+        async def get_json(self, path: str, params: Any = None) -> dict[str, Any]:
+            return {"metadata": {"resourceVersion": "1"}, "items": self.items}
+
+        def watch(self, path: str, params: Any, on_line: Any, idle: float) -> WatchHandle:
+            self.on_line = on_line
+            return WatchHandle(Deferred())
+
+    clock = Clock()
+    ips = [endpoint_ip(i) for i in range(endpoints)]
+    slices = [ips[k : k + per_slice] for k in range(0, endpoints, per_slice)]
+    api = Api([slice_object(k, s, 8080) for k, s in enumerate(slices)])
+    namer = K8sNamer(
+        api,  # type: ignore[arg-type]
+        NamePath.read("/io.l5d.k8s"),
+        clock,
+        settings=WatchSettings(resync_s=0),
+    )
+    states: list[Any] = []
+    namer.lookup(NamePath.read(f"/{NAMESPACE}/http/svc")).observe(states.append)
+    plugin = BALANCERS.get(kind)
+    client = BoundClient(
+        states[-1].value.value,
+        make_endpoint=lambda a: EndpointClient(clock, a, PoolSettings(), NULL_STATS),
+        balancer=plugin.factory(plugin.config_type(), BalancerContext(clock)),
+        reactor=clock,
+        binding_timeout_s=10,
+    )
+    assert len(client.addresses()) == endpoints
+    lines = []
+    for i in range(changes):
+        k = i % len(slices)
+        slices[k][(i // len(slices)) % len(slices[k])] = endpoint_ip(i, block=2)
+        event = {"type": "MODIFIED", "object": slice_object(k, slices[k], 8080)}
+        event["object"]["metadata"]["resourceVersion"] = str(2 + i)
+        lines.append(json.dumps(event).encode())
+    started = time.process_time()
+    for line in lines:
+        api.on_line(line)
+    spent = time.process_time() - started
+    assert len(client.addresses()) == endpoints
+    return spent / changes * 1e6
+
+
+def inprocess(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each tree (this one, and ``--repo`` if given) in turn, interleaved, ``--rounds`` times."""
+    trees = {"this": REPO}
+    if args.repo:
+        trees["repo"] = Path(args.repo).resolve()
+    rows = []
+    for kind in args.kinds.split(","):
+        for endpoints, per_slice in ((100, 100), (1000, 100), (1000, 1000)):
+            row: dict[str, Any] = {"kind": kind, "endpoints": endpoints, "per_slice": per_slice}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    env = dict(os.environ, PYTHONPATH=str(tree))
+                    child = [sys.executable, str(Path(__file__).resolve()), "--inprocess-child"]
+                    child += [str(endpoints), str(per_slice), kind, "200"]
+                    out = subprocess.run(child, env=env, capture_output=True, text=True, check=True)
+                    row.setdefault(f"{name}_us_per_change", []).append(round(float(out.stdout)))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def uptime() -> str:
     return Path("/proc/loadavg").read_text().strip()
 
@@ -413,8 +509,13 @@ def main() -> None:
         ips = json.loads(Path(sys.argv[3]).read_text())
         asyncio.run(serve_backend(ips, int(sys.argv[2])))
         return
+    if len(sys.argv) == 6 and sys.argv[1] == "--inprocess-child":
+        e, per, kind, n = sys.argv[2:]
+        print(inprocess_child(int(e), int(per), kind, int(n)))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["changes", "balancers"])
+    parser.add_argument("--only", choices=["changes", "balancers", "inprocess"])
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of --only inprocess")
     parser.add_argument("--repo", help="the tree to run the mesh from (default: this one)")
     parser.add_argument("--per-slice", type=int, default=100)
     parser.add_argument("--sizes", default="100,1000", help="E for the changes part")
@@ -431,6 +532,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     results: dict[str, Any] = {"load_before": uptime()}
+    if args.only == "inprocess":
+        results["inprocess"] = inprocess(args)
     if args.only in (None, "changes"):
         results["changes"] = []
         for e in (int(x) for x in args.sizes.split(",")):
