@@ -126,6 +126,11 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
             )
     if spec is INVALID or prefix is INVALID:
         return INVALID
+    if prefix is None and getattr(type(spec.config), "PREFIX_REQUIRED", False):
+        # a kind without a default prefix (linkerd 1's io.l5d.rewrite)
+        return decoder.error(
+            where, node, f"missing required key 'prefix' ({spec.kind} has no default prefix)"
+        )
     return NamerSpec(spec.kind, prefix if prefix is not None else Path.of(spec.kind), spec.config)
 
 
