@@ -22,6 +22,10 @@ requestDtab:
 {{ tpl .Values.mesh.configOverride . }}
 {{- else -}}
 {{- $dtab := tpl .Values.mesh.dtab . | trim -}}
+{{- with .Values.mesh.workers -}}
+# Reactor processes sharing the router ports (auto: one per CPU of the container's limit).
+workers: {{ . }}
+{{- end }}
 admin:
 {{- if .Values.mesh.admin.bindPodIP }}
   # Every pod reads this file: the DaemonSet passes the pod's own IP with --admin-ip.

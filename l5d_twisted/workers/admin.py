@@ -23,6 +23,7 @@ The supervisor routes nothing; it serves the admin port for all its workers with
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,7 @@ from twisted.web.server import Request as WebRequest
 
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.requests_page import render_requests_page
-from l5d_twisted.admin.server import AdminServer, _arg, _send_json
+from l5d_twisted.admin.server import AdminServer, _AdminPort, _arg, _send_json
 from l5d_twisted.telemetry.merged import (
     MergedMetrics,
     WorkerProcessCollector,
@@ -203,14 +204,23 @@ class WorkersAdminServer(AdminServer):
         # The dashboard samples the merged tree: refresh it just before each sample.
         self._refresher: Any = None
 
-    def listen(self, ip: str, port: int) -> Any:
+    def listen_on(self, sock: socket.socket) -> Any:
+        """Serve on a bound socket (the supervisor reserved the port before the workers)."""
         from twisted.internet.task import LoopingCall
 
-        listening = super().listen(ip, port)
+        sock.listen(50)  # Twisted's default backlog
+        sock.setblocking(False)  # as adoptStreamPort requires
+        try:
+            port = self.reactor.adoptStreamPort(sock.fileno(), sock.family, self.site)
+        finally:
+            sock.close()  # adopted: the reactor holds its own copy
+        self.sampler.start()
+        host = port.getHost()
+        log.info("admin server on {ip}:{port}", ip=host.host, port=host.port)
         self._refresher = LoopingCall(self.workers_target.view.refresh)
         self._refresher.clock = self.reactor
         self._refresher.start(max(0.5, self.sampler.interval_s - 0.5), now=True)
-        return listening
+        return _AdminPort(port, self.sampler.stop)
 
     def stop_refreshing(self) -> None:
         if self._refresher is not None and self._refresher.running:

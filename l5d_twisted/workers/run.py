@@ -56,7 +56,7 @@ def run_supervisor(args: Any, config: Any, count: int) -> int:
         signal.signal(signal.SIGINT, on_signal)
         try:
             supervisor.start().addErrback(failed_to_start)
-        except Exception as e:  # the admin port cannot be bound: nothing started yet
+        except OSError as e:  # the admin port cannot be bound: nothing started yet
             print(f"l5d-twisted: cannot start: {e}", file=sys.stderr)
             supervisor.exit_code = 1
             stop_reactor()

@@ -3,8 +3,8 @@
 ``l5d-twisted run`` with ``workers`` above 1 (after ``auto`` is resolved) runs this in the
 process that was started (PID 1 in a container, the one the kubelet signals):
 
-1. it binds the admin port (``GET /ready`` answers 503 ``starting`` until every worker has
-   started);
+1. it binds the admin port (so the workers know it), and listens on it once every worker
+   has started, as one process opens its admin port last;
 2. it starts N workers (:mod:`.worker`), each with a private control channel (a
    ``socketpair``) and the config text it read, and waits until every one has bound its
    router ports (all with ``SO_REUSEPORT``); if any worker fails to start, it stops the
@@ -105,7 +105,8 @@ class Supervisor:
         self.stopping = False
         self.exit_code = 0
         self.admin: Any = None
-        self.admin_port: Any = None
+        self.admin_port: Any = None  # listening once every worker has started
+        self._admin_socket: socket.socket | None = None  # bound (the port reserved) until then
         self._stopped: Deferred[None] | None = None
         self._started: Deferred[None] = Deferred()
         self._on_shutdown: list[Any] = []
@@ -123,6 +124,12 @@ class Supervisor:
     def on_shutdown(self, callback: Any) -> None:
         self._on_shutdown.append(callback)
 
+    def admin_port_number(self) -> int:
+        if self.admin_port is not None:
+            return int(self.admin_port.getHost().port)
+        assert self._admin_socket is not None
+        return int(self._admin_socket.getsockname()[1])
+
     # -- starting ------------------------------------------------------------------------
 
     def start(self) -> Deferred[None]:
@@ -133,7 +140,10 @@ class Supervisor:
         target.build_telemeters()
         self.admin = WorkersAdminServer(target, self.reactor)
         admin = self.config.admin
-        self.admin_port = self.admin.listen(admin.ip, admin.port)
+        # The port is bound now (the workers must know it: a request dtab may not reach it)
+        # but listens only once the routers do, as in one process: an open admin port
+        # means a serving mesh.
+        self._admin_socket = reserve_port(admin.ip, admin.port)
         self.restarts_counter = view.tree.stats.counter("workers", "restarts")
         view.tree.stats.gauge("workers", "running", fn=lambda: float(len(self.live_workers())))
         for index in range(self.count):
@@ -172,7 +182,7 @@ class Supervisor:
         finally:
             child_end.close()
             parent_end.close()
-        admin_port = self.admin_port.getHost().port
+        admin_port = self.admin_port_number()
         d = handle.channel.request(
             "start",
             index=index,
@@ -201,10 +211,13 @@ class Supervisor:
             return
         if not self.all_started and all(w.state == "running" for w in self.workers.values()):
             self.all_started = True
+            reserved, self._admin_socket = self._admin_socket, None
+            if reserved is not None:
+                self.admin_port = self.admin.listen_on(reserved)
             log.info(
                 "mesh started: {count} workers, admin on {admin}",
                 count=self.count,
-                admin=f"{self.config.admin.ip}:{self.admin_port.getHost().port}",
+                admin=f"{self.config.admin.ip}:{self.admin_port_number()}",
             )
             self._started.callback(None)
 
@@ -318,9 +331,25 @@ class Supervisor:
             self.admin.stop_refreshing()
         if self.admin_port is not None:
             self.admin_port.stopListening()
+        if self._admin_socket is not None:
+            self._admin_socket.close()
+            self._admin_socket = None
         log.info("mesh stopped")
         for callback in self._on_shutdown:
             callback()
+
+
+def reserve_port(ip: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``ip:port`` (SO_REUSEADDR, as Twisted binds), not listening yet."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((ip, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot bind the admin port {ip}:{port}: {e.strerror}") from None
+    return sock
 
 
 def _worker_env() -> dict[str, str]:
