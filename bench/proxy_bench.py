@@ -20,9 +20,10 @@ One command.  On free loopback ports it starts
 
 with ``--pin`` (the default) the single-process proxies on the last CPU and the backend and
 load generators on the others, so each gets one core to itself as its single process/worker
-would; ``workers: 2`` is not pinned: its two workers may use every CPU, including the one
-the load generator and the backend run on (on a 2-CPU machine that is the only way to give
-it two cores, so its row shows the mechanism, not how it scales on a node with cores to
+would; ``workers: 2`` gets the last two CPUs when there are 4 or more (the backend and
+load generators then the rest), else every CPU, including the one the load generator and
+the backend run on (on a 2-CPU machine that is the only way to give it two cores, so its
+row, marked "unpinned", shows the mechanism, not how it scales on a node with cores to
 spare).  Then it measures each path twice:
 
 1. **fixed concurrency**: ``wrk -c 50 -t 2 -d <duration>s --latency``: requests/s, p50, p99;
@@ -251,7 +252,7 @@ class Target:
     name: str  # table row
     port: int
     proc: subprocess.Popen[bytes] | None = None  # the proxy process (None: direct)
-    role: str = "proxy"  # CPU placement: proxy (the last CPU) or all
+    role: str = "proxy"  # CPU placement (Bench.cpus): proxy, workers
     results: dict[str, Any] = field(default_factory=dict)
     skipped: str = ""  # why the row was not measured
 
@@ -270,14 +271,18 @@ class Bench:
 
     # -- processes ----------------------------------------------------------------------
     def cpus(self, role: str) -> set[int] | None:
-        """With --pin: proxies on the last CPU, backend and load generators on the others;
-        role "all": every CPU."""
+        """With --pin: single-process proxies ("proxy") on the last CPU, backend and load
+        generators ("load") on the others; ``workers: 2`` ("workers") on the last two CPUs
+        when there are 4 or more (the load then on the rest), else on every CPU."""
         available = sorted(os.sched_getaffinity(0))
         if not self.args.pin or len(available) < 2:
             return None
-        if role == "all":
-            return set(available)
-        return {available[-1]} if role == "proxy" else set(available[:-1])
+        spare = len(available) >= 4  # room for two proxy CPUs and two load CPUs
+        if role == "workers":
+            return set(available[-2:]) if spare else set(available)
+        if role == "proxy":
+            return {available[-1]}
+        return set(available[:-2] if spare else available[:-1])
 
     def pinned(self, role: str) -> Callable[[], None] | None:
         cpus = self.cpus(role)
@@ -369,8 +374,10 @@ class Bench:
 
     def l5d(self, key: str, workers: int) -> Target:
         port = free_port()
-        role = "proxy" if workers == 1 else "all"
-        name = f"l5d-twisted workers: {workers}" + ("" if workers == 1 else " (unpinned)")
+        role = "proxy" if workers == 1 else "workers"
+        cpus = self.cpus(role)
+        shared = cpus is None or cpus & (self.cpus("load") or set())
+        name = f"l5d-twisted workers: {workers}" + (" (unpinned)" if workers > 1 and shared else "")
         config = self.l5d_config(workers, port)
         target = Target(key, name, port, role=role)
         target.skipped = self.workers_unsupported(config)
@@ -589,12 +596,14 @@ def versions() -> str:
     )
 
 
-def environment(pin: bool) -> str:
-    cpus = sorted(os.sched_getaffinity(0))
+def environment(bench: Bench) -> str:
+    def show(role: str) -> str:
+        return ",".join(map(str, sorted(bench.cpus(role) or ())))
+
     placement = (
-        f"single-process proxies pinned to CPU {cpus[-1]}, backend and load generators to "
-        f"CPU {','.join(map(str, cpus[:-1]))}, workers: 2 on every CPU"
-        if pin and len(cpus) > 1
+        f"single-process proxies pinned to CPU {show('proxy')}, backend and load generators to "
+        f"CPU {show('load')}, workers: 2 to CPU {show('workers')}"
+        if bench.cpus("proxy") is not None
         else "no CPU pinning"
     )
     return (
@@ -672,10 +681,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    env_line = environment(args.pin)
+    bench = Bench(args)
+    env_line = environment(bench)
     before = uptime()
     started = time.monotonic()
-    bench = Bench(args)
     try:
         with running(bench) as targets:
             for target in targets:
