@@ -37,9 +37,9 @@ def test_parse_wrk_units() -> None:
     assert r["socket_errors"] == "connect 0, read 2, write 0, timeout 0"
 
 
-def test_table_reports_added_latency_and_ratio() -> None:
-    def t(name: str, rps: float, p50: float, p99: float, rss: float | None) -> Target:
-        target = Target(name, 1)
+def test_table_reports_added_latency_ratios_rss_skips_and_startup() -> None:
+    def t(key: str, name: str, rps: float, p50: float, p99: float, rss: float | None) -> Target:
+        target = Target(key, name, 1)
         target.results = {
             "wrk": {"rps": rps, "p50": 1.0, "p99": 2.0, "non_2xx": 0, "socket_errors": ""},
             "rate": {
@@ -54,18 +54,36 @@ def test_table_reports_added_latency_and_ratio() -> None:
             },
         }
         if rss is not None:
-            target.results["rss_peak_mb"] = rss
+            target.results["rss_after_load_mb"] = rss
+            target.results["rss_peak_mb"] = rss + 1
         return target
 
+    skipped = Target("l5d2", "l5d-twisted workers: 2", 1, skipped="no workers key")
     args = argparse.Namespace(connections=50, rate=1000.0)
+    startup = {
+        "l5d1": {
+            "runs_s": [0.3, 0.4, 0.35],
+            "median_s": 0.35,
+            "max_s": 0.4,
+            "median_cpu_s": 0.3,
+            "rss_at_first_request_mb": 44.4,
+        }
+    }
     text = table(
         [
-            t("direct", 20000, 0.5, 1.0, None),
-            t("nginx", 16000, 0.7, 1.5, 15.0),
-            t("l5d-twisted", 8000, 1.0, 2.5, 40.0),
+            t("direct", "direct", 20000, 0.5, 1.0, None),
+            t("nginx", "nginx (1 worker)", 16000, 0.7, 1.5, 15.0),
+            t("haproxy", "haproxy (1 thread)", 10000, 0.7, 1.5, 16.0),
+            t("l5d1", "l5d-twisted workers: 1", 8000, 1.0, 2.5, 40.0),
+            skipped,
         ],
         args,
+        startup,
     )
-    assert "| l5d-twisted | 8,000 |" in text
+    assert "| l5d-twisted workers: 1 | 8,000 |" in text
     assert "+0.50 / +1.50" in text
-    assert "l5d-twisted / nginx req/s: 0.50x" in text
+    assert "| 40.0 | 41.0 | none |" in text  # RSS after load, peak
+    assert "l5d-twisted workers: 1 / nginx: 0.50x" in text
+    assert "l5d-twisted workers: 1 / haproxy: 0.80x" in text
+    assert "| l5d-twisted workers: 2 | skipped: no workers key |" in text
+    assert "median 0.35 s, max 0.40 s; CPU used by then median 0.30 s; RSS then 44.4 MB" in text
