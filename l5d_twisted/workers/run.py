@@ -18,6 +18,19 @@ def run_supervisor(args: Any, config: Any, count: int) -> int:
     from l5d_twisted.logs import start_logging
     from l5d_twisted.workers.supervisor import Supervisor
 
+    unshareable = [
+        f"routers[{i}].servers[{j}]"
+        for i, router in enumerate(config.routers)
+        for j, server in enumerate(router.servers)
+        if server.port == 0
+    ]
+    if unshareable:
+        print(
+            f"{args.config}: workers: {count} workers cannot share a router port 0 (each would "
+            f"get its own free port): give {', '.join(unshareable)} a port, or run one worker",
+            file=sys.stderr,
+        )
+        return 2
     try:
         with open(args.config, encoding="utf-8") as f:
             text = f.read()

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from l5d_twisted.workers.control import ChannelFactory, ControlChannel
-from l5d_twisted.workers.worker import CONTROL_FD
+from l5d_twisted.workers.worker import CONTROL_FD, WORKER_ENV
 
 log = Logger()
 
@@ -172,7 +172,7 @@ class Supervisor:
                 handle,
                 sys.executable,
                 argv,
-                env=_worker_env(),
+                env=_worker_env(index),
                 childFDs={0: 0, 1: 1, 2: 2, CONTROL_FD: child_end.fileno()},
             )
             handle.pid = transport.pid
@@ -352,9 +352,10 @@ def reserve_port(ip: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(index: int) -> dict[str, str]:
     """The supervisor's environment, with this very package first on the import path."""
     env = dict(os.environ)
+    env[WORKER_ENV] = str(index)
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     paths = [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))

@@ -42,6 +42,7 @@ from l5d_twisted.workers.control import ChannelFactory, ControlChannel
 log = Logger()
 
 CONTROL_FD = 3
+WORKER_ENV = "L5D_WORKER"  # the worker's index, set by the supervisor (for log lines)
 
 
 def set_parent_death_signal(signum: int = signal.SIGTERM) -> None:
@@ -224,16 +225,31 @@ class Worker:
         return list(recent.to_json())
 
 
+def start_worker_logging(fmt: str, level: str, index: str) -> None:
+    """The mesh's log lines, each with a ``worker`` field (the worker's index)."""
+    from twisted.logger import globalLogBeginner
+
+    from l5d_twisted.logs import observer
+
+    write = observer(fmt, level)
+    worker: int | str = int(index) if index.isdigit() else index
+
+    def tagged(event: dict[str, Any]) -> None:
+        event.setdefault("worker", worker)
+        write(event)
+
+    observers: list[Any] = [tagged]  # a plain callable is a log observer
+    globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)
+
+
 def run_worker(args: Any) -> int:
     """``l5d-twisted run --worker-fd N``: what the supervisor starts."""
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import ReactorNotRunning
 
-    from l5d_twisted.logs import start_logging
-
     set_parent_death_signal()
     reactor: Any = global_reactor
-    start_logging(args.log_format, args.log_level)
+    start_worker_logging(args.log_format, args.log_level, os.environ.get(WORKER_ENV, ""))
 
     def stop_reactor() -> None:
         try:

@@ -156,6 +156,11 @@ def test_load_spreads_and_merged_metrics_are_the_sum_of_each_workers(
     assert len(recent) == 50 and all(r["status"] == 200 for r in recent)
     config = _json(mesh.admin_port, "/config.json")
     assert config["workers"] == 2
+    # each worker's log lines say which worker wrote them
+    workers_logging = {
+        json.loads(line).get("worker") for line in mesh.log().splitlines() if line.startswith("{")
+    }
+    assert {0, 1} <= workers_logging
 
 
 def test_sigterm_drains_every_worker_then_all_exit(processes: Processes, tmp_path: Path) -> None:
@@ -272,3 +277,18 @@ def test_a_bad_workers_value_is_refused_before_anything_starts(
     proc = processes.l5d("run", str(config), name="bad")
     assert proc.wait(30) == 2
     assert "workers: expected a number of worker processes 1-256, or auto" in processes.log(proc)
+
+
+def test_workers_cannot_share_an_ephemeral_router_port(
+    processes: Processes, tmp_path: Path
+) -> None:
+    config = tmp_path / "zero.yaml"
+    config.write_text(
+        f"workers: 2\nadmin: {{port: {free_port()}}}\nrouters:\n- protocol: http\n"
+        "  servers:\n  - port: 0\n"
+    )
+    proc = processes.l5d("run", str(config), name="zero")
+    assert proc.wait(30) == 2
+    assert "cannot share a router port 0" in processes.log(proc)
+    assert "routers[0].servers[0]" in processes.log(proc)
+    assert _processes_running(config) == []
