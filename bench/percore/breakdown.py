@@ -275,6 +275,11 @@ def child(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
+    if args.gc_thresholds:
+        from l5d_twisted.cli import run
+
+        thresholds = tuple(int(t) for t in args.gc_thresholds.split(","))
+        run.GC_THRESHOLDS = thresholds  # type: ignore[assignment]
     from l5d_twisted.cli import main
 
     return main(["run", args.config, "--log-level", "warn"])
@@ -373,6 +378,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="each measured window")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--reactor", choices=["default", "asyncio", "uvloop"], default="default")
+    parser.add_argument(
+        "--gc-thresholds",
+        metavar="G0,G1,G2",
+        help="run the proxy with these gc thresholds instead of cli/run.py's GC_THRESHOLDS",
+    )
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument(
         "--top", type=int, default=0, help="also list the profile's N costliest functions"
@@ -464,6 +474,7 @@ def main() -> int:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average before "
         f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, reactor {args.reactor}, "
         f"proxy {'on CPU ' + proxy_cpu if proxy_cpu else 'not pinned'}, wrk -c {args.connections}"
+        + (f", gc thresholds {args.gc_thresholds}" if args.gc_thresholds else "")
     )
     print(
         f"window 1: {n:,} requests, {plain['wrk_rps']:,.0f} req/s, GC collections by "
