@@ -50,10 +50,8 @@ def config_uses_tls(config: Any) -> bool:
     seen: set[int] = set()
 
     def walk(value: Any) -> bool:
-        if isinstance(value, ClientTlsConfig):
-            return value.enabled  # enabled: false is plain TCP
-        if isinstance(value, ServerTlsConfig):
-            return True
+        if isinstance(value, ClientTlsConfig | ServerTlsConfig):
+            return bool(getattr(value, "enabled", True))  # `enabled: false` is plain TCP
         if isinstance(value, str | bytes | int | float | type(None)):
             return False
         if id(value) in seen:
