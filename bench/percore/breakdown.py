@@ -253,6 +253,7 @@ def child(args: argparse.Namespace) -> int:
             "gc_collections": gc_cpu[2] - window["gc"][1],
             "gc_by_generation": [a - b for a, b in zip(gc_found, window["gc"][2])],
             "gc_collected_objects": gc_garbage[0] - window["gc"][3],
+            "gc_thresholds": gc.get_threshold(),
         }
         if window["n"] == 1:
             own, syscall_s, calls = split_profile(pstats.Stats(profiler).stats)  # type: ignore[attr-defined]
@@ -276,10 +277,10 @@ def child(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
     if args.gc_thresholds:
-        from l5d_twisted.cli import run
+        import importlib
 
-        thresholds = tuple(int(t) for t in args.gc_thresholds.split(","))
-        run.GC_THRESHOLDS = thresholds  # type: ignore[assignment]
+        run: Any = importlib.import_module("l5d_twisted.cli.run")  # (cli.run is a function)
+        run.GC_THRESHOLDS = tuple(int(t) for t in args.gc_thresholds.split(","))
     from l5d_twisted.cli import main
 
     return main(["run", args.config, "--log-level", "warn"])
@@ -431,6 +432,8 @@ def main() -> int:
             "--top",
             str(args.top),
         ]
+        if args.gc_thresholds:
+            argv += ["--gc-thresholds", args.gc_thresholds]
         if proxy_cpu is not None:
             argv = ["taskset", "-c", proxy_cpu, *argv]
         log_fd = os.open(workdir / "proxy.log", os.O_WRONLY | os.O_CREAT, 0o644)
@@ -479,7 +482,8 @@ def main() -> int:
     print(
         f"window 1: {n:,} requests, {plain['wrk_rps']:,.0f} req/s, GC collections by "
         f"generation {plain['gc_by_generation']} finding {plain['gc_collected_objects']:,} "
-        f"unreachable objects; window 2 (profiled): {prof['wrk_rps']:,.0f} req/s, "
+        f"unreachable objects (thresholds {tuple(plain['gc_thresholds'])}); "
+        f"window 2 (profiled): {prof['wrk_rps']:,.0f} req/s, "
         f"{prof['profile_calls'] / max(prof['requests'], 1):.0f} Python calls per request"
     )
     print()
