@@ -160,16 +160,31 @@ def merge_records(
     names some worker still has; a retired name no worker has any more is dropped from it
     (so it stays bounded: such a metric has left the view anyway).
     """
+    merged: dict[Name, tuple[str, Any]] = {}
+    for _ in merge_steps(snapshots, merged, retired):
+        pass
+    return merged
+
+
+def merge_steps(
+    snapshots: Sequence[Sequence[list[Any]]],
+    merged: dict[Name, tuple[str, Any]],
+    retired: dict[Name, tuple[str, Any]] | None = None,
+) -> Iterator[None]:
+    """:func:`merge_records` into ``merged``, :data:`RECORDS_PER_STEP` records per step (the
+    supervisor's admin server keeps answering probes while tens of thousands merge)."""
     kinds: dict[Name, str] = {}
     values: dict[Name, list[Any]] = {}
+    n = 0
     for records in snapshots:
         for segments, kind, value in records:
             name = tuple(str(s) for s in segments)
             known = kinds.setdefault(name, kind)
-            if known != kind:
-                continue  # a clash between workers: the first kind seen wins
-            values.setdefault(name, []).append(value)
-    merged: dict[Name, tuple[str, Any]] = {}
+            if known == kind:  # a clash between workers: the first kind seen wins
+                values.setdefault(name, []).append(value)
+            n += 1
+            if n % RECORDS_PER_STEP == 0:
+                yield None
     for name, kind in kinds.items():
         parts = values[name]
         if kind == "c":
@@ -187,6 +202,9 @@ def merge_records(
                 merged[name] = (kind, math.fsum(numbers))
         elif kind == "h":
             merged[name] = (kind, merge_states([_histogram_state(v) for v in parts]))
+        n += len(parts)
+        if n % RECORDS_PER_STEP < len(parts):
+            yield None
     if retired:
         for name in [n for n in retired if n not in merged]:
             del retired[name]
@@ -199,7 +217,6 @@ def merge_records(
             else:
                 state = found[1]
                 merged[name] = ("h", (state[0] + base[0], state[1] + base[1]) + state[2:])
-    return merged
 
 
 class MergedMetrics(MetricsTree):
@@ -218,9 +235,16 @@ class MergedMetrics(MetricsTree):
         self._by_name: dict[Name, TreeMetric] = {}
 
     def load(self, merged: dict[Name, tuple[str, Any]]) -> None:
+        for _ in self.load_steps(merged):
+            pass
+
+    def load_steps(self, merged: dict[Name, tuple[str, Any]]) -> Iterator[None]:
+        """:meth:`load` in steps; the new set of names shows at the end, values as they come."""
         by_name: dict[Name, TreeMetric] = {}
         groups: dict[Name, dict[Name, TreeMetric]] = {}
-        for name, (kind, value) in merged.items():
+        for i, (name, (kind, value)) in enumerate(merged.items(), 1):
+            if i % RECORDS_PER_STEP == 0:
+                yield None
             metric = self._by_name.get(name)
             if kind == "c":
                 if not isinstance(metric, CounterMetric):

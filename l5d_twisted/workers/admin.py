@@ -18,14 +18,15 @@ The supervisor routes nothing; it serves the admin port for all its workers with
 * ``/requests``: every worker's recent requests, newest first;
 * ``/admin/workers.json``: each worker's index, pid, state, restarts and uptime;
   ``/admin/workers/<i>/metrics.json``: one worker's own metrics (what it counted alone);
-* ``/ready``: 503 while the workers start, and from the first moment of a drain.
+* ``/ready``: 503 from the first moment of a drain (the admin port listens only once every
+  worker has started).
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -39,11 +40,13 @@ from l5d_twisted.telemetry.merged import (
     MergedMetrics,
     WorkerProcessCollector,
     merge_records,
+    merge_steps,
     retire,
 )
 from l5d_twisted.telemetry.metrics import Name
 from l5d_twisted.telemetry.metrics_json import flat_metrics
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
+from l5d_twisted.telemetry.render import reactor_cooperator, run_steps
 
 log = Logger()
 
@@ -60,11 +63,14 @@ class MergedView:
         self.reactor = reactor
         self.workers = workers  # the live, started workers (supervisor.WorkerHandle)
         self.tree = MergedMetrics(reactor)
+        # Merging runs in steps, so the admin server answers probes meanwhile.
+        self.cooperator = reactor_cooperator(reactor)
         self.process = WorkerProcessCollector()
         self.last: dict[int, list[Any]] = {}  # worker index -> its last snapshot's records
         self.retired: dict[Name, tuple[str, Any]] = {}  # what ended workers had counted
         self.refreshes = 0
         self._fetching = False
+        self._forget_later: list[int] = []
         self._current: list[Deferred[None]] = []
         self._next: list[Deferred[None]] = []
 
@@ -102,27 +108,45 @@ class MergedView:
         return d.addCallbacks(got, failed)
 
     def _load(self, workers: list[Any]) -> None:
-        try:
-            live = {w.index for w in workers}
-            for index in [i for i in self.process.workers if int(i) not in live]:
-                del self.process.workers[index]
-            snapshots = [self.last.get(w.index, []) for w in workers]
-            self.tree.load(merge_records(snapshots, self.retired))
-            self.refreshes += 1
-        except Exception:
-            log.failure("merging the workers' metrics failed")
-        finally:
-            self._fetching = False
-            waiting, self._current = self._current, []
-            if self._next:
-                self._current, self._next = self._next, []
-                self._start()
-            for d in waiting:
-                d.callback(None)
+        live = {w.index for w in workers}
+        for index in [i for i in self.process.workers if int(i) not in live]:
+            del self.process.workers[index]
+        snapshots = [self.last.get(w.index, []) for w in workers]
+        merged: dict[Name, tuple[str, Any]] = {}
+
+        def steps() -> Iterator[None]:
+            yield from merge_steps(snapshots, merged, self.retired)
+            yield from self.tree.load_steps(merged)
+
+        run_steps(self.cooperator, steps(), lambda: None).addCallbacks(
+            self._loaded, self._load_failed
+        )
+
+    def _load_failed(self, failure: Any) -> None:
+        log.failure("merging the workers' metrics failed", failure)
+        self._loaded(None)
+
+    def _loaded(self, _: Any) -> None:
+        self.refreshes += 1
+        self._fetching = False
+        forget, self._forget_later = self._forget_later, []
+        for index in forget:
+            self.forget(index)
+        waiting, self._current = self._current, []
+        if self._next:
+            self._current, self._next = self._next, []
+            self._start()
+        for d in waiting:
+            d.callback(None)
 
     def forget(self, index: int) -> None:
         """A worker ended: its replacement starts counting at 0, so what it had counted (as
-        of its last snapshot) is kept and added to the merged counters and totals."""
+        of its last snapshot) is kept and added to the merged counters and totals.  During
+        a merge, once it is done (that merge still reads the worker's last snapshot: counted
+        twice, a counter would go up, then down)."""
+        if self._fetching:
+            self._forget_later.append(index)
+            return
         retire(self.last.pop(index, []), self.retired)
         self.process.workers.pop(str(index), None)
 
@@ -336,22 +360,15 @@ class WorkersAdminServer(AdminServer):
         return self._recent_records().addCallback(send)
 
     def requests_page(self, request: WebRequest) -> Deferred[bytes]:  # type: ignore[override]
+        web: Any = request  # twisted.web is untyped
+
         def page(records: list[Any] | None) -> bytes:
-            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            web.setHeader(b"content-type", b"text/html; charset=utf-8")
             return render_requests_page(records)
 
         return self._recent_records().addCallback(page)
 
     # -- supervisor pages ----------------------------------------------------------------------
-
-    def ready(self, request: WebRequest) -> bytes:
-        supervisor = self.workers_target.supervisor
-        if not supervisor.stopping and not supervisor.all_started:
-            request.setHeader(b"content-type", b"text/plain")
-            request.setHeader(b"cache-control", b"no-store")
-            request.setResponseCode(503)
-            return b"starting"
-        return super().ready(request)
 
     def workers_json(self, request: WebRequest) -> bytes:
         now = time.monotonic()

@@ -15,6 +15,7 @@ def run_supervisor(args: Any, config: Any, count: int) -> int:
     from twisted.internet import reactor as global_reactor
     from twisted.internet.error import ReactorNotRunning
 
+    from l5d_twisted.cli.run import tune_gc
     from l5d_twisted.logs import start_logging
     from l5d_twisted.workers.supervisor import Supervisor
 
@@ -68,7 +69,7 @@ def run_supervisor(args: Any, config: Any, count: int) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         try:
-            supervisor.start().addErrback(failed_to_start)
+            supervisor.start().addCallbacks(lambda _: tune_gc(), failed_to_start)
         except OSError as e:  # the admin port cannot be bound: nothing started yet
             print(f"l5d-twisted: cannot start: {e}", file=sys.stderr)
             supervisor.exit_code = 1
