@@ -63,7 +63,13 @@ def _processes_running(config: Path) -> list[int]:
 
 
 class Mesh:
-    def __init__(self, processes: Processes, tmp_path: Path, drain_period_ms: int = 0) -> None:
+    def __init__(
+        self,
+        processes: Processes,
+        tmp_path: Path,
+        drain_period_ms: int = 0,
+        allow_shutdown: bool = False,
+    ) -> None:
         self.backend_port = free_port()
         self.proxy_port = free_port()
         self.admin_port = free_port()
@@ -77,6 +83,7 @@ workers: 2
 admin:
   port: {self.admin_port}
   drainPeriodMs: {drain_period_ms}
+  allowShutdown: {str(allow_shutdown).lower()}
   shutdownGraceMs: 30000
 telemetry:
 - kind: io.l5d.prometheus
@@ -292,3 +299,15 @@ def test_workers_cannot_share_an_ephemeral_router_port(
     assert "cannot share a router port 0" in processes.log(proc)
     assert "routers[0].servers[0]" in processes.log(proc)
     assert _processes_running(config) == []
+
+
+def test_admin_shutdown_drains_every_worker(processes: Processes, tmp_path: Path) -> None:
+    mesh = Mesh(processes, tmp_path, allow_shutdown=True)
+    pids = [w["pid"] for w in mesh.workers()]
+    conn = http.client.HTTPConnection("127.0.0.1", mesh.admin_port, timeout=10)
+    conn.request("POST", "/admin/shutdown?graceMs=5000")
+    assert conn.getresponse().status == 202
+    conn.close()
+    assert mesh.proc.wait(30) == 0, mesh.log()
+    wait_until(lambda: not any(_alive(pid) for pid in pids), 10, what="every worker to exit")
+    assert "in-flight requests finish within 5.0s" in mesh.log()  # the grace reached them
