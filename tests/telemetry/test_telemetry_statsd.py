@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import random
 import socket
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from l5d_testing import Processes, free_port, wait_for_port, wait_until
 from twisted.internet.task import Clock
 
 from l5d_twisted.config.errors import ConfigErrors
@@ -290,3 +293,82 @@ def test_unresolvable_hostname_sends_nothing_and_does_not_crash() -> None:
         assert t.sent_datagrams == 0
     finally:
         t.close()
+
+
+def test_a_hostname_is_resolved_before_sending(receiver: socket.socket) -> None:
+    from twisted.internet.defer import succeed
+
+    asked: list[str] = []
+
+    class Dns(UdpClock):
+        def resolve(self, name: str) -> object:
+            asked.append(name)
+            return succeed("127.0.0.1")
+
+    clock = Dns()
+    tree = MetricsTree(clock, start=False)
+    tree.stats.counter("x").incr()
+    t = telemeter(tree, clock, receiver.getsockname()[1], hostname="statsd.local")
+    t.start()
+    try:
+        clock.advance(1.0)
+        clock.advance(0)
+        assert asked == ["statsd.local"]
+        assert received(receiver) == ["linkerd.x:1|c"]
+    finally:
+        t.close()
+
+
+@pytest.mark.slow
+def test_a_real_mesh_sends_its_metrics(
+    processes: Processes, tmp_path: Path, receiver: socket.socket
+) -> None:
+    world_port, proxy_port, admin_port = free_port(), free_port(), free_port()
+    processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", str(world_port), name="world")
+    config = tmp_path / "linkerd.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            admin: {{ip: 127.0.0.1, port: {admin_port}}}
+            telemetry:
+            - kind: io.l5d.statsd
+              experimental: true
+              port: {receiver.getsockname()[1]}
+              gaugeIntervalMs: 500
+              sampleRate: 1.0
+            routers:
+            - protocol: http
+              label: outgoing
+              dtab: /svc/world => /$/inet/127.0.0.1/{world_port}
+              servers:
+              - {{ip: 127.0.0.1, port: {proxy_port}}}
+            """
+        )
+    )
+    processes.l5d("run", str(config), name="mesh")
+    for port in (world_port, proxy_port, admin_port):
+        wait_for_port("127.0.0.1", port)
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+        conn.request("GET", "/", headers={"Host": "world"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    lines: list[str] = []
+
+    def counted() -> bool:
+        lines.extend(received(receiver))
+        requests = [
+            int(line.split(":")[1].split("|")[0])
+            for line in lines
+            if line.startswith("linkerd.rt.outgoing.service.svc.world.requests:")
+        ]
+        gauges = [line for line in lines if line.endswith("|g")]
+        return sum(requests) == 3 and bool(gauges)
+
+    wait_until(counted, what="the service's 3 requests and some gauges over UDP")
+    assert any(
+        line.startswith("linkerd.rt.outgoing.service.svc.world.request_latency_ms:")
+        and line.endswith("|ms")
+        for line in lines
+    )
+    assert any(line.startswith("linkerd.rt.outgoing.server.127_0_0_1.") for line in lines)
