@@ -82,3 +82,54 @@ def make_pki(tmp: Path, server_name: str = "hello.mesh") -> dict[str, str]:
         "client_crt": client_crt,
         "client_key": client_key_path,
     }
+
+
+def make_chain_pki(tmp: Path, server_name: str = "hello.mesh") -> dict[str, str]:
+    """A root CA, an intermediate CA it signed, and server/client certificates the
+    intermediate signed: ``root``, ``intermediate``, ``server_crt``/``server_key``,
+    ``client_crt``/``client_key``, and ``other_ca`` (a second, unrelated root).  Trusting
+    only ``root``, a peer is validated only if it sends ``intermediate`` with its certificate.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+
+    def ca(subject: str, issuer: x509.Name, key: Any, signer: Any) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(_name(subject))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(signer, hashes.SHA256())
+        )
+
+    root = ca("test root", _name("test root"), root_key, root_key)
+    root_path, _ = _write(tmp / "root", root, root_key)
+    mid_key = ec.generate_private_key(ec.SECP256R1())
+    mid = ca("test intermediate", root.subject, mid_key, root_key)
+    mid_path, _ = _write(tmp / "intermediate", mid, mid_key)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = ca("other root", _name("other root"), other_key, other_key)
+    other_path, _ = _write(tmp / "other", other, other_key)
+    server_cert, server_key = _issue(
+        mid,
+        mid_key,
+        server_name,
+        [x509.DNSName(server_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    server_crt, server_key_path = _write(tmp / "server", server_cert, server_key)
+    client_cert, client_key = _issue(mid, mid_key, "client", [x509.DNSName("client")])
+    client_crt, client_key_path = _write(tmp / "client", client_cert, client_key)
+    return {
+        "root": root_path,
+        "intermediate": mid_path,
+        "other_ca": other_path,
+        "server_crt": server_crt,
+        "server_key": server_key_path,
+        "client_crt": client_crt,
+        "client_key": client_key_path,
+    }

@@ -11,21 +11,44 @@ from l5d_twisted.config.schema import knob
 class ClientAuthConfig:
     cert_path: str = knob(doc="client certificate (PEM)")
     key_path: str = knob(doc="its private key (PEM)")
+    intermediate_certs_path: str | None = knob(
+        None, doc="intermediate CA certificates (PEM) sent after the client certificate"
+    )
 
 
 @dataclass(frozen=True)
 class ClientTlsConfig:
-    """``client.tls``: originate TLS; ``commonName`` may use the prefix's ``{captures}``."""
+    """``client.tls``: originate TLS; ``commonName`` may use the prefix's ``{captures}``.
 
+    Per prefix (``io.l5d.static``) the last matching config's ``tls`` replaces the whole
+    block, as in linkerd 1: ``tls: {enabled: false}`` under a narrower prefix turns off the
+    TLS a broader one turned on.
+    """
+
+    enabled: bool = knob(
+        True, doc="false: plain TCP to these endpoints (overrides a broader prefix's tls)"
+    )
     common_name: str | None = knob(None, doc="name the server certificate must have")
     disable_validation: bool = knob(False, doc="accept any server certificate (testing only)")
     trust_certs_bundle: str | None = knob(
         None, doc="CA certificates (PEM) to trust instead of the system's"
     )
+    trust_certs: tuple[str, ...] = knob(
+        (),
+        doc="deprecated form of trustCertsBundle: CA certificate files, trusted together;"
+        " not with trustCertsBundle (linkerd 1 refused both as well)",
+    )
     client_auth: ClientAuthConfig | None = knob(None, doc="present a client certificate")
 
     def __post_init__(self) -> None:
-        if self.common_name is None and not self.disable_validation:
+        if self.trust_certs and self.trust_certs_bundle is not None:
+            # linkerd 1 (TlsClientConfig): "Both trustCerts and trustCertsBundle have been
+            # set. Please use only trustCertsBundle."
+            raise ValueError(
+                "trustCerts and trustCertsBundle are both set; use only trustCertsBundle"
+                " (trustCerts is deprecated; linkerd 1 refused both together as well)"
+            )
+        if self.enabled and self.common_name is None and not self.disable_validation:
             raise ValueError(
                 "tls needs commonName (the name to validate) or disableValidation: true"
             )

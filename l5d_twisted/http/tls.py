@@ -6,8 +6,10 @@
 * ``client_tls(config: ClientTlsConfig, common_name=None)`` -> the connection creator
   ``EndpointClient(..., tls=...)`` takes: connections are TLS, the server certificate is
   validated against ``commonName`` (after the router substituted its ``{captures}``; pass
-  it as ``common_name``) and ``trustCertsBundle`` (else the system's CAs), or not at all
-  with ``disableValidation``; ``clientAuth`` presents a certificate.
+  it as ``common_name``) and ``trustCertsBundle`` or the deprecated ``trustCerts`` list
+  (else the system's CAs), or not at all with ``disableValidation``; ``clientAuth``
+  presents a certificate (and its ``intermediateCertsPath`` chain).  ``enabled: false``
+  gives None: plain TCP.
 
 * ``tls_server_factory(options, factory, accepts)`` -> ``factory`` behind TLS, refusing a
   connection before any handshake when ``accepts()`` says no (``serve_http`` uses it).
@@ -107,34 +109,59 @@ def server_tls(config: ServerTlsConfig) -> Any:
     )
 
 
+def _intermediates(path: str | None) -> list[ssl.Certificate]:
+    """The certificates of an ``intermediateCertsPath`` (none without one)."""
+    return [] if path is None else _certificates(_read(path, "intermediate certificates"), path)
+
+
+def _chain(certs: list[ssl.Certificate]) -> Any:
+    """Certificates as ``CertificateOptions(extraCertChain=...)`` takes them."""
+    return [c.original.to_cryptography() for c in certs] or None
+
+
 def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
+    """The connection creator of ``config``; None when it says ``enabled: false`` (plain
+    TCP, as linkerd 1's ``ClientSsl(None)``), without importing any TLS module."""
+    if not config.enabled:
+        return None
     from twisted.internet import ssl
 
     client_cert = None
+    chain: list[ssl.Certificate] = []
     if config.client_auth is not None:
-        client_cert, _ = _private_certificate(
+        client_cert, chain = _private_certificate(
             config.client_auth.cert_path, config.client_auth.key_path
         )
+        chain += _intermediates(config.client_auth.intermediate_certs_path)
     if config.disable_validation:
         kwargs: dict[str, Any] = {"verify": False, "raiseMinimumTo": ssl.TLSVersion.TLSv1_2}
         if client_cert is not None:
             kwargs.update(
                 privateKey=client_cert.privateKey.original.to_cryptography_key(),
                 certificate=client_cert.original.to_cryptography(),
+                extraCertChain=_chain(chain),
             )
         return ssl.CertificateOptions(**kwargs)
     name = common_name or config.common_name
     if not name:
         raise TlsConfigError("client TLS needs a commonName to validate, or disableValidation")
-    trust: Any = None
+    trusted: list[ssl.Certificate] = []
     if config.trust_certs_bundle is not None:
-        trust = ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
-            _certificates(
-                _read(config.trust_certs_bundle, "trust bundle"), config.trust_certs_bundle
-            )
+        trusted = _certificates(
+            _read(config.trust_certs_bundle, "trust bundle"), config.trust_certs_bundle
         )
+    for path in config.trust_certs:  # the deprecated list: every file's certificates together
+        trusted += _certificates(_read(path, "trusted CA certificate"), path)
+    trust: Any = None
+    if trusted:
+        trust = ssl.trustRootFromCertificates(trusted)  # type: ignore[no-untyped-call]
+    extra = {"extraCertChain": _chain(chain)} if chain else None
     return ssl.optionsForClientTLS(
-        name, trustRoot=trust, clientCertificate=client_cert, acceptableProtocols=[b"http/1.1"]
+        name,
+        trustRoot=trust,
+        clientCertificate=client_cert,
+        acceptableProtocols=[b"http/1.1"],
+        extraCertificateOptions=extra,
     )
 
 

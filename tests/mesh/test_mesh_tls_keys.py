@@ -1,0 +1,274 @@
+"""linkerd 1's TLS keys (issue 12): ``client.tls.trustCerts``, ``client.tls.enabled``
+(per prefix), ``clientAuth.intermediateCertsPath``, and the server's
+``intermediateCertsPath``, ``caCertPath`` and ``requireClientAuth``.
+
+Each is shown by what happens on the wire: real TLS handshakes over loopback between the
+project's own HTTP server and client (real reactor), and one real mesh process whose
+per-prefix client config turns TLS off under a narrower prefix.
+"""
+
+from __future__ import annotations
+
+import http.client
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from l5d_pki import make_chain_pki, make_pki
+from l5d_testing import Processes, free_port, wait_for_port
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import succeed
+
+from l5d_twisted.config import load_config
+from l5d_twisted.config.errors import ConfigErrors
+from l5d_twisted.config.tls import ClientAuthConfig, ClientTlsConfig, ServerTlsConfig
+from l5d_twisted.errors import ConnectionFailed, ConnectionReset
+from l5d_twisted.http.body import BufferedBody
+from l5d_twisted.http.client import EndpointClient, PoolSettings
+from l5d_twisted.http.message import Headers, Request, Response
+from l5d_twisted.http.server import ServerSettings, serve_http
+from l5d_twisted.http.tls import client_tls, server_tls
+from l5d_twisted.naming.addr import Address
+from l5d_twisted.naming.path import Path as NPath
+from l5d_twisted.service import FunctionService
+from l5d_twisted.telemetry.stats import NULL_STATS
+from l5d_twisted.tls_imports import config_uses_tls
+
+reactor: Any = _reactor
+HANDSHAKE_FAILED = (ConnectionFailed, ConnectionReset)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_chain_pki(tmp_path_factory.mktemp("chain-pki"))
+
+
+def hello(request: Request) -> Any:
+    return succeed(Response(200, Headers(), BufferedBody(b"hello " + request.uri)))
+
+
+def listen(tls: Any) -> Any:
+    return serve_http(
+        reactor, "127.0.0.1", 0, FunctionService(hello), ServerSettings(tls=tls), NULL_STATS
+    )
+
+
+async def fetch(port: int, tls: Any) -> int:
+    """One request over a fresh client with ``tls``; the status (raises if no TLS)."""
+    client = EndpointClient(
+        reactor, Address("127.0.0.1", port), PoolSettings(), NULL_STATS, 2.0, tls=tls
+    )
+    try:
+        response = await client(Request(b"GET", b"/"))
+        return int(response.status)
+    finally:
+        await client.close()
+
+
+def router_yaml(client_block: str) -> str:
+    return "routers:\n- protocol: http\n  dtab: /svc => /$/inet/127.1/1;\n  client:\n" + "".join(
+        f"    {line}\n" for line in client_block.strip().splitlines()
+    )
+
+
+# -- client.tls.trustCerts (deprecated list) ---------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_trust_certs_files_are_trusted_together(
+    pki: dict[str, str], chain: dict[str, str]
+) -> None:
+    server = listen(
+        server_tls(ServerTlsConfig(cert_path=pki["server_crt"], key_path=pki["server_key"]))
+    )
+    port = server.getHost().port
+    try:
+        # the server's CA is the second file of the list: every file counts
+        both = ClientTlsConfig(common_name="hello.mesh", trust_certs=(chain["other_ca"], pki["ca"]))
+        assert await fetch(port, client_tls(both)) == 200
+        # only an unrelated CA: the server's certificate is not trusted
+        other = ClientTlsConfig(common_name="hello.mesh", trust_certs=(chain["other_ca"],))
+        with pytest.raises(HANDSHAKE_FAILED):
+            await fetch(port, client_tls(other))
+    finally:
+        await server.drain(1.0)
+
+
+def test_trust_certs_is_read_from_yaml_with_prefix_captures() -> None:
+    config = load_config(
+        router_yaml(
+            """
+kind: io.l5d.static
+configs:
+- prefix: /#/io.l5d.fs/{service}
+  tls:
+    commonName: "{service}.linkerd.io"
+    trustCerts:
+    - /certificates/{service}-ca.pem
+    - /certificates/shared-ca.pem
+"""
+        )
+    )
+    tls = config.routers[0].client.params_for(NPath.read("/#/io.l5d.fs/hello")).tls
+    assert tls is not None
+    assert tls.common_name == "hello.linkerd.io"
+    assert tls.trust_certs == ("/certificates/hello-ca.pem", "/certificates/shared-ca.pem")
+
+
+def test_trust_certs_with_trust_certs_bundle_is_refused_as_linkerd_1_did() -> None:
+    with pytest.raises(ConfigErrors) as raised:
+        load_config(
+            router_yaml(
+                """
+tls:
+  commonName: linkerd
+  trustCerts: [/a.pem]
+  trustCertsBundle: /b.pem
+"""
+            )
+        )
+    assert "trustCerts and trustCertsBundle are both set; use only trustCertsBundle" in str(
+        raised.value
+    )
+
+
+# -- client.tls.enabled, per prefix -------------------------------------------------------
+
+STATIC_TLS_THEN_OFF = """
+kind: io.l5d.static
+configs:
+- prefix: /#/io.l5d.fs
+  tls:
+    commonName: incoming.mesh
+    trustCertsBundle: {ca}
+- prefix: /#/io.l5d.fs/world
+  tls:
+    enabled: false
+"""
+
+
+def test_enabled_false_under_a_narrower_prefix_replaces_the_broader_tls() -> None:
+    config = load_config(router_yaml(STATIC_TLS_THEN_OFF.format(ca="/ca.pem")))
+    client = config.routers[0].client
+    on = client.params_for(NPath.read("/#/io.l5d.fs/secure")).tls
+    off = client.params_for(NPath.read("/#/io.l5d.fs/world")).tls
+    assert on is not None and on.enabled and on.common_name == "incoming.mesh"
+    assert off is not None and not off.enabled
+    assert client_tls(off) is None  # plain TCP
+    # a config whose only tls block is off needs no TLS modules at all
+    only_off = load_config(router_yaml("tls: {enabled: false}"))
+    assert not config_uses_tls(only_off) and config_uses_tls(config)
+
+
+def test_enabled_false_then_a_narrower_prefix_turns_it_back_on() -> None:
+    config = load_config(
+        router_yaml(
+            """
+kind: io.l5d.static
+configs:
+- prefix: /
+  tls: {enabled: false}
+- prefix: /#/io.l5d.fs/secure
+  tls: {commonName: secure.mesh}
+"""
+        )
+    )
+    client = config.routers[0].client
+    assert client.params_for(NPath.read("/#/io.l5d.fs/world")).tls == ClientTlsConfig(enabled=False)
+    secure = client.params_for(NPath.read("/#/io.l5d.fs/secure")).tls
+    assert secure is not None and secure.enabled and secure.common_name == "secure.mesh"
+
+
+def test_mesh_sends_plain_http_where_a_prefix_turns_tls_off(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """One mesh: ``outgoing`` originates TLS for /#/io.l5d.fs/* but not for
+    /#/io.l5d.fs/world; ``world`` is a plain HTTP server, ``secure`` is the mesh's own
+    TLS-terminating ``incoming`` router, which forwards to world."""
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki", server_name="incoming.mesh")
+    world_port, out_port, in_port, admin_port = (free_port() for _ in range(4))
+    disco = tmp_path / "disco"
+    disco.mkdir()
+    (disco / "world").write_text(f"127.0.0.1 {world_port}\n")
+    (disco / "secure").write_text(f"127.0.0.1 {in_port}\n")
+    client = STATIC_TLS_THEN_OFF.format(ca=pki["ca"])
+    config = tmp_path / "mesh.yaml"
+    config.write_text(
+        f"""
+admin: {{ip: 127.0.0.1, port: {admin_port}}}
+namers:
+- kind: io.l5d.fs
+  rootDir: {disco}
+routers:
+- protocol: http
+  label: outgoing
+  dtab: /svc => /#/io.l5d.fs;
+  servers: [{{ip: 127.0.0.1, port: {out_port}}}]
+  client:
+{"".join(f"    {line}{chr(10)}" for line in client.strip().splitlines())}
+- protocol: http
+  label: incoming
+  dtab: /svc => /#/io.l5d.fs/world;
+  servers:
+  - ip: 127.0.0.1
+    port: {in_port}
+    tls: {{certPath: {pki["server_crt"]}, keyPath: {pki["server_key"]}}}
+"""
+    )
+    processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", str(world_port), name="world")
+    processes.l5d("run", str(config), name="mesh")
+    for port in (world_port, out_port, in_port, admin_port):
+        wait_for_port("127.0.0.1", port)
+    world = f"world (127.0.0.1:{world_port})!".encode()
+    for host in ("world", "secure"):  # plain to world; TLS to incoming, then plain to world
+        conn = http.client.HTTPConnection("127.0.0.1", out_port, timeout=10)
+        conn.request("GET", "/", headers={"Host": host})
+        response = conn.getresponse()
+        assert (host, response.status, response.read()) == (host, 200, world)
+        conn.close()
+
+
+# -- client.tls.clientAuth.intermediateCertsPath ------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_sends_its_intermediate_certificates(
+    chain: dict[str, str], tmp_path: Path
+) -> None:
+    """The server trusts only the root; the client's certificate was signed by an
+    intermediate, which the client must send for the handshake to pass."""
+    bundle = tmp_path / "server-bundle.pem"  # the server sends its chain (certPath bundle)
+    bundle.write_bytes(
+        Path(chain["server_crt"]).read_bytes() + Path(chain["intermediate"]).read_bytes()
+    )
+    server = listen(
+        server_tls(
+            ServerTlsConfig(
+                cert_path=str(bundle),
+                key_path=chain["server_key"],
+                ca_cert_path=chain["root"],
+                require_client_auth=True,
+            )
+        )
+    )
+    port = server.getHost().port
+
+    def config(intermediates: str | None) -> ClientTlsConfig:
+        auth = ClientAuthConfig(chain["client_crt"], chain["client_key"], intermediates)
+        return ClientTlsConfig(
+            common_name="hello.mesh", trust_certs_bundle=chain["root"], client_auth=auth
+        )
+
+    try:
+        assert await fetch(port, client_tls(config(chain["intermediate"]))) == 200
+        with pytest.raises(HANDSHAKE_FAILED):
+            await fetch(port, client_tls(config(None)))
+    finally:
+        await server.drain(1.0)
