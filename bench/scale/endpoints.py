@@ -83,6 +83,13 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
 def sockets(pid: int) -> int:
     count = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -314,6 +321,7 @@ def changes(args: argparse.Namespace, endpoints: int) -> dict[str, Any]:
             time.sleep(2.0)
             before = setup.counters()
             pid = setup.mesh.pid
+            rss_before = rss_kb(pid)
             c0, t0 = cpu_s(pid), time.monotonic()
             time.sleep(args.idle)
             c1, t1 = cpu_s(pid), time.monotonic()
@@ -331,6 +339,7 @@ def changes(args: argparse.Namespace, endpoints: int) -> dict[str, Any]:
                 setup.patch(k, setup.slices[k])
             late = time.monotonic() - (start + (n - 1) / args.rate)
             c2, t2 = cpu_s(pid), time.monotonic()
+            rss_after = rss_kb(pid)
             busy_points = (c2 - c1) / (t2 - t1) * 100.0
             want_adds = before.get("adds", 0) + n
             want_removes = before.get("removes", 0) + n
@@ -358,6 +367,10 @@ def changes(args: argparse.Namespace, endpoints: int) -> dict[str, Any]:
                     ((c2 - c1) - (c1 - c0) / (t1 - t0) * (t2 - t1)) / n * 1e6
                 ),
                 "patcher_late_s": round(late, 2),
+                # (when the patcher fell behind, the window held fewer than --rate a second)
+                "effective_rate": round(n / (t2 - t1), 2),
+                "rss_mb_before": round(rss_before / 1024, 1),
+                "rss_mb_after": round(rss_after / 1024, 1),
             }
         finally:
             setup.stop()

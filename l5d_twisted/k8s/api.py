@@ -268,7 +268,10 @@ class KubernetesApi:
         """
         done: Deferred[None] = Deferred()
         handle = WatchHandle(done)
-        request = self._http.get(self.url(path, params), headers=self._headers())
+        # unbuffered: treq's default response keeps every piece of the body for a later
+        # content() call, i.e. the whole watch stream (every changed object, 130 kB for a
+        # slice of 1,000 endpoints) until the watch ends, minutes later
+        request = self._http.get(self.url(path, params), headers=self._headers(), unbuffered=True)
         handle._request = request
 
         def on_idle() -> None:
