@@ -172,6 +172,8 @@ class StatsdTelemeter(TelemeterBase):
         self._sender = _Sender()
         self._port: Any = None
         self._address: tuple[str, int] | None = None
+        self._resolving = False
+        self._resolve_failures = 0
         self._loops: list[LoopingCall] = []
         self._busy: dict[str, Deferred[Any]] = {}
         self.sent_datagrams = 0
@@ -209,17 +211,27 @@ class StatsdTelemeter(TelemeterBase):
             self._loops.append(loop)
 
     def _resolve(self) -> None:
+        """Look the hostname up (once at a time; retried each send period until it
+        resolves, the failure logged the first time and then every 60th)."""
+        if self._resolving:
+            return
+        self._resolving = True
         d = self.reactor.resolve(self.config.hostname)
 
         def resolved(ip: str) -> None:
+            self._resolving = False
+            self._resolve_failures = 0
             self._address = (ip, self.config.port)
 
         def failed(f: Any) -> None:
-            log.warn(
-                "statsd host {host} does not resolve ({error}); retrying",
-                host=self.config.hostname,
-                error=f.getErrorMessage(),
-            )
+            self._resolving = False
+            if self._resolve_failures % 60 == 0:
+                log.warn(
+                    "statsd host {host} does not resolve ({error}); retrying",
+                    host=self.config.hostname,
+                    error=f.getErrorMessage(),
+                )
+            self._resolve_failures += 1
 
         d.addCallbacks(resolved, failed)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from l5d_testing import Processes, free_port, wait_for_port, wait_until
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 
 from l5d_twisted.config.errors import ConfigErrors
 from l5d_twisted.config.loader import load_config
@@ -286,13 +287,17 @@ def test_unresolvable_hostname_sends_nothing_and_does_not_crash() -> None:
     tree = MetricsTree(clock, start=False)
     tree.stats.counter("x").incr()
     t = telemeter(tree, clock, 9, hostname="statsd.invalid")
-    t.start()
-    try:
-        clock.advance(1.0)
-        clock.advance(0)
-        assert t.sent_datagrams == 0
-    finally:
-        t.close()
+    with capturedLogs() as events:
+        t.start()
+        try:
+            for _ in range(3):
+                clock.advance(1.0)
+                clock.advance(0)
+            assert t.sent_datagrams == 0
+        finally:
+            t.close()
+    warnings = [e for e in events if "does not resolve" in e.get("log_format", "")]
+    assert len(warnings) == 1  # retried every period, logged once
 
 
 def test_a_hostname_is_resolved_before_sending(receiver: socket.socket) -> None:
