@@ -60,11 +60,20 @@ class ServerTlsConfig:
 
     cert_path: str = knob(doc="server certificate (PEM)")
     key_path: str = knob(doc="its private key (PEM)")
-    ca_cert_path: str | None = knob(None, doc="CA that client certificates must chain to")
-    require_client_auth: bool = knob(False, doc="reject clients without a valid certificate")
+    intermediate_certs_path: str | None = knob(
+        None, doc="intermediate CA certificates (PEM) sent after the server certificate"
+    )
+    ca_cert_path: str | None = knob(
+        None, doc="CA that client certificates must chain to (used with requireClientAuth)"
+    )
+    require_client_auth: bool = knob(
+        False, doc="ask for a client certificate and reject clients without a valid one"
+    )
 
     def __post_init__(self) -> None:
         if self.require_client_auth and self.ca_cert_path is None:
+            # linkerd 1 then checked client certificates against the JVM's public CAs,
+            # which any certificate a public CA issued would pass: refused here.
             raise ValueError(
                 "requireClientAuth needs caCertPath (the CA to check client certificates against)"
             )

@@ -1,8 +1,9 @@
 """TLS for the HTTP wire: options built from the config's ``tls`` blocks.
 
 * ``server_tls(config: ServerTlsConfig)`` -> the options ``ServerSettings(tls=...)`` takes:
-  ``serve_http`` then listens with TLS.  ``caCertPath`` + ``requireClientAuth`` demand a
-  client certificate signed by that CA.
+  ``serve_http`` then listens with TLS, sending ``intermediateCertsPath`` after its
+  certificate.  ``requireClientAuth`` + ``caCertPath`` demand a client certificate signed
+  by that CA (the admin server takes the same options for ``admin.tls``).
 * ``client_tls(config: ClientTlsConfig, common_name=None)`` -> the connection creator
   ``EndpointClient(..., tls=...)`` takes: connections are TLS, the server certificate is
   validated against ``commonName`` (after the router substituted its ``{captures}``; pass
@@ -84,11 +85,16 @@ def _private_certificate(
 
 
 def server_tls(config: ServerTlsConfig) -> Any:
+    """Options of a TLS server: its certificate, then the rest of ``certPath`` and the
+    certificates of ``intermediateCertsPath`` as its chain.  Client certificates are asked
+    for only with ``requireClientAuth`` (then required, and checked against
+    ``caCertPath``); without it ``caCertPath`` is unused, as in linkerd 1 (``ClientAuth.Off``)."""
     from twisted.internet import ssl
 
     private, extra_chain = _private_certificate(config.cert_path, config.key_path)
+    extra_chain += _intermediates(config.intermediate_certs_path)
     ca_certs = None
-    if config.ca_cert_path is not None:
+    if config.require_client_auth and config.ca_cert_path is not None:
         ca_certs = [
             c.original
             for c in _certificates(
@@ -98,10 +104,10 @@ def server_tls(config: ServerTlsConfig) -> Any:
     return ssl.CertificateOptions(
         privateKey=private.privateKey.original.to_cryptography_key(),
         certificate=private.original.to_cryptography(),
-        extraCertChain=[c.original.to_cryptography() for c in extra_chain] or None,
+        extraCertChain=_chain(extra_chain),
         verify=ca_certs is not None,
         caCerts=ca_certs,
-        requireCertificate=config.require_client_auth,
+        requireCertificate=ca_certs is not None,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
         # answer ALPN offers (curl, browsers) with what we speak; without it the
         # handshake of an ALPN-offering client ends in an internal_error alert

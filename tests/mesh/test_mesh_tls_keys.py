@@ -272,3 +272,147 @@ async def test_client_sends_its_intermediate_certificates(
             await fetch(port, client_tls(config(None)))
     finally:
         await server.drain(1.0)
+
+
+# -- servers[].tls: intermediateCertsPath, caCertPath, requireClientAuth -------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_sends_its_intermediate_certificates(chain: dict[str, str]) -> None:
+    """Clients trust only the root; the server's certificate was signed by an
+    intermediate, which it sends only when intermediateCertsPath names it."""
+    trusting_root = client_tls(
+        ClientTlsConfig(common_name="hello.mesh", trust_certs_bundle=chain["root"])
+    )
+    with_chain = listen(
+        server_tls(
+            ServerTlsConfig(
+                cert_path=chain["server_crt"],
+                key_path=chain["server_key"],
+                intermediate_certs_path=chain["intermediate"],
+            )
+        )
+    )
+    without = listen(
+        server_tls(ServerTlsConfig(cert_path=chain["server_crt"], key_path=chain["server_key"]))
+    )
+    try:
+        assert await fetch(with_chain.getHost().port, trusting_root) == 200
+        with pytest.raises(HANDSHAKE_FAILED):
+            await fetch(without.getHost().port, trusting_root)
+    finally:
+        await with_chain.drain(1.0)
+        await without.drain(1.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_sends_its_intermediates_to_curl(chain: dict[str, str]) -> None:
+    """Another TLS stack (curl, trusting the root only) validates the chain too."""
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    server = listen(
+        server_tls(
+            ServerTlsConfig(
+                cert_path=chain["server_crt"],
+                key_path=chain["server_key"],
+                intermediate_certs_path=chain["intermediate"],
+            )
+        )
+    )
+    port = server.getHost().port
+    try:
+        out, err, code = await getProcessOutputAndValue(
+            "/usr/bin/curl",
+            [
+                "-sS",
+                "--cacert",
+                chain["root"],
+                "--resolve",
+                f"hello.mesh:{port}:127.0.0.1",
+                f"https://hello.mesh:{port}/curl",
+            ],
+        )
+        assert code == 0, err
+        assert out == b"hello /curl"
+    finally:
+        await server.drain(1.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_require_client_auth_checks_client_certificates_against_ca_cert_path(
+    pki: dict[str, str], chain: dict[str, str]
+) -> None:
+    """linkerd 1's server keys: requireClientAuth: true + caCertPath.  A client without a
+    certificate, or with one another CA signed, is refused; one caCertPath's CA signed
+    passes."""
+    server = listen(
+        server_tls(
+            ServerTlsConfig(
+                cert_path=pki["server_crt"],
+                key_path=pki["server_key"],
+                ca_cert_path=pki["ca"],
+                require_client_auth=True,
+            )
+        )
+    )
+    port = server.getHost().port
+
+    def client(auth: ClientAuthConfig | None) -> Any:
+        return client_tls(
+            ClientTlsConfig(
+                common_name="hello.mesh", trust_certs_bundle=pki["ca"], client_auth=auth
+            )
+        )
+
+    ours = ClientAuthConfig(pki["client_crt"], pki["client_key"])
+    foreign = ClientAuthConfig(chain["client_crt"], chain["client_key"], chain["intermediate"])
+    try:
+        assert await fetch(port, client(ours)) == 200
+        for refused in (None, foreign):
+            with pytest.raises(HANDSHAKE_FAILED):
+                await fetch(port, client(refused))
+    finally:
+        await server.drain(1.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ca_cert_path_without_require_client_auth_asks_for_no_certificate(
+    pki: dict[str, str], chain: dict[str, str]
+) -> None:
+    """As linkerd 1 (ClientAuth.Off): without requireClientAuth no client certificate is
+    asked for, so a client holding one another CA signed is served like any other."""
+    server = listen(
+        server_tls(
+            ServerTlsConfig(
+                cert_path=pki["server_crt"], key_path=pki["server_key"], ca_cert_path=pki["ca"]
+            )
+        )
+    )
+    foreign = ClientAuthConfig(chain["client_crt"], chain["client_key"], chain["intermediate"])
+    try:
+        for auth in (None, foreign):
+            tls = client_tls(
+                ClientTlsConfig(
+                    common_name="hello.mesh", trust_certs_bundle=pki["ca"], client_auth=auth
+                )
+            )
+            assert await fetch(server.getHost().port, tls) == 200
+    finally:
+        await server.drain(1.0)
+
+
+def test_server_tls_keys_are_linkerd_1s() -> None:
+    config = load_config(
+        "routers:\n- servers:\n  - tls:\n      certPath: /c.pem\n      keyPath: /k.pem\n"
+        "      intermediateCertsPath: /chain.pem\n      caCertPath: /ca.pem\n"
+        "      requireClientAuth: true\n"
+    )
+    tls = config.routers[0].servers[0].tls
+    assert tls == ServerTlsConfig("/c.pem", "/k.pem", "/chain.pem", "/ca.pem", True)
+    # linkerd 1's server TLS has no clientAuth key (that is the client's block): the
+    # error points to the key it has
+    with pytest.raises(ConfigErrors) as raised:
+        load_config(
+            "routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, clientAuth: true}\n"
+        )
+    assert "unknown key 'clientAuth' (did you mean 'requireClientAuth'?)" in str(raised.value)
