@@ -12,6 +12,7 @@ than the generic field-by-field reading) and :mod:`l5d_twisted.config.decode`; J
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,39 @@ def check_ip(value: str) -> None:
         ) from None
 
 
+def check_path_regexes(values: tuple[str, ...]) -> None:
+    """Every item a regular expression (Python's syntax, close to Java's for paths)."""
+    for value in values:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression {value!r}: {e}") from None
+
+
+@dataclass(frozen=True)
+class AdminSecurityConfig:
+    """``admin.security``: linkerd 1's admin path categories, white- and blacklist
+    (:mod:`l5d_twisted.admin.security`)."""
+
+    ui_enabled: bool = knob(
+        True, doc="serve the dashboard, the dtab playground and what they read (ui paths)"
+    )
+    control_enabled: bool = knob(True, doc="serve /admin/shutdown (control paths)")
+    diagnostics_enabled: bool = knob(
+        True, doc="serve every other path (ping, ready, metrics, state); the probes use them"
+    )
+    path_whitelist: tuple[str, ...] = knob(
+        (),
+        validator=check_path_regexes,
+        doc="regexes of whole paths served although their category is disabled",
+    )
+    path_blacklist: tuple[str, ...] = knob(
+        (),
+        validator=check_path_regexes,
+        doc="regexes of whole paths never served (404), whatever the rest says",
+    )
+
+
 @dataclass(frozen=True)
 class AdminConfig:
     ip: str = knob("127.0.0.1", validator=check_ip, doc="address of the admin server")
@@ -76,6 +110,9 @@ class AdminConfig:
         ),
     )
     allow_shutdown: bool = knob(False, doc="accept POST /admin/shutdown")
+    security: AdminSecurityConfig | None = knob(
+        None, doc="which admin paths are served (default: all of them)"
+    )
 
 
 @dataclass(frozen=True)

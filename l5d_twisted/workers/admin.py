@@ -18,8 +18,8 @@ The supervisor routes nothing; it serves the admin port for all its workers with
 * ``/requests``: every worker's recent requests, newest first;
 * ``/admin/workers.json``: each worker's index, pid, state, restarts and uptime;
   ``/admin/workers/<i>/metrics.json``: one worker's own metrics (what it counted alone);
-* ``/ready``: 503 from the first moment of a drain (the admin port listens only once every
-  worker has started).
+* ``/ready``: 503 from the first moment of a drain, and while no worker is running (the
+  admin port listens only once every worker has started).
 """
 
 from __future__ import annotations
@@ -369,6 +369,17 @@ class WorkersAdminServer(AdminServer):
         return self._recent_records().addCallback(page)
 
     # -- supervisor pages ----------------------------------------------------------------------
+
+    def ready(self, request: WebRequest) -> bytes:
+        """Also 503 while no worker is running (all of them died and are being replaced)."""
+        supervisor = self.workers_target.supervisor
+        if not supervisor.stopping and not supervisor.live_workers():
+            web: Any = request  # twisted.web is untyped
+            web.setHeader(b"content-type", b"text/plain")
+            web.setHeader(b"cache-control", b"no-store")
+            web.setResponseCode(503)
+            return b"no worker running"
+        return super().ready(request)
 
     def workers_json(self, request: WebRequest) -> bytes:
         now = time.monotonic()

@@ -94,3 +94,38 @@ def test_a_refresh_asked_during_another_reads_the_workers_again() -> None:
     w0.answer(2)
     _done(clock, second)
     assert _requests(view) == 2
+
+
+class FakeSupervisor:
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.reactor = Clock()
+        self.stopping = False
+        self.all_started = True
+        self.running: list[Any] = []
+
+    def live_workers(self) -> list[Any]:
+        return self.running
+
+
+def test_not_ready_while_no_worker_runs() -> None:
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from l5d_twisted.config import load_config
+    from l5d_twisted.workers.admin import WorkersAdminServer, WorkersTarget
+
+    supervisor = FakeSupervisor(load_config("workers: 2\nrouters:\n- protocol: http\n"))
+    view = MergedView(supervisor.reactor, supervisor.live_workers)
+    admin = WorkersAdminServer(WorkersTarget(supervisor, view), supervisor.reactor)
+
+    def ready() -> tuple[int, bytes]:
+        request = DummyRequest([b"ready"])
+        body = admin.ready(request)  # type: ignore[arg-type]
+        return request.responseCode or 200, body
+
+    supervisor.running = [FakeWorker(0)]
+    assert ready() == (200, b"ready")
+    supervisor.running = []  # every worker died; replacements are on their way
+    assert ready() == (503, b"no worker running")
+    supervisor.stopping = True
+    assert ready() == (503, b"draining")
