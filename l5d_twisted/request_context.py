@@ -16,7 +16,7 @@ The keys the core sets, by who sets them:
   service's response classifier, read by the shared layers);
 * the deadline filter: :data:`DEADLINE` (seconds on the reactor's clock);
 * error responses: :data:`ERROR` on ``response.ctx`` (the error the response answers);
-* reserved for tracing: :data:`TRACE`.
+* tracing: :data:`TRACE` (the server span of ``io.l5d.tracelog``, read by its client spans).
 """
 
 from __future__ import annotations
@@ -107,4 +107,4 @@ REQUEST_DTAB: Key[bool] = Key("requestDtab")
 CLASSIFIER: Key[ResponseClassifier] = Key("classifier")
 DEADLINE: Key[float] = Key("deadline")
 ERROR: Key[BaseException] = Key("error")
-TRACE: Key[Any] = Key("trace")  # reserved for the tracing issue
+TRACE: Key[Any] = Key("trace")  # io.l5d.tracelog's Span; the tracing issue will type it
