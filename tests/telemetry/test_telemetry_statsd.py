@@ -21,6 +21,7 @@ from l5d_twisted.registry import TELEMETERS
 from l5d_twisted.telemetry.metrics import MetricsTree
 from l5d_twisted.telemetry.statsd import (
     MAX_DATAGRAM,
+    STEP_METRICS,
     StatsdConfig,
     StatsdTelemeter,
     pack,
@@ -377,3 +378,28 @@ def test_a_real_mesh_sends_its_metrics(
         for line in lines
     )
     assert any(line.startswith("linkerd.rt.outgoing.server.127_0_0_1.") for line in lines)
+
+
+def test_a_large_tree_is_read_in_steps(receiver: socket.socket) -> None:
+    """A read goes in small steps on the reactor (one per turn here), sending at the end."""
+    from l5d_twisted.telemetry.render import stepping_cooperator
+
+    clock = UdpClock()
+    tree = MetricsTree(clock, start=False)
+    for i in range(1000):
+        tree.stats.scope("rt", "r", "service", f"svc/{i}").counter("requests").incr()
+    config = StatsdConfig(experimental=True, port=receiver.getsockname()[1])
+    t = StatsdTelemeter(config, tree, clock, cooperator=stepping_cooperator(clock, turn_s=0.01))
+    t.start()
+    try:
+        clock.advance(1.0)  # the send period: the read starts
+        turns = 0
+        while t.sent_datagrams == 0 and turns < 100:
+            clock.advance(0.01)
+            turns += 1
+        assert turns >= 1000 // STEP_METRICS  # not in one go
+        lines = received(receiver)
+        assert len(lines) == 1000
+        assert "linkerd.rt.r.service.svc.999.requests:1|c" in lines
+    finally:
+        t.close()
