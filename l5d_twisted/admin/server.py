@@ -19,6 +19,9 @@
 ``/admin/shutdown``             POST only; 403 unless ``admin.allowShutdown``
 ==============================  =========================================================
 
+``admin.security`` (:mod:`.security`) refuses paths by linkerd 1's categories and
+white/blacklists before any of this, with linkerd 1's empty 404.
+
 Telemeters' ``admin_resources()`` are served at their paths.  Every handler's failure
 becomes a short text error (never a traceback); unknown paths get a 404 listing the
 endpoints.
@@ -54,6 +57,7 @@ from l5d_twisted.admin.dashboard_data import DashboardSampler, sampler_cooperato
 from l5d_twisted.admin.delegator import explain
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.requests_page import render_requests_page
+from l5d_twisted.admin.security import AdminSecurity
 from l5d_twisted.admin.target import AdminTarget
 from l5d_twisted.telemetry.metrics_json import MAX_QUERY_CHARS, metrics_json_steps
 from l5d_twisted.telemetry.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -118,6 +122,11 @@ def _send_json(request: WebRequest, value: Any, status: int = 200) -> bytes:
     return _json_bytes(value, pretty=_arg(request, "pretty") not in (None, "", "0", "false"))
 
 
+def _admin_config(target: Any) -> Any:
+    """The ``admin:`` block of the target's config (None for targets without one)."""
+    return getattr(getattr(target, "config", None), "admin", None)
+
+
 class _AdminPort:
     """The listening port, which also stops the dashboard sampler when it stops."""
 
@@ -140,9 +149,14 @@ class AdminServer:
         reactor: Any,
         sample_interval_s: float = 5.0,
         cooperator: Cooperator | None = None,
+        security: AdminSecurity | None = None,
     ) -> None:
         self.target = target
         self.reactor = reactor
+        # admin.security (linkerd 1's path categories and white/blacklists), else all served
+        self.security = security or AdminSecurity.from_config(
+            getattr(_admin_config(target), "security", None)
+        )
         # Runs the metrics renders in steps between the reactor's other work.
         self.cooperator = cooperator if cooperator is not None else reactor_cooperator(reactor)
         self.sampler = DashboardSampler(
@@ -191,6 +205,9 @@ class AdminServer:
         method = request.method
         for name, value in SECURITY_HEADERS:
             request.setHeader(name, value)
+        if self.security is not None and not self.security.allows(path.decode("latin-1")):
+            request.setResponseCode(404)  # linkerd 1's answer to a refused path: empty
+            return b""
         try:
             telemeter_resource = self._telemeter_resources().get(path)
             handler: Handler | None
