@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import compress
+from operator import ne
 from typing import Any, NamedTuple
 
 from l5d_twisted.naming.addr import Address, make_address
@@ -374,6 +376,27 @@ def shard_part(
     return ShardPart(has_ports, matched, frozenset(cache.values()), cache)
 
 
+def _endpoint_difference(
+    old: tuple[EndpointInfo, ...], new: tuple[EndpointInfo, ...]
+) -> tuple[set[EndpointInfo], set[EndpointInfo]]:
+    """(endpoints gone, endpoints new) between two versions of a slice's list.
+
+    A controller changes a slice in place (a pod replaced keeps its position), so the
+    positions that differ are compared first, in C and without hashing the new version's
+    freshly decoded strings; whether a candidate is really gone or new is then checked
+    against the whole other list (duplicates, moves).  Many differing positions (a shift):
+    the difference of the two whole sets.
+    """
+    if len(old) == len(new):
+        differ = list(compress(range(len(new)), map(ne, old, new)))
+        if len(differ) <= 8:
+            went = {old[i] for i in differ}
+            came = {new[i] for i in differ}
+            return {e for e in went if e not in new}, {e for e in came if e not in old}
+    went, came = set(old), set(new)
+    return went - came, came - went
+
+
 def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart) -> ShardPart:
     """A new version of a one-subset object (every EndpointSlice) with the same ports: only
     the endpoints that came or went are looked at in Python; the sets and the cache are
@@ -385,9 +408,7 @@ def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart)
         at = [number]
     if not at:
         return ShardPart(bool(new.ports), matched, frozenset(), {})
-    went = set(old.endpoints)
-    came = set(new.endpoints)
-    went, came = went - came, came - went
+    went, came = _endpoint_difference(old.endpoints, new.endpoints)
     if not went and not came:
         return previous
     cache = dict(previous.cache)

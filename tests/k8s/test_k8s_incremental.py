@@ -364,3 +364,25 @@ def test_the_fast_entry_reader_agrees_with_the_careful_one() -> None:
             assert all(type(e) is EndpointInfo for e in fast)
         else:
             assert fast == [], "nothing added when it hands over to the careful reader"
+
+
+def test_the_positional_difference_of_endpoint_lists_is_the_set_difference() -> None:
+    rng = random.Random(5)
+    pool = [EndpointInfo(f"10.2.0.{i}", rng.random() < 0.8) for i in range(12)]
+    for _ in range(3000):
+        old = tuple(rng.choice(pool) for _ in range(rng.randrange(0, 10)))
+        new = list(old)
+        for _ in range(rng.randrange(0, 4)):  # replace, duplicate, move, drop, add
+            op = rng.randrange(5)
+            if op == 0 and new:
+                new[rng.randrange(len(new))] = rng.choice(pool)
+            elif op == 1 and new:
+                new[rng.randrange(len(new))] = rng.choice(new)
+            elif op == 2 and len(new) > 1:
+                new.insert(rng.randrange(len(new)), new.pop())
+            elif op == 3 and new:
+                new.pop(rng.randrange(len(new)))
+            else:
+                new.append(rng.choice(pool))
+        went, came = objects._endpoint_difference(old, tuple(new))
+        assert went == set(old) - set(new) and came == set(new) - set(old), (old, new)
