@@ -165,13 +165,16 @@ def test_plugin_serves_linkerd1s_path_and_has_no_keys() -> None:
 
 
 @pytest.mark.slow
-def test_scrape_a_real_mesh(processes: Processes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_scrape_a_real_mesh(processes: Processes, tmp_path: Path, workers: int) -> None:
+    """With workers: 2 the supervisor's admin server serves the workers' merged metrics."""
     world_port, proxy_port, admin_port = free_port(), free_port(), free_port()
     processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", str(world_port), name="world")
     config = tmp_path / "linkerd.yaml"
     config.write_text(
         textwrap.dedent(
             f"""\
+            workers: {workers}
             admin: {{ip: 127.0.0.1, port: {admin_port}}}
             telemetry:
             - kind: io.l5d.influxdb
