@@ -104,6 +104,9 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     leave_out_tls_unless_used(config)  # before the reactor: Twisted imports TLS with it
+    from l5d_twisted.eventloop import install as install_reactor
+
+    install_reactor()  # epoll without the per-event legacy log context (issue 15), if on Linux
     if getattr(args, "worker_fd", None) is not None:  # one of `workers: N`
         from l5d_twisted.workers.worker import run_worker
 
