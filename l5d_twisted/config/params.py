@@ -37,8 +37,9 @@ class PoolConfig:
         minimum=1,
         doc="idle connections kept over all the endpoints of one client (not in linkerd 1):"
         " past it the connection idle the longest is closed, whatever its endpoint and"
-        " minSize; bounds the sockets p2c/ewma keep warm to 1,000 endpoints (aperture"
-        " needs none); no limit by default",
+        " minSize; bounds the sockets p2c/ewma keep warm to 1,000 endpoints, at the price"
+        " of a connect for each request that then finds none idle (aperture keeps few"
+        " sockets without it); no limit by default",
     )
 
     def __post_init__(self) -> None:
