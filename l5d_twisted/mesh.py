@@ -76,6 +76,7 @@ class Mesh:
         self.telemeters: list[Any] = []
         self.transformers: list[Any] = []  # some hold watches of their own (daemonset)
         self.recent_requests: Any = None  # the first telemeter offering recent_requests
+        self.closers: list[Any] = []  # routers' add-ons (an access log file), closed last
         self.stack_edits: list[StackEdit] = []  # plugins' modules, applied to every router's stacks
         self.servers: list[Any] = []  # what each protocol's serve() returned, one per server
         self.admin_port: Any = None
@@ -180,7 +181,15 @@ class Mesh:
             self.transformers.extend(transformers)
             interpreter = Interpreter(namers, transformers, self.reactor)
             protocol = protocol_named(router_config.protocol)
-            stacks = protocol.stacks.edited(self.stack_edits)
+            addons = (
+                protocol.router_addons(self.reactor, router_config)
+                if protocol.router_addons is not None
+                else None
+            )
+            edits = [*self.stack_edits, *(addons.edits if addons is not None else ())]
+            if addons is not None:
+                self.closers.extend(addons.closers)
+            stacks = protocol.stacks.edited(edits)
             router = Router(
                 router_config,
                 interpreter,
@@ -294,6 +303,11 @@ class Mesh:
                     except Exception:
                         log.failure("closing {thing}", thing=thing)
                     break
+        for close_addon in self.closers:
+            try:
+                close_addon()
+            except Exception:
+                log.failure("closing {thing}", thing=close_addon)
         if self.admin_port is not None:
             await maybeDeferred(self.admin_port.stopListening)
         if self.metrics is not None:

@@ -24,6 +24,14 @@ from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import IDENTIFIERS, PROTOCOLS, TELEMETERS, TRANSFORMERS
 
 HTTP_PORT = 4140
+
+
+def check_roll_policy(value: str) -> None:
+    """``httpAccessLogRollPolicy``: util-logging's policies (``http.access_log``)."""
+    from l5d_twisted.http.access_log import parse_roll_policy
+
+    parse_roll_policy(value)
+
 MAX_PORT = 65535  # ports may be 0: any free port (tests)
 
 
@@ -289,6 +297,24 @@ class RouterConfig:
     )
     max_call_depth: int = knob(
         1000, minimum=1, doc="Via entries allowed before a request counts as a loop"
+    )
+    http_access_log: str | None = knob(
+        None,
+        doc=(
+            "file of linkerd 1's access log lines, one per upstream response (relative: to the "
+            "working directory); none if unset"
+        ),
+    )
+    http_access_log_roll_policy: str = knob(
+        "never",
+        validator=check_roll_policy,
+        doc="never, hourly, daily, weekly(n) (1 Sunday .. 7 Saturday) or a size like 3.megabytes",
+    )
+    http_access_log_append: bool = knob(
+        True, doc="append to an existing access log (false: truncate it at start-up)"
+    )
+    http_access_log_rotate_count: int = knob(
+        -1, minimum=-1, doc="rolled access log files kept (-1: all)"
     )
     # telemetry.scope_limit.DEFAULT_MAX_METRIC_SCOPES (the router's route/client cache size)
     max_metric_scopes: int = knob(

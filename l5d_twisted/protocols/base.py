@@ -41,7 +41,7 @@ from l5d_twisted.config.model import RouterConfig, ServerConfig
 from l5d_twisted.config.params import ClientParams
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.registry import PROTOCOLS
-from l5d_twisted.router.stacks import RouterStacks
+from l5d_twisted.router.stacks import RouterStacks, StackEdit
 from l5d_twisted.service import Service
 from l5d_twisted.telemetry.stats import StatsReceiver
 
@@ -86,6 +86,16 @@ class RouterProtocol:
     default_port: int
     default_identifier: str
     default_classifier: str
+    # what a router's own config adds to its stacks (http: httpAccessLog), None: nothing
+    router_addons: Callable[[Any, RouterConfig], RouterAddOns] | None = None
+
+
+@dataclass(frozen=True)
+class RouterAddOns:
+    """Stack edits a router's config asks for, and what to close when the mesh stops."""
+
+    edits: tuple[StackEdit, ...] = ()
+    closers: tuple[Callable[[], object], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from l5d_twisted.config.model import RouterConfig, ServerConfig
 from l5d_twisted.config.params import ClientParams
 from l5d_twisted.http.message import Request, Response
-from l5d_twisted.protocols.base import Listening, NoConfig, RouterProtocol
+from l5d_twisted.protocols.base import Listening, NoConfig, RouterAddOns, RouterProtocol
 from l5d_twisted.registry import PROTOCOLS
 from l5d_twisted.router.stacks import DEFAULT_STACKS
 from l5d_twisted.service import Service
@@ -119,6 +119,19 @@ def endpoint_client(
     )
 
 
+def router_addons(reactor: Any, router: RouterConfig) -> RouterAddOns:
+    """What the router's http keys add to its stacks: ``httpAccessLog`` (only when set)."""
+    from l5d_twisted.http.access_log import access_log_edit, open_access_log
+
+    edits = []
+    closers = []
+    access_log = open_access_log(router)
+    if access_log is not None:
+        edits.append(access_log_edit(access_log))
+        closers.append(access_log.close)
+    return RouterAddOns(tuple(edits), tuple(closers))
+
+
 HTTP = RouterProtocol(
     name="http",
     serve=serve,
@@ -128,6 +141,7 @@ HTTP = RouterProtocol(
     default_port=4140,
     default_identifier="io.l5d.header.token",
     default_classifier="io.l5d.http.nonRetryable5XX",
+    router_addons=router_addons,
 )
 
 
