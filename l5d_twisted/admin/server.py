@@ -20,7 +20,8 @@
 ==============================  =========================================================
 
 ``admin.security`` (:mod:`.security`) refuses paths by linkerd 1's categories and
-white/blacklists before any of this, with linkerd 1's empty 404.
+white/blacklists before any of this, with linkerd 1's empty 404.  ``admin.tls`` (a
+server's tls keys) serves all of it over TLS.
 
 Telemeters' ``admin_resources()`` are served at their paths.  Every handler's failure
 becomes a short text error (never a traceback); unknown paths get a 404 listing the
@@ -193,10 +194,20 @@ class AdminServer:
         }
 
     def listen(self, ip: str, port: int) -> IListeningPort:
-        listening = self.reactor.listenTCP(port, self.site, interface=ip)
+        listening = self.reactor.listenTCP(port, self.listening_factory(), interface=ip)
         self.sampler.start()
         log.info("admin server on {ip}:{port}", ip=ip, port=listening.getHost().port)
         return _AdminPort(listening, self.sampler.stop)  # type: ignore[return-value]
+
+    def listening_factory(self) -> Any:
+        """What to listen with: the site, behind TLS when ``admin.tls`` is set (TLS
+        modules imported only then; a bad certificate path fails the start)."""
+        tls = getattr(_admin_config(self.target), "tls", None)
+        if tls is None:
+            return self.site
+        from l5d_twisted.http.tls import server_tls, tls_server_factory
+
+        return tls_server_factory(server_tls(tls), self.site, lambda: True)
 
     # -- dispatch ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from l5d_twisted.config.forwarded import ForwardedConfig
 from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
 from l5d_twisted.config.schema import PluginSpec, default_plugin, knob
 from l5d_twisted.config.tls import ServerTlsConfig
@@ -121,6 +122,9 @@ class AdminConfig:
     security: AdminSecurityConfig | None = knob(
         None, doc="which admin paths are served (default: all of them)"
     )
+    tls: ServerTlsConfig | None = knob(
+        None, doc="serve the admin interface over TLS (the keys of a server's tls)"
+    )
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,10 @@ class ServerConfig:
     socket_options: SocketOptions = knob(
         default_factory=SocketOptions,
         doc="TCP options of the listening socket and accepted connections",
+    )
+    add_forwarded_header: ForwardedConfig | None = knob(
+        None,
+        doc="add an RFC 7239 Forwarded element (by, for, host, proto) to every request ({}: both labelers requestRandom)",
     )
 
 
@@ -342,6 +350,8 @@ class NamerSpec:
     kind: str
     prefix: Path
     config: Any
+    # linkerd 1's generic ``transformers`` key: applied, in order, to this namer's bound names
+    transformers: tuple[PluginSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,9 @@ class WorkersAdminServer(AdminServer):
         sock.listen(50)  # Twisted's default backlog
         sock.setblocking(False)  # as adoptStreamPort requires
         try:
-            port = self.reactor.adoptStreamPort(sock.fileno(), sock.family, self.site)
+            port = self.reactor.adoptStreamPort(
+                sock.fileno(), sock.family, self.listening_factory()
+            )
         finally:
             sock.close()  # adopted: the reactor holds its own copy
         self.sampler.start()
