@@ -50,6 +50,7 @@ from l5d_twisted.router.stacks import RouterStacks, StackEdit, StackParams
 from l5d_twisted.router.trust import OwnAddresses
 from l5d_twisted.service import Params
 from l5d_twisted.telemetry.metrics import MetricsTree
+from l5d_twisted.transformers.namer import TransformedNamer
 
 log = Logger()
 
@@ -159,6 +160,13 @@ class Mesh:
     def _build_namers(self, ctx: PluginContext) -> None:
         for spec in self.config.namers:
             namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
+            if spec.transformers:
+                # linkerd 1's namers[].transformers: applied to this namer's bound names
+                transformers = [
+                    TRANSFORMERS.get(t.kind).factory(t.config, ctx) for t in spec.transformers
+                ]
+                self.transformers.extend(transformers)
+                namer = TransformedNamer(namer, transformers)
             self.namers[spec.prefix.show()] = namer
             ctx.namers[spec.prefix.show()] = namer
 

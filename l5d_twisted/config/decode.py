@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from l5d_twisted.config import linkerd1_keys
 from l5d_twisted.config.errors import ConfigError
 from l5d_twisted.config.schema import PluginSpec, yaml_key
 from l5d_twisted.config.yamldoc import MERGE_TAG, STR_TAG, Document, describe, is_null, line_of
@@ -79,6 +80,9 @@ class Decoder:
         # Every value that decoded, by key path: cross-field checks still run on the parts
         # of a config that are fine when other parts are not.
         self.values: dict[str, Any] = {}
+        # Key path of each plugin block -> its pattern in linkerd1_keys (``namer[io.l5d.fs]``),
+        # so a linkerd 1 key of that kind is refused by name.
+        self.plugin_patterns: dict[str, str] = {}
         self._budget = _Budget(_MAX_PLAIN_NODES)
 
     def with_type_decoders(self, overrides: TypeDecoders) -> Decoder:
@@ -387,7 +391,7 @@ class Decoder:
                 self.error(
                     _join(where, key),
                     key_node,
-                    unknown_key_message(key, list(by_key) + sorted(reserved)),
+                    self.unknown_key(where, key, list(by_key) + sorted(reserved)),
                 )
                 ok = False
         values: dict[str, Any] = {}
@@ -411,6 +415,27 @@ class Decoder:
             return cls(**values)
         except (ValueError, TypeError) as e:
             return self.error(where, node, _first_line(e))
+
+    # -- linkerd 1 keys this project refuses by name -------------------------------------
+
+    def pattern(self, where: str) -> str:
+        """The :mod:`~l5d_twisted.config.linkerd1_keys` pattern of key path ``where``."""
+        at = where
+        while at:
+            found = self.plugin_patterns.get(at)
+            if found is not None:
+                return found + linkerd1_keys.pattern_of(where[len(at) :])
+            cut = max(at.rfind("."), at.rfind("["))
+            at = at[:cut] if cut > 0 else ""
+        return linkerd1_keys.pattern_of(where)
+
+    def unknown_key(self, where: str, key: str, known: Sequence[str]) -> str:
+        """Why ``key`` is refused at ``where``: a linkerd 1 key not supported yet (named as
+        such), else an unknown key."""
+        refused = linkerd1_keys.refused(_join(self.pattern(where), key))
+        if refused is not None:
+            return linkerd1_keys.refusal(_shorten(key), refused.note)
+        return unknown_key_message(key, known)
 
     # -- plugins --------------------------------------------------------------------------
 
@@ -437,6 +462,7 @@ class Decoder:
         kind = self.plugin_kind(registry, meta.get("default_kind"), entries, node, where)
         if kind is INVALID:
             return INVALID
+        self.plugin_patterns[where] = f"{registry.category}[{kind}]"
         config_type = registry.get(kind).config_type
         reserved = reserved | {"kind"}
         if dataclasses.is_dataclass(config_type) and isinstance(config_type, type):
@@ -478,11 +504,13 @@ class Decoder:
             if kind is INVALID:
                 return INVALID
         if kind not in registry:
-            return self.error(
-                _join(where, "kind"),
-                kind_node,
-                unknown_kind_message(registry.category, kind, known),
+            refused = linkerd1_keys.refused(f"{registry.category}[{kind}]")
+            message = (
+                linkerd1_keys.refusal(f"{registry.category} kind {kind}", refused.note)
+                if refused is not None
+                else unknown_kind_message(registry.category, kind, known)
             )
+            return self.error(_join(where, "kind"), kind_node, message)
         return kind
 
     # -- plain values ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
+from l5d_twisted.config import linkerd1_keys
 from l5d_twisted.config.decode import (
     INVALID,
     Decoder,
@@ -35,6 +36,7 @@ from l5d_twisted.config.dtabs import excerpt, text_line
 from l5d_twisted.config.errors import ConfigError
 from l5d_twisted.config.model import (
     MAX_WORKERS,
+    InterpreterConfig,
     NamerSpec,
     RouterConfig,
     ServerConfig,
@@ -52,10 +54,10 @@ from l5d_twisted.config.perprefix import (
     ServiceConfig,
 )
 from l5d_twisted.config.prefix import PrefixPattern
-from l5d_twisted.config.schema import default_plugin, yaml_key
+from l5d_twisted.config.schema import PluginSpec, default_plugin, yaml_key
 from l5d_twisted.naming.dtab import Dtab, DtabError
 from l5d_twisted.naming.path import Path
-from l5d_twisted.registry import IDENTIFIERS, NAMERS
+from l5d_twisted.registry import IDENTIFIERS, NAMERS, TRANSFORMERS
 
 Entries = Mapping[str, tuple[Node, Node]]
 
@@ -67,6 +69,14 @@ def decode_router(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
     if entries is INVALID:
         return INVALID
     protocol = router_protocol(decoder, entries, where)
+    refused = linkerd1_keys.refused(f"protocol[{protocol}]")
+    if refused is not None:
+        # its other keys are that protocol's: reporting them as unknown would mislead
+        return decoder.error(
+            f"{where}.protocol",
+            entries["protocol"][1],
+            linkerd1_keys.refusal(f"protocol {protocol}", refused.note),
+        )
     servers = decoder.with_type_decoders({ServerConfig: server_decoder(protocol)})
     found = registered_protocol(protocol)  # the protocol's default identifier
     defaults = (
@@ -110,9 +120,18 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
         node,
         where,
         {"registry": NAMERS},
-        reserved=frozenset({"prefix", "experimental"}),
+        reserved=frozenset({"prefix", "experimental", "transformers"}),
         entries=entries,
     )
+    transformers: Any = ()
+    if "transformers" in entries:
+        # linkerd 1's generic namer key: transformers applied to this namer's bound names
+        transformers = decoder.decode(
+            tuple[PluginSpec, ...],
+            entries["transformers"][1],
+            f"{where}.transformers",
+            {"registry": TRANSFORMERS},
+        )
     prefix: Any = None
     if "prefix" in entries:
         prefix = decoder.decode(Path, entries["prefix"][1], f"{where}.prefix")
@@ -124,14 +143,37 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
                 entries["prefix"][1],
                 "a namer prefix needs at least one segment, e.g. /io.l5d.fs",
             )
-    if spec is INVALID or prefix is INVALID:
+    if spec is INVALID or prefix is INVALID or transformers is INVALID:
         return INVALID
     if prefix is None and getattr(type(spec.config), "PREFIX_REQUIRED", False):
         # a kind without a default prefix (linkerd 1's io.l5d.rewrite)
         return decoder.error(
             where, node, f"missing required key 'prefix' ({spec.kind} has no default prefix)"
         )
-    return NamerSpec(spec.kind, prefix if prefix is not None else Path.of(spec.kind), spec.config)
+    return NamerSpec(
+        spec.kind, prefix if prefix is not None else Path.of(spec.kind), spec.config, transformers
+    )
+
+
+# -- interpreters -------------------------------------------------------------------------
+
+
+def decode_interpreter(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
+    """``interpreter:``; a linkerd 1 interpreter kind not supported yet (namerd...) is
+    refused by name, without its own keys reported as unknown."""
+    entries = decoder.mapping(node, where)
+    if entries is INVALID:
+        return INVALID
+    if "kind" in entries:
+        kind = decoder.scalar(entries["kind"][1], f"{where}.kind")
+        refused = linkerd1_keys.refused(f"interpreter[{kind}]") if isinstance(kind, str) else None
+        if refused is not None:
+            return decoder.error(
+                f"{where}.kind",
+                entries["kind"][1],
+                linkerd1_keys.refusal(f"interpreter kind {kind}", refused.note),
+            )
+    return decoder.decode_fields(InterpreterConfig, entries, node, where)
 
 
 # -- dtabs --------------------------------------------------------------------------------
@@ -293,6 +335,7 @@ def _decode_entry(
 
 TYPE_DECODERS: TypeDecoders = {
     RouterConfig: decode_router,
+    InterpreterConfig: decode_interpreter,
     NamerSpec: decode_namer,
     Dtab: decode_dtab,
     ClientConfig: block_decoder(ClientParams, ClientConfig),

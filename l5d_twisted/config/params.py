@@ -48,6 +48,18 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    """``retries.budget`` and ``client.requeueBudget``: retries (or requeues) allowed on top
+    of the original requests, Finagle's RetryBudget (linkerd 1's defaults)."""
+
+    min_retries_per_sec: int = knob(10, minimum=0, doc="retries always allowed per second")
+    percent_can_retry: float = knob(
+        0.2, minimum=0.0, maximum=1000.0, doc="extra retries as a fraction of requests"
+    )
+    ttl_secs: int = knob(10, minimum=1, maximum=60, doc="window over which requests are counted")
+
+
+@dataclass(frozen=True)
 class ClientParams:
     """How to talk to one bound name (``/#/io.l5d.fs/world``): balancing, accrual, pools."""
 
@@ -68,17 +80,11 @@ class ClientParams:
     )
     fail_fast: bool = knob(False, doc="mark an endpoint down at its first connection failure")
     tls: ClientTlsConfig | None = knob(None, doc="originate TLS to the endpoints")
-
-
-@dataclass(frozen=True)
-class BudgetConfig:
-    """``retries.budget``: retries allowed on top of the original requests."""
-
-    min_retries_per_sec: int = knob(10, minimum=0, doc="retries always allowed per second")
-    percent_can_retry: float = knob(
-        0.2, minimum=0.0, maximum=1000.0, doc="extra retries as a fraction of requests"
+    requeue_budget: BudgetConfig = knob(
+        default_factory=BudgetConfig,
+        doc="budget of requeues: re-sends, through the balancer, of requests that failed to "
+        "reach an endpoint (connection failures), per client",
     )
-    ttl_secs: int = knob(10, minimum=1, maximum=60, doc="window over which requests are counted")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 Every key of the model and of every registered plugin kind, with its type, default, bounds
 and ``knob`` doc, as Markdown.  Generated, so it cannot drift from what the loader accepts.
+Each key also shows its mark from :mod:`~l5d_twisted.config.linkerd1_keys` (supported,
+supported with a difference, l5d-twisted only), and each section lists the linkerd 1 keys
+of that place that ``check`` refuses as not supported yet: the same table drives the
+refusals, so the reference and ``check`` agree.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import dataclasses
 import typing
 from typing import Any
 
+from l5d_twisted.config import linkerd1_keys
 from l5d_twisted.config.decode import INVALID, type_hints
 from l5d_twisted.config.model import Config, NamerSpec, Workers
 from l5d_twisted.config.params import ClientParams, ServiceParams
@@ -24,6 +29,7 @@ from l5d_twisted.registry import (
     FAILURE_ACCRUAL,
     IDENTIFIERS,
     NAMERS,
+    PROTOCOLS,
     TELEMETERS,
     TRANSFORMERS,
     Registry,
@@ -32,7 +38,7 @@ from l5d_twisted.registry import (
 _PLUGIN_SECTIONS: list[tuple[str, Registry[Any]]] = [
     ("namers[] (kind, prefix, ...)", NAMERS),
     ("routers[].identifier", IDENTIFIERS),
-    ("routers[].interpreter.transformers[]", TRANSFORMERS),
+    ("transformers (routers[].interpreter.transformers[], namers[].transformers[])", TRANSFORMERS),
     ("client loadBalancer", BALANCERS),
     ("client failureAccrual", FAILURE_ACCRUAL),
     ("backoff", BACKOFFS),
@@ -41,21 +47,37 @@ _PLUGIN_SECTIONS: list[tuple[str, Registry[Any]]] = [
 ]
 
 
+_INTRO = [
+    "# l5d-twisted config reference",
+    "",
+    "Generated from the schema by `l5d-twisted check --reference`.",
+    "",
+    "The *linkerd 1* column compares each key with linkerd 1's own config reference: "
+    "*supported* (linkerd 1's meaning and default), *supported, differs* (how is said), "
+    "*l5d-twisted only* (not a linkerd 1 key), or **not yet**: linkerd 1 configuration "
+    "that `l5d-twisted check` refuses by name (exit 2) until it is implemented. "
+    "Kinds and protocols not supported yet are listed at the end.",
+    "",
+]
+
+
 def render_reference() -> str:
-    out = [
-        "# l5d-twisted config reference",
-        "",
-        "Generated from the schema by `l5d-twisted check --reference`.",
-        "",
-    ]
-    out += _section("Top level", Config, "Also accepted and ignored: `usage`.")
-    seen: set[type] = {Config}
+    out = list(_INTRO)
+    out += _section("Top level", Config, "", "")
+    # a section class reached from several places (a retry budget) is shown once, titled
+    # with every place
+    places: dict[type, list[str]] = {}
     queue = _nested(Config, "")
     while queue:
         name, cls = queue.pop(0)
-        if cls in seen:
+        if cls is Config:
             continue
-        seen.add(cls)
+        if cls in places:
+            places[cls].append(name)
+            continue
+        places[cls] = [name]
+        queue += _nested(cls, name.split(" ")[0])
+    for cls, names in places.items():
         note = ""
         if cls is ClientParams or cls is ServiceParams:
             note = (
@@ -63,12 +85,74 @@ def render_reference() -> str:
                 "`kind: io.l5d.static` with `configs: [{prefix: /svc/*, ...}, ...]` (later matches win, key by key; "
                 "`{capture}` in a prefix is substituted into string values)."
             )
-        out += _section(name, cls, note)
-        queue += _nested(cls, name.split(" ")[0])
+        out += _section(", ".join(names), cls, note, *(n.split(" ")[0] for n in names))
     for title, registry in _PLUGIN_SECTIONS:
+        out += _generic_section(title, registry.category)
         for plugin in sorted(registry, key=lambda p: p.kind):
-            out += _section(f"{title}: kind `{plugin.kind}`", plugin.config_type, "")
+            out += _section(
+                f"{title}: kind `{plugin.kind}`",
+                plugin.config_type,
+                "",
+                f"{registry.category}[{plugin.kind}]",
+            )
+    out += _refused_kinds()
     return "\n".join(out) + "\n"
+
+
+def _mark_text(pattern: str, accepted: bool) -> str:
+    """A key's mark; an accepted key is never shown as refused (a stale table entry)."""
+    found = linkerd1_keys.mark(pattern)
+    if found is None:
+        return "not audited"
+    if accepted and found.status == linkerd1_keys.NOT_YET:
+        return "supported"
+    return found.text().replace("|", "\\|")
+
+
+def _table_keys_under(pattern: str) -> list[tuple[str, linkerd1_keys.Mark]]:
+    """(key, mark) of the table's keys directly under ``pattern`` (a section's place)."""
+    start = f"{pattern}." if pattern else ""
+    found = []
+    for key, found_mark in linkerd1_keys.KEYS.items():
+        if not key.startswith(start):
+            continue
+        rest = key[len(start) :]
+        if rest and "." not in rest and "[" not in rest:
+            found.append((rest, found_mark))
+    return found
+
+
+def _generic_section(title: str, category: str) -> list[str]:
+    """The keys every kind of a plugin family takes (linkerd 1's ``namers[].transformers``)."""
+    rows = _table_keys_under(f"{category}[*]")
+    if not rows:
+        return []
+    lines = [f"## {title}: every kind", "", "| key | linkerd 1 |", "|---|---|"]
+    lines += [f"| `{key}` | {m.text()} |" for key, m in rows]
+    return lines + [""]
+
+
+def _refused_kinds() -> list[str]:
+    lines = [
+        "## linkerd 1 kinds and protocols not supported yet",
+        "",
+        "`l5d-twisted check` refuses these by name (exit 2), "
+        "e.g. `routers[0].protocol: protocol h2 is linkerd 1 configuration that "
+        "l5d-twisted does not support yet (the HTTP/2 protocol)`.",
+        "",
+        "| family | kind | missing |",
+        "|---|---|---|",
+    ]
+    registries = {registry.category: registry for _title, registry in _PLUGIN_SECTIONS}
+    registries[PROTOCOLS.category] = PROTOCOLS
+    for key, found in linkerd1_keys.KEYS.items():
+        if found.status != linkerd1_keys.NOT_YET or not key.endswith("]"):
+            continue
+        family, _, kind = key[:-1].partition("[")
+        registry = registries.get(family)
+        if kind != "*" and (registry is None or kind not in registry):
+            lines.append(f"| {family} | `{kind}` | {found.note} |")
+    return lines + [""]
 
 
 def _nested(cls: type, base: str) -> list[tuple[str, type]]:
@@ -106,7 +190,9 @@ def _leaf_types(tp: Any) -> list[Any]:
     return [leaf for arg in args for leaf in _leaf_types(arg)]
 
 
-def _section(title: str, cls: Any, note: str) -> list[str]:
+def _section(title: str, cls: Any, note: str, *places: str) -> list[str]:
+    """A section's keys (``places``: where it is in the linkerd1_keys table), then the
+    linkerd 1 keys of those places that are not schema keys (refused, or ignored)."""
     lines = [f"## {title}", ""]
     if note:
         lines += [note, ""]
@@ -114,15 +200,41 @@ def _section(title: str, cls: Any, note: str) -> list[str]:
         return lines + ["(free-form keys)", ""]
     hints = type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
-    if hints is INVALID or not fields:
-        return lines + ["(no keys)" if fields == [] else "(schema unreadable)", ""]
-    lines += ["| key | type | default | description |", "|---|---|---|---|"]
+    if hints is INVALID:
+        return lines + ["(schema unreadable)", ""]
+    keys = {yaml_key(f) for f in fields}
+    others: dict[str, list[str]] = {}
+    for place in places:
+        for key, _m in _table_keys_under(place):
+            if key not in keys:
+                others.setdefault(key, [])
+    for key, texts in others.items():
+        texts.append(_marks_text(places, key, accepted=False))
+    if not fields and not others:
+        return lines + ["(no keys)", ""]
+    lines += [
+        "| key | type | default | description | linkerd 1 |",
+        "|---|---|---|---|---|",
+    ]
     for f in fields:
+        key = yaml_key(f)
         lines.append(
-            f"| `{yaml_key(f)}` | {_type_text(hints[f.name], f.metadata)} "
-            f"| {_default_text(f)} | {_doc_text(f.metadata)} |"
+            f"| `{key}` | {_type_text(hints[f.name], f.metadata)} "
+            f"| {_default_text(f)} | {_doc_text(f.metadata)} "
+            f"| {_marks_text(places, key, accepted=True)} |"
         )
+    for key, texts in others.items():
+        lines.append(f"| `{key}` | — | — | — | {texts[0]} |")
     return lines + [""]
+
+
+def _marks_text(places: tuple[str, ...], key: str, accepted: bool) -> str:
+    """The mark of ``key`` in a section shown for ``places``: one text if every place has
+    the same, else each place's."""
+    texts = [_mark_text(f"{place}.{key}" if place else key, accepted) for place in places]
+    if len(set(texts)) == 1:
+        return texts[0]
+    return "; ".join(f"{place}: {text}" for place, text in zip(places, texts))
 
 
 def _type_text(tp: Any, meta: Any) -> str:

@@ -89,6 +89,7 @@ def _namer(value: NamerSpec) -> dict[str, Any]:
         "kind": value.kind,
         "prefix": value.prefix.show(),
         **(body if isinstance(body, dict) else {}),
+        **({"transformers": to_json(value.transformers)} if value.transformers else {}),
     }
 
 

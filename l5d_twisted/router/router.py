@@ -68,9 +68,6 @@ def sweep_interval(idle_ttl_s: float) -> float:
     return min(SWEEP_INTERVAL_S, max(MIN_SWEEP_INTERVAL_S, idle_ttl_s / 10.0))
 
 
-# Requeues' own budget per client, not configurable in linkerd 1 either: Finagle's default
-# (minRetriesPerSec 10, percentCanRetry 0.2, ttl 10 s).
-REQUEUE_BUDGET = (10, 0.2, 10)
 # At most ``bindingCache.paths`` cached routes (name x override dtab) and
 # ``bindingCache.clients`` clients (bound names), 10,000 each by default (a node's proxy
 # holds that many active names without evicting any): names come from request headers
@@ -360,8 +357,17 @@ class Router(Service[Request, Response]):
             reactor=self._reactor,
             binding_timeout_s=self._binding_timeout_s,
         )
+        # requeues' own budget per client: client.requeueBudget (linkerd 1's defaults,
+        # Finagle's: minRetriesPerSec 10, percentCanRetry 0.2, ttlSecs 10)
+        requeues = client_params.requeue_budget
         client_stack_params = endpoint_params.plus(
-            StackParams.REQUEUE_BUDGET, RetryBudget(*REQUEUE_BUDGET, self._reactor)
+            StackParams.REQUEUE_BUDGET,
+            RetryBudget(
+                requeues.min_retries_per_sec,
+                requeues.percent_can_retry,
+                requeues.ttl_secs,
+                self._reactor,
+            ),
         )
         service = self._stacks.client.make(client_stack_params, client)
         if len(self._clients) >= self._max_clients:

@@ -46,8 +46,13 @@ def test_distinct_addresses_and_port_zero_do_not_clash() -> None:
 
 def test_a_protocol_no_module_registered_is_refused_by_name() -> None:
     # h2 was accepted and served as HTTP/1.1 before the protocol registry (issue 13)
+    # (issue 12: a linkerd 1 protocol is named as such)
     assert errors_of("routers:\n- protocol: http\n- protocol: h2\n") == [
-        "c.yaml:3: routers[1].protocol: unknown protocol 'h2'; known protocols: http"
+        "c.yaml:3: routers[1].protocol: protocol h2 is linkerd 1 configuration that "
+        "l5d-twisted does not support yet (the HTTP/2 protocol)"
+    ]
+    assert errors_of("routers:\n- protocol: spdy\n") == [
+        "c.yaml:2: routers[0].protocol: unknown protocol 'spdy'; known protocols: http"
     ]
     config = load_config("routers:\n- protocol: http\n")
     assert [(s.ip, s.port) for s in config.routers[0].servers] == [("127.0.0.1", 4140)]

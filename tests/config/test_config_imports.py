@@ -143,12 +143,13 @@ def test_the_model_neither_decodes_nor_writes_json(stem: str) -> None:
 def test_decoders_are_one_explicit_table_not_import_side_effects() -> None:
     from l5d_twisted.config import decode
     from l5d_twisted.config.decoders import TYPE_DECODERS
-    from l5d_twisted.config.model import NamerSpec, RouterConfig, Workers
+    from l5d_twisted.config.model import InterpreterConfig, NamerSpec, RouterConfig, Workers
     from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
     from l5d_twisted.naming.dtab import Dtab
 
     assert set(TYPE_DECODERS) == {
         RouterConfig,
+        InterpreterConfig,
         NamerSpec,
         Dtab,
         ClientConfig,
