@@ -73,13 +73,22 @@ class Connection:
     handshake), so a connection nobody asks about costs one small object.
     """
 
-    __slots__ = ("tls", "_transport", "_peer", "_certificate")
+    __slots__ = ("tls", "_transport", "_peer", "_certificate", "_local")
 
     def __init__(self, transport: Any, *, tls: bool = False) -> None:
         self._transport = transport
         self.tls = tls
         self._peer: Any = None
         self._certificate: Any = None
+        self._local: Any = None
+
+    @property
+    def local(self) -> Any:
+        """The server's end of the connection (an ``IAddress``; None if the transport cannot say)."""
+        if self._local is None:
+            get = getattr(self._transport, "getHost", None)
+            self._local = get() if get is not None else None
+        return self._local
 
     @property
     def peer(self) -> Any:

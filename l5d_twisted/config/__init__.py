@@ -9,7 +9,8 @@ The modules, each importing only those above it (``tests/config/test_config_impo
 * ``errors``, ``yamldoc``, ``schema``: errors, YAML nodes with lines, ``knob()``;
 * ``linkerd1_keys``: linkerd 1's keys and kinds, each marked supported, differs or not yet
   (the refusals and the reference's marks);
-* ``tls``, ``prefix``, ``params``, ``perprefix``, ``model``: the model, pure data;
+* ``tls``, ``prefix``, ``params``, ``perprefix``, ``forwarded``, ``model``: the model, pure
+  data;
 * ``decode``: the generic decoder (YAML node + field type -> value), which knows no model type;
 * ``dtabs``, ``decoders``: the model types' own readings, in one table (``TYPE_DECODERS``);
 * ``checks``, ``loader``: cross-field checks, and ``load_config`` tying it together;

@@ -74,6 +74,10 @@ def serve(
 ) -> Listening:
     from l5d_twisted.http.server import serve_http
 
+    if server.add_forwarded_header is not None:
+        from l5d_twisted.http.forwarded import forwarded_filter
+
+        service = forwarded_filter(server.add_forwarded_header, router.label).and_then(service)
     return serve_http(
         reactor, server.ip, server.port, service, server_settings(router, server), stats
     )

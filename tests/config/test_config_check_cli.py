@@ -105,7 +105,8 @@ def test_check_prints_every_problem_and_exits_2(
         f"{bad}:3: routers[0].lable: unknown key 'lable' (did you mean 'label'?); known keys: "
         "protocol, label, servers, dtab, dstPrefix, identifier, interpreter, client, service, bindingTimeoutMs, "
         "bindingCache, maxHeadersKB, maxInitialLineKB, maxRequestKB, maxResponseKB, streamingEnabled, experimental, "
-        "maxCallDepth, maxMetricScopes",
+        "maxCallDepth, httpAccessLog, httpAccessLogRollPolicy, httpAccessLogAppend, "
+        "httpAccessLogRotateCount, maxMetricScopes",
         "2 problems found",
     ]
 
