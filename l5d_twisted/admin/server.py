@@ -21,7 +21,8 @@
 
 ``admin.security`` (:mod:`.security`) refuses paths by linkerd 1's categories and
 white/blacklists before any of this, with linkerd 1's empty 404.  ``admin.tls`` (a
-server's tls keys) serves all of it over TLS.
+server's tls keys) serves all of it over TLS.  ``admin.workerThreads`` bounds the metrics renders in
+progress at once (:mod:`.slots`).
 
 Telemeters' ``admin_resources()`` are served at their paths.  Every handler's failure
 becomes a short text error (never a traceback); unknown paths get a 404 listing the
@@ -59,6 +60,7 @@ from l5d_twisted.admin.delegator import explain
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.requests_page import render_requests_page
 from l5d_twisted.admin.security import AdminSecurity
+from l5d_twisted.admin.slots import DEFAULT_WORKER_THREADS, RenderSlots
 from l5d_twisted.admin.target import AdminTarget
 from l5d_twisted.telemetry.metrics_json import MAX_QUERY_CHARS, metrics_json_steps
 from l5d_twisted.telemetry.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -157,6 +159,10 @@ class AdminServer:
         # admin.security (linkerd 1's path categories and white/blacklists), else all served
         self.security = security or AdminSecurity.from_config(
             getattr(_admin_config(target), "security", None)
+        )
+        # admin.workerThreads: renders in progress at once (see admin.slots)
+        self.render_slots = RenderSlots(
+            getattr(_admin_config(target), "worker_threads", DEFAULT_WORKER_THREADS)
         )
         # Runs the metrics renders in steps between the reactor's other work.
         self.cooperator = cooperator if cooperator is not None else reactor_cooperator(reactor)
@@ -421,10 +427,11 @@ class AdminServer:
         return d
 
     def _render(self, request: WebRequest, steps: Any, out: list[bytes]) -> Deferred[list[bytes]]:
-        d = run_steps(self.cooperator, steps, lambda: out)
+        # at most admin.workerThreads renders at once; the others wait their turn
+        d = self.render_slots.run(lambda: run_steps(self.cooperator, steps, lambda: out))
         request.notifyFinish().addErrback(
             lambda _: d.cancel()
-        )  # the client went away: stop rendering
+        )  # the client went away: stop rendering (or stop waiting)
         return d
 
     def dashboard_json(self, request: WebRequest) -> bytes:

@@ -125,6 +125,14 @@ class AdminConfig:
     tls: ServerTlsConfig | None = knob(
         None, doc="serve the admin interface over TLS (the keys of a server's tls)"
     )
+    worker_threads: int = knob(
+        2,
+        minimum=1,
+        maximum=64,
+        doc="metrics renders (metrics.json, Prometheus text) worked on at once; more wait"
+        " their turn, 100 at most (linkerd 1: the admin server's threads; here the reactor"
+        " serves the admin, so the key bounds its renders)",
+    )
 
 
 @dataclass(frozen=True)
