@@ -141,8 +141,12 @@ KEYS: Final[dict[str, Mark]] = {
     "routers[].maxHeadersKB": _ok(),
     "routers[].maxInitialLineKB": _ok(),
     "routers[].maxRequestKB": _ours("largest buffered request body (older linkerd 1 releases)"),
-    "routers[].maxResponseKB": _ours("largest buffered response body (older linkerd 1 releases)"),
-    "routers[].streamingEnabled": _ok(),
+    # accepted until issue 12 and never used (responses are always streamed here); linkerd 1
+    # itself dropped it in 1.6.4
+    "routers[].maxResponseKB": _not_yet("a bound on buffered response bodies"),
+    "routers[].streamingEnabled": _differs(
+        "false buffers request bodies (up to maxRequestKB); responses are streamed either way"
+    ),
     "routers[].maxCallDepth": _ours("linkerd 1 sets it per server (servers[].maxCallDepth)"),
     "routers[].maxMetricScopes": _ours("bounds the metric scopes clients can create"),
     "routers[].httpAccessLog": _differs(

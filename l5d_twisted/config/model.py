@@ -299,9 +299,6 @@ class RouterConfig:
     max_request_kb: int = knob(
         5120, minimum=1, key="maxRequestKB", doc="largest buffered request body"
     )
-    max_response_kb: int = knob(
-        5120, minimum=1, key="maxResponseKB", doc="largest buffered response body"
-    )
     streaming_enabled: bool = knob(True)
     experimental: bool = knob(
         False,

@@ -104,7 +104,7 @@ def test_check_prints_every_problem_and_exits_2(
         f'{bad}:2: routers[0].servers[0].port: expected an integer 0-65535, got "x"',
         f"{bad}:3: routers[0].lable: unknown key 'lable' (did you mean 'label'?); known keys: "
         "protocol, label, servers, dtab, dstPrefix, identifier, interpreter, client, service, bindingTimeoutMs, "
-        "bindingCache, maxHeadersKB, maxInitialLineKB, maxRequestKB, maxResponseKB, streamingEnabled, experimental, "
+        "bindingCache, maxHeadersKB, maxInitialLineKB, maxRequestKB, streamingEnabled, experimental, "
         "maxCallDepth, httpAccessLog, httpAccessLogRollPolicy, httpAccessLogAppend, "
         "httpAccessLogRotateCount, maxMetricScopes",
         "2 problems found",
