@@ -140,3 +140,45 @@ def test_bad_namer_transformers_are_config_errors_naming_the_key() -> None:
             "namers:\n- kind: io.l5d.memory\n  transformers: [{kind: io.l5d.nope}]\n"
             "routers: [{protocol: http}]\n"
         )
+
+
+def test_a_real_mesh_routes_by_the_namers_transformed_addresses(
+    processes: Any, tmp_path: Any
+) -> None:
+    """io.l5d.fs names world at a port nobody listens on; the namer's io.l5d.port
+    transformer moves it to the port the world really listens on."""
+    import http.client
+
+    from l5d_testing import free_port, wait_for_port
+
+    world_port, nobody_port, proxy_port, admin_port = (free_port() for _ in range(4))
+    processes.l5d("example", "world", "--ip", "127.0.0.1", "--port", str(world_port), name="world")
+    disco = tmp_path / "disco"
+    disco.mkdir()
+    (disco / "world").write_text(f"127.0.0.1 {nobody_port}\n")
+    config = tmp_path / "linkerd.yaml"
+    config.write_text(
+        f"""
+admin: {{ip: 127.0.0.1, port: {admin_port}}}
+namers:
+- kind: io.l5d.fs
+  rootDir: {disco}
+  transformers:
+  - kind: io.l5d.port
+    port: {world_port}
+routers:
+- protocol: http
+  dtab: /svc => /#/io.l5d.fs;
+  servers: [{{ip: 127.0.0.1, port: {proxy_port}}}]
+"""
+    )
+    processes.l5d("run", str(config), name="mesh")
+    wait_for_port("127.0.0.1", world_port)
+    wait_for_port("127.0.0.1", proxy_port)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=20)
+    conn.request("GET", "http://world/")
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.status == 200, body
+    assert body.startswith(f"world (127.0.0.1:{world_port})".encode()), body
