@@ -105,7 +105,7 @@ KEYS: Final[dict[str, Mark]] = {
         "needs caCertPath (linkerd 1 then trusted every public CA of the JVM)"
     ),
     "admin.tls.enabled": _not_yet("the TLS enabled switch"),
-    "admin.tls.protocols": _not_yet("a choice of TLS versions"),
+    "admin.tls.protocols": _differs("TLSv1.2 and TLSv1.3 only; older versions never enabled"),
     "admin.security": _ok(),
     "admin.security.uiEnabled": _differs(
         "the ui paths are linkerd 1's list plus this dashboard's own (/index.html, /admin,"
@@ -215,7 +215,9 @@ KEYS: Final[dict[str, Mark]] = {
     ),
     "routers[].servers[].tls.enabled": _not_yet("the TLS enabled switch"),
     "routers[].servers[].tls.intermediateCertsPath": _ok(),
-    "routers[].servers[].tls.protocols": _not_yet("a choice of TLS versions"),
+    "routers[].servers[].tls.protocols": _differs(
+        "TLSv1.2 and TLSv1.3 only; older versions never enabled"
+    ),
     # -- interpreter (interpreter.md) -------------------------------------------------------
     "routers[].interpreter.kind": _ok(),
     "routers[].interpreter.transformers": _ok(),
@@ -238,7 +240,17 @@ KEYS: Final[dict[str, Mark]] = {
     "routers[].client.clientSession": _not_yet("client session idle and life times"),
     "routers[].client.requestAuthorizers": _not_yet("request authorizers"),
     "routers[].client.forwardClientCert": _not_yet("the x-forwarded-client-cert header"),
-    "routers[].client.socketOptions": _not_yet("client socket options"),
+    "routers[].client.socketOptions": _differs(
+        "set on each connection once connected (linkerd 1 set them before connecting); "
+        "SO_REUSEADDR/SO_REUSEPORT then have no effect on Linux"
+    ),
+    "routers[].client.socketOptions.noDelay": _ok(),
+    "routers[].client.socketOptions.reuseAddr": _ok(),
+    "routers[].client.socketOptions.reusePort": _ok(),
+    "routers[].client.socketOptions.keepAlive": _ok(),
+    "routers[].client.socketOptions.readTimeoutMs": _not_yet("socket read timeouts"),
+    "routers[].client.socketOptions.writeTimeoutMs": _not_yet("socket write timeouts"),
+    "routers[].client.socketOptions.backlog": _not_yet("the listen backlog"),
     "routers[].client.requeueBudget.minRetriesPerSec": _ok(),
     "routers[].client.requeueBudget.percentCanRetry": _ok(),
     "routers[].client.requeueBudget.ttlSecs": _ok(),
@@ -256,7 +268,9 @@ KEYS: Final[dict[str, Mark]] = {
     "routers[].client.tls.trustCertsBundle": _ok(),
     "routers[].client.tls.clientAuth": _ok(),
     "routers[].client.tls.trustCerts": _ok(),
-    "routers[].client.tls.protocols": _not_yet("a choice of TLS versions"),
+    "routers[].client.tls.protocols": _differs(
+        "TLSv1.2 and TLSv1.3 only; older versions never enabled"
+    ),
     "routers[].client.tls.enabled": _ok(),
     "routers[].client.tls.clientAuth.certPath": _ok(),
     "routers[].client.tls.clientAuth.keyPath": _ok(),

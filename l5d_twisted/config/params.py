@@ -60,6 +60,22 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
+class ClientSocketOptions:
+    """linkerd 1's client ``socketOptions`` on every connection to an endpoint (set once
+    connected; its ``readTimeoutMs``/``writeTimeoutMs``/``backlog`` are not implemented)."""
+
+    no_delay: bool = knob(True, doc="TCP_NODELAY (false: Nagle's algorithm on)")
+    reuse_addr: bool = knob(
+        True, doc="SO_REUSEADDR (set after connect: Linux gives it no effect on a connected socket)"
+    )
+    reuse_port: bool = knob(
+        False,
+        doc="SO_REUSEPORT (set after connect: Linux gives it no effect on a connected socket)",
+    )
+    keep_alive: bool = knob(False, doc="SO_KEEPALIVE: TCP keep-alive probes on idle connections")
+
+
+@dataclass(frozen=True)
 class ClientParams:
     """How to talk to one bound name (``/#/io.l5d.fs/world``): balancing, accrual, pools."""
 
@@ -84,6 +100,9 @@ class ClientParams:
         default_factory=BudgetConfig,
         doc="budget of requeues: re-sends, through the balancer, of requests that failed to "
         "reach an endpoint (connection failures), per client",
+    )
+    socket_options: ClientSocketOptions = knob(
+        default_factory=ClientSocketOptions, doc="TCP options of the connections to endpoints"
     )
 
 

@@ -68,6 +68,7 @@ from l5d_twisted.http.hop import (
 from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
 from l5d_twisted.http.reader import MessageReader, ProtocolError
+from l5d_twisted.http.sockopts import set_socket_options
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.http.tls import is_tls_failure
 from l5d_twisted.naming.addr import Address
@@ -609,7 +610,9 @@ class EndpointClient(Service[Request, Response]):
 
     # connection callbacks
     def _connection_made(self, conn: HttpClientProtocol) -> None:
-        pass
+        options = self.pool_settings.socket_options
+        if options:
+            set_socket_options(conn.transport, options)
 
     def _connection_lost(self, conn: HttpClientProtocol) -> None:
         self._pool.lost(conn)

@@ -85,6 +85,8 @@ class PoolSettings:
     """Idle connections kept over all the pools built with these settings: the router builds
     one settings object per client, so this is per client (None: no cap)."""
     idle_budget: IdleBudget | None = field(init=False, compare=False, repr=False, default=None)
+    socket_options: tuple[tuple[int, int, int], ...] = ()
+    """``(level, option, value)`` set on each connection once connected (client socketOptions)."""
 
     def __post_init__(self) -> None:
         if self.max_idle_per_client is not None:

@@ -83,6 +83,20 @@ def serve(
     )
 
 
+def client_socket_options(options: Any) -> tuple[tuple[int, int, int], ...]:
+    """client ``socketOptions`` as setsockopt triples (TCP_NODELAY is on unless refused)."""
+    import socket
+
+    out = [(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(options.reuse_addr))]
+    if not options.no_delay:
+        out.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 0))
+    if options.reuse_port:
+        out.append((socket.SOL_SOCKET, socket.SO_REUSEPORT, 1))
+    if options.keep_alive:
+        out.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+    return tuple(out)
+
+
 def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
     from l5d_twisted.http.pool import PoolSettings
 
@@ -96,6 +110,7 @@ def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
         # linkerd 1's maxHeadersKB / maxInitialLineKB bound both codecs: responses too
         max_headers_kb=router.max_headers_kb,
         max_initial_line_kb=router.max_initial_line_kb,
+        socket_options=client_socket_options(client.socket_options),
     )
 
 
