@@ -6,6 +6,26 @@ from dataclasses import dataclass
 
 from l5d_twisted.config.schema import knob
 
+# linkerd 1's protocol names (the JVM's); l5d-twisted only ever enables the last two
+TLS_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+ENABLED_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+PROTOCOLS_DOC = (
+    "TLS versions to enable, of TLSv1.2 and TLSv1.3 (TLSv1 and TLSv1.1 are accepted and"
+    " never enabled); default both"
+)
+
+
+def check_protocols(values: tuple[str, ...]) -> None:
+    """linkerd 1's ``protocols`` list: known names, at least one version spoken here."""
+    for value in values:
+        if value not in TLS_PROTOCOLS:
+            raise ValueError(f"unknown TLS protocol {value!r}; known: {', '.join(TLS_PROTOCOLS)}")
+    if values and not any(v in ENABLED_PROTOCOLS for v in values):
+        raise ValueError(
+            f"protocols {', '.join(values)}: l5d-twisted speaks only TLSv1.2 and TLSv1.3"
+            " (older versions are insecure); list at least one of them"
+        )
+
 
 @dataclass(frozen=True)
 class ClientAuthConfig:
@@ -39,6 +59,7 @@ class ClientTlsConfig:
         " not with trustCertsBundle (linkerd 1 refused both as well)",
     )
     client_auth: ClientAuthConfig | None = knob(None, doc="present a client certificate")
+    protocols: tuple[str, ...] = knob((), validator=check_protocols, doc=PROTOCOLS_DOC)
 
     def __post_init__(self) -> None:
         if self.trust_certs and self.trust_certs_bundle is not None:
@@ -69,6 +90,7 @@ class ServerTlsConfig:
     require_client_auth: bool = knob(
         False, doc="ask for a client certificate and reject clients without a valid one"
     )
+    protocols: tuple[str, ...] = knob((), validator=check_protocols, doc=PROTOCOLS_DOC)
 
     def __post_init__(self) -> None:
         if self.require_client_auth and self.ca_cert_path is None:

@@ -16,6 +16,9 @@
   connection before any handshake when ``accepts()`` says no (``serve_http`` uses it).
 * ``is_tls_failure(error)``: a failed handshake or certificate check.
 
+Both sides speak TLS 1.2 and 1.3 only; linkerd 1's ``protocols`` list narrows that to one
+of them.
+
 Files are read when the options are built, so a bad path is a clear ``TlsConfigError`` at
 start-up rather than a failed handshake per request.
 
@@ -108,11 +111,24 @@ def server_tls(config: ServerTlsConfig) -> Any:
         verify=ca_certs is not None,
         caCerts=ca_certs,
         requireCertificate=ca_certs is not None,
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        **_versions(config.protocols),
         # answer ALPN offers (curl, browsers) with what we speak; without it the
         # handshake of an ALPN-offering client ends in an internal_error alert
         acceptableProtocols=[b"http/1.1"],
     )
+
+
+def _versions(protocols: tuple[str, ...]) -> dict[str, Any]:
+    """``CertificateOptions`` bounds of linkerd 1's ``protocols`` list: TLS 1.2 and 1.3 by
+    default; a list enables the ones of these two it names (older ones never)."""
+    from twisted.internet import ssl
+
+    v12, v13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
+    if protocols and "TLSv1.2" not in protocols:
+        return {"raiseMinimumTo": v13}
+    if protocols and "TLSv1.3" not in protocols:
+        return {"raiseMinimumTo": v12, "lowerMaximumSecurityTo": v12}
+    return {"raiseMinimumTo": v12}
 
 
 def _intermediates(path: str | None) -> list[ssl.Certificate]:
@@ -140,7 +156,7 @@ def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
         )
         chain += _intermediates(config.client_auth.intermediate_certs_path)
     if config.disable_validation:
-        kwargs: dict[str, Any] = {"verify": False, "raiseMinimumTo": ssl.TLSVersion.TLSv1_2}
+        kwargs: dict[str, Any] = {"verify": False, **_versions(config.protocols)}
         if client_cert is not None:
             kwargs.update(
                 privateKey=client_cert.privateKey.original.to_cryptography_key(),
@@ -161,7 +177,9 @@ def client_tls(config: ClientTlsConfig, common_name: str | None = None) -> Any:
     trust: Any = None
     if trusted:
         trust = ssl.trustRootFromCertificates(trusted)  # type: ignore[no-untyped-call]
-    extra = {"extraCertChain": _chain(chain)} if chain else None
+    extra = _versions(config.protocols)
+    if chain:
+        extra["extraCertChain"] = _chain(chain)
     return ssl.optionsForClientTLS(
         name,
         trustRoot=trust,

@@ -10,6 +10,8 @@ per-prefix client config turns TLS off under a narrower prefix.
 from __future__ import annotations
 
 import http.client
+import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from l5d_pki import make_chain_pki, make_pki
 from l5d_testing import Processes, free_port, wait_for_port
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import succeed
+from twisted.internet.threads import deferToThread
 
 from l5d_twisted.config import load_config
 from l5d_twisted.config.errors import ConfigErrors
@@ -416,3 +419,93 @@ def test_server_tls_keys_are_linkerd_1s() -> None:
             "routers:\n- servers:\n  - tls: {certPath: /c.pem, keyPath: /k.pem, clientAuth: true}\n"
         )
     assert "unknown key 'clientAuth' (did you mean 'requireClientAuth'?)" in str(raised.value)
+
+
+# -- protocols (client and server) ---------------------------------------------------------
+
+
+def negotiated(port: int, ca: str, maximum: ssl.TLSVersion | None) -> str | None:
+    """The TLS version a Python client (capped at ``maximum``) agrees on, None if none."""
+    context = ssl.create_default_context(cafile=ca)
+    if maximum is not None:
+        context.maximum_version = maximum
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="hello.mesh") as tls,
+        ):
+            return tls.version()
+    except (ssl.SSLError, OSError):
+        return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_protocols_enable_only_the_listed_versions(pki: dict[str, str]) -> None:
+    def server(*protocols: str) -> Any:
+        return listen(
+            server_tls(
+                ServerTlsConfig(
+                    cert_path=pki["server_crt"], key_path=pki["server_key"], protocols=protocols
+                )
+            )
+        )
+
+    default, only12, only13 = server(), server("TLSv1.2"), server("TLSv1.3")
+    ca, v12 = pki["ca"], ssl.TLSVersion.TLSv1_2
+    try:
+        port = default.getHost().port
+        assert await deferToThread(negotiated, port, ca, None) == "TLSv1.3"
+        assert await deferToThread(negotiated, port, ca, v12) == "TLSv1.2"
+        port = only12.getHost().port
+        assert await deferToThread(negotiated, port, ca, None) == "TLSv1.2"
+        port = only13.getHost().port
+        assert await deferToThread(negotiated, port, ca, None) == "TLSv1.3"
+        assert await deferToThread(negotiated, port, ca, v12) is None
+    finally:
+        for s in (default, only12, only13):
+            await s.drain(1.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_protocols_enable_only_the_listed_versions(pki: dict[str, str]) -> None:
+    only13 = listen(
+        server_tls(
+            ServerTlsConfig(
+                cert_path=pki["server_crt"], key_path=pki["server_key"], protocols=("TLSv1.3",)
+            )
+        )
+    )
+
+    def client(*protocols: str) -> Any:
+        return client_tls(
+            ClientTlsConfig(
+                common_name="hello.mesh", trust_certs_bundle=pki["ca"], protocols=protocols
+            )
+        )
+
+    try:
+        port = only13.getHost().port
+        assert await fetch(port, client("TLSv1.3")) == 200
+        assert await fetch(port, client("TLSv1.2", "TLSv1.3")) == 200
+        with pytest.raises(HANDSHAKE_FAILED):
+            await fetch(port, client("TLSv1.2"))
+        with pytest.raises(HANDSHAKE_FAILED):  # TLSv1.1 is never enabled
+            await fetch(port, client("TLSv1.1", "TLSv1.2"))
+    finally:
+        await only13.drain(1.0)
+
+
+def test_protocols_are_checked() -> None:
+    config = load_config(router_yaml("tls: {commonName: x, protocols: [TLSv1.2]}"))
+    tls = config.routers[0].client.params_for(NPath.read("/#/io.l5d.fs/a")).tls
+    assert tls is not None and tls.protocols == ("TLSv1.2",)
+    for bad, message in (
+        ("[TLSv1.4]", "unknown TLS protocol 'TLSv1.4'"),
+        (
+            "[TLSv1, TLSv1.1]",
+            "protocols TLSv1, TLSv1.1: l5d-twisted speaks only TLSv1.2 and TLSv1.3",
+        ),
+    ):
+        with pytest.raises(ConfigErrors) as raised:
+            load_config(router_yaml(f"tls: {{commonName: x, protocols: {bad}}}"))
+        assert "client.tls.protocols: " + message in str(raised.value)
