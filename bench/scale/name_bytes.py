@@ -28,7 +28,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from twisted.internet.error import ConnectionDone  # noqa: E402
 from twisted.internet.task import Clock  # noqa: E402
+from twisted.python.failure import Failure  # noqa: E402
 
 from l5d_twisted.config import load_config  # noqa: E402
 from l5d_twisted.context import PluginContext  # noqa: E402
@@ -45,6 +47,10 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: keep-alive\r\n
 
 
 class NullTransport:
+    """Writes nowhere; closing it tells its protocol, as a real transport does."""
+
+    protocol: Any = None
+
     def write(self, data: bytes) -> None:
         pass
 
@@ -52,10 +58,12 @@ class NullTransport:
         pass
 
     def loseConnection(self) -> None:
-        pass
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            protocol.connectionLost(Failure(ConnectionDone()))
 
     def abortConnection(self) -> None:
-        pass
+        self.loseConnection()
 
     def getPeer(self) -> Any:
         return None
@@ -117,7 +125,9 @@ def main() -> None:
             reactor, address, pool, stats, connect_timeout_s=connect_timeout_s, tls=tls
         )
         upstream = HttpClientProtocol(client)
-        upstream.makeConnection(NullTransport())  # type: ignore[arg-type]
+        transport = NullTransport()
+        transport.protocol = upstream
+        upstream.makeConnection(transport)  # type: ignore[arg-type]
         client._pool._open.add(upstream)
         client._pool.release(upstream)
         clients.append(client)

@@ -219,7 +219,11 @@ class _TextFamilies(_Families):
         lines = fam.lines
         text = self._scope_text
         if isinstance(metric, CounterMetric):
-            lines.append(f"{name}{{{text}}} {_go_float(metric.value)}\n")
+            value = metric.value
+            if type(value) is int and 0 < value < 1_000_000:  # noqa: E721 (not a bool)
+                lines.append(f"{name}{{{text}}} {value}.0\n")
+            else:
+                lines.append(f"{name}{{{text}}} {_go_float(value)}\n")
         elif isinstance(metric, GaugeMetric):
             lines.append(f"{name}{{{text}}} {_go_float(metric.read())}\n")
         elif isinstance(metric, Histogram) and avg is not None:
@@ -235,10 +239,13 @@ class _TextFamilies(_Families):
 
     def _enter_scope(self, scope: Name) -> None:
         self._scope = scope
-        labels = {"rt": scope[1], scope[2]: scope[3]}
-        self._scope_text = self._label_text(labels)
+        # labels in name order, "quantile" slotted in between: (client,) quantile, rt (, service)
+        rt = f'rt="{_escape_label_value(scope[1])}"'
+        own = f'{scope[2]}="{_escape_label_value(scope[3])}"'
+        before, after = (own + ",", rt) if scope[2] < "quantile" else ("", f"{rt},{own}")
+        self._scope_text = before + after
         self._quantile_texts = {
-            label: self._label_text({**labels, "quantile": label}) for _, label in self._quantiles
+            label: f'{before}quantile="{label}",{after}' for _, label in self._quantiles
         }
 
     def _name_of(

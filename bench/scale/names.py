@@ -1,0 +1,353 @@
+"""Thousands of service names through one proxy: memory, latency, scrape and idle cost (issue 17).
+
+    python3 bench/scale/names.py --names 10000                 # the issue's table, one row
+    python3 bench/scale/names.py --names 5000 --max-metric-scopes 0   # every name with metrics
+    python3 bench/scale/names.py --names 1000 --repo /tmp/old --legacy  # an older tree, no expiry
+
+On free 127.0.0.1 ports: one ``tests/http/backend.py`` backend and one ``l5d-twisted run``
+router (``/svc => /#/io.l5d.fs;``, the project's defaults but ``bindingCache.idleTtlSecs``
+and the telemeter's ``metricsExpiryTtlSecs`` both ``--ttl``) whose ``io.l5d.fs`` directory
+holds ``--names`` files ``s0 .. s<N-1>``, all naming the backend.  From this process, one
+keep-alive connection, one request at a time (``GET /echo``, ``Host: s<i>``):
+
+1. round 1: every name once, in order: each request's latency is a cold bind (namer
+   lookup, route, client, balancer, endpoint); reported as the p99 of the first and of the
+   last 10 % of names (a cache that thrashes or an eviction that scans makes the end slower);
+2. revisits: ``--revisits`` requests to random names already routed (p50/p99);
+3. the proxy's RSS (``VmRSS``) before round 1 (after one warm-up name) and after it, per
+   name;
+4. ``--scrapes`` scrapes of ``/admin/metrics/prometheus`` and of ``/admin/metrics.json``:
+   wall time to the whole body, the proxy's CPU time meanwhile, lines and bytes;
+5. idle CPU: the proxy's CPU time (utime + stime from ``/proc``) over ``--idle`` seconds
+   with nothing sent, every name still routed and watched;
+6. (not with ``--legacy``) idle expiry: nothing sent until every route, client and metric
+   scope has expired (up to 2.5 TTLs, checked on the exposition), then RSS; round 2 (every
+   name again, the revisits and scrapes again) and RSS after it, against RSS before expiry
+   (after the same work in round 1).
+
+Every process is stopped by PID; nothing leaves 127.0.0.1.  CPU times survive contention
+better than wall times: print ``uptime`` next to any figure you record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BACKEND = REPO / "tests" / "http" / "backend.py"
+HOST = "127.0.0.1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port} after {timeout} s")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def phase(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to the proxy (Content-Length responses only)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock: socket.socket | None = None
+        self.buf = b""
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection((HOST, self.port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        return sock
+
+    def get(self, host: str) -> tuple[int, float]:
+        """(status, latency in ms) of one request."""
+        if self.sock is None:
+            self.sock = self._connect()
+        request = f"GET /echo HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        started = time.perf_counter()
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buf:
+            self._read()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"connection" and value.strip().lower() == b"close":
+                close = True
+        while len(self.buf) < length:
+            self._read()
+        self.buf = self.buf[length:]
+        elapsed = (time.perf_counter() - started) * 1000.0
+        if close:
+            self.close()
+        return status, elapsed
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the proxy closed the connection")
+        self.buf += data
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class Proxy:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.work = work
+        self.procs: list[subprocess.Popen[bytes]] = []
+        repo = Path(args.repo).resolve() if args.repo else REPO
+        self.env = dict(os.environ, PYTHONPATH=str(repo))
+        self.env.pop("http_proxy", None)
+        self.repo = repo
+        self.backend = free_port()
+        self._start("backend", sys.executable, str(BACKEND), str(self.backend))
+        wait_for_port(self.backend)
+        disco = work / "disco"
+        disco.mkdir()
+        for i in range(args.names):
+            (disco / f"s{i}").write_text(f"{HOST} {self.backend}\n")
+        (disco / "warm").write_text(f"{HOST} {self.backend}\n")
+        self.port, self.admin = free_port(), free_port()
+        router: dict[str, Any] = {
+            "protocol": "http",
+            "label": "out",
+            "dtab": "/svc => /#/io.l5d.fs;",
+            "servers": [{"ip": HOST, "port": self.port}],
+        }
+        telemetry: list[dict[str, Any]] = []
+        if not args.legacy:
+            router["bindingCache"] = {"idleTtlSecs": args.ttl}
+            telemetry = [{"kind": "io.l5d.prometheus", "metricsExpiryTtlSecs": args.ttl}]
+        if args.max_metric_scopes is not None:
+            router["maxMetricScopes"] = args.max_metric_scopes
+        config: dict[str, Any] = {
+            "admin": {"ip": HOST, "port": self.admin},
+            "namers": [{"kind": "io.l5d.fs", "rootDir": str(disco)}],
+            "routers": [router],
+        }
+        if telemetry:
+            config["telemetry"] = telemetry
+        (work / "l5d.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.proxy = self._start(
+            "l5d",
+            sys.executable,
+            "-m",
+            "l5d_twisted",
+            "run",
+            str(work / "l5d.yaml"),
+            "--log-level",
+            "warn",
+        )
+        wait_for_port(self.port)
+        wait_for_port(self.admin)
+
+    def _start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        with open(self.work / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=self.repo,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(5)
+
+    def fetch(self, path: str) -> tuple[bytes, float, float]:
+        """(body, wall s, proxy CPU s) of one admin GET."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        cpu0 = cpu_s(self.proxy.pid)
+        started = time.perf_counter()
+        with opener.open(f"http://{HOST}:{self.admin}{path}", timeout=120) as response:
+            body: bytes = response.read()
+        return body, time.perf_counter() - started, cpu_s(self.proxy.pid) - cpu0
+
+
+def route_all(client: Client, names: list[str]) -> list[float]:
+    latencies = []
+    for name in names:
+        status, ms = client.get(name)
+        if status != 200:
+            raise RuntimeError(f"{name}: {status}")
+        latencies.append(ms)
+    return latencies
+
+
+def bind_summary(latencies: list[float]) -> dict[str, float]:
+    tenth = max(1, len(latencies) // 10)
+    return {
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+        "start_p99_ms": pct(latencies[:tenth], 0.99),
+        "end_p99_ms": pct(latencies[-tenth:], 0.99),
+    }
+
+
+def scrapes(proxy: Proxy, path: str, n: int) -> dict[str, Any]:
+    walls, cpus = [], []
+    body = b""
+    for _ in range(n):
+        body, wall, cpu = proxy.fetch(path)
+        walls.append(wall)
+        cpus.append(cpu)
+    return {
+        "wall_s": [round(w, 3) for w in walls],
+        "cpu_s": [round(c, 3) for c in cpus],
+        "lines": body.count(b"\n"),
+        "bytes": len(body),
+    }
+
+
+def service_series(proxy: Proxy) -> int:
+    body, _, _ = proxy.fetch("/admin/metrics/prometheus")
+    return sum(1 for line in body.split(b"\n") if line.startswith(b"rt:service:requests{"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--names", type=int, default=10_000)
+    parser.add_argument("--ttl", type=int, default=30, help="idleTtlSecs and metricsExpiryTtlSecs")
+    parser.add_argument("--revisits", type=int, default=2_000)
+    parser.add_argument("--scrapes", type=int, default=2)
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU measured")
+    parser.add_argument("--max-metric-scopes", type=int, default=None)
+    parser.add_argument("--repo", default=None, help="run the proxy from another tree")
+    parser.add_argument("--legacy", action="store_true", help="no bindingCache key, no expiry")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"names": args.names, "uptime_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="l5d-names-") as tmp:
+        proxy = Proxy(args, Path(tmp))
+        pid = proxy.proxy.pid
+        client = Client(proxy.port)
+        try:
+            route_all(client, ["warm"] * 20)
+            time.sleep(1.0)
+            result["rss_start_mb"] = rss_kb(pid) / 1024
+            names = [f"s{i}" for i in range(args.names)]
+            cpu0 = cpu_s(pid)
+            t0 = time.perf_counter()
+            phase(f"round 1: {args.names} names (proxy pid {pid})")
+            round1 = route_all(client, names)
+            result["round1"] = bind_summary(round1) | {
+                "wall_s": time.perf_counter() - t0,
+                "proxy_cpu_ms_per_name": (cpu_s(pid) - cpu0) * 1000 / args.names,
+            }
+            result["rss_round1_mb"] = rss_kb(pid) / 1024
+            result["kb_per_name"] = (
+                (result["rss_round1_mb"] - result["rss_start_mb"]) * 1024 / args.names
+            )
+            rng = random.Random(17)
+            revisits = route_all(client, [rng.choice(names) for _ in range(args.revisits)])
+            result["revisit"] = {"p50_ms": pct(revisits, 0.5), "p99_ms": pct(revisits, 0.99)}
+            result["prometheus"] = scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
+            result["metrics_json"] = scrapes(proxy, "/admin/metrics.json", args.scrapes)
+            client.close()
+            time.sleep(2.0)
+            cpu0, t0 = cpu_s(pid), time.monotonic()
+            phase(f"idle for {args.idle} s")
+            time.sleep(args.idle)
+            result["idle_cpu_pct"] = 100 * (cpu_s(pid) - cpu0) / (time.monotonic() - t0)
+            result["rss_before_expiry_mb"] = rss_kb(pid) / 1024
+            if not args.legacy:
+                phase("waiting for expiry")
+                deadline = time.monotonic() + 2.5 * args.ttl + 30
+                series = service_series(proxy)
+                while series > 1 and time.monotonic() < deadline:
+                    time.sleep(2.0)
+                    series = service_series(proxy)
+                time.sleep(args.ttl / 10 + 2)  # the route sweep runs every TTL/10
+                result["expired_s"] = round(time.monotonic() - t0, 1)
+                result["service_series_left"] = series
+                result["rss_after_expiry_mb"] = rss_kb(pid) / 1024
+                cpu0 = cpu_s(pid)
+                phase("round 2")
+                round2 = route_all(client, names)
+                result["round2"] = bind_summary(round2) | {
+                    "proxy_cpu_ms_per_name": (cpu_s(pid) - cpu0) * 1000 / args.names
+                }
+                route_all(client, [rng.choice(names) for _ in range(args.revisits)])
+                scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
+                scrapes(proxy, "/admin/metrics.json", args.scrapes)
+                result["rss_round2_mb"] = rss_kb(pid) / 1024
+                # the same work as before expiry: routing, revisits, scrapes
+                result["round2_growth_pct"] = 100 * (
+                    result["rss_round2_mb"] / result["rss_before_expiry_mb"] - 1
+                )
+        finally:
+            client.close()
+            proxy.stop()
+    result["uptime_end"] = os.getloadavg()
+    print(json.dumps(result, indent=1, default=lambda x: round(x, 3)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
