@@ -1,0 +1,101 @@
+"""A running namerd: the store, the namers, one interpreter, the interfaces and admin.
+
+``Namerd(config, reactor).start()`` builds everything and listens; ``stop()`` ends the
+watches and closes the listeners.  Every namespace binds with the same namers and the
+interpreter's caches (one bind per dtab and path, shared by every watch of it).  The admin
+server answers ``/admin/ping`` (``pong``) and ``/ready`` (``ready``), enough for probes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from l5d_twisted.context import PluginContext
+from l5d_twisted.namerd.api import NamerdApi
+from l5d_twisted.namerd.config import NamerdConfig
+from l5d_twisted.namerd.store import DtabStore, InMemoryDtabStore
+from l5d_twisted.naming.interpreter import Interpreter
+from l5d_twisted.naming.namer import Namer
+from l5d_twisted.naming.path import Path
+from l5d_twisted.registry import NAMERS
+
+log = Logger()
+
+
+class Namerd:
+    def __init__(self, config: NamerdConfig, reactor: Any) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.store: DtabStore = make_store(config)
+        self.namers: dict[Path, Namer] = {}
+        self.ports: dict[str, Any] = {}
+        self.api: NamerdApi | None = None
+
+    def start(self) -> None:
+        ctx = PluginContext(reactor=self.reactor, config_dir=self.config.source_dir)
+        for spec in self.config.namers:
+            namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
+            self.namers[spec.prefix] = namer
+            ctx.namers[spec.prefix.show()] = namer
+        interpreter = Interpreter(self.namers, (), self.reactor)
+        self.api = NamerdApi(self.store, interpreter, self.reactor)
+        for i, iface in enumerate(self.config.interfaces):
+            port = self.reactor.listenTCP(
+                iface.config.port, self.api.site(), interface=iface.config.ip
+            )
+            self.ports[f"{iface.kind}#{i}" if i else iface.kind] = port
+            log.info(
+                "namerd {kind} listening on {ip}:{port}",
+                kind=iface.kind,
+                ip=iface.config.ip,
+                port=port.getHost().port,
+            )
+        admin = self.config.admin
+        port = self.reactor.listenTCP(admin.port, _admin_site(), interface=admin.ip)
+        self.ports["admin"] = port
+        log.info("namerd admin listening on {ip}:{port}", ip=admin.ip, port=port.getHost().port)
+        log.info(
+            "namerd started: {kind} storage with {n} namespaces, {namers} namers",
+            kind=self.config.storage.kind,
+            n=len(self.store.list().sample()),
+            namers=len(self.namers),
+        )
+
+    def stop(self) -> Deferred[Any]:
+        if self.api is not None:
+            self.api.close()
+        stopping = [port.stopListening() for port in self.ports.values()]
+        self.ports.clear()
+        return DeferredList([d for d in stopping if isinstance(d, Deferred)])
+
+
+def make_store(config: NamerdConfig) -> DtabStore:
+    storage = config.storage
+    if storage.kind == "io.l5d.inMemory":
+        return InMemoryDtabStore(dict(storage.config.namespaces))
+    raise ValueError(f"unknown storage kind {storage.kind}")  # the config refused it already
+
+
+class _Admin(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        path = request.path
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        if path == b"/admin/ping":
+            return b"pong"
+        if path == b"/ready":
+            return b"ready"
+        request.setResponseCode(404)
+        return b"namerd's admin serves /admin/ping and /ready\n"
+
+
+def _admin_site() -> Site:
+    site = Site(_Admin())  # type: ignore[no-untyped-call]
+    site.log = lambda request: None  # type: ignore[method-assign]
+    return site
