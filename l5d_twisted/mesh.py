@@ -44,13 +44,13 @@ from l5d_twisted.context import PluginContext
 from l5d_twisted.naming.interpreter import Interpreter
 from l5d_twisted.naming.path import Path
 from l5d_twisted.protocols.base import RouterProtocol, protocol_named
-from l5d_twisted.registry import NAMERS, TELEMETERS, TRANSFORMERS, load_plugins
+from l5d_twisted.registry import TELEMETERS, TRANSFORMERS, load_plugins
 from l5d_twisted.router.router import Router
 from l5d_twisted.router.stacks import RouterStacks, StackEdit, StackParams
 from l5d_twisted.router.trust import OwnAddresses
 from l5d_twisted.service import Params
 from l5d_twisted.telemetry.metrics import MetricsTree
-from l5d_twisted.transformers.namer import TransformedNamer
+from l5d_twisted.transformers.namer import make_namer
 
 log = Logger()
 
@@ -159,14 +159,9 @@ class Mesh:
 
     def _build_namers(self, ctx: PluginContext) -> None:
         for spec in self.config.namers:
-            namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
-            if spec.transformers:
-                # linkerd 1's namers[].transformers: applied to this namer's bound names
-                transformers = [
-                    TRANSFORMERS.get(t.kind).factory(t.config, ctx) for t in spec.transformers
-                ]
-                self.transformers.extend(transformers)
-                namer = TransformedNamer(namer, transformers)
+            # with its own transformers (linkerd 1's namers[].transformers), if any
+            namer, transformers = make_namer(spec, ctx)
+            self.transformers.extend(transformers)
             self.namers[spec.prefix.show()] = namer
             ctx.namers[spec.prefix.show()] = namer
 

@@ -170,7 +170,8 @@ def _prepare(args: argparse.Namespace, reactor: Any) -> _Setup:
     from l5d_twisted.context import PluginContext
     from l5d_twisted.namers.fs import FsNamer
     from l5d_twisted.naming.interpreter import Interpreter
-    from l5d_twisted.registry import NAMERS, TRANSFORMERS, UnknownKind, load_plugins
+    from l5d_twisted.registry import TRANSFORMERS, UnknownKind, load_plugins
+    from l5d_twisted.transformers.namer import make_namer
 
     try:
         extra = Dtab.read(args.dtab)
@@ -193,7 +194,8 @@ def _prepare(args: argparse.Namespace, reactor: Any) -> _Setup:
         )
         try:
             for spec in config.namers:
-                namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
+                # with its own transformers (namers[].transformers), as the mesh does
+                namer, _own = make_namer(spec, ctx)
                 namers[spec.prefix] = namer
                 ctx.namers[spec.prefix.show()] = namer
             transformers = [

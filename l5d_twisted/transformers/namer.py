@@ -22,6 +22,7 @@ from l5d_twisted.naming.namer import Namer, Transformer
 from l5d_twisted.naming.nametree import Alt, Leaf, NameTree, Union
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import State, Var
+from l5d_twisted.registry import NAMERS, TRANSFORMERS
 
 
 def is_bound(tree: NameTree[Any]) -> bool:
@@ -57,6 +58,19 @@ class TransformedNamer:
 
     def __repr__(self) -> str:
         return f"TransformedNamer({self.namer!r}, {len(self.transformers)} transformers)"
+
+
+def make_namer(spec: Any, ctx: Any) -> tuple[Namer, list[Transformer]]:
+    """The namer of a ``namers:`` entry (a ``config.model.NamerSpec``), wrapped in its own
+    transformers if it has any; and those transformers (the caller closes them: some hold
+    watches of their own)."""
+    namer: Namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
+    transformers: list[Transformer] = [
+        TRANSFORMERS.get(t.kind).factory(t.config, ctx) for t in spec.transformers
+    ]
+    if transformers:
+        namer = TransformedNamer(namer, transformers)
+    return namer, transformers
 
 
 def _when_bound(transformer: Transformer) -> Any:

@@ -182,3 +182,36 @@ routers:
     conn.close()
     assert response.status == 200, body
     assert body.startswith(f"world (127.0.0.1:{world_port})".encode()), body
+
+
+def test_dtab_resolve_applies_a_namers_transformers_like_the_mesh(tmp_path: Any) -> None:
+    """``l5d-twisted dtab resolve --config`` builds the namers as the mesh does."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "l5d.yaml"
+    config.write_text(
+        """
+namers:
+- kind: io.l5d.memory
+  prefix: /mem
+  names: {hello: ["127.0.0.5:1"]}
+  transformers: [{kind: io.l5d.port, port: 4141}]
+routers:
+- protocol: http
+  dtab: /svc => /#/mem
+"""
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-m", "l5d_twisted", "dtab", "resolve", "--config", str(config)]
+        + ["--json", "hello"],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["result"]["addresses"] == ["127.0.0.5:4141"]
