@@ -127,7 +127,7 @@ def main() -> None:
         upstream = HttpClientProtocol(client)
         transport = NullTransport()
         transport.protocol = upstream
-        upstream.makeConnection(transport)  # type: ignore[arg-type]
+        upstream.makeConnection(transport)
         client._pool._open.add(upstream)
         client._pool.release(upstream)
         clients.append(client)
@@ -144,7 +144,7 @@ def main() -> None:
     server_stats = metrics.stats.scope("rt", "outgoing", "server", "127.0.0.1", "4140")
     service = StatsFilter(server_stats, router.context_classifier, clock).and_then(router)
     server = HttpServer(clock, service, ServerSettings(), server_stats)
-    conn = server.factory.buildProtocol(None)
+    conn: Any = server.factory.buildProtocol(None)
     conn.makeConnection(NullTransport())
 
     upstreams: dict[str, Any] = {}

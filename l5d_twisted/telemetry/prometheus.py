@@ -219,11 +219,11 @@ class _TextFamilies(_Families):
         lines = fam.lines
         text = self._scope_text
         if isinstance(metric, CounterMetric):
-            value = metric.value
-            if type(value) is int and 0 < value < 1_000_000:  # noqa: E721 (not a bool)
-                lines.append(f"{name}{{{text}}} {value}.0\n")
+            count = metric.value
+            if type(count) is int and 0 < count < 1_000_000:  # noqa: E721 (not a bool)
+                lines.append(f"{name}{{{text}}} {count}.0\n")
             else:
-                lines.append(f"{name}{{{text}}} {_go_float(value)}\n")
+                lines.append(f"{name}{{{text}}} {_go_float(count)}\n")
         elif isinstance(metric, GaugeMetric):
             lines.append(f"{name}{{{text}}} {_go_float(metric.read())}\n")
         elif isinstance(metric, Histogram) and avg is not None:
