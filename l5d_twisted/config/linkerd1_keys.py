@@ -159,7 +159,9 @@ KEYS: Final[dict[str, Mark]] = {
     "routers[].httpAccessLogRotateCount": _ok(),
     "routers[].streamAfterContentLengthKB": _not_yet("the streaming threshold"),
     "routers[].maxErrResponseKB": _not_yet("a bound on error response bodies"),
-    "routers[].compressionLevel": _not_yet("response compression"),
+    "routers[].compressionLevel": _differs(
+        "gzip only (Netty also offered deflate); a stream is flushed chunk by chunk"
+    ),
     "routers[].tracePropagator": _not_yet("trace propagators"),
     # bindingCache
     "routers[].bindingCache.paths": _differs("default 10,000 (linkerd 1: 1,000)"),

@@ -329,6 +329,15 @@ class RouterConfig:
     http_access_log_rotate_count: int = knob(
         -1, minimum=-1, doc="rolled access log files kept (-1: all)"
     )
+    compression_level: int = knob(
+        -1,
+        minimum=-1,
+        maximum=9,
+        doc=(
+            "gzip of responses to clients that accept it: -1 textual content types at level 6, "
+            "1-9 every response at that level, 0 never"
+        ),
+    )
     # telemetry.scope_limit.DEFAULT_MAX_METRIC_SCOPES (the router's route/client cache size)
     max_metric_scopes: int = knob(
         1000,

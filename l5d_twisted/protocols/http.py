@@ -78,6 +78,10 @@ def serve(
         from l5d_twisted.http.forwarded import forwarded_filter
 
         service = forwarded_filter(server.add_forwarded_header, router.label).and_then(service)
+    if router.compression_level != 0:
+        from l5d_twisted.http.compression import CompressionFilter
+
+        service = CompressionFilter(router.compression_level).and_then(service)
     return serve_http(
         reactor, server.ip, server.port, service, server_settings(router, server), stats
     )
