@@ -70,7 +70,7 @@ def decode_router(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
         return INVALID
     protocol = router_protocol(decoder, entries, where)
     refused = linkerd1_keys.refused(f"protocol[{protocol}]")
-    if refused is not None:
+    if refused is not None and registered_protocol(protocol) is None:
         # its other keys are that protocol's: reporting them as unknown would mislead
         return decoder.error(
             f"{where}.protocol",
@@ -158,6 +158,12 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
 # -- interpreters -------------------------------------------------------------------------
 
 
+def _interpreter_kinds() -> tuple[str, ...]:
+    """The interpreter kinds the schema accepts (a kind implemented is never refused)."""
+    field = next(f for f in dataclasses.fields(InterpreterConfig) if f.name == "kind")
+    return tuple(field.metadata.get("choices") or ())
+
+
 def decode_interpreter(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
     """``interpreter:``; a linkerd 1 interpreter kind not supported yet (namerd...) is
     refused by name, without its own keys reported as unknown."""
@@ -167,7 +173,7 @@ def decode_interpreter(decoder: Decoder, node: Node, where: str, meta: Meta) -> 
     if "kind" in entries:
         kind = decoder.scalar(entries["kind"][1], f"{where}.kind")
         refused = linkerd1_keys.refused(f"interpreter[{kind}]") if isinstance(kind, str) else None
-        if refused is not None:
+        if refused is not None and kind not in _interpreter_kinds():
             return decoder.error(
                 f"{where}.kind",
                 entries["kind"][1],

@@ -100,8 +100,12 @@ async def test_a_registered_protocol_is_served_and_routed_by_a_real_mesh(
 
 def test_check_refuses_a_protocol_no_module_registered() -> None:
     with pytest.raises(
-        ConfigErrors, match=r"routers\[0\]\.protocol: unknown protocol 'h2'; known protocols: http"
+        ConfigErrors,
+        match=r"routers\[0\]\.protocol: unknown protocol 'gopher'; known protocols: http",
     ):
+        load_config("routers:\n- protocol: gopher\n")
+    # a linkerd 1 protocol is named as such (issue 12)
+    with pytest.raises(ConfigErrors, match=r"protocol h2 is linkerd 1 configuration"):
         load_config("routers:\n- protocol: h2\n")
 
 
