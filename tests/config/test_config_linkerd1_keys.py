@@ -207,6 +207,10 @@ PLACES: dict[str, tuple[str, str]] = {
         "routers:\n- servers:\n  - tls:\n      certPath: c.pem\n      keyPath: k.pem\n      @KEY@: 1\n",
         "routers[0].servers[0].tls",
     ),
+    "routers[].interpreter": (
+        "routers:\n- interpreter:\n    @KEY@: 1\n",
+        "routers[0].interpreter",
+    ),
     "routers[].client": ("routers:\n- client:\n    @KEY@: 1\n", "routers[0].client"),
     "routers[].client.tls": (
         "routers:\n- client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /\n"
