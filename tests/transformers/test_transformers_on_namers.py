@@ -215,3 +215,19 @@ routers:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["result"]["addresses"] == ["127.0.0.5:4141"]
+
+
+def test_a_namers_transformers_are_shown_and_read_back() -> None:
+    import json
+
+    from l5d_twisted.config import config_json
+
+    config = load_config(CONFIG)
+    shown = config_json(config)
+    assert shown["namers"][0]["transformers"] == [
+        {"kind": "io.l5d.port", "port": 4141},
+        {"kind": "io.l5d.specificHost", "host": "127.0.0.2"},
+    ]
+    assert "transformers" not in shown["namers"][1]
+    again = load_config(json.dumps({"namers": shown["namers"], "routers": [{}]}))
+    assert again.namers == config.namers
