@@ -157,7 +157,10 @@ KEYS: Final[dict[str, Mark]] = {
     "routers[].httpAccessLogRollPolicy": _ok(),
     "routers[].httpAccessLogAppend": _ok(),
     "routers[].httpAccessLogRotateCount": _ok(),
-    "routers[].streamAfterContentLengthKB": _not_yet("the streaming threshold"),
+    "routers[].streamAfterContentLengthKB": _differs(
+        "unset, requests up to 8 KB and responses up to 64 KB are buffered (linkerd 1: 5 KB); "
+        "set, the threshold of both (requests capped by maxRequestKB)"
+    ),
     "routers[].maxErrResponseKB": _not_yet("a bound on error response bodies"),
     "routers[].compressionLevel": _differs(
         "gzip only (Netty also offered deflate); a stream is flushed chunk by chunk"

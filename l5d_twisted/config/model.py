@@ -33,6 +33,7 @@ def check_roll_policy(value: str) -> None:
 
     parse_roll_policy(value)
 
+
 MAX_PORT = 65535  # ports may be 0: any free port (tests)
 
 
@@ -208,7 +209,10 @@ class ServerConfig:
     )
     add_forwarded_header: ForwardedConfig | None = knob(
         None,
-        doc="add an RFC 7239 Forwarded element (by, for, host, proto) to every request ({}: both labelers requestRandom)",
+        doc=(
+            "add an RFC 7239 Forwarded element (by, for, host, proto) to every request "
+            "({}: both labelers requestRandom)"
+        ),
     )
 
 
@@ -338,6 +342,16 @@ class RouterConfig:
             "1-9 every response at that level, 0 never"
         ),
     )
+    stream_after_content_length_kb: int | None = knob(
+        None,
+        minimum=0,
+        key="streamAfterContentLengthKB",
+        doc=(
+            "bodies with a Content-Length up to this are buffered (a request can then be "
+            "retried), larger and chunked ones streamed; requests capped by maxRequestKB; "
+            "unset: 8 for requests, 64 for responses (linkerd 1: 5 for both)"
+        ),
+    )
     # telemetry.scope_limit.DEFAULT_MAX_METRIC_SCOPES (the router's route/client cache size)
     max_metric_scopes: int = knob(
         1000,
@@ -350,6 +364,11 @@ class RouterConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.stream_after_content_length_kb is not None and not self.streaming_enabled:
+            raise ValueError(
+                "streamingEnabled: false and streamAfterContentLengthKB conflict (linkerd 1 "
+                "refuses both): set one"
+            )
         if not self.label:
             object.__setattr__(self, "label", self.protocol)
         if not self.servers:

@@ -440,7 +440,7 @@ class HttpClientProtocol(Protocol):
             if self._is_head:
                 raise _HeadOnly()  # llhttp would wait for the body the length announces
             return
-        if length is not None and length <= BUFFERED_RESPONSE_LIMIT and not chunked:
+        if length is not None and length <= self._client.buffered_response_limit and not chunked:
             reader.collect = []
             self._held = Response(status, headers, EMPTY_BODY)
             return  # delivered whole at the end of the message
@@ -550,6 +550,7 @@ class EndpointClient(Service[Request, Response]):
         self.reactor = reactor
         self.address = address
         self.pool_settings = pool
+        self.buffered_response_limit = pool.max_buffered_response_kb * 1024
         self.authority = address.show().encode("ascii")
         self.pending = 0
         self._closed = False

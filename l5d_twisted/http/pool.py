@@ -86,6 +86,9 @@ class PoolSettings:
     one settings object per client, so this is per client (None: no cap)."""
     idle_budget: IdleBudget | None = field(init=False, compare=False, repr=False, default=None)
     socket_options: tuple[tuple[int, int, int], ...] = ()
+    max_buffered_response_kb: int = 64
+    """Responses with a Content-Length up to this arrive whole (``BufferedBody``); larger
+    and chunked ones stream (``streamAfterContentLengthKB``)."""
     """``(level, option, value)`` set on each connection once connected (client socketOptions)."""
 
     def __post_init__(self) -> None:

@@ -34,6 +34,28 @@ if TYPE_CHECKING:
     from l5d_twisted.protocols.session import SessionPool
 
 
+def buffered_request_kb(router: RouterConfig) -> int:
+    """The largest request body (by Content-Length) buffered instead of streamed."""
+    from l5d_twisted.http.server import ServerSettings
+
+    if not router.streaming_enabled:
+        return router.max_request_kb
+    stream_after = router.stream_after_content_length_kb
+    if stream_after is None:
+        return ServerSettings.max_buffered_body_kb
+    return min(stream_after, router.max_request_kb)
+
+
+def buffered_response_kb(router: RouterConfig) -> int:
+    """The largest response body (by Content-Length) buffered instead of streamed."""
+    from l5d_twisted.http.pool import PoolSettings
+
+    stream_after = router.stream_after_content_length_kb
+    if stream_after is None:
+        return PoolSettings.max_buffered_response_kb
+    return stream_after
+
+
 def server_settings(router: RouterConfig, server: ServerConfig) -> ServerSettings:
     from l5d_twisted.http.server import ServerSettings
 
@@ -45,9 +67,7 @@ def server_settings(router: RouterConfig, server: ServerConfig) -> ServerSetting
     return ServerSettings(
         # streamingEnabled: false buffers whole request bodies up to maxRequestKB (so
         # they can be retried); streaming buffers only small ones (the retry buffer).
-        max_buffered_body_kb=router.max_request_kb
-        if not router.streaming_enabled
-        else ServerSettings.max_buffered_body_kb,
+        max_buffered_body_kb=buffered_request_kb(router),
         max_headers_kb=router.max_headers_kb,
         max_initial_line_kb=router.max_initial_line_kb,
         max_concurrent_requests=server.max_concurrent_requests,
@@ -115,6 +135,7 @@ def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
         max_headers_kb=router.max_headers_kb,
         max_initial_line_kb=router.max_initial_line_kb,
         socket_options=client_socket_options(client.socket_options),
+        max_buffered_response_kb=buffered_response_kb(router),
     )
 
 

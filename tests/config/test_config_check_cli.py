@@ -106,7 +106,8 @@ def test_check_prints_every_problem_and_exits_2(
         "protocol, label, servers, dtab, dstPrefix, identifier, interpreter, client, service, bindingTimeoutMs, "
         "bindingCache, maxHeadersKB, maxInitialLineKB, maxRequestKB, streamingEnabled, experimental, "
         "maxCallDepth, httpAccessLog, httpAccessLogRollPolicy, httpAccessLogAppend, "
-        "httpAccessLogRotateCount, maxMetricScopes",
+        "httpAccessLogRotateCount, compressionLevel, streamAfterContentLengthKB, "
+        "maxMetricScopes",
         "2 problems found",
     ]
 
