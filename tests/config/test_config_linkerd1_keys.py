@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from l5d_twisted.cli import main
 from l5d_twisted.config import ConfigErrors, load_config
 from l5d_twisted.config import linkerd1_keys as keys
 from l5d_twisted.config.decode import type_hints
@@ -295,20 +296,27 @@ def placed(pattern: str) -> tuple[str, str, str]:
 
 
 @pytest.mark.parametrize("pattern", REFUSED)
-def test_each_refused_key_and_kind_is_named_with_the_feature(pattern: str) -> None:
+def test_each_refused_key_and_kind_is_named_with_the_feature(
+    pattern: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text, where, name = placed(pattern)
-    with pytest.raises(ConfigErrors) as caught:
-        load_config(text, "c.yaml", source_dir=str(REPO))
     feature = keys.KEYS[pattern].note
     expected = (
         f"{where}: {name} is linkerd 1 configuration that l5d-twisted does not support yet "
         f"({feature})"
     )
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(text, "c.yaml", source_dir=str(REPO))
     messages = [str(e).split(": ", 1)[1] for e in caught.value.errors]
     assert expected in messages, messages
     assert not any("unknown key" in m or "unknown " in m.split(" kind")[0] for m in messages), (
         messages
     )
+    # and `l5d-twisted check` exits 2 saying so
+    config = tmp_path / "linkerd.yaml"
+    config.write_text(text)
+    assert main(["check", str(config)]) == 2
+    assert expected in capsys.readouterr().err
 
 
 def test_a_refused_kind_is_one_problem_not_one_per_key() -> None:
