@@ -8,6 +8,12 @@ the explanation tree.  Exit status: 0 resolved to addresses, 1 neg/fail/empty/pe
 2 bad input.
 
 ``l5d-twisted dtab show TEXT`` parses a dtab and prints it one rule per line.
+
+Against a namerd, in the style of namerctl (``--base-url``, else ``$NAMERCTL_BASE_URL``, else
+http://127.0.0.1:4180): ``dtab list``, ``dtab get NS``, ``dtab create NS FILE|-``,
+``dtab update [--version V] NS FILE|-``, ``dtab delete NS`` (the work is in
+:mod:`l5d_twisted.namerd.ctl`).  ``get`` prints a ``# version V`` line above the rules;
+``update`` of a file that has one writes only if the dtab is still at that version.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ class UsageError(Exception):
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("dtab", help="resolve names with dtabs and explain the result")
+    parser = subparsers.add_parser(
+        "dtab", help="resolve names with dtabs; read and write the dtabs of a namerd"
+    )
     commands = parser.add_subparsers(dest="dtab_command", metavar="SUBCOMMAND")
 
     resolve = commands.add_parser(
@@ -76,6 +84,10 @@ def add_parser(subparsers: Any) -> None:
     show = commands.add_parser("show", help="parse a dtab and print it one rule per line")
     show.add_argument("text", metavar="DTAB", help="the dtab, e.g. '/svc => /#/io.l5d.fs;'")
     show.set_defaults(func=run_show)
+
+    from l5d_twisted.namerd.ctl import add_namerd_commands
+
+    add_namerd_commands(commands)
 
     parser.set_defaults(func=lambda args: _help(parser))
 
