@@ -78,6 +78,7 @@ class Mesh:
         self.transformers: list[Any] = []  # some hold watches of their own (daemonset)
         self.recent_requests: Any = None  # the first telemeter offering recent_requests
         self.closers: list[Any] = []  # routers' add-ons (an access log file), closed last
+        self.gauges: list[Any] = []  # the mesh's own gauges (held for as long as it runs)
         self.stack_edits: list[StackEdit] = []  # plugins' modules, applied to every router's stacks
         self.servers: list[Any] = []  # what each protocol's serve() returned, one per server
         self.admin_port: Any = None
@@ -205,6 +206,10 @@ class Mesh:
                 own_addresses=self.own_addresses,
             )
             self.routers.append(router)
+            if router_config.originator:
+                # linkerd 1's originator: rt/<router>/originator = 1 marks the first hop, so
+                # linker-to-linker traffic can be counted once (held: gauges are weak)
+                self.gauges.append(router.stats.gauge("originator", fn=lambda: 1.0))
             for server in router_config.servers:
                 self._listen_server(router, protocol, stacks, router_config, server, ctx)
 

@@ -136,7 +136,7 @@ KEYS: Final[dict[str, Mark]] = {
     "routers[].bindingTimeoutMs": _ok(),
     "routers[].bindingCache": _ok(),
     "routers[].announcers": _not_yet(_ANNOUNCERS),
-    "routers[].originator": _not_yet("originator stats"),
+    "routers[].originator": _ok(),
     "routers[].experimental": _ok(),
     "routers[].maxHeadersKB": _ok(),
     "routers[].maxInitialLineKB": _ok(),

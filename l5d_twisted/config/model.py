@@ -342,6 +342,13 @@ class RouterConfig:
             "1-9 every response at that level, 0 never"
         ),
     )
+    originator: bool = knob(
+        False,
+        doc=(
+            "this router is the first hop of linker-to-linker requests: the gauge "
+            "rt/<router>/originator is 1 (for deduplicating linker-to-linker stats)"
+        ),
+    )
     stream_after_content_length_kb: int | None = knob(
         None,
         minimum=0,

@@ -58,7 +58,7 @@ _GAUGE_MIN = {("loadbalancer", "available")}
 def gauge_merge(name: Name) -> str:
     """How a gauge merges across workers: ``"sum"``, ``"max"`` or ``"min"``."""
     tail = name[-2:]
-    if tail in _GAUGE_MAX:
+    if tail in _GAUGE_MAX or (len(name) == 3 and name[0] == "rt" and name[2] == "originator"):
         return "max"
     if tail in _GAUGE_MIN:
         return "min"

@@ -106,7 +106,7 @@ def test_check_prints_every_problem_and_exits_2(
         "protocol, label, servers, dtab, dstPrefix, identifier, interpreter, client, service, bindingTimeoutMs, "
         "bindingCache, maxHeadersKB, maxInitialLineKB, maxRequestKB, streamingEnabled, experimental, "
         "maxCallDepth, httpAccessLog, httpAccessLogRollPolicy, httpAccessLogAppend, "
-        "httpAccessLogRotateCount, compressionLevel, streamAfterContentLengthKB, "
+        "httpAccessLogRotateCount, compressionLevel, originator, streamAfterContentLengthKB, "
         "maxMetricScopes",
         "2 problems found",
     ]
