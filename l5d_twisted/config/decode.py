@@ -386,8 +386,10 @@ class Decoder:
         fields = [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
         by_key = {yaml_key(f): f for f in fields}
         ok = True
-        for key, (key_node, _value_node) in entries.items():
+        for key, (key_node, value_node) in entries.items():
             if key not in by_key and key not in reserved:
+                if self.linkerd1_default(where, key, value_node):
+                    continue  # a linkerd 1 key set to its default, which is what happens
                 self.error(
                     _join(where, key),
                     key_node,
@@ -428,6 +430,18 @@ class Decoder:
             cut = max(at.rfind("."), at.rfind("["))
             at = at[:cut] if cut > 0 else ""
         return linkerd1_keys.pattern_of(where)
+
+    def linkerd1_default(self, where: str, key: str, node: Node) -> bool:
+        """Whether ``key`` is a linkerd 1 key not supported yet, set to linkerd 1's default
+        (``enableProbation: false``): accepted, as nothing differs."""
+        refused = linkerd1_keys.refused(_join(self.pattern(where), key))
+        if refused is None or not refused.defaults or not isinstance(node, ScalarNode):
+            return False
+        try:
+            value = self.doc.scalar(node)
+        except (yaml.YAMLError, ValueError, OverflowError, TypeError):
+            return False
+        return linkerd1_keys.is_default(refused, value)
 
     def unknown_key(self, where: str, key: str, known: Sequence[str]) -> str:
         """Why ``key`` is refused at ``where``: a linkerd 1 key not supported yet (named as

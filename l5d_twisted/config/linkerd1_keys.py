@@ -47,6 +47,9 @@ class Mark:
 
     status: str
     note: str = ""
+    # not-yet keys only: the values that mean linkerd 1's default, which l5d-twisted already
+    # does (``enableProbation: false``); those are accepted, any other is refused
+    defaults: tuple[bool, ...] = ()
 
     def text(self) -> str:
         """The mark as the config reference shows it."""
@@ -55,7 +58,9 @@ class Mark:
         if self.status == DIFFERS:
             return f"supported, differs: {self.note}"
         if self.status == NOT_YET:
-            return f"**not yet** ({self.note})"
+            accepted = " or ".join(f"`{str(v).lower()}`" for v in self.defaults)
+            also = f"; {accepted}, linkerd 1's default, is accepted" if accepted else ""
+            return f"**not yet** ({self.note}){also}"
         return f"l5d-twisted only{': ' + self.note if self.note else ''}"
 
 
@@ -361,7 +366,9 @@ KEYS: Final[dict[str, Mark]] = {
     "transformer[io.l5d.const]": _ok(),
     "transformer[io.l5d.const].path": _ok(),
     # -- load balancers (load_balancer.md) ---------------------------------------------------
-    "loadBalancer[*].enableProbation": _not_yet("probation of endpoints removed by discovery"),
+    "loadBalancer[*].enableProbation": Mark(
+        NOT_YET, "probation of endpoints removed by discovery", defaults=(False,)
+    ),
     "loadBalancer[p2c]": _ok(),
     "loadBalancer[p2c].maxEffort": _ok(),
     "loadBalancer[ewma]": _ok(),
@@ -475,6 +482,13 @@ def refused(pattern: str) -> Mark | None:
     """The mark of a linkerd 1 key or kind that ``check`` refuses by name, else None."""
     found = mark(pattern)
     return found if found is not None and found.status == NOT_YET else None
+
+
+def is_default(found: Mark, value: object) -> bool:
+    """Whether ``value`` of a refused key is linkerd 1's default, which is accepted."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"  # templating tools quote what they render
+    return isinstance(value, bool) and value in found.defaults
 
 
 def refusal(name: str, feature: str) -> str:

@@ -30,6 +30,7 @@ from l5d_twisted.config.loader import IGNORED_TOP_LEVEL
 from l5d_twisted.config.model import Config
 from l5d_twisted.config.reference import _PLUGIN_SECTIONS, _nested, render_reference
 from l5d_twisted.config.schema import yaml_key
+from l5d_twisted.naming.path import Path as Path_
 from l5d_twisted.registry import PROTOCOLS, load_plugins
 
 REPO = Path(__file__).resolve().parents[2]
@@ -525,3 +526,23 @@ def _expected_pattern(line: str) -> str:
     if ".loadBalancer." in pattern:
         return "loadBalancer[*]." + pattern.rsplit(".", 1)[1]
     return pattern
+
+
+def test_a_refused_key_set_to_linkerd_1s_default_is_accepted() -> None:
+    """``enableProbation: false`` is linkerd 1's default, which l5d-twisted does (removed
+    endpoints leave the balancer at once); true asks for what is missing."""
+    for value in ("false", '"false"', "False"):
+        config = load_config(
+            f"routers:\n- client:\n    loadBalancer: {{kind: ewma, enableProbation: {value}}}\n"
+        )
+        assert config.routers[0].client.params_for(Path_("/#/x")).load_balancer.kind == "ewma"
+    for value in ("true", '"true"', "0", "no-such"):
+        with pytest.raises(ConfigErrors) as caught:
+            load_config(
+                f"routers:\n- client:\n    loadBalancer: {{kind: p2c, enableProbation: {value}}}\n",
+                "c.yaml",
+            )
+        assert [str(e) for e in caught.value.errors] == [
+            "c.yaml:3: routers[0].client.loadBalancer.enableProbation: enableProbation "
+            f"{REFUSAL} (probation of endpoints removed by discovery)"
+        ], value
