@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from l5d_twisted.naming.addr import Addr, AddrBound, Address, BoundName
+from l5d_twisted.naming.addr import Addr, AddrBound, AddrDelta, Address, BoundName
 from l5d_twisted.naming.nametree import NameTree
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Ok, State, Var
@@ -63,7 +63,38 @@ class LeafAddrTransformer:
 
 
 class AddressFilterTransformer(LeafAddrTransformer):
-    """Keeps the addresses for which :meth:`keep` is true (an empty set stays bound)."""
+    """Keeps the addresses for which :meth:`keep` is true (an empty set stays bound).
+
+    A change that comes with its difference (``AddrBound.delta``, from io.l5d.k8s) is
+    filtered as a difference, O(changed) rather than O(addresses), and passed on as one.
+    """
+
+    def map_addr(self, addr: Var[Addr]) -> Var[Addr]:
+        last: list[AddrBound] = []  # [input, output] of the last bound set mapped
+
+        def step(state: Addr) -> Addr:
+            if not isinstance(state, AddrBound):
+                last.clear()
+                return state
+            out: AddrBound
+            delta = state.delta
+            if last and delta is not None and delta.base is last[0].token:
+                previous = last[1]
+                added = frozenset(a for a in delta.added if self.keep(a))
+                removed = frozenset(a for a in delta.removed if a in previous.addresses)
+                out = previous  # (nothing kept changed: the same set, the same token)
+                if added or removed or state.meta != previous.meta:
+                    out = AddrBound(
+                        (previous.addresses - removed) | added,
+                        state.meta,
+                        delta=AddrDelta(previous.token, added, removed),
+                    )
+            else:
+                out = AddrBound(frozenset(a for a in state.addresses if self.keep(a)), state.meta)
+            last[:] = [state, out]
+            return out
+
+        return addr.map(step)
 
     def map_bound(self, bound: AddrBound) -> Addr:
         return AddrBound(frozenset(a for a in bound.addresses if self.keep(a)), bound.meta)

@@ -28,8 +28,9 @@ from l5d_twisted.k8s.objects import (
 )
 from l5d_twisted.k8s.resolver import ShardResolver
 from l5d_twisted.k8s.watcher import WatchSettings
-from l5d_twisted.naming.addr import AddrBound, Address
+from l5d_twisted.naming.addr import AddrBound, AddrDelta, Address
 from l5d_twisted.naming.path import Path
+from l5d_twisted.naming.var import Var
 from l5d_twisted.registry import BALANCERS
 from l5d_twisted.router.client import BoundClient
 from l5d_twisted.service import Service, Status
@@ -386,3 +387,77 @@ def test_the_positional_difference_of_endpoint_lists_is_the_set_difference() -> 
                 new.append(rng.choice(pool))
         went, came = objects._endpoint_difference(old, tuple(new))
         assert went == set(old) - set(new) and came == set(new) - set(old), (old, new)
+
+
+# --- a filtering transformer passes the difference on ------------------------------------------
+
+
+def test_localnode_filters_the_difference_and_the_client_applies_it() -> None:
+    from l5d_twisted.k8s.localnode import LocalNodeTransformer
+
+    mesh = Mesh(1000)  # every endpoint on node n1
+    local = LocalNodeTransformer("n1", None)
+    kept: list[Address] = []
+    keep = local.keep
+
+    def counted(address: Address) -> bool:
+        kept.append(address)
+        return keep(address)
+
+    local.keep = counted  # type: ignore[method-assign]
+    mapped = local.map_leaf(mesh.bound)
+    seen: list[Any] = []
+    mapped.addr.observe(seen.append)
+    assert len(seen[-1].addresses) == 1000 and len(kept) == 1000
+    made: list[Address] = []
+    plugin = BALANCERS.get("p2c")
+    balancer = plugin.factory(plugin.config_type(), BalancerContext(mesh.clock))
+    full: list[Any] = []
+    client = BoundClient(
+        mapped,
+        make_endpoint=lambda a: made.append(a) or Endpoint(a),  # type: ignore[func-returns-value]
+        balancer=balancer,
+        reactor=mesh.clock,
+        binding_timeout_s=10,
+    )
+    balancer.update = full.append  # type: ignore[method-assign]
+    kept.clear()
+    made.clear()
+
+    mesh.replace(4, 7, "10.5.5.5")
+
+    assert len(kept) == 1, "only the new endpoint is tested"
+    last = seen[-1]
+    assert last.delta is not None and [a.host for a in last.delta.added] == ["10.5.5.5"]
+    assert [a.host for a in made] == ["10.5.5.5"] and not full
+    assert len(client._endpoints) == 1000
+
+
+def test_a_filtered_difference_always_equals_filtering_the_whole_set() -> None:
+    from l5d_twisted.k8s.localnode import LocalNodeTransformer
+
+    rng = random.Random(23)
+    local = LocalNodeTransformer("n1", None)
+    source: Any = Var(AddrBound(frozenset()))
+    mapped = local.map_addr(source)
+    seen: list[Any] = []
+    mapped.observe(seen.append)
+    current: frozenset[Address] = frozenset()
+    pool = [
+        Address(f"10.3.0.{i}", 80, meta=(("node_name", rng.choice(["n1", "n2"])),))
+        for i in range(30)
+    ]
+    for step in range(500):
+        if step % 50 == 49:  # now and then a set without a difference
+            current = frozenset(rng.sample(pool, rng.randrange(0, 30)))
+            source.update(AddrBound(current))
+        else:
+            gone = frozenset(
+                rng.sample(sorted(current, key=lambda a: a.host), min(2, len(current)))
+            )
+            came = frozenset(a for a in rng.sample(pool, 2) if a not in current)
+            before = source.sample()
+            current = (current - gone) | came
+            source.update(AddrBound(current, delta=AddrDelta(before.token, came, gone)))
+        expected = frozenset(a for a in current if a.node_name == "n1")
+        assert seen[-1].addresses == expected
