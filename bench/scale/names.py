@@ -52,6 +52,27 @@ BACKEND = REPO / "tests" / "http" / "backend.py"
 HOST = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
 
+# ``--gc-probe``: the proxy runs with a SIGUSR2 handler that makes a full collection and
+# logs what it found (garbage waiting for a full GC, or memory the allocator keeps?).
+GC_PROBE = """
+import gc, signal, sys, time
+import collections, os
+def probe(*_):
+    started = time.perf_counter()
+    if os.environ.get("GC_PROBE_TYPES"):
+        gc.set_debug(gc.DEBUG_SAVEALL)
+    found = gc.collect()
+    if gc.garbage:
+        kinds = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
+        print("GC-TYPES", kinds.most_common(25), file=sys.stderr, flush=True)
+        gc.set_debug(0)
+        gc.garbage.clear()
+    print(f"GC-PROBE {found} {(time.perf_counter() - started) * 1000:.0f}", file=sys.stderr, flush=True)
+signal.signal(signal.SIGUSR2, probe)
+from l5d_twisted.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -183,11 +204,11 @@ class Proxy:
         if telemetry:
             config["telemetry"] = telemetry
         (work / "l5d.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        launcher = ["-c", GC_PROBE] if args.gc_probe else ["-m", "l5d_twisted"]
         self.proxy = self._start(
             "l5d",
             sys.executable,
-            "-m",
-            "l5d_twisted",
+            *launcher,
             "run",
             str(work / "l5d.yaml"),
             "--log-level",
@@ -208,6 +229,23 @@ class Proxy:
             )
         self.procs.append(proc)
         return proc
+
+    def gc_probe(self) -> tuple[int, float]:
+        """(unreachable objects a full collection found, its ms), from the proxy's log."""
+        log = self.work / "l5d.log"
+        seen = log.read_text().count("GC-PROBE")
+        os.kill(self.proxy.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            lines = [x for x in log.read_text().splitlines() if x.startswith("GC-PROBE")]
+            if len(lines) > seen:
+                types = [x for x in log.read_text().splitlines() if x.startswith("GC-TYPES")]
+                if types:
+                    phase(types[-1][:2000])
+                _, found, ms = lines[-1].split()
+                return int(found), float(ms)
+            time.sleep(0.1)
+        raise RuntimeError("no GC-PROBE line")
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -280,6 +318,11 @@ def main() -> None:
     parser.add_argument("--repo", default=None, help="run the proxy from another tree")
     parser.add_argument("--legacy", action="store_true", help="no bindingCache key, no expiry")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--gc-probe",
+        action="store_true",
+        help="full collections on SIGUSR2, counted (see GC_PROBE)",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"names": args.names, "uptime_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="l5d-names-") as tmp:
@@ -326,6 +369,10 @@ def main() -> None:
                 result["expired_s"] = round(time.monotonic() - t0, 1)
                 result["service_series_left"] = series
                 result["rss_after_expiry_mb"] = rss_kb(pid) / 1024
+                if args.gc_probe:
+                    found, ms = proxy.gc_probe()
+                    result["gc_after_expiry"] = {"unreachable": found, "ms": ms}
+                    result["rss_after_expiry_gc_mb"] = rss_kb(pid) / 1024
                 cpu0 = cpu_s(pid)
                 phase("round 2")
                 round2 = route_all(client, names)
@@ -336,6 +383,9 @@ def main() -> None:
                 scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
                 scrapes(proxy, "/admin/metrics.json", args.scrapes)
                 result["rss_round2_mb"] = rss_kb(pid) / 1024
+                if args.gc_probe:
+                    found, ms = proxy.gc_probe()
+                    result["gc_after_round2"] = {"unreachable": found, "ms": ms}
                 # the same work as before expiry: routing, revisits, scrapes
                 result["round2_growth_pct"] = 100 * (
                     result["rss_round2_mb"] / result["rss_before_expiry_mb"] - 1

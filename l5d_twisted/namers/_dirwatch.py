@@ -57,7 +57,9 @@ class InotifyWatch:
     def stop(self) -> None:
         if not self._stopped:
             self._stopped = True
-            self._notifier.loseConnection()
+            notifier, self._notifier = self._notifier, None
+            notifier.loseConnection()  # its watch points hold our event method: let go
+            notifier._watchpoints.clear()
 
 
 def inotify_watcher(

@@ -36,8 +36,18 @@ class WatchedVar(Var[T]):
             self._on_sample()  # fresh before the first observer sees it
         return super().observe(fn)
 
+    def detach(self) -> None:
+        """Forget the owner's callbacks (they hold the owner, which holds this var: a
+        cycle); for an owner letting go of a var nobody else holds."""
+        self._on_watch = _ignore
+        self._on_sample = None
+
     def _on_first_observer(self) -> None:
         self._on_watch(True)
 
     def _on_last_observer_gone(self) -> None:
         self._on_watch(False)
+
+
+def _ignore(_watched: bool) -> None:
+    pass

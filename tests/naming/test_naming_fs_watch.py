@@ -182,3 +182,34 @@ async def test_inotify_tells_the_namer_of_a_rewritten_file(tmp_path: FsPath) -> 
     finally:
         watch.close()
     assert namer._dir_watch is None, "released with the last watcher"
+
+
+def test_names_the_idle_cache_forgets_are_freed_without_a_full_gc(tmp_path: FsPath) -> None:
+    import gc
+    import weakref
+
+    for i in range(20):
+        (tmp_path / f"s{i}").write_text("127.0.0.1 1\n")
+    namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), Clock(), 0.5, max_idle=3)
+    held = namer.lookup(P("/s0"))  # a route cache holds this one's var
+    gc.collect()
+    gc.disable()
+    try:
+        refs = []
+        for i in range(20):
+            namer.lookup(P(f"/s{i}"))
+            refs.append(weakref.ref(namer._names[f"s{i}"]))
+        alive = [i for i, ref in enumerate(refs) if ref() is not None]
+        assert alive == [0, 17, 18, 19], "forgotten entries freed by reference counting"
+    finally:
+        gc.enable()
+    seen: list[Any] = []
+    watch = held.observe(seen.append)  # the held one still works: watched and refreshed
+    addr = seen[-1].value.value.addr
+    addrs: list[Any] = []
+    addr_watch = addr.observe(addrs.append)
+    (tmp_path / "s0").write_text("127.0.0.1 2\n")
+    namer.poll()
+    assert ports(addrs[-1]) == {2}
+    addr_watch.close()
+    watch.close()
