@@ -132,6 +132,10 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
             f"{where}.transformers",
             {"registry": TRANSFORMERS},
         )
+    # linkerd 1's opt-in to experimental namers: none here needs it, but it must be a bool
+    experimental: Any = False
+    if "experimental" in entries:
+        experimental = decoder.decode(bool, entries["experimental"][1], f"{where}.experimental")
     prefix: Any = None
     if "prefix" in entries:
         prefix = decoder.decode(Path, entries["prefix"][1], f"{where}.prefix")
@@ -143,7 +147,7 @@ def decode_namer(decoder: Decoder, node: Node, where: str, meta: Meta) -> Any:
                 entries["prefix"][1],
                 "a namer prefix needs at least one segment, e.g. /io.l5d.fs",
             )
-    if spec is INVALID or prefix is INVALID or transformers is INVALID:
+    if spec is INVALID or prefix is INVALID or transformers is INVALID or experimental is INVALID:
         return INVALID
     if prefix is None and getattr(type(spec.config), "PREFIX_REQUIRED", False):
         # a kind without a default prefix (linkerd 1's io.l5d.rewrite)

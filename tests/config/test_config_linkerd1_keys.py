@@ -546,3 +546,14 @@ def test_a_refused_key_set_to_linkerd_1s_default_is_accepted() -> None:
             "c.yaml:3: routers[0].client.loadBalancer.enableProbation: enableProbation "
             f"{REFUSAL} (probation of endpoints removed by discovery)"
         ], value
+
+
+def test_a_namers_experimental_switch_must_be_a_bool() -> None:
+    """Accepted on every namer as in linkerd 1 (none here needs it), but not any value."""
+    text = "routers: [{protocol: http}]\nnamers:\n- kind: io.l5d.memory\n  experimental: %s\n"
+    assert load_config(text % "true").namers[0].kind == "io.l5d.memory"
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(text % "banana", "c.yaml")
+    assert [str(e) for e in caught.value.errors] == [
+        'c.yaml:4: namers[0].experimental: expected true or false, got "banana"'
+    ]
