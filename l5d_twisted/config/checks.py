@@ -4,7 +4,8 @@
 * no two servers (nor a server and the admin server) listen on the same ip:port
   (0.0.0.0 overlaps every address; port 0 means any free port and never clashes);
 * namer prefixes are unique;
-* every ``/#/<prefix>`` a dtab sends to names a configured namer.
+* every ``/#/<prefix>`` a dtab sends to names a configured namer;
+* an access log is rolled by one process only (no roll policy with several workers).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def cross_check(decoder: Decoder) -> list[ConfigError]:
         *_unique_labels(parts),
         *_port_clashes(parts),
         *_unique_namer_prefixes(parts),
+        *_access_log_rolls_with_workers(parts, decoder),
     ):
         found.append(ConfigError(where, decoder.line(where), message, source))
     if all(
@@ -120,6 +122,24 @@ def _overlap(a: str, b: str) -> bool:
     except ValueError:
         return False
     return ip_a.is_unspecified or ip_b.is_unspecified
+
+
+def _access_log_rolls_with_workers(parts: _Parts, decoder: Decoder) -> Iterator[tuple[str, str]]:
+    """Worker processes share a router's access log (appending whole lines); each would roll
+    it on its own, so a roll policy needs one process."""
+    workers = decoder.values.get("workers")
+    count = getattr(workers, "count", 1)
+    if count == 1:
+        return
+    for i, router in enumerate(parts.routers):
+        policy = getattr(router, "http_access_log_roll_policy", "never")
+        if router is not None and router.http_access_log and policy.strip().lower() != "never":
+            yield (
+                f"routers[{i}].httpAccessLogRollPolicy",
+                f"with workers: {'auto' if count is None else count} every worker would roll "
+                "the shared access log on its own; use never (and rotate it with logrotate's "
+                "copytruncate) or workers: 1",
+            )
 
 
 def _unique_namer_prefixes(parts: _Parts) -> Iterator[tuple[str, str]]:

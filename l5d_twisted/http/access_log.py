@@ -200,7 +200,9 @@ class AccessLogFile:
         self._cond = threading.Condition()
         directory = os.path.dirname(self.path)
         os.makedirs(directory, exist_ok=True)
-        self._file: BinaryIO = open(self.path, "ab" if append else "wb")  # noqa: SIM115
+        # unbuffered: each batch is one write(2) in append mode, so the workers of a mesh
+        # sharing the file never interleave within a line
+        self._file: BinaryIO = open(self.path, "ab" if append else "wb", buffering=0)  # noqa: SIM115
         self._opened = clock()
         self._next_roll = next_roll_time(policy, self._opened)
         self._size = self._file.tell() if append else 0
@@ -274,7 +276,6 @@ class AccessLogFile:
             chunk.append(data)
             self._size += len(data)
         self._file.write(b"".join(chunk))
-        self._file.flush()
         self.written += len(lines)
 
     def _should_roll(self, size: int) -> bool:
@@ -295,7 +296,7 @@ class AccessLogFile:
             rolled = f"{stem}-{_time_suffix(self.policy, self._opened)}.{n}{ext}"
             n += 1
         os.rename(self.path, rolled)
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
         self._opened = self.clock()
         self._next_roll = next_roll_time(self.policy, self._opened)
         self._size = 0

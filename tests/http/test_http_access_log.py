@@ -280,3 +280,32 @@ routers:
     conn.close()
     assert processes.stop(mesh) == 0
     assert len(_lines(access_log)) == 2
+
+
+def test_a_roll_policy_needs_a_single_process() -> None:
+    text = "workers: {w}\nrouters:\n- protocol: http\n  httpAccessLog: a.log\n  httpAccessLogRollPolicy: {p}\n"
+    with pytest.raises(ConfigErrors) as e:
+        load_config_text(text.format(w=2, p="daily"))
+    assert "routers[0].httpAccessLogRollPolicy: with workers: 2 every worker would roll" in str(
+        e.value
+    )
+    with pytest.raises(ConfigErrors):
+        load_config_text(text.format(w="auto", p="3.megabytes"))
+    assert load_config_text(text.format(w=2, p="never")).routers[0].http_access_log == "a.log"
+    assert load_config_text(text.format(w=1, p="daily")).routers[0].http_access_log == "a.log"
+
+
+def test_each_batch_is_one_append_so_processes_sharing_the_file_keep_whole_lines(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "access.log"
+    one = AccessLogFile(str(path), RollPolicy(NEVER))
+    two = AccessLogFile(str(path), RollPolicy(NEVER))  # as a second worker would
+    for i in range(200):
+        one.write(f"one-{i:03d} " + "x" * 100)
+        two.write(f"two-{i:03d} " + "y" * 100)
+    one.close()
+    two.close()
+    lines = _lines(path)
+    assert len(lines) == 400
+    assert all(re.fullmatch(r"(one-\d{3} x{100})|(two-\d{3} y{100})", line) for line in lines)
