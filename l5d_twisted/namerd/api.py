@@ -353,7 +353,16 @@ class NamerdApi:
         """Watch ``view`` (``?watch=true``: one line per change), or answer once it is
         ``ready`` (or after ``bind_timeout_s``)."""
         if _watching(request):
-            return self._watch(request, view.map(lambda value: show(value)[1]))
+
+            def line(value: Any) -> bytes:
+                # runs inside whatever changed the value (a dtab write): never raise there
+                try:
+                    return show(value)[1]
+                except Exception as e:
+                    log.failure("rendering a watched binding failed")
+                    return render.json_line({"type": "exception", "message": str(e)})
+
+            return self._watch(request, view.map(line))
         self._settle(request, view, ready, show)
         return NOT_DONE_YET
 

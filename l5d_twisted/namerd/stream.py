@@ -53,7 +53,7 @@ class WatchStream:
         if self._paused:
             self._pending = line
             return
-        self._request.write(line)
+        self._write(line)
 
     # IPushProducer
     def pauseProducing(self) -> None:
@@ -63,7 +63,15 @@ class WatchStream:
         self._paused = False
         line, self._pending = self._pending, None
         if line is not None and not self._ended:
+            self._write(line)
+
+    def _write(self, line: bytes) -> None:
+        # called from inside a change (a dtab write): a response that cannot take it any
+        # more ends this watch, never the write that caused the change
+        try:
             self._request.write(line)
+        except Exception:
+            self.end()
 
     def stopProducing(self) -> None:
         self.end()

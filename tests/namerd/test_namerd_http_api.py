@@ -161,6 +161,7 @@ def test_bad_input_gets_clear_4xx_answers(namerd: NamerdProcess) -> None:
     limit = namerd.call("GET", "/api/1/bind/default?path=/svc/x&dtab=" + quote(bomb))
     assert limit.status == 400
     assert "nested more than 32 deep" in limit.text or "work units" in limit.text
+    assert "Traceback" not in namerd.log()
 
 
 def test_huge_bodies_are_refused_before_being_read(namerd: NamerdProcess) -> None:
@@ -189,6 +190,8 @@ def test_huge_bodies_are_refused_before_being_read(namerd: NamerdProcess) -> Non
     unchanged = namerd.call("GET", "/api/1/dtabs/default", headers={"Accept": "application/dtab"})
     assert unchanged.text == "/svc => /#/io.l5d.fs\n"
     assert namerd.call("GET", "/api/1/dtabs").status == 200  # still serving
+    assert "Traceback" not in namerd.log()
+    assert namerd.processes.stop(namerd.proc) == 0  # SIGTERM: a clean exit
 
 
 def test_bind_addr_resolve_delegate(namerd: NamerdProcess) -> None:

@@ -169,3 +169,21 @@ def test_the_number_of_watches_is_bounded() -> None:
     assert store.observe("default").observed
     api.close()
     assert api.watches == 0 and not store.observe("default").observed
+
+
+def test_a_broken_watch_never_fails_the_write_that_changed_the_dtab() -> None:
+    store = InMemoryDtabStore({"default": Dtab.read("/a => /b")})
+    clock = Clock()
+    api = NamerdApi(store, Interpreter({}, (), clock), clock)
+    request = FakeRequest(b"/api/1/dtabs/default", {b"watch": [b"true"]})
+    api.handle(request)
+    assert request.written[-1] == b'[{"prefix": "/a", "dst": "/b"}]\n'
+
+    def broken(data: bytes) -> None:
+        raise RuntimeError("Request.write called on a request after Request.finish was called.")
+
+    request.write = broken  # type: ignore[method-assign]
+    written: list[Any] = []
+    store.put("default", Dtab.read("/a => /c")).addBoth(written.append)
+    assert written[0].dtab == Dtab.read("/a => /c")  # the write succeeded
+    assert api.watches == 0 and not store.observe("default").observed  # the watch ended
