@@ -159,7 +159,9 @@ KEYS: Final[dict[str, Mark]] = {
         "does (linkerd 1 wrote them raw); lines are written by a thread, dropped and counted "
         "beyond 10,000 waiting"
     ),
-    "routers[].httpAccessLogRollPolicy": _ok(),
+    "routers[].httpAccessLogRollPolicy": _differs(
+        "a roll policy other than never needs workers: 1 (each worker would roll the shared file)"
+    ),
     "routers[].httpAccessLogAppend": _ok(),
     "routers[].httpAccessLogRotateCount": _ok(),
     "routers[].streamAfterContentLengthKB": _differs(
