@@ -42,6 +42,7 @@ from urllib.parse import unquote
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.server import Request as _TwistedRequest
@@ -109,6 +110,7 @@ class NamerdApi:
 
     def site(self) -> Site:
         site = Site(_ApiResource(self))  # type: ignore[no-untyped-call]
+        site.protocol = _ApiChannel  # type: ignore[assignment]
         site.requestFactory = _BoundedRequest
         site.displayTracebacks = False
         site.log = lambda request: None  # type: ignore[method-assign]
@@ -531,6 +533,19 @@ class _ApiResource(Resource):
         return result
 
 
+class _ApiChannel(HTTPChannel):
+    """twisted.web's channel, answering an over-long request line (a huge ``dtab`` or
+    ``path`` parameter) with a 414 that says so, where twisted.web hangs up silently."""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        _refuse(
+            self.transport,
+            414,
+            "URI Too Long",
+            f"request line or header longer than {self.MAX_LENGTH} bytes",
+        )
+
+
 class _BoundedRequest(_TwistedRequest):
     """A request whose body may not exceed :data:`~.codec.MAX_DTAB_BYTES`: a larger
     Content-Length, or a chunked body that grows past it, gets a 413 and the connection is
@@ -560,17 +575,27 @@ class _BoundedRequest(_TwistedRequest):
 
     def _refuse(self) -> None:
         self._refused = True
-        body = (
-            f"the body is larger than {codec.MAX_DTAB_BYTES} bytes, the limit of a dtab\n".encode()
-        )
-        transport: Any = self.channel.transport if self.channel is not None else None
-        if transport is None:
-            return
-        transport.write(
-            b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-            + body
-        )
-        transport.loseConnection()
         channel: Any = self.channel
+        if channel is None:
+            return
+        limit = codec.MAX_DTAB_BYTES
+        _refuse(
+            channel.transport,
+            413,
+            "Payload Too Large",
+            f"the body is larger than {limit} bytes, the limit of a dtab",
+        )
         channel.dataReceived = lambda data: None
+
+
+def _refuse(transport: Any, status: int, reason: str, message: str) -> None:
+    """Answer and hang up, below twisted.web (which has not finished reading the request)."""
+    if transport is None:
+        return
+    body = f"{message}\n".encode()
+    transport.write(
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body
+    )
+    transport.loseConnection()

@@ -161,6 +161,9 @@ def test_bad_input_gets_clear_4xx_answers(namerd: NamerdProcess) -> None:
     limit = namerd.call("GET", "/api/1/bind/default?path=/svc/x&dtab=" + quote(bomb))
     assert limit.status == 400
     assert "nested more than 32 deep" in limit.text or "work units" in limit.text
+    # a parameter past twisted.web's request line limit: a 414 that says so (not a hang-up)
+    huge = namerd.call("GET", "/api/1/bind/default?path=/svc/a&dtab=" + quote("/a=>/b;" * 4000))
+    assert huge.status == 414 and "request line or header longer than" in huge.text
     assert "Traceback" not in namerd.log()
 
 
