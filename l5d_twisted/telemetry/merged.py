@@ -31,9 +31,6 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
-
 from l5d_twisted.telemetry.histogram import Histogram, HistogramState, merge_states
 from l5d_twisted.telemetry.metrics import (
     CounterMetric,
@@ -46,6 +43,8 @@ from l5d_twisted.telemetry.metrics import (
     Metric as TreeMetric,
 )
 from l5d_twisted.telemetry.process import register_process_collectors
+from l5d_twisted.telemetry.promtext import Family as Metric
+from l5d_twisted.telemetry.promtext import Registry as CollectorRegistry
 
 # Records per step (and per control-channel frame) of a worker's snapshot.
 RECORDS_PER_STEP = 200
@@ -110,7 +109,7 @@ def process_families(registry: CollectorRegistry) -> list[list[Any]]:
 
 
 def process_registry() -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
+    registry = CollectorRegistry()
     register_process_collectors(registry)
     return registry
 
@@ -310,6 +309,6 @@ class WorkerProcessCollector:
 
     def registry(self) -> CollectorRegistry:
         """A registry holding only this collector (what an exposition's process part reads)."""
-        registry = CollectorRegistry(auto_describe=False)
+        registry = CollectorRegistry()
         registry.register(self)
         return registry

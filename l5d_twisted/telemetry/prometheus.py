@@ -13,8 +13,8 @@ Counters are exported untyped, so no ``_total`` suffix is added (linkerd 1's nam
 gauges as gauges; histograms as a summary ``<name>{quantile="0.5|0.95|0.99|1"}`` (``1`` is
 the max) with cumulative ``<name>_count`` and ``<name>_sum``, plus a gauge ``<name>_avg``.
 Quantiles and avg cover the recent window (see :mod:`.histogram`).  The text itself is
-prometheus-client's ``generate_latest`` over a custom collector; process metrics come from
-:mod:`.process`.
+``generate_latest`` over a custom collector (:mod:`.promtext`: prometheus-client's text,
+without importing it); process metrics come from :mod:`.process`.
 
 **Quantiles.**  linkerd 1 exported ``0.5, 0.9, 0.95, 0.99, 0.999, 0.9999, 1``
 (:data:`LINKERD1_QUANTILES`): seven lines per histogram, three histograms per service and
@@ -31,14 +31,14 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import Metric
-from prometheus_client.utils import floatToGoString
 from twisted.logger import Logger
 
 from l5d_twisted.telemetry.histogram import QUANTILES, Histogram
 from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricsTree, Name
 from l5d_twisted.telemetry.process import register_process_collectors
+from l5d_twisted.telemetry.promtext import Family as Metric
+from l5d_twisted.telemetry.promtext import Registry as CollectorRegistry
+from l5d_twisted.telemetry.promtext import float_to_go, generate_latest
 
 log = Logger()
 
@@ -154,7 +154,7 @@ _TEXT_TYPES = {"unknown": "untyped", "gauge": "gauge", "summary": "summary"}
 _MAX_LABEL_TEXTS = 4096  # label sets remembered at once during one render
 
 
-_float_to_go: Callable[[float], str] = floatToGoString
+_float_to_go: Callable[[float], str] = float_to_go
 
 
 def _go_float(value: float) -> str:
@@ -295,7 +295,7 @@ def _metric(family: _Family, samples: list[tuple[str, dict[str, str], float]]) -
 
 
 class MetricsTreeCollector:
-    """A prometheus-client collector reading a :class:`MetricsTree` at scrape time."""
+    """A collector (prometheus-client's protocol) reading a :class:`MetricsTree` at scrape time."""
 
     def __init__(
         self, tree: MetricsTree, prefix: str = "", quantiles: tuple[str, ...] = DEFAULT_QUANTILES
@@ -336,11 +336,11 @@ class PrometheusExposition:
         self.tree = tree
         self.prefix = prefix
         self.quantiles = quantiles
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = CollectorRegistry()
         self.registry.register(MetricsTreeCollector(tree, prefix, quantiles))
         self.process_registry: CollectorRegistry | None = None
         if process_metrics:
-            self.process_registry = CollectorRegistry(auto_describe=False)
+            self.process_registry = CollectorRegistry()
             register_process_collectors(self.process_registry)
 
     def render(self) -> bytes:

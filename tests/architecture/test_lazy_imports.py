@@ -36,6 +36,9 @@ LEFT_OUT_OF_PLAIN_RUN = (
     "h2",
     "l5d_twisted.namers.memory",
     "l5d_twisted.balancers.ewma",
+    # the Prometheus text is the mesh's own (telemetry.promtext): prometheus-client's
+    # exposition module imports ssl, wsgiref, http.server
+    "prometheus_client",
 )
 
 # Runs `l5d-twisted run CONFIG` in this process; once the router answers, writes the
