@@ -35,6 +35,7 @@ parameter and path are bounded by the request line limit (16 KiB) and binding by
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -107,6 +108,8 @@ class NamerdApi:
         self.watches = 0
         self.rng = rng or random.Random()
         self._streams: set[WatchStream] = set()
+        # what /admin/metrics.json shows (server.py): counts by outcome, never by name
+        self.counts: Counter[str] = Counter()
 
     def site(self) -> Site:
         site = Site(_ApiResource(self))  # type: ignore[no-untyped-call]
@@ -122,7 +125,15 @@ class NamerdApi:
             stream.end()
 
     # --- dispatch ----------------------------------------------------------------------
+    def metrics(self) -> dict[str, int]:
+        """Flat counters and gauges, as linkerd's metrics.json names them."""
+        out = {f"namerd/{k}": v for k, v in sorted(self.counts.items())}
+        out["namerd/namespaces"] = len(self.store.list().sample())
+        out["namerd/watches"] = self.watches
+        return out
+
     def handle(self, request: WebRequest) -> bytes | int:
+        self.counts["requests"] += 1
         raw = (request.path or b"").decode("latin-1")
         if not raw.startswith(API_PREFIX):
             raise ApiError(404, f"no such endpoint {raw[:100]}; the API is under {API_PREFIX}")
@@ -220,6 +231,7 @@ class NamerdApi:
         else:
             version = read_version(if_match)
             if version is None:
+                self.counts["dtab/conflicts"] += 1
                 raise ApiError(412, "If-Match is not a version this server gave (base64)")
             written = self.store.update(ns, dtab, version)
         return self._written(request, written, f"updated {ns}")
@@ -237,6 +249,7 @@ class NamerdApi:
             if isinstance(result, VersionedDtab):
                 request.setHeader(b"etag", result.version_text.encode())
             log.info("dtab store: {what}", what=what)
+            self.counts["dtab/writes"] += 1
             _finish(request, 204, b"")
 
         def refused(failure: Failure) -> None:
@@ -250,6 +263,7 @@ class NamerdApi:
             if status is None:
                 log.failure("a dtab write failed", failure)
                 status = 500
+            self.counts["dtab/conflicts" if status == 412 else "dtab/refused"] += 1
             _finish(request, status, f"{error}\n".encode())
 
         written.addCallbacks(done, refused)
@@ -410,6 +424,7 @@ class NamerdApi:
         if self.watches >= self.max_watches:
             raise ApiError(503, f"already {self.max_watches} watches open; try again later")
         self.watches += 1
+        self.counts["watches/opened"] += 1
         streams = self._streams
         holder: list[WatchStream] = []
 

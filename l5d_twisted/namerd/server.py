@@ -3,11 +3,15 @@
 ``Namerd(config, reactor).start()`` builds everything and listens; ``stop()`` ends the
 watches and closes the listeners.  Every namespace binds with the same namers and the
 interpreter's caches (one bind per dtab and path, shared by every watch of it).  The admin
-server answers ``/admin/ping`` (``pong``) and ``/ready`` (``ready``), enough for probes.
+server answers ``/admin/ping`` (``pong``), ``/ready`` (``ready``) and ``/admin/metrics.json``
+(``namerd/requests``, ``namerd/dtab/writes``, ``namerd/dtab/conflicts`` (412),
+``namerd/dtab/refused``, ``namerd/watches/opened``; gauges ``namerd/namespaces`` and
+``namerd/watches``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -56,7 +60,7 @@ class Namerd:
                 port=port.getHost().port,
             )
         admin = self.config.admin
-        port = self.reactor.listenTCP(admin.port, _admin_site(), interface=admin.ip)
+        port = self.reactor.listenTCP(admin.port, _admin_site(self.api), interface=admin.ip)
         self.ports["admin"] = port
         log.info("namerd admin listening on {ip}:{port}", ip=admin.ip, port=port.getHost().port)
         log.info(
@@ -84,6 +88,10 @@ def make_store(config: NamerdConfig) -> DtabStore:
 class _Admin(Resource):
     isLeaf = True
 
+    def __init__(self, api: NamerdApi) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.api = api
+
     def render_GET(self, request: Any) -> bytes:
         path = request.path
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
@@ -91,11 +99,14 @@ class _Admin(Resource):
             return b"pong"
         if path == b"/ready":
             return b"ready"
+        if path == b"/admin/metrics.json":
+            request.setHeader(b"content-type", b"application/json")
+            return json.dumps(self.api.metrics()).encode()
         request.setResponseCode(404)
-        return b"namerd's admin serves /admin/ping and /ready\n"
+        return b"namerd's admin serves /admin/ping, /ready and /admin/metrics.json\n"
 
 
-def _admin_site() -> Site:
-    site = Site(_Admin())  # type: ignore[no-untyped-call]
+def _admin_site(api: NamerdApi) -> Site:
+    site = Site(_Admin(api))  # type: ignore[no-untyped-call]
     site.log = lambda request: None  # type: ignore[method-assign]
     return site

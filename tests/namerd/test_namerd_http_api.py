@@ -84,6 +84,16 @@ def test_create_update_delete_with_versions(namerd: NamerdProcess) -> None:
         == 412
     )
 
+    # namerd's admin counts the outcomes (never by namespace: a client cannot grow them)
+    conn = http.client.HTTPConnection("127.0.0.1", namerd.admin_port, timeout=15)
+    conn.request("GET", "/admin/metrics.json")
+    metrics = json.loads(conn.getresponse().read())
+    conn.close()
+    assert metrics["namerd/dtab/conflicts"] == 2  # the stale If-Match and the non-version
+    assert metrics["namerd/dtab/writes"] == 5  # POST, 3 PUTs, DELETE
+    assert metrics["namerd/dtab/refused"] == 3  # 409, the second DELETE, If-Match on nothing
+    assert metrics["namerd/namespaces"] == 2
+
 
 def _raw_put(port: int, ns: str, version: str, dtab: str, barrier: threading.Barrier) -> int:
     body = dtab.encode()
