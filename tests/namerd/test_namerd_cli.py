@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import NamerdProcess
 from l5d_testing import free_port
+from namerd_helpers import NamerdProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

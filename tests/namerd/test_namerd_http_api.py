@@ -10,7 +10,7 @@ import threading
 from collections import Counter
 from urllib.parse import quote
 
-from conftest import NamerdProcess
+from namerd_helpers import NamerdProcess
 
 JSON = {"Content-Type": "application/json"}
 DTAB = {"Content-Type": "application/dtab"}

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import NamerdProcess
+from namerd_helpers import NamerdProcess
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
