@@ -14,6 +14,18 @@ What needs TLS (:func:`config_uses_tls`): a ``tls`` block anywhere in the config
 clients, per-prefix client configs) and the Kubernetes plugins (``io.l5d.k8s*``), whose
 API is HTTPS inside a cluster.  :func:`leave_out_http2` (called before the config is even
 read) keeps twisted.web's HTTP/2 out of every ``run``.
+
+Python's own bindings to OpenSSL are left out too when the config file names no TLS
+(:func:`leave_out_openssl_unless_named`): ``ssl`` (``_ssl``: libssl) and ``_hashlib``
+(libcrypto), ~5 MB of RSS together.  Twisted's ``defer`` imports ``asyncio``, which imports
+``ssl``, and its ``failure`` module ``http.cookiejar`` -> ``urllib.request`` -> ``hashlib``;
+all of them tolerate a Python built without OpenSSL (``asyncio``, ``http.client`` and
+``urllib.request`` then offer no TLS, which the mesh never asks of them; ``hashlib`` and
+``hmac`` use CPython's built-in md5, sha*, blake2 and sha3).  Twisted is imported while the
+config is decoded (its protocols' types), before :func:`config_uses_tls` can be asked, so
+this decision reads the file's YAML first and is conservative: any ``tls`` key anywhere (an
+``enabled: false`` one too) or an ``io.l5d.k8s*`` kind keeps them.  Should a decoded config
+still need TLS, :func:`leave_out_tls_unless_used` takes the block back.
 """
 
 from __future__ import annotations
@@ -41,6 +53,11 @@ TLS_MODULES = (
 # negotiates over TLS (ALPN): l5d-twisted's one twisted.web server, the admin server, has no
 # TLS, and the routers serve HTTP with their own server.
 HTTP2_MODULES = ("h2", "twisted.web._http2")
+
+# Python's OpenSSL bindings: libssl (``ssl``) and libcrypto (``_hashlib``; cryptography
+# carries its own).  Left out before Twisted is imported, or not at all.
+OPENSSL_STDLIB_MODULES = ("ssl", "_ssl", "_hashlib")
+_OPENSSL_USERS = ("hashlib", "hmac", "asyncio", "http.client", "urllib.request")
 
 TLS_PLUGIN_PREFIX = "io.l5d.k8s"  # the Kubernetes namer and transformers call an HTTPS API
 
@@ -95,6 +112,76 @@ def leave_out_http2() -> bool:
     return True
 
 
+def text_may_use_tls(text: str) -> bool:
+    """Whether a config file's YAML may ask for TLS: a ``tls`` key anywhere or an
+    ``io.l5d.k8s*`` kind (True too when the text is not YAML the safe loader reads)."""
+    import yaml
+
+    try:
+        root = yaml.safe_load(text)
+    except Exception:
+        return True
+    seen: set[int] = set()
+
+    def walk(value: Any) -> bool:
+        if id(value) in seen:
+            return False
+        seen.add(id(value))
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if key == "tls":
+                    return True
+                if key == "kind" and isinstance(item, str) and item.startswith(TLS_PLUGIN_PREFIX):
+                    return True
+                if walk(item):
+                    return True
+            return False
+        if isinstance(value, list):
+            return any(walk(item) for item in value)
+        return False
+
+    return walk(root)
+
+
+def leave_out_openssl() -> bool:
+    """Make ``ssl`` and ``_hashlib`` unimportable, as in a Python built without OpenSSL.
+
+    Call it before Twisted is imported.  Returns False, changing nothing, when they or a
+    module that would have used them is already imported (a test process).
+    """
+    if any(sys.modules.get(name) is not None for name in OPENSSL_STDLIB_MODULES + _OPENSSL_USERS):
+        return False
+    for name in OPENSSL_STDLIB_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]
+    return True
+
+
+def openssl_left_out() -> bool:
+    return any(name in sys.modules and sys.modules[name] is None for name in OPENSSL_STDLIB_MODULES)
+
+
+def take_back_openssl() -> None:
+    """Undo :func:`leave_out_openssl` (modules imported meanwhile keep running without it)."""
+    for name in OPENSSL_STDLIB_MODULES:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+
+
+def leave_out_openssl_unless_named(path: str) -> bool:
+    """:func:`leave_out_openssl` when the config file at ``path`` names no TLS (nothing
+    when it cannot be read: the config loader says why); whether they were left out."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return not text_may_use_tls(text) and leave_out_openssl()
+
+
 def leave_out_tls_unless_used(config: Any) -> bool:
     """:func:`leave_out_tls` when ``config`` has no TLS; whether TLS was left out."""
-    return not config_uses_tls(config) and leave_out_tls()
+    if config_uses_tls(config):
+        if openssl_left_out():  # not expected: text_may_use_tls() is the broader rule
+            take_back_openssl()
+        return False
+    return leave_out_tls()

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from l5d_pki import make_pki
 from l5d_testing import REPO, Processes, free_port
 
 from l5d_twisted import registry
-from l5d_twisted.config import load_config
-from l5d_twisted.tls_imports import config_uses_tls
+from l5d_twisted.config import ConfigErrors, load_config
+from l5d_twisted.tls_imports import config_uses_tls, text_may_use_tls
 
 LEFT_OUT_OF_PLAIN_RUN = (
     "OpenSSL",
@@ -39,6 +40,10 @@ LEFT_OUT_OF_PLAIN_RUN = (
     # the Prometheus text is the mesh's own (telemetry.promtext): prometheus-client's
     # exposition module imports ssl, wsgiref, http.server
     "prometheus_client",
+    # Python's OpenSSL bindings (libssl, libcrypto): tls_imports.leave_out_openssl
+    "ssl",
+    "_ssl",
+    "_hashlib",
 )
 
 # Runs `l5d-twisted run CONFIG` in this process; once the router answers, writes the
@@ -135,6 +140,7 @@ def test_a_plain_http_run_imports_no_tls_k8s_http2_or_unused_plugins(
 def test_a_run_whose_config_uses_tls_has_it(processes: Processes, tmp_path: Path) -> None:
     loaded, _ = run_and_list_modules(processes, tmp_path, CLIENT_TLS)
     assert {"OpenSSL", "service_identity", "twisted.internet.ssl"} <= loaded
+    assert {"ssl", "_ssl", "_hashlib"} <= loaded  # as before: nothing of Python's left out
 
 
 def config(text: str, tmp_path: Path) -> Any:
@@ -158,6 +164,77 @@ def test_config_uses_tls_finds_every_tls_block_and_the_k8s_plugins(tmp_path: Pat
     assert config_uses_tls(config(server_tls, tmp_path))
     k8s = PLAIN.replace("namers:\n", "namers:\n- kind: io.l5d.k8s\n")
     assert config_uses_tls(config(k8s, tmp_path))
+
+
+def tls_variants() -> list[str]:
+    """Configs that use TLS, each in its own way."""
+    admin_tls = PLAIN.replace(
+        "  port: {admin_port}\n",
+        "  port: {admin_port}\n  tls:\n    certPath: /c.pem\n    keyPath: /k.pem\n",
+        1,
+    )
+    per_prefix = PLAIN.replace(
+        "  servers:",
+        "  client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs/secure\n"
+        "      tls:\n        commonName: secure\n  servers:",
+    )
+    server_tls = PLAIN.replace(
+        "    port: {port}\n",
+        "    port: {port}\n    tls:\n      certPath: /c.pem\n      keyPath: /k.pem\n",
+    )
+    k8s = PLAIN.replace("namers:\n", "namers:\n- kind: io.l5d.k8s\n")
+    k8s_external = PLAIN.replace("namers:\n", "namers:\n- kind: io.l5d.k8s.external\n")
+    return [CLIENT_TLS, admin_tls, per_prefix, server_tls, k8s, k8s_external]
+
+
+def test_the_file_rule_for_pythons_openssl_is_broader_than_the_config_rule(
+    tmp_path: Path,
+) -> None:
+    # run leaves ssl/_hashlib out from the file's YAML, before the config is decoded (which
+    # imports Twisted): every config that uses TLS must keep them
+    assert not text_may_use_tls(PLAIN)
+    variants = tls_variants()
+    for text in variants:
+        assert config_uses_tls(config(text, tmp_path)), text
+        assert text_may_use_tls(text), text
+    # conservative: a disabled tls block, anchors, and text the safe loader cannot read
+    disabled = PLAIN.replace("  servers:", "  client:\n    tls:\n      enabled: false\n  servers:")
+    assert not config_uses_tls(config(disabled, tmp_path))
+    assert text_may_use_tls(disabled)
+    assert text_may_use_tls("a: &x {tls: {}}\nb: *x\n")
+    assert text_may_use_tls("routers: [unclosed\n")
+    assert not text_may_use_tls("# tls is only mentioned in a comment\nrouters: []\n")
+    # and the configs the project ships or tests with
+    found = 0
+    for path in sorted(REPO.glob("examples/**/*.yaml")) + sorted(
+        REPO.glob("tests/**/fixtures/*.yaml")
+    ):
+        text = path.read_text()
+        try:
+            decoded = load_config(text, str(path), str(path.parent))
+        except ConfigErrors:
+            continue
+        if config_uses_tls(decoded):
+            found += 1
+            assert text_may_use_tls(text), path
+    assert found >= 1
+
+
+@pytest.mark.slow
+def test_a_run_with_only_admin_tls_keeps_pythons_openssl(
+    processes: Processes, tmp_path: Path
+) -> None:
+    # a tls block the process serves with only at start (admin): the run answers on its
+    # router with Python's ssl and _hashlib present (left out only when no tls is named)
+    pki = make_pki(tmp_path)
+    text = PLAIN.replace(
+        "  port: {admin_port}\n",
+        f"  port: {{admin_port}}\n  tls:\n    certPath: {pki['server_crt']}\n"
+        f"    keyPath: {pki['server_key']}\n",
+        1,
+    )
+    loaded, _ = run_and_list_modules(processes, tmp_path, text)
+    assert {"ssl", "_hashlib", "OpenSSL"} <= loaded
 
 
 def test_the_plugin_index_names_the_module_of_every_registered_kind() -> None:
