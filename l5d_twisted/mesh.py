@@ -183,7 +183,7 @@ class Mesh:
                 for spec in router_config.interpreter.transformers
             ]
             self.transformers.extend(transformers)
-            interpreter = Interpreter(namers, transformers, self.reactor)
+            interpreter = self._interpreter(router_config, namers, transformers)
             protocol = protocol_named(router_config.protocol)
             addons = (
                 protocol.router_addons(self.reactor, router_config)
@@ -212,6 +212,29 @@ class Mesh:
                 self.gauges.append(router.stats.gauge("originator", fn=lambda: 1.0))
             for server in router_config.servers:
                 self._listen_server(router, protocol, stacks, router_config, server, ctx)
+
+    def _interpreter(
+        self, router_config: Any, namers: Mapping[Path, Any], transformers: list[Any]
+    ) -> Any:
+        """The router's interpreter: in process, or namerd's (``io.l5d.namerd.http``,
+        whose watches close with the mesh)."""
+        config = router_config.interpreter
+        if config.kind != "io.l5d.namerd.http":
+            return Interpreter(namers, transformers, self.reactor)
+        from l5d_twisted.interpreters.namerd_http import NamerdHttpInterpreter
+
+        namerd = NamerdHttpInterpreter(
+            dst=config.dst,
+            namespace=config.namespace,
+            locator=Interpreter(namers, (), self.reactor),
+            reactor=self.reactor,
+            stats=self.metrics.stats.scope("rt", router_config.label),
+            transformers=transformers,
+            base_s=config.retry.base_seconds,
+            max_s=config.retry.max_seconds,
+        )
+        self.closers.append(namerd.close)
+        return namerd
 
     def _listen_server(
         self,

@@ -58,7 +58,7 @@ def explain(
         state = getattr(explanation, "state", None)
         if override and isinstance(state, Failed) and isinstance(state.error, BindingLimitError):
             raise HttpError(400, f"cannot bind {path.show()} with this dtab: {state.error}")
-        return {
+        body = {
             "router": router.label,
             "path": path.show(),
             "dtab": router.dtab.show(),
@@ -66,6 +66,12 @@ def explain(
             "explanation": explanation.to_json(),
             "text": explanation.to_text(),
         }
+        # io.l5d.namerd.http: where the names were bound and namerd's dtab (which the
+        # explanation's dtab starts with)
+        namerd = getattr(router.interpreter, "delegator_info", None)
+        if namerd is not None:
+            body["namerd"] = namerd()
+        return body
 
     def failed(failure: Failure) -> Failure:
         if failure.check(HttpError):

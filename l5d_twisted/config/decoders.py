@@ -183,7 +183,51 @@ def decode_interpreter(decoder: Decoder, node: Node, where: str, meta: Meta) -> 
                 entries["kind"][1],
                 linkerd1_keys.refusal(f"interpreter kind {kind}", refused.note),
             )
-    return decoder.decode_fields(InterpreterConfig, entries, node, where)
+    config = decoder.decode_fields(InterpreterConfig, entries, node, where)
+    if config is INVALID:
+        return INVALID
+    return _check_interpreter(decoder, config, entries, node, where)
+
+
+_NAMERD_HTTP_KEYS = ("dst", "namespace", "retry")
+
+
+def _check_interpreter(
+    decoder: Decoder,
+    config: InterpreterConfig,
+    entries: Mapping[str, tuple[Node, Node]],
+    node: Node,
+    where: str,
+) -> Any:
+    """The keys of one kind only with that kind; io.l5d.namerd.http needs ``dst`` and,
+    as in linkerd 1, ``experimental: true``."""
+    if config.kind != "io.l5d.namerd.http":
+        for key in _NAMERD_HTTP_KEYS:
+            if key in entries:
+                return decoder.error(
+                    f"{where}.{key}",
+                    entries[key][0],
+                    f"{key} is a key of the io.l5d.namerd.http interpreter, not of {config.kind}",
+                )
+        return config
+    if not config.experimental:
+        return decoder.error(
+            where,
+            node,
+            "the io.l5d.namerd.http interpreter is experimental (as in linkerd 1) and must be "
+            "explicitly enabled by setting 'experimental: true'",
+        )
+    if config.dst is None:
+        return decoder.error(
+            where, node, "missing required key 'dst' (where namerd is, e.g. /$/inet/namerd/4180)"
+        )
+    if not config.namespace.strip():
+        return decoder.error(f"{where}.namespace", entries["namespace"][1], "an empty namespace")
+    if config.retry.base_seconds > config.retry.max_seconds:
+        return decoder.error(
+            f"{where}.retry", entries["retry"][1], "baseSeconds is larger than maxSeconds"
+        )
+    return config
 
 
 # -- dtabs --------------------------------------------------------------------------------

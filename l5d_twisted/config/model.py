@@ -217,10 +217,36 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class NamerdRetryConfig:
+    """``interpreter.retry`` of ``io.l5d.namerd.http``: reconnect backoff (linkerd 1's)."""
+
+    base_seconds: float = knob(
+        5.0, minimum=0.001, doc="first delay before reconnecting a failed namerd watch"
+    )
+    max_seconds: float = knob(600.0, minimum=0.001, doc="the delay doubles (jittered) up to this")
+
+
+@dataclass(frozen=True)
 class InterpreterConfig:
-    kind: str = knob("default", choices=("default",), doc="only the in-process interpreter exists")
+    kind: str = knob(
+        "default",
+        choices=("default", "io.l5d.namerd.http"),
+        doc="default: binds in process with the dtab and namers; io.l5d.namerd.http: namerd binds",
+    )
     transformers: tuple[PluginSpec, ...] = knob(
         default=(), registry=TRANSFORMERS, doc="applied to bound trees, in order"
+    )
+    experimental: bool = knob(
+        False, doc="io.l5d.namerd.http: must be true (experimental in linkerd 1)"
+    )
+    dst: Path | None = knob(
+        None,
+        doc="io.l5d.namerd.http (required): where namerd's HTTP interface is, e.g. /$/inet/namerd/4180",
+    )
+    namespace: str = knob("default", doc="io.l5d.namerd.http: the namerd dtab to bind with")
+    retry: NamerdRetryConfig = knob(
+        default_factory=NamerdRetryConfig,
+        doc="io.l5d.namerd.http: backoff between reconnects to namerd",
     )
 
 
