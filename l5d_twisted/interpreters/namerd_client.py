@@ -46,6 +46,8 @@ T = TypeVar("T")
 # this is no namerd document, and would only eat memory.
 MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# At most one warning per interpreter this often: every watch fails at once in an outage.
+WARN_EVERY_S = 10.0
 
 
 class NamerdUnavailable(Exception):
@@ -54,6 +56,14 @@ class NamerdUnavailable(Exception):
 
 class NoNamerdAddress(NamerdUnavailable):
     pass
+
+
+class NamerdRefused(NamerdUnavailable):
+    """namerd answered 400: it will not bind this name with this dtab (bad or too costly)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 # --- where namerd is ---------------------------------------------------------------------
@@ -272,10 +282,9 @@ class NamerdHttp:
                 if ok:
                     handle.done.callback(data)
                 else:
-                    text = data[:200].decode("utf-8", "replace").strip()
-                    handle.done.errback(
-                        NamerdUnavailable(f"namerd answered {response.code}: {text}")
-                    )
+                    text = data[:300].decode("utf-8", "replace").strip()
+                    error = NamerdRefused if response.code == 400 else NamerdUnavailable
+                    handle.done.errback(error(f"namerd answered {response.code}: {text}"))
 
             def body_failed(failure: Failure) -> None:
                 if not handle.done.called:
@@ -339,6 +348,8 @@ class WatchStats:
         }
         self.open = 0
         self._gauge = stats.gauge("open_streams", fn=lambda: float(self.open))
+        self.last_warning = float("-inf")
+        self.quiet = 0  # failures not logged since the last warning
 
 
 class WatchVar(Var[T], Generic[T]):
@@ -359,8 +370,10 @@ class WatchVar(Var[T], Generic[T]):
         backoff: JitteredBackoff,
         stats: WatchStats,
         name: str,
+        on_refused: Callable[[str], T] | None = None,
     ) -> None:
         super().__init__(initial)
+        self._on_refused = on_refused
         self._http = http
         self._family = family
         self._params = params
@@ -452,17 +465,31 @@ class WatchVar(Var[T], Generic[T]):
             return  # stopped by us
         self._handle = None
         self._closed_stream()
-        self._retry(failure.value or NamerdUnavailable("the watch failed"))
+        error = failure.value
+        if isinstance(error, NamerdRefused) and self._on_refused is not None:
+            # namerd's own answer, not an outage: it replaces the last value (and is
+            # asked again after the backoff, in case the namespace's dtab changes)
+            self.received = True
+            self.update(self._on_refused(error.message))
+        self._retry(error or NamerdUnavailable("the watch failed"))
 
     def _retry(self, error: BaseException) -> None:
-        self._stats.failures.incr()
+        stats = self._stats
+        stats.failures.incr()
         delay = self._backoff.next_delay()
-        log.warn(
-            "namerd watch of {name} failed ({error}); keeping the last known answer, retrying in {delay:.1f}s",
-            name=self._name,
-            error=str(error)[:300] or type(error).__name__,
-            delay=delay,
-        )
+        now = self._http.reactor.seconds()
+        if now - stats.last_warning >= WARN_EVERY_S:  # an outage fails every watch at once
+            log.warn(
+                "namerd watch of {name} failed ({error}); keeping the last known answer, "
+                "retrying in {delay:.1f}s ({quiet} other failures since the last warning)",
+                name=self._name,
+                error=str(error)[:300] or type(error).__name__,
+                delay=delay,
+                quiet=stats.quiet,
+            )
+            stats.last_warning, stats.quiet = now, 0
+        else:
+            stats.quiet += 1
         self._schedule(delay)
 
     def _schedule(self, delay: float) -> None:

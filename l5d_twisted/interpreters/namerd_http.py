@@ -143,6 +143,7 @@ class NamerdHttpInterpreter:
                 self._backoff(),
                 self.stats,
                 f"bind {path.show()}",
+                on_refused=lambda message: Failed(namerd_json.NamerdRefusedBinding(message)),
             )
             self._raw_binds[key] = raw
         return raw

@@ -35,7 +35,7 @@ from l5d_twisted.naming.addr import (
 )
 from l5d_twisted.naming.dtab import Dentry, Dtab, DtabError
 from l5d_twisted.naming.explanation import Node
-from l5d_twisted.naming.limits import MAX_TREE_DEPTH, MAX_UNION_WIDTH
+from l5d_twisted.naming.limits import MAX_TREE_DEPTH, MAX_UNION_WIDTH, BindingLimitError
 from l5d_twisted.naming.nametree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
 from l5d_twisted.naming.path import EMPTY as EMPTY_PATH
 from l5d_twisted.naming.path import Path, PathError
@@ -56,6 +56,11 @@ class FormatError(ValueError):
 
 class NamerdBindError(Exception):
     """namerd answered that binding failed (an ``exception`` tree)."""
+
+
+class NamerdRefusedBinding(BindingLimitError):
+    """namerd refused to bind (400: a bad or too costly dtab).  A binding limit error, so
+    that a route bound with a request's dtab answers 400 as when binding in process."""
 
 
 def decode(line: bytes) -> Any:

@@ -20,6 +20,7 @@ from l5d_twisted.interpreters.namerd_http import NamerdHttpInterpreter
 from l5d_twisted.naming.addr import Addr, AddrBound, AddrNeg, BoundName
 from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.interpreter import Interpreter
+from l5d_twisted.naming.limits import BindingLimitError
 from l5d_twisted.naming.nametree import Leaf, Union
 from l5d_twisted.naming.path import Path
 from l5d_twisted.naming.var import Failed, Ok, State
@@ -241,3 +242,16 @@ async def test_the_delegator_shows_namerds_delegation_and_dtab_or_the_last_known
     explained = await setup.interpreter.explain_settled(Dtab.empty(), Path.read("/svc/world"), 1)
     assert "namerd unreachable" in explained.to_text()
     assert explained.to_json()["dtab"] == "/svc => /#/io.l5d.fs"  # the last known
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bind_namerd_refuses_is_a_failed_binding_a_request_dtab_answers_400_for(
+    setup: Setup,
+) -> None:
+    setup.fake.status = 400
+    setup.watch()
+    await until(lambda: bool(setup.states) and isinstance(setup.states[-1], Failed), "failed")
+    error = setup.states[-1].error  # type: ignore[union-attr]
+    assert isinstance(error, BindingLimitError)  # the router's 400 for a request's dtab
+    assert "namerd answered 400: no" in str(error)
+    assert setup.metric("failures") >= 1

@@ -9,9 +9,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 
 from l5d_twisted.interpreters import namerd_json
 from l5d_twisted.interpreters.namerd_client import (
+    WARN_EVERY_S,
     NamerdUnavailable,
     StreamHandle,
     WatchStats,
@@ -167,3 +169,37 @@ def test_no_stream_without_an_observer_and_none_left_behind() -> None:
 
 def reconnects(clock: Clock) -> list[Any]:
     return [c for c in clock.getDelayedCalls() if "_connect" in repr(c.func)]
+
+
+def test_an_outage_logs_one_warning_per_interval_not_one_per_watch() -> None:
+    clock = Clock()
+    http = FakeHttp(clock)
+    metrics = MetricsTree(clock)
+    stats = WatchStats(metrics.stats.scope("rt", "r", "interpreter", "io.l5d.namerd.http"))
+    watches = [
+        WatchVar(
+            http,  # type: ignore[arg-type]
+            "addr",
+            {"path": f"/#/io.l5d.fs/s{i}"},
+            namerd_json.parse_addr,
+            ADDR_PENDING,
+            JitteredBackoff(random.Random(i), 1.0, 8.0),
+            stats,
+            f"addr /#/io.l5d.fs/s{i}",
+        )
+        for i in range(100)
+    ]
+    for w in watches:
+        w.observe(lambda _: None)
+    with capturedLogs() as events:
+        for _, handle in list(http.streams):
+            handle.done.errback(ConnectionRefusedError("namerd is gone"))
+    warnings = [e for e in events if "namerd watch" in e.get("log_format", "")]
+    assert len(warnings) == 1
+    assert counter(metrics, "failures") == 100
+    clock.advance(WARN_EVERY_S)
+    with capturedLogs() as events:
+        for _, handle in list(http.streams)[100:]:
+            handle.done.errback(ConnectionRefusedError("namerd is gone"))
+    (warning,) = [e for e in events if "namerd watch" in e.get("log_format", "")]
+    assert warning["quiet"] == 99
