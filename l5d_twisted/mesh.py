@@ -41,7 +41,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from l5d_twisted.context import PluginContext
-from l5d_twisted.naming.interpreter import Interpreter
+from l5d_twisted.interpreters import build_interpreter
 from l5d_twisted.naming.path import Path
 from l5d_twisted.protocols.base import RouterProtocol, protocol_named
 from l5d_twisted.registry import TELEMETERS, TRANSFORMERS, load_plugins
@@ -216,25 +216,18 @@ class Mesh:
     def _interpreter(
         self, router_config: Any, namers: Mapping[Path, Any], transformers: list[Any]
     ) -> Any:
-        """The router's interpreter: in process, or namerd's (``io.l5d.namerd.http``,
-        whose watches close with the mesh)."""
-        config = router_config.interpreter
-        if config.kind != "io.l5d.namerd.http":
-            return Interpreter(namers, transformers, self.reactor)
-        from l5d_twisted.interpreters.namerd_http import NamerdHttpInterpreter
-
-        namerd = NamerdHttpInterpreter(
-            dst=config.dst,
-            namespace=config.namespace,
-            locator=Interpreter(namers, (), self.reactor),
-            reactor=self.reactor,
-            stats=self.metrics.stats.scope("rt", router_config.label),
-            transformers=transformers,
-            base_s=config.retry.base_seconds,
-            max_s=config.retry.max_seconds,
+        """The router's interpreter (``interpreters.build_interpreter``: in process, or
+        namerd's, whose watches close with the mesh)."""
+        interpreter, close = build_interpreter(
+            router_config.interpreter,
+            namers,
+            transformers,
+            self.reactor,
+            self.metrics.stats.scope("rt", router_config.label),
         )
-        self.closers.append(namerd.close)
-        return namerd
+        if close is not None:
+            self.closers.append(close)
+        return interpreter
 
     def _listen_server(
         self,
