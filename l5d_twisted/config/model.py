@@ -385,7 +385,8 @@ class RouterConfig:
             "unset: 8 for requests, 64 for responses (linkerd 1: 5 for both)"
         ),
     )
-    # telemetry.scope_limit.DEFAULT_MAX_METRIC_SCOPES (the router's route/client cache size)
+    # telemetry.scope_limit.DEFAULT_MAX_METRIC_SCOPES (why 1,000 while bindingCache holds
+    # 10,000 names: see that module)
     max_metric_scopes: int = knob(
         1000,
         minimum=0,

@@ -22,13 +22,17 @@ the whole TTL.
 A scope frees its slot when it expires (``metricsExpiryTtlSecs`` of idleness, see
 :mod:`.metrics`).  An expired scope whose route the router still holds comes back on its
 next request even when the cap is full (its route exists already); so the live count can
-pass the cap by at most the routes and clients the router keeps (1,000 each), and only
-with names admitted before.  ``max_scopes`` 0 means no cap.
+pass the cap by at most the routes and clients the router keeps (``bindingCache.paths``
+and ``clients``), and only with names admitted before.  ``max_scopes`` 0 means no cap.
 
-The default, :data:`DEFAULT_MAX_METRIC_SCOPES` (1,000), is the size of the router's own
-route and client caches: every route the router can hold at once can have its own
-scope, and a scrape stays around 60,000 lines per router at worst.  A node whose
-routers really see more distinct services raises ``routers[].maxMetricScopes``.
+The default, :data:`DEFAULT_MAX_METRIC_SCOPES` (1,000), was the size of the router's route
+and client caches until issue 17 made those 10,000 (so that a node's 10,000 active names
+stay bound).  The metric cap stays at 1,000 on purpose: each scoped name costs ~17 KB and
+~54 exposition lines for its service and client scopes (bench/README.md, "Scale: names"),
+so 10,000 scoped names would mean a ~540,000-line scrape per router; past the first 1,000 names, names
+are still routed and cached, and only their metrics are pooled in ``<overflow>``.  A node
+that wants every name's metrics raises ``routers[].maxMetricScopes`` (0: no cap) and pays
+for it in memory and scrape time.
 """
 
 from __future__ import annotations
