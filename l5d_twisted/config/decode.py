@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -586,6 +585,8 @@ def type_hints(cls: type) -> Any:
 
 
 def did_you_mean(word: str, candidates: Sequence[str]) -> str:
+    import difflib  # only for a config with a mistake (~150 KB of RSS otherwise, issue 15)
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in candidates}

@@ -44,6 +44,7 @@ LEFT_OUT_OF_PLAIN_RUN = (
     "ssl",
     "_ssl",
     "_hashlib",
+    "difflib",  # config.decode's did-you-mean, only for a config with a mistake
 )
 
 # Runs `l5d-twisted run CONFIG` in this process; once the router answers, writes the
