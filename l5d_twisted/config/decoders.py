@@ -189,7 +189,7 @@ def decode_interpreter(decoder: Decoder, node: Node, where: str, meta: Meta) -> 
     return _check_interpreter(decoder, config, entries, node, where)
 
 
-_NAMERD_HTTP_KEYS = ("dst", "namespace", "retry")
+_NAMERD_HTTP_KEYS = ("dst", "namespace", "retry", "tls")
 
 
 def _check_interpreter(

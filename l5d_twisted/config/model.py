@@ -19,7 +19,7 @@ from typing import Any
 from l5d_twisted.config.forwarded import ForwardedConfig
 from l5d_twisted.config.perprefix import ClientConfig, ServiceConfig
 from l5d_twisted.config.schema import PluginSpec, default_plugin, knob
-from l5d_twisted.config.tls import ServerTlsConfig
+from l5d_twisted.config.tls import ClientTlsConfig, ServerTlsConfig
 from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.path import Path
 from l5d_twisted.registry import IDENTIFIERS, PROTOCOLS, TELEMETERS, TRANSFORMERS
@@ -247,6 +247,9 @@ class InterpreterConfig:
     retry: NamerdRetryConfig = knob(
         default_factory=NamerdRetryConfig,
         doc="io.l5d.namerd.http: backoff between reconnects to namerd",
+    )
+    tls: ClientTlsConfig | None = knob(
+        None, doc="io.l5d.namerd.http: TLS to namerd (the keys of a client's tls)"
     )
 
 

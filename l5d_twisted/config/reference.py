@@ -74,6 +74,8 @@ def render_reference() -> str:
             continue
         if cls in places:
             places[cls].append(name)
+            # and so are the sections inside it (a client tls block's clientAuth)
+            queue += _nested(cls, name.split(" ")[0])
             continue
         places[cls] = [name]
         queue += _nested(cls, name.split(" ")[0])

@@ -35,6 +35,11 @@ def build_interpreter(
         return Interpreter(namers, transformers, reactor), None
     from l5d_twisted.interpreters.namerd_http import NamerdHttpInterpreter
 
+    tls = None
+    if config.tls is not None:
+        from l5d_twisted.http.tls import client_tls
+
+        tls = client_tls(config.tls)  # None for enabled: false
     namerd = NamerdHttpInterpreter(
         dst=config.dst,
         namespace=config.namespace,
@@ -44,5 +49,6 @@ def build_interpreter(
         transformers=transformers,
         base_s=config.retry.base_seconds,
         max_s=config.retry.max_seconds,
+        tls=tls,
     )
     return namerd, namerd.close

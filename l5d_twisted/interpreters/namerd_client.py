@@ -27,7 +27,8 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IPolicyForHTTPS, IResponse
+from zope.interface import implementer
 
 from l5d_twisted.interpreters.namerd_json import FormatError, decode
 from l5d_twisted.k8s.backoff import JitteredBackoff
@@ -210,6 +211,18 @@ class _Lines(Protocol):
             self.done.errback(reason)
 
 
+@implementer(IPolicyForHTTPS)
+class _OnePolicy:
+    """The same TLS settings whatever address of namerd is connected to: the name checked
+    is the tls block's commonName, not the address."""
+
+    def __init__(self, creator: Any) -> None:
+        self._creator = creator
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802 (Twisted's)
+        return self._creator
+
+
 class StreamHandle:
     """A running request: ``done`` fires when its body ends (or fails); ``abort()`` ends it."""
 
@@ -238,8 +251,11 @@ class NamerdHttp:
         namespace: str,
         connect_timeout_s: float = 10.0,
         request_timeout_s: float = 10.0,
+        tls: Any = None,
     ) -> None:
         self.reactor = reactor
+        # ``tls``: the connection creator of the interpreter's tls block (http.tls.client_tls)
+        self.scheme = "https" if tls is not None else "http"
         self.location = location
         self.namespace = namespace
         self.request_timeout_s = request_timeout_s
@@ -247,14 +263,17 @@ class NamerdHttp:
         # runs, and a request after an outage must not reuse a socket the outage broke.
         pool = cast(Any, HTTPConnectionPool)(reactor, persistent=False)  # untyped in Twisted
         pool._factory = _QuietClientFactory
-        self._agent = cast(Any, Agent)(reactor, pool=pool, connectTimeout=connect_timeout_s)
+        agent_options: dict[str, Any] = {"pool": pool, "connectTimeout": connect_timeout_s}
+        if tls is not None:
+            agent_options["contextFactory"] = _OnePolicy(tls)
+        self._agent = cast(Any, Agent)(reactor, **agent_options)
 
     def url(self, family: str, params: dict[str, str]) -> bytes:
         host, port = self.location.pick()
         shown = f"[{host}]" if ":" in host else host
         ns = quote(self.namespace, safe="")
         query = "?" + urlencode(params) if params else ""
-        return f"http://{shown}:{port}/api/1/{family}/{ns}{query}".encode()
+        return f"{self.scheme}://{shown}:{port}/api/1/{family}/{ns}{query}".encode()
 
     def _start(
         self,

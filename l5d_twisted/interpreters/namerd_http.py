@@ -80,6 +80,7 @@ class NamerdHttpInterpreter:
         rng: random.Random | None = None,
         cache_size: int = 1024,
         request_timeout_s: float = 10.0,
+        tls: Any = None,
     ) -> None:
         self.dst = dst
         self.namespace = namespace
@@ -90,7 +91,7 @@ class NamerdHttpInterpreter:
         self._max_s = max_s
         self.location = NamerdLocation(locator, dst, self._rng)
         self.http = NamerdHttp(
-            reactor, self.location, namespace, request_timeout_s=request_timeout_s
+            reactor, self.location, namespace, request_timeout_s=request_timeout_s, tls=tls
         )
         self.stats = WatchStats(stats.scope("interpreter", KIND))
         self._binds: weakref.WeakValueDictionary[tuple[Dtab, Path], Var[State]] = (

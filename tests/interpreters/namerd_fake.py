@@ -46,6 +46,11 @@ class FakeNamerd(Resource):
         self.number = self.port.getHost().port
         return self.number
 
+    def listen_tls(self, options: Any) -> int:
+        self.port = reactor.listenSSL(0, Site(self), options, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.number = self.port.getHost().port
+        return self.number
+
     async def stop(self) -> None:
         self.drop()
         if self.port is not None:

@@ -49,6 +49,20 @@ def test_linkerd_1s_example_config_loads_with_its_defaults() -> None:
         1.0,
         30.0,
     )
+    tls = (
+        load_config(
+            router(
+                "    kind: io.l5d.namerd.http\n    experimental: true\n    dst: /$/inet/n/4180\n"
+                "    tls: {commonName: namerd.mesh, trustCertsBundle: /ca.pem}\n"
+            )
+        )
+        .routers[0]
+        .interpreter.tls
+    )
+    assert tls is not None and (tls.common_name, tls.trust_certs_bundle) == (
+        "namerd.mesh",
+        "/ca.pem",
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,8 +84,12 @@ def test_linkerd_1s_example_config_loads_with_its_defaults() -> None:
         ),
         (
             "    kind: io.l5d.namerd.http\n    experimental: true\n    dst: /$/inet/n/4180\n"
-            "    tls: {commonName: namerd}\n",
-            f"routers[0].interpreter.tls: tls {REFUSAL} (TLS to namerd)",
+            "    tls: {trustCertsBundle: /ca.pem}\n",
+            "tls needs commonName (the name to validate) or disableValidation: true",
+        ),
+        (
+            "    kind: default\n    tls: {commonName: namerd}\n",
+            "routers[0].interpreter.tls: tls is a key of the io.l5d.namerd.http interpreter",
         ),
         (
             "    kind: default\n    dst: /$/inet/n/4180\n",
