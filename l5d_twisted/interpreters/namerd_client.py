@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from l5d_twisted.interpreters.namerd_json import FormatError, decode
 from l5d_twisted.k8s.backoff import JitteredBackoff
-from l5d_twisted.naming.addr import AddrBound
+from l5d_twisted.naming.addr import AddrBound, AddrPending
 from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.naming.evaluate import evaluate
 from l5d_twisted.naming.nametree import Alt, Leaf, NameTree, Union
@@ -83,6 +83,25 @@ class NamerdLocation:
         self._tree_watch: Closable | None = None
         self._leaf_watches: list[Closable] = []
         self._leaves: list[Any] = []
+        # called once when addresses appear: watches that found none (DNS not answered yet
+        # at start-up) connect then, rather than after a whole backoff
+        self._waiters: list[Callable[[], None]] = []
+
+    @property
+    def resolving(self) -> bool:
+        """No answer for ``dst`` yet (as at start-up, while DNS is asked)."""
+        if self._addresses:
+            return False
+        return self._state == "pending" or any(
+            isinstance(bound.addr.sample(), AddrPending) for bound in self._leaves
+        )
+
+    def when_found(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once ``dst`` has addresses (at once if it has)."""
+        if self._addresses:
+            callback()
+        else:
+            self._waiters.append(callback)
 
     def pick(self) -> tuple[str, int]:
         if self._tree_watch is None:
@@ -124,6 +143,10 @@ class NamerdLocation:
                 for a in addr.addresses:
                     found[(a.host, a.port)] = None
         self._addresses = sorted(found)
+        if self._addresses and self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for callback in waiters:
+                callback()
 
     def close(self) -> None:
         for c in self._leaf_watches:
@@ -405,6 +428,7 @@ class WatchVar(Var[T], Generic[T]):
         self._active = False
         self._updated = False  # a good line since this connection started
         self.received = False  # a good line from the watch ever (else seeds may apply)
+        self._waiting = False  # for namerd's address (NamerdLocation.when_found)
         self.connected = False
 
     def seed(self, value: T) -> None:
@@ -436,7 +460,16 @@ class WatchVar(Var[T], Generic[T]):
         self._updated = False
         try:
             handle = self._http.stream(self._family, self._params, self._on_line)
-        except Exception as e:  # no address for namerd yet
+        except NoNamerdAddress as e:  # dst not resolved (yet): connect as soon as it is
+            if self._http.location.resolving:  # the first answer (DNS) is not in yet
+                self._schedule(self._backoff.next_delay())
+            else:
+                self._retry(e)
+            if not self._waiting:
+                self._waiting = True
+                self._http.location.when_found(self._found)
+            return
+        except Exception as e:
             self._retry(e)
             return
         self._handle = handle
@@ -446,6 +479,12 @@ class WatchVar(Var[T], Generic[T]):
         handle.done.addCallbacks(
             lambda _body: self._ended(handle), lambda f: self._failed(handle, f)
         )
+
+    def _found(self) -> None:
+        self._waiting = False
+        if self._active and self._handle is None:
+            self._cancel_timer()
+            self._connect()
 
     def _on_line(self, line: bytes) -> None:
         handle = self._handle

@@ -255,3 +255,41 @@ async def test_a_bind_namerd_refuses_is_a_failed_binding_a_request_dtab_answers_
     assert isinstance(error, BindingLimitError)  # the router's 400 for a request's dtab
     assert "namerd answered 400: no" in str(error)
     assert setup.metric("failures") >= 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dst_whose_name_resolves_late_is_connected_to_when_it_does() -> None:
+    """At start-up namerd's hostname may not be resolved yet: the watches connect as soon as
+    it is, not a whole backoff (here 30 s) later, and that wait is no failure."""
+    fake = FakeNamerd()
+    fake.listen()
+    fake.set("bind", leaf("/#/io.l5d.fs/world"))
+    answer: Deferred[list[str]] = Deferred()
+
+    def resolve(host: str, port: int) -> Deferred[list[str]]:
+        assert host == "namerd.test"
+        return answer
+
+    metrics = MetricsTree(reactor)
+    interpreter = NamerdHttpInterpreter(
+        dst=Path.read(f"/$/inet/namerd.test/{fake.number}"),
+        namespace="default",
+        locator=Interpreter({}, (), reactor, resolve=resolve),
+        reactor=reactor,
+        stats=metrics.stats.scope("rt", "out"),
+        base_s=30.0,
+        max_s=60.0,
+    )
+    states: list[State] = []
+    watch = interpreter.bind(Dtab.empty(), Path.read("/svc/world")).observe(states.append)
+    try:
+        await deferLater(reactor, 0.2, lambda: None)
+        assert fake.requests == []
+        reactor.callLater(0, answer.callback, ["127.0.0.1"])  # type: ignore[attr-defined]
+        await until(lambda: any(isinstance(s, Ok) for s in states), "the tree", timeout=5.0)
+        assert flat_metrics(metrics).get(SCOPE + "failures", 0) == 0
+    finally:
+        watch.close()
+        interpreter.close()
+        metrics.stop()
+        await fake.stop()
