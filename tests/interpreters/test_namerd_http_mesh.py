@@ -222,3 +222,22 @@ def test_routing_continues_through_a_namerd_outage_and_follows_it_when_back(
     )
     world.put_dtab("/svc/world => /#/io.l5d.fs/world-v2")
     world.until_answer("v2")
+
+
+def test_a_weighted_dtab_at_namerd_splits_traffic_by_its_weights(world: World) -> None:
+    world.put_dtab("/svc/world => 9 * /#/io.l5d.fs/world-v1 & 1 * /#/io.l5d.fs/world-v2")
+    # the split is live once both versions answer
+    deadline = time.monotonic() + 20.0
+    seen: set[str] = set()
+    while seen != {"v1", "v2"} and time.monotonic() < deadline:
+        status, body = world.world()
+        assert status == 200, body
+        seen.add("v2" if "(v2)" in body else "v1")
+    assert seen == {"v1", "v2"}
+    answers = [world.world() for _ in range(400)]
+    assert all(status == 200 for status, _ in answers)
+    share = sum("(v2)" in body for _, body in answers) / len(answers)
+    print(f"v2's share of 400 requests with 9 * v1 & 1 * v2 at namerd: {share:.1%}")
+    assert 0.04 <= share <= 0.18  # 10 % +- 4 standard deviations of 400 draws
+    world.put_dtab("/svc/world => /#/io.l5d.fs/world-v1")
+    world.until_answer("v1")
