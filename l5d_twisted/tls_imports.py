@@ -35,8 +35,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from l5d_twisted.config.tls import ClientTlsConfig, ServerTlsConfig
-
 # Blocking the top-level packages suffices (Twisted's TLS modules import them); Twisted's
 # own modules are listed too, so that none of them is left half-imported.
 TLS_MODULES = (
@@ -64,6 +62,9 @@ TLS_PLUGIN_PREFIX = "io.l5d.k8s"  # the Kubernetes namer and transformers call a
 
 def config_uses_tls(config: Any) -> bool:
     """Whether anything in ``config`` (a decoded ``Config``) may open or accept TLS."""
+    from l5d_twisted.config.tls import ClientTlsConfig, ServerTlsConfig  # not with this module:
+    # run imports it before the config package (and yaml, see leave_out_libyaml)
+
     seen: set[int] = set()
 
     def walk(value: Any) -> bool:
@@ -98,6 +99,20 @@ def leave_out_tls() -> bool:
         return False
     for name in TLS_MODULES:
         sys.modules[name] = None  # type: ignore[assignment]  # Python's "import fails" marker
+    return True
+
+
+# PyYAML's libyaml binding: ``import yaml`` loads it whenever it is installed, the config
+# reader never uses it (its line-remembering composer is PyYAML's Python one), ~250 KB.
+LIBYAML_MODULES = ("yaml._yaml", "_yaml")
+
+
+def leave_out_libyaml() -> bool:
+    """Make PyYAML run as without libyaml (before yaml is imported; False if it was)."""
+    if "yaml" in sys.modules or any(sys.modules.get(name) is not None for name in LIBYAML_MODULES):
+        return False
+    for name in LIBYAML_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]
     return True
 
 

@@ -76,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from l5d_twisted.tls_imports import (
         leave_out_http2,
+        leave_out_libyaml,
         leave_out_openssl_unless_named,
         leave_out_tls_unless_used,
     )
 
     leave_out_http2()  # before twisted.web, which the config's telemeters import
+    leave_out_libyaml()  # before yaml: the config reader uses PyYAML's Python composer
     # ssl and _hashlib (libssl, libcrypto) before Twisted, which decoding the config imports
     leave_out_openssl_unless_named(args.config)
     from l5d_twisted.config import ConfigErrors, load_config_file

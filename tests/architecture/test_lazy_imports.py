@@ -45,6 +45,7 @@ LEFT_OUT_OF_PLAIN_RUN = (
     "_ssl",
     "_hashlib",
     "difflib",  # config.decode's did-you-mean, only for a config with a mistake
+    "yaml._yaml",  # libyaml: the config reader uses PyYAML's Python composer
 )
 
 # Runs `l5d-twisted run CONFIG` in this process; once the router answers, writes the
@@ -131,6 +132,7 @@ def test_a_plain_http_run_imports_no_tls_k8s_http2_or_unused_plugins(
     loaded, gc_state = run_and_list_modules(processes, tmp_path, PLAIN)
     assert "l5d_twisted.namers.fs" in loaded  # what the config names is there
     assert "l5d_twisted.telemetry.prometheus_telemeter" in loaded
+    assert "yaml" in loaded and "l5d_twisted.config.yamldoc" in loaded
     assert "twisted.internet.tcp" in loaded
     assert sorted(set(LEFT_OUT_OF_PLAIN_RUN) & loaded) == []
     # the collector, off during start-up, runs again, with the start-up's objects frozen
