@@ -353,17 +353,18 @@ class NamerdHttp:
         """A watch: every line of the body to ``on_line``; ``done`` fires when it ends."""
         return self._start(family, {**params, "watch": "true"}, on_line, b"application/json")
 
-    def get(self, family: str, params: dict[str, str]) -> Deferred[bytes]:
-        """A one-shot GET's body (200 only), within ``request_timeout_s``."""
+    def get(
+        self, family: str, params: dict[str, str], timeout_s: float | None = None
+    ) -> Deferred[bytes]:
+        """A one-shot GET's body (200 only), within ``timeout_s`` (``request_timeout_s``)."""
         try:
             handle = self._start(family, params, None, b"application/json")
         except NamerdUnavailable as e:
             return fail(e)
+        limit = self.request_timeout_s if timeout_s is None else timeout_s
         timer = self.reactor.callLater(
-            self.request_timeout_s,
-            lambda: handle.abort(
-                NamerdUnavailable(f"no answer from namerd within {self.request_timeout_s:g}s")
-            ),
+            limit,
+            lambda: handle.abort(NamerdUnavailable(f"no answer from namerd within {limit:g}s")),
         )
 
         def cleanup(result: Any) -> Any:

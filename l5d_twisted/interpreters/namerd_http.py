@@ -197,8 +197,8 @@ class NamerdHttpInterpreter:
     ) -> Deferred[Explanation]:
         """namerd's delegation of ``path`` (its steps and rules), the namespace's dtab and
         this router's live binding; what is known when namerd does not answer in time."""
-        delegate = self.http.get("delegate", {"path": path.show(), "dtab": dtab.show()})
-        dtabs = self.http.get("dtabs", {})
+        delegate = self.http.get("delegate", {"path": path.show(), "dtab": dtab.show()}, timeout_s)
+        dtabs = self.http.get("dtabs", {}, timeout_s)
         settled = _settled_state(self.bind(dtab, path, remember=False), self._reactor, timeout_s)
         both: Deferred[list[tuple[bool, Any]]] = DeferredList(
             [delegate, dtabs, settled], consumeErrors=True

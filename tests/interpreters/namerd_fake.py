@@ -21,6 +21,7 @@ class FakeNamerd(Resource):
         self.current: dict[str, bytes] = {}  # "bind" / "addr:<id>" -> the line sent first
         self.open: list[tuple[str, Any]] = []  # (key, request) of the watches open
         self.status = 200
+        self.hang = False  # one-shot requests never answered
         self.port: Any = None
         self.number = 0
 
@@ -71,6 +72,8 @@ class FakeNamerd(Resource):
         family = path.split("/")[3]
         key = "bind" if family == "bind" else f"{family}:{args.get('path', '')}"
         if args.get("watch") != "true":
+            if self.hang:
+                return NOT_DONE_YET  # a namerd that accepts and never answers
             return self.current.get(key, b'{"type": "neg"}\n')
         request.setHeader(b"content-type", b"application/json")
         request.write(b"")

@@ -293,3 +293,16 @@ async def test_a_dst_whose_name_resolves_late_is_connected_to_when_it_does() -> 
         interpreter.close()
         metrics.stop()
         await fake.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_delegator_does_not_wait_longer_than_asked_for_a_silent_namerd(
+    setup: Setup,
+) -> None:
+    setup.fake.set("bind", leaf("/#/io.l5d.fs/world-v1"))
+    setup.fake.hang = True
+    started = reactor.seconds()  # type: ignore[attr-defined]
+    explained = await setup.interpreter.explain_settled(Dtab.empty(), Path.read("/svc/world"), 0.5)
+    assert reactor.seconds() - started < 3.0  # type: ignore[attr-defined]
+    assert "no answer from namerd within 0.5s" in explained.to_text()
+    assert explained.to_json()["result"]["addresses"] == ["127.0.0.1:8080"]  # the live bind
