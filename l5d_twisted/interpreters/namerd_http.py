@@ -214,6 +214,7 @@ class NamerdHttpInterpreter:
             state = s_value if s_ok else self.bind(dtab, path, remember=False).sample()
             root: Node | None = None
             if d_ok:
+                self.last_error = ""
                 try:
                     root = namerd_json.parse_delegate(namerd_json.decode(d_value))
                 except namerd_json.FormatError as e:

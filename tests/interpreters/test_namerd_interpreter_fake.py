@@ -238,10 +238,15 @@ async def test_the_delegator_shows_namerds_delegation_and_dtab_or_the_last_known
     assert shown["result"]["addresses"] == ["127.0.0.1:8080"]
     info = setup.interpreter.delegator_info()
     assert (info["dtab"], info["namespace"]) == ("/svc => /#/io.l5d.fs", "default")
+    fake_port = fake.number
     await fake.stop()
     explained = await setup.interpreter.explain_settled(Dtab.empty(), Path.read("/svc/world"), 1)
     assert "namerd unreachable" in explained.to_text()
     assert explained.to_json()["dtab"] == "/svc => /#/io.l5d.fs"  # the last known
+    assert setup.interpreter.delegator_info()["lastError"]
+    fake.listen(fake_port)
+    await setup.interpreter.explain_settled(Dtab.empty(), Path.read("/svc/world"), 5)
+    assert setup.interpreter.delegator_info()["lastError"] is None  # namerd answers again
 
 
 @pytest_twisted.ensureDeferred
