@@ -15,7 +15,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from l5d_twisted.config.model import Config, NamerSpec, Workers
+from l5d_twisted.config.model import Config, InterpreterConfig, NamerSpec, Workers
 from l5d_twisted.config.params import ClientParams, ServiceParams
 from l5d_twisted.config.perprefix import GLOBAL, STATIC, ClientConfig, PrefixedParams, ServiceConfig
 from l5d_twisted.config.prefix import PrefixPattern
@@ -80,6 +80,17 @@ def _config(value: Config) -> dict[str, Any]:
 def _plugin(value: PluginSpec) -> dict[str, Any]:
     body = to_json(value.config) if value.config is not None else {}
     return {"kind": value.kind, **(body if isinstance(body, dict) else {"config": body})}
+
+
+@to_json.register(InterpreterConfig)
+def _interpreter(value: InterpreterConfig) -> dict[str, Any]:
+    out = dataclass_json(value)
+    if value.kind != "io.l5d.namerd.http":
+        # Those keys belong to namerd's interpreter alone, and the decoder refuses them with
+        # any other kind: showing their defaults would make the shown config unloadable.
+        for key in ("experimental", "dst", "namespace", "retry", "tls"):
+            out.pop(key, None)
+    return out
 
 
 @to_json.register(NamerSpec)
