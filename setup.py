@@ -22,13 +22,14 @@ setup(
     install_requires=[
         "twisted[tls]>=24.3.0",
         "treq>=23.11.0",
-        "prometheus-client>=0.20.0",
         "pyyaml>=6.0",
         "httptools>=0.6.1",
     ],
     extras_require={
         "test": [
             "pytest>=8.0",
+            # the reference the exposition (telemetry/promtext.py) is compared with in tests
+            "prometheus-client>=0.20.0",
             "pytest-twisted>=1.14",
             "pytest-timeout>=2.2",
             "hypothesis>=6.100",
