@@ -319,6 +319,9 @@ def main() -> None:
     parser.add_argument("--legacy", action="store_true", help="no bindingCache key, no expiry")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds of all names, with expiry between"
+    )
+    parser.add_argument(
         "--gc-probe",
         action="store_true",
         help="full collections on SIGUSR2, counted (see GC_PROBE)",
@@ -390,6 +393,16 @@ def main() -> None:
                 result["round2_growth_pct"] = 100 * (
                     result["rss_round2_mb"] / result["rss_before_expiry_mb"] - 1
                 )
+                # further rounds: does RSS keep growing, or has it reached a plateau?
+                result["rss_later_rounds_mb"] = []
+                for n in range(3, args.rounds + 1):
+                    phase(f"expiry, then round {n}")
+                    time.sleep(args.ttl * 1.1 + args.ttl / 10 + 4)
+                    route_all(client, names)
+                    route_all(client, [rng.choice(names) for _ in range(args.revisits)])
+                    scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
+                    scrapes(proxy, "/admin/metrics.json", args.scrapes)
+                    result["rss_later_rounds_mb"].append(rss_kb(pid) / 1024)
         finally:
             client.close()
             proxy.stop()
