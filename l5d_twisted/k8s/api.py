@@ -221,7 +221,23 @@ class KubernetesApi:
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET ``path``; the JSON object answered, or ApiError/MalformedResponse."""
-        d = self._http.get(self.url(path, params), headers=self._headers())
+        return await self.request_json("GET", path, params)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+    ) -> dict[str, Any]:
+        """``method`` on ``path`` with ``json_body`` (JSON) if given; the JSON object answered
+        (any 2xx), or ApiError/MalformedResponse (namerd's k8s dtab storage writes with it)."""
+        headers = self._headers()
+        data: bytes | None = None
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            headers.setRawHeaders(b"Content-Type", [b"application/json"])
+        d = self._http.request(method, self.url(path, params), headers=headers, data=data)
         timed_out: list[bool] = []
 
         def expire() -> None:
@@ -244,7 +260,7 @@ class KubernetesApi:
         finally:
             if timer.active():
                 timer.cancel()
-        if response.code != 200:
+        if not 200 <= response.code < 300 or (method == "GET" and response.code != 200):
             raise ApiError(response.code, _error_message(body))
         try:
             decoded = json.loads(body)

@@ -2,8 +2,9 @@
 
 Decoded with the project's decoder (``config.decode``), so every problem of a file is
 reported at once with its key path and line, and ``namers`` are read exactly as a mesh
-config's are.  linkerd 1 kinds this project does not build yet are refused by name:
-storage ``io.l5d.k8s``, ``io.l5d.zk``, ``io.l5d.etcd``, ``io.l5d.consul``; interfaces
+config's are.  Storage kinds: ``io.l5d.inMemory`` and ``io.l5d.k8s`` (namerd/k8s_store.py).
+linkerd 1 kinds this project does not build yet are refused by name:
+storage ``io.l5d.zk``, ``io.l5d.etcd``, ``io.l5d.consul``; interfaces
 ``io.l5d.thriftNameInterpreter``, ``io.l5d.mesh``, ``io.l5d.destination``; and the keys
 ``telemetry``, an interface's ``tls`` and ``socketOptions``, a namer's ``transformers``.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +33,12 @@ from l5d_twisted.naming.dtab import Dtab
 from l5d_twisted.registry import load_plugins
 
 IN_MEMORY = "io.l5d.inMemory"
+K8S = "io.l5d.k8s"
 HTTP_CONTROLLER = "io.l5d.httpController"
 DEFAULT_ADMIN_PORT = 9991
 
 # linkerd 1 kinds refused by name: kind -> the feature not built yet.
 REFUSED_STORAGE = {
-    "io.l5d.k8s": "namerd's Kubernetes dtab storage",
     "io.l5d.zk": "namerd's ZooKeeper dtab storage",
     "io.l5d.etcd": "namerd's etcd dtab storage",
     "io.l5d.consul": "namerd's Consul dtab storage",
@@ -64,6 +66,31 @@ class InMemoryStorage:
 
     namespaces: dict[str, Dtab] = knob(
         default_factory=dict, doc="initial dtabs by namespace (each a dtab text)"
+    )
+    experimental: bool = knob(False, doc="linkerd 1's switch for experimental storage (accepted)")
+
+
+@dataclass(frozen=True)
+class K8sStorage:
+    """``io.l5d.k8s``: dtabs kept as DTab custom resources (group l5d.io) in Kubernetes."""
+
+    host: str | None = knob(
+        None,
+        doc="API host (a kubectl proxy); unset: in-cluster service account if present, else localhost",
+    )
+    port: int | None = knob(
+        None, doc="API port (default 8001, a kubectl proxy)", minimum=1, maximum=MAX_PORT
+    )
+    namespace: str = knob("default", doc="the Kubernetes namespace holding the DTab objects")
+    namespaces: dict[str, Dtab] = knob(
+        default_factory=dict,
+        doc="dtabs created at start when absent (never overwriting one that exists)",
+    )
+    request_timeout_ms: int = knob(
+        10000, doc="timeout of API calls and of a watch's first answer", minimum=1
+    )
+    watch_timeout_secs: int = knob(
+        300, doc="server-side timeout of each watch call; it is then resumed", minimum=1
     )
     experimental: bool = knob(False, doc="linkerd 1's switch for experimental storage (accepted)")
 
@@ -205,9 +232,11 @@ def _storage(d: Decoder, node: Node) -> Any:
             entries["kind"][1],
             refusal(f"storage kind {kind}", REFUSED_STORAGE[kind]),
         )
-    if kind != IN_MEMORY:
+    if kind not in (IN_MEMORY, K8S):
         return d.error(
-            "storage.kind", entries["kind"][1], f"unknown storage kind {kind!r}; known: {IN_MEMORY}"
+            "storage.kind",
+            entries["kind"][1],
+            f"unknown storage kind {kind!r}; known: {IN_MEMORY}, {K8S}",
         )
     bad = False
     if "namespaces" in entries:
@@ -221,10 +250,42 @@ def _storage(d: Decoder, node: Node) -> Any:
             if len(names) > MAX_NAMESPACES:
                 d.error("storage.namespaces", node, f"at most {MAX_NAMESPACES} namespaces")
                 bad = True
-    config = d.decode_fields(InMemoryStorage, entries, node, "storage", frozenset({"kind"}))
+    if kind == K8S:
+        bad = _check_k8s_names(d, entries) or bad
+    cls = K8sStorage if kind == K8S else InMemoryStorage
+    config = d.decode_fields(cls, entries, node, "storage", frozenset({"kind"}))
     if config is INVALID:
         return INVALID
     return INVALID if bad else StorageSpec(kind, config)
+
+
+def _check_k8s_names(d: Decoder, entries: dict[str, tuple[Node, Node]]) -> bool:
+    """DTab objects are named by their dtab namespace, and live in a Kubernetes namespace:
+    both must be names Kubernetes accepts (a create would otherwise fail at run time)."""
+    bad = False
+    if "namespace" in entries:
+        value = entries["namespace"][1]
+        text = getattr(value, "value", None)
+        if isinstance(text, str) and not _K8S_LABEL.match(text):
+            d.error("storage.namespace", value, f"not a Kubernetes namespace name: {text[:64]!r}")
+            bad = True
+    if "namespaces" in entries:
+        names = d.mapping(entries["namespaces"][1], "storage.namespaces")
+        if names is not INVALID:
+            for ns, (key_node, _) in names.items():
+                if namespace_problem(ns) is None and not _K8S_NAME.match(ns):
+                    d.error(
+                        f"storage.namespaces.{ns[:40]}",
+                        key_node,
+                        "with io.l5d.k8s a namespace names a Kubernetes object: lower-case "
+                        "letters, digits, '-' and '.', starting and ending with a letter or digit",
+                    )
+                    bad = True
+    return bad
+
+
+_K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z")
 
 
 def _interfaces(d: Decoder, node: Node) -> Any:

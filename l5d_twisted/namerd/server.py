@@ -35,12 +35,15 @@ class Namerd:
     def __init__(self, config: NamerdConfig, reactor: Any) -> None:
         self.config = config
         self.reactor = reactor
-        self.store: DtabStore = make_store(config)
+        self.store: DtabStore = make_store(config, reactor)
         self.namers: dict[Path, Namer] = {}
         self.ports: dict[str, Any] = {}
         self.api: NamerdApi | None = None
 
     def start(self) -> None:
+        start_store = getattr(self.store, "start", None)
+        if start_store is not None:
+            start_store()
         ctx = PluginContext(reactor=self.reactor, config_dir=self.config.source_dir)
         for spec in self.config.namers:
             namer = NAMERS.get(spec.kind).factory(spec.config, spec.prefix, ctx)
@@ -73,15 +76,37 @@ class Namerd:
     def stop(self) -> Deferred[Any]:
         if self.api is not None:
             self.api.close()
+        stop_store = getattr(self.store, "stop", None)
+        if stop_store is not None:
+            stop_store()
         stopping = [port.stopListening() for port in self.ports.values()]
         self.ports.clear()
         return DeferredList([d for d in stopping if isinstance(d, Deferred)])
 
 
-def make_store(config: NamerdConfig) -> DtabStore:
+def make_store(config: NamerdConfig, reactor: Any) -> DtabStore:
     storage = config.storage
     if storage.kind == "io.l5d.inMemory":
         return InMemoryDtabStore(dict(storage.config.namespaces))
+    if storage.kind == "io.l5d.k8s":
+        import os
+
+        from l5d_twisted.k8s.access import resolve_access
+        from l5d_twisted.k8s.api import KubernetesApi
+        from l5d_twisted.namerd.k8s_store import K8sDtabStore
+
+        k8s = storage.config
+        access = resolve_access(k8s.host, k8s.port, os.environ)
+        log.info("namerd dtab storage: Kubernetes API at {api}", api=access.show())
+        api = KubernetesApi(reactor, access, request_timeout_s=k8s.request_timeout_ms / 1000.0)
+        return K8sDtabStore(
+            api,
+            k8s.namespace,
+            reactor,
+            seed=dict(k8s.namespaces),
+            watch_timeout_s=k8s.watch_timeout_secs,
+            idle_timeout_s=k8s.watch_timeout_secs + 30.0,
+        )
     raise ValueError(f"unknown storage kind {storage.kind}")  # the config refused it already
 
 

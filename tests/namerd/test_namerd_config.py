@@ -64,7 +64,7 @@ def problems(text: str) -> list[str]:
 def test_every_problem_is_reported_with_its_line() -> None:
     found = problems(
         """storage:
-  kind: io.l5d.k8s
+  kind: io.l5d.zk
 interfaces:
 - kind: io.l5d.thriftNameInterpreter
 - kind: io.l5d.mesh
@@ -74,8 +74,8 @@ routers: []
 """
     )
     assert found == [
-        "<config>:2: storage.kind: storage kind io.l5d.k8s is linkerd 1 configuration that "
-        "l5d-twisted does not support yet (namerd's Kubernetes dtab storage)",
+        "<config>:2: storage.kind: storage kind io.l5d.zk is linkerd 1 configuration that "
+        "l5d-twisted does not support yet (namerd's ZooKeeper dtab storage)",
         "<config>:4: interfaces[0].kind: interface kind io.l5d.thriftNameInterpreter is linkerd 1 "
         "configuration that l5d-twisted does not support yet (namerd's thrift name interpreter "
         "interface)",
