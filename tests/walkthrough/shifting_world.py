@@ -143,6 +143,7 @@ class ShiftingWorld:
         self.namerd: Any = None
         self.mesh: Any = None
         self._conn: http.client.HTTPConnection | None = None
+        self.update_started = 0.0  # when get_edit_update started its `dtab update` process
 
     @property
     def base_url(self) -> str:
@@ -232,6 +233,7 @@ class ShiftingWorld:
         lines = [line for line in got.stdout.splitlines() if not line.startswith("/host/world ")]
         saved = self.tmp / "default.dtab"
         saved.write_text("\n".join([*lines, rule]) + "\n")
+        self.update_started = time.monotonic()
         updated = self.cli("update", "default", str(saved))
         assert updated.returncode == 0, (updated.returncode, updated.stderr)
         return updated
