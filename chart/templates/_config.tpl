@@ -4,7 +4,8 @@ deployment.  Router `outgoing` sends each request to the mesh pod on the destina
 node (io.l5d.k8s.daemonset, at that pod's `incoming` port); router `incoming` delivers only
 to pods on its own node (io.l5d.k8s.localnode).  The io.l5d.k8s namer has no host/port
 unless mesh.k8sNamer sets them: it then talks to the API server in-cluster with the pod's
-service account token.
+service account token.  With namerd.enabled the routers have no dtab of their own: they
+ask namerd (interpreter io.l5d.namerd.http) to bind with its dtab namerd.dtabNamespace.
 */}}
 {{/*
 A router server's trust keys (call with mesh.outgoing or mesh.incoming): which headers of its
@@ -53,11 +54,20 @@ telemetry:
 routers:
   - protocol: http
     label: outgoing
+{{- if .Values.namerd.enabled }}
+    # The dtab is namerd's ({{ .Values.namerd.dtabNamespace }}): a router dtab would be sent after it and win.
+    interpreter:
+      kind: io.l5d.namerd.http
+      experimental: true
+      dst: {{ include "l5d-twisted.namerdDst" . }}
+      namespace: {{ .Values.namerd.dtabNamespace }}
+{{- else }}
     dtab: |
       {{- range splitList ";" $dtab }}{{ if trim . }}
       {{ trim . }};{{ end }}{{ end }}
     interpreter:
       kind: default
+{{- end }}
       transformers:
         - kind: io.l5d.k8s.daemonset
           namespace: {{ .Release.Namespace }}
@@ -78,11 +88,20 @@ routers:
 {{- end }}
   - protocol: http
     label: incoming
+{{- if .Values.namerd.enabled }}
+    # The dtab is namerd's ({{ .Values.namerd.dtabNamespace }}): a router dtab would be sent after it and win.
+    interpreter:
+      kind: io.l5d.namerd.http
+      experimental: true
+      dst: {{ include "l5d-twisted.namerdDst" . }}
+      namespace: {{ .Values.namerd.dtabNamespace }}
+{{- else }}
     dtab: |
       {{- range splitList ";" $dtab }}{{ if trim . }}
       {{ trim . }};{{ end }}{{ end }}
     interpreter:
       kind: default
+{{- end }}
       transformers:
         - kind: io.l5d.k8s.localnode
           hostNetwork: {{ .Values.mesh.hostNetwork }}
