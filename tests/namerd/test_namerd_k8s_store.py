@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,6 +136,31 @@ def test_a_stale_version_is_412_and_changes_nothing(
     assert (now.text, now.headers["etag"]) == ("/svc => /a\n", first.headers["etag"])
     # the conditional PUT reached the API with v1 as its resourceVersion
     assert ("PUT", f"/apis/l5d.io/v1alpha1/namespaces/{NS}/dtabs/default") in api.requests
+
+
+def test_two_writers_with_one_version_exactly_one_wins(
+    k8s_namerd: NamerdProcess, api: FakeDtabApi
+) -> None:
+    version = k8s_namerd.call("GET", "/api/1/dtabs/default").headers["etag"]
+    statuses: dict[str, int] = {}
+    barrier = threading.Barrier(2)
+
+    def write(dst: str) -> None:
+        barrier.wait(10)
+        answer = k8s_namerd.call(
+            "PUT", "/api/1/dtabs/default", f"/svc => {dst}", {**DTAB, "If-Match": version}
+        )
+        statuses[dst] = answer.status
+
+    threads = [threading.Thread(target=write, args=(dst,)) for dst in ("/one", "/two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(statuses.values()) == [204, 412]
+    (winner,) = [dst for dst, status in statuses.items() if status == 204]
+    obj = api.get(NS, "default")
+    assert obj is not None and obj["dentries"] == [{"prefix": "/svc", "dst": winner}]
 
 
 def test_a_change_made_in_the_api_reaches_a_watch(
