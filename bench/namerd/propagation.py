@@ -3,11 +3,12 @@
     python3 bench/namerd/propagation.py                    # 20 updates, 3 load threads
     python3 bench/namerd/propagation.py --updates 50 --load-threads 0
     python3 bench/namerd/propagation.py --via http         # PUT from here, no CLI start-up
+    python3 bench/namerd/propagation.py --storage k8s      # dtabs in an emulated Kubernetes API
     python3 bench/namerd/propagation.py --json out.json    # also every sample
 
 On 127.0.0.1 and free ports, the world of ``tests/walkthrough`` (shifting_world.py):
-world-v1 and world-v2, a real ``l5d-twisted namerd`` (io.l5d.inMemory, io.l5d.fs naming
-both) and a real mesh (``l5d-twisted run``, one router binding through
+world-v1 and world-v2, a real ``l5d-twisted namerd`` (io.l5d.inMemory, or io.l5d.k8s with
+``--storage k8s``; io.l5d.fs naming both) and a real mesh (``l5d-twisted run``, one router binding through
 ``io.l5d.namerd.http``).  ``dtab create`` sets ``/host/world => /srv/world-v1``; then
 ``--updates`` times, alternating v2 / v1, the operator's ``dtab update`` (get, edit,
 update with the version, two CLI processes) and, once it returns, requests through the
@@ -18,8 +19,9 @@ Reported per update, p50 / p90 / max:
 - ``after_return``: from the CLI's ``dtab update`` returning to that first answer (what
   tests/walkthrough measures; bounded below by one request's round trip, since namerd
   sends the watch line before it answers the write);
-- ``load_first``: with load threads, the first load answer from the new target relative to
-  the CLI's return (negative: the mesh routed there before the CLI process had exited);
+- ``load_first``: with load threads, the first answer from the new target to a load
+  request sent after the write began (so no straggler routed before the previous
+  update counts), relative to the CLI's return (negative: the mesh routed there before the CLI process had exited);
 - ``from_update``: with load threads, that first load answer relative to the start of
   the ``dtab update`` process (the operator's one command, Python start-up included), or
   with ``--via http`` to the PUT being sent (namerd to the mesh, nothing else);
@@ -46,7 +48,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "walkthrough"))
+sys.path.insert(0, str(REPO / "tests" / "namerd"))
 
+from k8s_dtab_fake_api import FakeDtabApi  # noqa: E402
+from l5d_testing import free_port  # noqa: E402
 from shifting_world import BASE, LoadGenerator, ShiftingWorld  # noqa: E402
 
 
@@ -82,10 +87,15 @@ def put(world: ShiftingWorld, dtab: str) -> float:
         conn.close()
 
 
-def run(updates: int, load_threads: int, workdir: Path, via: str = "cli") -> dict[str, Any]:
-    world = ShiftingWorld(workdir)
+def run(
+    updates: int, load_threads: int, workdir: Path, via: str = "cli", storage: str = "inMemory"
+) -> dict[str, Any]:
+    api = FakeDtabApi(free_port()) if storage == "k8s" else None
+    world = ShiftingWorld(workdir, storage, api.port if api else 0)
     load = LoadGenerator(0, threads=0)
     try:
+        if api is not None:
+            api.start()
         world.start()
         created = world.cli("create", "default", "-", stdin=BASE + "/host/world => /srv/world-v1\n")
         if created.returncode != 0:
@@ -112,7 +122,11 @@ def run(updates: int, load_threads: int, workdir: Path, via: str = "cli") -> dic
                 first = None
                 while first is None and time.monotonic() < deadline:
                     first = next(
-                        (o.at for o in load.snapshot() if o.at >= started and o.version == target),
+                        (
+                            o.at
+                            for o in load.snapshot()
+                            if o.sent >= started and o.version == target
+                        ),
                         None,
                     )
                     if first is None:
@@ -127,6 +141,7 @@ def run(updates: int, load_threads: int, workdir: Path, via: str = "cli") -> dic
             "updates": updates,
             "load_threads": load_threads,
             "via": via,
+            "storage": storage,
             "after_return": summary(after_return),
             "cli": summary(cli),
             "load_answers": len(outcomes),
@@ -145,6 +160,8 @@ def run(updates: int, load_threads: int, workdir: Path, via: str = "cli") -> dic
     finally:
         load.stop()
         world.stop()
+        if api is not None:
+            api.stop()
 
 
 def main() -> None:
@@ -158,11 +175,18 @@ def main() -> None:
         help="cli: the operator's get/edit/update (default); http: GET + PUT with If-Match "
         "from this process, without the CLI's start-up",
     )
+    parser.add_argument(
+        "--storage",
+        choices=("inMemory", "k8s"),
+        default="inMemory",
+        help="namerd's storage; k8s: DTab objects in an emulated Kubernetes API "
+        "(tests/namerd/k8s_dtab_fake_api.py, a thread of this process)",
+    )
     parser.add_argument("--json", help="also write the whole result to this file")
     args = parser.parse_args()
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="namerd-propagation-") as tmp:
-        result = run(args.updates, args.load_threads, Path(tmp), args.via)
+        result = run(args.updates, args.load_threads, Path(tmp), args.via, args.storage)
     result["uptime"] = uptime
     for key in ("after_return", "load_first", "from_update", "cli"):
         if key in result:
@@ -172,7 +196,7 @@ def main() -> None:
                 f"max {s['max_ms']:.1f} ms, min {s['min_ms']:.1f} ms"
             )
     print(
-        f"{result['updates']} updates via {result['via']}, "
+        f"{result['updates']} updates via {result['via']}, {result['storage']} storage, "
         f"{result['load_threads']} load threads: "
         f"{result['load_answers']} load answers, {result['failed']} failed; load: {uptime}"
     )

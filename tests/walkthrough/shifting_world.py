@@ -32,8 +32,7 @@ BASE = "/srv => /#/io.l5d.fs;\n"
 
 NAMERD = """\
 storage:
-  kind: io.l5d.inMemory
-{namespaces}namers:
+{storage}namers:
 - kind: io.l5d.fs
   rootDir: {disco}
 interfaces:
@@ -75,6 +74,7 @@ class Outcome:
     at: float  # time.monotonic() when the answer (or error) came back
     status: int  # 0: no HTTP answer at all (connection error)
     version: str
+    sent: float = 0.0  # time.monotonic() just before the request was sent
 
 
 @dataclass
@@ -100,16 +100,17 @@ class LoadGenerator:
         while not self._stop.is_set():
             current = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
             conn = current
+            sent = time.monotonic()
             try:
                 current.request("GET", "/", headers={"Host": "world"})
                 rsp = current.getresponse()
                 body = rsp.read().decode(errors="replace")
-                outcome = Outcome(time.monotonic(), rsp.status, version_of(body))
+                outcome = Outcome(time.monotonic(), rsp.status, version_of(body), sent)
                 if rsp.getheader("connection", "").lower() == "close":
                     current.close()
                     conn = None
             except (OSError, http.client.HTTPException) as e:
-                outcome = Outcome(time.monotonic(), 0, repr(e))
+                outcome = Outcome(time.monotonic(), 0, repr(e), sent)
                 current.close()
                 conn = None
             with self._lock:
@@ -135,8 +136,12 @@ class LoadGenerator:
 
 
 class ShiftingWorld:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, storage: str = "inMemory", api_port: int = 0) -> None:
+        """``storage``: ``inMemory``, or ``k8s`` with DTab objects in the Kubernetes API
+        emulated on ``api_port`` (tests/namerd/k8s_dtab_fake_api.py)."""
         self.tmp = tmp
+        self.storage = storage
+        self.api_port = api_port
         self.processes = Processes(tmp)
         self.ports = {n: free_port() for n in ("v1", "v2", "namerd", "nadmin", "mesh", "admin")}
         self.disco = tmp / "disco"
@@ -170,15 +175,21 @@ class ShiftingWorld:
 
     def start_namerd(self, seed: str | None = None) -> None:
         """namerd on its port; ``seed``: the dtab of ``default`` in its config (inMemory
-        storage keeps dtabs nowhere else)."""
-        namespaces = ""
+        storage keeps dtabs nowhere else; the k8s storage creates it only when absent)."""
+        if self.storage == "k8s":
+            storage = (
+                f"  kind: io.l5d.k8s\n  host: 127.0.0.1\n  port: {self.api_port}\n"
+                "  namespace: mesh\n  watchTimeoutSecs: 30\n"
+            )
+        else:
+            storage = "  kind: io.l5d.inMemory\n"
         if seed is not None:
             lines = "".join(f"      {line}\n" for line in seed.strip().splitlines())
-            namespaces = f"  namespaces:\n    default: |\n{lines}"
+            storage += f"  namespaces:\n    default: |\n{lines}"
         config = self.tmp / "namerd.yaml"
         config.write_text(
             NAMERD.format(
-                namespaces=namespaces,
+                storage=storage,
                 disco=self.disco,
                 port=self.ports["namerd"],
                 admin=self.ports["nadmin"],

@@ -33,11 +33,17 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from l5d_testing import free_port
 from shifting_world import BASE, LoadGenerator, ShiftingWorld, version_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "namerd"))
+from k8s_dtab_fake_api import FakeDtabApi  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -62,11 +68,19 @@ class Walk:
         return len(answered)
 
 
-@pytest.fixture(scope="module")
-def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
-    world = ShiftingWorld(tmp_path_factory.mktemp("shifting"))
+@pytest.fixture(scope="module", params=["inMemory", "k8s"])
+def walk(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Walk]:
+    storage: str = request.param
+    api = FakeDtabApi(free_port()) if storage == "k8s" else None
+    world = ShiftingWorld(
+        tmp_path_factory.mktemp(f"shifting-{storage}"), storage, api.port if api else 0
+    )
     load = LoadGenerator(0)
     try:
+        if api is not None:
+            api.start()
         world.start()
         created = world.cli("create", "default", "-", stdin=BASE + "/host/world => /srv/world-v1\n")
         assert created.returncode == 0, created.stderr
@@ -77,6 +91,8 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
     finally:
         load.stop()
         world.stop()
+        if api is not None:
+            api.stop()
 
 
 def test_ten_percent_then_all_of_the_traffic_moves_to_v2(walk: Walk) -> None:
@@ -91,7 +107,7 @@ def test_ten_percent_then_all_of_the_traffic_moves_to_v2(walk: Walk) -> None:
     versions = [version_of(body) for _, body in answers]
     assert set(versions) == {"v1", "v2"}
     share = versions.count("v2") / N
-    print(f"v2's share of {N} requests with 9 * v1 & 1 * v2: {share:.2%}")
+    print(f"{world.storage}: v2's share of {N} requests with 9 * v1 & 1 * v2: {share:.2%}")
     assert abs(share - 0.10) <= TOLERANCE, share
 
     world.get_edit_update("/host/world => /srv/world-v2")
@@ -120,7 +136,7 @@ def test_propagation_from_dtab_update_to_routed_traffic(walk: Walk) -> None:
         world.get_edit_update(f"/host/world => /srv/world-{target}")
         times.append(world.until_answer(target, timeout=HANG))
     print(
-        f"propagation from `dtab update` returning to the first routed answer over "
+        f"{world.storage}: propagation from `dtab update` returning to the first routed answer over "
         f"{len(times)} updates: p50 {statistics.median(times) * 1000:.0f} ms, "
         f"max {max(times) * 1000:.0f} ms ({', '.join(f'{t * 1000:.0f}' for t in times)} ms)"
     )
@@ -145,14 +161,17 @@ def test_namerd_killed_and_restarted_mid_walk(walk: Walk) -> None:
     during = walk.assert_no_failures(killed, "namerd's outage")
     assert {o.version for o in walk.load.snapshot() if o.at >= killed} == {"v2"}
     print(
-        f"namerd killed: {answered} + {during} (load generator) answers over "
+        f"{world.storage}: namerd killed: {answered} + {during} (load generator) answers over "
         f"{OUTAGE_SECONDS:.0f} s, all from v2 (the last known binding), none failed"
     )
 
     outage = world.metrics()
     assert outage["failures"] > before["failures"]  # the mesh noticed, and backs off
-    # the operator restarts namerd with the last dtab in its config (inMemory storage)
-    world.start_namerd(seed=BASE + rule)
+    if world.storage == "k8s":
+        world.start_namerd()  # the dtabs are in the Kubernetes API: nothing to restore
+    else:
+        # the operator restarts namerd with the last dtab in its config (inMemory storage)
+        world.start_namerd(seed=BASE + rule)
     restarted = time.monotonic()
     got = world.cli("get", "default")
     assert got.returncode == 0 and rule in got.stdout, (got.returncode, got.stdout, got.stderr)
