@@ -54,6 +54,9 @@ GROUP = "l5d.io"
 VERSION = "v1alpha1"
 KIND = "DTab"
 PLURAL = "dtabs"
+# An unconditional write (PUT without If-Match) reads the version and writes with it; it
+# gives up after this many conflicts with other writers.
+PUT_ATTEMPTS = 5
 
 
 class StorageUnavailable(DtabStoreError):
@@ -192,11 +195,34 @@ class K8sDtabStore:
 
     def put(self, ns: str, dtab: Dtab) -> Deferred[VersionedDtab]:
         async def put() -> VersionedDtab:
-            # No resourceVersion: the API's unconditional update; absent: create it.
-            try:
-                return await self._write(ns, "PUT", f"{self.path}/{ns}", dtab_object(ns, dtab))
-            except NamespaceNotFound:
-                return await self.create(ns, dtab)
+            # The API server refuses an update of a custom resource without a
+            # resourceVersion (no unconditional update): read the object's, write with it,
+            # and read again if another writer came in between.
+            for _ in range(PUT_ATTEMPTS):
+                try:
+                    current = await self.api.get_json(f"{self.path}/{ns}")
+                except ApiError as e:
+                    if e.status != 404:
+                        raise StorageUnavailable(
+                            f"the Kubernetes API refused a read: {e}"
+                        ) from None
+                    try:
+                        return await self.create(ns, dtab)
+                    except NamespaceExists:
+                        continue
+                except CancelledError:
+                    raise
+                except Exception as e:
+                    raise StorageUnavailable(f"the Kubernetes API did not answer: {e}") from None
+                metadata = current.get("metadata")
+                rv = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+                if not isinstance(rv, str):
+                    raise StorageUnavailable("the Kubernetes API answered a DTab without a version")
+                try:
+                    return await self.update(ns, dtab, rv.encode("utf-8"))
+                except (VersionMismatch, NamespaceNotFound):
+                    continue
+            raise StorageUnavailable(f"the dtab {ns} kept changing during {PUT_ATTEMPTS} writes")
 
         return Deferred.fromCoroutine(put())
 

@@ -8,9 +8,9 @@ rests on.  This fake implements only what the storage uses, with the API server'
 
 * every write bumps one cluster-wide ``resourceVersion`` counter (a decimal string);
 * POST of an existing name: 409 AlreadyExists; PUT or DELETE of a missing name: 404;
-* PUT whose ``metadata.resourceVersion`` is not the object's current one: 409 Conflict
-  (a PUT without one is an unconditional update, as the API server allows for custom
-  resources);
+* PUT whose ``metadata.resourceVersion`` is not the object's current one: 409 Conflict;
+  a PUT without one is 422 Invalid, as the API server answers for custom resources (their
+  strategy allows no unconditional update);
 * ``GET ...?watch=true&resourceVersion=N`` streams the events after N, one JSON line each,
   then waits for more until ``timeoutSeconds``; an N older than the kept history is 410 Gone.
 
@@ -95,7 +95,14 @@ class FakeDtabApi:
                 if current is None:
                     return 404, _status(404, "NotFound", f'dtabs.l5d.io "{name}" not found')
                 wanted = meta.get("resourceVersion")
-                if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+                if wanted is None:
+                    return 422, _status(
+                        422,
+                        "Invalid",
+                        f'DTab.l5d.io "{name}" is invalid: metadata.resourceVersion: Invalid '
+                        "value: 0x0: must be specified for an update",
+                    )
+                if wanted != current["metadata"]["resourceVersion"]:
                     return 409, _status(
                         409,
                         "Conflict",

@@ -76,6 +76,14 @@ def k8s_namerd(processes: Processes, tmp_path: Path, api: FakeDtabApi) -> Iterat
     processes.stop(proc)
 
 
+def edited(api: FakeDtabApi, dst: str) -> dict[str, object]:
+    """The default DTab as ``kubectl edit`` would send it back: its version, a new dst."""
+    obj = api.get(NS, "default")
+    assert obj is not None
+    obj["dentries"] = [{"prefix": "/svc", "dst": dst}]
+    return obj
+
+
 def etag_of(obj: dict[str, object]) -> str:
     meta = obj["metadata"]
     assert isinstance(meta, dict)
@@ -113,6 +121,15 @@ def test_crud_through_namerd_is_kept_as_dtab_resources(
     assert obj["dentries"] == [{"prefix": "/host", "dst": "9.0 * /srv/v1 & /srv/v2"}]
     text = k8s_namerd.call("GET", "/api/1/dtabs/canary", headers={"Accept": "application/dtab"})
     assert text.text == "/host => 9.0 * /srv/v1 & /srv/v2\n"
+
+    # without If-Match: the object's version is read and written with (the API server has
+    # no unconditional update of a custom resource), or the object created
+    assert k8s_namerd.call("PUT", "/api/1/dtabs/canary", "/host => /srv/v2", DTAB).status == 204
+    obj = api.get(NS, "canary")
+    assert obj is not None and obj["dentries"] == [{"prefix": "/host", "dst": "/srv/v2"}]
+    assert k8s_namerd.call("PUT", "/api/1/dtabs/fresh", "/a => /b", DTAB).status == 204
+    assert api.get(NS, "fresh") is not None
+    assert k8s_namerd.call("DELETE", "/api/1/dtabs/fresh").status == 204
 
     assert k8s_namerd.call("DELETE", "/api/1/dtabs/canary").status == 204
     assert api.get(NS, "canary") is None
@@ -175,9 +192,7 @@ def test_a_change_made_in_the_api_reaches_a_watch(
         assert rsp.status == 200
         assert rsp.readline() == b"/svc => /#/io.l5d.fs\n"
         # as kubectl edit would: straight to the API, not through namerd
-        code, _ = api.write(
-            NS, "PUT", "default", {"dentries": [{"prefix": "/svc", "dst": "/#/io.l5d.fs/v2"}]}
-        )
+        code, _ = api.write(NS, "PUT", "default", edited(api, "/#/io.l5d.fs/v2"))
         assert code == 200
         assert rsp.readline() == b"/svc => /#/io.l5d.fs/v2\n"  # socket timeout: the deadline
         api.write(NS, "DELETE", "default", None)
@@ -208,7 +223,7 @@ def test_an_api_outage_keeps_the_last_known_dtabs(
     refused = k8s_namerd.call("PUT", "/api/1/dtabs/default", "/svc => /lost", DTAB)
     assert refused.status >= 500
     # meanwhile someone changed the dtab in the API; namerd catches up when it is back
-    api.write(NS, "PUT", "default", {"dentries": [{"prefix": "/svc", "dst": "/after"}]})
+    assert api.write(NS, "PUT", "default", edited(api, "/after"))[0] == 200
     api.start()
     wait_until(
         lambda: (
