@@ -34,6 +34,8 @@ from l5d_twisted.registry import load_plugins
 
 IN_MEMORY = "io.l5d.inMemory"
 K8S = "io.l5d.k8s"
+# namerd's later name for the same storage over a CustomResourceDefinition: one code here.
+K8S_V2 = "io.l5d.v2.k8s"
 HTTP_CONTROLLER = "io.l5d.httpController"
 DEFAULT_ADMIN_PORT = 9991
 
@@ -232,12 +234,13 @@ def _storage(d: Decoder, node: Node) -> Any:
             entries["kind"][1],
             refusal(f"storage kind {kind}", REFUSED_STORAGE[kind]),
         )
-    if kind not in (IN_MEMORY, K8S):
+    if kind not in (IN_MEMORY, K8S, K8S_V2):
         return d.error(
             "storage.kind",
             entries["kind"][1],
-            f"unknown storage kind {kind!r}; known: {IN_MEMORY}, {K8S}",
+            f"unknown storage kind {kind!r}; known: {IN_MEMORY}, {K8S}, {K8S_V2}",
         )
+    k8s = kind in (K8S, K8S_V2)
     bad = False
     if "namespaces" in entries:
         names = d.mapping(entries["namespaces"][1], "storage.namespaces")
@@ -250,9 +253,9 @@ def _storage(d: Decoder, node: Node) -> Any:
             if len(names) > MAX_NAMESPACES:
                 d.error("storage.namespaces", node, f"at most {MAX_NAMESPACES} namespaces")
                 bad = True
-    if kind == K8S:
+    if k8s:
         bad = _check_k8s_names(d, entries) or bad
-    cls = K8sStorage if kind == K8S else InMemoryStorage
+    cls = K8sStorage if k8s else InMemoryStorage
     config = d.decode_fields(cls, entries, node, "storage", frozenset({"kind"}))
     if config is INVALID:
         return INVALID

@@ -88,7 +88,7 @@ def make_store(config: NamerdConfig, reactor: Any) -> DtabStore:
     storage = config.storage
     if storage.kind == "io.l5d.inMemory":
         return InMemoryDtabStore(dict(storage.config.namespaces))
-    if storage.kind == "io.l5d.k8s":
+    if storage.kind in ("io.l5d.k8s", "io.l5d.v2.k8s"):
         import os
 
         from l5d_twisted.k8s.access import resolve_access

@@ -277,6 +277,15 @@ def test_config_keys_and_kubernetes_names() -> None:
     assert isinstance(storage, K8sStorage)
     assert (storage.host, storage.port, storage.namespace) == (None, None, "l5d")
     assert storage.namespaces == {"default": Dtab.read("/a => /b")}
+    # namerd's name for the same storage over a CRD
+    v2 = load_namerd_config(
+        "storage: {kind: io.l5d.v2.k8s, host: 127.0.0.1, port: 8001}\n"
+        "interfaces: [{kind: io.l5d.httpController}]\n"
+    )
+    assert (v2.storage.kind, v2.storage.config) == (
+        "io.l5d.v2.k8s",
+        K8sStorage(host="127.0.0.1", port=8001),
+    )
     with pytest.raises(ConfigErrors) as e:
         load_namerd_config(
             "storage: {kind: io.l5d.k8s, namespace: Bad_NS, namespaces: {Upper: /a => /b}}\n"
