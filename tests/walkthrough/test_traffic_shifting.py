@@ -1,5 +1,7 @@
 """The traffic-shifting walkthrough (issue 14 item 6), with real processes on loopback:
-world-v1 and world-v2, a real ``l5d-twisted namerd`` (io.l5d.inMemory storage), a real mesh
+world-v1 and world-v2, a real ``l5d-twisted namerd`` (run twice: io.l5d.inMemory storage,
+and io.l5d.k8s storage with DTab objects in the emulated Kubernetes API of
+tests/namerd/k8s_dtab_fake_api.py), a real mesh
 (``l5d-twisted run``, one router, ``dstPrefix: /host``, ``interpreter: io.l5d.namerd.http``),
 and the operator's ``l5d-twisted dtab`` CLI.  A load generator (three clients on keep-alive
 connections through the mesh) runs for the whole module and records every answer; each step
@@ -15,7 +17,9 @@ The walk:
    first v2 answer is v2 (500 checked, plus the load generator's).
 3. Propagation: 6 alternating updates, each timed from the CLI's ``dtab update`` returning
    to the first answer routed to the new target (polled back to back); p50 and max are
-   printed, only a hang (10 s) fails.
+   printed, only a hang (10 s) fails.  namerd sends the watch line inside the write, so
+   the mesh has usually moved before the CLI process has exited and this is about one
+   request's round trip; bench/namerd/propagation.py also times from the update's start.
 4. namerd killed with SIGKILL mid-walk: for 5 s every answer still comes from the last
    bound target.  namerd is restarted on the same port.  inMemory storage keeps dtabs only
    in the process, so a restarted namerd knows only its config: a namerd restarted *empty*
@@ -23,7 +27,10 @@ The walk:
    reconnects before the operator re-creates the dtab would fail requests in between.
    The operator therefore restarts it with the last dtab written into its config's
    ``storage.namespaces`` (the inMemory way to keep a dtab over a restart), and the mesh
-   follows the next ``dtab update`` made with the CLI.
+   follows the next ``dtab update`` made with the CLI.  With the k8s storage the dtabs are
+   in the API and survive: namerd is restarted with the same config, nothing restored.
+   (A k8s namerd restarted while the API is *down* answers ``neg`` until it has listed the
+   DTab objects: test_namerd_restart_unsynced.py.)
 5. The race: two ``dtab update`` processes started together from the same version; exactly
    one exits 0, the other exits 1 with "the dtab changed since you read it", and the mesh
    routes to the winner's target.
