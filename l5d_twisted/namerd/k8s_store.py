@@ -292,6 +292,7 @@ class K8sDtabStore:
                     await self._list()
                     if self._seed:
                         await self._plant()
+                    self.synced = True  # namerd's API answers from here on
                 await self._watch_once()
                 gone_streak = 0
             except _Gone:
@@ -347,7 +348,6 @@ class K8sDtabStore:
         self._rv = rv if isinstance(rv, str) and rv else None
         self._replace_all(fresh)
         self._need_list = False
-        self.synced = True
         self.last_error = None
 
     async def _plant(self) -> None:

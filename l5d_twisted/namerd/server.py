@@ -52,9 +52,9 @@ class Namerd:
         interpreter = Interpreter(self.namers, (), self.reactor)
         self.api = NamerdApi(self.store, interpreter, self.reactor)
         for i, iface in enumerate(self.config.interfaces):
-            port = self.reactor.listenTCP(
-                iface.config.port, self.api.site(), interface=iface.config.ip
-            )
+            site = self.api.site()
+            site.resource = _UntilSynced(site.resource, self.store)
+            port = self.reactor.listenTCP(iface.config.port, site, interface=iface.config.ip)
             self.ports[f"{iface.kind}#{i}" if i else iface.kind] = port
             log.info(
                 "namerd {kind} listening on {ip}:{port}",
@@ -63,7 +63,9 @@ class Namerd:
                 port=port.getHost().port,
             )
         admin = self.config.admin
-        port = self.reactor.listenTCP(admin.port, _admin_site(self.api), interface=admin.ip)
+        port = self.reactor.listenTCP(
+            admin.port, _admin_site(self.api, self.store), interface=admin.ip
+        )
         self.ports["admin"] = port
         log.info("namerd admin listening on {ip}:{port}", ip=admin.ip, port=port.getHost().port)
         log.info(
@@ -110,12 +112,40 @@ def make_store(config: NamerdConfig, reactor: Any) -> DtabStore:
     raise ValueError(f"unknown storage kind {storage.kind}")  # the config refused it already
 
 
+def store_synced(store: DtabStore) -> bool:
+    """Whether the store knows its dtabs: at once in memory; for Kubernetes once the first
+    list is in (answering before would bind every name with an empty dtab, which a mesh
+    would apply: namerd restarting would fail its traffic for a moment)."""
+    return bool(getattr(store, "synced", True))
+
+
+class _UntilSynced(Resource):
+    """The HTTP API answers 503 until the store is synced (the mesh's interpreter keeps its
+    last answers and retries, as for any namerd failure)."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Any, store: DtabStore) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.inner = inner
+        self.store = store
+
+    def render(self, request: Any) -> Any:
+        if store_synced(self.store):
+            return self.inner.render(request)
+        request.setResponseCode(503)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"retry-after", b"1")
+        return b"namerd has not read its dtabs from its storage yet\n"
+
+
 class _Admin(Resource):
     isLeaf = True
 
-    def __init__(self, api: NamerdApi) -> None:
+    def __init__(self, api: NamerdApi, store: DtabStore) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.api = api
+        self.store = store
 
     def render_GET(self, request: Any) -> bytes:
         path = request.path
@@ -123,6 +153,9 @@ class _Admin(Resource):
         if path == b"/admin/ping":
             return b"pong"
         if path == b"/ready":
+            if not store_synced(self.store):
+                request.setResponseCode(503)
+                return b"not ready: the dtab storage is not read yet"
             return b"ready"
         if path == b"/admin/metrics.json":
             request.setHeader(b"content-type", b"application/json")
@@ -131,7 +164,7 @@ class _Admin(Resource):
         return b"namerd's admin serves /admin/ping, /ready and /admin/metrics.json\n"
 
 
-def _admin_site(api: NamerdApi) -> Site:
-    site = Site(_Admin(api))  # type: ignore[no-untyped-call]
+def _admin_site(api: NamerdApi, store: DtabStore) -> Site:
+    site = Site(_Admin(api, store))  # type: ignore[no-untyped-call]
     site.log = lambda request: None  # type: ignore[method-assign]
     return site

@@ -56,6 +56,14 @@ def api() -> Iterator[FakeDtabApi]:
 
 @pytest.fixture
 def k8s_namerd(processes: Processes, tmp_path: Path, api: FakeDtabApi) -> Iterator[NamerdProcess]:
+    running = start_k8s_namerd(processes, tmp_path, api)
+    # the seeded dtab is created in the API and seen back by the watch
+    wait_until(lambda: running.call("GET", "/api/1/dtabs/default").status == 200, what="seed")
+    yield running
+    processes.stop(running.proc)
+
+
+def start_k8s_namerd(processes: Processes, tmp_path: Path, api: FakeDtabApi) -> NamerdProcess:
     disco = tmp_path / "disco"
     disco.mkdir()
     (disco / "hello").write_text("127.0.0.1 8081\n")
@@ -69,11 +77,7 @@ def k8s_namerd(processes: Processes, tmp_path: Path, api: FakeDtabApi) -> Iterat
         wait_for_port("127.0.0.1", port, timeout=30)
     except Exception:
         raise AssertionError(f"namerd did not start:\n{processes.log(proc)}") from None
-    running = NamerdProcess(port, admin_port, disco, proc, processes, config)
-    # the seeded dtab is created in the API and seen back by the watch
-    wait_until(lambda: running.call("GET", "/api/1/dtabs/default").status == 200, what="seed")
-    yield running
-    processes.stop(proc)
+    return NamerdProcess(port, admin_port, disco, proc, processes, config)
 
 
 def edited(api: FakeDtabApi, dst: str) -> dict[str, object]:
@@ -235,6 +239,33 @@ def test_an_api_outage_keeps_the_last_known_dtabs(
         timeout=45,
         what="the change made during the outage",
     )
+
+
+def test_namerd_answers_only_once_it_has_read_its_dtabs(
+    processes: Processes, tmp_path: Path
+) -> None:
+    # Started while the API is away, namerd must not answer "no dtab" (a mesh would bind
+    # every name with an empty dtab): 503 until the first list, and /ready says so.
+    api = FakeDtabApi(free_port())
+    running = start_k8s_namerd(processes, tmp_path, api)
+    try:
+        for _ in range(3):
+            assert running.call("GET", "/api/1/dtabs/default").status == 503
+            assert running.call("GET", "/api/1/bind/default?path=/svc/hello").status == 503
+        ready = http.client.HTTPConnection("127.0.0.1", running.admin_port, timeout=15)
+        ready.request("GET", "/ready")
+        assert ready.getresponse().status == 503
+        ready.close()
+        api.start()
+        wait_until(
+            lambda: running.call("GET", "/api/1/dtabs/default").status == 200,
+            timeout=45,
+            what="namerd serving once the API answers",
+        )
+        assert api.get(NS, "default") is not None  # seeded before serving
+    finally:
+        processes.stop(running.proc)
+        api.stop()
 
 
 def test_410_gone_lists_again(k8s_namerd: NamerdProcess, api: FakeDtabApi) -> None:
