@@ -294,6 +294,18 @@ class ShiftingWorld:
         scope = "rt/outgoing/interpreter/io.l5d.namerd.http/"
         return {k[len(scope) :]: v for k, v in decoded.items() if k.startswith(scope)}
 
+    def namerd_metrics(self) -> dict[str, Any]:
+        """namerd's /admin/metrics.json (namerd/dtab/conflicts counts its 412s)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["nadmin"], timeout=15)
+        try:
+            conn.request("GET", "/admin/metrics.json")
+            rsp = conn.getresponse()
+            assert rsp.status == 200
+            decoded: dict[str, Any] = json.loads(rsp.read())
+        finally:
+            conn.close()
+        return decoded
+
     def mesh_log(self) -> str:
         log: str = self.processes.log(self.mesh)
         return log[-4000:]

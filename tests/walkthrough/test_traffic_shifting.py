@@ -32,8 +32,9 @@ The walk:
    (A k8s namerd restarted while the API is *down* answers ``neg`` until it has listed the
    DTab objects: test_namerd_restart_unsynced.py.)
 5. The race: two ``dtab update`` processes started together from the same version; exactly
-   one exits 0, the other exits 1 with "the dtab changed since you read it", and the mesh
-   routes to the winner's target.
+   one exits 0, the other exits 1 with "the dtab changed since you read it" (namerd counts
+   exactly one more 412 in ``namerd/dtab/conflicts``), and the mesh routes to the winner's
+   target.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ def test_two_concurrent_updates_from_the_same_version_one_wins(walk: Walk) -> No
     for v in ("v1", "v2"):
         files[v] = world.tmp / f"race-{v}.dtab"
         files[v].write_text(f"# version {version}\n{BASE}/host/world => {alternatives[v]}\n")
+    conflicts = world.namerd_metrics().get("namerd/dtab/conflicts", 0)
     procs = {
         v: subprocess.Popen(
             world.cli_command("update", "default", str(path)),
@@ -221,6 +223,8 @@ def test_two_concurrent_updates_from_the_same_version_one_wins(walk: Walk) -> No
     loser = next(v for v, (rc, _) in results.items() if rc == 1)
     assert "the dtab changed since you read it" in results[loser][1], results[loser]
     assert f"no longer at version {version}" in results[loser][1], results[loser]
+    # the loser's answer was namerd's 412 (one conflict), not a client-side refusal
+    assert world.namerd_metrics()["namerd/dtab/conflicts"] == conflicts + 1
     now = world.cli("get", "default")
     assert f"/host/world => {alternatives[winner]};" in now.stdout, now.stdout
     world.until_answer(winner, timeout=HANG)
