@@ -79,6 +79,10 @@ STEP_ROWS = 50  # entities (points, latency merges or table rows) per step
 # 26-40 ms.  A sample is not waited for, so it may take the longer wall time.
 SAMPLE_SLICE_S = 0.002
 SAMPLE_GAP_S = 0.005
+# The admin server's sampler samples while /admin/dashboard.json was asked within this
+# (the page polls every few seconds; a background tab's timers may be throttled to one a
+# minute, hence two minutes).
+WATCH_S = 120.0
 
 
 def sampler_cooperator(
@@ -226,8 +230,14 @@ class DashboardSampler:
         history_s: float = 600.0,
         cooperator: Cooperator | None = None,
         routers: Callable[[], Iterable[Any]] = lambda: (),
+        watch_s: float | None = None,
     ) -> None:
         self.tree = tree
+        self.watch_s = watch_s  # None: always sample; else only while watched (module doc)
+        self._last_watch: float | None = None
+        self._started = False
+        self._warming = 0  # samples still needed after a (re)start before rates show
+        self.pauses = 0  # times sampling paused because nobody watched
         self.clock = clock
         self.router_labels = router_labels
         self.routers = routers  # router objects, read for their clients' endpoints
@@ -258,10 +268,54 @@ class DashboardSampler:
         }
 
     def start(self) -> None:
-        if self._loop is None:
-            self._loop = LoopingCall(self._tick)
-            self._loop.clock = self.clock
-            self._loop.start(self.interval_s, now=True)
+        self._started = True
+        if self._loop is None and self._watched():
+            self._run()
+
+    def _run(self) -> None:
+        self._warming = 2
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self.clock
+        self._loop.start(self.interval_s, now=True)
+
+    def _watched(self) -> bool:
+        if self.watch_s is None:
+            return True
+        last = self._last_watch
+        return last is not None and self.clock.seconds() - last <= self.watch_s
+
+    @property
+    def paused(self) -> bool:
+        """Started, but not sampling: nobody watched within ``watch_s``."""
+        return self._started and self._loop is None
+
+    def watch(self) -> None:
+        """A dashboard asked for the figures: sample from now on, resuming if paused."""
+        self._last_watch = self.clock.seconds()
+        if self.paused:
+            self._resume()
+
+    def _pause(self) -> None:
+        self.pauses += 1
+        self._halt()
+
+    def _resume(self) -> None:
+        # Counters read before the pause are no baseline: a rate over the pause would be an
+        # average over it.  The charts keep their points (within history_s).
+        self._entities.clear()
+        self._gone.clear()
+        self._endpoint_points.clear()
+        self._router_requests.clear()
+        self._latency.clear()
+        self._last_sample = None
+        cutoff = self.clock.seconds() - self._maxlen * self.interval_s
+        for series in self._series.values():
+            while series and series[0][0] < cutoff:
+                series.popleft()
+        # Until the first sample: the charts, no rows (the last ones are stale).
+        for _ in self._json_steps([]):
+            pass
+        self._run()
 
     @property
     def sampling(self) -> bool:
@@ -269,6 +323,9 @@ class DashboardSampler:
         return self._task is not None
 
     def _tick(self) -> None:
+        if not self._watched():
+            self._pause()
+            return
         if self.cooperator is None:
             self._sample_logged()
             return
@@ -296,6 +353,10 @@ class DashboardSampler:
             log.failure("dashboard sampling failed")
 
     def stop(self) -> None:
+        self._started = False
+        self._halt()
+
+    def _halt(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
@@ -549,6 +610,8 @@ class DashboardSampler:
             )
             yield None
         self._json = {"interval_s": self.interval_s, "window_s": WINDOW_S, "routers": routers}
+        if self._last_sample is not None:  # a sample, not _resume's empty tables
+            self._warming = max(0, self._warming - 1)
 
     def _row(self, key: _Key, entity: _Entity) -> dict[str, Any]:
         history = self._entities.get(key)
@@ -581,6 +644,7 @@ class DashboardSampler:
             "interval_s": self._json["interval_s"],
             "window_s": self._json["window_s"],
             "now": round(self.clock.seconds(), 3),
+            "warming_up": self._warming > 0,
             "routers": self._json["routers"],
         }
 

@@ -55,7 +55,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.server import Request as WebRequest
 
-from l5d_twisted.admin.dashboard_data import DashboardSampler, sampler_cooperator
+from l5d_twisted.admin.dashboard_data import WATCH_S, DashboardSampler, sampler_cooperator
 from l5d_twisted.admin.delegator import explain
 from l5d_twisted.admin.http_error import HttpError
 from l5d_twisted.admin.requests_page import render_requests_page
@@ -175,6 +175,7 @@ class AdminServer:
             # Samples in steps too, in shorter slices than a render with gaps between: a
             # sample is not waited for, and each slice delays every request in flight.
             cooperator=cooperator if cooperator is not None else sampler_cooperator(reactor),
+            watch_s=WATCH_S,  # samples only while a dashboard is open (issue 17: idle CPU)
         )
         self._default_prometheus: PrometheusExposition | None = None
         self.site = _QuietSite(AdminResource(self))
@@ -435,6 +436,7 @@ class AdminServer:
         return d
 
     def dashboard_json(self, request: WebRequest) -> bytes:
+        self.sampler.watch()
         return _send_json(request, self.sampler.to_json())
 
     def shutdown(self, request: WebRequest) -> bytes:
