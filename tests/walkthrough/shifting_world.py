@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from l5d_testing import Processes, free_port, wait_for_port
+from l5d_testing import Processes, free_port, wait_for_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -173,9 +173,10 @@ class ShiftingWorld:
         for v in ("v1", "v2", "mesh", "admin"):
             wait_for_port("127.0.0.1", self.ports[v], timeout=30)
 
-    def start_namerd(self, seed: str | None = None) -> None:
+    def start_namerd(self, seed: str | None = None, ready: bool = True) -> None:
         """namerd on its port; ``seed``: the dtab of ``default`` in its config (inMemory
-        storage keeps dtabs nowhere else; the k8s storage creates it only when absent)."""
+        storage keeps dtabs nowhere else; the k8s storage creates it only when absent);
+        ``ready``: also wait for its /ready (the k8s storage's first list)."""
         if self.storage == "k8s":
             storage = (
                 f"  kind: io.l5d.k8s\n  host: 127.0.0.1\n  port: {self.api_port}\n"
@@ -200,8 +201,21 @@ class ShiftingWorld:
         )
         try:
             wait_for_port("127.0.0.1", self.ports["namerd"], timeout=30)
+            if ready:
+                wait_until(self.namerd_ready, timeout=30, what="namerd's /ready")
         except AssertionError:
             raise AssertionError(f"namerd did not start:\n{self.namerd_log()}") from None
+
+    def namerd_ready(self) -> bool:
+        """namerd's admin /ready: 200 once its storage has read the dtabs (503 before)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["nadmin"], timeout=5)
+        try:
+            conn.request("GET", "/ready")
+            rsp = conn.getresponse()
+            rsp.read()
+            return rsp.status == 200
+        finally:
+            conn.close()
 
     def kill_namerd(self) -> None:
         """SIGKILL by PID: no goodbye to the mesh's streams."""
