@@ -29,8 +29,8 @@ The walk:
    ``storage.namespaces`` (the inMemory way to keep a dtab over a restart), and the mesh
    follows the next ``dtab update`` made with the CLI.  With the k8s storage the dtabs are
    in the API and survive: namerd is restarted with the same config, nothing restored.
-   (A k8s namerd restarted while the API is *down* answers ``neg`` until it has listed the
-   DTab objects: test_namerd_restart_unsynced.py.)
+   (A k8s namerd restarted while the API is *down* answers 503 until it has listed the
+   DTab objects, and the mesh keeps its bindings: test_namerd_restart_unsynced.py.)
 5. The race: two ``dtab update`` processes started together from the same version; exactly
    one exits 0, the other exits 1 with "the dtab changed since you read it" (namerd counts
    exactly one more 412 in ``namerd/dtab/conflicts``), and the mesh routes to the winner's
