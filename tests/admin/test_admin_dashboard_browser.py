@@ -46,7 +46,10 @@ def test_dashboard_renders_live_charts_and_tables(
         )
         assert rows == ["svc/hello", "svc/world"]  # worst success rate first
         hello_rate = page.text_content("#services-outgoing tbody tr:first-child td:nth-child(2)")
-        assert hello_rate is not None and hello_rate.startswith("80.")
+        # Every 5th hello fails: 80 % over whole cycles, off by at most one request of the
+        # ~250 a 5 s sample covers when the window does not end on a cycle (79.87 % seen).
+        assert hello_rate is not None and hello_rate.endswith("%")
+        assert abs(float(hello_rate.rstrip("%")) - 80.0) < 1.0, hello_rate
         clients = page.eval_on_selector_all("#clients-outgoing tbody tr", "rows => rows.length")
         assert clients == 2
         # The resilience columns (issue 7) render with data, also on a phone, and the
