@@ -11,8 +11,9 @@ Kubernetes SD) and a Grafana stand-in serving the rendered dashboards run as hos
 for their smoke pods.
 
 What podman 4.3 needs changed in the rendered specs, done in `image_podman.for_podman`,
-`image_podman.annotations_for_podman` and `mesh_config_for_podman` and nowhere else
-(test_spec_changes_are_only_the_listed_ones checks the list):
+`image_podman.annotations_for_podman`, `mesh_config_for_podman` and the replicas of the
+sample Deployments, and nowhere else (test_spec_changes_are_only_the_listed_ones checks the
+list):
 
 1. `hostNetwork: true` on every pod: the host's network namespace, each pod listening on
    its own loopback address; no bridge network, nothing reaches outside.
@@ -36,6 +37,13 @@ What podman 4.3 needs changed in the rendered specs, done in `image_podman.for_p
    are the node's ports anyway (the mesh's hostPort 4140 included).
 8. The mesh pod's `checksum/config` annotation dropped: podman 4.3 holds annotation values
    to the 63-character limit of label values (a sha256 has 64).
+9. Init containers (the mesh's `check-config`) run by the test with `podman run`, on the
+   same image and the ConfigMap's config, before the pod is played: podman 4.3's `kube
+   play` fails to remove a finished init container ("cannot remove container ... as it is
+   running") and never starts the pod.  test_check_config_init_container_passes checks
+   what it printed.
+10. The hello and world Deployments played with 1 replica (the chart's default is 3, as
+    in the article): on one host network every replica would bind the same address.
 
 podman runs with `runc`, cgroupfs, file events and explicit ulimits (a private
 containers.conf; see image_podman.CONTAINERS_CONF).  Needs root (skipped otherwise) and
@@ -73,6 +81,7 @@ from image_podman import (
     existing_build,
     for_podman,
     pod_from_template,
+    run_init_containers,
 )
 from l5d_testing import Processes, free_port, port_open, wait_for_port, wait_until
 
@@ -128,6 +137,7 @@ class Cluster:
     subnet: str
     hosts_file: Path
     changes: dict[str, list[str]] = field(default_factory=dict)
+    init_outputs: list[str] = field(default_factory=list)
 
     def ip(self, n: int) -> str:
         return f"{self.subnet}.{n}"
@@ -253,6 +263,13 @@ def start_cluster(tmp: Path, processes: Processes, podman: Podman) -> Cluster:
         find(docs, "ConfigMap", f"{FULLNAME}-config"), node_ip
     )
     cluster.changes["mesh"] += config_changes + annotations_for_podman(mesh_pod["metadata"])
+    # The check-config init container, on the image and the ConfigMap the pod gets.
+    cluster.init_outputs = run_init_containers(
+        podman,
+        ds["spec"]["template"]["spec"],
+        {"/config/linkerd.yaml": configmap["data"]["linkerd.yaml"]},
+        tmp,
+    )
     podman.play("mesh", [configmap, mesh_pod])
 
     # The sample app's Deployments.
@@ -262,6 +279,11 @@ def start_cluster(tmp: Path, processes: Processes, podman: Podman) -> Cluster:
         deployment["spec"]["template"]["spec"], cluster.changes[name] = for_podman(
             spec, cluster.fields(f"{name}-pod", cluster.ip(n)), cluster.ip(n), hosts_file
         )
+        # 10. One replica: every replica would be a pod on the same loopback address and
+        #     port (the chart runs 3, as the article), and podman has no scheduler.
+        if deployment["spec"].get("replicas", 1) != 1:
+            cluster.changes[name].append(f"replicas {deployment['spec']['replicas']} -> 1")
+            deployment["spec"]["replicas"] = 1
         podman.play(name, [deployment])
 
     def ready() -> bool:
@@ -503,6 +525,13 @@ def test_helm_test_pod_grafana_passes(cluster: Cluster) -> None:
     assert "PASS grafana" in out, out
 
 
+def test_check_config_init_container_passes(cluster: Cluster) -> None:
+    """The DaemonSet's check-config init container ran on the image and the rendered config
+    and found it valid (the pod would not start otherwise)."""
+    (output,) = cluster.init_outputs
+    assert output.strip().splitlines()[-1].startswith("ok"), output
+
+
 def test_spec_changes_are_only_the_listed_ones(cluster: Cluster) -> None:
     """Every change made for podman is one of those the module docstring lists."""
     allowed = [
@@ -519,6 +548,8 @@ def test_spec_changes_are_only_the_listed_ones(cluster: Cluster) -> None:
         r"ConfigMap: router \w+ server ip 0\.0\.0\.0 -> pod IP",
         r"annotation checksum/config dropped",
         r"\w+: ports list dropped",
+        r"[\w-]+: init container run by the test before the pod",
+        r"replicas \d+ -> 1",
     ]
     assert {"mesh", "hello", "world-v1", "smoke-mesh"} <= set(cluster.changes)
     for pod, changes in cluster.changes.items():
@@ -540,6 +571,7 @@ def test_spec_changes_are_only_the_listed_ones(cluster: Cluster) -> None:
             "ConfigMap: router incoming server ip 0.0.0.0 -> pod IP",
             "annotation checksum/config dropped",
             "l5d: ports list dropped",
+            "check-config: init container run by the test before the pod",
         }
     )
 
