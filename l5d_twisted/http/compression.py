@@ -166,6 +166,14 @@ class CompressionFilter(Filter[Request, Response]):
         headers.remove(b"content-encoding")
         headers.remove(b"content-length")
         headers.add(b"Content-Encoding", b"gzip")
+        # The answer now depends on Accept-Encoding: a shared cache between the mesh and its
+        # clients must not hand this gzip body to a client that did not ask for it (RFC 9110
+        # 12.5.5).
+        vary = b", ".join(headers.remove(b"vary"))
+        tokens = {t.strip().lower() for t in vary.split(b",")}
+        if b"*" not in tokens and b"accept-encoding" not in tokens:
+            vary = vary + b", Accept-Encoding" if vary.strip() else b"Accept-Encoding"
+        headers.add(b"Vary", vary)
         return response
 
 

@@ -63,6 +63,18 @@ def test_default_compresses_textual_responses_with_gzip() -> None:
     assert len(out.body.data) == len(compressor.compress(TEXT) + compressor.flush())
 
 
+def test_a_compressed_response_varies_on_accept_encoding() -> None:
+    assert _through(-1, _text()).headers.get_all(b"vary") == [b"Accept-Encoding"]
+    kept = _text()
+    kept.headers.add(b"Vary", b"Origin")
+    assert _through(-1, kept).headers.get_all(b"vary") == [b"Origin, Accept-Encoding"]
+    already = _text()
+    already.headers.add(b"Vary", b"accept-encoding")
+    assert _through(-1, already).headers.get_all(b"vary") == [b"accept-encoding"]
+    # Not compressed (no Accept-Encoding from the client): no Vary added by the mesh.
+    assert _through(-1, _text(), accept=None).headers.get_all(b"vary") == []
+
+
 def test_default_leaves_binary_types_alone_and_levels_1_9_compress_all() -> None:
     assert _through(-1, _text(b"image/png")).headers.get(b"content-encoding") is None
     out = _through(9, _text(b"image/png"))
