@@ -40,7 +40,13 @@ from twisted.logger import Logger
 from l5d_twisted.config.schema import knob
 from l5d_twisted.context import PluginContext
 from l5d_twisted.k8s.api import KubernetesApi
-from l5d_twisted.k8s.namer import MAX_NAMES, MAX_NAMESPACES, NamespaceLimit, make_api
+from l5d_twisted.k8s.namer import (
+    MAX_NAMES,
+    MAX_NAMESPACES,
+    NamespaceLimit,
+    make_api,
+    parse_service_path,
+)
 from l5d_twisted.k8s.objects import (
     EndpointInfo,
     MalformedObject,
@@ -57,8 +63,6 @@ from l5d_twisted.registry import NAMERS
 
 log = Logger()
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _INGRESS_HOST = re.compile(r"^[A-Za-z0-9.:\-]{1,253}$")  # an IP (v4, v6) or a DNS name
 MAX_INGRESS = 64  # addresses kept per Service
 
@@ -214,17 +218,10 @@ class K8sExternalNamer:
         return watcher
 
     def _key(self, path: Path) -> tuple[_Key, int] | None:
-        needed = 4 if self.label_selector else 3
-        if len(path) < needed:
+        parsed = parse_service_path(path, with_label=bool(self.label_selector), lowercase=True)
+        if parsed is None:
             return None
-        namespace, port, service = path[0].lower(), path[1].lower(), path[2].lower()
-        label_value = path[3] if self.label_selector else None
-        if not (_DNS_LABEL.match(namespace) and _DNS_LABEL.match(service)):
-            return None
-        if not (port.isdigit() or _DNS_LABEL.match(port)):
-            return None
-        if label_value is not None and not _LABEL_VALUE.match(label_value):
-            return None
+        (namespace, port, service, label_value), needed = parsed
         return _Key(namespace, port, service, label_value), needed
 
     def lookup(self, path: Path) -> Var[State]:

@@ -90,6 +90,29 @@ class K8sNamerConfig:
     )
 
 
+def parse_service_path(
+    path: Path, with_label: bool, lowercase: bool = False
+) -> tuple[tuple[str, str, str, str | None], int] | None:
+    """``/<namespace>/<port>/<service>[/<label value>]`` (the label value only when the namer
+    has a labelSelector) as its parts and how many segments they took, or None when the
+    path is too short or a part is not a valid Kubernetes name; ``lowercase`` first, as
+    io.l5d.k8s.external does (linkerd 1 lower-cased there)."""
+    needed = 4 if with_label else 3
+    if len(path) < needed:
+        return None
+    namespace, port, service = path[0], path[1], path[2]
+    if lowercase:
+        namespace, port, service = namespace.lower(), port.lower(), service.lower()
+    label_value = path[3] if with_label else None
+    if not (_DNS_LABEL.match(namespace) and _DNS_LABEL.match(service)):
+        return None
+    if not (port.isdigit() or _DNS_LABEL.match(port)):
+        return None
+    if label_value is not None and not _LABEL_VALUE.match(label_value):
+        return None
+    return (namespace, port, service, label_value), needed
+
+
 @dataclass(frozen=True)
 class _NameKey:
     namespace: str
@@ -229,17 +252,10 @@ class K8sNamer:
         return watcher
 
     def _key(self, path: Path) -> tuple[_NameKey, int] | None:
-        needed = 4 if self.label_selector else 3
-        if len(path) < needed:
+        parsed = parse_service_path(path, with_label=bool(self.label_selector))
+        if parsed is None:
             return None
-        namespace, port, service = path[0], path[1], path[2]
-        label_value = path[3] if self.label_selector else None
-        if not (_DNS_LABEL.match(namespace) and _DNS_LABEL.match(service)):
-            return None
-        if not (port.isdigit() or _DNS_LABEL.match(port)):
-            return None
-        if label_value is not None and not _LABEL_VALUE.match(label_value):
-            return None
+        (namespace, port, service, label_value), needed = parsed
         return _NameKey(namespace, port, service, label_value), needed
 
     def lookup(self, path: Path) -> Var[State]:
