@@ -4,7 +4,10 @@
   finds none free waits in FIFO order, up to ``max_waiters`` waiting (then
   ``errors.Overloaded``, retryable).
 * Idle connections are reused most-recent first (warm ones; the cold ones expire) and closed
-  after ``idle_time_s``, except that ``min_size`` connections are kept.
+  after ``idle_time_s`` (up to a tenth of it, at most 1 s, later), except that ``min_size``
+  connections are kept.  One :class:`IdleReaper` per reactor and idle time closes them for
+  every pool: one timer, however many pools (10,000 names meant 10,000 timers), visiting
+  only connections that are due, in batches between which the reactor serves I/O.
 * ``max_idle_per_client`` (:class:`IdleBudget`): the pools of one client keep at most that
   many idle connections between them; past it the one idle the longest is closed (this cap
   wins over ``min_size``).
@@ -20,6 +23,7 @@ protocol) carries one exchange at a time.  Nothing in it reads HTTP.
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +73,88 @@ class IdleBudget:
 
     def unpark(self, conn: Any) -> None:
         self._idle.pop(conn, None)
+
+
+class IdleReaper:
+    """Closes idle connections ``idle_time_s`` after they became idle, for every pool of
+    one reactor with that idle time.
+
+    Connections are queued in the order they became idle, which is the order they are due
+    (one idle time for the whole queue); taking one out is O(1).  One timer, set for the
+    first due; when it fires it closes what is due, at most ``BATCH`` per reactor turn (the
+    rest in the next turns, I/O in between), and the next firing is at least ``gap_s``
+    later, so that connections idle since nearby moments are closed together rather than
+    each with a timer of its own.  Nothing runs while nothing is idle.
+    """
+
+    BATCH = 64
+
+    __slots__ = ("idle_time_s", "gap_s", "_reactor", "_idle", "_call", "__weakref__")
+
+    def __init__(self, reactor: Any, idle_time_s: float) -> None:
+        self.idle_time_s = idle_time_s
+        self.gap_s = min(1.0, idle_time_s / 10.0)
+        self._reactor = weakref.ref(reactor)  # (the registry is keyed by the reactor, weakly)
+        self._idle: OrderedDict[Any, ConnectionPool[Any]] = OrderedDict()
+        self._call: Any = None
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def park(self, pool: ConnectionPool[Any], conn: Any) -> None:
+        """``conn`` became idle now (``conn.idle_since``)."""
+        self._idle[conn] = pool
+        if self._call is None:
+            self._schedule(conn.idle_since + self.idle_time_s)
+
+    def unpark(self, conn: Any) -> None:
+        self._idle.pop(conn, None)  # (the timer stays: it finds less to do, or nothing)
+
+    def _schedule(self, at: float) -> None:
+        reactor = self._reactor()
+        if reactor is not None:
+            self._call = reactor.callLater(max(at - reactor.seconds(), 0.0), self._fire)
+
+    def _fire(self) -> None:
+        reactor = self._reactor()
+        if reactor is None:
+            return
+        self._call = _FIRING  # (a connection parked again meanwhile schedules nothing)
+        now = reactor.seconds()
+        cutoff = now - self.idle_time_s
+        idle = self._idle
+        done = 0
+        while idle:
+            conn = next(iter(idle))
+            if conn.idle_since > cutoff:
+                # the next due; connections idle since within gap_s of it go together
+                self._schedule(max(conn.idle_since + self.idle_time_s, now + self.gap_s))
+                return
+            if done == self.BATCH:
+                self._call = reactor.callLater(0, self._fire)  # the rest in the next turn
+                return
+            pool = idle.pop(conn)
+            pool._expire(conn, now)
+            done += 1
+        self._call = None
+
+
+_FIRING = object()
+
+# one reaper per (reactor, idle time); a reactor that goes away (a test's clock) takes its
+# reapers with it
+_reapers: weakref.WeakKeyDictionary[Any, dict[float, IdleReaper]] = weakref.WeakKeyDictionary()
+
+
+def idle_reaper(reactor: Any, idle_time_s: float) -> IdleReaper:
+    """The reaper closing idle connections after ``idle_time_s`` on ``reactor``."""
+    by_time = _reapers.get(reactor)
+    if by_time is None:
+        by_time = _reapers[reactor] = {}
+    reaper = by_time.get(idle_time_s)
+    if reaper is None:
+        reaper = by_time[idle_time_s] = IdleReaper(reactor, idle_time_s)
+    return reaper
 
 
 @dataclass(frozen=True)
@@ -152,7 +238,7 @@ class ConnectionPool(Generic[S]):
         self._idle: list[S] = []
         self._connecting = 0
         self._waiters: deque[Deferred[S]] = deque()
-        self._sweeper: Any = None
+        self._reaper = idle_reaper(reactor, settings.idle_time_s)
         self._closed = False
         self._close_waiters: list[Deferred[None]] = []
         self._connects = stats.counter("connects")
@@ -192,6 +278,7 @@ class ConnectionPool(Generic[S]):
         idle = self._idle
         while idle:
             conn = idle.pop()
+            self._reaper.unpark(conn)
             if self._budget is not None:
                 self._budget.unpark(conn)
             if conn.reusable:
@@ -265,8 +352,7 @@ class ConnectionPool(Generic[S]):
             return
         conn.idle_since = self.reactor.seconds()
         self._idle.append(conn)
-        if self._sweeper is None:
-            self._sweeper = self.reactor.callLater(self.settings.idle_time_s, self._sweep)
+        self._reaper.park(self, conn)
         if self._budget is not None:
             self._budget.park(self, conn)  # (may close this pool's or another's oldest idle one)
 
@@ -276,6 +362,7 @@ class ConnectionPool(Generic[S]):
             self._idle.remove(conn)
         except ValueError:
             return
+        self._reaper.unpark(conn)
         self._open.discard(conn)
         self._idle_capped.incr()
         conn.close_idle()
@@ -285,6 +372,7 @@ class ConnectionPool(Generic[S]):
         self._open.discard(conn)
         if conn in self._idle:
             self._idle.remove(conn)
+            self._reaper.unpark(conn)
             if self._budget is not None:
                 self._budget.unpark(conn)
         self._serve_waiters()
@@ -307,24 +395,21 @@ class ConnectionPool(Generic[S]):
         elif not isinstance(result, Failure):
             self.release(result)
 
-    def _sweep(self) -> None:
-        self._sweeper = None
-        now = self.reactor.seconds()
-        limit = self.settings.idle_time_s
-        keep: list[S] = []
-        # oldest first: they are the ones to expire
-        for conn in self._idle:
-            if now - conn.idle_since >= limit and len(self._open) > self.settings.min_size:
-                self._open.discard(conn)
-                if self._budget is not None:
-                    self._budget.unpark(conn)
-                conn.close_idle()
-            else:
-                keep.append(conn)
-        self._idle = keep
-        if keep:
-            oldest = min(c.idle_since for c in keep)
-            self._sweeper = self.reactor.callLater(max(limit - (now - oldest), 0.01), self._sweep)
+    def _expire(self, conn: S, now: float) -> None:
+        """The reaper: ``conn`` has been idle for the idle time (and is out of its queue)."""
+        if len(self._open) <= self.settings.min_size:
+            # kept (minSize): looked at again one idle time from now
+            conn.idle_since = now
+            self._reaper.park(self, conn)
+            return
+        try:
+            self._idle.remove(conn)  # (the oldest: at the front)
+        except ValueError:
+            return
+        self._open.discard(conn)
+        if self._budget is not None:
+            self._budget.unpark(conn)
+        conn.close_idle()
 
     # -- closing -------------------------------------------------------------------------
 
@@ -340,12 +425,10 @@ class ConnectionPool(Generic[S]):
         idle, self._idle = self._idle, []
         for conn in idle:
             self._open.discard(conn)
-            if self._budget is not None:
-                self._budget.unpark(conn)  # (the budget holds this pool while it has idle ones)
+            self._reaper.unpark(conn)  # (the reaper and the budget hold this pool while it
+            if self._budget is not None:  # has idle connections)
+                self._budget.unpark(conn)
             conn.close_idle()
-        if self._sweeper is not None and self._sweeper.active():
-            self._sweeper.cancel()
-        self._sweeper = None
         # no connection is made from now on; the factory (a closure over the pool's owner,
         # which holds the pool) would keep them in a reference cycle
         self._protocol_factory = _closed_factory
