@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+PROBE = Path(__file__).resolve().parent / "names_probe.py"
 BACKEND = REPO / "tests" / "http" / "backend.py"
 HOST = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -204,7 +205,11 @@ class Proxy:
         if telemetry:
             config["telemetry"] = telemetry
         (work / "l5d.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        launcher = ["-c", GC_PROBE] if args.gc_probe else ["-m", "l5d_twisted"]
+        if args.probe:
+            launcher = [str(PROBE)]
+            self.env["PROBE_DIR"] = str(work)
+        else:
+            launcher = ["-c", GC_PROBE] if args.gc_probe else ["-m", "l5d_twisted"]
         self.proxy = self._start(
             "l5d",
             sys.executable,
@@ -247,6 +252,20 @@ class Proxy:
             time.sleep(0.1)
         raise RuntimeError("no GC-PROBE line")
 
+    def probe(self, *commands: str) -> list[dict[str, Any]]:
+        """Answers of ``names_probe.py`` to ``commands`` (``--probe``)."""
+        out = self.work / "out.jsonl"
+        seen = len(out.read_text().splitlines()) if out.exists() else 0
+        (self.work / "cmd").write_text("\n".join(commands) + "\n")
+        os.kill(self.proxy.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            lines = out.read_text().splitlines() if out.exists() else []
+            if len(lines) >= seen + len(commands) and not (self.work / "cmd").exists():
+                return [json.loads(x) for x in lines[seen:]]
+            time.sleep(0.05)
+        raise RuntimeError(f"the probe did not answer {commands}")
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
@@ -275,6 +294,70 @@ def route_all(client: Client, names: list[str]) -> list[float]:
             raise RuntimeError(f"{name}: {status}")
         latencies.append(ms)
     return latencies
+
+
+def route_timed(client: Client, names: list[str]) -> list[tuple[float, float]]:
+    """(wall-clock start, latency ms) of each request: to set against the probe's records."""
+    out = []
+    for name in names:
+        t = time.time()
+        status, ms = client.get(name)
+        if status != 200:
+            raise RuntimeError(f"{name}: {status}")
+        out.append((t, ms))
+    return out
+
+
+def probe_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """Collections per generation (count, max and total ms) and busy reactor iterations."""
+    out: dict[str, Any] = {}
+    for gen in (0, 1, 2):
+        events = [e for e in stats["gc"] if e["gen"] == gen]
+        if events:
+            out[f"gc{gen}"] = {
+                "n": len(events),
+                "max_ms": max(e["ms"] for e in events),
+                "max_cpu_ms": max(e["cpu_ms"] for e in events),
+                "total_ms": round(sum(e["ms"] for e in events), 1),
+            }
+    busy = stats["busy"]
+    out["iterations"] = stats["iterations"]
+    out["busy_ms_total"] = round(stats["busy_total_ms"], 1)
+    out["busy_over_1ms"] = len(busy)
+    out["busy_over_5ms"] = sum(1 for b in busy if b["ms"] >= 5)
+    if busy:
+        worst = max(busy, key=lambda b: b["ms"])
+        out["busy_max"] = worst
+    return out
+
+
+def slow_requests(
+    timed: list[tuple[float, float]], stats: dict[str, Any], over_ms: float
+) -> dict[str, Any]:
+    """The requests slower than ``over_ms``, each with the busy iterations (and their GC)
+    and collections that overlapped it."""
+    slow = []
+    for t, ms in timed:
+        if ms < over_ms:
+            continue
+        end = t + ms / 1000
+        busy = [b for b in stats["busy"] if b["t"] < end and b["t"] + b["ms"] / 1000 > t]
+        gcs = [e for e in stats["gc"] if e["t"] < end and e["t"] + e["ms"] / 1000 > t]
+        slow.append(
+            {
+                "ms": round(ms, 2),
+                "busy_ms": round(sum(b["ms"] for b in busy), 2),
+                "busy_cpu_ms": round(sum(b["cpu_ms"] for b in busy), 2),
+                "gc": [(e["gen"], e["ms"]) for e in gcs],
+            }
+        )
+    slow.sort(key=lambda x: -x["ms"])
+    return {
+        "n": len(slow),
+        "with_gc": sum(1 for x in slow if x["gc"]),
+        "with_busy": sum(1 for x in slow if x["busy_ms"]),
+        "worst": slow[:12],
+    }
 
 
 def bind_summary(latencies: list[float]) -> dict[str, float]:
@@ -326,6 +409,17 @@ def main() -> None:
         action="store_true",
         help="full collections on SIGUSR2, counted (see GC_PROBE)",
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="run the proxy under names_probe.py: GC pauses, busy reactor iterations, memory",
+    )
+    parser.add_argument(
+        "--py-spy-idle", default=None, help="py-spy record the proxy's idle window into this file"
+    )
+    parser.add_argument(
+        "--trim", action="store_true", help="with --probe: malloc_trim(0) after expiry"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"names": args.names, "uptime_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="l5d-names-") as tmp:
@@ -340,7 +434,14 @@ def main() -> None:
             cpu0 = cpu_s(pid)
             t0 = time.perf_counter()
             phase(f"round 1: {args.names} names (proxy pid {pid})")
+            round1_t0 = time.monotonic()
             round1 = route_all(client, names)
+            sent_at, elapsed = {}, round1_t0
+            for name, ms in zip(names, round1):
+                elapsed += ms / 1000
+                sent_at[name] = elapsed
+            if args.probe:
+                result["probe_round1"] = probe_summary(proxy.probe("stats")[0])
             result["round1"] = bind_summary(round1) | {
                 "wall_s": time.perf_counter() - t0,
                 "proxy_cpu_ms_per_name": (cpu_s(pid) - cpu0) * 1000 / args.names,
@@ -350,18 +451,64 @@ def main() -> None:
                 (result["rss_round1_mb"] - result["rss_start_mb"]) * 1024 / args.names
             )
             rng = random.Random(17)
-            revisits = route_all(client, [rng.choice(names) for _ in range(args.revisits)])
+            chosen = [rng.choice(names) for _ in range(args.revisits)]
+            revisit_t0 = time.monotonic()
+            timed = route_timed(client, chosen)
+            revisits = [ms for _, ms in timed]
             result["revisit"] = {"p50_ms": pct(revisits, 0.5), "p99_ms": pct(revisits, 0.99)}
+            # a name sent in the last 9 s still has its pooled connection (idleTimeMs 10 s);
+            # the others connect again (the backend starts a thread per connection)
+            warm = [ms for name, ms in zip(chosen, revisits) if revisit_t0 - sent_at[name] < 9]
+            cold = [ms for name, ms in zip(chosen, revisits) if revisit_t0 - sent_at[name] >= 9]
+            for label, values in (("with_connection", warm), ("reconnecting", cold)):
+                if values:
+                    result["revisit"][label] = {
+                        "n": len(values),
+                        "p50_ms": pct(values, 0.5),
+                        "p99_ms": pct(values, 0.99),
+                    }
+            if args.probe:
+                stats = proxy.probe("stats")[0]
+                result["probe_revisit"] = probe_summary(stats)
+                result["revisit_slow"] = slow_requests(timed, stats, 2.0)
             result["prometheus"] = scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
             result["metrics_json"] = scrapes(proxy, "/admin/metrics.json", args.scrapes)
             client.close()
             time.sleep(2.0)
             cpu0, t0 = cpu_s(pid), time.monotonic()
             phase(f"idle for {args.idle} s")
+            if args.probe:
+                proxy.probe("stats")
+            spy = None
+            if args.py_spy_idle:
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "-p",
+                        str(pid),
+                        "-d",
+                        str(int(args.idle)),
+                        "-r",
+                        "200",
+                        "--format",
+                        "raw",
+                        "-o",
+                        args.py_spy_idle,
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             time.sleep(args.idle)
             result["idle_cpu_pct"] = 100 * (cpu_s(pid) - cpu0) / (time.monotonic() - t0)
+            if spy is not None:
+                spy.wait(30)
+            if args.probe:
+                result["probe_idle"] = probe_summary(proxy.probe("stats")[0])
+                result["mem_before_expiry"] = proxy.probe("mem")[0]
             result["rss_before_expiry_mb"] = rss_kb(pid) / 1024
-            if not args.legacy:
+            if not args.legacy and args.rounds >= 2:
                 phase("waiting for expiry")
                 deadline = time.monotonic() + 2.5 * args.ttl + 30
                 series = service_series(proxy)
@@ -372,6 +519,11 @@ def main() -> None:
                 result["expired_s"] = round(time.monotonic() - t0, 1)
                 result["service_series_left"] = series
                 result["rss_after_expiry_mb"] = rss_kb(pid) / 1024
+                if args.probe:
+                    result["probe_expiry"] = probe_summary(proxy.probe("stats")[0])
+                    result["mem_after_expiry"] = proxy.probe("mem")[0]
+                    if args.trim:
+                        result["trim_after_expiry"] = proxy.probe("trim")[0]
                 if args.gc_probe:
                     found, ms = proxy.gc_probe()
                     result["gc_after_expiry"] = {"unreachable": found, "ms": ms}
@@ -386,6 +538,9 @@ def main() -> None:
                 scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
                 scrapes(proxy, "/admin/metrics.json", args.scrapes)
                 result["rss_round2_mb"] = rss_kb(pid) / 1024
+                if args.probe:
+                    result["probe_round2"] = probe_summary(proxy.probe("stats")[0])
+                    result["mem_round2"] = proxy.probe("mem")[0]
                 if args.gc_probe:
                     found, ms = proxy.gc_probe()
                     result["gc_after_round2"] = {"unreachable": found, "ms": ms}
