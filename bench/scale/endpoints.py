@@ -327,6 +327,14 @@ def changes(args: argparse.Namespace, endpoints: int) -> dict[str, Any]:
             c1, t1 = cpu_s(pid), time.monotonic()
             idle_points = (c1 - c0) / (t1 - t0) * 100.0
             n = int(args.rate * args.changes_for)
+            spy = None
+            if args.py_spy:  # (its sampling costs the mesh some CPU: for where, not how much)
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+                    + ["--output", args.py_spy, "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             start = time.monotonic()
             for i in range(n):
                 due = start + i / args.rate
@@ -339,6 +347,9 @@ def changes(args: argparse.Namespace, endpoints: int) -> dict[str, Any]:
                 setup.patch(k, setup.slices[k])
             late = time.monotonic() - (start + (n - 1) / args.rate)
             c2, t2 = cpu_s(pid), time.monotonic()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             rss_after = rss_kb(pid)
             busy_points = (c2 - c1) / (t2 - t1) * 100.0
             want_adds = before.get("adds", 0) + n
@@ -543,6 +554,9 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=100, help="maxIdlePerClient for p2c/ewma")
     parser.add_argument("--no-cap", action="store_true", help="skip the capped runs")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--py-spy", help="changes: py-spy's collapsed stacks of the mesh while changing, here"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"load_before": uptime()}
     if args.only == "inprocess":

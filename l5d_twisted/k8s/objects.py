@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import compress
+from itertools import chain, compress
 from operator import ne
 from typing import Any, NamedTuple
 
@@ -71,6 +71,22 @@ class ServiceShard:
             if k == key:
                 return v
         return None
+
+
+class ParsedEntries:
+    """An endpoint list already read entry by entry, standing in for the decoded JSON list
+    (``endpoints`` of a slice, ``addresses`` / ``notReadyAddresses`` of a subset): what
+    :mod:`l5d_twisted.k8s.linediff` gives for a large object's watch line, reusing the
+    previous version's entries that did not change.  ``parsed[i]`` is what entry ``i``
+    gave (:func:`slice_entry`, :func:`endpoints_address`)."""
+
+    __slots__ = ("parsed",)
+
+    def __init__(self, parsed: list[tuple[EndpointInfo, ...]]) -> None:
+        self.parsed = parsed
+
+    def endpoints(self) -> Iterable[EndpointInfo]:
+        return chain.from_iterable(self.parsed)
 
 
 # --- field helpers -----------------------------------------------------------------------
@@ -157,24 +173,36 @@ def parse_endpoints(obj: Any) -> ServiceShard:
     for i, raw in enumerate(_list(body.get("subsets"), "subsets")):
         raw = _dict(raw, f"subsets[{i}]")
         ports = _ports(raw.get("ports"), f"subsets[{i}].ports")
-        endpoints = []
+        endpoints: list[EndpointInfo] = []
         for key, ready in (("addresses", True), ("notReadyAddresses", False)):
-            for j, addr in enumerate(_list(raw.get(key), f"subsets[{i}].{key}")):
-                where = f"subsets[{i}].{key}[{j}]"
-                addr = _dict(addr, where)
-                ip = _opt_str(addr.get("ip"), f"{where}.ip")
-                if not ip:
-                    raise MalformedObject(f"{where} has no ip")
-                endpoints.append(
-                    EndpointInfo(
-                        ip=ip,
-                        ready=ready,
-                        node_name=_opt_str(addr.get("nodeName"), f"{where}.nodeName"),
-                        pod_name=_target_pod(addr.get("targetRef"), f"{where}.targetRef"),
-                    )
-                )
+            entries = raw.get(key)
+            if type(entries) is ParsedEntries:
+                endpoints.extend(entries.endpoints())
+                continue
+            for j, addr in enumerate(_list(entries, f"subsets[{i}].{key}")):
+                try:
+                    endpoints.extend(endpoints_address(addr, ready))
+                except MalformedObject as e:
+                    raise MalformedObject(f"subsets[{i}].{key}[{j}]{e}") from None
         subsets.append(Subset(ports, tuple(endpoints)))
     return ServiceShard(name, name, labels, tuple(subsets))
+
+
+def endpoints_address(raw: Any, ready: bool) -> tuple[EndpointInfo]:
+    """One entry of a v1 subset's ``addresses`` (``ready``) or ``notReadyAddresses``; a
+    MalformedObject's message starts with the field path below the entry."""
+    addr = _dict(raw, "")
+    ip = _opt_str(addr.get("ip"), ".ip")
+    if not ip:
+        raise MalformedObject(" has no ip")
+    return (
+        EndpointInfo(
+            ip=ip,
+            ready=ready,
+            node_name=_opt_str(addr.get("nodeName"), ".nodeName"),
+            pod_name=_target_pod(addr.get("targetRef"), ".targetRef"),
+        ),
+    )
 
 
 def parse_endpoint_slice(obj: Any) -> ServiceShard:
@@ -188,14 +216,26 @@ def parse_endpoint_slice(obj: Any) -> ServiceShard:
         # FQDN slices name hosts, not IPs; a proxy cannot use them as endpoints.
         return ServiceShard(name, service, labels, ())
     ports = _ports(body.get("ports"), "ports")
+    entries = body.get("endpoints")
+    if type(entries) is ParsedEntries:
+        return ServiceShard(name, service, labels, (Subset(ports, tuple(entries.endpoints())),))
     endpoints: list[EndpointInfo] = []
-    for i, raw in enumerate(_list(body.get("endpoints"), "endpoints")):
+    for i, raw in enumerate(_list(entries, "endpoints")):
         try:
             if not _well_formed_endpoint(raw, endpoints):
                 _slice_endpoint(raw, endpoints)
         except MalformedObject as e:  # where it is, worded only for the malformed one
             raise MalformedObject(f"endpoints[{i}]{e}") from None
     return ServiceShard(name, service, labels, (Subset(ports, tuple(endpoints)),))
+
+
+def slice_entry(raw: Any) -> tuple[EndpointInfo, ...]:
+    """One entry of a slice's ``endpoints`` (one EndpointInfo per address); a
+    MalformedObject's message starts with the field path below the entry."""
+    into: list[EndpointInfo] = []
+    if not _well_formed_endpoint(raw, into):
+        _slice_endpoint(raw, into)
+    return tuple(into)
 
 
 _new_endpoint = tuple.__new__  # EndpointInfo(...) goes through a Python __new__

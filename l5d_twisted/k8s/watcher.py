@@ -32,6 +32,7 @@ from twisted.logger import Logger
 
 from l5d_twisted.k8s.api import ApiError, KubernetesApi, WatchHandle
 from l5d_twisted.k8s.backoff import JitteredBackoff
+from l5d_twisted.k8s.linediff import ENDPOINTS_LINES, SLICE_LINES, LineDiff, Spec
 from l5d_twisted.k8s.objects import (
     MalformedObject,
     ServiceShard,
@@ -50,14 +51,18 @@ class ResourceKind:
     name: str
     path: str  # with {namespace}
     parse: Callable[[Any], ServiceShard]
+    lines: Spec | None = None  # the endpoint lists a large object's lines are diffed by
 
 
 ENDPOINT_SLICES = ResourceKind(
     "endpointslices",
     "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
     parse_endpoint_slice,
+    SLICE_LINES,
 )
-ENDPOINTS = ResourceKind("endpoints", "/api/v1/namespaces/{namespace}/endpoints", parse_endpoints)
+ENDPOINTS = ResourceKind(
+    "endpoints", "/api/v1/namespaces/{namespace}/endpoints", parse_endpoints, ENDPOINTS_LINES
+)
 SERVICES = ResourceKind("services", "/api/v1/namespaces/{namespace}/services", parse_service)
 
 
@@ -117,6 +122,7 @@ class NamespaceWatcher:
         self._events_in_watch = 0
         self._gone_streak = 0
         self._resync_call: Any = None
+        self._line_diff: LineDiff | None = None
         self._stats = stats
         self._malformed = stats.counter("malformed")
         self._relists = stats.counter("lists")
@@ -272,6 +278,8 @@ class NamespaceWatcher:
         metadata = body.get("metadata")
         rv = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
         self.resource_version = rv if isinstance(rv, str) and rv else None
+        if self._line_diff is not None:
+            self._line_diff.keep_only(fresh)
         self._replace_all(fresh)
         self._need_list = False
         self._backoff.reset()
@@ -355,9 +363,20 @@ class NamespaceWatcher:
             )
             return None
 
+    def _lines(self) -> LineDiff | None:
+        diff = self._line_diff
+        if diff is None or diff.spec is not self.kind.lines:
+            spec = self.kind.lines
+            diff = self._line_diff = LineDiff(spec) if spec is not None else None
+        return diff
+
     def _on_line(self, line: bytes) -> None:
         try:
-            event = json.loads(line)
+            diff = self._lines()
+            # (a large object's endpoint lists read only where they changed; else as usual)
+            event = diff.decode(line) if diff is not None else None
+            if event is None:
+                event = json.loads(line)
             if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
                 raise ValueError("not a watch event object")
             kind = event.get("type")
@@ -400,6 +419,8 @@ class NamespaceWatcher:
             metadata = obj.get("metadata")
             name = metadata.get("name") if isinstance(metadata, dict) else None
             old = self._objects.pop(name, None) if isinstance(name, str) else None
+            if isinstance(name, str) and self._line_diff is not None:
+                self._line_diff.forget(name)
             if old is not None:
                 self._unindex(old)
                 self._notify({old.service})
