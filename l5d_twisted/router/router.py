@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ from . import headers as h
 from . import trust
 from .classify import ContextClassifier
 from .client import BoundClient
+from .expiry import ExpiryWheel
 from .lru import SecondChanceQueue
 from .route import BindingService
 from .stacks import RouterStacks, StackParams
@@ -149,9 +151,16 @@ class Router(Service[Request, Response]):
         self.own_addresses = own_addresses if own_addresses is not None else trust.OwnAddresses()
         self.loop_id = secrets.token_hex(8).encode("ascii")
         self._loop_markers: dict[bytes, bytes] = {}  # per l5d-dst-service value
+        # which routes and clients the idle sweep looks at next, by when they could expire
+        interval = sweep_interval(self._idle_ttl_s)
+        started = reactor.seconds()
+        self._route_expiry: ExpiryWheel[tuple[Path, str]] = ExpiryWheel(interval, started)
+        self._client_expiry: ExpiryWheel[BoundName] = ExpiryWheel(interval, started)
+        self._expired: deque[tuple[bool, Any]] = deque()  # (is a route, key) to evict
+        self._evicting: Any = None  # the next turn's batch of them
         self._sweeper = LoopingCall(self._sweep_idle)
         self._sweeper.clock = reactor
-        self._sweeper.start(sweep_interval(self._idle_ttl_s), now=False)
+        self._sweeper.start(interval, now=False)
 
     # -- the request path ----------------------------------------------------------
     def __call__(self, request: Request) -> Deferred[Response]:
@@ -304,6 +313,7 @@ class Router(Service[Request, Response]):
         self._routes[key] = route
         self._binders[key] = binder
         queue.add(key)
+        self._route_expiry.file(key, binder.last_used + self._idle_ttl_s)
         return route
 
     def _client_for(self, bound: BoundName) -> Service[Request, Response]:
@@ -377,6 +387,7 @@ class Router(Service[Request, Response]):
         self._clients[bound] = client
         self._client_services[bound] = service
         self._client_queue.add(bound)
+        self._client_expiry.file(bound, client.last_used + self._idle_ttl_s)
         return service
 
     @staticmethod
@@ -389,14 +400,62 @@ class Router(Service[Request, Response]):
         except TlsConfigError as e:
             raise MeshError(f"client TLS for {bound.id.show()} is misconfigured: {e}") from None
 
+    # At most this many routes or clients are closed per reactor turn: expiring thousands of
+    # names at once (a burst of new names a TTL ago) must not stall requests for 100+ ms.
+    EVICTIONS_PER_TURN = 64
+
     def _sweep_idle(self) -> None:
-        cutoff = self._reactor.seconds() - self._idle_ttl_s
-        for key, binder in list(self._binders.items()):
-            if binder.last_used < cutoff:
-                self._evict_route(key)
-        for bound, client in list(self._clients.items()):
-            if client.last_used < cutoff and client.pending == 0:
-                self._evict_client(bound)
+        """Close the routes and clients idle for the TTL: only those filed as due are looked
+        at (:mod:`.expiry`); one used since is filed again under its new time."""
+        now = self._reactor.seconds()
+        ttl = self._idle_ttl_s
+        expired = self._expired
+        for key in self._route_expiry.take_due(now):
+            binder = self._binders.get(key)
+            if binder is None:
+                continue  # evicted by the cache bound meanwhile
+            if binder.last_used <= now - ttl:  # idle for the TTL
+                expired.append((True, key))
+            else:
+                self._route_expiry.file(key, binder.last_used + ttl)
+        for bound in self._client_expiry.take_due(now):
+            client = self._clients.get(bound)
+            if client is None:
+                continue
+            if client.last_used <= now - ttl and client.pending == 0:
+                expired.append((False, bound))
+            else:  # used since, or requests still in flight: looked at again later
+                self._client_expiry.file(bound, max(client.last_used + ttl, now))
+        if expired and self._evicting is None:
+            self._evict_expired()
+
+    def _evict_expired(self) -> None:
+        """Evict what the sweep found expired, a batch per reactor turn; each is checked
+        again, since a request may have used it between turns."""
+        self._evicting = None
+        now = self._reactor.seconds()
+        cutoff = now - self._idle_ttl_s
+        expired = self._expired
+        for _ in range(min(len(expired), self.EVICTIONS_PER_TURN)):
+            is_route, key = expired.popleft()
+            if is_route:
+                binder = self._binders.get(key)
+                if binder is None:
+                    continue
+                if binder.last_used <= cutoff:
+                    self._evict_route(key)
+                else:
+                    self._route_expiry.file(key, binder.last_used + self._idle_ttl_s)
+            else:
+                client = self._clients.get(key)
+                if client is None:
+                    continue
+                if client.last_used <= cutoff and client.pending == 0:
+                    self._evict_client(key)
+                else:
+                    self._client_expiry.file(key, max(client.last_used + self._idle_ttl_s, now))
+        if expired and self._sweeper.running:
+            self._evicting = self._reactor.callLater(0, self._evict_expired)
 
     def _evict_route(self, key: tuple[Path, str]) -> None:
         route = self._routes.pop(key)
@@ -437,6 +496,12 @@ class Router(Service[Request, Response]):
         ]
         self._binders.clear()
         self._routes.clear()
+        self._route_expiry.clear()
+        self._client_expiry.clear()
+        self._expired.clear()
+        if self._evicting is not None and self._evicting.active():
+            self._evicting.cancel()
+        self._evicting = None
         self._route_queue.clear()
         self._override_keys.clear()
         self._clients.clear()
