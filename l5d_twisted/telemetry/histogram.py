@@ -18,10 +18,12 @@ Two kinds of figures, on purpose:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 SUB_BUCKETS = 16
+_epochs = itertools.count(1)
 # Index of the bucket holding zero and negative values (below any frexp-derived index).
 _ZERO_INDEX = -(10**9)
 
@@ -60,7 +62,7 @@ def bucket_value(index: int) -> float:
     return (low + high) / 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Summary:
     """What a histogram shows when read."""
 
@@ -88,6 +90,7 @@ class Histogram:
         "_prev_min",
         "_prev_max",
         "group",
+        "epoch",
         "__weakref__",
     )
 
@@ -105,6 +108,10 @@ class Histogram:
         # The expiry group this histogram belongs to; held so the group lives while
         # anyone holds one of its metrics (see metrics.MetricsTree).
         self.group = group
+        # Changes whenever the window changes other than by ``add`` (which changes
+        # ``count``): unique across histograms, so (count, epoch) identifies what a
+        # summary shows (exposition caches rendered text by it; see prometheus.py).
+        self.epoch = next(_epochs)
 
     def add(self, value: float) -> None:
         # bucket_index() inlined: this is the hot path.
@@ -138,6 +145,7 @@ class Histogram:
         self._cur_sum = 0.0
         self._cur_min = math.inf
         self._cur_max = -math.inf
+        self.epoch = next(_epochs)
 
     def window(self) -> tuple[dict[int, int], float, float, float]:
         """The recent window: merged bucket counts, min, max and sum."""
@@ -149,8 +157,21 @@ class Histogram:
         return merged, low, high, self._prev_sum + self._cur_sum
 
     def summary(self) -> Summary:
-        merged, low, high, window_sum = self.window()
-        return summarize(merged, low, high, window_sum, self.count, self.sum)
+        cur, prev = self._cur, self._prev
+        if not prev or not cur:  # one period is empty: no merged copy needed
+            merged = cur or prev
+        else:
+            merged = dict(prev)
+            for index, n in cur.items():
+                merged[index] = merged.get(index, 0) + n
+        return summarize(
+            merged,
+            min(self._prev_min, self._cur_min),
+            max(self._prev_max, self._cur_max),
+            self._prev_sum + self._cur_sum,
+            self.count,
+            self.sum,
+        )
 
     @property
     def activity(self) -> int:
@@ -186,6 +207,7 @@ class Histogram:
             self._prev_min,
             self._prev_max,
         ) = state
+        self.epoch = next(_epochs)
 
 
 # count, sum, then (buckets, sum, min, max) of the current and the previous period.
@@ -217,6 +239,12 @@ def merge_states(states: list[HistogramState]) -> HistogramState:
     return (count, total, cur, cur_sum, cur_min, cur_max, prev, prev_sum, prev_min, prev_max)
 
 
+# The midpoint of every bucket met so far (bucket_value is two ldexp calls and a divmod;
+# a summary needs up to seven): at most ~34,000 indexes exist (every float exponent).
+_MIDPOINTS: dict[int, float] = {}
+_RANKED = tuple(q for q, _, _ in QUANTILES)
+
+
 def summarize(
     buckets: dict[int, int],
     low: float,
@@ -228,23 +256,36 @@ def summarize(
     """Percentiles etc. of a window's buckets (``low``/``high``: the exact min and max)."""
     window_count = sum(buckets.values())
     if window_count == 0:
-        return Summary(count, total, 0, 0.0, 0.0, 0.0, tuple(0.0 for _ in QUANTILES))
-    ordered = sorted(buckets.items())
-    percentiles = []
-    for quantile, _, _ in QUANTILES:
-        rank = max(1, math.ceil(quantile * window_count))
-        seen = 0
-        value = high
-        for index, n in ordered:
-            seen += n
-            if seen >= rank:
-                value = bucket_value(index)
+        return Summary(count, total, 0, 0.0, 0.0, 0.0, _ZEROS)
+    # One walk up the buckets for all quantiles (they are in increasing order).
+    ranks = [max(1, math.ceil(q * window_count)) for q in _RANKED]
+    percentiles: list[float] = []
+    rank = ranks[0]
+    wanted = len(ranks)
+    midpoints = _MIDPOINTS
+    seen = 0
+    for index in sorted(buckets):
+        seen += buckets[index]
+        while seen >= rank:
+            value = midpoints.get(index)
+            if value is None:
+                value = midpoints[index] = bucket_value(index)
+            # A bucket's midpoint may lie outside what was actually seen.
+            percentiles.append(low if value < low else high if value > high else value)
+            if len(percentiles) == wanted:
                 break
-        # A bucket's midpoint may lie outside what was actually seen.
-        percentiles.append(min(max(value, low), high))
+            rank = ranks[len(percentiles)]
+        else:
+            continue
+        break
+    while len(percentiles) < wanted:  # not reached: the last bucket holds rank window_count
+        percentiles.append(high)
     return Summary(
         count, total, window_count, low, high, window_sum / window_count, tuple(percentiles)
     )
+
+
+_ZEROS = tuple(0.0 for _ in QUANTILES)
 
 
 class SummaryMerge:

@@ -270,6 +270,9 @@ class MergedMetrics(MetricsTree):
             yield from list(group.items())
         yield from super().metrics()
 
+    def metric_groups(self) -> list[tuple[Name, dict[Name, TreeMetric]]]:
+        return list(self._merged.items()) + super().metric_groups()
+
     def get(self, *name: str) -> TreeMetric | None:
         found = self._by_name.get(tuple(name))
         return found if found is not None else super().get(*name)

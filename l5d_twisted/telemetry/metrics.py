@@ -292,6 +292,13 @@ class MetricsTree:
         for group in list(self._groups.values()):
             yield from list(group.metrics.items())
 
+    def metric_groups(self) -> list[tuple[Name, dict[Name, Metric]]]:
+        """Every live group's key (``()`` for the permanent one) and metrics, in the order
+        :meth:`metrics` reads them.  The dicts are the live ones: read each in one go.
+        (Exposition caches rendered text per group; see :mod:`.prometheus`.)"""
+        self._revive_dormant()
+        return [(group.key, group.metrics) for group in self._groups.values()]
+
     def get(self, *name: str) -> Metric | None:
         full = _normalise(name)
         group = self._groups.get(group_key(full))

@@ -33,6 +33,29 @@ def big_tree(services: int = 40) -> MetricsTree:
     return tree
 
 
+def odd_tree() -> MetricsTree:
+    """Escapes, non-finite values, big and small numbers, every kind of scope; no clash."""
+    tree = big_tree(5)
+    odd = tree.stats.scope("rt", "o", "service", 'svc/"quoted"\\back\nline')
+    odd.counter("requests").incr(3)
+    odd.stat("lat").add(1.5e9)
+    tree.stats.gauge("nan", fn=lambda: math.nan)
+    tree.stats.gauge("inf", fn=lambda: math.inf)
+    tree.stats.gauge("neg", fn=lambda: -1e-9)
+    tree.stats.gauge("minus_zero", fn=lambda: -0.0)
+    tree.stats.counter("big").incr(10**7)
+    tree.stats.stat("lat").add(1)
+    client = tree.stats.scope("rt", "o", "client", "#/io.l5d.fs/x")
+    client.scope("service", "svc/a").counter("requests").incr(2)
+    client.scope("service", "svc/b").counter("requests").incr(5)
+    client.scope("service", "svc/b").stat("request_latency_ms").add(4)
+    client.counter("requests").incr(7)
+    tree.stats.scope("rt", "o", "server", "127.0.0.1", "4140").counter("requests").incr(7)
+    tree.stats.scope("rt", "o", "server", "127.0.0.1", "4140").stat("lat").add(2)
+    tree.stats.scope("rt", "o", "bindcache", "path").counter("misses").incr()
+    return tree
+
+
 def varied_tree() -> MetricsTree:
     """Escapes, non-finite values, clashing names, big and small numbers."""
     tree = big_tree(5)
@@ -64,7 +87,9 @@ def test_prometheus_steps_make_the_same_bytes_as_one_go(
 ) -> None:
     monkeypatch.setattr(prometheus_module, "SAMPLES_PER_STEP", samples_per_step)
     monkeypatch.setattr(prometheus_module, "METRICS_PER_STEP", 2)
-    for tree in (varied_tree(), big_tree(), MetricsTree(Clock())):
+    monkeypatch.setattr(prometheus_module, "LINES_PER_PIECE", samples_per_step)
+    monkeypatch.setattr(prometheus_module, "UNITS_PER_STEP", samples_per_step)
+    for tree in (varied_tree(), odd_tree(), big_tree(), MetricsTree(Clock())):
         for prefix in ("", "l5d_"):
             assert (
                 render_in_steps(tree, prefix=prefix)
@@ -87,7 +112,11 @@ def test_metrics_json_steps_make_the_same_bytes_as_one_go(
                 assert b"".join(out) == metrics_json(tree, query, pretty), (query, pretty)
 
 
-def test_a_scrape_lets_the_reactor_run_other_calls_between_its_steps() -> None:
+def test_a_scrape_lets_the_reactor_run_other_calls_between_its_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(prometheus_module, "UNITS_PER_STEP", 50)
+    monkeypatch.setattr(prometheus_module, "LINES_PER_PIECE", 50)
     clock = Clock()
     tree = big_tree(200)
     exposition = PrometheusExposition(tree, process_metrics=False)
