@@ -79,7 +79,7 @@ def ips(n: int, block: int = 0) -> list[str]:
 
 def parsed(parse: Any, obj: Any) -> ServiceShard | str:
     try:
-        return parse(obj)  # type: ignore[no-any-return]
+        return parse(obj)
     except MalformedObject:
         return "malformed"
 
@@ -141,7 +141,7 @@ def test_it_reads_what_json_loads_reads_through_random_changes(
     parse = parse_endpoint_slice if kind == "slices" else parse_endpoints
     objects: dict[str, Any] = {}
     fast = 0
-    for rv in range(250):
+    for _ in range(250):
         name = f"o{rng.randrange(3)}"
         n = rng.choice([0, 3, 40, 300])
         if name not in objects or rng.random() < 0.02:
@@ -454,5 +454,5 @@ def test_a_relist_after_410_and_the_changes_after_it_arrive() -> None:
     for i in range(20):  # and the watch after it: every change arrives
         cluster.objects["svc-a"]["endpoints"][(i * 37) % 1000] = slice_entry(f"10.8.0.{i + 1}")
         cluster.send("MODIFIED", "svc-a")
-        assert ("10.8.0.%d" % (i + 1), 8080) in cluster.hosts()
+        assert (f"10.8.0.{i + 1}", 8080) in cluster.hosts()
         cluster.check()
