@@ -400,9 +400,9 @@ class Router(Service[Request, Response]):
         except TlsConfigError as e:
             raise MeshError(f"client TLS for {bound.id.show()} is misconfigured: {e}") from None
 
-    # At most this many routes or clients are closed per reactor turn: expiring thousands of
-    # names at once (a burst of new names a TTL ago) must not stall requests for 100+ ms.
-    EVICTIONS_PER_TURN = 64
+    # At most this many routes or clients are closed per reactor turn (2-4 ms): expiring
+    # thousands of names at once (a burst of new names a TTL ago) stalled requests 100+ ms.
+    EVICTIONS_PER_TURN = 16
 
     def _sweep_idle(self) -> None:
         """Close the routes and clients idle for the TTL: only those filed as due are looked
