@@ -319,6 +319,8 @@ def probe_summary(stats: dict[str, Any]) -> dict[str, Any]:
                 "max_ms": max(e["ms"] for e in events),
                 "max_cpu_ms": max(e["cpu_ms"] for e in events),
                 "total_ms": round(sum(e["ms"] for e in events), 1),
+                "collected": sum(e["collected"] for e in events),
+                "worst": max(events, key=lambda e: e["cpu_ms"]),
             }
     busy = stats["busy"]
     out["iterations"] = stats["iterations"]
@@ -420,6 +422,12 @@ def main() -> None:
     parser.add_argument(
         "--trim", action="store_true", help="with --probe: malloc_trim(0) after expiry"
     )
+    parser.add_argument(
+        "--types",
+        action="store_true",
+        help="with --probe: the most numerous tracked types before expiry and after round 2,"
+        " then a full collection",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"names": args.names, "uptime_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="l5d-names-") as tmp:
@@ -500,13 +508,21 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            time.sleep(args.idle)
+            series, last_cpu, last_t = [], cpu0, t0
+            while time.monotonic() < t0 + args.idle:
+                time.sleep(min(5.0, t0 + args.idle - time.monotonic()))
+                now_cpu, now_t = cpu_s(pid), time.monotonic()
+                series.append(round(100 * (now_cpu - last_cpu) / (now_t - last_t), 2))
+                last_cpu, last_t = now_cpu, now_t
             result["idle_cpu_pct"] = 100 * (cpu_s(pid) - cpu0) / (time.monotonic() - t0)
+            result["idle_cpu_pct_per_5s"] = series
             if spy is not None:
                 spy.wait(30)
             if args.probe:
                 result["probe_idle"] = probe_summary(proxy.probe("stats")[0])
                 result["mem_before_expiry"] = proxy.probe("mem")[0]
+                if args.types:
+                    result["types_before_expiry"] = proxy.probe("types")[0]
             result["rss_before_expiry_mb"] = rss_kb(pid) / 1024
             if not args.legacy and args.rounds >= 2:
                 phase("waiting for expiry")
@@ -541,6 +557,10 @@ def main() -> None:
                 if args.probe:
                     result["probe_round2"] = probe_summary(proxy.probe("stats")[0])
                     result["mem_round2"] = proxy.probe("mem")[0]
+                    if args.types:
+                        result["types_round2"] = proxy.probe("types")[0]
+                        result["collect_round2"] = proxy.probe("collect")[0]
+                        result["mem_round2_collected"] = proxy.probe("mem")[0]
                 if args.gc_probe:
                     found, ms = proxy.gc_probe()
                     result["gc_after_round2"] = {"unreachable": found, "ms": ms}

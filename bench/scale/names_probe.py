@@ -5,7 +5,8 @@
 Before the mesh starts it installs (measurement only, nothing in the mesh changes):
 
 * ``gc.callbacks`` timing every collection: generation, wall and CPU ms, objects
-  collected, the wall-clock time it started;
+  collected, the wall-clock time it started (with ``PROBE_GC_SIZES=1``, for generation 1
+  and 2 collections also the young objects and the references they hold, and the largest);
 * a wrapper around the epoll reactor's poller that records every reactor iteration busy
   for longer than ``PROBE_BUSY_MS`` (1 ms): from the return of one ``epoll_wait`` to the
   next call, wall and CPU ms, and the GC ms inside it;
@@ -14,8 +15,9 @@ Before the mesh starts it installs (measurement only, nothing in the mesh change
   ``stats`` (and reset) the GC and iteration records since the last ``stats``;
   ``mem`` RSS, heap/anon from ``/proc/self/smaps``, glibc ``mallinfo2`` and obmalloc's
   arenas (``sys._debugmallocstats``); ``trim`` ``malloc_trim(0)`` and RSS before/after;
-  ``collect`` a full collection; ``tm-start`` / ``tm-snap NAME`` / ``tm-diff A B``
-  tracemalloc (started late: it only sees what is allocated after ``tm-start``).
+  ``collect`` a full collection; ``types [N]`` the N most numerous tracked types;
+  ``tm-start`` / ``tm-snap NAME`` / ``tm-diff A B`` tracemalloc (started late: it only
+  sees what is allocated after ``tm-start``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 from typing import Any
 
 BUSY_MS = float(os.environ.get("PROBE_BUSY_MS", "1"))
+SIZES = bool(os.environ.get("PROBE_GC_SIZES"))  # objects and references per gen-1/2 collection
 DIR = os.environ.get("PROBE_DIR", ".")
 
 gc_events: list[dict[str, Any]] = []
@@ -39,18 +42,39 @@ busy: list[dict[str, Any]] = []
 counts = {"iterations": 0, "busy_total_ms": 0.0}
 _gc_start: list[float] = [0.0, 0.0, 0.0]
 _gc_in_iteration = [0.0]
+_sizes: list[dict[str, Any]] = []
 
 
 def _gc_callback(phase: str, info: dict[str, Any]) -> None:
     if phase == "start":
+        if SIZES and info["generation"] >= 1:
+            # what the collection will traverse: objects, and the references they hold
+            # (each one is visited, also those to older generations)
+            young = gc.get_objects(0) + gc.get_objects(1)
+            refs = [len(gc.get_referents(o)) for o in young]
+            biggest = max(range(len(young)), key=refs.__getitem__, default=None)
+            _sizes.append(
+                {
+                    "objects": len(young),
+                    "refs": sum(refs),
+                    "biggest": (
+                        f"{type(young[biggest]).__qualname__}:{refs[biggest]}"
+                        if biggest is not None
+                        else ""
+                    ),
+                }
+            )
+            del young, refs
         _gc_start[0] = time.perf_counter()
         _gc_start[1] = time.thread_time()
         _gc_start[2] = time.time()
         return
     wall = (time.perf_counter() - _gc_start[0]) * 1000
     _gc_in_iteration[0] += wall
+    sizes = _sizes.pop() if _sizes and info["generation"] >= 1 else {}
     gc_events.append(
         {
+            **sizes,
             "t": round(_gc_start[2], 4),
             "gen": info["generation"],
             "ms": round(wall, 3),
@@ -198,6 +222,13 @@ def _run(command: str) -> dict[str, Any]:
         return out
     if word == "mem":
         return _mem()
+    if word == "types":  # the most numerous tracked types
+        import collections
+
+        kinds = collections.Counter(
+            f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects()
+        )
+        return {"types": kinds.most_common(int(arg or 30)), "total": sum(kinds.values())}
     if word == "trim":
         before = _rss_kb()
         started = time.perf_counter()

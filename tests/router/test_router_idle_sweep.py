@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from test_router_routing import CONFIG, Harness, cached, ok
 
 from l5d_twisted.router.expiry import ExpiryWheel
@@ -129,3 +130,34 @@ def test_expiry_wheel_skips_stale_filings_and_keeps_order() -> None:
     wheel.file("d", 10.0)
     wheel.discard("d")
     assert wheel.take_due(100.0) == []
+
+
+def test_the_c_heap_is_trimmed_once_many_expired_names_are_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from l5d_twisted import heap
+    from l5d_twisted.router import router as router_module
+
+    trims: list[bool] = []
+
+    def trim() -> bool:
+        trims.append(True)
+        return True
+
+    monkeypatch.setattr(heap, "trim", trim)
+    monkeypatch.setattr(router_module, "TRIM_AFTER_EVICTIONS", 50)
+    h = Harness(cached(CONFIG, idleTtlSecs=20))
+    for i in range(40):  # 80 routes and clients
+        h.namer.set(f"s{i}", "127.0.0.1:8080")
+        ok(h.call(f"s{i}"))
+    h.clock.advance(22)
+    assert not h.router._routes and trims == [True]  # once, when all were closed
+    ok(h.call("s0"))
+    h.clock.advance(22)  # two closed: not worth a trim
+    assert trims == [True]
+
+
+def test_heap_trim_answers_where_it_cannot_trim() -> None:
+    from l5d_twisted import heap
+
+    assert heap.trim() in (True, False)
