@@ -14,7 +14,8 @@ histogram given a value, so what changed has to be rendered again.
 
 ``--repo`` runs the same against another checkout (``git archive <commit> | tar -x -C
 /tmp/l5d-before``): the tree and its ``bench/scrape/stall.py`` are imported from there.
-Run the two alternately for an A/B on a shared machine.
+Run the two alternately for an A/B on a shared machine.  The collector runs with the
+proxy's thresholds (``GC_THRESHOLDS`` of ``l5d-twisted run``), here for both trees.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import random
 import sys
 import time
 from typing import Any
+
+GC_THRESHOLDS = (700, 10, 1000)  # l5d_twisted/cli/run.py, as of issue 17
 
 
 def _load_stall(repo: str) -> Any:
@@ -100,6 +103,8 @@ def main() -> int:
     from l5d_twisted.telemetry.prometheus import PrometheusExposition
 
     tree, build_s = stall.populate(args.scopes, 0, False)
+    # the proxy's collector thresholds (l5d_twisted/cli/run.py GC_THRESHOLDS)
+    gc.set_threshold(*GC_THRESHOLDS)
     exposition = PrometheusExposition(tree, process_metrics=False)  # comparable bytes
     json_state: dict[str, Any] = {}
 
@@ -108,7 +113,7 @@ def main() -> int:
 
     def json_steps(out: list[bytes]) -> Any:
         exposition_cls = getattr(mj, "MetricsJsonExposition", None)
-        if exposition_cls is None:
+        if exposition_cls is None:  # before issue 17's cache
             return mj.metrics_json_steps(tree, out)
         if "x" not in json_state:
             json_state["x"] = exposition_cls(tree)

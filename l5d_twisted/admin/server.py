@@ -62,7 +62,7 @@ from l5d_twisted.admin.requests_page import render_requests_page
 from l5d_twisted.admin.security import AdminSecurity
 from l5d_twisted.admin.slots import DEFAULT_WORKER_THREADS, RenderSlots
 from l5d_twisted.admin.target import AdminTarget
-from l5d_twisted.telemetry.metrics_json import MAX_QUERY_CHARS, metrics_json_steps
+from l5d_twisted.telemetry.metrics_json import MAX_QUERY_CHARS, MetricsJsonExposition
 from l5d_twisted.telemetry.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
 from l5d_twisted.telemetry.render import reactor_cooperator, run_steps, write_pieces
@@ -178,6 +178,7 @@ class AdminServer:
             watch_s=WATCH_S,  # samples only while a dashboard is open (issue 17: idle CPU)
         )
         self._default_prometheus: PrometheusExposition | None = None
+        self._metrics_json: MetricsJsonExposition | None = None
         self.site = _QuietSite(AdminResource(self))
         self.site.displayTracebacks = False
         self.routes: dict[bytes, Handler] = {
@@ -409,8 +410,10 @@ class AdminServer:
                 f"q is {len(query)} characters long; at most {MAX_QUERY_CHARS} (a substring of metric names)\n",
             )
         pretty = _arg(request, "pretty") not in (None, "", "0", "false")
+        if self._metrics_json is None or self._metrics_json.tree is not self.target.metrics:
+            self._metrics_json = MetricsJsonExposition(self.target.metrics)
         out: list[bytes] = []
-        d = self._render(request, metrics_json_steps(self.target.metrics, out, query, pretty), out)
+        d = self._render(request, self._metrics_json.render_steps(out, query, pretty), out)
         request.setHeader(b"content-type", b"application/json")
         return d
 

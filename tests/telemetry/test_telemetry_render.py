@@ -16,7 +16,11 @@ from twisted.internet.task import Clock
 from l5d_twisted.telemetry import metrics_json as metrics_json_module
 from l5d_twisted.telemetry import prometheus as prometheus_module
 from l5d_twisted.telemetry.metrics import MetricsTree
-from l5d_twisted.telemetry.metrics_json import metrics_json, metrics_json_steps
+from l5d_twisted.telemetry.metrics_json import (
+    MetricsJsonExposition,
+    metrics_json,
+    metrics_json_steps,
+)
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
 from l5d_twisted.telemetry.render import run_steps, stepping_cooperator
 
@@ -103,13 +107,21 @@ def test_metrics_json_steps_make_the_same_bytes_as_one_go(
 ) -> None:
     monkeypatch.setattr(metrics_json_module, "KEYS_PER_STEP", keys_per_step)
     monkeypatch.setattr(metrics_json_module, "METRICS_PER_STEP", 2)
-    for tree in (varied_tree(), big_tree(), MetricsTree(Clock())):
+    monkeypatch.setattr(metrics_json_module, "UNITS_PER_STEP", keys_per_step)
+    monkeypatch.setattr(metrics_json_module, "BLOCKS_PER_PIECE", keys_per_step)
+    for tree in (varied_tree(), odd_tree(), big_tree(), MetricsTree(Clock())):
+        cached = MetricsJsonExposition(tree)
         for query in (None, "", "svc/s1", "lat", "nothing matches"):
             for pretty in (False, True):
                 out: list[bytes] = []
                 for _ in metrics_json_steps(tree, out, query, pretty):
                     pass
                 assert b"".join(out) == metrics_json(tree, query, pretty), (query, pretty)
+                for _ in range(2):
+                    out = []
+                    for _ in cached.render_steps(out, query, pretty):
+                        pass
+                    assert b"".join(out) == metrics_json(tree, query, pretty), (query, pretty)
 
 
 def test_a_scrape_lets_the_reactor_run_other_calls_between_its_steps(

@@ -18,6 +18,7 @@ from twisted.internet.task import Clock
 
 from l5d_twisted.telemetry.merged import MergedMetrics, merge_records, record_of
 from l5d_twisted.telemetry.metrics import MetricsTree
+from l5d_twisted.telemetry.metrics_json import MetricsJsonExposition, metrics_json
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
 
 
@@ -179,3 +180,80 @@ def test_a_merged_tree_renders_the_same_after_each_load() -> None:
         check(exposition)
         worker.stats.scope("rt", "o", "service", f"svc/new{round_}").counter("x").incr()
         worker.stats.scope("rt", "outgoing", "service", "svc/s1").stat("lat").add(round_)
+
+
+def json_stepped(exposition: MetricsJsonExposition, pretty: bool = False) -> bytes:
+    out: list[bytes] = []
+    for _ in exposition.render_steps(out, None, pretty):
+        pass
+    text = b"".join(out)
+    assert text == metrics_json(exposition.tree, None, pretty)
+    return text
+
+
+def test_metrics_json_shows_every_change_and_forgets_expired_scopes() -> None:
+    clock = Clock()
+    tree = MetricsTree(clock, expiry_ttl_s=100.0, tick_s=10.0, window_s=30.0, start=False)
+    cell = {"load": 0.0}
+    service = tree.stats.scope("rt", "out", "service", "svc/a")
+    requests = service.counter("requests")
+    latency = service.stat("request_latency_ms")
+    client = tree.stats.scope("rt", "out", "client", "#/x/a")
+    client.gauge("loadbalancer", "load", fn=lambda: cell["load"])
+    other = tree.stats.scope("rt", "out", "service", "svc/b")
+    other.counter("requests").incr(2)
+    tree.stats.counter("permanent").incr()
+    exposition = MetricsJsonExposition(tree)
+    for pretty in (False, True):
+        texts = [json_stepped(exposition, pretty)]
+        for change in (
+            lambda: requests.incr(),
+            lambda: latency.add(2.5),
+            lambda: cell.__setitem__("load", math.inf),  # null
+            lambda: cell.__setitem__("load", 0.5),
+            lambda: service.counter("retries", "total").incr(),
+            lambda: rotate(clock, tree),
+            lambda: rotate(clock, tree),
+        ):
+            change()
+            texts.append(json_stepped(exposition, pretty))
+    key = ("rt", "out", "service", "svc/b")
+    assert key in exposition._blocks[False]
+    for _ in range(12):
+        requests.incr()
+        clock.advance(10)
+        tree.tick()
+    assert b"svc/b" not in json_stepped(exposition)
+    assert key not in exposition._blocks[False]
+    assert ("rt", "out", "service", "svc/a") in exposition._blocks[False]
+
+
+def test_metrics_json_scope_names_that_continue_each_other() -> None:
+    # svc/a's keys and svc/a/b's interleave once sorted: rendered as single entries
+    tree = MetricsTree(Clock(), start=False)
+    for name in ("svc/a", "svc/a/b", "svc/a-c", "svc/ab"):
+        scope = tree.stats.scope("rt", "out", "service", name)
+        scope.counter("requests").incr(len(name))
+        scope.counter("zeta").incr()
+        scope.counter("a").incr()
+        scope.stat("b").add(1.0)
+    tree.stats.scope("rt", "out", "client", "#/x").scope("service", "svc/a").counter("c").incr()
+    exposition = MetricsJsonExposition(tree)
+    for pretty in (False, True, False):
+        json_stepped(exposition, pretty)
+    assert ("rt", "out", "service", "svc/a") in exposition._split
+    assert ("rt", "out", "service", "svc/ab") not in exposition._split
+    tree.stats.scope("rt", "out", "service", "svc/a").counter("requests").incr()
+    json_stepped(exposition)
+
+
+def test_metrics_json_of_a_merged_tree() -> None:
+    worker = odd_tree()
+    merged = MergedMetrics(Clock())
+    merged.stats.counter("workers", "restarts").incr()
+    exposition = MetricsJsonExposition(merged)
+    for round_ in range(3):
+        records = [r for r in (record_of(n, m) for n, m in worker.metrics()) if r is not None]
+        merged.load(merge_records([records, records]))
+        json_stepped(exposition)
+        worker.stats.scope("rt", "o", "service", f"svc/new{round_}").counter("x").incr()
