@@ -26,6 +26,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from l5d_twisted.k8s.objects import (
@@ -94,15 +95,21 @@ class _List:
     """One endpoint list of a line: where its ``[`` is, where its entries' text is (offsets
     from the ``[``) and what each read as."""
 
-    __slots__ = ("start", "starts", "ends", "parsed")
+    __slots__ = ("start", "starts", "ends", "parsed", "flat")
 
     def __init__(
-        self, start: int, starts: list[int], ends: list[int], parsed: list[tuple[EndpointInfo, ...]]
+        self,
+        start: int,
+        starts: list[int],
+        ends: list[int],
+        parsed: list[tuple[EndpointInfo, ...]],
+        flat: tuple[EndpointInfo, ...] | None,
     ) -> None:
         self.start = start
         self.starts = starts
         self.ends = ends
         self.parsed = parsed
+        self.flat = flat  # when every entry is one endpoint (one address): all of them
 
 
 class _Line:
@@ -248,19 +255,23 @@ class _Walk:
         o_starts = old.starts if old is not None else []
         o_ends = old.ends if old is not None else []
         o_parsed = old.parsed if old is not None else []
+        o_flat = old.flat if old is not None else None
         n = len(o_starts)
         # (offsets of the entries' text from the list's "[", so that a change before the
         # list (metadata) does not move them)
         starts: list[int] = []
         ends: list[int] = []
         parsed: list[tuple[EndpointInfo, ...]] = []
+        # the endpoints, as runs of the old tuple and new entries (None: an entry is not
+        # one endpoint), joined into one tuple in C
+        pieces: list[tuple[EndpointInfo, ...]] | None = []
         read = spec.read
         i = 0  # the next old entry that may follow
         misses = 0  # new entries in a row
         pos = _ws(s, start + 1)
         if s[pos : pos + 1] == "]":
-            self.lists[path] = _List(start, starts, ends, parsed)
-            return ParsedEntries(parsed), pos + 1
+            self.lists[path] = _List(start, starts, ends, parsed, ())
+            return ParsedEntries(parsed, ()), pos + 1
         while True:  # a value starts at pos
             run = 0
             if i < n:
@@ -281,6 +292,11 @@ class _Walk:
                     starts += o_starts[i : i + run]
                     ends += o_ends[i : i + run]
                 parsed += o_parsed[i : i + run]
+                if pieces is not None:
+                    if o_flat is not None:
+                        pieces.append(o_flat[i : i + run])
+                    else:
+                        pieces = None
                 pos = start + ends[-1]
                 i += run
                 misses = 0
@@ -289,7 +305,13 @@ class _Walk:
                 raw, end = _raw_decode(s, pos)
                 starts.append(pos - start)
                 ends.append(end - start)
-                parsed.append(read(raw))
+                endpoints = read(raw)
+                parsed.append(endpoints)
+                if pieces is not None:
+                    if len(endpoints) == 1:
+                        pieces.append(endpoints)
+                    else:
+                        pieces = None
                 pos = end
                 misses += 1
                 self.decoded += 1
@@ -298,10 +320,20 @@ class _Walk:
             if c == ",":
                 pos = _ws(s, pos + 1)
             elif c == "]":
-                self.lists[path] = _List(start, starts, ends, parsed)
-                return ParsedEntries(parsed), pos + 1
+                flat = _join(pieces) if pieces is not None else None
+                self.lists[path] = _List(start, starts, ends, parsed, flat)
+                return ParsedEntries(parsed, flat), pos + 1
             else:
                 raise _Unusual()
+
+
+def _join(pieces: list[tuple[EndpointInfo, ...]]) -> tuple[EndpointInfo, ...]:
+    if len(pieces) > 8:
+        return tuple(chain.from_iterable(pieces))
+    joined: tuple[EndpointInfo, ...] = ()
+    for piece in pieces:
+        joined += piece
+    return joined
 
 
 def _run(s: str, pos: int, o: str, base: int, starts: list[int], ends: list[int], i: int) -> int:

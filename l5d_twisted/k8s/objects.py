@@ -13,10 +13,11 @@ simply absent.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import chain, compress
-from operator import ne
+from operator import is_not, ne
 from typing import Any, NamedTuple
 
 from l5d_twisted.naming.addr import Address, make_address
@@ -80,13 +81,18 @@ class ParsedEntries:
     previous version's entries that did not change.  ``parsed[i]`` is what entry ``i``
     gave (:func:`slice_entry`, :func:`endpoints_address`)."""
 
-    __slots__ = ("parsed",)
+    __slots__ = ("parsed", "flat")
 
-    def __init__(self, parsed: list[tuple[EndpointInfo, ...]]) -> None:
+    def __init__(
+        self,
+        parsed: list[tuple[EndpointInfo, ...]],
+        flat: tuple[EndpointInfo, ...] | None = None,
+    ) -> None:
         self.parsed = parsed
+        self.flat = flat  # the same, all in one tuple, when given
 
     def endpoints(self) -> Iterable[EndpointInfo]:
-        return chain.from_iterable(self.parsed)
+        return self.flat if self.flat is not None else chain.from_iterable(self.parsed)
 
 
 # --- field helpers -----------------------------------------------------------------------
@@ -374,6 +380,10 @@ class ShardPart:
     matched: bool
     addresses: frozenset[Address]
     cache: Mapping[tuple[EndpointInfo, int], Address]
+    # how many times each endpoint is in a one-subset object of COUNTED or more (else None)
+    counts: dict[EndpointInfo, int] | None = None
+    # (addresses removed, added) since the part it was made from (shard_part's previous)
+    delta: tuple[frozenset[Address], frozenset[Address]] | None = None
 
 
 def shard_part(
@@ -413,28 +423,69 @@ def shard_part(
     if not matched and number is not None and 0 < number < 65536:
         for subset in shard.subsets:
             collect(subset.endpoints, number)
-    return ShardPart(has_ports, matched, frozenset(cache.values()), cache)
+    counts = _counts(shard.subsets[0].endpoints) if len(shard.subsets) == 1 else None
+    return ShardPart(has_ports, matched, frozenset(cache.values()), cache, counts)
+
+
+COUNTED = 64  # a one-subset object of at least this many endpoints keeps their counts
+
+
+def _counts(endpoints: tuple[EndpointInfo, ...]) -> dict[EndpointInfo, int] | None:
+    return dict(Counter(endpoints)) if len(endpoints) >= COUNTED else None
 
 
 def _endpoint_difference(
-    old: tuple[EndpointInfo, ...], new: tuple[EndpointInfo, ...]
-) -> tuple[set[EndpointInfo], set[EndpointInfo]]:
-    """(endpoints gone, endpoints new) between two versions of a slice's list.
+    old: tuple[EndpointInfo, ...],
+    new: tuple[EndpointInfo, ...],
+    counts: dict[EndpointInfo, int] | None = None,
+) -> tuple[set[EndpointInfo], set[EndpointInfo], dict[EndpointInfo, int] | None]:
+    """(endpoints gone, endpoints new, ``new``'s counts) between two versions of a list;
+    ``counts``: how many times each endpoint is in ``old`` (None: not kept, e.g. small).
 
     A controller changes a slice in place (a pod replaced keeps its position), so the
-    positions that differ are compared first, in C and without hashing the new version's
-    freshly decoded strings; whether a candidate is really gone or new is then checked
-    against the whole other list (duplicates, moves).  Many differing positions (a shift):
-    the difference of the two whole sets.
+    positions that differ are found first, in C: by identity (the entries a watch line did
+    not change are the same objects, :mod:`l5d_twisted.k8s.linediff`), else by value.
+    Whether a candidate is really gone or new (duplicates, moves) is then told by the
+    counts, or by looking through the other list.  Many differing positions (a shift): the
+    difference of the two whole sets.
     """
     if len(old) == len(new):
-        differ = list(compress(range(len(new)), map(ne, old, new)))
+        differ = list(compress(range(len(new)), map(is_not, old, new)))
+        if len(differ) > 8:
+            differ = list(compress(range(len(new)), map(ne, old, new)))
+        if not differ:
+            return set(), set(), counts
         if len(differ) <= 8:
-            went = {old[i] for i in differ}
-            came = {new[i] for i in differ}
-            return {e for e in went if e not in new}, {e for e in came if e not in old}
+            if counts is None:
+                went = {old[i] for i in differ}
+                came = {new[i] for i in differ}
+                return (
+                    {e for e in went if e not in new},
+                    {e for e in came if e not in old},
+                    _counts(new),
+                )
+            now = dict(counts)  # (copied in C, with the hashes)
+            for i in differ:
+                e = old[i]
+                n = now[e] - 1
+                if n:
+                    now[e] = n
+                else:
+                    del now[e]
+            for i in differ:
+                e = new[i]
+                now[e] = now.get(e, 0) + 1
+            return (
+                {old[i] for i in differ if old[i] not in now},
+                {new[i] for i in differ if new[i] not in counts},
+                now,
+            )
+    if counts is not None:
+        fresh = _counts(new)
+        if fresh is not None:
+            return set(counts).difference(fresh), set(fresh).difference(counts), fresh
     went, came = set(old), set(new)
-    return went - came, came - went
+    return went - came, came - went, _counts(new)
 
 
 def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart) -> ShardPart:
@@ -447,10 +498,12 @@ def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart)
     if not at and number is not None and 0 < number < 65536:
         at = [number]
     if not at:
-        return ShardPart(bool(new.ports), matched, frozenset(), {})
-    went, came = _endpoint_difference(old.endpoints, new.endpoints)
+        return ShardPart(bool(new.ports), matched, frozenset(), {}, _counts(new.endpoints))
+    went, came, counts = _endpoint_difference(old.endpoints, new.endpoints, previous.counts)
     if not went and not came:
-        return previous
+        if counts is previous.counts:
+            return previous
+        return ShardPart(previous.has_ports, matched, previous.addresses, previous.cache, counts)
     cache = dict(previous.cache)
     removed = []
     for e in went:
@@ -467,6 +520,13 @@ def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart)
                     address = cache[e, p] = e.address(p)
                     added.append(address)
     # (a ready endpoint's address differs from every other's: its fields are all in it)
+    delta = (frozenset(removed), frozenset(added))
     return ShardPart(
-        bool(new.ports), matched, previous.addresses.difference(removed).union(added), cache
+        bool(new.ports),
+        matched,
+        # removed are in the set and added are not: one copy, with the hashes it holds
+        previous.addresses.symmetric_difference(delta[0] | delta[1]),
+        cache,
+        counts,
+        delta,
     )

@@ -126,7 +126,8 @@ class ShardResolver:
         else:
             added, removed = self._recount(mode)
         if added or removed:
-            self._set = (before - removed) | added
+            # (removed are in the set, added are not: one copy, with the hashes it holds)
+            self._set = before.symmetric_difference(removed | added)
         exists = mode is not Mode.NEGATIVE
         return Change(exists, self._set if exists else _EMPTY, added, removed)
 
@@ -140,7 +141,13 @@ class ShardResolver:
             before, after = self._counted(old, mode), self._counted(new, mode)
             if before is after:
                 continue
-            for address in before - after:
+            if old is not None and new is not None and new.delta is not None:
+                # made from ``old``, whose ports it has (so both count, or neither, which
+                # is before is after): its own difference
+                went, came = new.delta
+            else:
+                went, came = before - after, after - before
+            for address in went:
                 n = counts[address] - 1
                 if n:
                     counts[address] = n
@@ -150,7 +157,7 @@ class ShardResolver:
                         added.discard(address)
                     else:
                         removed.add(address)
-            for address in after - before:
+            for address in came:
                 n = counts.get(address, 0)
                 counts[address] = n + 1
                 if not n:

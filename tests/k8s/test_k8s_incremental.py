@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -385,8 +386,12 @@ def test_the_positional_difference_of_endpoint_lists_is_the_set_difference() -> 
                 new.pop(rng.randrange(len(new)))
             else:
                 new.append(rng.choice(pool))
-        went, came = objects._endpoint_difference(old, tuple(new))
+        went, came, _ = objects._endpoint_difference(old, tuple(new))
         assert went == set(old) - set(new) and came == set(new) - set(old), (old, new)
+        # with the old list's counts (kept for large objects): the same, and the new counts
+        went, came, counts = objects._endpoint_difference(old, tuple(new), dict(Counter(old)))
+        assert went == set(old) - set(new) and came == set(new) - set(old), (old, new)
+        assert counts is None or counts == Counter(new)
 
 
 # --- a filtering transformer passes the difference on ------------------------------------------
