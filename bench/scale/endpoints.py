@@ -330,7 +330,7 @@ def changes(args: argparse.Namespace, endpoints: int) -> dict[str, Any]:
             spy = None
             if args.py_spy:  # (its sampling costs the mesh some CPU: for where, not how much)
                 spy = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+                    ["py-spy", "record", "--pid", str(pid), "--rate", "500", "--format", "raw"]
                     + ["--output", args.py_spy, "--nonblocking"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

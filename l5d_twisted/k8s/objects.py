@@ -366,24 +366,45 @@ def resolve(shards: Iterable[ServiceShard], port: str) -> Resolution:
 # --- the same, one shard at a time (what the namer keeps between changes) -----------------------
 
 
-@dataclass(frozen=True, eq=False, slots=True)
 class ShardPart:
     """One shard's share of resolving a port, as :func:`resolve` would count it.
 
     ``matched``: some subset lists the port (by name or number); ``addresses`` are then the
     ready addresses of those subsets, else (a numbered port) every ready endpoint on that
-    number, else none.  ``cache`` maps (endpoint, port) to its :class:`Address`, so that the
-    next version of the same object reuses the addresses of the endpoints that stayed.
+    number, else none.  ``cache`` maps (endpoint, port) to its :class:`Address` (its values
+    are ``addresses``), so that the next version of the same object reuses the addresses of
+    the endpoints that stayed.  ``counts``: how many times each endpoint is in a one-subset
+    object of :data:`COUNTED` or more.
+
+    A part made by a change of the previous one (``delta``: the addresses removed and
+    added) takes over that part's ``cache`` and ``counts`` and changes them in place (a
+    copy of each cost more than the rest of the change at 1,000 endpoints): the previous
+    part is not to be used again (the resolver keeps only the latest).
     """
 
-    has_ports: bool
-    matched: bool
-    addresses: frozenset[Address]
-    cache: Mapping[tuple[EndpointInfo, int], Address]
-    # how many times each endpoint is in a one-subset object of COUNTED or more (else None)
-    counts: dict[EndpointInfo, int] | None = None
-    # (addresses removed, added) since the part it was made from (shard_part's previous)
-    delta: tuple[frozenset[Address], frozenset[Address]] | None = None
+    __slots__ = ("has_ports", "matched", "cache", "counts", "delta", "_addresses")
+
+    def __init__(
+        self,
+        has_ports: bool,
+        matched: bool,
+        addresses: frozenset[Address] | None,
+        cache: dict[tuple[EndpointInfo, int], Address],
+        counts: dict[EndpointInfo, int] | None = None,
+        delta: tuple[frozenset[Address], frozenset[Address]] | None = None,
+    ) -> None:
+        self.has_ports = has_ports
+        self.matched = matched
+        self.cache = cache
+        self.counts = counts
+        self.delta = delta
+        self._addresses = addresses  # None: made from the cache when asked
+
+    @property
+    def addresses(self) -> frozenset[Address]:
+        if self._addresses is None:
+            self._addresses = frozenset(self.cache.values())
+        return self._addresses
 
 
 def shard_part(
@@ -427,6 +448,7 @@ def shard_part(
     return ShardPart(has_ports, matched, frozenset(cache.values()), cache, counts)
 
 
+_NO_DELTA: tuple[frozenset[Address], frozenset[Address]] = (frozenset(), frozenset())
 COUNTED = 64  # a one-subset object of at least this many endpoints keeps their counts
 
 
@@ -440,7 +462,8 @@ def _endpoint_difference(
     counts: dict[EndpointInfo, int] | None = None,
 ) -> tuple[set[EndpointInfo], set[EndpointInfo], dict[EndpointInfo, int] | None]:
     """(endpoints gone, endpoints new, ``new``'s counts) between two versions of a list;
-    ``counts``: how many times each endpoint is in ``old`` (None: not kept, e.g. small).
+    ``counts``: how many times each endpoint is in ``old`` (None: not kept, e.g. small),
+    which may be changed in place into ``new``'s.
 
     A controller changes a slice in place (a pod replaced keeps its position), so the
     positions that differ are found first, in C: by identity (the entries a watch line did
@@ -464,22 +487,24 @@ def _endpoint_difference(
                     {e for e in came if e not in old},
                     _counts(new),
                 )
-            now = dict(counts)  # (copied in C, with the hashes)
+            # (counted in place: the caller's counts are old's no more)
+            zeroed = set()
             for i in differ:
                 e = old[i]
-                n = now[e] - 1
+                n = counts[e] - 1
                 if n:
-                    now[e] = n
+                    counts[e] = n
                 else:
-                    del now[e]
+                    del counts[e]
+                    zeroed.add(e)
+            came = set()
             for i in differ:
                 e = new[i]
-                now[e] = now.get(e, 0) + 1
-            return (
-                {old[i] for i in differ if old[i] not in now},
-                {new[i] for i in differ if new[i] not in counts},
-                now,
-            )
+                n = counts.get(e, 0)
+                counts[e] = n + 1
+                if not n and e not in zeroed:
+                    came.add(e)
+            return {e for e in zeroed if e not in counts}, came, counts
     if counts is not None:
         fresh = _counts(new)
         if fresh is not None:
@@ -503,8 +528,10 @@ def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart)
     if not went and not came:
         if counts is previous.counts:
             return previous
-        return ShardPart(previous.has_ports, matched, previous.addresses, previous.cache, counts)
-    cache = dict(previous.cache)
+        return ShardPart(
+            previous.has_ports, matched, previous._addresses, previous.cache, counts, _NO_DELTA
+        )
+    cache = previous.cache  # (taken over, see ShardPart)
     removed = []
     for e in went:
         if e.ready:
@@ -520,13 +547,6 @@ def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart)
                     address = cache[e, p] = e.address(p)
                     added.append(address)
     # (a ready endpoint's address differs from every other's: its fields are all in it)
-    delta = (frozenset(removed), frozenset(added))
     return ShardPart(
-        bool(new.ports),
-        matched,
-        # removed are in the set and added are not: one copy, with the hashes it holds
-        previous.addresses.symmetric_difference(delta[0] | delta[1]),
-        cache,
-        counts,
-        delta,
+        bool(new.ports), matched, None, cache, counts, (frozenset(removed), frozenset(added))
     )

@@ -138,14 +138,17 @@ class ShardResolver:
         added: set[Address] = set()
         removed: set[Address] = set()
         for old, new in changes:
-            before, after = self._counted(old, mode), self._counted(new, mode)
-            if before is after:
+            if old is new:
                 continue
             if old is not None and new is not None and new.delta is not None:
-                # made from ``old``, whose ports it has (so both count, or neither, which
-                # is before is after): its own difference
+                # made from ``old``, whose ports it has: both count, or neither
+                if not (mode is Mode.NUMBER or (mode is Mode.MATCHED and new.matched)):
+                    continue
                 went, came = new.delta
             else:
+                before, after = self._counted(old, mode), self._counted(new, mode)
+                if before is after:
+                    continue
                 went, came = before - after, after - before
             for address in went:
                 n = counts[address] - 1

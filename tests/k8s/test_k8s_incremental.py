@@ -90,6 +90,52 @@ def test_the_resolver_follows_resolve_through_random_changes(port: str, shape: A
         published = resolver.addresses if change.exists else frozenset()
 
 
+@pytest.mark.parametrize("counted", [0, 64])
+@pytest.mark.parametrize("port", ["http", "8080", "1234"])
+def test_the_resolver_follows_resolve_through_small_edits(
+    port: str, counted: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each version a few positions away from the last (a controller's edits), so the parts
+    are made from their previous ones (counts and caches taken over); ``counted`` 0: every
+    object keeps counts."""
+    monkeypatch.setattr(objects, "COUNTED", counted)
+    rng = random.Random(f"{port}{counted}")
+    pool = [
+        EndpointInfo(f"10.0.{i // 250}.{i % 250}", ready, node)
+        for i in range(120)
+        for ready in (True, False)
+        for node in ("a", "b")
+    ]
+    ports = (PortSpec("http", 8080),)
+    resolver = ShardResolver(port)
+    lists: dict[str, list[EndpointInfo]] = {}
+    for step in range(600):
+        name = f"s{rng.randrange(3)}"
+        if name not in lists or rng.random() < 0.02:
+            lists[name] = [rng.choice(pool) for _ in range(rng.choice([0, 10, 80, 150]))]
+        entries = lists[name]
+        for _ in range(rng.choice([0, 1, 1, 2, 5])):
+            op = rng.random()
+            if op < 0.4 and entries:  # replaced in place
+                entries[rng.randrange(len(entries))] = rng.choice(pool)
+            elif op < 0.55 and entries:  # duplicated
+                entries[rng.randrange(len(entries))] = rng.choice(entries)
+            elif op < 0.7 and len(entries) > 1:  # moved
+                entries.insert(rng.randrange(len(entries)), entries.pop())
+            elif op < 0.85 and entries:
+                entries.pop(rng.randrange(len(entries)))
+            else:
+                entries.insert(rng.randrange(len(entries) + 1), rng.choice(pool))
+        shards = [ServiceShard(n, "svc", (), (Subset(ports, tuple(e)),)) for n, e in lists.items()]
+        if rng.random() < 0.03:
+            del lists[name]
+            shards = [s for s in shards if s.name != name]
+        change = resolver.update(shards)
+        expected = resolve(shards, port)
+        assert change.exists == expected.exists, step
+        assert change.addresses == expected.addresses, step
+
+
 def test_an_unchanged_object_is_not_looked_at_again(monkeypatch: pytest.MonkeyPatch) -> None:
     shard = ServiceShard("a", "svc", (), (Subset((PortSpec("http", 80),), ()),))
     resolver = ShardResolver("http")
