@@ -91,15 +91,16 @@ class _AndThenFilter(Filter[Req, Rep]):
 
 
 class FilteredService(Service[Req, Rep]):
-    __slots__ = ("filter", "service", "_apply")
+    # (no bound ``filter.apply`` kept: 64 bytes per layer per name, and calling through
+    # the slot is as fast on CPython 3.11)
+    __slots__ = ("filter", "service")
 
     def __init__(self, filter_: Filter[Req, Rep], service: Service[Req, Rep]) -> None:
         self.filter = filter_
         self.service = service
-        self._apply = filter_.apply
 
     def __call__(self, request: Req) -> Deferred[Rep]:
-        return self._apply(request, self.service)
+        return self.filter.apply(request, self.service)
 
     @property
     def status(self) -> Status:

@@ -65,6 +65,9 @@ class Node:
         return f"Node({self.address.show()}, pending={self.pending})"
 
 
+_NOT_DRAINING: frozenset[Node] = frozenset()
+
+
 class NodeBalancer(Balancer):
     """Base class of the registered balancers; see the module doc."""
 
@@ -75,14 +78,17 @@ class NodeBalancer(Balancer):
         self._rng = ctx.rng
         self._nodes: list[Node] = []
         self._by_address: dict[Address, Node] = {}
-        self._draining: set[Node] = set()
+        # nodes retired with requests pending; a set only while there are any (an empty
+        # set is 216 bytes, and every routed name has a balancer; issue 17)
+        self._draining: set[Node] | frozenset[Node] = _NOT_DRAINING
         self._load = 0
         self._closed = False
         stats = ctx.stats.scope("loadbalancer")
+        # (bound methods, not lambdas: no function, cell and closure per gauge)
         self._gauges = [
-            stats.gauge("size", fn=lambda: float(self.size)),
-            stats.gauge("available", fn=lambda: float(self.available)),
-            stats.gauge("load", fn=lambda: float(self.load)),
+            stats.gauge("size", fn=self._size_gauge),
+            stats.gauge("available", fn=self._available_gauge),
+            stats.gauge("load", fn=self._load_gauge),
         ]
         self._adds = stats.counter("adds")
         self._removes = stats.counter("removes")
@@ -205,10 +211,16 @@ class NodeBalancer(Balancer):
         if node.pending == 0:
             self._close_node(node)
         else:
-            self._draining.add(node)
+            draining = self._draining
+            if not isinstance(draining, set):
+                draining = self._draining = set()
+            draining.add(node)
 
     def _close_node(self, node: Node) -> None:
-        self._draining.discard(node)
+        draining = self._draining
+        if node in draining:
+            assert isinstance(draining, set)
+            draining.discard(node)
         try:
             d = node.service.close()
         except Exception:
@@ -233,6 +245,15 @@ class NodeBalancer(Balancer):
     @property
     def load(self) -> float:
         return float(sum(n.pending for n in self._nodes))
+
+    def _size_gauge(self) -> float:
+        return float(self.size)
+
+    def _available_gauge(self) -> float:
+        return float(self.available)
+
+    def _load_gauge(self) -> float:
+        return float(self.load)
 
     @property
     def nodes(self) -> Sequence[Node]:
@@ -311,7 +332,7 @@ class NodeBalancer(Balancer):
         nodes = self._nodes + list(self._draining)
         self._nodes = []
         self._by_address = {}
-        self._draining.clear()
+        self._draining = _NOT_DRAINING
         closing = []
         for node in nodes:
             node.retired = True

@@ -12,18 +12,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from l5d_twisted.naming.nametree import NEG
-from l5d_twisted.naming.var import PENDING, Closable, Failed, Ok, Pending, State, Var
+from l5d_twisted.naming.var import NOOP_CLOSABLE, PENDING, Closable, Failed, Ok, Pending, State, Var
 
 
 class Const(Var[Any]):
     """A var whose value never changes."""
+
+    __slots__ = ()
 
     def update(self, value: Any) -> None:  # pragma: no cover - misuse guard
         raise TypeError("Const vars cannot be updated")
 
     def observe(self, fn: Callable[[Any], None]) -> Closable:
         fn(self._value)
-        return Closable(lambda: None)
+        return NOOP_CLOSABLE
 
 
 def ok(value: Any) -> Const:

@@ -24,7 +24,7 @@ class Closable:
 
     __slots__ = ("_close",)
 
-    def __init__(self, close: Callable[[], None]) -> None:
+    def __init__(self, close: Callable[[], None] | None) -> None:
         self._close: Callable[[], None] | None = close
 
     def close(self) -> None:
@@ -33,8 +33,31 @@ class Closable:
             close()
 
 
+NOOP_CLOSABLE = Closable(None)
+"""Closes nothing (shared: a constant var's observation, for one)."""
+
+
+class _Observation(Closable):
+    """One observer of a var: closing it unsubscribes (a slotted handle instead of a
+    closure, cell and ``Closable`` per observation: a routed name holds several)."""
+
+    __slots__ = ("_var", "_key")
+
+    def __init__(self, var: Var[Any], key: int) -> None:
+        self._var: Var[Any] | None = var
+        self._key = key
+
+    def close(self) -> None:
+        var, self._var = self._var, None
+        if var is not None:
+            var._unobserve(self._key)
+
+
 class Var(Generic[T]):
     """A value that can change; ``Var(v)`` is a source var updated with :meth:`update`."""
+
+    # (slots: a routed name holds several vars; subclasses elsewhere may add a __dict__)
+    __slots__ = ("_value", "_observers", "_next_id", "_version", "__weakref__")
 
     def __init__(self, value: T) -> None:
         self._value = value
@@ -63,11 +86,6 @@ class Var(Generic[T]):
         self._next_id += 1
         first = not self._observers
         self._observers[key] = fn
-
-        def close() -> None:
-            if self._observers.pop(key, None) is not None and not self._observers:
-                self._on_last_observer_gone()
-
         try:
             if first:
                 self._on_first_observer()
@@ -75,9 +93,13 @@ class Var(Generic[T]):
         except BaseException:
             # The caller gets no handle to close: unsubscribe here, or whatever feeds this
             # var (a namer's poller, upstream vars) would stay subscribed for ever.
-            close()
+            self._unobserve(key)
             raise
-        return Closable(close)
+        return _Observation(self, key)
+
+    def _unobserve(self, key: int) -> None:
+        if self._observers.pop(key, None) is not None and not self._observers:
+            self._on_last_observer_gone()
 
     @property
     def observed(self) -> bool:
@@ -91,43 +113,10 @@ class Var(Generic[T]):
         pass
 
     def map(self, f: Callable[[T], U]) -> Var[U]:
-        return _Derived(lambda emit: self.observe(lambda v: emit(f(v))), lambda: f(self.sample()))
+        return _Mapped(self, f)
 
     def flat_map(self, f: Callable[[T], Var[U]]) -> Var[U]:
-        def subscribe(emit: Callable[[U], None]) -> Closable:
-            inner: list[Closable] = []
-            # Which outer value is current: an inner var switched away from (even in the
-            # middle of its own update, or re-entrantly) must not emit any more.
-            generation = [0]
-
-            def on_outer(value: T) -> None:
-                generation[0] += 1
-                mine = generation[0]
-                for c in inner:
-                    c.close()
-                inner.clear()
-
-                def on_inner(v: U) -> None:
-                    if generation[0] == mine:
-                        emit(v)
-
-                subscription = f(value).observe(on_inner)
-                if generation[0] == mine:
-                    inner.append(subscription)
-                else:  # the outer changed while we subscribed: this inner is already stale
-                    subscription.close()
-
-            outer = self.observe(on_outer)
-
-            def close() -> None:
-                outer.close()
-                for c in inner:
-                    c.close()
-                inner.clear()
-
-            return Closable(close)
-
-        return _Derived(subscribe, lambda: f(self.sample()).sample())
+        return _FlatMapped(self, f)
 
     @staticmethod
     def collect(vars_: Sequence[Var[Any]]) -> Var[tuple[Any, ...]]:
@@ -166,17 +155,32 @@ _UNSET: Any = object()
 
 
 class _Derived(Var[T]):
-    """A var computed from others; subscribes upstream only while observed."""
+    """A var computed from others; subscribes upstream only while observed.
+
+    Made from a ``subscribe(emit) -> Closable`` and a ``compute()`` function, or a
+    subclass overriding :meth:`_subscribe` and :meth:`_compute` (``map`` and ``flat_map``:
+    no closures per derived var).
+    """
+
+    __slots__ = ("_subscribe_fn", "_compute_fn", "_upstream")
 
     def __init__(
         self,
-        subscribe: Callable[[Callable[[T], None]], Closable],
-        compute: Callable[[], T],
+        subscribe: Callable[[Callable[[T], None]], Closable] | None = None,
+        compute: Callable[[], T] | None = None,
     ) -> None:
         super().__init__(_UNSET)
-        self._subscribe = subscribe
-        self._compute = compute
+        self._subscribe_fn = subscribe
+        self._compute_fn = compute
         self._upstream: Closable | None = None
+
+    def _subscribe(self, emit: Callable[[T], None]) -> Closable:
+        assert self._subscribe_fn is not None
+        return self._subscribe_fn(emit)
+
+    def _compute(self) -> T:
+        assert self._compute_fn is not None
+        return self._compute_fn()
 
     def sample(self) -> T:
         if self._upstream is None:
@@ -197,6 +201,94 @@ class _Derived(Var[T]):
             self._value = value
             return  # the first value is delivered by observe() itself
         super().update(value)
+
+
+class _Mapped(_Derived[U]):
+    """``source.map(f)``."""
+
+    __slots__ = ("_source", "_f")
+
+    def __init__(self, source: Var[Any], f: Callable[[Any], U]) -> None:
+        super().__init__()
+        self._source = source
+        self._f = f
+
+    def _subscribe(self, emit: Callable[[U], None]) -> Closable:
+        return self._source.observe(self._on_source)
+
+    def _on_source(self, value: Any) -> None:
+        self.update(self._f(value))
+
+    def _compute(self) -> U:
+        return self._f(self._source.sample())
+
+
+class _FlatMapped(_Derived[U]):
+    """``source.flat_map(f)``: the value of the var ``f`` makes of the source's value."""
+
+    __slots__ = ("_source", "_f")
+
+    def __init__(self, source: Var[Any], f: Callable[[Any], Var[U]]) -> None:
+        super().__init__()
+        self._source = source
+        self._f = f
+
+    def _subscribe(self, emit: Callable[[U], None]) -> Closable:
+        return _FlatMapObservation(self)
+
+    def _compute(self) -> U:
+        return self._f(self._source.sample()).sample()
+
+
+class _FlatMapObservation(Closable):
+    """A flat-mapped var's subscription: the outer source, and the inner var of its
+    current value."""
+
+    __slots__ = ("_var", "_inner", "_generation", "_outer")
+
+    def __init__(self, var: _FlatMapped[Any]) -> None:
+        self._var = var  # emits with var.update
+        self._inner: Closable | None = None
+        # Which outer value is current: an inner var switched away from (even in the
+        # middle of its own update, or re-entrantly) must not emit any more.
+        self._generation = 0
+        self._outer: Closable | None = None
+        self._outer = var._source.observe(self._on_outer)
+
+    def _on_outer(self, value: Any) -> None:
+        self._generation += 1
+        mine = self._generation
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.close()
+        subscription = self._var._f(value).observe(_InnerObserver(self, mine))
+        if self._generation == mine:
+            self._inner = subscription
+        else:  # the outer changed while we subscribed: this inner is already stale
+            subscription.close()
+
+    def close(self) -> None:
+        outer, self._outer = self._outer, None
+        if outer is not None:
+            outer.close()
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.close()
+
+
+class _InnerObserver:
+    """Passes an inner var's values on while its outer value is still the current one."""
+
+    __slots__ = ("_sub", "_mine")
+
+    def __init__(self, sub: _FlatMapObservation, mine: int) -> None:
+        self._sub = sub
+        self._mine = mine
+
+    def __call__(self, value: Any) -> None:
+        sub = self._sub
+        if sub._generation == self._mine:
+            sub._var.update(value)
 
 
 class Pending:

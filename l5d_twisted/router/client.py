@@ -61,9 +61,9 @@ class BoundClient(Service[Request, Response]):
         self._reactor = reactor
         self._endpoints: dict[Address, Service[Request, Response]] = {}
         self.addr: Addr = AddrPending()
-        id_text = self.id_text  # (the closure holds it, not ``self``: no reference cycle)
+        # (the id's text, not ``self``: no reference cycle)
         self._waiters = BindingWaiters(
-            reactor, binding_timeout_s, lambda: f"waiting for the addresses of {id_text}"
+            reactor, binding_timeout_s, ("waiting for the addresses of", self.id_text)
         )
         self.last_used = reactor.seconds()
         self._applied: object = None  # the token of the address set the balancer has

@@ -36,6 +36,10 @@ ERROR_EXPLANATION_STEPS = 200
 ERROR_EXPLANATION_CHARS = 16 * 1024  # and the body stays small whatever the dtab's size
 
 
+_ONE = [1.0]
+_ONE_CUMULATIVE = (1.0,)
+
+
 class _Choice:
     """A resolved tree: the bound names and their cumulative weights, or an error (with
     its explanation text, made once: every request to a failing name carries it)."""
@@ -45,12 +49,17 @@ class _Choice:
     def __init__(
         self, names: list[BoundName], weights: list[float], error: MeshError | None = None
     ) -> None:
-        self.names = names
-        self.cumulative: list[float] = []
-        total = 0.0
-        for w in weights:
-            total += max(w, 0.0)
-            self.cumulative.append(total)
+        # (tuples: one block each, and a name bound to one leaf shares its weights)
+        self.names: tuple[BoundName, ...] = tuple(names)
+        if weights == _ONE:
+            self.cumulative: tuple[float, ...] = _ONE_CUMULATIVE
+        else:
+            cumulative = []
+            total = 0.0
+            for w in weights:
+                total += max(w, 0.0)
+                cumulative.append(total)
+            self.cumulative = tuple(cumulative)
         self.error = error
         self.explanation: str | None = None
 
@@ -86,8 +95,8 @@ class BindingService(Service[Request, Response]):
         self._choice: _Choice | None = None  # None while pending
         self._tree: NameTree[BoundName] | None = None
         self._leaf_observations: list[Closable] = []
-        # (a closure over ``path``, not ``self``: no reference cycle to outlive the route)
-        self._waiters = BindingWaiters(reactor, binding_timeout_s, lambda: f"binding {path.show()}")
+        # (``path``, not ``self``: no reference cycle to outlive the route)
+        self._waiters = BindingWaiters(reactor, binding_timeout_s, ("binding", path))
         self.last_used = reactor.seconds()
         # A bind with a client's dtab is not kept among the interpreter's recent binds: it
         # lives as long as this route (in the router's small cache of override routes).
@@ -122,7 +131,10 @@ class BindingService(Service[Request, Response]):
         for bound in leaves:
             # A leaf whose address set turns negative changes the evaluation (Alt falls
             # through), so every leaf's addresses are watched too.
-            self._leaf_observations.append(bound.addr.observe(lambda _addr: self._reevaluate()))
+            self._leaf_observations.append(bound.addr.observe(self._on_leaf_addr))
+
+    def _on_leaf_addr(self, _addr: Any) -> None:
+        self._reevaluate()
 
     def _reevaluate(self) -> None:
         tree = self._tree

@@ -95,6 +95,58 @@ def _scope_name(path: Path) -> str:
     return path.show().lstrip("/")
 
 
+class _EndpointMaker:
+    """Makes a client's endpoint stack for an address (a slotted object rather than a
+    closure over seven variables: one per routed name; issue 17)."""
+
+    __slots__ = (
+        "_router",
+        "_settings",
+        "_scope",
+        "_connect_timeout_s",
+        "_tls",
+        "_params",
+        "_transformed",
+    )
+
+    def __init__(
+        self,
+        router: Router,
+        settings: Any,
+        scope: Any,
+        connect_timeout_s: float,
+        tls: Any,
+        params: Params,
+        transformed: bool,
+    ) -> None:
+        self._router = router
+        self._settings = settings
+        self._scope = scope
+        self._connect_timeout_s = connect_timeout_s
+        self._tls = tls
+        self._params = params
+        self._transformed = transformed
+
+    def __call__(self, address: Address) -> Service[Request, Response]:
+        router = self._router
+        leaf = router._endpoint_factory(
+            router._reactor,
+            address,
+            self._settings,
+            self._scope,
+            connect_timeout_s=self._connect_timeout_s,
+            tls=self._tls,
+        )
+        endpoint = router._stacks.endpoint.make(
+            self._params.plus(StackParams.ADDRESS, address), leaf
+        )
+        # decided once per endpoint: only one at the mesh's own or a metadata address
+        # gets a guard (refusing requests routed with a request dtab)
+        return trust.guarded(
+            router.own_addresses.forbidden(address, transformed=self._transformed), endpoint
+        )
+
+
 class Router(Service[Request, Response]):
     def __init__(
         self,
@@ -349,24 +401,9 @@ class Router(Service[Request, Response]):
             .plus(StackParams.CLIENT, client_params)
         )
 
-        def make_endpoint(address: Address) -> Service[Request, Response]:
-            leaf = self._endpoint_factory(
-                self._reactor,
-                address,
-                settings,
-                scope,
-                connect_timeout_s=connect_timeout_s,
-                tls=tls,
-            )
-            endpoint = self._stacks.endpoint.make(
-                endpoint_params.plus(StackParams.ADDRESS, address), leaf
-            )
-            # decided once per endpoint: only one at the mesh's own or a metadata address
-            # gets a guard (refusing requests routed with a request dtab)
-            return trust.guarded(
-                self.own_addresses.forbidden(address, transformed=transformed), endpoint
-            )
-
+        make_endpoint = _EndpointMaker(
+            self, settings, scope, connect_timeout_s, tls, endpoint_params, transformed
+        )
         client = BoundClient(
             bound,
             make_endpoint=make_endpoint,

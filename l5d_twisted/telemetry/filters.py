@@ -25,6 +25,7 @@ Put one in front of each interface with the scope it reports under
 from __future__ import annotations
 
 import weakref
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -75,8 +76,8 @@ class StatsFilter(Filter[Request, Response]):
         self.pending = 0
         # through a weak reference: the filter holding its gauge, whose function held the
         # filter, was a cycle that kept an expired name's metrics for a full GC (issue 17)
-        this = weakref.ref(self)
-        self._pending_gauge = stats.gauge("pending", fn=lambda: _pending(this))
+        # (a partial, not a lambda: no function, cell and closure per filter)
+        self._pending_gauge = stats.gauge("pending", fn=partial(_pending, weakref.ref(self)))
 
     def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
         self._requests.incr()
