@@ -27,7 +27,14 @@ EndpointSlices of ``--per-slice`` (100, Kubernetes' default), one ``l5d-twisted 
 3. **inprocess** (only with ``--only inprocess``): CPU µs per change from the watch line to
    the balancer in one process (a stub API, real namer, BoundClient, EndpointClients, a
    task.Clock), for this tree and ``--repo`` interleaved ``--rounds`` times: no HTTP, no
-   kmock, so it is the mesh's own work, and A/B interleaving survives contention.
+   kmock, so it is the mesh's own work, and A/B interleaving survives contention.  The
+   rows: E = 100 in one slice, 1,000 in slices of 100, one slice of 1,000, and
+   ``per_slice`` 0: one v1 Endpoints object of 1,000, its addresses sorted as the
+   endpoints controller keeps them (a new IP lands elsewhere than the old one left).
+
+``--v1``: the changes part with one v1 Endpoints object instead of slices (the namer with
+``preferEndpointSlices: false``).  ``--py-spy FILE``: py-spy's collapsed stacks of the mesh
+while it takes the changes (its sampling costs the mesh CPU: for where, not how much).
 
 Every process is stopped by PID; nothing leaves 127.0.0.0/8.  CPU figures survive
 contention better than latencies: the load (``uptime``) is printed with the results.
@@ -58,6 +65,7 @@ HOST = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
 NAMESPACE = "bench"
 SLICES = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
+ENDPOINTS = f"/api/v1/namespaces/{NAMESPACE}/endpoints"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -127,6 +135,29 @@ def slice_object(k: int, ips: list[str], port: int) -> dict[str, Any]:
     }
 
 
+def endpoints_object(ips: list[str], port: int) -> dict[str, Any]:
+    """One v1 Endpoints object: its addresses sorted, as the endpoints controller keeps
+    them (a replaced pod's new IP lands at another position than the old one left)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "svc", "namespace": NAMESPACE},
+        "subsets": [
+            {
+                "addresses": [
+                    {
+                        "ip": ip,
+                        "nodeName": f"node-{sum(map(ord, ip)) % 7}",
+                        "targetRef": {"kind": "Pod", "name": f"svc-{ip.replace('.', '-')}"},
+                    }
+                    for ip in sorted(ips)
+                ],
+                "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            }
+        ],
+    }
+
+
 # --- the backend: "200 ok" on every endpoint address -------------------------------------------
 
 
@@ -177,8 +208,13 @@ class Setup:
         self.backend_port = free_port()
         per = args.per_slice
         ips = [endpoint_ip(i) for i in range(endpoints)]
-        self.slices = [ips[k : k + per] for k in range(0, endpoints, per)]
-        objects = [slice_object(k, s, self.backend_port) for k, s in enumerate(self.slices)]
+        self.v1 = bool(args.v1)
+        if self.v1:  # one v1 Endpoints object
+            self.slices = [ips]
+            objects = [endpoints_object(ips, self.backend_port)]
+        else:
+            self.slices = [ips[k : k + per] for k in range(0, endpoints, per)]
+            objects = [slice_object(k, s, self.backend_port) for k, s in enumerate(self.slices)]
         (work / "objects.json").write_text(json.dumps(objects))
         self.kmock_port = free_port()
         self._start(
@@ -206,7 +242,10 @@ class Setup:
             client["hostConnectionPool"] = {"maxIdlePerClient": cap}
         config = {
             "admin": {"ip": HOST, "port": self.admin},
-            "namers": [{"kind": "io.l5d.k8s", "host": HOST, "port": self.kmock_port}],
+            "namers": [
+                {"kind": "io.l5d.k8s", "host": HOST, "port": self.kmock_port}
+                | ({"preferEndpointSlices": False} if self.v1 else {})
+            ],
             "routers": [
                 {
                     "protocol": "http",
@@ -289,9 +328,14 @@ class Setup:
         return found
 
     def patch(self, k: int, ips: list[str]) -> None:
-        body = {"endpoints": slice_object(k, ips, self.backend_port)["endpoints"]}
+        if self.v1:
+            body = {"subsets": endpoints_object(ips, self.backend_port)["subsets"]}
+            url = f"http://{HOST}:{self.kmock_port}{ENDPOINTS}/svc"
+        else:
+            body = {"endpoints": slice_object(k, ips, self.backend_port)["endpoints"]}
+            url = f"http://{HOST}:{self.kmock_port}{SLICES}/svc-{k}"
         request = urllib.request.Request(
-            f"http://{HOST}:{self.kmock_port}{SLICES}/svc-{k}",
+            url,
             data=json.dumps(body).encode(),
             method="PATCH",
             headers={"Content-Type": "application/merge-patch+json"},
@@ -469,13 +513,19 @@ def inprocess_child(endpoints: int, per_slice: int, kind: str, changes: int) -> 
 
     clock = Clock()
     ips = [endpoint_ip(i) for i in range(endpoints)]
-    slices = [ips[k : k + per_slice] for k in range(0, endpoints, per_slice)]
-    api = Api([slice_object(k, s, 8080) for k, s in enumerate(slices)])
+    v1 = per_slice == 0  # one v1 Endpoints object, its addresses sorted
+
+    def make(k: int, ips: list[str]) -> dict[str, Any]:
+        return endpoints_object(ips, 8080) if v1 else slice_object(k, ips, 8080)
+
+    slices = [ips] if v1 else [ips[k : k + per_slice] for k in range(0, endpoints, per_slice)]
+    api = Api([make(k, s) for k, s in enumerate(slices)])
     namer = K8sNamer(
         api,  # type: ignore[arg-type]
         NamePath.read("/io.l5d.k8s"),
         clock,
         settings=WatchSettings(resync_s=0),
+        prefer_slices=not v1,
     )
     states: list[Any] = []
     namer.lookup(NamePath.read(f"/{NAMESPACE}/http/svc")).observe(states.append)
@@ -492,7 +542,7 @@ def inprocess_child(endpoints: int, per_slice: int, kind: str, changes: int) -> 
     for i in range(changes):
         k = i % len(slices)
         slices[k][(i // len(slices)) % len(slices[k])] = endpoint_ip(i, block=2)
-        event = {"type": "MODIFIED", "object": slice_object(k, slices[k], 8080)}
+        event = {"type": "MODIFIED", "object": make(k, slices[k])}
         event["object"]["metadata"]["resourceVersion"] = str(2 + i)
         lines.append(json.dumps(event).encode())
     started = time.process_time()
@@ -510,7 +560,7 @@ def inprocess(args: argparse.Namespace) -> list[dict[str, Any]]:
         trees["repo"] = Path(args.repo).resolve()
     rows = []
     for kind in args.kinds.split(","):
-        for endpoints, per_slice in ((100, 100), (1000, 100), (1000, 1000)):
+        for endpoints, per_slice in ((100, 100), (1000, 100), (1000, 1000), (1000, 0)):
             row: dict[str, Any] = {"kind": kind, "endpoints": endpoints, "per_slice": per_slice}
             for _ in range(args.rounds):
                 for name, tree in trees.items():
@@ -542,6 +592,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of --only inprocess")
     parser.add_argument("--repo", help="the tree to run the mesh from (default: this one)")
     parser.add_argument("--per-slice", type=int, default=100)
+    parser.add_argument(
+        "--v1", action="store_true", help="changes: one v1 Endpoints object, not slices"
+    )
     parser.add_argument("--sizes", default="100,1000", help="E for the changes part")
     parser.add_argument("--rate", type=float, default=10.0, help="changes per second")
     parser.add_argument("--changes-for", type=float, default=30.0)
