@@ -5,10 +5,11 @@
 
 Builds the metrics of ``--scopes`` services with their clients exactly as
 ``bench/scrape/stall.py`` does (a real router on a fake clock, one request per name), then
-renders the exposition the way the admin server does (``render_steps`` drained in full,
-``metrics_json_steps``), ``--rounds`` times per endpoint, and prints per render the CPU
-(``time.process_time``), the garbage collections it caused (``gc.callbacks``: count and
-time of each generation) and the body's size.  Between renders, ``--touch`` (a fraction)
+renders the exposition the way the admin server does (``render_steps`` drained in full),
+``--rounds`` times per endpoint, and prints per render the CPU (``time.process_time``),
+the number of steps and the longest (CPU of the thread: what a slice of the reactor can
+not be shorter than), the garbage collections it caused (``gc.callbacks``: count and time of
+each generation) and the body's size.  Between renders, ``--touch`` (a fraction)
 of the service and client scopes see activity: every counter incremented and every
 histogram given a value, so what changed has to be rendered again.
 
@@ -136,14 +137,24 @@ def main() -> int:
             timer.reset()
             started = time.process_time()
             n = 0
-            for _ in steps(out):
+            longest_step = 0.0
+            iterator = steps(out)
+            while True:
+                step_started = time.thread_time()
+                try:
+                    next(iterator)
+                except StopIteration:
+                    break
+                finally:
+                    longest_step = max(longest_step, time.thread_time() - step_started)
                 n += 1
             cpu = time.process_time() - started
             size = sum(len(p) for p in out)
             digest = hashlib.sha1(b"".join(out)).hexdigest()[:10]
             print(
                 f"{args.tag} {label:<12} round {round_} touched {touched:>5} "
-                f"cpu {cpu * 1000:7.1f} ms  steps {n:>6}  bytes {size:>9}  sha {digest}  "
+                f"cpu {cpu * 1000:7.1f} ms  steps {n:>6} (longest {longest_step * 1000:4.1f} ms)  "
+                f"bytes {size:>9}  sha {digest}  "
                 f"gc {timer.count} {[round(t * 1000, 1) for t in timer.time]} ms "
                 f"longest {timer.longest * 1000:.1f} ms",
                 flush=True,

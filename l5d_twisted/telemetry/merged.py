@@ -35,6 +35,7 @@ from l5d_twisted.telemetry.histogram import Histogram, HistogramState, merge_sta
 from l5d_twisted.telemetry.metrics import (
     CounterMetric,
     GaugeMetric,
+    MetricGroup,
     MetricsTree,
     Name,
     group_key,
@@ -218,6 +219,16 @@ def merge_steps(
                 merged[name] = ("h", (state[0] + base[0], state[1] + base[1]) + state[2:])
 
 
+class _Loaded:
+    """A group of loaded metrics, as :meth:`MergedMetrics.metric_groups` lists it."""
+
+    __slots__ = ("key", "metrics")
+
+    def __init__(self, key: Name, metrics: dict[Name, TreeMetric]) -> None:
+        self.key = key
+        self.metrics = metrics
+
+
 class MergedMetrics(MetricsTree):
     """A tree showing what :meth:`load` was last given, plus the supervisor's own metrics.
 
@@ -231,6 +242,7 @@ class MergedMetrics(MetricsTree):
     def __init__(self, clock: Any) -> None:
         super().__init__(clock, expiry_ttl_s=0.0, start=False)
         self._merged: dict[Name, dict[Name, TreeMetric]] = {}
+        self._merged_groups: list[MetricGroup] = []
         self._by_name: dict[Name, TreeMetric] = {}
 
     def load(self, merged: dict[Name, tuple[str, Any]]) -> None:
@@ -261,6 +273,7 @@ class MergedMetrics(MetricsTree):
             groups.setdefault(group_key(name), {})[name] = metric
         self._by_name = by_name
         self._merged = groups
+        self._merged_groups = [_Loaded(key, group) for key, group in groups.items()]
 
     def start(self) -> None:
         pass  # nothing to tick: each worker rotates and expires its own
@@ -270,8 +283,8 @@ class MergedMetrics(MetricsTree):
             yield from list(group.items())
         yield from super().metrics()
 
-    def metric_groups(self) -> list[tuple[Name, dict[Name, TreeMetric]]]:
-        return list(self._merged.items()) + super().metric_groups()
+    def metric_groups(self) -> list[MetricGroup]:
+        return self._merged_groups + super().metric_groups()
 
     def get(self, *name: str) -> TreeMetric | None:
         found = self._by_name.get(tuple(name))

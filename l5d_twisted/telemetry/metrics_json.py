@@ -18,7 +18,7 @@ from json.encoder import encode_basestring_ascii  # what json.dumps uses for str
 from typing import Any
 
 from l5d_twisted.telemetry.histogram import QUANTILES, Histogram
-from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricsTree
+from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricGroup, MetricsTree
 
 # A ``q`` longer than this is refused (400): metric names are far shorter, and a
 # substring test of a huge ``q`` against every name is work for nothing.
@@ -147,7 +147,7 @@ def metrics_json_steps(
 
 
 # Work units per step of a cached render (see MetricsJsonExposition).
-UNITS_PER_STEP = 3000
+UNITS_PER_STEP = 600
 _BLOCK_UNITS = 40  # a group's keys formatted and sorted again
 BLOCKS_PER_PIECE = 200
 
@@ -204,6 +204,8 @@ class MetricsJsonExposition:
         self.tree = tree
         self._blocks: dict[bool, dict[tuple[str, ...], _Block]] = {False: {}, True: {}}
         self._split: set[tuple[str, ...]] = set()  # groups rendered as single entries
+        # the last order: the pieces' first and last keys as read, and how they sort
+        self._order: tuple[list[str], list[str], Any] | None = None
 
     def render_steps(
         self, out: list[bytes], query: str | None = None, pretty: bool = False
@@ -219,7 +221,7 @@ class MetricsJsonExposition:
         yield from metrics_json_steps(self.tree, out, query, pretty)
 
     def _cached_steps(
-        self, groups: list[tuple[tuple[str, ...], dict[Any, Any]]], out: list[bytes], pretty: bool
+        self, groups: list[MetricGroup], out: list[bytes], pretty: bool
     ) -> Generator[None, None, bool]:
         separator, colon = (",\n  ", ": ") if pretty else (",", ":")
         cache = self._blocks[pretty]
@@ -227,13 +229,14 @@ class MetricsJsonExposition:
         fresh: dict[tuple[str, ...], _Block] = {}
         # (first key, last key, text, the group's key or () for single entries)
         pieces: list[tuple[str, str, bytes, tuple[str, ...]]] = []
-        walked: dict[tuple[str, ...], dict[Any, Any]] = {}
+        seen_split: set[tuple[str, ...]] = set()
         units = 0
-        for key, group in groups:
-            if key in walked:
+        for each in groups:
+            key, group = each.key, each.metrics
+            if key in fresh:
                 key = ("\0",) + key  # the same key twice (a merged tree's own groups)
-            walked[key] = group
             if not key or key in split:
+                seen_split.add(key)
                 # the permanent group (its keys spread over the whole range), or one
                 # whose run overlapped another's: single entries
                 units += _single_entries(group, colon, pieces)
@@ -254,24 +257,40 @@ class MetricsJsonExposition:
             if units >= UNITS_PER_STEP:
                 units = 0
                 yield None
-        pieces.sort()
-        overlapping = _overlapping(pieces)
-        if overlapping:
-            # One scope's name continues another's (svc/a and svc/a/b): those groups'
-            # entries are interleaved, so they go as single entries, now and from now on.
-            if () in overlapping:
-                return False  # a key read twice: merged entry by entry instead
-            split.update(overlapping)
-            pieces = [p for p in pieces if p[3] not in overlapping]
-            for key in overlapping:
-                fresh.pop(key, None)
-                _single_entries(walked[key], colon, pieces)
+        # Sorted by first key: the order of the last render while the pieces' first and
+        # last keys are those it had (sorting 10,000 pieces was a step of milliseconds).
+        firsts = list(map(_first_of, pieces))
+        lasts = list(map(_last_of, pieces))
+        known = self._order
+        if known is not None and firsts == known[0] and lasts == known[1]:
+            pieces = list(known[2](pieces))
+        else:
             yield None
-            pieces.sort()
-            if _overlapping(pieces):
-                return False
+            perm = sorted(range(len(pieces)), key=firsts.__getitem__)
+            pick = _picker(perm)
+            pieces = list(pick(pieces))
+            self._order = None
+            if not _sorted_apart(pick(firsts), pick(lasts)):
+                # One scope's name continues another's (svc/a and svc/a/b): those
+                # groups' entries interleave, so they go as single entries, now and from
+                # now on.
+                overlapping = _overlapping(pieces)
+                if any(not k or k[0] == "\0" for k in overlapping):
+                    return False  # a key read twice: merged entry by entry instead
+                split.update(overlapping)
+                seen_split.update(overlapping)
+                pieces = [p for p in pieces if p[3] not in overlapping]
+                for each in groups:
+                    if each.key in overlapping and fresh.pop(each.key, None) is not None:
+                        _single_entries(each.metrics, colon, pieces)
+                yield None
+                pieces.sort()
+                if _overlapping(pieces):
+                    return False
+            else:
+                self._order = (firsts, lasts, pick)
         self._blocks[pretty] = fresh
-        self._split = {key for key in split if key in walked}
+        self._split = {key for key in split if key in seen_split}
         yield None
         if not pieces:
             out.append(b"{}\n" if pretty else b"{}")
@@ -285,6 +304,15 @@ class MetricsJsonExposition:
             yield None
         out.append(b"\n}\n" if pretty else b"}")
         return True
+
+
+_first_of = operator.itemgetter(0)
+_last_of = operator.itemgetter(1)
+
+
+def _sorted_apart(firsts: tuple[str, ...], lasts: tuple[str, ...]) -> bool:
+    """Whether each piece ends before the next begins (a pass in C)."""
+    return not any(map(operator.ge, lasts[:-1], firsts[1:]))
 
 
 def _overlapping(pieces: list[tuple[str, str, bytes, tuple[str, ...]]]) -> set[tuple[str, ...]]:
@@ -313,8 +341,14 @@ def _entry(key: str, value: Any, colon: str) -> str:
     return encode_basestring_ascii(key) + colon + _json_value(value)
 
 
+def _picker(indexes: list[int]) -> Any:
+    from l5d_twisted.telemetry.prometheus import _picker as picker
+
+    return picker(indexes)
+
+
 def _new_block(names: tuple[tuple[str, ...], ...], metrics: list[Any]) -> _Block:
-    from l5d_twisted.telemetry.prometheus import _GAUGE, _HISTOGRAM, _kind_of, _picker
+    from l5d_twisted.telemetry.prometheus import _GAUGE, _HISTOGRAM, _kind_of
 
     kinds = tuple(_kind_of(m) for m in metrics)
     block = _Block()

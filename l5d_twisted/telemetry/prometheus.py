@@ -36,7 +36,13 @@ from typing import Any
 from twisted.logger import Logger
 
 from l5d_twisted.telemetry.histogram import QUANTILES, Histogram
-from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricsTree, Name
+from l5d_twisted.telemetry.metrics import (
+    CounterMetric,
+    GaugeMetric,
+    MetricGroup,
+    MetricsTree,
+    Name,
+)
 from l5d_twisted.telemetry.process import register_process_collectors
 from l5d_twisted.telemetry.promtext import Family as Metric
 from l5d_twisted.telemetry.promtext import Registry as CollectorRegistry
@@ -328,7 +334,7 @@ _COUNTER, _GAUGE, _HISTOGRAM, _OTHER = 0, 1, 2, 3
 
 # Work units per step of a cached render (a group costs its number of metrics, a line
 # formatted again more, a histogram's summary most): a step stays well under 1 ms.
-UNITS_PER_STEP = 3000
+UNITS_PER_STEP = 600
 _MISS_UNITS = 4
 _SUMMARY_UNITS = 30
 LINES_PER_PIECE = 2000
@@ -614,9 +620,7 @@ class _LineCache:
 
     # -- a render ------------------------------------------------------------------------
 
-    def render_steps(
-        self, groups: list[tuple[Name, dict[Name, Any]]], out: list[bytes]
-    ) -> Iterator[None]:
+    def render_steps(self, groups: list[MetricGroup], out: list[bytes]) -> Iterator[None]:
         """The tree's part of the exposition, appended to ``out`` in pieces."""
         self.busy = True
         try:
@@ -626,9 +630,7 @@ class _LineCache:
             for lines in self._fam_lists:  # a render stopped part-way leaves nothing
                 lines.clear()
 
-    def _render_steps(
-        self, groups: list[tuple[Name, dict[Name, Any]]], out: list[bytes]
-    ) -> Iterator[None]:
+    def _render_steps(self, groups: list[MetricGroup], out: list[bytes]) -> Iterator[None]:
         seen: set[int] = set()
         order: list[int] = []
         seen_shapes: set[int] = set()
@@ -636,7 +638,8 @@ class _LineCache:
         scopes = self._scopes
         fresh: dict[Name, _Scope] = {}
         units = 0
-        for key, group in groups:
+        for each in groups:
+            key, group = each.key, each.metrics
             names = tuple(group)
             metrics = list(group.values())
             if key in fresh:  # the same key twice (a merged tree's own groups)
