@@ -42,6 +42,8 @@ class Status(enum.Enum):
 class Service(Generic[Req, Rep]):
     """Base class; subclasses implement ``__call__``."""
 
+    __slots__ = ()  # (so that slotted services have no __dict__)
+
     def __call__(self, request: Req) -> Deferred[Rep]:
         raise NotImplementedError
 
@@ -63,6 +65,8 @@ class FunctionService(Service[Req, Rep]):
 
 class Filter(Generic[Req, Rep]):
     """Base class; subclasses implement ``apply``."""
+
+    __slots__ = ()  # (so that slotted filters have no __dict__)
 
     def apply(self, request: Req, service: Service[Req, Rep]) -> Deferred[Rep]:
         raise NotImplementedError
@@ -93,7 +97,7 @@ class _AndThenFilter(Filter[Req, Rep]):
 class FilteredService(Service[Req, Rep]):
     # (no bound ``filter.apply`` kept: 64 bytes per layer per name, and calling through
     # the slot is as fast on CPython 3.11)
-    __slots__ = ("filter", "service")
+    __slots__ = ("filter", "service", "__weakref__")
 
     def __init__(self, filter_: Filter[Req, Rep], service: Service[Req, Rep]) -> None:
         self.filter = filter_

@@ -42,13 +42,17 @@ class _BackoffPolicy:
     def __init__(self, backoff: Backoff, rng: random.Random | None) -> None:
         self._backoff = backoff
         self._rng = rng or _RNG
-        self._delays: Iterator[float] = backoff.delays(self._rng)
+        # made at the first mark-dead (a generator is ~300 bytes, one per endpoint)
+        self._delays: Iterator[float] | None = None
 
     def _next_delay(self) -> float:
-        return next(self._delays)
+        delays = self._delays
+        if delays is None:
+            delays = self._delays = self._backoff.delays(self._rng)
+        return next(delays)
 
     def revived(self, now: float) -> None:
-        self._delays = self._backoff.delays(self._rng)
+        self._delays = None  # the next mark-dead starts the backoff over
 
 
 class ConsecutiveFailuresPolicy(_BackoffPolicy):

@@ -23,6 +23,19 @@ _SLICES = 10
 class RetryBudget:
     """A windowed token bucket; ``deposit()`` per request, ``try_withdraw()`` per retry."""
 
+    __slots__ = (
+        "_clock",
+        "min_retries_per_sec",
+        "percent_can_retry",
+        "ttl_secs",
+        "_deposit_units",
+        "_reserve_units",
+        "_slice_s",
+        "_slices",
+        "_window_sum",
+        "_current_until",
+    )
+
     def __init__(
         self,
         min_retries_per_sec: float = 10,
@@ -84,6 +97,10 @@ class RetryBudget:
             self._add(-_SCALE)
             return True
         return False
+
+    def balance_gauge(self) -> float:
+        """The ``retries/budget`` gauge's function (a bound method: no closure per name)."""
+        return float(self.balance)
 
     @property
     def balance(self) -> int:

@@ -111,7 +111,11 @@ class HttpClassifierConfig:
 
 @CLASSIFIERS.register("io.l5d.http.nonRetryable5XX", HttpClassifierConfig)
 def non_retryable_5xx(config: HttpClassifierConfig | None = None) -> ResponseClassifier:
-    return Http5XXClassifier(frozenset())
+    return _NON_RETRYABLE_5XX
+
+
+# (immutable: one for every route, not one per route; issue 17)
+_NON_RETRYABLE_5XX = Http5XXClassifier(frozenset())
 
 
 @CLASSIFIERS.register("io.l5d.http.retryableRead5XX", HttpClassifierConfig)

@@ -60,7 +60,7 @@ class RetryFilter(Filter[Request, Response]):
         self._total = stats.counter("retries", "total")
         self._per_request = stats.stat("retries", "per_request")
         self._exhausted = stats.counter("retries", "budget_exhausted")
-        self._gauge = stats.gauge("retries", "budget", fn=lambda: float(budget.balance))
+        self._gauge = stats.gauge("retries", "budget", fn=budget.balance_gauge)
 
     def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
         self.budget.deposit()

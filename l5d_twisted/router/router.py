@@ -567,7 +567,7 @@ class _Route(Service[Request, Response]):
     the ``l5d-dst-service`` value ready-encoded.
     """
 
-    __slots__ = ("classifier", "service", "dst_header")
+    __slots__ = ("classifier", "service", "dst_header", "__weakref__")
 
     def __init__(
         self, classifier: ResponseClassifier, service: Service[Request, Response], path: Path

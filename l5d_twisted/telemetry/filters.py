@@ -55,6 +55,27 @@ def _pending(ref: weakref.ref[StatsFilter]) -> float:
 
 
 class StatsFilter(Filter[Request, Response]):
+    # (slots, a first status without a dict, no dict of failure kinds until one: a routed
+    # name has two of these; issue 17)
+    __slots__ = (
+        "_stats",
+        "_classifier",
+        "_clock",
+        "_error_status",
+        "_requests",
+        "_success",
+        "_failures",
+        "_latency",
+        "_status1",
+        "_counters1",
+        "_status",
+        "_failure_kinds",
+        "_client_errors",
+        "pending",
+        "_pending_gauge",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         stats: StatsReceiver,
@@ -64,14 +85,17 @@ class StatsFilter(Filter[Request, Response]):
     ) -> None:
         self._stats = stats
         self._classifier = classifier
-        self._seconds = clock.seconds
+        self._clock = clock
         self._error_status = error_status
         self._requests = stats.counter("requests")
         self._success = stats.counter("success")
         self._failures = stats.counter("failures")
         self._latency = stats.stat("request_latency_ms")
-        self._status: dict[int, tuple[Counter, Counter]] = {}
-        self._failure_kinds: dict[str, Counter] = {}
+        # the counters of the first status seen, then of others in a dict of their own
+        self._status1 = -1
+        self._counters1: Any = None
+        self._status: dict[int, tuple[Counter, Counter]] = _NONE
+        self._failure_kinds: dict[str, Counter] = _NONE
         self._client_errors: Counter | None = None  # made at the first one
         self.pending = 0
         # through a weak reference: the filter holding its gauge, whose function held the
@@ -82,7 +106,7 @@ class StatsFilter(Filter[Request, Response]):
     def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
         self._requests.incr()
         self.pending += 1
-        start = self._seconds()
+        start = self._clock.seconds()
         try:
             d = service(request)
         except Exception as e:  # a service that raises instead of failing its Deferred
@@ -98,11 +122,14 @@ class StatsFilter(Filter[Request, Response]):
         # The common path, kept to one Python frame: it runs three times per routed request
         # (server, service and client layers).
         self.pending -= 1
-        self._latency.add((self._seconds() - start) * 1000.0)
+        self._latency.add((self._clock.seconds() - start) * 1000.0)
         status = response.status
-        counters = self._status.get(status)
-        if counters is None:
-            counters = self._status_counters(status)
+        if status == self._status1:
+            counters = self._counters1
+        else:
+            counters = self._status.get(status)
+            if counters is None:
+                counters = self._status_counters(status)
         counters[0].incr()
         counters[1].incr()
         try:
@@ -118,7 +145,7 @@ class StatsFilter(Filter[Request, Response]):
 
     def _on_error(self, failure: Failure, request: Request, start: float) -> Failure:
         self.pending -= 1
-        self._latency.add((self._seconds() - start) * 1000.0)
+        self._latency.add((self._clock.seconds() - start) * 1000.0)
         error = failure.value
         if self._error_status:
             self._count_status(
@@ -137,9 +164,12 @@ class StatsFilter(Filter[Request, Response]):
         else:
             self._failures.incr()
             kind = failure_kind(error) if isinstance(error, BaseException) else "Unknown"
-            counter = self._failure_kinds.get(kind)
+            kinds = self._failure_kinds
+            counter = kinds.get(kind)
             if counter is None:
-                counter = self._failure_kinds[kind] = self._stats.counter("failures", kind)
+                if kinds is _NONE:
+                    kinds = self._failure_kinds = {}
+                counter = kinds[kind] = self._stats.counter("failures", kind)
             counter.incr()
         return failure
 
@@ -151,15 +181,28 @@ class StatsFilter(Filter[Request, Response]):
             return ResponseClass.NON_RETRYABLE_FAILURE
 
     def _count_status(self, status: int) -> None:
-        counters = self._status.get(status)
-        if counters is None:
-            counters = self._status_counters(status)
+        if status == self._status1:
+            counters = self._counters1
+        else:
+            counters = self._status.get(status)
+            if counters is None:
+                counters = self._status_counters(status)
         counters[0].incr()
         counters[1].incr()
 
     def _status_counters(self, status: int) -> tuple[Counter, Counter]:
-        counters = self._status[status] = (
+        counters = (
             self._stats.counter("status", str(status)),
             self._stats.counter("status", f"{status // 100}XX"),
         )
+        if self._counters1 is None:
+            self._status1 = status
+            self._counters1 = counters
+        else:
+            if self._status is _NONE:
+                self._status = {}
+            self._status[status] = counters
         return counters
+
+
+_NONE: dict[Any, Any] = {}  # shared and never written: no statuses or failure kinds yet
