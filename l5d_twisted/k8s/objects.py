@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import chain, compress
-from operator import is_not, ne
+from itertools import chain, compress, count, islice
+from operator import is_, is_not, ne
 from typing import Any, NamedTuple
 
 from l5d_twisted.naming.addr import Address, make_address
@@ -467,10 +467,12 @@ def _endpoint_difference(
 
     A controller changes a slice in place (a pod replaced keeps its position), so the
     positions that differ are found first, in C: by identity (the entries a watch line did
-    not change are the same objects, :mod:`l5d_twisted.k8s.linediff`), else by value.
-    Whether a candidate is really gone or new (duplicates, moves) is then told by the
-    counts, or by looking through the other list.  Many differing positions (a shift): the
-    difference of the two whole sets.
+    not change are the same objects, :mod:`l5d_twisted.k8s.linediff`), else by value.  A
+    v1 Endpoints object keeps its addresses sorted (a new IP lands elsewhere than the old
+    one left, and the entries between shift by one): with counts, a few entries taken out
+    and put in at either end of the part that differs are found by identity too.  Whether
+    a candidate is really gone or new (duplicates, moves) is then told by the counts, or by
+    looking through the other list.  Anything else: the difference of the two whole sets.
     """
     if len(old) == len(new):
         differ = list(compress(range(len(new)), map(is_not, old, new)))
@@ -487,30 +489,68 @@ def _endpoint_difference(
                     {e for e in came if e not in old},
                     _counts(new),
                 )
-            # (counted in place: the caller's counts are old's no more)
-            zeroed = set()
-            for i in differ:
-                e = old[i]
-                n = counts[e] - 1
-                if n:
-                    counts[e] = n
-                else:
-                    del counts[e]
-                    zeroed.add(e)
-            came = set()
-            for i in differ:
-                e = new[i]
-                n = counts.get(e, 0)
-                counts[e] = n + 1
-                if not n and e not in zeroed:
-                    came.add(e)
-            return {e for e in zeroed if e not in counts}, came, counts
+            went, came = _recount([old[i] for i in differ], [new[i] for i in differ], counts)
+            return went, came, counts
     if counts is not None:
+        edit = _shifted(old, new)
+        if edit is not None:
+            went, came = _recount(edit[0], edit[1], counts)
+            return went, came, counts
         fresh = _counts(new)
         if fresh is not None:
             return set(counts).difference(fresh), set(fresh).difference(counts), fresh
     went, came = set(old), set(new)
     return went - came, came - went, _counts(new)
+
+
+def _recount(
+    out: list[EndpointInfo], into: list[EndpointInfo], counts: dict[EndpointInfo, int]
+) -> tuple[set[EndpointInfo], set[EndpointInfo]]:
+    """Entries ``out`` taken out of the list ``counts`` counts and ``into`` put in, counted
+    in place: (those now in it no more, those in it now and not before)."""
+    zeroed = set()
+    for e in out:
+        n = counts[e] - 1
+        if n:
+            counts[e] = n
+        else:
+            del counts[e]
+            zeroed.add(e)
+    came = set()
+    for e in into:
+        n = counts.get(e, 0)
+        counts[e] = n + 1
+        if not n and e not in zeroed:
+            came.add(e)
+    return {e for e in zeroed if e not in counts}, came
+
+
+_ENDS = ((1, 0), (0, 1), (1, 1), (2, 0), (0, 2), (2, 1), (1, 2), (2, 2))
+
+
+def _shifted(
+    old: tuple[EndpointInfo, ...], new: tuple[EndpointInfo, ...]
+) -> tuple[list[EndpointInfo], list[EndpointInfo]] | None:
+    """(entries taken out, entries put in) when ``new`` is ``old`` with a few entries taken
+    out and a few put in at one or two places, the others the same objects; else None."""
+    n_old, n_new = len(old), len(new)
+    shorter = min(n_old, n_new)
+    p = next(compress(count(), map(is_not, old, new)), shorter)  # the same first p
+    q = next(compress(count(), map(is_not, reversed(old), reversed(new))), shorter)
+    q = min(q, n_old - p, n_new - p)  # and last q
+    m_old, m_new = n_old - p - q, n_new - p - q  # between them, what differs
+    if m_old <= 8 and m_new <= 8:
+        return list(old[p : p + m_old]), list(new[p : p + m_new])
+    for a, b in _ENDS:  # a taken out / b put in at the front, the rest at the back
+        length = min(m_old - a, m_new - b)
+        if length <= 0 or m_old - a - length > 4 or m_new - b - length > 4:
+            continue
+        if all(map(is_, islice(old, p + a, p + a + length), islice(new, p + b, p + b + length))):
+            return (
+                list(old[p : p + a]) + list(old[p + a + length : p + m_old]),
+                list(new[p : p + b]) + list(new[p + b + length : p + m_new]),
+            )
+    return None
 
 
 def _changed_endpoints(new: Subset, old: Subset, port: str, previous: ShardPart) -> ShardPart:
