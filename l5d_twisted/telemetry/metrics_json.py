@@ -169,6 +169,7 @@ class _Block:
         "first",
         "last",
         "text",
+        "piece",
     )
 
     names: tuple[tuple[str, ...], ...]
@@ -183,6 +184,7 @@ class _Block:
     first: str  # the block's smallest and largest key
     last: str
     text: bytes  # its entries, sorted, joined by the separator
+    piece: tuple[str, str, bytes, tuple[str, ...]] | None  # what a render sorts
 
 
 class MetricsJsonExposition:
@@ -253,7 +255,12 @@ class MetricsJsonExposition:
                 units += _update(block, names, metrics, separator, colon)
             fresh[key] = block
             if block.text:
-                pieces.append((block.first, block.last, block.text, key))
+                piece = block.piece
+                if piece is None or piece[2] is not block.text or piece[3] != key:
+                    # kept from render to render: 10,000 new tuples each time were work
+                    # for the young collections
+                    piece = block.piece = (block.first, block.last, block.text, key)
+                pieces.append(piece)
             if units >= UNITS_PER_STEP:
                 units = 0
                 yield None
@@ -360,6 +367,7 @@ def _new_block(names: tuple[tuple[str, ...], ...], metrics: list[Any]) -> _Block
     block.counter_values = block.gauge_values = block.counts = block.epochs = None
     block.first = block.last = ""
     block.text = b""
+    block.piece = None
     return block
 
 
