@@ -108,7 +108,9 @@ def test_a_client_with_requests_in_flight_is_looked_at_again() -> None:
     client = next(iter(h.router._clients.values()))
     pending = [1.0]
     client.__class__ = type(
-        "Pending", (type(client),), {"pending": property(lambda self: pending[0])}
+        "Pending",
+        (type(client),),
+        {"__slots__": (), "pending": property(lambda self: pending[0])},  # (BoundClient is slotted)
     )
     h.clock.advance(24)
     assert set(h.router.client_state()) == {"/#/mem/slow"}, "in flight: kept"
