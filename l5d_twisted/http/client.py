@@ -31,6 +31,7 @@ Stats (in the scope given): ``connections`` gauge, ``connects``, ``sent_bytes``,
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import httptools
@@ -561,7 +562,7 @@ class EndpointClient(Service[Request, Response]):
             reactor,
             address,
             pool,
-            lambda: HttpClientProtocol(self),
+            partial(HttpClientProtocol, self),  # (no closure and cell per endpoint)
             stats,
             connect_timeout_s,
             tls,

@@ -15,6 +15,8 @@ T = TypeVar("T")
 
 
 class WatchedVar(Var[T]):
+    __slots__ = ("_on_watch", "_on_sample")
+
     def __init__(
         self,
         value: T,

@@ -42,17 +42,28 @@ def flat_map(act: Var[State], f: Callable[[Any], Var[State]]) -> Var[State]:
     ``f`` raising becomes a Failed state rather than an exception in an observer.
     """
 
-    def step(state: State) -> Var[State]:
-        if isinstance(state, Ok):
-            try:
-                return f(state.value)
-            except Exception as e:
-                return failed(e)
-        return Const(state)
-
+    step = _OkStep(f)
     if isinstance(act, Const):
         return step(act.sample())
     return act.flat_map(step)
+
+
+class _OkStep:
+    """``f`` over an Ok value, a Failed state if it raises; other states as constants (a
+    slotted callable, not a closure: a routed name holds one)."""
+
+    __slots__ = ("_f",)
+
+    def __init__(self, f: Callable[[Any], Var[State]]) -> None:
+        self._f = f
+
+    def __call__(self, state: State) -> Var[State]:
+        if isinstance(state, Ok):
+            try:
+                return self._f(state.value)
+            except Exception as e:
+                return failed(e)
+        return Const(state)
 
 
 def collect_states(

@@ -232,7 +232,7 @@ class Interpreter:
                 return looked_up
             return self._bind_tree(dtab, state.value, depth + 1, level, budget)
         # A live answer is bound whenever it changes, each time on a budget of its own.
-        return flat_map(looked_up, lambda tree: self._bind_pass(dtab, tree, depth + 1, level))
+        return flat_map(looked_up, _BindPass(self, dtab, depth + 1, level))
 
     def _bind_tree(
         self, dtab: Dtab, tree: NameTree[Any], depth: int, level: int, budget: BindBudget
@@ -316,3 +316,19 @@ class Interpreter:
 def _given(act: Var[State]) -> Callable[[], Var[State]]:
     """A branch of an alternation that is made already."""
     return lambda: act
+
+
+class _BindPass:
+    """Binds a live lookup's answer whenever it changes (a slotted callable rather than a
+    closure over four variables: a routed name holds one; issue 17)."""
+
+    __slots__ = ("_interpreter", "_dtab", "_depth", "_level")
+
+    def __init__(self, interpreter: Interpreter, dtab: Dtab, depth: int, level: int) -> None:
+        self._interpreter = interpreter
+        self._dtab = dtab
+        self._depth = depth
+        self._level = level
+
+    def __call__(self, tree: NameTree[Any]) -> Var[State]:
+        return self._interpreter._bind_pass(self._dtab, tree, self._depth, self._level)

@@ -44,6 +44,22 @@ log = Logger()
 class BoundClient(Service[Request, Response]):
     """Service for one bound name (one ``rt/<router>/client/<id>`` in the metrics)."""
 
+    __slots__ = (
+        "bound",
+        "id_text",
+        "_id_header",
+        "_make_endpoint",
+        "balancer",
+        "_reactor",
+        "_endpoints",
+        "addr",
+        "_waiters",
+        "last_used",
+        "_applied",
+        "_observation",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         bound: BoundName,

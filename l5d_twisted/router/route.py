@@ -73,6 +73,23 @@ class _Choice:
 
 
 class BindingService(Service[Request, Response]):
+    __slots__ = (
+        "path",
+        "local_dtab",
+        "base_dtab",
+        "_interpreter",
+        "_client_for",
+        "_reactor",
+        "_rng",
+        "_choice",
+        "_tree",
+        "_leaf_observations",
+        "_waiters",
+        "last_used",
+        "_observation",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         *,
