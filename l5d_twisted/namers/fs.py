@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -38,12 +38,11 @@ from l5d_twisted.config.schema import knob
 from l5d_twisted.context import PluginContext
 from l5d_twisted.namers._addrlines import LineError, parse_address_lines
 from l5d_twisted.namers._dirwatch import inotify_watcher
-from l5d_twisted.namers._watched import WatchedVar
 from l5d_twisted.naming.addr import ADDR_NEG, Addr, AddrBound, BoundName
 from l5d_twisted.naming.addrshow import addr_json
 from l5d_twisted.naming.nametree import NEG, Leaf
 from l5d_twisted.naming.path import Path
-from l5d_twisted.naming.var import Ok, State, Var, activity_map
+from l5d_twisted.naming.var import Closable, Ok, State, Var, activity_map
 from l5d_twisted.registry import NAMERS
 
 log = Logger()
@@ -104,13 +103,51 @@ def _signature(st: os.stat_result) -> tuple[int, int, int]:
 _RACY_NS = 2_000_000_000
 
 
+T = TypeVar("T")
+
+_NO_ERRORS: list[LineError] = []  # shared, never appended to: a file without bad lines
+
+
+class _EntryVar(Var[T]):
+    """A name's var: observed, it has its entry watch the file; sampled unobserved, it has
+    the entry re-read it first.  It calls the entry itself (a :class:`WatchedVar` holds two
+    bound methods: four per name; issue 17)."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, value: T, entry: _Name) -> None:
+        super().__init__(value)
+        self._entry: _Name | None = entry
+
+    def sample(self) -> T:
+        if not self.observed and self._entry is not None:
+            self._entry.refresh()  # unobserved, nobody keeps the value fresh
+        return self._value
+
+    def observe(self, fn: Callable[[T], None]) -> Closable:
+        if not self.observed and self._entry is not None:
+            self._entry.refresh()  # fresh before the first observer sees it
+        return super().observe(fn)
+
+    def detach(self) -> None:
+        """Forget the entry (it holds this var: a cycle), for an entry nobody else holds."""
+        self._entry = None
+
+    def _on_first_observer(self) -> None:
+        if self._entry is not None:
+            self._entry._watch(True)
+
+    def _on_last_observer_gone(self) -> None:
+        if self._entry is not None:
+            self._entry._watch(False)
+
+
 class _Name:
     """What the namer knows about one service file, shared by all lookups of it."""
 
     __slots__ = (
         "namer",
         "name",
-        "file",
         "watchers",
         "signature",
         "text",
@@ -125,16 +162,19 @@ class _Name:
     def __init__(self, namer: FsNamer, name: str) -> None:
         self.namer = namer
         self.name = name
-        self.file = os.path.join(namer.root_dir, name)
         self.watchers = 0
         self.signature: tuple[int, int, int] | None = None
         self.text: str | None = None  # the content last parsed
         self.racy = False  # the signature alone cannot tell a change yet (see _RACY_NS)
-        self.errors: list[LineError] = []
-        self.addr: Var[Addr] = WatchedVar(ADDR_NEG, self._watch, self.refresh)
+        self.errors: list[LineError] = _NO_ERRORS
+        self.addr: Var[Addr] = _EntryVar(ADDR_NEG, self)
         self.bound = BoundName(namer.id_prefix + Path.of(name), self.addr)
-        self.tree: Var[State] = WatchedVar(Ok(NEG), self._watch, self.refresh)
+        self.tree: Var[State] = _EntryVar(Ok(NEG), self)
         self.refresh()
+
+    @property
+    def file(self) -> str:
+        return os.path.join(self.namer.root_dir, self.name)
 
     def release_if_unheld(self) -> None:
         """The namer forgets this entry: if nothing else holds its vars, cut the entry <->
@@ -145,7 +185,7 @@ class _Name:
         # entry.bound) and getrefcount's argument
         if sys.getrefcount(self.addr) <= 3 and sys.getrefcount(self.tree) <= 2:
             for var in (self.addr, self.tree):
-                if isinstance(var, WatchedVar):
+                if isinstance(var, _EntryVar):
                     var.detach()
 
     def _watch(self, on: bool) -> None:
@@ -158,8 +198,9 @@ class _Name:
 
     def refresh(self) -> None:
         """Re-read the file if it changed since the last look."""
+        file = self.file
         try:
-            st = os.stat(self.file)
+            st = os.stat(file)
         except OSError:
             self._negative(None)
             return
@@ -167,10 +208,10 @@ class _Name:
         if signature == self.signature and not self.racy:
             return
         try:
-            with open(self.file, encoding="utf-8", errors="replace") as f:
+            with open(file, encoding="utf-8", errors="replace") as f:
                 text = f.read()
         except OSError as e:  # e.g. a directory or unreadable: treat like missing, say why
-            log.warn("io.l5d.fs: cannot read {file}: {error}", file=self.file, error=str(e))
+            log.warn("io.l5d.fs: cannot read {file}: {error}", file=file, error=str(e))
             self._negative(signature)
             return
         self.racy = st.st_mtime_ns >= time.time_ns() - _RACY_NS
@@ -178,9 +219,10 @@ class _Name:
         if text == self.text:
             return  # touched or rewritten with the same content: nothing to tell anyone
         self.text = text
-        addresses, self.errors = parse_address_lines(text)
+        addresses, errors = parse_address_lines(text)
+        self.errors = errors or _NO_ERRORS
         for error in self.errors:
-            log.warn("io.l5d.fs: skipping bad line {where}", where=error.show(self.file))
+            log.warn("io.l5d.fs: skipping bad line {where}", where=error.show(file))
         self.addr.update(AddrBound.of(addresses))
         self.tree.update(Ok(Leaf(self.bound)))
 
@@ -189,7 +231,7 @@ class _Name:
         self.signature = signature
         self.text = None
         self.racy = False
-        self.errors = []
+        self.errors = _NO_ERRORS
         self.addr.update(ADDR_NEG)
         self.tree.update(Ok(NEG))
 

@@ -57,11 +57,16 @@ class Var(Generic[T]):
     """A value that can change; ``Var(v)`` is a source var updated with :meth:`update`."""
 
     # (slots: a routed name holds several vars; subclasses elsewhere may add a __dict__)
-    __slots__ = ("_value", "_observers", "_next_id", "_version", "__weakref__")
+    __slots__ = ("_value", "_fn1", "_key1", "_observers", "_next_id", "_version", "__weakref__")
 
     def __init__(self, value: T) -> None:
         self._value = value
-        self._observers: dict[int, Callable[[T], None]] = {}
+        # One observer (most vars have one) is kept in two slots; from a second one on,
+        # all are in a dict, in subscription order, until none is left (a dict is ~230
+        # bytes, and a routed name holds several observed vars; issue 17).
+        self._fn1: Callable[[T], None] | None = None
+        self._key1 = -1
+        self._observers: dict[int, Callable[[T], None]] | None = None  # never empty
         self._next_id = 0
         self._version = 0
 
@@ -74,18 +79,34 @@ class Var(Generic[T]):
             return
         self._value = value
         self._version += 1
+        observers = self._observers
+        if observers is None:
+            fn1 = self._fn1
+            if fn1 is not None:
+                fn1(value)
+            return
         version = self._version
-        for key, fn in list(self._observers.items()):
+        for key, fn in list(observers.items()):
             if self._version != version:
                 break  # a nested update already delivered a newer value
-            if key in self._observers:  # not closed by an earlier observer of this update
+            if key in observers:  # not closed by an earlier observer of this update
                 fn(value)
 
     def observe(self, fn: Callable[[T], None]) -> Closable:
         key = self._next_id
         self._next_id += 1
-        first = not self._observers
-        self._observers[key] = fn
+        observers = self._observers
+        first = False
+        if observers is not None:
+            observers[key] = fn
+        elif self._fn1 is None:
+            first = True
+            self._fn1 = fn
+            self._key1 = key
+        else:  # a second observer: both in a dict from now on
+            self._observers = {self._key1: self._fn1, key: fn}
+            self._fn1 = None
+            self._key1 = -1
         try:
             if first:
                 self._on_first_observer()
@@ -98,12 +119,19 @@ class Var(Generic[T]):
         return _Observation(self, key)
 
     def _unobserve(self, key: int) -> None:
-        if self._observers.pop(key, None) is not None and not self._observers:
+        observers = self._observers
+        if observers is None:
+            if self._fn1 is not None and self._key1 == key:
+                self._fn1 = None
+                self._key1 = -1
+                self._on_last_observer_gone()
+        elif observers.pop(key, None) is not None and not observers:
+            self._observers = None
             self._on_last_observer_gone()
 
     @property
     def observed(self) -> bool:
-        return bool(self._observers)
+        return self._fn1 is not None or self._observers is not None
 
     # Hooks for derived vars.
     def _on_first_observer(self) -> None:
