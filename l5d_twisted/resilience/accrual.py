@@ -81,6 +81,26 @@ class AccrualState(enum.Enum):
 
 
 class FailureAccrualService(Service[Any, Any]):
+    __slots__ = (
+        "endpoint",
+        "policy",
+        "classifier",
+        "_clock",
+        "label",
+        "state",
+        "_timer",
+        "_removals",
+        "_revivals",
+        "_probes",
+        "_removed_for_ms",
+        "requests",
+        "success",
+        "failures",
+        "latency_ms_sum",
+        "latency_count",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         endpoint: Service[Any, Any],

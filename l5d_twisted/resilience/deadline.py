@@ -181,6 +181,8 @@ class _TotalTimer:
 
 
 class DeadlineFilter(Filter[Any, Any]):
+    __slots__ = ("_clock", "total_timeout_s", "_total_ns", "_total")
+
     def __init__(self, clock: Any, total_timeout_s: float | None = None) -> None:
         if total_timeout_s is not None and total_timeout_s <= 0:
             raise ValueError(f"totalTimeout must be positive, got {total_timeout_s}")

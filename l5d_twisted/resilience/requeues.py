@@ -42,6 +42,8 @@ def _can_resend(request: Any, failure: Failure) -> bool:
 
 
 class RequeueFilter(Filter[Any, Any]):
+    __slots__ = ("budget", "max_requeues", "_requeues", "_exhausted")
+
     def __init__(self, budget: RetryBudget, stats: StatsReceiver, max_requeues: int = 25) -> None:
         self.budget = budget
         self.max_requeues = max_requeues

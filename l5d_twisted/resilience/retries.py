@@ -43,6 +43,18 @@ _RETRYABLE = ResponseClass.RETRYABLE_FAILURE
 
 
 class RetryFilter(Filter[Request, Response]):
+    __slots__ = (
+        "classifier",
+        "budget",
+        "backoff",
+        "_clock",
+        "_rng",
+        "_total",
+        "_per_request",
+        "_exhausted",
+        "_gauge",
+    )
+
     def __init__(
         self,
         classifier: ResponseClassifier,

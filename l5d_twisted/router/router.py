@@ -105,7 +105,7 @@ class _EndpointMaker:
         "_scope",
         "_connect_timeout_s",
         "_tls",
-        "_params",
+        "_client_params",
         "_transformed",
     )
 
@@ -116,7 +116,7 @@ class _EndpointMaker:
         scope: Any,
         connect_timeout_s: float,
         tls: Any,
-        params: Params,
+        client_params: Any,
         transformed: bool,
     ) -> None:
         self._router = router
@@ -124,7 +124,7 @@ class _EndpointMaker:
         self._scope = scope
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
-        self._params = params
+        self._client_params = client_params
         self._transformed = transformed
 
     def __call__(self, address: Address) -> Service[Request, Response]:
@@ -137,9 +137,18 @@ class _EndpointMaker:
             connect_timeout_s=self._connect_timeout_s,
             tls=self._tls,
         )
-        endpoint = router._stacks.endpoint.make(
-            self._params.plus(StackParams.ADDRESS, address), leaf
+        # (the params made here, for a new address, rather than kept: a dict per name)
+        params = Params(
+            {
+                StackParams.REACTOR: router._reactor,
+                StackParams.STATS: self._scope,
+                StackParams.CLASSIFIER: router.context_classifier,
+                StackParams.RNG: router._rng,
+                StackParams.CLIENT: self._client_params,
+                StackParams.ADDRESS: address,
+            }
         )
+        endpoint = router._stacks.endpoint.make(params, leaf)
         # decided once per endpoint: only one at the mesh's own or a metadata address
         # gets a guard (refusing requests routed with a request dtab)
         return trust.guarded(
@@ -402,7 +411,7 @@ class Router(Service[Request, Response]):
         )
 
         make_endpoint = _EndpointMaker(
-            self, settings, scope, connect_timeout_s, tls, endpoint_params, transformed
+            self, settings, scope, connect_timeout_s, tls, client_params, transformed
         )
         client = BoundClient(
             bound,

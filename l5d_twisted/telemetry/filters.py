@@ -25,7 +25,6 @@ Put one in front of each interface with the scope it reports under
 from __future__ import annotations
 
 import weakref
-from functools import partial
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -49,9 +48,18 @@ def failure_kind(error: BaseException) -> str:
     return type(error).__name__
 
 
-def _pending(ref: weakref.ref[StatsFilter]) -> float:
-    stats_filter = ref()
-    return 0.0 if stats_filter is None else float(stats_filter.pending)
+class _PendingGauge(weakref.ref):
+    """The ``pending`` gauge's function: the filter's count, through a weak reference (one
+    object per filter, not a weak reference, a partial and its arguments)."""
+
+    __slots__ = ()
+
+    def __call__(self) -> float:
+        stats_filter = _deref(self)
+        return 0.0 if stats_filter is None else float(stats_filter.pending)
+
+
+_deref = weakref.ref.__call__
 
 
 class StatsFilter(Filter[Request, Response]):
@@ -100,8 +108,7 @@ class StatsFilter(Filter[Request, Response]):
         self.pending = 0
         # through a weak reference: the filter holding its gauge, whose function held the
         # filter, was a cycle that kept an expired name's metrics for a full GC (issue 17)
-        # (a partial, not a lambda: no function, cell and closure per filter)
-        self._pending_gauge = stats.gauge("pending", fn=partial(_pending, weakref.ref(self)))
+        self._pending_gauge = stats.gauge("pending", fn=_PendingGauge(self))
 
     def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
         self._requests.incr()
