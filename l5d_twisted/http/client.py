@@ -31,7 +31,6 @@ Stats (in the scope given): ``connections`` gauge, ``connects``, ``sent_bytes``,
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import httptools
@@ -562,11 +561,14 @@ class EndpointClient(Service[Request, Response]):
             reactor,
             address,
             pool,
-            partial(HttpClientProtocol, self),  # (no closure and cell per endpoint)
+            self._new_protocol,  # (a bound method: no closure and cell per endpoint)
             stats,
             connect_timeout_s,
             tls,
         )
+
+    def _new_protocol(self) -> HttpClientProtocol:
+        return HttpClientProtocol(self)
 
     @property
     def status(self) -> Status:

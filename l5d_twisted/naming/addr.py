@@ -64,7 +64,7 @@ class AddrDelta:
     removed: frozenset[Address]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddrBound(Addr):
     addresses: frozenset[Address]
     meta: tuple[tuple[str, Any], ...] = ()
@@ -88,7 +88,7 @@ class AddrPending(Addr):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddrFailed(Addr):
     reason: str
 
@@ -97,7 +97,7 @@ ADDR_NEG = AddrNeg()
 ADDR_PENDING = AddrPending()
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class BoundName:
     """A name bound to a live address set, a leaf of a bound name tree.
 

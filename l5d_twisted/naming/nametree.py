@@ -23,7 +23,7 @@ class NameTree(Generic[T]):
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Leaf(NameTree[T]):
     value: T
 
@@ -31,7 +31,7 @@ class Leaf(NameTree[T]):
         return Leaf(f(self.value))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Alt(NameTree[T]):
     trees: tuple[NameTree[T], ...]
 
@@ -39,13 +39,13 @@ class Alt(NameTree[T]):
         return Alt(tuple(t.map(f) for t in self.trees))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Weighted(Generic[T]):
     weight: float
     tree: NameTree[T]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Union(NameTree[T]):
     branches: tuple[Weighted[T], ...]
 
