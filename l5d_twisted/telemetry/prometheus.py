@@ -355,14 +355,33 @@ def _kind_of(metric: object) -> int:
     return _OTHER
 
 
+# ("{labels} " or " ", the label pairs)
+_Lab = tuple[str, tuple[tuple[str, str], ...]]
+
+_PICKERS: dict[tuple[int, ...], Callable[[list[Any]], tuple[Any, ...]]] = {}
+
+
 def _picker(indexes: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
-    """``lambda items: tuple(items[i] for i in indexes)``, in C where it can be."""
+    """``lambda items: tuple(items[i] for i in indexes)``, in C where it can be; one per
+    distinct ``indexes`` (groups of one layout share it: 10,000 were megabytes)."""
+    key = tuple(indexes)
+    found = _PICKERS.get(key)
+    if found is not None:
+        return found
+    if len(_PICKERS) > 10_000:
+        _PICKERS.clear()
     if not indexes:
-        return lambda items: ()
-    if len(indexes) == 1:
-        index = indexes[0]
-        return lambda items: (items[index],)
-    return operator.itemgetter(*indexes)
+        found = _no_items
+    elif len(indexes) == 1:
+        found = operator.itemgetter(slice(indexes[0], indexes[0] + 1))
+    else:
+        found = operator.itemgetter(*indexes)
+    _PICKERS[key] = found
+    return found
+
+
+def _no_items(items: list[Any]) -> tuple[Any, ...]:
+    return ()
 
 
 class _Scope:
@@ -386,6 +405,7 @@ class _Scope:
         "lines",
         "targets",
         "heads",
+        "labs",
         "shape",
     )
 
@@ -399,8 +419,8 @@ class _Scope:
     epochs: list[int] | None
     lines: list[bytes]
     targets: tuple[list[bytes], ...]
-    # per line: (sample name, "{labels} " or " ", quantile label texts)
-    heads: tuple[tuple[str, str, tuple[str, ...]], ...]
+    heads: tuple[str, ...]  # per line: the sample name (shared by every group)
+    labs: tuple[_Lab, ...]  # and its labels (one shared by the group's own metrics)
     shape: tuple[int, ...]  # the families this group adds to, in first-line order
 
 
@@ -442,6 +462,7 @@ class _LineCache:
         self._headers: list[bytes] = []
         self._taken: dict[str, str] = {}
         self._shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._layouts: dict[tuple[Any, ...], Any] = {}
         self._scope_names: dict[Name, str] = {}  # (kind, *rest) -> name, for scope metrics
 
     # -- families ------------------------------------------------------------------------
@@ -466,21 +487,27 @@ class _LineCache:
 
     # -- a group's layout ----------------------------------------------------------------
 
-    def _lab(self, labels: dict[str, str]) -> tuple[str, tuple[str, ...]]:
+    @staticmethod
+    def _lab(labels: dict[str, str]) -> _Lab:
+        """A label set as its text between name and value, and its pairs (for quantiles)."""
         text = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels.items()))
-        quantile_texts = []
+        return ("{" + text + "} " if text else " "), tuple(labels.items())
+
+    def _quantile_opens(self, pairs: tuple[tuple[str, str], ...]) -> list[str]:
+        opens = []
         for _, label in self._quantiles:
-            with_q = {**labels, "quantile": label}
+            with_q = {**dict(pairs), "quantile": label}
             q = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(with_q.items()))
-            quantile_texts.append("{" + q + "} ")
-        return ("{" + text + "} " if text else " "), tuple(quantile_texts)
+            opens.append("{" + q + "} ")
+        return opens
 
     def _build(self, key: Name, names: tuple[Name, ...], metrics: list[Any]) -> _Scope:
         in_scope = len(key) == 4 and key[0] == "rt" and key[2] in ("service", "client")
         scope_lab = self._lab({"rt": key[1], key[2]: key[3]}) if in_scope else None
-        other_labs: dict[tuple[tuple[str, str], ...], tuple[str, tuple[str, ...]]] = {}
+        other_labs: dict[tuple[tuple[str, str], ...], _Lab] = {}
         by_kind: tuple[list[int], list[int], list[int]] = ([], [], [])
-        heads: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+        heads: tuple[list[str], list[str], list[str]] = ([], [], [])
+        labs: tuple[list[_Lab], list[_Lab], list[_Lab]] = ([], [], [])
         fams: tuple[list[int], list[int], list[int]] = ([], [], [])
         avg_fams: list[int] = []
         shape: list[int] = []
@@ -519,7 +546,8 @@ class _LineCache:
                 avg = self._family(pname + "_avg", "gauge")
                 avg_fams.append(avg)
             by_kind[kind].append(i)
-            heads[kind].append((pname, lab[0], lab[1]))
+            heads[kind].append(pname)
+            labs[kind].append(lab)
             fams[kind].append(family)
             if family not in shape:
                 shape.append(family)
@@ -533,8 +561,11 @@ class _LineCache:
         scope.counter_values = scope.gauge_values = scope.counts = scope.epochs = None
         all_fams = fams[_COUNTER] + fams[_GAUGE] + fams[_HISTOGRAM] + avg_fams
         scope.lines = [b""] * len(all_fams)
-        scope.targets = tuple(self._fam_lists[f] for f in all_fams)
-        scope.heads = tuple(heads[_COUNTER] + heads[_GAUGE] + heads[_HISTOGRAM])
+        # shared by the groups of one layout (every service scope alike, say)
+        targets = tuple(self._fam_lists[f] for f in all_fams)
+        scope.targets = self._interned(tuple(all_fams), targets)
+        scope.heads = self._interned(tuple(heads[_COUNTER] + heads[_GAUGE] + heads[_HISTOGRAM]))
+        scope.labs = tuple(labs[_COUNTER] + labs[_GAUGE] + labs[_HISTOGRAM])
         shape_t = tuple(shape)
         interned = self._shapes.get(shape_t)
         if interned is None:
@@ -544,18 +575,25 @@ class _LineCache:
         scope.shape = interned
         return scope
 
+    def _interned(self, key: tuple[Any, ...], value: Any = None) -> Any:
+        found = self._layouts.get(key)
+        if found is None:
+            if len(self._layouts) > 20_000:
+                self._layouts.clear()
+            found = self._layouts[key] = key if value is None else value
+        return found
+
     # -- lines ---------------------------------------------------------------------------
 
     @staticmethod
-    def _value_line(head: tuple[str, str, tuple[str, ...]], value: Any) -> bytes:
+    def _value_line(name: str, open_: str, value: Any) -> bytes:
         if type(value) is int and 0 < value < 1_000_000:  # noqa: E721 (not a bool)
-            return f"{head[0]}{head[1]}{value}.0\n".encode()
-        return f"{head[0]}{head[1]}{_go_float(value)}\n".encode()
+            return f"{name}{open_}{value}.0\n".encode()
+        return f"{name}{open_}{_go_float(value)}\n".encode()
 
-    def _histogram_lines(
-        self, head: tuple[str, str, tuple[str, ...]], metric: Histogram
-    ) -> tuple[bytes, bytes]:
-        name, open_, quantile_texts = head
+    def _histogram_lines(self, name: str, lab: _Lab, metric: Histogram) -> tuple[bytes, bytes]:
+        open_ = lab[0]
+        quantile_texts = self._quantile_opens(lab[1])
         summary = metric.summary()
         percentiles = summary.percentiles
         max_index = self._max_index
@@ -573,13 +611,14 @@ class _LineCache:
         units = len(metrics)
         lines = scope.lines
         heads = scope.heads
+        labs = scope.labs
         counters = scope.counters(metrics)
         values = list(map(_value_of, counters))
         old = scope.counter_values
         if values != old:
             for j, value in enumerate(values):
                 if old is None or value != old[j]:
-                    lines[j] = self._value_line(heads[j], value)
+                    lines[j] = self._value_line(heads[j], labs[j][0], value)
                     units += _MISS_UNITS
             scope.counter_values = values
         base = len(counters)
@@ -592,7 +631,7 @@ class _LineCache:
         if values != old:
             for j, value in enumerate(values, base):
                 if old is None or value != old[j - base]:
-                    lines[j] = self._value_line(heads[j], value)
+                    lines[j] = self._value_line(heads[j], labs[j][0], value)
                     units += _MISS_UNITS
             scope.gauge_values = values
         base += len(gauges)
@@ -611,7 +650,7 @@ class _LineCache:
                         or epochs[j] != old_epochs[j]
                     ):
                         lines[base + j], lines[avg_base + j] = self._histogram_lines(
-                            heads[base + j], metric
+                            heads[base + j], labs[base + j], metric
                         )
                         units += _SUMMARY_UNITS
                 scope.counts, scope.epochs = counts, epochs
@@ -711,6 +750,13 @@ class PrometheusExposition:
         if self.process_registry is not None:
             text += generate_latest(self.process_registry)
         return text
+
+    def forget(self) -> None:
+        """Drop the cached lines (about 1.5x the exposition's size): a scraper went away."""
+        if not self._cache.busy:
+            clashed = self._cache.clashed
+            self._cache = _LineCache(self.prefix, self.quantiles)
+            self._cache.clashed = clashed
 
     def render_steps(self, out: list[bytes]) -> Iterator[None]:
         """Append the exposition to ``out`` in pieces, yielding between small steps.

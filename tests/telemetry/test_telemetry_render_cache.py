@@ -257,3 +257,14 @@ def test_metrics_json_of_a_merged_tree() -> None:
         merged.load(merge_records([records, records]))
         json_stepped(exposition)
         worker.stats.scope("rt", "o", "service", f"svc/new{round_}").counter("x").incr()
+
+
+def test_forgetting_the_caches_changes_nothing_but_memory() -> None:
+    tree = odd_tree()
+    exposition = PrometheusExposition(tree, process_metrics=False)
+    json_exposition = MetricsJsonExposition(tree)
+    first, first_json = check(exposition), json_stepped(json_exposition)
+    exposition.forget()
+    json_exposition.forget()
+    assert not exposition._cache._scopes and not json_exposition._blocks[False]
+    assert check(exposition) == first and json_stepped(json_exposition) == first_json
