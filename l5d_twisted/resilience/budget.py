@@ -61,28 +61,32 @@ class RetryBudget:
         # (slice number, units deposited minus withdrawn during that slice); a list, not a
         # deque: at most _SLICES entries, and an empty deque costs 600 bytes, a good part of
         # what each routed name held (issue 17: a route and a client have a budget each)
-        self._slices: list[list[int]] = []
+        # flat: [number, units, number, units, ...], oldest first (a list per slice was
+        # two more blocks per budget)
+        self._slices: list[int] = []
         self._window_sum = 0
         self._current_until = float("-inf")  # end of the newest slice (clock seconds)
 
-    def _current_slice(self) -> list[int]:
+    def _current_slice(self) -> None:
+        """Make the newest slice the current one (dropping those out of the window)."""
         now = self._clock.seconds()
         if now < self._current_until:  # the common case: still in the newest slice
-            return self._slices[-1]
+            return
         number = int(now // self._slice_s)
         self._current_until = (number + 1) * self._slice_s
         slices = self._slices
         oldest_kept = number - _SLICES + 1
-        while slices and slices[0][0] < oldest_kept:
-            self._window_sum -= slices.pop(0)[1]
-        if slices and slices[-1][0] == number:
-            return slices[-1]
-        current = [number, 0]
-        slices.append(current)
-        return current
+        while slices and slices[0] < oldest_kept:
+            self._window_sum -= slices[1]
+            del slices[:2]
+        if slices and slices[-2] == number:
+            return
+        slices.append(number)
+        slices.append(0)
 
     def _add(self, units: int) -> None:
-        self._current_slice()[1] += units
+        self._current_slice()
+        self._slices[-1] += units
         self._window_sum += units
 
     def deposit(self) -> None:

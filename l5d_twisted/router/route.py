@@ -111,7 +111,7 @@ class BindingService(Service[Request, Response]):
         self._rng = rng
         self._choice: _Choice | None = None  # None while pending
         self._tree: NameTree[BoundName] | None = None
-        self._leaf_observations: list[Closable] = []
+        self._leaf_observations: tuple[Closable, ...] = ()  # (a tuple: one block)
         # (``path``, not ``self``: no reference cycle to outlive the route)
         self._waiters = BindingWaiters(reactor, binding_timeout_s, ("binding", path))
         self.last_used = reactor.seconds()
@@ -142,13 +142,17 @@ class BindingService(Service[Request, Response]):
     def _watch_leaves(self, tree: NameTree[BoundName]) -> None:
         for c in self._leaf_observations:
             c.close()
-        self._leaf_observations = []
+        self._leaf_observations = ()
         leaves: list[BoundName] = []
         _collect_leaves(tree, leaves)
-        for bound in leaves:
-            # A leaf whose address set turns negative changes the evaluation (Alt falls
-            # through), so every leaf's addresses are watched too.
-            self._leaf_observations.append(bound.addr.observe(self._on_leaf_addr))
+        observations: list[Closable] = []
+        try:
+            for bound in leaves:
+                # A leaf whose address set turns negative changes the evaluation (Alt falls
+                # through), so every leaf's addresses are watched too.
+                observations.append(bound.addr.observe(self._on_leaf_addr))
+        finally:
+            self._leaf_observations = tuple(observations)
 
     def _on_leaf_addr(self, _addr: Any) -> None:
         self._reevaluate()
@@ -249,7 +253,7 @@ class BindingService(Service[Request, Response]):
     def close(self) -> Deferred[None]:
         for c in self._leaf_observations:
             c.close()
-        self._leaf_observations = []
+        self._leaf_observations = ()
         if self._observation is not None:
             self._observation.close()
             self._observation = None
