@@ -67,7 +67,7 @@ from l5d_twisted.http.hop import (
 )
 from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.pool import ConnectionPool, PoolSettings
-from l5d_twisted.http.reader import MessageReader, ProtocolError
+from l5d_twisted.http.reader import NO_FIELDS, MessageReader, ProtocolError
 from l5d_twisted.http.sockopts import set_socket_options
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.http.tls import is_tls_failure
@@ -428,9 +428,14 @@ class HttpClientProtocol(Protocol):
         self._keep_alive = parser.should_keep_alive()
         headers = Headers.__new__(Headers)
         headers._items = reader.fields
+        # (the reader lets go of the head it handed on: an idle pooled connection kept the
+        # last response's fields; issue 17)
+        reader.fields = NO_FIELDS
         conn_values = reader.conn_values
-        if conn_values is not None and names_other_fields(conn_values):
-            strip_nominated(headers, connection_tokens(conn_values))
+        if conn_values is not None:
+            reader.conn_values = None
+            if names_other_fields(conn_values):
+                strip_nominated(headers, connection_tokens(conn_values))
         length = reader.content_length
         chunked = reader.chunked
         if self._is_head or status == 204 or status == 304 or length == 0:

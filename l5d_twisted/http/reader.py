@@ -46,6 +46,11 @@ class ProtocolError(Exception):
         self.message = message
 
 
+NO_FIELDS: Fields = []
+"""Shared and never appended to: the fields of a reader between messages
+(``on_message_begin`` gives every message a list of its own)."""
+
+
 class MessageReader:
     """The parse state of one connection's incoming messages (see the module doc)."""
 
@@ -107,7 +112,7 @@ class MessageReader:
         self.partial_head = 0  # raw bytes of it, while httptools still buffers a field
         self.body_bytes = 0  # body bytes read on this connection (for the body's pace)
         self.url = b""
-        self.fields: Fields = []
+        self.fields: Fields = NO_FIELDS
         self.conn_values: list[bytes] | None = None
         self.content_length: int | None = None
         self.chunked = False
