@@ -387,6 +387,13 @@ def scrapes(proxy: Proxy, path: str, n: int) -> dict[str, Any]:
     }
 
 
+def live_clients(proxy: Proxy) -> int:
+    """How many clients (bound names) the router holds (``/client_state.json``)."""
+    body, _, _ = proxy.fetch("/client_state.json")
+    state = json.loads(body)
+    return sum(len(clients) for clients in state.values()) if isinstance(state, dict) else -1
+
+
 def service_series(proxy: Proxy) -> int:
     body, _, _ = proxy.fetch("/admin/metrics/prometheus")
     return sum(1 for line in body.split(b"\n") if line.startswith(b"rt:service:requests{"))
@@ -395,7 +402,13 @@ def service_series(proxy: Proxy) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--names", type=int, default=10_000)
-    parser.add_argument("--ttl", type=int, default=30, help="idleTtlSecs and metricsExpiryTtlSecs")
+    parser.add_argument(
+        "--ttl",
+        type=int,
+        default=120,
+        help="idleTtlSecs and metricsExpiryTtlSecs (longer than round 1 and the idle window,"
+        " so that every name is still routed when RSS is taken before expiry)",
+    )
     parser.add_argument("--revisits", type=int, default=2_000)
     parser.add_argument("--scrapes", type=int, default=2)
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU measured")
@@ -443,18 +456,25 @@ def main() -> None:
             t0 = time.perf_counter()
             phase(f"round 1: {args.names} names (proxy pid {pid})")
             round1_t0 = time.monotonic()
-            round1 = route_all(client, names)
+            round1_timed = route_timed(client, names)
+            round1 = [ms for _, ms in round1_timed]
             sent_at, elapsed = {}, round1_t0
             for name, ms in zip(names, round1):
                 elapsed += ms / 1000
                 sent_at[name] = elapsed
             if args.probe:
-                result["probe_round1"] = probe_summary(proxy.probe("stats")[0])
+                stats = proxy.probe("stats")[0]
+                result["probe_round1"] = probe_summary(stats)
+                tenth = max(1, len(names) // 10)
+                result["round1_slow_start"] = slow_requests(round1_timed[:tenth], stats, 5.0)
+                result["round1_slow_end"] = slow_requests(round1_timed[-tenth:], stats, 5.0)
+                result["round1_busy_over_10ms"] = [b for b in stats["busy"] if b["cpu_ms"] >= 10]
             result["round1"] = bind_summary(round1) | {
                 "wall_s": time.perf_counter() - t0,
                 "proxy_cpu_ms_per_name": (cpu_s(pid) - cpu0) * 1000 / args.names,
             }
             result["rss_round1_mb"] = rss_kb(pid) / 1024
+            result["clients_round1"] = live_clients(proxy)
             result["kb_per_name"] = (
                 (result["rss_round1_mb"] - result["rss_start_mb"]) * 1024 / args.names
             )
@@ -524,6 +544,10 @@ def main() -> None:
                 if args.types:
                     result["types_before_expiry"] = proxy.probe("types")[0]
             result["rss_before_expiry_mb"] = rss_kb(pid) / 1024
+            # the growth criterion compares the same live names: all of them, here and after
+            # round 2 (with a TTL shorter than round 1 plus the idle window, the first names
+            # expire meanwhile and round 2's peak holds more names than this one did)
+            result["clients_before_expiry"] = live_clients(proxy)
             if not args.legacy and args.rounds >= 2:
                 phase("waiting for expiry")
                 deadline = time.monotonic() + 2.5 * args.ttl + 30
@@ -553,7 +577,13 @@ def main() -> None:
                 route_all(client, [rng.choice(names) for _ in range(args.revisits)])
                 scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
                 scrapes(proxy, "/admin/metrics.json", args.scrapes)
+                result["rss_round2_now_mb"] = rss_kb(pid) / 1024
+                # as before expiry: after the same quiet time (round 2's pooled connections,
+                # idle for idleTimeMs, closed; each holds ~8 KB of objects meanwhile)
+                client.close()
+                time.sleep(2.0 + args.idle)
                 result["rss_round2_mb"] = rss_kb(pid) / 1024
+                result["clients_round2"] = live_clients(proxy)
                 if args.probe:
                     result["probe_round2"] = probe_summary(proxy.probe("stats")[0])
                     result["mem_round2"] = proxy.probe("mem")[0]
