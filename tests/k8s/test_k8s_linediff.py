@@ -456,3 +456,21 @@ def test_a_relist_after_410_and_the_changes_after_it_arrive() -> None:
         cluster.send("MODIFIED", "svc-a")
         assert (f"10.8.0.{i + 1}", 8080) in cluster.hosts()
         cluster.check()
+
+
+def test_a_large_object_with_a_malformed_entry_is_skipped_and_the_next_line_arrives() -> None:
+    cluster = _big_slice_cluster()
+    cluster.send("MODIFIED", "svc-a")
+    before = cluster.hosts()
+    entries = cluster.objects["svc-a"]["endpoints"]
+    good = entries[7]
+    entries[7] = {"addresses": [3], "conditions": {"ready": True}}  # not an IP string
+    cluster.api.on_line(line("MODIFIED", cluster.objects["svc-a"]))  # logged and skipped
+    assert cluster.hosts() == before
+    entries[7] = good
+    entries[8] = slice_entry("10.9.9.8")
+    cluster.send("MODIFIED", "svc-a")
+    assert ("10.9.9.8", 8080) in cluster.hosts()
+    cluster.check()
+    cluster.api.on_line(line("MODIFIED", cluster.objects["svc-a"])[:-5])  # cut short: skipped
+    cluster.check()
