@@ -463,6 +463,8 @@ class _LineCache:
         self._taken: dict[str, str] = {}
         self._shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._layouts: dict[tuple[Any, ...], Any] = {}
+        self._last_lab: _Lab | None = None
+        self._last_opens: list[str] = []
         self._scope_names: dict[Name, str] = {}  # (kind, *rest) -> name, for scope metrics
 
     # -- families ------------------------------------------------------------------------
@@ -493,12 +495,21 @@ class _LineCache:
         text = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels.items()))
         return ("{" + text + "} " if text else " "), tuple(labels.items())
 
-    def _quantile_opens(self, pairs: tuple[tuple[str, str], ...]) -> list[str]:
-        opens = []
-        for _, label in self._quantiles:
-            with_q = {**dict(pairs), "quantile": label}
-            q = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(with_q.items()))
-            opens.append("{" + q + "} ")
+    def _quantile_opens(self, lab: _Lab) -> list[str]:
+        """A histogram's quantile label texts (the group's histograms share them)."""
+        if lab is self._last_lab:
+            return self._last_opens
+        labels = dict(lab[1])
+        labels.pop("quantile", None)  # a label of that name is overridden, as in a dict
+        before = [(k, v) for k, v in sorted(labels.items()) if k < "quantile"]
+        after = [(k, v) for k, v in sorted(labels.items()) if k > "quantile"]
+        head = "".join(f'{k}="{_escape_label_value(v)}",' for k, v in before)
+        tail = "".join(f',{k}="{_escape_label_value(v)}"' for k, v in after)
+        opens = [
+            f'{{{head}quantile="{_escape_label_value(label)}"{tail}}} '
+            for _, label in self._quantiles
+        ]
+        self._last_lab, self._last_opens = lab, opens
         return opens
 
     def _build(self, key: Name, names: tuple[Name, ...], metrics: list[Any]) -> _Scope:
@@ -511,6 +522,7 @@ class _LineCache:
         fams: tuple[list[int], list[int], list[int]] = ([], [], [])
         avg_fams: list[int] = []
         shape: list[int] = []
+        in_shape: set[int] = set()
         for i, (name, metric) in enumerate(zip(names, metrics)):
             kind = _kind_of(metric)
             if kind == _OTHER:
@@ -549,9 +561,11 @@ class _LineCache:
             heads[kind].append(pname)
             labs[kind].append(lab)
             fams[kind].append(family)
-            if family not in shape:
+            if family not in in_shape:
+                in_shape.add(family)
                 shape.append(family)
-            if kind == _HISTOGRAM and avg not in shape:
+            if kind == _HISTOGRAM and avg not in in_shape:
+                in_shape.add(avg)
                 shape.append(avg)
         scope = _Scope()
         scope.names = names
@@ -593,7 +607,7 @@ class _LineCache:
 
     def _histogram_lines(self, name: str, lab: _Lab, metric: Histogram) -> tuple[bytes, bytes]:
         open_ = lab[0]
-        quantile_texts = self._quantile_opens(lab[1])
+        quantile_texts = self._quantile_opens(lab)
         summary = metric.summary()
         percentiles = summary.percentiles
         max_index = self._max_index
