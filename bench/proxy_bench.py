@@ -54,6 +54,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench" / "startup"))
+sys.path.insert(0, str(REPO / "bench" / "percore"))
 
+import breakdown  # noqa: E402  (bench/percore/breakdown.py)
 import startup  # noqa: E402  (bench/startup/startup.py)
 
 BACKEND_CONF = """\
@@ -255,9 +258,12 @@ class Target:
     role: str = "proxy"  # CPU placement (Bench.cpus): proxy, workers
     results: dict[str, Any] = field(default_factory=dict)
     skipped: str = ""  # why the row was not measured
+    inside: breakdown.Instrumented | None = None  # run under bench/percore/hook.py
+    wrk: bool = True  # measured at fixed concurrency too
+    sampler: RssSampler | None = None
 
 
-TARGETS = ("direct", "nginx", "haproxy", "l5d1", "l5d2")
+TARGETS = ("direct", "nginx", "haproxy", "fwd", "l5d1", "l5d1in", "l5d2")
 
 
 class Bench:
@@ -372,24 +378,37 @@ class Bench:
             )
         return ""
 
-    def l5d(self, key: str, workers: int) -> Target:
+    def l5d(self, key: str, workers: int, hooked: bool = False) -> Target:
         port = free_port()
         role = "proxy" if workers == 1 else "workers"
         cpus = self.cpus(role)
         shared = cpus is None or cpus & (self.cpus("load") or set())
         name = f"l5d-twisted workers: {workers}" + (" (unpinned)" if workers > 1 and shared else "")
+        if hooked:
+            name += ", under the hook"
         config = self.l5d_config(workers, port)
-        target = Target(key, name, port, role=role)
+        target = Target(key, name, port, role=role, wrk=not hooked)
         target.skipped = self.workers_unsupported(config)
+        if hooked and not self.args.inside:
+            target.skipped = "--no-inside"
         if target.skipped:
             return target
-        if self.args.startup_runs > 0:
+        if self.args.startup_runs > 0 and not hooked:
             print(f"start-up of {name} ...", file=sys.stderr, flush=True)
             self.startup[key] = startup.measure(
                 config, port, "backend", self.args.startup_runs, self.pinned(role)
             )
-        argv = [sys.executable, "-m", "l5d_twisted", "run", str(config), "--log-level", "warn"]
-        target.proc = self.start(key, argv, env=self.l5d_env(), role=role)
+        program = ["-m", "l5d_twisted", "run", str(config), "--log-level", "warn"]
+        if hooked:
+            # SIGUSR1/2 windows measured from inside (nothing installed between them); a
+            # second process, as the hook's own start-up costs ~1 MB of RSS (not found why)
+            prefix = self.dir / f"{key}-window"
+            argv = breakdown.hook_argv(prefix, program)
+            target.proc = self.start(key, argv, env=self.l5d_env(), role=role)
+            target.inside = breakdown.Instrumented(target.proc, prefix)
+        else:
+            argv = [sys.executable, *program]
+            target.proc = self.start(key, argv, env=self.l5d_env(), role=role)
         try:
             wait_for_http(port, "backend", proc=target.proc)
         except RuntimeError as e:
@@ -427,9 +446,25 @@ class Bench:
             wait_for_http(port, "backend", proc=haproxy)
             targets.append(Target("haproxy", "haproxy (1 thread)", port, haproxy))
 
-        for key, workers in (("l5d1", 1), ("l5d2", 2)):
+        if "fwd" in wanted:
+            port = free_port()
+            program = [str(REPO / "bench" / "minimal_forwarder.py"), "--port", str(port)]
+            program += ["--backend", f"127.0.0.1:{backend_port}"]
+            target = Target("fwd", "minimal forwarder (Twisted + httptools)", port)
+            if self.args.inside:
+                prefix = self.dir / "fwd-window"
+                argv = breakdown.hook_argv(prefix, program)
+            else:
+                argv = [sys.executable, *program]
+            target.proc = self.start("fwd", argv, env=self.l5d_env())
+            if self.args.inside:
+                target.inside = breakdown.Instrumented(target.proc, prefix)
+            wait_for_http(port, "backend", proc=target.proc)
+            targets.append(target)
+
+        for key, workers, hooked in (("l5d1", 1, False), ("l5d1in", 1, True), ("l5d2", 2, False)):
             if key in wanted:
-                targets.append(self.l5d(key, workers))
+                targets.append(self.l5d(key, workers, hooked))
         return [t for t in targets if t.key in wanted or t.key == "direct"]
 
     # -- measurements -------------------------------------------------------------------
@@ -457,7 +492,7 @@ class Bench:
         ).stdout
         return parse_wrk(out)
 
-    def rate(self, target: Target) -> dict[str, Any]:
+    def rate(self, target: Target, seconds: float, warmup: float) -> dict[str, Any]:
         a = self.args
         argv = [
             sys.executable,
@@ -469,15 +504,15 @@ class Bench:
             "--rps",
             str(a.rate),
             "--duration",
-            str(a.duration),
+            str(seconds),
             "--warmup",
-            "2",
+            str(warmup),
         ]
         out = subprocess.run(
             argv,
             capture_output=True,
             text=True,
-            timeout=a.duration + 60,
+            timeout=seconds + warmup + 60,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             cwd=str(REPO),
             preexec_fn=self.pinned("load"),
@@ -486,18 +521,147 @@ class Bench:
             raise RuntimeError(f"rategen failed: {out.stderr}")
         return dict(json.loads(out.stdout))
 
-    def measure(self, target: Target) -> None:
-        a = self.args
-        sampler = RssSampler(target.proc.pid) if target.proc else None
-        with sampler or contextlib.nullcontext():
-            self.wrk(target, min(3.0, a.duration))  # warm-up: pools, caches
-            target.results["wrk"] = self.wrk(target, a.duration)
-            target.results["rate"] = self.rate(target)
-        if sampler is not None and target.proc is not None:
-            target.results["rss_after_load_mb"] = rss_mb(target.proc.pid)
-            target.results["rss_peak_mb"] = round(max(sampler.peak_kb, sampler.hwm_kb()) / 1024, 1)
+    def alive(self, target: Target) -> None:
         if target.proc is not None and target.proc.poll() is not None:
             raise RuntimeError(f"{target.name} died during the run:\n{self.log_tail(target.key)}")
+
+    def throughput(self, target: Target) -> None:
+        """Phase 1: ``wrk`` at fixed concurrency (after a warm-up)."""
+        a = self.args
+        if not target.wrk:
+            return
+        self.wrk(target, min(3.0, a.duration))  # warm-up: pools, caches
+        target.results["wrk"] = self.wrk(target, a.duration)
+        self.alive(target)
+
+    def rate_rounds(self, targets: list[Target]) -> None:
+        """Phase 2: the fixed rate, every target in turn, ``--rate-rounds`` times (each
+        round starting one target later), each run ``--rate-seconds`` after a 1 s warm-up;
+        a process run under the hook is measured from inside over the same run."""
+        a = self.args
+        for r in range(a.rate_rounds):
+            shift = r % len(targets)
+            for target in targets[shift:] + targets[:shift]:
+                print(
+                    f"fixed rate, round {r + 1}/{a.rate_rounds}: {target.name} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if target.inside is not None:
+                    inside, result = target.inside.window(
+                        "tail", lambda t=target: self.rate(t, a.rate_seconds, a.rate_warmup)
+                    )
+                    result["inside"] = inside
+                else:
+                    result = self.rate(target, a.rate_seconds, a.rate_warmup)
+                result["round"] = r
+                target.results.setdefault("rate_rounds", []).append(result)
+                self.alive(target)
+        direct = targets[0].results["rate_rounds"] if targets[0].key == "direct" else None
+        for target in targets:
+            target.results["rate"] = summarise_rounds(target.results["rate_rounds"], direct)
+
+    def breakdowns(self, targets: list[Target]) -> None:
+        """Phase 3: ``bench/percore/breakdown.py``'s two windows (plain, profiled) under
+        ``wrk`` on each process run under the hook: CPU per request per component."""
+        a = self.args
+        load = self.cpus("load")
+        cpus = ",".join(map(str, sorted(load))) if load is not None else None
+        for target in targets:
+            if target.inside is None:
+                continue
+            print(f"CPU breakdown of {target.name} ...", file=sys.stderr, flush=True)
+            target.results["breakdown"] = breakdown.measure(
+                target.inside, target.port, a.breakdown_seconds, a.connections, cpus, warmup=2.0
+            )
+            self.alive(target)
+
+    def measure_all(self, targets: list[Target]) -> None:
+        proxies = [t for t in targets if t.proc is not None]
+        for t in proxies:
+            assert t.proc is not None
+            t.sampler = RssSampler(t.proc.pid)
+            t.sampler.__enter__()
+        try:
+            for target in targets:
+                print(f"wrk: {target.name} ...", file=sys.stderr, flush=True)
+                self.throughput(target)
+            self.rate_rounds(targets)
+        finally:
+            for t in proxies:
+                if t.sampler is not None:
+                    t.sampler.__exit__(None, None, None)
+        for t in proxies:
+            assert t.proc is not None and t.sampler is not None
+            t.results["rss_after_load_mb"] = rss_mb(t.proc.pid)
+            t.results["rss_peak_mb"] = round(max(t.sampler.peak_kb, t.sampler.hwm_kb()) / 1024, 1)
+        if self.args.breakdown_seconds > 0:
+            self.breakdowns(targets)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def summarise_rounds(
+    rounds: list[dict[str, Any]], direct: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The fixed-rate rounds of one target: medians over rounds, and "added" as the median
+    of the per-round differences from direct's run in the same round."""
+    out: dict[str, Any] = {
+        key: median([r[key] for r in rounds])
+        for key in ("p50", "p99", "service_p50", "service_p99")
+    }
+    out["service_p99_rounds"] = [r["service_p99"] for r in rounds]
+    out["send_lag_p99"] = max(r["send_lag_p99"] for r in rounds)
+    out["send_lag_p99_median"] = median([r["send_lag_p99"] for r in rounds])
+    out["achieved_rps"] = min(r["achieved_rps"] for r in rounds)
+    out["failed"] = sum(r["failed"] for r in rounds)
+    out["dropped"] = sum(r["dropped"] for r in rounds)
+    out["sent"] = sum(r["sent"] for r in rounds)
+    if direct is not None and len(direct) == len(rounds):
+        for q in ("p50", "p99"):
+            diffs = [r[f"service_{q}"] - d[f"service_{q}"] for r, d in zip(rounds, direct)]
+            out[f"added_{q}_rounds"] = diffs
+            out[f"added_{q}"] = median(diffs)
+    insides = [r["inside"] for r in rounds if "inside" in r]
+    if insides:
+        out["inside"] = summarise_inside(insides)
+    return out
+
+
+def summarise_inside(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the proxy saw of itself over the fixed-rate rounds (``hook.py`` tail windows)."""
+    out: dict[str, Any] = {"rounds": len(windows)}
+    for g in ("0", "1", "2"):
+        out[f"gc{g}_per_round"] = median([w["gc_pauses"][g]["count"] for w in windows])
+        out[f"gc{g}_max_ms"] = max(w["gc_pauses"][g]["max_ms"] for w in windows)
+        out[f"gc{g}_total_ms"] = sum(w["gc_pauses"][g]["total_ms"] for w in windows)
+        out[f"gc{g}_count"] = sum(w["gc_pauses"][g]["count"] for w in windows)
+    out["iterations"] = sum(w["iterations"] for w in windows)
+    out["busy_p50_ms"] = median([w.get("busy_p50_ms", float("nan")) for w in windows])
+    out["busy_p99_ms"] = median([w.get("busy_p99_ms", float("nan")) for w in windows])
+    out["busy_max_ms"] = max(w.get("busy_max_ms", 0.0) for w in windows)
+    out["busy_max_cpu_ms"] = max(w.get("busy_max_cpu_ms", 0.0) for w in windows)
+    out["busy_cpu_p99_ms"] = median([w.get("busy_cpu_p99_ms", float("nan")) for w in windows])
+    out["busy_cpu_over_ms"] = {
+        ms: sum(w["busy_cpu_over_ms"][ms] for w in windows) for ms in windows[0]["busy_cpu_over_ms"]
+    }
+    out["busy_share"] = sum(w["busy_wall_s"] for w in windows) / sum(w["wall_s"] for w in windows)
+    out["cpu_s"] = sum(w["user_s"] + w["system_s"] for w in windows)
+    out["wall_s"] = sum(w["wall_s"] for w in windows)
+    out["busy_over_ms"] = {
+        ms: sum(w["busy_over_ms"][ms] for w in windows) for ms in windows[0]["busy_over_ms"]
+    }
+    spans = sorted(
+        (s for w in windows for s in w["longest_spans"]), key=lambda s: -float(s["wall_ms"])
+    )
+    out["longest_spans"] = spans[:5]
+    runs = sorted(
+        (t for w in windows for t in w["longest_timer_runs"]), key=lambda t: -float(t["ms"])
+    )
+    out["longest_timer_runs"] = runs[:5]
+    return out
 
 
 def parse_wrk(out: str) -> dict[str, Any]:
@@ -520,66 +684,219 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return result
 
 
-def table(targets: list[Target], args: argparse.Namespace, startups: dict[str, Any]) -> str:
-    direct = targets[0].results if targets and targets[0].key == "direct" else None
-    at = f"@{args.rate:g}/s"
-    rows = [
-        (
-            f"| path | req/s (c={args.connections}) | p50 ms | p99 ms | p50 / p99 ms {at} "
-            f"| p50 / p99 ms {at} from send | added p50 / p99 ms {at} | generator lag p99 ms "
-            "| RSS after load MB | peak RSS MB | errors |"
-        ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+def fmt_ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def report(targets: list[Target], args: argparse.Namespace, startups: dict[str, Any]) -> str:
+    """The run's tables, in Markdown."""
+    measured = {t.key: t for t in targets if not t.skipped}
+    rows: list[str] = []
+    # 1. throughput and memory
+    rows += [
+        f"| path | req/s (c={args.connections}) | x nginx | p50 ms | p99 ms "
+        "| RSS after load MB | peak RSS MB | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    nginx_rps = measured["nginx"].results["wrk"]["rps"] if "nginx" in measured else None
+    for t in targets:
+        if t.skipped:
+            rows.append(f"| {t.name} | skipped: {t.skipped} |||||||")
+            continue
+        if "wrk" not in t.results:
+            rows.append(
+                f"| {t.name} | (fixed rate and CPU split only) |||| "
+                f"{t.results.get('rss_after_load_mb', '-')} | {t.results.get('rss_peak_mb', '-')} | |"
+            )
+            continue
+        w = t.results["wrk"]
+        errors = []
+        if w["non_2xx"]:
+            errors.append(f"non-2xx {w['non_2xx']}")
+        if w["socket_errors"]:
+            errors.append(f"sockets: {w['socket_errors']}")
+        ratio = f"{w['rps'] / nginx_rps:.2f}x" if nginx_rps else "-"
+        rows.append(
+            f"| {t.name} | {w['rps']:,.0f} | {ratio} | {w['p50']:.2f} | {w['p99']:.2f} "
+            f"| {t.results.get('rss_after_load_mb', '-')} | {t.results.get('rss_peak_mb', '-')} "
+            f"| {'; '.join(errors) or 'none'} |"
+        )
+    rows.append("")
+    # 2. fixed rate
+    at = f"{args.rate:g}/s"
+    n = args.rate_rounds
+    rows += [
+        f"Fixed rate, {at}: {n} interleaved rounds of {args.rate_seconds:g} s per path (after "
+        f'{args.rate_warmup:g} s of warm-up each); medians over the rounds; "added" is the '
+        "median of the per-round differences from direct in the same round.",
+        "",
+        "| path | p50 / p99 ms from send | added p50 / p99 ms | p99 ms from send per round "
+        "| p50 / p99 ms from due | generator lag p99 ms (median / max) | min achieved req/s "
+        "| errors |",
+        "|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for t in targets:
         if t.skipped:
-            rows.append(f"| {t.name} | skipped: {t.skipped} |||||||||| ")
             continue
-        w, r = t.results["wrk"], t.results["rate"]
-        if t is targets[0] or direct is None:
-            added = "-"
-        else:
-            added_p50 = r["service_p50"] - direct["rate"]["service_p50"]
-            added_p99 = r["service_p99"] - direct["rate"]["service_p99"]
-            added = f"{added_p50:+.2f} / {added_p99:+.2f}"
-        errors = []
-        if w["non_2xx"]:
-            errors.append(f"wrk non-2xx {w['non_2xx']}")
-        if w["socket_errors"]:
-            errors.append(f"wrk sockets: {w['socket_errors']}")
-        if r["failed"] or r["dropped"]:
-            errors.append(f"rate failed {r['failed']} dropped {r['dropped']}")
+        r = t.results["rate"]
+        added = (
+            f"{r['added_p50']:+.2f} / {r['added_p99']:+.2f}"
+            if "added_p99" in r and t.key != "direct"
+            else "-"
+        )
+        failures = (
+            f"failed {r['failed']} dropped {r['dropped']}"
+            if r["failed"] or r["dropped"]
+            else "none"
+        )
         rows.append(
-            f"| {t.name} | {w['rps']:,.0f} | {w['p50']:.2f} | {w['p99']:.2f} "
-            f"| {r['p50']:.2f} / {r['p99']:.2f} | {r['service_p50']:.2f} / {r['service_p99']:.2f} "
-            f"| {added} | {r['send_lag_p99']:.2f} | {t.results.get('rss_after_load_mb', '-')} "
-            f"| {t.results.get('rss_peak_mb', '-')} | {'; '.join(errors) or 'none'} |"
+            f"| {t.name} | {r['service_p50']:.2f} / {r['service_p99']:.2f} | {added} "
+            f"| {', '.join(fmt_ms(v) for v in r['service_p99_rounds'])} "
+            f"| {r['p50']:.2f} / {r['p99']:.2f} "
+            f"| {r['send_lag_p99_median']:.2f} / {r['send_lag_p99']:.2f} | {r['achieved_rps']:,.0f} "
+            f"| {failures} |"
         )
     rows.append("")
-    measured = {t.key: t for t in targets if not t.skipped}
-    ratios = []
-    for key in ("l5d1", "l5d2"):
-        if key not in measured:
-            continue
-        rps = measured[key].results["wrk"]["rps"]
-        for ref in ("nginx", "haproxy"):
-            if ref in measured:
-                ratio = rps / measured[ref].results["wrk"]["rps"]
-                ratios.append(f"{measured[key].name} / {ref}: {ratio:.2f}x")
-    if ratios:
-        rows.append("req/s ratios: " + "; ".join(ratios) + ".")
-    achieved = ", ".join(
-        f"{t.key} {t.results['rate']['achieved_rps']}" for t in targets if not t.skipped
-    )
-    rows.append(f"Fixed-rate runs achieved (req/s): {achieved}.")
-    for key, s in startups.items():
+    # 3. inside the proxy during the fixed-rate rounds
+    insides = [t for t in targets if not t.skipped and "inside" in t.results.get("rate", {})]
+    if insides:
+        rows += [
+            f"Inside the proxy during the same fixed-rate runs (`bench/percore/hook.py`, each "
+            f"window the whole rategen run, warm-up included; {n} rounds): a busy span is one "
+            "reactor iteration, from the return of `epoll_wait` to the next call (ready sockets "
+            "dispatched, then due timers), wall time.",
+            "",
+            "| process | GC per round gen 0 / 1 / 2 | longest GC pause ms gen 0 / 1 / 2 "
+            "| GC pause total ms | busy span p50 / p99 / max ms | busy span CPU p99 / max ms "
+            "| spans > 0.5 / > 1 / > 2 ms (wall; CPU) | CPU used | longest spans ms (CPU, GC) "
+            "| longest timer run ms (what) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for t in insides:
+            i = t.results["rate"]["inside"]
+            over = i["busy_over_ms"]
+            cover = i["busy_cpu_over_ms"]
+            spans = ", ".join(
+                f"{sp['wall_ms']:.2f} ({sp['cpu_ms']:.2f}, {sp['gc_ms']:.2f})"
+                for sp in i["longest_spans"][:3]
+            )
+            timers = i["longest_timer_runs"][:1]
+            timer = (
+                f"{timers[0]['ms']:.2f} ({', '.join(sorted(set(timers[0]['timers']))[:4]) or '-'})"
+                if timers
+                else "-"
+            )
+            rows.append(
+                f"| {t.name} | {i['gc0_per_round']:g} / {i['gc1_per_round']:g} / {i['gc2_per_round']:g} "
+                f"| {i['gc0_max_ms']:.2f} / {i['gc1_max_ms']:.2f} / {i['gc2_max_ms']:.2f} "
+                f"| {i['gc0_total_ms'] + i['gc1_total_ms'] + i['gc2_total_ms']:.1f} "
+                f"| {i['busy_p50_ms']:.3f} / {i['busy_p99_ms']:.3f} / {i['busy_max_ms']:.2f} "
+                f"| {i['busy_cpu_p99_ms']:.3f} / {i['busy_max_cpu_ms']:.2f} "
+                f"| {over.get('0.5', 0)} / {over.get('1', 0)} / {over.get('2', 0)}; "
+                f"{cover.get('0.5', 0)} / {cover.get('1', 0)} / {cover.get('2', 0)} "
+                f"of {i['iterations']:,} "
+                f"| {i['cpu_s'] / i['wall_s']:.0%} | {spans} | {timer} |"
+            )
+        rows.append("")
+    # 4. CPU per request per component
+    columns = {t.name: t.results["breakdown"] for t in targets if "breakdown" in t.results}
+    if columns:
+        floor = (
+            measured["fwd"].name
+            if "fwd" in measured and "breakdown" in measured["fwd"].results
+            else None
+        )
+        rows += [
+            f"CPU per request by component (`bench/percore/breakdown.py`'s method on the same "
+            f"processes after the runs above: `wrk -c {args.connections}`, a "
+            f"{args.breakdown_seconds:g} s plain window for user/system/GC CPU, a second one "
+            "under cProfile to split the user CPU; +-20 %):",
+            "",
+        ]
+        rows += [breakdown.describe(name, m) + "  " for name, m in columns.items()]
+        rows += ["", breakdown.table(columns, floor), ""]
+    # 5. start-up
+    for key, st in startups.items():
         name = measured[key].name if key in measured else key
         rows.append(
-            f"Start-up of {name}, exec to first routed 200 over {len(s['runs_s'])} runs: "
-            f"median {s['median_s']:.2f} s, max {s['max_s']:.2f} s; CPU used by then median "
-            f"{s['median_cpu_s']:.2f} s; RSS then {s['rss_at_first_request_mb']} MB."
+            f"Start-up of {name}, exec to first routed 200 over {len(st['runs_s'])} runs: "
+            f"median {st['median_s']:.2f} s, max {st['max_s']:.2f} s; CPU used by then median "
+            f"{st['median_cpu_s']:.2f} s; RSS then {st['rss_at_first_request_mb']} MB.  "
         )
+    rows.append("")
+    rows += targets_table(measured, startups)
     return "\n".join(rows)
+
+
+def targets_table(measured: dict[str, Target], startups: dict[str, Any]) -> list[str]:
+    """Issue 15's done-when, checked against this run."""
+    if "l5d1" not in measured:
+        return []
+    l5d = measured["l5d1"].results
+    rows = ["| target (issue 15) | this run |", "|---|---|"]
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    if "nginx" in measured:
+        ratio = l5d["wrk"]["rps"] / measured["nginx"].results["wrk"]["rps"]
+        floor = ""
+        if "fwd" in measured:
+            fr = measured["fwd"].results["wrk"]["rps"] / measured["nginx"].results["wrk"]["rps"]
+            floor = f"; the minimal Twisted + httptools forwarder {fr:.2f}x"
+        extra = ""
+        split = next(
+            (
+                measured[k].results["breakdown"]
+                for k in ("l5d1", "l5d1in")
+                if k in measured and "breakdown" in measured[k].results
+            ),
+            None,
+        )
+        if split is not None:
+            extra = f"; CPU per request {split['total_us']:.0f} us"
+            if "fwd" in measured and "breakdown" in measured["fwd"].results:
+                extra += f" against the forwarder's {measured['fwd'].results['breakdown']['total_us']:.0f}"
+        rows.append(
+            f"| l5d-twisted >= 0.5x nginx req/s per core | {verdict(ratio >= 0.5)}: {ratio:.2f}x "
+            f"{floor}{extra} |"
+        )
+    rate = l5d.get("rate", {})
+    if "added_p99" in rate:
+        refs = ", ".join(
+            f"{measured[k].name} {measured[k].results['rate']['added_p99']:+.2f}"
+            for k in ("nginx", "haproxy", "fwd")
+            if k in measured and "added_p99" in measured[k].results["rate"]
+        )
+        rows.append(
+            f"| p99 added <= 0.5 ms at 1,000 req/s | {verdict(rate['added_p99'] <= 0.5)}: "
+            f"{rate['added_p99']:+.2f} ms (median of {len(rate['added_p99_rounds'])} rounds: "
+            f"{', '.join(f'{v:+.2f}' for v in rate['added_p99_rounds'])}); same rounds: {refs} |"
+        )
+    if "rss_after_load_mb" in l5d:
+        rows.append(
+            f"| RSS <= 40 MB after load | {verdict(l5d['rss_after_load_mb'] <= 40)}: "
+            f"{l5d['rss_after_load_mb']} MB (peak {l5d['rss_peak_mb']}) |"
+        )
+    if "l5d1" in startups:
+        st = startups["l5d1"]
+        rows.append(
+            f"| start-up < 1 s | {verdict(st['median_s'] < 1)}: median {st['median_s']:.2f} s, "
+            f"max {st['max_s']:.2f} s ({st['median_cpu_s']:.2f} s of CPU) |"
+        )
+    return rows
+
+
+def commit() -> str:
+    def git(*argv: str) -> str:
+        out = subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return f"a tree that is not a git checkout ({REPO})"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "l5d_twisted", "bench")
+    return head + (" with uncommitted changes under l5d_twisted/ or bench/" if dirty else "")
 
 
 def uptime() -> str:
@@ -632,8 +949,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration",
         type=float,
-        default=15.0,
-        help="seconds per measured run (default %(default)s; the whole run takes ~12x this)",
+        default=10.0,
+        help="seconds of each wrk run (after a warm-up of min(3, this)) (default %(default)s)",
     )
     parser.add_argument(
         "--connections", type=int, default=50, help="wrk connections (default %(default)s)"
@@ -644,6 +961,36 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=1000.0,
         help="requests/s of the fixed-rate runs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-rounds",
+        type=int,
+        default=5,
+        help="fixed-rate rounds, every path once per round, interleaved (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-seconds",
+        type=float,
+        default=4.0,
+        help="seconds of each fixed-rate run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-warmup",
+        type=float,
+        default=1.0,
+        help="seconds of warm-up before each fixed-rate run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--breakdown-seconds",
+        type=float,
+        default=5.0,
+        help="each window of the CPU breakdown (default %(default)s; 0: no breakdown)",
+    )
+    parser.add_argument(
+        "--no-inside",
+        dest="inside",
+        action="store_false",
+        help="run l5d-twisted and the forwarder plainly: no inside view, no breakdown",
     )
     parser.add_argument(
         "--targets",
@@ -673,6 +1020,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}; known: {','.join(TARGETS)}")
+    if not args.inside:
+        args.breakdown_seconds = 0
     tools = ["nginx", "wrk"] + (["haproxy"] if "haproxy" in args.targets else [])
     for tool in tools:
         if shutil.which(tool) is None:
@@ -686,26 +1035,32 @@ def main(argv: list[str] | None = None) -> int:
     before = uptime()
     started = time.monotonic()
     try:
-        with running(bench) as targets:
-            for target in targets:
-                if target.skipped:
-                    continue
-                print(f"measuring {target.name} ...", file=sys.stderr, flush=True)
-                bench.measure(target)
+        with running(bench) as all_targets:
+            targets = [t for t in all_targets if not t.skipped]
+            bench.measure_all(targets)
+            targets = all_targets
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print(f"proxy_bench: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     after = uptime()
-    print(f"{env_line}\n")
+    took = time.monotonic() - started
+    command = "python3 bench/proxy_bench.py" + (
+        " " + " ".join(argv if argv is not None else sys.argv[1:])
+        if (argv if argv is not None else sys.argv[1:])
+        else ""
+    )
+    print(f"`{command}` at {commit()}; {env_line}\n")
     print(f"uptime before: {before}  \nuptime after: {after}  ")
-    print(f"(the whole run took {time.monotonic() - started:.0f} s)\n")
-    print(table(targets, args, bench.startup))
+    print(f"(the whole run took {took:.0f} s)\n")
+    print(report(targets, args, bench.startup))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
                 {
+                    "commit": commit(),
+                    "took_s": took,
                     "environment": env_line,
                     "uptime_before": before,
                     "uptime_after": after,

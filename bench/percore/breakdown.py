@@ -1,24 +1,29 @@
 """Where the proxy's CPU goes per request, in microseconds per component.
 
-    python3 bench/percore/breakdown.py                      # ~40 s: 8 s windows
+    python3 bench/percore/breakdown.py                      # ~25 s: 8 s windows
+    python3 bench/percore/breakdown.py --forwarder          # and the Twisted + httptools floor
     python3 bench/percore/breakdown.py --seconds 5 --reactor uvloop
+    python3 bench/percore/breakdown.py --tree /tmp/other-checkout   # another tree's code
     python3 bench/percore/breakdown.py --json out.json
 
 What it does, on free 127.0.0.1 ports (needs nginx and wrk, as bench/proxy_bench.py):
 
 * an nginx backend (one worker, a fixed 23-byte 200) and ``l5d-twisted run`` on the
   proxy benchmark's config (one router, ``io.l5d.fs`` naming the backend, default
-  client/service stacks, the Prometheus telemeter), started through this file
-  (``--child``) so it can be measured from inside; the proxy pinned to the last CPU,
-  nginx and wrk to the others;
+  client/service stacks, the Prometheus telemeter), run under ``hook.py`` so it can be
+  measured from inside (and with ``--forwarder``, ``bench/minimal_forwarder.py`` the same
+  way, after it); the proxy pinned to the last CPU, nginx and wrk to the others;
 * ``wrk -c 50 -t 2`` (``--connections``) for a warm-up, then two measured windows: each
-  bracketed by SIGUSR1/SIGUSR2 to the proxy, the requests counted from the proxy's own
-  ``requests`` counter (``/admin/metrics.json`` read before and after, outside the window);
+  bracketed by SIGUSR1/SIGUSR2 to the proxy (``hook.py``), the requests counted by wrk
+  (responses it received in the window);
 * window 1, unprofiled: the proxy's user and system CPU (``os.times``) and the CPU spent
   in garbage collections (``gc.callbacks``), per request;
 * window 2, under cProfile: each function's own time, sorted into components by where
   its code lives; a C builtin (``len``, ``dict.get``...) counts for the component of its
   callers, in proportion to their calls' time.
+
+``bench/proxy_bench.py`` runs the same two windows on its own l5d-twisted and minimal
+forwarder processes (the functions below), so its report carries this table too.
 
 Per request, the table says:
 
@@ -30,12 +35,14 @@ Per request, the table says:
   split favours the components that make many small calls; treat it as +-20 %.
 
 Components: ``reactor`` (Twisted outside ``defer.py``: the reactor loop, transports,
-``callWithLogger`` / ``callWithContext`` wrapping, zope), ``Deferreds``
+``callWithLogger`` / ``callWithContext`` wrapping, zope, ``l5d_twisted/eventloop.py``),
+``Deferreds``
 (``twisted/internet/defer.py``), ``codec`` (``l5d_twisted/http/`` but the pool:
 httptools' callbacks, framing, messages, server and client protocols), ``router``
 (``router/``, ``naming/``, ``service.py``), ``resilience filters`` (retries, deadline,
 requeues, classifiers), ``stats`` (``telemetry/``), ``balancer`` (``balancers/``,
-``http/pool.py``, failure accrual, fail fast), ``other``.
+``http/pool.py``, failure accrual, fail fast), ``other``.  The minimal forwarder's own
+functions count as ``codec`` (parsing, re-encoding and writing is all it does).
 """
 
 from __future__ import annotations
@@ -50,7 +57,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -98,205 +104,9 @@ telemetry:
 - kind: io.l5d.prometheus
 """
 
-COMPONENTS = (
-    "reactor",
-    "syscalls",
-    "Deferreds",
-    "codec",
-    "router",
-    "resilience filters",
-    "stats",
-    "balancer",
-    "GC",
-    "other",
-)
+sys.path.insert(0, str(HERE))
 
-# C functions whose time is the kernel's (counted as system CPU in window 1)
-_SYSCALLS = (
-    "'send'",
-    "'recv'",
-    "'recv_into'",
-    "'sendmsg'",
-    "'sendall'",
-    "'accept'",
-    "'poll' of 'select.epoll'",
-    "'register' of 'select.epoll'",
-    "'modify' of 'select.epoll'",
-    "'unregister' of 'select.epoll'",
-    "'select' of",
-    "'run_once'",
-    "'setsockopt'",
-    "'shutdown'",
-    "'close' of '_socket",
-    "'connect_ex'",
-)
-
-
-def component(filename: str, name: str) -> str | None:
-    """The component a Python function's own time belongs to (None: a C builtin)."""
-    if filename == "~":
-        return None
-    f = filename.replace(os.sep, "/")
-    if "/twisted/internet/defer.py" in f:
-        return "Deferreds"
-    if "/twisted/" in f or "/zope/" in f or "/asyncio/" in f or "/uvloop/" in f:
-        return "reactor"
-    if "/l5d_twisted/" in f:
-        rel = f.rsplit("/l5d_twisted/", 1)[1]
-        if rel.startswith("telemetry/"):
-            return "stats"
-        if (
-            rel.startswith("balancers/")
-            or rel == "http/pool.py"
-            or rel in ("resilience/accrual.py", "resilience/fail_fast.py")
-        ):
-            return "balancer"
-        if rel.startswith("http/"):
-            return "codec"
-        if rel.startswith("resilience/"):
-            return "resilience filters"
-        if rel.startswith(("router/", "naming/", "namers/")) or rel in (
-            "service.py",
-            "request_context.py",
-        ):
-            return "router"
-        return "other"
-    if "/httptools/" in f:
-        return "codec"
-    return "other"
-
-
-def split_profile(stats: dict[Any, Any]) -> tuple[dict[str, float], float, int]:
-    """Own time per component (syscall builtins apart), their total, and the call count."""
-    own: dict[str, float] = {c: 0.0 for c in COMPONENTS}
-    syscall_s = 0.0
-    calls = 0
-    for (filename, _line, name), (_cc, nc, tt, _ct, callers) in stats.items():
-        calls += nc
-        comp = component(filename, name)
-        if comp is not None:
-            own[comp] += tt
-            continue
-        if any(s in name for s in _SYSCALLS):
-            syscall_s += tt
-            continue
-        # a builtin: its callers' components, weighted by each call site's time in it
-        weights: dict[str, float] = {}
-        for (cfile, _cline, cname), edge in callers.items():
-            ccomp = component(cfile, cname) or "other"
-            weights[ccomp] = weights.get(ccomp, 0.0) + edge[2]
-        total = sum(weights.values())
-        if total <= 0:
-            own["other"] += tt
-            continue
-        for ccomp, w in weights.items():
-            own[ccomp] += tt * w / total
-    own.pop("syscalls")
-    own.pop("GC")
-    return own, syscall_s, calls
-
-
-# -- the proxy process (--child) ---------------------------------------------------------
-
-
-def child(args: argparse.Namespace) -> int:
-    import cProfile
-    import gc
-    import pstats
-
-    if args.reactor == "lean":
-        from l5d_twisted.eventloop import install
-
-        assert install(), "cannot install the lean epoll reactor here"
-    elif args.reactor == "twisted":
-        from twisted.internet import epollreactor
-
-        epollreactor.install()
-    if args.reactor in ("asyncio", "uvloop"):
-        import asyncio
-
-        if args.reactor == "uvloop":
-            import uvloop
-
-            loop = uvloop.new_event_loop()
-        else:
-            loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        from twisted.internet import asyncioreactor
-
-        install: Any = asyncioreactor.install  # (untyped)
-        install(loop)
-
-    gc_cpu = [0.0, 0.0, 0]  # total, start of the current collection, collections
-    gc_found = [0, 0, 0]  # collections per generation
-    gc_garbage = [0]  # objects collected (found unreachable)
-
-    def on_gc(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            gc_cpu[1] = time.process_time()
-        else:
-            gc_cpu[0] += time.process_time() - gc_cpu[1]
-            gc_cpu[2] += 1
-            gc_found[info["generation"]] += 1
-            gc_garbage[0] += info["collected"]
-
-    gc.callbacks.append(on_gc)
-    window: dict[str, Any] = {"n": 0}
-    profiler = cProfile.Profile()
-
-    def start(signum: int, frame: Any) -> None:
-        window["times"] = os.times()
-        window["gc"] = (gc_cpu[0], gc_cpu[2], list(gc_found), gc_garbage[0])
-        if window["n"] == 1:
-            # (the GC probe's clock reads would take the collections' time in the profile)
-            gc.callbacks.remove(on_gc)
-            profiler.enable()
-
-    def stop(signum: int, frame: Any) -> None:
-        profiler.disable()
-        if on_gc not in gc.callbacks:
-            gc.callbacks.append(on_gc)
-        end = os.times()
-        begin = window["times"]
-        result: dict[str, Any] = {
-            "user_s": end.user - begin.user,
-            "system_s": end.system - begin.system,
-            "gc_s": gc_cpu[0] - window["gc"][0],
-            "gc_collections": gc_cpu[2] - window["gc"][1],
-            "gc_by_generation": [a - b for a, b in zip(gc_found, window["gc"][2])],
-            "gc_collected_objects": gc_garbage[0] - window["gc"][3],
-            "gc_thresholds": gc.get_threshold(),
-        }
-        if window["n"] == 1:
-            own, syscall_s, calls = split_profile(pstats.Stats(profiler).stats)  # type: ignore[attr-defined]
-            result.update(profile_own_s=own, profile_syscall_s=syscall_s, profile_calls=calls)
-            ranked = sorted(
-                pstats.Stats(profiler).stats.items(),  # type: ignore[attr-defined]
-                key=lambda item: -item[1][2],
-            )
-            result["profile_top"] = [
-                [
-                    f"{os.path.basename(f)}:{line}({name})",
-                    component(f, name) or "builtin",
-                    v[1],
-                    v[2],
-                ]
-                for (f, line, name), v in ranked[: args.top]
-            ]
-        Path(f"{args.out}.{window['n']}").write_text(json.dumps(result))
-        window["n"] += 1
-
-    signal.signal(signal.SIGUSR1, start)
-    signal.signal(signal.SIGUSR2, stop)
-    if args.gc_thresholds:
-        import importlib
-
-        run: Any = importlib.import_module("l5d_twisted.cli.run")  # (cli.run is a function)
-        run.GC_THRESHOLDS = tuple(int(t) for t in args.gc_thresholds.split(","))
-    from l5d_twisted.cli import main
-
-    return main(["run", args.config, "--log-level", "warn"])
-
+from hook import COMPONENTS, component, split_profile  # noqa: E402,F401  (bench/percore/hook.py)
 
 # -- the driver ----------------------------------------------------------------------------
 
@@ -320,57 +130,73 @@ def wait_for_200(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0
                     return
         except OSError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling a real process, with a deadline
     raise RuntimeError(f"127.0.0.1:{port} did not answer 200 within {timeout:g}s")
 
 
-def server_requests(admin_port: int) -> int:
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{admin_port}/admin/metrics.json", timeout=10
-    ) as r:
-        metrics = json.load(r)
-    return int(
-        sum(
-            v
-            for k, v in metrics.items()
-            if k.startswith("rt/bench/server/") and k.endswith("/requests")
-        )
-    )
-
-
-def wrk(port: int, seconds: float, connections: int, cpus: str | None) -> float:
-    argv = [
-        "wrk",
-        "-t",
-        "2",
-        "-c",
-        str(connections),
-        "-d",
-        f"{max(1, round(seconds))}s",
-        "-H",
-        "Host: backend",
-    ]
-    argv.append(f"http://127.0.0.1:{port}/")
+def wrk(port: int, seconds: float, connections: int, cpus: str | None) -> tuple[float, int]:
+    """``wrk -t 2 -c N``: (requests/s, responses) over the run."""
+    argv = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
+    argv += ["-H", "Host: backend", f"http://127.0.0.1:{port}/"]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = requests = None
     for line in out.splitlines():
         if line.startswith("Requests/sec:"):
-            return float(line.split()[1])
-    raise RuntimeError(f"wrk said:\n{out}")
+            rps = float(line.split()[1])
+        elif " requests in " in line:
+            requests = int(line.split()[0])
+    if rps is None or requests is None:
+        raise RuntimeError(f"wrk said:\n{out}")
+    return rps, requests
 
 
-def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            text = path.read_text()
-            if text:
-                return json.loads(text)
-        if proc.poll() is not None:
-            raise RuntimeError(f"the proxy exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise RuntimeError(f"no {path} within {timeout:g}s")
+def hook_argv(
+    prefix: Path,
+    program: list[str],
+    reactor: str = "default",
+    gc_thresholds: str | None = None,
+    top: int = 10,
+) -> list[str]:
+    """The command that runs ``program`` (``-m module ...`` or ``script ...``) under the hook."""
+    argv = [sys.executable, str(HERE / "hook.py"), "--out", str(prefix), "--top", str(top)]
+    argv += ["--reactor", reactor]
+    if gc_thresholds:
+        argv += ["--gc-thresholds", gc_thresholds]
+    if program[0] == "-m":
+        return [*argv, "-m", program[1], "--", *program[2:]]
+    return [*argv, "--", *program]
+
+
+class Instrumented:
+    """A process started under ``hook.py``: open a window, run something, read the figures."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], prefix: Path) -> None:
+        self.proc = proc
+        self.prefix = prefix
+        self.n = 0
+        for stale in prefix.parent.glob(prefix.name + ".*"):
+            stale.unlink()  # another run's windows would be read as this one's
+
+    def window(self, mode: str, during: Any, timeout: float = 60.0) -> tuple[dict[str, Any], Any]:
+        """Open a ``mode`` window, call ``during()``, close it: (the window's figures, its value)."""
+        Path(f"{self.prefix}.mode").write_text(mode)
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        try:
+            value = during()
+        finally:
+            os.kill(self.proc.pid, signal.SIGUSR2)
+        path = Path(f"{self.prefix}.{self.n}")
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.proc.args!r} exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {path} within {timeout:g}s")
+            time.sleep(0.02)  # polling a file the process writes, with a deadline
+        self.n += 1
+        return json.loads(path.read_text()), value
 
 
 def breakdown(plain: dict[str, Any], prof: dict[str, Any], n: int) -> dict[str, float]:
@@ -386,6 +212,70 @@ def breakdown(plain: dict[str, Any], prof: dict[str, Any], n: int) -> dict[str, 
     return rows
 
 
+def measure(
+    proxy: Instrumented,
+    port: int,
+    seconds: float,
+    connections: int,
+    load_cpus: str | None,
+    warmup: float = 2.0,
+) -> dict[str, Any]:
+    """Warm-up, a plain window and a profiled one under ``wrk``: the per-request split."""
+    if warmup > 0:
+        wrk(port, warmup, connections, load_cpus)
+    windows = []
+    for mode in ("plain", "profile"):
+        result, (rps, requests) = proxy.window(
+            mode, lambda: wrk(port, seconds, connections, load_cpus)
+        )
+        result["requests"] = requests
+        result["wrk_rps"] = rps
+        windows.append(result)
+    plain, prof = windows
+    n = max(plain["requests"], 1)
+    return {
+        "windows": windows,
+        "us_per_request": breakdown(plain, prof, n),
+        "total_us": (plain["user_s"] + plain["system_s"]) * 1e6 / n,
+        "rps": plain["wrk_rps"],
+        "calls_per_request": prof["profile_calls"] / max(prof["requests"], 1),
+    }
+
+
+def describe(name: str, m: dict[str, Any]) -> str:
+    plain, prof = m["windows"]
+    return (
+        f"{name}: {plain['requests']:,} requests at {plain['wrk_rps']:,.0f} req/s, GC collections "
+        f"by generation {plain['gc_by_generation']} finding {plain['gc_collected_objects']:,} "
+        f"unreachable objects (thresholds {tuple(plain['gc_thresholds'])}); profiled window "
+        f"{prof['wrk_rps']:,.0f} req/s, {m['calls_per_request']:.0f} Python calls per request"
+        + (f"; compiled: {', '.join(plain['compiled'])}" if plain.get("compiled") else "")
+        + (f"; code from {plain['code']}" if plain.get("code") else "")
+    )
+
+
+def table(columns: dict[str, dict[str, Any]], floor: str | None = None) -> str:
+    """Markdown: one column of us per request per measured process (and, with ``floor``,
+    each other column minus that one)."""
+    names = list(columns)
+    head = "| component | " + " | ".join(f"{n} us per request" for n in names)
+    others = [n for n in names if n != floor] if floor is not None and floor in columns else []
+    head += "".join(f" | {n} minus {floor}" for n in others) + " |"
+    rows = [head, "|---|" + "---:|" * (len(names) + len(others))]
+    base = columns[floor] if others and floor is not None else {}
+    for comp in COMPONENTS:
+        cells = [f"{columns[n]['us_per_request'][comp]:.1f}" for n in names]
+        cells += [
+            f"{columns[n]['us_per_request'][comp] - base['us_per_request'][comp]:+.1f}"
+            for n in others
+        ]
+        rows.append(f"| {comp} | " + " | ".join(cells) + " |")
+    cells = [f"**{columns[n]['total_us']:.1f}**" for n in names]
+    cells += [f"**{columns[n]['total_us'] - base['total_us']:+.1f}**" for n in others]
+    rows.append("| **total CPU** | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="each measured window")
@@ -398,17 +288,22 @@ def main() -> int:
         metavar="G0,G1,G2",
         help="run the proxy with these gc thresholds instead of cli/run.py's GC_THRESHOLDS",
     )
+    parser.add_argument(
+        "--tree",
+        metavar="DIR",
+        help="run the l5d_twisted of this tree (e.g. a `git archive` copy, a mypyc build)",
+    )
+    parser.add_argument(
+        "--forwarder",
+        action="store_true",
+        help="also measure bench/minimal_forwarder.py, the Twisted + httptools floor",
+    )
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument(
         "--top", type=int, default=0, help="also list the profile's N costliest functions"
     )
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        return child(args)
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             print(f"needs {tool}", file=sys.stderr)
@@ -420,6 +315,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="l5d-percore-"))
     procs: list[subprocess.Popen[bytes]] = []
     load_before = os.getloadavg()
+    tree = Path(args.tree).resolve() if args.tree else REPO
+    results: dict[str, dict[str, Any]] = {}
     try:
         (workdir / "tmp").mkdir()
         (workdir / "disco").mkdir()
@@ -435,43 +332,57 @@ def main() -> int:
         config.write_text(L5D_CONF.format(dir=workdir, port=port, admin_port=admin_port))
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]),
         }
-        argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--config", str(config)]
-        argv += [
-            "--out",
-            str(workdir / "window"),
-            "--reactor",
-            args.reactor,
-            "--top",
-            str(args.top),
-        ]
-        if args.gc_thresholds:
-            argv += ["--gc-thresholds", args.gc_thresholds]
-        if proxy_cpu is not None:
-            argv = ["taskset", "-c", proxy_cpu, *argv]
-        log_fd = os.open(workdir / "proxy.log", os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            proxy = subprocess.Popen(argv, env=env, stdout=log_fd, stderr=subprocess.STDOUT)
-        finally:
-            os.close(log_fd)
-        procs.append(proxy)
-        wait_for_200(port, proxy)
-        wrk(port, 2.0, args.connections, load_cpus)  # warm-up
-        windows = []
-        for i in range(2):
-            before = server_requests(admin_port)
-            os.kill(proxy.pid, signal.SIGUSR1)
-            rps = wrk(port, args.seconds, args.connections, load_cpus)
-            os.kill(proxy.pid, signal.SIGUSR2)
-            result = wait_for_file(workdir / f"window.{i}", proxy)
-            result["requests"] = server_requests(admin_port) - before
-            result["wrk_rps"] = rps
-            windows.append(result)
+        proxies = {
+            "l5d-twisted": (
+                port,
+                ["-m", "l5d_twisted", "run", str(config), "--log-level", "warn"],
+                args.reactor,
+            )
+        }
+        if args.forwarder:
+            fwd_port = free_port()
+            proxies["minimal forwarder"] = (
+                fwd_port,
+                [
+                    str(REPO / "bench" / "minimal_forwarder.py"),
+                    "--port",
+                    str(fwd_port),
+                    "--backend",
+                    f"127.0.0.1:{backend_port}",
+                ],
+                "default",
+            )
+        for i, (name, (p, program, reactor)) in enumerate(proxies.items()):
+            argv = hook_argv(
+                workdir / f"window-{i}", program, reactor, args.gc_thresholds, max(args.top, 10)
+            )
+            if proxy_cpu is not None:
+                argv = ["taskset", "-c", proxy_cpu, *argv]
+            with open(workdir / f"proxy-{i}.log", "wb") as log:
+                proc = subprocess.Popen(
+                    argv,
+                    env=env,
+                    cwd=str(tree),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            procs.append(proc)
+            wait_for_200(p, proc)
+            results[name] = measure(
+                Instrumented(proc, workdir / f"window-{i}"),
+                p,
+                args.seconds,
+                args.connections,
+                load_cpus,
+            )
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
     except Exception:
-        log_path = workdir / "proxy.log"
-        if log_path.exists():
-            print(f"--- proxy log ---\n{log_path.read_text()[-4000:]}", file=sys.stderr)
+        for log_path in workdir.glob("proxy-*.log"):
+            print(f"--- {log_path.name} ---\n{log_path.read_text()[-4000:]}", file=sys.stderr)
         raise
     finally:
         for proc in reversed(procs):
@@ -483,46 +394,30 @@ def main() -> int:
                     proc.kill()
                     proc.wait(5)
         shutil.rmtree(workdir, ignore_errors=True)
-    plain, prof = windows
-    n = plain["requests"]
-    rows = breakdown(plain, prof, n)
-    total = (plain["user_s"] + plain["system_s"]) * 1e6 / n
     print(
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average before "
         f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, reactor {args.reactor}, "
         f"proxy {'on CPU ' + proxy_cpu if proxy_cpu else 'not pinned'}, wrk -c {args.connections}"
         + (f", gc thresholds {args.gc_thresholds}" if args.gc_thresholds else "")
+        + (f", tree {tree}" if args.tree else "")
     )
-    print(
-        f"window 1: {n:,} requests, {plain['wrk_rps']:,.0f} req/s, GC collections by "
-        f"generation {plain['gc_by_generation']} finding {plain['gc_collected_objects']:,} "
-        f"unreachable objects (thresholds {tuple(plain['gc_thresholds'])}); "
-        f"window 2 (profiled): {prof['wrk_rps']:,.0f} req/s, "
-        f"{prof['profile_calls'] / max(prof['requests'], 1):.0f} Python calls per request"
-    )
+    for name, m in results.items():
+        print(describe(name, m))
     print()
-    print("| component | us per request | share |")
-    print("|---|---:|---:|")
-    for comp in COMPONENTS:
-        print(f"| {comp} | {rows[comp]:.1f} | {rows[comp] / total:.0%} |")
-    print(f"| **total CPU** | **{total:.1f}** | 100% |")
+    print(table(results, "minimal forwarder" if args.forwarder else None))
     if args.top:
-        print()
-        print("profiled window, own time per request (inflated by the profiler):")
-        for where, comp, calls, seconds in prof["profile_top"]:
+        for name, m in results.items():
+            prof = m["windows"][1]
+            print()
+            print(f"{name}, profiled window, own time per request (inflated by the profiler):")
             per = prof["requests"] or 1
-            print(f"  {seconds * 1e6 / per:6.2f} us  {calls / per:5.1f} calls  {comp:18} {where}")
+            for where, comp, calls, seconds in prof["profile_top"][: args.top]:
+                print(
+                    f"  {seconds * 1e6 / per:6.2f} us  {calls / per:5.1f} calls  {comp:18} {where}"
+                )
     if args.json:
         Path(args.json).write_text(
-            json.dumps(
-                {
-                    "windows": windows,
-                    "us_per_request": rows,
-                    "total_us": total,
-                    "load": load_before,
-                },
-                indent=2,
-            )
+            json.dumps({"results": results, "load": load_before, "tree": str(tree)}, indent=2)
         )
     return 0
 
