@@ -542,7 +542,7 @@ def inprocess_child(endpoints: int, per_slice: int, kind: str, changes: int) -> 
     for i in range(changes):
         k = i % len(slices)
         slices[k][(i // len(slices)) % len(slices[k])] = endpoint_ip(i, block=2)
-        event = {"type": "MODIFIED", "object": make(k, slices[k])}
+        event: dict[str, Any] = {"type": "MODIFIED", "object": make(k, slices[k])}
         event["object"]["metadata"]["resourceVersion"] = str(2 + i)
         lines.append(json.dumps(event).encode())
     started = time.process_time()
@@ -584,8 +584,8 @@ def main() -> None:
         asyncio.run(serve_backend(ips, int(sys.argv[2])))
         return
     if len(sys.argv) == 6 and sys.argv[1] == "--inprocess-child":
-        e, per, kind, n = sys.argv[2:]
-        print(inprocess_child(int(e), int(per), kind, int(n)))
+        size, per, kind, n = sys.argv[2:]
+        print(inprocess_child(int(size), int(per), kind, int(n)))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["changes", "balancers", "inprocess"])
