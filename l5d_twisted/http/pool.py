@@ -237,10 +237,12 @@ class ConnectionPool(Generic[S]):
         self._open: set[S] = set()
         self._idle: list[S] = []
         self._connecting = 0
-        self._waiters: deque[Deferred[S]] = deque()
+        # () until a request first waits (an empty deque is ~760 bytes, per pool, and most
+        # pools never queue a request)
+        self._waiters: deque[Deferred[S]] | tuple[()] = ()
         self._reaper = idle_reaper(reactor, settings.idle_time_s)
         self._closed = False
-        self._close_waiters: list[Deferred[None]] = []
+        self._close_waiters: list[Deferred[None]] | tuple[()] = ()
         self._connects = stats.counter("connects")
         self._connect_failures = stats.counter("connect_failures")
         self._budget = settings.idle_budget
@@ -300,11 +302,13 @@ class ConnectionPool(Generic[S]):
                 Overloaded(f"connection pool for {self.address.show()} has {limit} waiters already")
             )
         waiter: Deferred[S] = Deferred(self._forget_waiter)
+        if not isinstance(self._waiters, deque):
+            self._waiters = deque()
         self._waiters.append(waiter)
         return waiter
 
     def _forget_waiter(self, waiter: Deferred[S]) -> None:
-        if waiter in self._waiters:
+        if isinstance(self._waiters, deque) and waiter in self._waiters:
             self._waiters.remove(waiter)
 
     def _connect(self) -> Deferred[S]:
@@ -347,7 +351,7 @@ class ConnectionPool(Generic[S]):
             self._serve_waiters()
             self._check_closed()
             return
-        if self._waiters:
+        if isinstance(self._waiters, deque) and self._waiters:
             self._waiters.popleft().callback(conn)
             return
         conn.idle_since = self.reactor.seconds()
@@ -379,8 +383,9 @@ class ConnectionPool(Generic[S]):
         self._check_closed()
 
     def _serve_waiters(self) -> None:
-        while self._waiters and self._has_room() and not self._closed:
-            waiter = self._waiters.popleft()
+        waiters = self._waiters
+        while isinstance(waiters, deque) and waiters and self._has_room() and not self._closed:
+            waiter = waiters.popleft()
             self._connect().addBoth(self._hand_to_waiter, waiter)
 
     def _hand_to_waiter(self, result: S | Failure, waiter: Deferred[S]) -> None:
@@ -415,7 +420,7 @@ class ConnectionPool(Generic[S]):
 
     def close(self) -> Deferred[None]:
         self._closed = True
-        waiters, self._waiters = self._waiters, deque()
+        waiters, self._waiters = self._waiters, ()
         for waiter in waiters:
             waiter.errback(
                 ConnectionFailed(
@@ -433,6 +438,8 @@ class ConnectionPool(Generic[S]):
         # which holds the pool) would keep them in a reference cycle
         self._protocol_factory = _closed_factory
         d: Deferred[None] = Deferred()
+        if not isinstance(self._close_waiters, list):
+            self._close_waiters = []
         self._close_waiters.append(d)
         self._check_closed()
         return d
@@ -442,6 +449,6 @@ class ConnectionPool(Generic[S]):
             if self._gauge is not None:
                 self._gauge.remove()
                 self._gauge = None
-            waiting, self._close_waiters = self._close_waiters, []
+            waiting, self._close_waiters = self._close_waiters, ()
             for d in waiting:
                 d.callback(None)

@@ -136,3 +136,15 @@ def test_reactors_do_not_share_reapers() -> None:
     one, two = MemoryReactorClock(), MemoryReactorClock()
     assert idle_reaper(one, 5.0) is not idle_reaper(two, 5.0)
     assert idle_reaper(one, 5.0) is idle_reaper(one, 5.0)
+
+
+def test_a_pool_that_never_queues_holds_no_waiter_queue() -> None:
+    reactor = MemoryReactorClock()
+    [client] = endpoints(reactor, 1, max_size=1)
+    exchange(reactor, client)
+    assert client._pool._waiters == ()  # (an empty deque is ~760 bytes a pool)
+    first: list[Any] = []
+    second: list[Any] = []
+    client(Request(b"GET", b"/1")).addBoth(first.append)  # takes the idle connection
+    client(Request(b"GET", b"/2")).addBoth(second.append)  # waits for it
+    assert client._pool.waiters == 1
