@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from proxy_bench import Target, parse_wrk, table  # noqa: E402
+from proxy_bench import Target, parse_wrk, report  # noqa: E402
 
 WRK_OUTPUT = """\
 Running 3s test @ http://127.0.0.1:40001/
@@ -37,21 +37,28 @@ def test_parse_wrk_units() -> None:
     assert r["socket_errors"] == "connect 0, read 2, write 0, timeout 0"
 
 
-def test_table_reports_added_latency_ratios_rss_skips_and_startup() -> None:
+def test_report_shows_added_latency_ratios_rss_skips_start_up_and_targets() -> None:
     def t(key: str, name: str, rps: float, p50: float, p99: float, rss: float | None) -> Target:
         target = Target(key, name, 1)
+        rate: dict[str, object] = {
+            "p50": p50 + 1,
+            "p99": p99 + 1,
+            "service_p50": p50,
+            "service_p99": p99,
+            "service_p99_rounds": [p99, p99],
+            "send_lag_p99": 0.1,
+            "send_lag_p99_median": 0.05,
+            "failed": 0,
+            "dropped": 0,
+            "achieved_rps": 1000.0,
+        }
+        if key != "direct":
+            rate["added_p50"] = p50 - 0.5
+            rate["added_p99"] = p99 - 1.0
+            rate["added_p99_rounds"] = [p99 - 1.0, p99 - 1.0]
         target.results = {
             "wrk": {"rps": rps, "p50": 1.0, "p99": 2.0, "non_2xx": 0, "socket_errors": ""},
-            "rate": {
-                "p50": p50 + 1,
-                "p99": p99 + 1,
-                "service_p50": p50,
-                "service_p99": p99,
-                "send_lag_p99": 0.1,
-                "failed": 0,
-                "dropped": 0,
-                "achieved_rps": 1000.0,
-            },
+            "rate": rate,
         }
         if rss is not None:
             target.results["rss_after_load_mb"] = rss
@@ -59,7 +66,14 @@ def test_table_reports_added_latency_ratios_rss_skips_and_startup() -> None:
         return target
 
     skipped = Target("l5d2", "l5d-twisted workers: 2", 1, skipped="no workers key")
-    args = argparse.Namespace(connections=50, rate=1000.0)
+    args = argparse.Namespace(
+        connections=50,
+        rate=1000.0,
+        rate_rounds=2,
+        rate_seconds=10.0,
+        rate_warmup=2.0,
+        breakdown_seconds=5.0,
+    )
     startup = {
         "l5d1": {
             "runs_s": [0.3, 0.4, 0.35],
@@ -69,21 +83,24 @@ def test_table_reports_added_latency_ratios_rss_skips_and_startup() -> None:
             "rss_at_first_request_mb": 44.4,
         }
     }
-    text = table(
+    text = report(
         [
             t("direct", "direct", 20000, 0.5, 1.0, None),
             t("nginx", "nginx (1 worker)", 16000, 0.7, 1.5, 15.0),
             t("haproxy", "haproxy (1 thread)", 10000, 0.7, 1.5, 16.0),
-            t("l5d1", "l5d-twisted workers: 1", 8000, 1.0, 2.5, 40.0),
+            t("l5d1", "l5d-twisted workers: 1", 8000, 1.0, 1.8, 40.0),
             skipped,
         ],
         args,
         startup,
     )
-    assert "| l5d-twisted workers: 1 | 8,000 |" in text
-    assert "+0.50 / +1.50" in text
+    assert "| l5d-twisted workers: 1 | 8,000 | 0.50x |" in text
     assert "| 40.0 | 41.0 | none |" in text  # RSS after load, peak
-    assert "l5d-twisted workers: 1 / nginx: 0.50x" in text
-    assert "l5d-twisted workers: 1 / haproxy: 0.80x" in text
     assert "| l5d-twisted workers: 2 | skipped: no workers key |" in text
+    assert "+0.50 / +0.80" in text  # added p50 / p99 of the l5d row
     assert "median 0.35 s, max 0.40 s; CPU used by then median 0.30 s; RSS then 44.4 MB" in text
+    # the done-when table judges this run
+    assert "| l5d-twisted >= 0.5x nginx req/s per core | **met**: 0.50x" in text
+    assert "| p99 added <= 0.5 ms at 1,000 req/s | **not met**: +0.80 ms" in text
+    assert "| RSS <= 40 MB after load | **met**: 40.0 MB (peak 41.0) |" in text
+    assert "| start-up < 1 s | **met**: median 0.35 s" in text

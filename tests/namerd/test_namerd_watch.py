@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +42,12 @@ class Watch:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def replace_atomically(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
 
 
 def test_a_dtab_watch_delivers_each_update(namerd: NamerdProcess) -> None:
@@ -84,7 +92,9 @@ def test_a_bind_watch_follows_dtab_and_namer_changes(namerd: NamerdProcess) -> N
         assert moved["bound"]["id"] == "/#/io.l5d.fs/v2"
         assert moved["bound"]["addr"]["addrs"][0]["port"] == 9002
         # the namer's answer changes (io.l5d.fs watches its directory)
-        (namerd.disco / "v2").write_text("127.0.0.1 9003\n")
+        # written whole (temp file + rename), as a config tool would: an in-place write can
+        # be read half-done (an empty file) and streamed as an intermediate update
+        replace_atomically(namerd.disco / "v2", "127.0.0.1 9003\n")
         changed = json.loads(watch.line())
         assert changed["bound"]["addr"]["addrs"][0]["port"] == 9003
     finally:
