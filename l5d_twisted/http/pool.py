@@ -219,6 +219,31 @@ def _closed_factory() -> Any:
 class ConnectionPool(Generic[S]):
     """Connections to one address; the pooled sessions are the client protocols."""
 
+    # slotted: one pool per endpoint client, i.e. per name when thousands of names each
+    # have one endpoint (issue 17)
+    __slots__ = (
+        "reactor",
+        "address",
+        "settings",
+        "_protocol_factory",
+        "_connect_timeout_s",
+        "_tls",
+        "_endpoint",
+        "_open",
+        "_idle",
+        "_connecting",
+        "_waiters",
+        "_reaper",
+        "_closed",
+        "_close_waiters",
+        "_connects",
+        "_connect_failures",
+        "_budget",
+        "_idle_capped",
+        "_gauge",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         reactor: Any,
@@ -233,7 +258,11 @@ class ConnectionPool(Generic[S]):
         self.address = address
         self.settings = settings
         self._protocol_factory = protocol_factory
-        self._endpoint = _endpoint(reactor, address.host, address.port, connect_timeout_s, tls)
+        self._connect_timeout_s = connect_timeout_s
+        self._tls = tls
+        # made at the first connect: a pool whose connection stays open never needs it
+        # again, and a Twisted endpoint is ~110 bytes per pool (issue 17)
+        self._endpoint: Any = None
         self._open: set[S] = set()
         self._idle: list[S] = []
         self._connecting = 0
@@ -249,7 +278,11 @@ class ConnectionPool(Generic[S]):
         self._idle_capped: Any = (
             stats.counter("idle_capped_closes") if self._budget is not None else None
         )
-        self._gauge: Any = stats.gauge("connections", fn=lambda: float(len(self._open)))
+        # (a bound method: a lambda and its cell were 200 bytes per pool)
+        self._gauge: Any = stats.gauge("connections", fn=self._size_gauge)
+
+    def _size_gauge(self) -> float:
+        return float(len(self._open))
 
     # -- introspection -------------------------------------------------------------------
 
@@ -313,7 +346,21 @@ class ConnectionPool(Generic[S]):
 
     def _connect(self) -> Deferred[S]:
         self._connecting += 1
-        d: Deferred[S] = self._endpoint.connect(_OneShotFactory(self._protocol_factory()))
+        endpoint = self._endpoint
+        if endpoint is None:
+            address = self.address
+            try:
+                endpoint = self._endpoint = _endpoint(
+                    self.reactor, address.host, address.port, self._connect_timeout_s, self._tls
+                )
+            except Exception as e:  # e.g. a host name IDNA cannot encode
+                self._connecting -= 1
+                return fail(
+                    ConnectionFailed(
+                        f"unable to connect to {address.show()}: {e}", address=address.show()
+                    )
+                )
+        d: Deferred[S] = endpoint.connect(_OneShotFactory(self._protocol_factory()))
 
         def connected(conn: S) -> S:
             self._connecting -= 1

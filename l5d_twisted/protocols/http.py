@@ -125,7 +125,7 @@ def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
     from l5d_twisted.http.pool import PoolSettings
 
     pool = client.host_connection_pool
-    return PoolSettings(
+    settings = PoolSettings(
         min_size=pool.min_size,
         max_size=pool.max_size,
         idle_time_s=pool.idle_time_ms / 1000.0,
@@ -137,6 +137,15 @@ def pool_settings(router: RouterConfig, client: ClientParams) -> PoolSettings:
         socket_options=client_socket_options(client.socket_options),
         max_buffered_response_kb=buffered_response_kb(router),
     )
+    if settings.idle_budget is not None:
+        return settings  # its idle budget is this client's own
+    # otherwise immutable: every client with the same settings shares one object (one per
+    # client was ~150 bytes, per name; issue 17).  Keyed by value, so the table holds one
+    # entry per distinct client configuration.
+    return _SHARED_POOL_SETTINGS.setdefault(settings, settings)
+
+
+_SHARED_POOL_SETTINGS: dict[PoolSettings, PoolSettings] = {}
 
 
 def _meets_the_session_seam(
