@@ -96,6 +96,13 @@ def main() -> None:
     parser.add_argument("--max-metric-scopes", type=int, default=1)
     parser.add_argument("--ttl", type=int, default=60)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=1,
+        help="stack frames kept per allocation; above 1, the top sites are also listed by"
+        " their call stacks (who made the object, not only which line)",
+    )
     args = parser.parse_args()
     clock = Clock()
     tmp = tempfile.TemporaryDirectory(prefix="l5d-name-bytes-")
@@ -162,7 +169,7 @@ def main() -> None:
     for _ in range(3):
         route("warm")
     gc.collect()
-    tracemalloc.start(1)
+    tracemalloc.start(args.frames)
     base = tracemalloc.take_snapshot()
     base_size = sum(s.size for s in base.statistics("filename"))
     for i in range(args.names):
@@ -184,6 +191,12 @@ def main() -> None:
         frame = stat.traceback[0]
         where = f"{os.path.relpath(frame.filename)}:{frame.lineno}"
         print(f"  {stat.size_diff / n:8,.0f} B  {stat.count_diff / n:6.1f} blocks  {where}")
+    if args.frames > 1:
+        print(f"top call stacks per name (of {args.top}, innermost first):")
+        for stat in after.compare_to(base, "traceback")[: args.top]:
+            print(f"  {stat.size_diff / n:8,.0f} B  {stat.count_diff / n:6.1f} blocks")
+            for frame in reversed(stat.traceback):
+                print(f"      {os.path.relpath(frame.filename)}:{frame.lineno}")
     for _ in range(int(2.5 * args.ttl)):  # idle: every route, client and scope expires
         clock.advance(1)
     gc.collect()

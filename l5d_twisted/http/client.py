@@ -131,12 +131,12 @@ class HttpClientProtocol(Protocol):
     def __init__(self, client: EndpointClient) -> None:
         self._client = client
         pool = client.pool_settings
-        self._max_head = pool.max_headers_kb * 1024
+        self._max_head = pool.max_head_bytes  # (the settings' int: shared, not one per connection)
         self._reader = MessageReader(
             False,
             _RESPONSE_DROPPED,
             self._max_head,
-            pool.max_initial_line_kb * 1024,
+            pool.max_line_bytes,
             self._on_head,
             self._on_body,
             self._on_end,
@@ -262,7 +262,10 @@ class HttpClientProtocol(Protocol):
         self._answered = False
         self._may_resend = may_resend
         reader = self._reader
-        if reader.parser is None:  # dropped while the connection was idle (_exchange_done)
+        if reader.parser is None:  # idle since the last exchange (see _exchange_done)
+            reader.on_headers_complete = self._on_head
+            reader.on_message_complete = self._on_end
+            reader.body = self._on_body
             reader.new_parser()
         self._is_head = reader.keep_length = request.method == b"HEAD"
         self._response_done = False
@@ -274,7 +277,7 @@ class HttpClientProtocol(Protocol):
         if framing is None:  # the whole request is in ``head``
             self._request_done = True
             self._write(head)
-            self._client.count_sent(len(head))
+            self._client.sent_bytes.incr(len(head))
             return d
         self._request_done = False
         self._pipe = send_body(
@@ -283,7 +286,7 @@ class HttpClientProtocol(Protocol):
             request.body,
             framing,
             self._request_sent,
-            self._client.count_sent,
+            self._client.sent_bytes.incr,
             self._write,
         )
         return d
@@ -365,7 +368,7 @@ class HttpClientProtocol(Protocol):
     # -- receiving -----------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        self._client.count_received(len(data))
+        self._client.received_bytes.incr(len(data))
         if self._request is None:
             # nothing asked: an idle connection the server wrote to (or garbage): drop it
             self.reusable = False
@@ -516,13 +519,14 @@ class HttpClientProtocol(Protocol):
         self._request = None
         reusable = self.reusable = self._keep_alive and not self._lost
         if reusable:
-            # an idle pooled connection does without its parser: httptools' parser, its two
-            # C structs and its four bound callbacks are 784 bytes, per pooled connection,
-            # i.e. per name when thousands of names each keep a warm connection (issue 17);
-            # send() makes a fresh one (~0.4 us), which is what a parser is between
-            # messages.  (Called from the parser's own callback, the parser lives on until
-            # its feed_data returns.)
-            self._reader.parser = None
+            # an idle pooled connection does without its parser and the reader's callbacks:
+            # httptools' parser, its two C structs and its four bound callbacks are 784
+            # bytes, this connection's three bound methods 192, per pooled connection, i.e.
+            # per name when thousands of names each keep a warm connection (issue 17);
+            # send() makes them again (~0.5 us), and a fresh parser is what a parser is
+            # between messages.  (Called from the parser's own callback: the parser lives
+            # on until its feed_data returns, with the callbacks it looked up.)
+            self._reader.idle()
         self._client._release(self)
 
     # -- BodySource (the response body stream pauses this connection) --------------------
@@ -562,8 +566,8 @@ class EndpointClient(Service[Request, Response]):
         "authority",
         "pending",
         "_closed",
-        "count_sent",
-        "count_received",
+        "sent_bytes",
+        "received_bytes",
         "_resends",
         "_pool",
         "__weakref__",
@@ -586,8 +590,10 @@ class EndpointClient(Service[Request, Response]):
         self.authority = address.show().encode("ascii")
         self.pending = 0
         self._closed = False
-        self.count_sent = stats.counter("sent_bytes").incr
-        self.count_received = stats.counter("received_bytes").incr
+        # the counters, not their bound ``incr``s: two bound methods were 128 bytes per
+        # endpoint (issue 17); the call sites pay one attribute load
+        self.sent_bytes = stats.counter("sent_bytes")
+        self.received_bytes = stats.counter("received_bytes")
         self._resends = stats.counter("stale_connection_resends")
         self._pool = ConnectionPool(
             reactor,

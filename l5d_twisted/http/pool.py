@@ -177,7 +177,14 @@ class PoolSettings:
     and chunked ones stream (``streamAfterContentLengthKB``)."""
     """``(level, option, value)`` set on each connection once connected (client socketOptions)."""
 
+    max_head_bytes: int = field(init=False, compare=False, repr=False, default=0)
+    """``max_headers_kb`` in bytes, and ``max_line_bytes`` ``max_initial_line_kb``: computed
+    once (ints past 256 are objects: two per connection otherwise)."""
+    max_line_bytes: int = field(init=False, compare=False, repr=False, default=0)
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "max_head_bytes", self.max_headers_kb * 1024)
+        object.__setattr__(self, "max_line_bytes", self.max_initial_line_kb * 1024)
         if self.max_idle_per_client is not None:
             object.__setattr__(self, "idle_budget", IdleBudget(self.max_idle_per_client))
 

@@ -129,6 +129,14 @@ class MessageReader:
             httptools.HttpRequestParser(self) if self.strict else httptools.HttpResponseParser(self)
         )
 
+    def idle(self) -> None:
+        """Between messages, for long (an idle pooled connection): drop the parser and the
+        owner's callbacks; the owner sets the callbacks again, then :meth:`new_parser`,
+        before the next message."""
+        self.parser = None
+        self.on_headers_complete = self.on_message_complete = _ignore
+        self.body = _ignore
+
     def close(self) -> None:
         """The connection is gone: drop the parser and the owner's callbacks.
 
