@@ -61,12 +61,17 @@ class Var(Generic[T]):
 
     def __init__(self, value: T) -> None:
         self._value = value
-        # One observer (most vars have one) is kept in two slots; from a second one on,
-        # all are in a dict, in subscription order, until none is left (a dict is ~230
-        # bytes, and a routed name holds several observed vars; issue 17).
+        # One observer (most vars have one) is kept in two slots; a second one in a
+        # ``(key, fn)`` tuple beside it (a routed name's address set is watched by its
+        # route and its client); from a third one on, all are in a dict, in subscription
+        # order, until none is left (a dict is ~230 bytes, a tuple 56, and a routed name
+        # holds several observed vars; issue 17).
         self._fn1: Callable[[T], None] | None = None
         self._key1 = -1
-        self._observers: dict[int, Callable[[T], None]] | None = None  # never empty
+        # None; the second observer (``_fn1`` the first); or all of them (``_fn1`` None)
+        self._observers: tuple[int, Callable[[T], None]] | dict[int, Callable[[T], None]] | None = (
+            None
+        )
         self._next_id = 0
         self._version = 0
 
@@ -86,6 +91,19 @@ class Var(Generic[T]):
                 fn1(value)
             return
         version = self._version
+        if type(observers) is tuple:
+            key2, fn2 = observers
+            fn1 = self._fn1
+            if fn1 is not None:
+                fn1(value)
+                if self._version != version:
+                    return  # a nested update already delivered a newer value
+            # (still subscribed: in its tuple, or moved to the first slots when the first
+            # observer closed meanwhile)
+            if self._observers is observers or (self._key1 == key2 and self._fn1 is fn2):
+                fn2(value)
+            return
+        assert isinstance(observers, dict)
         for key, fn in list(observers.items()):
             if self._version != version:
                 break  # a nested update already delivered a newer value
@@ -97,16 +115,21 @@ class Var(Generic[T]):
         self._next_id += 1
         observers = self._observers
         first = False
-        if observers is not None:
-            observers[key] = fn
-        elif self._fn1 is None:
-            first = True
-            self._fn1 = fn
-            self._key1 = key
-        else:  # a second observer: both in a dict from now on
-            self._observers = {self._key1: self._fn1, key: fn}
+        if observers is None:
+            if self._fn1 is None:
+                first = True
+                self._fn1 = fn
+                self._key1 = key
+            else:  # a second observer: beside the first
+                self._observers = (key, fn)
+        elif type(observers) is tuple:  # a third: all in a dict from now on
+            assert self._fn1 is not None
+            self._observers = {self._key1: self._fn1, observers[0]: observers[1], key: fn}
             self._fn1 = None
             self._key1 = -1
+        else:
+            assert isinstance(observers, dict)
+            observers[key] = fn
         try:
             if first:
                 self._on_first_observer()
@@ -125,9 +148,17 @@ class Var(Generic[T]):
                 self._fn1 = None
                 self._key1 = -1
                 self._on_last_observer_gone()
-        elif observers.pop(key, None) is not None and not observers:
-            self._observers = None
-            self._on_last_observer_gone()
+        elif type(observers) is tuple:
+            if observers[0] == key:
+                self._observers = None
+            elif self._key1 == key:  # the first goes: the second takes its slots
+                self._key1, self._fn1 = observers
+                self._observers = None
+        else:
+            assert isinstance(observers, dict)
+            if observers.pop(key, None) is not None and not observers:
+                self._observers = None
+                self._on_last_observer_gone()
 
     @property
     def observed(self) -> bool:

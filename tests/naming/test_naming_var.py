@@ -61,7 +61,7 @@ def test_an_observer_that_raises_on_its_first_value_leaves_nothing_observed() ->
 
     a: Var[int] = Var(1)
     b: Var[int] = Var(2)
-    derived = [
+    derived: list[Var[Any]] = [
         a,
         a.map(lambda v: v + 1),
         a.flat_map(lambda v: b.map(lambda w: v + w)),
@@ -83,3 +83,60 @@ def test_an_observer_that_raises_on_its_first_value_leaves_nothing_observed() ->
     assert seen == [3, 6]
     handle.close()
     assert not a.observed and not b.observed
+
+
+def test_one_two_and_three_observers_in_order_and_closing_any_of_them() -> None:
+    """One observer is kept in slots, a second in a tuple beside it, from a third a dict
+    (issue 17): each state delivers in subscription order and closes cleanly."""
+    var: Var[int] = Var(0)
+    seen: list[str] = []
+    a = var.observe(lambda v: seen.append(f"a{v}"))
+    b = var.observe(lambda v: seen.append(f"b{v}"))
+    seen.clear()
+    var.update(1)
+    assert seen == ["a1", "b1"]
+    a.close()  # the second takes the first's slots
+    var.update(2)
+    assert seen == ["a1", "b1", "b2"]
+    c = var.observe(lambda v: seen.append(f"c{v}"))
+    d = var.observe(lambda v: seen.append(f"d{v}"))  # three: a dict
+    seen.clear()
+    var.update(3)
+    assert seen == ["b3", "c3", "d3"]
+    for handle in (b, c, d):
+        handle.close()
+    assert not var.observed
+    seen.clear()
+    var.update(4)
+    assert seen == []
+
+
+def test_a_first_observer_closing_itself_still_lets_the_second_see_the_update() -> None:
+    var: Var[int] = Var(0)
+    seen: list[int] = []
+    handles: list[Any] = []
+
+    def first(v: int) -> None:
+        if v == 1:
+            handles[0].close()
+
+    handles.append(var.observe(first))
+    var.observe(seen.append)
+    var.update(1)
+    assert seen == [0, 1]
+    assert var.observed
+
+
+def test_a_first_observer_closing_the_second_during_an_update_stops_it() -> None:
+    var: Var[int] = Var(0)
+    seen: list[int] = []
+    handles: list[Any] = []
+
+    def first(v: int) -> None:
+        if v == 1:
+            handles[0].close()
+
+    var.observe(first)
+    handles.append(var.observe(seen.append))
+    var.update(1)
+    assert seen == [0]
