@@ -78,16 +78,30 @@ class JitteredBackoffConfig:
             raise ValueError(f"maxMs ({self.max_ms}) must not be less than minMs ({self.min_ms})")
 
 
+# A backoff is an immutable recipe: one per configuration, shared by every route and
+# endpoint built from it (one each was an object and its floats, 64-96 bytes per name and
+# per endpoint; issue 17).  Keyed by the (frozen) configuration: one entry per distinct one.
+_SHARED: dict[object, Backoff] = {}
+
+
 @BACKOFFS.register("constant", ConstantBackoffConfig)
 def constant_backoff(config: ConstantBackoffConfig | None = None) -> Backoff:
     config = config or ConstantBackoffConfig()
-    return ConstantBackoff(config.ms / 1000.0)
+    backoff = _SHARED.get(config)
+    if backoff is None:
+        backoff = _SHARED[config] = ConstantBackoff(config.ms / 1000.0)
+    return backoff
 
 
 @BACKOFFS.register("jittered", JitteredBackoffConfig)
 def jittered_backoff(config: JitteredBackoffConfig | None = None) -> Backoff:
     config = config or JitteredBackoffConfig()
-    return DecorrelatedJitterBackoff(config.min_ms / 1000.0, config.max_ms / 1000.0)
+    backoff = _SHARED.get(config)
+    if backoff is None:
+        backoff = _SHARED[config] = DecorrelatedJitterBackoff(
+            config.min_ms / 1000.0, config.max_ms / 1000.0
+        )
+    return backoff
 
 
 def make_backoff(spec: object | None, default: Backoff) -> Backoff:

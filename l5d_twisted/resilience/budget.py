@@ -20,17 +20,39 @@ _SCALE = 1000  # one retry == 1000 units
 _SLICES = 10
 
 
+class _BudgetPolicy:
+    """A budget's settings and the units derived from them: immutable, one per distinct
+    setting, shared by every budget built with it (issue 17: a route and a client have a
+    budget each, and these were 3 slots and 2-3 number objects of each)."""
+
+    __slots__ = (
+        "min_retries_per_sec",
+        "percent_can_retry",
+        "ttl_secs",
+        "deposit_units",
+        "reserve_units",
+        "slice_s",
+    )
+
+    def __init__(self, min_retries_per_sec: float, percent_can_retry: float, ttl_secs: float):
+        self.min_retries_per_sec = min_retries_per_sec
+        self.percent_can_retry = percent_can_retry
+        self.ttl_secs = ttl_secs
+        self.deposit_units = int(round(percent_can_retry * _SCALE))
+        self.reserve_units = int(round(min_retries_per_sec * ttl_secs * _SCALE))
+        self.slice_s = ttl_secs / _SLICES
+
+
+_POLICIES: dict[tuple[float, float, float], _BudgetPolicy] = {}
+
+
 class RetryBudget:
     """A windowed token bucket; ``deposit()`` per request, ``try_withdraw()`` per retry."""
 
     __slots__ = (
         "_clock",
-        "min_retries_per_sec",
-        "percent_can_retry",
-        "ttl_secs",
+        "_policy",
         "_deposit_units",
-        "_reserve_units",
-        "_slice_s",
         "_slices",
         "_window_sum",
         "_current_until",
@@ -52,12 +74,13 @@ class RetryBudget:
         if clock is None:
             from twisted.internet import reactor as clock  # the real clock, outside tests
         self._clock = clock
-        self.min_retries_per_sec = min_retries_per_sec
-        self.percent_can_retry = percent_can_retry
-        self.ttl_secs = ttl_secs
-        self._deposit_units = int(round(percent_can_retry * _SCALE))
-        self._reserve_units = int(round(min_retries_per_sec * ttl_secs * _SCALE))
-        self._slice_s = ttl_secs / _SLICES
+        key = (min_retries_per_sec, percent_can_retry, ttl_secs)
+        policy = _POLICIES.get(key)
+        if policy is None:
+            policy = _POLICIES[key] = _BudgetPolicy(*key)
+        self._policy = policy
+        # (also here: read on every request; the shared int, so no object of its own)
+        self._deposit_units = policy.deposit_units
         # (slice number, units deposited minus withdrawn during that slice); a list, not a
         # deque: at most _SLICES entries, and an empty deque costs 600 bytes, a good part of
         # what each routed name held (issue 17: a route and a client have a budget each)
@@ -67,13 +90,26 @@ class RetryBudget:
         self._window_sum = 0
         self._current_until = float("-inf")  # end of the newest slice (clock seconds)
 
+    @property
+    def min_retries_per_sec(self) -> float:
+        return self._policy.min_retries_per_sec
+
+    @property
+    def percent_can_retry(self) -> float:
+        return self._policy.percent_can_retry
+
+    @property
+    def ttl_secs(self) -> float:
+        return self._policy.ttl_secs
+
     def _current_slice(self) -> None:
         """Make the newest slice the current one (dropping those out of the window)."""
         now = self._clock.seconds()
         if now < self._current_until:  # the common case: still in the newest slice
             return
-        number = int(now // self._slice_s)
-        self._current_until = (number + 1) * self._slice_s
+        slice_s = self._policy.slice_s
+        number = int(now // slice_s)
+        self._current_until = (number + 1) * slice_s
         slices = self._slices
         oldest_kept = number - _SLICES + 1
         while slices and slices[0] < oldest_kept:
@@ -97,7 +133,7 @@ class RetryBudget:
     def try_withdraw(self) -> bool:
         """Take one retry from the budget if there is one."""
         self._current_slice()
-        if self._window_sum + self._reserve_units >= _SCALE:
+        if self._window_sum + self._policy.reserve_units >= _SCALE:
             self._add(-_SCALE)
             return True
         return False
@@ -110,7 +146,7 @@ class RetryBudget:
     def balance(self) -> int:
         """Whole retries available now (the ``retries/budget`` gauge)."""
         self._current_slice()
-        return max(0, (self._window_sum + self._reserve_units) // _SCALE)
+        return max(0, (self._window_sum + self._policy.reserve_units) // _SCALE)
 
     def __repr__(self) -> str:
         return (
