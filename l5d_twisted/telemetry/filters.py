@@ -35,6 +35,7 @@ from l5d_twisted.errors import ClientFault, MeshError
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
 from l5d_twisted.service import Filter, Service
+from l5d_twisted.telemetry.metrics import WeakGauge
 from l5d_twisted.telemetry.stats import Counter, StatsReceiver
 
 log = Logger()
@@ -48,15 +49,19 @@ def failure_kind(error: BaseException) -> str:
     return type(error).__name__
 
 
-class _PendingGauge(weakref.ref):
-    """The ``pending`` gauge's function: the filter's count, through a weak reference (one
-    object per filter, not a weak reference, a partial and its arguments)."""
+class _PendingGauge(WeakGauge):
+    """The ``pending`` gauge: the filter's count, through a weak reference; one object per
+    filter, which is also its registration in the gauge (see :class:`.metrics.WeakGauge`),
+    so a filter freed leaves the gauge at once (a scope shared by many names, the
+    overflow scope, shows the sum of their requests in flight)."""
 
     __slots__ = ()
 
     def __call__(self) -> float:
         stats_filter = _deref(self)
-        return 0.0 if stats_filter is None else float(stats_filter.pending)
+        if stats_filter is None or self.metric is None:  # freed, or removed
+            return 0.0
+        return float(stats_filter.pending)
 
 
 _deref = weakref.ref.__call__

@@ -28,8 +28,10 @@ windows, every ``window_s`` (30 s).
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Callable, Iterator
+from types import MethodType
 from typing import Any, Protocol, TypeAlias, TypeVar
 
 from twisted.internet.task import LoopingCall
@@ -70,31 +72,208 @@ class CounterMetric:
         return self.value
 
 
-class GaugeMetric:
-    """Implements ``Gauge``: a function read at exposition time."""
+_deref = weakref.ref.__call__
 
-    __slots__ = ("fn", "group", "name", "__weakref__")
 
-    def __init__(self, fn: Callable[[], float], group: _Group | None, name: Name) -> None:
+def _freed(entry: WeakGauge) -> None:
+    """A registration's owner was freed: it leaves its gauge (a weak reference's callback,
+    so at once, by reference counting; no dead entries to sweep, no cycle left)."""
+    metric = entry.metric
+    if metric is not None:
+        metric._discard(entry, explicit=False)
+
+
+class WeakGauge(weakref.ref):
+    """A gauge function that holds its owner weakly and is its own registration.
+
+    Subclasses define ``__call__`` (the value, from ``_deref(self)``, the owner, or 0.0 once
+    it is gone).  Registered with :meth:`MetricsTree.gauge`, it is the handle returned:
+    it counts while its owner lives, until ``remove()``.  One object per registration
+    (a weak reference with two slots), and no cycle through the owner: a layer holding
+    its gauge does not keep itself alive.
+    """
+
+    __slots__ = ("metric",)
+
+    def __new__(cls, owner: Any, *args: Any) -> WeakGauge:
+        return weakref.ref.__new__(cls, owner, _freed)
+
+    def __init__(self, owner: Any, *args: Any) -> None:
+        # (weakref.ref's own __init__ only checks its arguments: __new__ made the reference)
+        self.metric: GaugeMetric | None = None  # None: not (or no longer) registered
+
+    def __call__(self) -> float:
+        raise NotImplementedError
+
+    def owner(self) -> Any:
+        return _deref(self)
+
+    def same_as(self, other: WeakGauge) -> bool:
+        """Whether ``other`` is this registration made again (same owner, same function)."""
+        return type(other) is type(self) and _deref(other) is _deref(self)
+
+    def remove(self) -> None:
+        metric = self.metric
+        if metric is not None:
+            metric._discard(self, explicit=True)
+
+
+class _WeakMethod(WeakGauge):
+    """``owner.method`` as a gauge, holding ``owner`` weakly (the tree makes one for a bound
+    method whose object takes weak references: a balancer's ``size``, say)."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, owner: Any, func: Callable[[Any], float]) -> None:
+        super().__init__(owner)
+        self.func = func
+
+    def __call__(self) -> float:
+        owner = _deref(self)
+        return 0.0 if owner is None or self.metric is None else self.func(owner)
+
+    def same_as(self, other: WeakGauge) -> bool:
+        return super().same_as(other) and self.func is getattr(other, "func", None)
+
+
+class _Held:
+    """The handle of a gauge function the tree cannot watch (a lambda, a partial, a method
+    of an object without weak references): the registration counts while this handle is
+    held (by the layer that registered it) and until ``remove()``."""
+
+    __slots__ = ("fn", "entry", "__weakref__")
+
+    def __init__(self, fn: Callable[[], float]) -> None:
         self.fn = fn
-        self.group = group
+        self.entry = _HeldRef(self)
+
+    def remove(self) -> None:
+        self.entry.remove()
+
+
+class _HeldRef(WeakGauge):
+    """A :class:`_Held` handle's entry in its gauge: a weak reference to the handle."""
+
+    __slots__ = ()
+
+    def __call__(self) -> float:
+        held = _deref(self)
+        return 0.0 if held is None or self.metric is None else held.fn()
+
+
+_call: Callable[[Callable[[], float]], float] = operator.call
+
+
+class GaugeMetric:
+    """Implements ``Gauge``: the sum of its registrations' functions, read at exposition.
+
+    Several layers may register one gauge name in one scope: the clients of a service's
+    endpoints (``connections``), and above all the thousands of names that share the
+    ``<overflow>`` scope (see :mod:`.scope_limit`), each with its ``pending`` and
+    ``loadbalancer/size``.  The gauge exports the sum of those alive (a replacing gauge
+    showed one name's value).  A registration is held weakly, so that a name that goes
+    away takes its part with it:
+
+    * a :class:`WeakGauge` (the stats filter's ``pending``) or a bound method of an
+      object with weak references (held as a :class:`_WeakMethod`) counts while its owner
+      lives; the same owner registering the same function again replaces its registration
+      (a rebuilt layer is not counted twice);
+    * any other function counts while the handle ``gauge()`` returned is held: keep it.
+      The newest such registration of a name is held by the gauge too (until its scope
+      expires), so a gauge registered and forgotten, as mesh-wide ones are, still works;
+      registering another one of the same name lets an earlier forgotten one go.
+
+    ``remove()`` on the last registration takes the gauge out of its scope (as before);
+    registrations whose owners were freed leave it showing 0 until the scope expires.
+    One registration is kept in ``_regs`` itself; from the second a list.  A registration
+    that leaves a list is marked (its ``metric`` None: it reads 0) and the list is made
+    again without the marked ones once they are half of it: O(1) per removal at 9,000
+    names, where finding one in the list was O(n) (and an index kept per registration
+    was an int object, 28 bytes, past 256).  ``fn``, when set (a merged view's gauges),
+    is the value instead.
+    """
+
+    __slots__ = ("name", "group", "fn", "_regs", "_gone", "_held", "__weakref__")
+
+    def __init__(self, fn: Callable[[], float] | None, group: _Group | None, name: Name) -> None:
         self.name = name
+        self.group = group
+        self.fn = fn
+        self._regs: WeakGauge | list[WeakGauge] | None = None
+        self._gone = 0  # marked registrations still in the list
+        self._held: _Held | None = None
+
+    def value(self) -> float:
+        """The sum of the registrations (raises what a function raises)."""
+        regs = self._regs
+        if regs is None:
+            fn = self.fn
+            return 0.0 if fn is None else float(fn())
+        if type(regs) is list:
+            return float(sum(map(_call, regs)))
+        return float(regs())  # type: ignore[operator]
 
     def read(self) -> float:
         try:
-            return float(self.fn())
+            return self.value()
         except Exception:
             # A broken gauge must not break exposition of everything else.
             log.failure("gauge {name} failed", name="/".join(self.name))
             return float("nan")
 
-    def remove(self) -> None:
-        group = self.group
-        if group is None:
+    def registrations(self) -> int:
+        regs = self._regs
+        return 0 if regs is None else len(regs) - self._gone if type(regs) is list else 1
+
+    def _add(self, entry: WeakGauge) -> None:
+        owner = _deref(entry)
+        if owner is not None and not isinstance(entry, _HeldRef):
+            # the same owner's earlier registration of the same function: replaced. Its
+            # weak references are few (a layer's own gauges), so this is no scan.
+            for ref in weakref.getweakrefs(owner):
+                if (
+                    ref is not entry
+                    and isinstance(ref, WeakGauge)
+                    and ref.metric is self
+                    and entry.same_as(ref)
+                ):
+                    self._discard(ref, explicit=False)
+        entry.metric = self
+        regs = self._regs
+        if regs is None:
+            self._regs = entry
+        elif type(regs) is list:
+            regs.append(entry)
+        else:
+            self._regs = [regs, entry]  # type: ignore[list-item]
+
+    def _discard(self, entry: WeakGauge, explicit: bool) -> None:
+        """Take ``entry`` out (``explicit``: its ``remove()``, else its owner was freed).
+
+        Also called from a weak reference's callback, i.e. whenever a layer is freed (in
+        a garbage collection too): no list is changed in place but by ``append``, so a
+        read going through the list meanwhile is not disturbed."""
+        if entry.metric is not self:
             return
-        for metrics in (group.metrics, group.dormant):
-            if metrics is not None and metrics.get(self.name) is self:
-                del metrics[self.name]
+        entry.metric = None
+        held = self._held
+        if held is not None and held.entry is entry:
+            self._held = None
+        regs = self._regs
+        if regs is entry:
+            self._regs = None
+        elif type(regs) is list:
+            self._gone += 1
+            if self._gone * 2 > len(regs):
+                live = [e for e in regs if e.metric is self]
+                self._gone = 0
+                self._regs = None if not live else live[0] if len(live) == 1 else live
+        group = self.group
+        if self._regs is None and explicit and group is not None and self.fn is None:
+            # the last one removed: the gauge leaves its scope, as one gauge did
+            for metrics in (group.metrics, group.dormant):
+                if metrics is not None and metrics.get(self.name) is self:
+                    del metrics[self.name]
 
     activity = 0
 
@@ -126,6 +305,11 @@ class _Group:
         return sum(m.activity for m in metrics.values())
 
     def sleep(self) -> None:
+        for metric in self.metrics.values():
+            if type(metric) is GaugeMetric and metric._held is not None:
+                # a gauge holding its newest unwatchable registration made a cycle
+                # (gauge, handle, entry): an expired scope must go by reference counting
+                metric._held = None
         self.dormant = weakref.WeakValueDictionary(self.metrics)
         self.metrics = {}
 
@@ -191,6 +375,8 @@ class MetricsTree:
         # come and go so that :mod:`.scope_limit` can cap them without a scan.
         self._live_scopes: dict[Name, int] = {}
         self.stats: ScopedStats = ScopedStats(self, ())
+        # receivers many layers share (the overflow scopes: one per name was 240 bytes)
+        self._shared: dict[Name, ScopedStats] = {}
         self._ticker: LoopingCall | None = None
         self.expired_total = 0
         if start:
@@ -281,15 +467,43 @@ class MetricsTree:
         return created
 
     def gauge(self, name: Name, fn: Callable[[], float]) -> Gauge:
+        """Register ``fn`` under ``name``; the gauge shows the sum of its registrations
+        (see :class:`GaugeMetric`: which are held, and how long).  The handle returned
+        has ``remove()``."""
         group = self._group(name)
         metric = group.metrics.get(name)
-        gauge = GaugeMetric(fn, group, name)
-        if metric is None or isinstance(metric, GaugeMetric):
-            # A gauge registered again replaces the old one (a rebuilt layer).
-            group.metrics[name] = gauge
-        else:
+        if metric is None:
+            metric = group.metrics[name] = GaugeMetric(None, group, name)
+        elif not isinstance(metric, GaugeMetric):
             log.warn("metric {name} already exists as another type", name="/".join(name))
-        return gauge
+            metric = None  # the caller still gets a working (unexported) handle
+        handle: Gauge
+        if isinstance(fn, WeakGauge) and (fn.metric is None or fn.metric is metric):
+            if fn.metric is not None:
+                return fn  # registered here already: not counted twice
+            entry: WeakGauge = fn
+            handle = fn
+        else:  # (a WeakGauge registered in another gauge too is held as a function)
+            owner = getattr(fn, "__self__", None)
+            func = getattr(fn, "__func__", None)
+            if (
+                type(fn) is MethodType
+                and func is not None
+                and owner is not None
+                and type(owner).__weakrefoffset__
+            ):
+                entry = handle = _WeakMethod(owner, func)
+            else:
+                held = _Held(fn)
+                entry, handle = held.entry, held
+                if metric is not None:
+                    previous = metric._held
+                    if previous is not None and previous.fn is fn:
+                        previous.remove()  # the same function again: replaced
+                    metric._held = held
+        if metric is not None:
+            metric._add(entry)
+        return handle
 
     # -- reading ----------------------------------------------------------------------
 
@@ -325,6 +539,14 @@ class MetricsTree:
         return [(key, group.metrics) for key, group in self._groups.items() if key]
 
     # -- scopes (for :mod:`.scope_limit`) ---------------------------------------------
+
+    def shared_scope(self, prefix: Name) -> ScopedStats:
+        """One receiver for ``prefix``, the same each time (a receiver is its tree and
+        prefix, nothing else: the names of ``<overflow>`` can share one)."""
+        found = self._shared.get(prefix)
+        if found is None:
+            found = self._shared[prefix] = ScopedStats(self, prefix)
+        return found
 
     def live_scopes(self, kind: Name) -> int:
         """How many ``kind + (name,)`` scopes are live (``kind``: ``("rt", r, "service")``)."""

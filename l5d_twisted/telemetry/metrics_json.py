@@ -399,7 +399,7 @@ def _update(
     counter_values = list(map(_value_of, counters))
     gauges = block.gauges(metrics)
     try:
-        gauge_values = [float(g.fn()) for g in gauges]  # what GaugeMetric.read does
+        gauge_values = [g.value() for g in gauges]  # what GaugeMetric.read does
     except Exception:
         gauge_values = [g.read() for g in gauges]  # which logs the broken one
     histograms = block.histograms(metrics)

@@ -638,7 +638,7 @@ class _LineCache:
         base = len(counters)
         gauges = scope.gauges(metrics)
         try:
-            values = [float(g.fn()) for g in gauges]  # what GaugeMetric.read does
+            values = [g.value() for g in gauges]  # what GaugeMetric.read does
         except Exception:
             values = [g.read() for g in gauges]  # which logs the broken one
         old = scope.gauge_values

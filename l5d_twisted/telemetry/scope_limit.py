@@ -71,4 +71,5 @@ def limited_scope(stats: StatsReceiver, kind: str, name: str, max_scopes: int) -
         tree.claim_scope(key)
         return stats.scope(kind, name)
     overflow.incr()
-    return stats.scope(kind, OVERFLOW_SCOPE)
+    # one receiver shared by every name sent there (issue 17: 240 bytes a name)
+    return tree.shared_scope(kind_key + (OVERFLOW_SCOPE,))

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from l5d_twisted.config import ConfigErrors, load_config
 from l5d_twisted.context import PluginContext
-from l5d_twisted.telemetry.metrics import MetricsTree
+from l5d_twisted.telemetry.metrics import GaugeMetric, MetricsTree
 from l5d_twisted.telemetry.prometheus import (
     DEFAULT_QUANTILES,
     LINKERD1_QUANTILES,
@@ -121,7 +121,9 @@ def test_an_expired_scope_nobody_holds_is_freed_without_a_full_gc() -> None:
         counter.incr()  # still held: comes back with its metrics
         clock.advance(1)
         assert ("rt", "r", "client", "#/mem/x") in tree.group_keys()
-        assert tree.get("rt", "r", "client", "#/mem/x", "pending") is gauge
+        pending = tree.get("rt", "r", "client", "#/mem/x", "pending")
+        assert isinstance(pending, GaugeMetric) and pending.registrations() == 1
+        del pending
         for _ in range(12):
             clock.advance(1)
         del counter, gauge, scope

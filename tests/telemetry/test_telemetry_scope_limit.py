@@ -199,3 +199,17 @@ def test_the_default_cap_applies_without_the_key() -> None:
     assert config.routers[0].max_metric_scopes == DEFAULT_MAX_METRIC_SCOPES == 1000
     metrics = routed(CONFIG + "  maxMetricScopes: 0\n", [f"h{i}" for i in range(30)])
     assert len(services(metrics, "outgoing")) == 30  # 0: no cap
+
+
+def test_names_in_the_overflow_scope_share_one_receiver() -> None:
+    """One receiver for all (issue 17: one per name was 240 bytes), per router and kind."""
+    tree = MetricsTree(Clock())
+    make(tree, "svc/own", cap=1)
+    a, b = make(tree, "svc/a", cap=1), make(tree, "svc/b", cap=1)
+    assert a is b and a.prefix == ("rt", "r", "service", OVERFLOW_SCOPE)
+    make(tree, "#/own", cap=1, kind="client")
+    client = make(tree, "#/c", cap=1, kind="client")
+    assert make(tree, "#/d", cap=1, kind="client") is client is not a
+    make(tree, "svc/own", cap=1, router="other")
+    assert make(tree, "svc/a", cap=1, router="other") is not a
+    assert flat_metrics(tree)[f"rt/r/service/{OVERFLOW_SCOPE}/requests"] == 2

@@ -1,0 +1,205 @@
+"""Gauges registered by several owners in one scope (issue 17): the sum of those alive.
+
+Thousands of names share the ``<overflow>`` scope, each registering ``pending``,
+``loadbalancer/size`` and the others there; a replacing gauge showed one name's value.
+A registration is held weakly: its owner freed, it leaves the sum at once (reference
+counting, no collection needed); the same owner registering again replaces its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import weakref
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet.task import Clock
+
+from l5d_twisted.telemetry.filters import StatsFilter
+from l5d_twisted.telemetry.metrics import GaugeMetric, MetricsTree, WeakGauge
+from l5d_twisted.telemetry.metrics_json import MetricsJsonExposition, metrics_json
+from l5d_twisted.telemetry.prometheus import PrometheusExposition
+
+SCOPE = ("rt", "out", "client", "<overflow>")
+
+
+class Layer:
+    """An owner with a gauge method, as a balancer is (it takes weak references)."""
+
+    def __init__(self, size: float) -> None:
+        self.size = size
+
+    def size_gauge(self) -> float:
+        return self.size
+
+
+class Slotted:
+    """An owner without weak references (as the retry budget is): held by its handle."""
+
+    __slots__ = ("level",)
+
+    def __init__(self, level: float) -> None:
+        self.level = level
+
+    def gauge(self) -> float:
+        return self.level
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """What these tests free must go by reference counting alone."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def tree() -> MetricsTree:
+    return MetricsTree(Clock(), expiry_ttl_s=60.0, start=False)
+
+
+def size_of(t: MetricsTree) -> float:
+    metric = t.get(*SCOPE, "loadbalancer", "size")
+    assert isinstance(metric, GaugeMetric)
+    return metric.read()
+
+
+def prometheus(t: MetricsTree, exposition: PrometheusExposition) -> str:
+    out: list[bytes] = []
+    for _ in exposition.render_steps(out):
+        pass
+    text = b"".join(out)
+    assert text == exposition.render()  # the cached render is the one-go render
+    return text.decode()
+
+
+def json_of(t: MetricsTree, exposition: MetricsJsonExposition) -> dict[str, object]:
+    out: list[bytes] = []
+    for _ in exposition.render_steps(out):
+        pass
+    body = b"".join(out)
+    assert body == metrics_json(t)
+    loaded: dict[str, object] = json.loads(body)
+    return loaded
+
+
+def test_a_gauge_of_several_owners_shows_their_sum_in_every_exposition(no_gc: None) -> None:
+    t = tree()
+    scope = t.stats.scope(*SCOPE)
+    layers = [Layer(n) for n in (1.0, 2.0, 4.0)]
+    handles = [scope.gauge("loadbalancer", "size", fn=layer.size_gauge) for layer in layers]
+    prom = PrometheusExposition(t, process_metrics=False)
+    js = MetricsJsonExposition(t)
+    line = 'rt:client:loadbalancer:size{client="<overflow>",rt="out"} '
+    assert size_of(t) == 7.0
+    assert line + "7.0\n" in prometheus(t, prom)
+    assert json_of(t, js)["rt/out/client/<overflow>/loadbalancer/size"] == 7.0
+    layers[2].size = 10.0  # values are read at each render (the caches compare them)
+    assert line + "13.0\n" in prometheus(t, prom)
+    assert json_of(t, js)["rt/out/client/<overflow>/loadbalancer/size"] == 13.0
+    handles[0].remove()  # one removed: the others stay
+    assert line + "12.0\n" in prometheus(t, prom)
+    assert json_of(t, js)["rt/out/client/<overflow>/loadbalancer/size"] == 12.0
+    handles[1].remove()
+    handles[2].remove()  # the last one removed: the gauge leaves, as one gauge did
+    assert t.get(*SCOPE, "loadbalancer", "size") is None
+    assert "loadbalancer:size" not in prometheus(t, prom)
+    assert "rt/out/client/<overflow>/loadbalancer/size" not in json_of(t, js)
+
+
+def test_a_freed_owner_drops_out_at_once(no_gc: None) -> None:
+    t = tree()
+    scope = t.stats.scope(*SCOPE)
+    layers = [Layer(1.0) for _ in range(1000)]
+    for i in range(len(layers)):  # (no loop variable left holding the last one)
+        scope.gauge("loadbalancer", "size", fn=layers[i].size_gauge)  # handles not kept
+    prom = PrometheusExposition(t, process_metrics=False)
+    assert size_of(t) == 1000.0
+    assert prometheus(t, prom).count("loadbalancer:size{") == 1
+    witness = weakref.ref(layers[0])
+    del layers[:900]
+    assert witness() is None, "the gauge does not keep its owner"
+    assert size_of(t) == 100.0
+    metric = t.get(*SCOPE, "loadbalancer", "size")
+    assert isinstance(metric, GaugeMetric) and metric.registrations() == 100
+    assert isinstance(metric._regs, list) and len(metric._regs) < 200, "freed ones let go"
+    assert 'rt="out"} 100.0\n' in prometheus(t, prom)
+    del layers[:]
+    assert size_of(t) == 0.0  # every owner gone: 0 until the scope expires
+    assert metric.registrations() == 0
+
+
+def test_the_same_owner_registering_again_replaces_its_registration(no_gc: None) -> None:
+    t = tree()
+    scope = t.stats.scope(*SCOPE)
+    rebuilt, other = Layer(3.0), Layer(5.0)
+    first = scope.gauge("loadbalancer", "size", fn=rebuilt.size_gauge)
+    scope.gauge("loadbalancer", "size", fn=other.size_gauge)
+    again = scope.gauge("loadbalancer", "size", fn=rebuilt.size_gauge)
+    assert size_of(t) == 8.0, "counted once"
+    first.remove()  # the replaced handle's remove() no longer touches the new one
+    assert size_of(t) == 8.0
+    again.remove()
+    assert size_of(t) == 5.0
+
+
+def test_stats_filters_sharing_a_scope_sum_their_pending(no_gc: None) -> None:
+    t = tree()
+    clock = Clock()
+    scope = t.stats.scope(*SCOPE)
+    a, b = StatsFilter(scope, None, clock), StatsFilter(scope, None, clock)  # type: ignore[arg-type]
+    a.pending, b.pending = 2, 3
+    pending = t.get(*SCOPE, "pending")
+    assert isinstance(pending, GaugeMetric) and pending.read() == 5.0
+    del a
+    assert pending.read() == 3.0
+    # a filter's gauge is its own registration: made again, it is not counted twice
+    gauge = b._pending_gauge
+    assert isinstance(gauge, WeakGauge)
+    assert scope.gauge("pending", fn=gauge) is gauge
+    assert pending.read() == 3.0 and pending.registrations() == 1
+
+
+def test_functions_it_cannot_watch_count_while_their_handle_is_held(no_gc: None) -> None:
+    t = tree()
+    scope = t.stats.scope(*SCOPE)
+    budgets = [Slotted(float(n)) for n in (1, 2, 4)]
+    handles = [scope.gauge("loadbalancer", "size", fn=b.gauge) for b in budgets]
+    assert size_of(t) == 7.0
+    del handles[0]  # its layer let go of it
+    assert size_of(t) == 6.0
+    handles.clear()  # the newest is held by the gauge too (registered and forgotten)
+    assert size_of(t) == 4.0
+    scope.gauge("loadbalancer", "size", fn=lambda: 10.0)  # forgotten too: replaces it
+    assert size_of(t) == 10.0
+
+
+def test_a_forgotten_mesh_wide_gauge_still_works() -> None:
+    t = tree()
+    t.stats.gauge("workers", "running", fn=lambda: 3.0)
+    gc.collect()
+    assert json.loads(metrics_json(t))["workers/running"] == 3.0
+
+
+def test_an_expired_scope_with_gauges_is_freed_without_a_full_gc(no_gc: None) -> None:
+    clock = Clock()
+    t = MetricsTree(clock, expiry_ttl_s=10)
+    scope = t.stats.scope("rt", "r", "client", "#/mem/x")
+    layer, budget = Layer(1.0), Slotted(2.0)
+    counter = scope.counter("requests")
+    handles = [
+        scope.gauge("loadbalancer", "size", fn=layer.size_gauge),
+        scope.gauge("retries", "budget", fn=budget.gauge),
+    ]
+    stats_filter = StatsFilter(scope, None, clock)  # type: ignore[arg-type]
+    counter.incr()
+    for _ in range(12):
+        clock.advance(1)
+    assert ("rt", "r", "client", "#/mem/x") in t._dormant
+    group = weakref.ref(t._dormant[("rt", "r", "client", "#/mem/x")])
+    del counter, handles, layer, budget, stats_filter, scope
+    assert group() is None, "freed by reference counting"
+    assert not t._dormant
