@@ -19,6 +19,7 @@ from typing import Any
 
 from l5d_twisted.telemetry.histogram import QUANTILES, Histogram
 from l5d_twisted.telemetry.metrics import CounterMetric, GaugeMetric, MetricGroup, MetricsTree
+from l5d_twisted.telemetry.render import CACHE_IDLE_S, IdleForget
 
 # A ``q`` longer than this is refused (400): metric names are far shorter, and a
 # substring test of a huge ``q`` against every name is work for nothing.
@@ -199,25 +200,37 @@ class MetricsJsonExposition:
     ``svc/a/b``; the permanent group's metrics are single entries).  Where they do, or
     for a ``q`` filter, the render is :func:`metrics_json_steps`' merge.  The bytes are
     those of :func:`metrics_json` (tests compare them); groups gone from the tree leave
-    the cache at the end of the next complete render.
+    the cache at the end of the next complete render.  With a ``reactor``, the cached
+    text is dropped after ``cache_idle_s`` without a render (see
+    :class:`.render.IdleForget`).
     """
 
-    def __init__(self, tree: MetricsTree) -> None:
+    def __init__(
+        self, tree: MetricsTree, reactor: Any = None, cache_idle_s: float = CACHE_IDLE_S
+    ) -> None:
         self.tree = tree
+        self.idle: IdleForget | None = (
+            IdleForget(reactor, self.forget, cache_idle_s) if reactor is not None else None
+        )
         self._blocks: dict[bool, dict[tuple[str, ...], _Block]] = {False: {}, True: {}}
         self._split: set[tuple[str, ...]] = set()  # groups rendered as single entries
         # the last order: the pieces' first and last keys as read, and how they sort
         self._order: tuple[list[str], list[str], Any] | None = None
 
-    def forget(self) -> None:
-        """Drop the cached text (about 1.6x the body's size): a scraper went away."""
+    def forget(self) -> bool:
+        """Drop the cached text (about 1.6x the body's size): a scraper went away.  (A
+        render in progress keeps the dict it started with and puts it back at its end:
+        that is a render, and the next check comes ``cache_idle_s`` after it.)"""
         self._blocks = {False: {}, True: {}}
         self._order = None
+        return True
 
     def render_steps(
         self, out: list[bytes], query: str | None = None, pretty: bool = False
     ) -> Iterator[None]:
         groups = getattr(self.tree, "metric_groups", None)
+        if self.idle is not None:
+            self.idle.touch()
         if query or groups is None:
             yield from metrics_json_steps(self.tree, out, query, pretty)
             return

@@ -47,6 +47,7 @@ from l5d_twisted.telemetry.process import register_process_collectors
 from l5d_twisted.telemetry.promtext import Family as Metric
 from l5d_twisted.telemetry.promtext import Registry as CollectorRegistry
 from l5d_twisted.telemetry.promtext import float_to_go, generate_latest
+from l5d_twisted.telemetry.render import CACHE_IDLE_S, IdleForget
 
 log = Logger()
 
@@ -738,6 +739,8 @@ class PrometheusExposition:
 
     :meth:`render` makes it in one go; :meth:`render_steps` makes the same bytes in small
     steps, for :func:`.render.run_steps` to interleave with the reactor's other work.
+    With a ``reactor``, the cached lines are dropped after ``cache_idle_s`` without a
+    render (see :class:`.render.IdleForget`).
     """
 
     def __init__(
@@ -746,6 +749,8 @@ class PrometheusExposition:
         prefix: str = "",
         process_metrics: bool = True,
         quantiles: tuple[str, ...] = DEFAULT_QUANTILES,
+        reactor: Any = None,
+        cache_idle_s: float = CACHE_IDLE_S,
     ) -> None:
         check_quantiles(quantiles)
         self.tree = tree
@@ -754,6 +759,9 @@ class PrometheusExposition:
         self.registry = CollectorRegistry()
         self.registry.register(MetricsTreeCollector(tree, prefix, quantiles))
         self._cache = _LineCache(prefix, quantiles)
+        self.idle: IdleForget | None = (
+            IdleForget(reactor, self.forget, cache_idle_s) if reactor is not None else None
+        )
         self.process_registry: CollectorRegistry | None = None
         if process_metrics:
             self.process_registry = CollectorRegistry()
@@ -765,12 +773,15 @@ class PrometheusExposition:
             text += generate_latest(self.process_registry)
         return text
 
-    def forget(self) -> None:
-        """Drop the cached lines (about 1.5x the exposition's size): a scraper went away."""
-        if not self._cache.busy:
-            clashed = self._cache.clashed
-            self._cache = _LineCache(self.prefix, self.quantiles)
-            self._cache.clashed = clashed
+    def forget(self) -> bool:
+        """Drop the cached lines (about 1.5x the exposition's size): a scraper went away.
+        False if a render is using them (nothing dropped)."""
+        if self._cache.busy:
+            return False
+        clashed = self._cache.clashed
+        self._cache = _LineCache(self.prefix, self.quantiles)
+        self._cache.clashed = clashed
+        return True
 
     def render_steps(self, out: list[bytes]) -> Iterator[None]:
         """Append the exposition to ``out`` in pieces, yielding between small steps.
@@ -781,6 +792,8 @@ class PrometheusExposition:
         reused (see :class:`_LineCache`).
         """
         groups = getattr(self.tree, "metric_groups", None)
+        if self.idle is not None:
+            self.idle.touch()
         if groups is None or self._cache.clashed or self._cache.busy:
             yield from self._render_steps_uncached(out)
             return

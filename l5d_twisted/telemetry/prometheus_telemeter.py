@@ -89,8 +89,15 @@ class PrometheusTelemeter(TelemeterBase):
         tree = tree_of(ctx.stats)
         tree.set_expiry_ttl(float(config.metrics_expiry_ttl_secs))
         self.path = config.path if config.path.startswith("/") else "/" + config.path
-        self.exposition = PrometheusExposition(tree, config.prefix, quantiles=config.quantiles)
+        # with the reactor: its cached lines go 10 minutes after the last scrape
+        self.exposition = PrometheusExposition(
+            tree, config.prefix, quantiles=config.quantiles, reactor=ctx.reactor
+        )
         self.cooperator = reactor_cooperator(ctx.reactor) if ctx.reactor is not None else None
+
+    def close(self) -> None:
+        if self.exposition.idle is not None:
+            self.exposition.idle.stop()
 
     def admin_resources(self) -> dict[bytes, IResource]:
         # cast: mypy does not know that Resource provides IResource (zope.interface).

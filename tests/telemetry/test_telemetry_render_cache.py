@@ -268,3 +268,84 @@ def test_forgetting_the_caches_changes_nothing_but_memory() -> None:
     json_exposition.forget()
     assert not exposition._cache._scopes and not json_exposition._blocks[False]
     assert check(exposition) == first and json_stepped(json_exposition) == first_json
+
+
+# -- caches dropped when nobody renders (issue 17) ----------------------------------------
+
+
+def idle_tree(clock: Clock) -> MetricsTree:
+    tree = MetricsTree(clock, start=False)
+    for i in range(3):
+        scope = tree.stats.scope("rt", "out", "service", f"svc/{i}")
+        scope.counter("requests").incr(i + 1)
+        scope.stat("request_latency_ms").add(2.0)
+    return tree
+
+
+def test_the_prometheus_cache_goes_after_ten_minutes_without_a_render() -> None:
+    from l5d_twisted.telemetry.render import CACHE_IDLE_S
+
+    assert CACHE_IDLE_S == 600.0
+    clock = Clock()
+    tree = idle_tree(clock)
+    exposition = PrometheusExposition(tree, process_metrics=False, reactor=clock)
+    assert not clock.getDelayedCalls(), "no timer before the first render"
+    first = check(exposition)
+    assert len(exposition._cache._scopes) == 4  # three services and the permanent group
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(599)
+    check(exposition)  # a scrape: the clock starts again from here
+    clock.advance(599)
+    assert len(exposition._cache._scopes) == 4, "599 s since the last render: kept"
+    assert len(clock.getDelayedCalls()) == 1, "one timer, moved on, not one per render"
+    clock.advance(1)
+    assert exposition._cache._scopes == {}, "600 s without a render: dropped"
+    assert not clock.getDelayedCalls(), "and no timer while nobody scrapes"
+    assert check(exposition) == first  # made again, same bytes
+    assert len(exposition._cache._scopes) == 4 and len(clock.getDelayedCalls()) == 1
+
+
+def test_a_render_in_progress_keeps_the_cache_until_it_is_over() -> None:
+    clock = Clock()
+    tree = idle_tree(clock)
+    exposition = PrometheusExposition(tree, process_metrics=False, reactor=clock, cache_idle_s=10)
+    check(exposition)
+    out: list[bytes] = []
+    steps = exposition.render_steps(out)
+    next(steps)  # a render started (say a slow scraper's) and is using the cache
+    clock.advance(10)
+    assert exposition._cache.busy and exposition._cache._scopes, "not dropped under a render"
+    for _ in steps:
+        pass
+    assert b"".join(out) == exposition.render()
+    clock.advance(10)
+    assert exposition._cache._scopes == {}
+
+
+def test_the_metrics_json_cache_goes_after_ten_minutes_without_a_render() -> None:
+    clock = Clock()
+    tree = idle_tree(clock)
+    exposition = MetricsJsonExposition(tree, clock)
+
+    def render() -> bytes:
+        out: list[bytes] = []
+        for _ in exposition.render_steps(out):
+            pass
+        return b"".join(out)
+
+    first = render()
+    assert first == metrics_json(tree) and exposition._blocks[False]
+    clock.advance(599)
+    assert exposition._blocks[False]
+    clock.advance(1)
+    assert exposition._blocks == {False: {}, True: {}} and exposition._order is None
+    assert not clock.getDelayedCalls()
+    assert render() == first and exposition._blocks[False]
+
+
+def test_without_a_reactor_nothing_is_timed() -> None:
+    clock = Clock()
+    tree = idle_tree(clock)
+    exposition = PrometheusExposition(tree, process_metrics=False)
+    check(exposition)
+    assert exposition.idle is None and not clock.getDelayedCalls()
