@@ -70,6 +70,7 @@ class BoundClient(Service[Request, Response]):
         "_endpoints",
         "addr",
         "_waiters",
+        "_binding_timeout_s",
         "last_used",
         "_applied",
         "_observation",
@@ -94,10 +95,10 @@ class BoundClient(Service[Request, Response]):
         self._reactor = reactor
         self._endpoints: dict[Address, Service[Request, Response]] = {}
         self.addr: Addr = AddrPending()
-        # (the id's text, not ``self``: no reference cycle)
-        self._waiters = BindingWaiters(
-            reactor, binding_timeout_s, ("waiting for the addresses of", self.id_text)
-        )
+        # made when a request first waits (most clients have addresses at once: ~120
+        # bytes a client)
+        self._waiters: BindingWaiters | None = None
+        self._binding_timeout_s = binding_timeout_s
         self.last_used = reactor.seconds()
         self._applied: object = None  # the token of the address set the balancer has
         self._change_log: _ChangeLog | None = None  # changes counted, not logged yet
@@ -127,7 +128,7 @@ class BoundClient(Service[Request, Response]):
         elif isinstance(addr, AddrPending) and isinstance(self.addr, AddrBound):
             return  # a re-list in progress: keep serving the last known set
         self.addr = addr
-        if not isinstance(addr, AddrPending):
+        if not isinstance(addr, AddrPending) and self._waiters is not None:
             self._waiters.release_all()
 
     def _set_addresses(self, addresses: frozenset[Address]) -> None:
@@ -245,7 +246,15 @@ class BoundClient(Service[Request, Response]):
         self.last_used = self._reactor.seconds()
         request.headers.set(DST_CLIENT, self._id_header)
         if isinstance(self.addr, AddrPending):
-            return self._waiters.wait_then(lambda: self(request))
+            waiters = self._waiters
+            if waiters is None:
+                # (the id's text, not ``self``: no reference cycle)
+                waiters = self._waiters = BindingWaiters(
+                    self._reactor,
+                    self._binding_timeout_s,
+                    ("waiting for the addresses of", self.id_text),
+                )
+            return waiters.wait_then(lambda: self(request))
         if not self._endpoints:
             return fail(
                 NoHostsAvailable(

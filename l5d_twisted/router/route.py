@@ -85,6 +85,7 @@ class BindingService(Service[Request, Response]):
         "_tree",
         "_leaf_observations",
         "_waiters",
+        "_binding_timeout_s",
         "last_used",
         "_observation",
         "__weakref__",
@@ -112,8 +113,9 @@ class BindingService(Service[Request, Response]):
         self._choice: _Choice | None = None  # None while pending
         self._tree: NameTree[BoundName] | None = None
         self._leaf_observations: tuple[Closable, ...] = ()  # (a tuple: one block)
-        # (``path``, not ``self``: no reference cycle to outlive the route)
-        self._waiters = BindingWaiters(reactor, binding_timeout_s, ("binding", path))
+        # made when a request first waits (most routes bind at once: ~120 bytes a route)
+        self._waiters: BindingWaiters | None = None
+        self._binding_timeout_s = binding_timeout_s
         self.last_used = reactor.seconds()
         # A bind with a client's dtab is not kept among the interpreter's recent binds: it
         # lives as long as this route (in the router's small cache of override routes).
@@ -193,7 +195,8 @@ class BindingService(Service[Request, Response]):
 
     def _set_choice(self, choice: _Choice) -> None:
         self._choice = choice
-        self._waiters.release_all()
+        if self._waiters is not None:
+            self._waiters.release_all()
 
     def _no_hosts(self, why: str) -> NoHostsAvailable:
         return NoHostsAvailable(
@@ -236,7 +239,13 @@ class BindingService(Service[Request, Response]):
         self.last_used = self._reactor.seconds()
         choice = self._choice
         if choice is None:
-            return self._waiters.wait_then(lambda: self(request))
+            waiters = self._waiters
+            if waiters is None:
+                # (``path``, not ``self``: no reference cycle to outlive the route)
+                waiters = self._waiters = BindingWaiters(
+                    self._reactor, self._binding_timeout_s, ("binding", self.path)
+                )
+            return waiters.wait_then(lambda: self(request))
         if choice.error is not None:
             if not isinstance(choice.error, NoHostsAvailable):
                 return fail(choice.error)

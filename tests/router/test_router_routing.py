@@ -133,7 +133,7 @@ class Harness:
         d.addBoth(capture)
         if not results:
             return d  # type: ignore[return-value]
-        return results[0]  # type: ignore[no-any-return]
+        return results[0]
 
 
 CONFIG = """
@@ -286,6 +286,8 @@ def test_pending_addresses_time_out_with_binding_timeout() -> None:
     assert not results
     h.clock.advance(0.02)
     assert isinstance(results[-1], BindingTimeout) and results[-1].status == 503
+    # (the client's waiters are made at the first wait: issue 17) the message says what
+    assert "waiting for the addresses of /#/mem/hello" in str(results[-1])
 
 
 def test_client_state_and_idle_expiry() -> None:
@@ -326,7 +328,7 @@ def test_an_internal_error_costs_one_request_only() -> None:
         def identify(self, request: Request) -> Any:
             raise RuntimeError("boom")
 
-    h.router._identifiers = [Broken()]  # type: ignore[list-item]
+    h.router._identifiers = [Broken()]
     error = h.call("hello")
     assert isinstance(error, MeshError) and error.status == 502
 
@@ -380,5 +382,5 @@ def test_a_weight_change_keeps_the_endpoint_and_its_state() -> None:
     ok(h.call("hello"))
     assert len(h.endpoints) == 1  # no second endpoint (new pool, lost accrual) was built
     (client,) = h.router._clients.values()
-    (node,) = client.balancer.nodes
+    (node,) = client.balancer.nodes  # type: ignore[attr-defined]
     assert node.weight == 2.0
