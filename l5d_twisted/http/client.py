@@ -31,6 +31,7 @@ Stats (in the scope given): ``connections`` gauge, ``connects``, ``sent_bytes``,
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import httptools
@@ -57,7 +58,7 @@ from l5d_twisted.http.codec import (
     framing_field,
     send_body,
 )
-from l5d_twisted.http.fastwrite import direct_writer, set_no_delay
+from l5d_twisted.http.fastwrite import direct_write, is_plain_tcp, set_no_delay
 from l5d_twisted.http.hop import (
     HOP_BY_HOP,
     NOT_WRITTEN,
@@ -156,7 +157,9 @@ class HttpClientProtocol(Protocol):
         self._stream: StreamBody | None = None
         self._interim = False  # a 1xx head: the real response follows
         self._held: Response | None = None  # a buffered response waiting for its body
-        self._write: Any = None
+        # write with fastwrite.direct_write (a plain TCP connection), else transport.write
+        # (a flag, not a writer closure: ~450 bytes per pooled connection; issue 17)
+        self._direct = False
         # resending after a stale keep-alive connection closed under us
         self._exchanges = 0
         self._answered = False
@@ -167,7 +170,7 @@ class HttpClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         set_no_delay(self.transport)
-        self._write = direct_writer(self.transport)
+        self._direct = is_plain_tcp(self.transport)
         self._client._connection_made(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -276,7 +279,10 @@ class HttpClientProtocol(Protocol):
         self._client.pending += 1
         if framing is None:  # the whole request is in ``head``
             self._request_done = True
-            self._write(head)
+            if self._direct:
+                direct_write(self.transport, head)
+            else:
+                self.transport.write(head)
             self._client.sent_bytes.incr(len(head))
             return d
         self._request_done = False
@@ -287,7 +293,7 @@ class HttpClientProtocol(Protocol):
             framing,
             self._request_sent,
             self._client.sent_bytes.incr,
-            self._write,
+            partial(direct_write, self.transport) if self._direct else self.transport.write,
         )
         return d
 
