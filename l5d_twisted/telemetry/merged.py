@@ -34,6 +34,7 @@ from typing import Any
 from l5d_twisted.telemetry.histogram import Histogram, HistogramState, merge_states
 from l5d_twisted.telemetry.metrics import (
     CounterMetric,
+    FixedGauge,
     GaugeMetric,
     MetricGroup,
     MetricsTree,
@@ -53,6 +54,10 @@ RECORDS_PER_STEP = 200
 # Gauges that are not sums, by their last name segments.
 _GAUGE_MAX = {("loadbalancer", "size"), ("loadbalancer", "aperture")}
 _GAUGE_MIN = {("loadbalancer", "available")}
+
+
+def _nan() -> float:
+    return math.nan
 
 
 def gauge_merge(name: Name) -> str:
@@ -262,8 +267,8 @@ class MergedMetrics(MetricsTree):
                     metric = CounterMetric()
                 metric.value = value
             elif kind == "g":
-                if not isinstance(metric, GaugeMetric):
-                    metric = GaugeMetric(lambda: math.nan, None, name)
+                if not isinstance(metric, FixedGauge):
+                    metric = FixedGauge(name, _nan)
                 metric.fn = functools.partial(float, value)
             else:
                 if not isinstance(metric, Histogram):

@@ -189,16 +189,15 @@ class GaugeMetric:
     that leaves a list is marked (its ``metric`` None: it reads 0) and the list is made
     again without the marked ones once they are half of it: O(1) per removal at 9,000
     names, where finding one in the list was O(n) (and an index kept per registration
-    was an int object, 28 bytes, past 256).  ``fn``, when set (a merged view's gauges),
-    is the value instead.
+    was an int object, 28 bytes, past 256).  A merged view's gauges are
+    :class:`FixedGauge` objects.
     """
 
-    __slots__ = ("name", "group", "fn", "_regs", "_gone", "_held", "__weakref__")
+    __slots__ = ("name", "group", "_regs", "_gone", "_held", "__weakref__")
 
-    def __init__(self, fn: Callable[[], float] | None, group: _Group | None, name: Name) -> None:
+    def __init__(self, group: _Group | None, name: Name) -> None:
         self.name = name
         self.group = group
-        self.fn = fn
         self._regs: WeakGauge | list[WeakGauge] | None = None
         self._gone = 0  # marked registrations still in the list
         self._held: _Held | None = None
@@ -207,8 +206,7 @@ class GaugeMetric:
         """The sum of the registrations (raises what a function raises)."""
         regs = self._regs
         if regs is None:
-            fn = self.fn
-            return 0.0 if fn is None else float(fn())
+            return 0.0
         if type(regs) is list:
             return float(sum(map(_call, regs)))
         return float(regs())  # type: ignore[operator]
@@ -269,13 +267,27 @@ class GaugeMetric:
                 self._gone = 0
                 self._regs = None if not live else live[0] if len(live) == 1 else live
         group = self.group
-        if self._regs is None and explicit and group is not None and self.fn is None:
+        if self._regs is None and explicit and group is not None:
             # the last one removed: the gauge leaves its scope, as one gauge did
             for metrics in (group.metrics, group.dormant):
                 if metrics is not None and metrics.get(self.name) is self:
                     del metrics[self.name]
 
     activity = 0
+
+
+class FixedGauge(GaugeMetric):
+    """A gauge whose value is ``fn()``, registered nowhere (a merged view's, whose value
+    came from the workers)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, name: Name, fn: Callable[[], float]) -> None:
+        super().__init__(None, name)
+        self.fn = fn
+
+    def value(self) -> float:
+        return float(self.fn())
 
 
 Metric: TypeAlias = CounterMetric | Histogram | GaugeMetric
@@ -473,7 +485,7 @@ class MetricsTree:
         group = self._group(name)
         metric = group.metrics.get(name)
         if metric is None:
-            metric = group.metrics[name] = GaugeMetric(None, group, name)
+            metric = group.metrics[name] = GaugeMetric(group, name)
         elif not isinstance(metric, GaugeMetric):
             log.warn("metric {name} already exists as another type", name="/".join(name))
             metric = None  # the caller still gets a working (unexported) handle
