@@ -217,7 +217,6 @@ class Router(Service[Request, Response]):
         # and this router's loop marker: random, so a client cannot guess it.
         self.own_addresses = own_addresses if own_addresses is not None else trust.OwnAddresses()
         self.loop_id = secrets.token_hex(8).encode("ascii")
-        self._loop_markers: dict[bytes, bytes] = {}  # per l5d-dst-service value
         # which routes and clients the idle sweep looks at next, by when they could expire
         interval = sweep_interval(self._idle_ttl_s)
         started = reactor.seconds()
@@ -275,7 +274,12 @@ class Router(Service[Request, Response]):
         ctx[DST] = path
         key = (path, "" if local is h.NO_DTAB else local.show())
         route = self._routes.get(key)
-        dst = route.dst_header if route is not None else h.dst_service(path)
+        if route is not None:
+            dst = route.dst_header
+            marker = route.loop_marker
+        else:
+            dst = h.dst_service(path)
+            marker = h.loop_marker(self.loop_id, dst)
         # set() where the request came with the field (replacing it), a plain add() otherwise
         if h.DST_SERVICE in present:
             hdrs.set(h.DST_SERVICE, dst)
@@ -288,19 +292,12 @@ class Router(Service[Request, Response]):
         hdrs.add(b"Via", h.VIA_VALUE)
         # The loop marker: this router and the name, so a request that comes back to route
         # the same name again (a loop, also through /$/inet to this process) stops here.
-        marker = self._loop_markers.get(dst) or self._loop_marker(dst)
         if h.LOOP in present:
             h.check_loop(hdrs, marker)
         hdrs.add(h.LOOP, marker)
         if route is None:
-            route = self._make_route(key, path, local)
+            route = self._make_route(key, path, local, dst, marker)
         return route(request)
-
-    def _loop_marker(self, dst: bytes) -> bytes:
-        if len(self._loop_markers) >= self._max_routes:  # names come from requests: bounded
-            self._loop_markers.clear()
-        marker = self._loop_markers[dst] = h.loop_marker(self.loop_id, dst)
-        return marker
 
     def _check_request_dtab(self, request: Request, local: Dtab) -> None:
         """A request dtab: refuse address built-ins unless the server allows them, and mark
@@ -342,7 +339,9 @@ class Router(Service[Request, Response]):
         classifier: ResponseClassifier = CLASSIFIERS.get(spec.kind).factory(spec.config)
         return classifier
 
-    def _make_route(self, key: tuple[Path, str], path: Path, local: Dtab) -> _Route:
+    def _make_route(
+        self, key: tuple[Path, str], path: Path, local: Dtab, dst: bytes, marker: bytes
+    ) -> _Route:
         service_params = self.config.service.params_for(path)
         classifier = self._classifier(service_params)
         binder = BindingService(
@@ -368,7 +367,7 @@ class Router(Service[Request, Response]):
             .plus(StackParams.RNG, self._rng)
             .plus(StackParams.SERVICE, service_params)
         )
-        route = _Route(classifier, self._stacks.service.make(params, binder), path)
+        route = _Route(classifier, self._stacks.service.make(params, binder), dst, marker)
         queue, limit = (
             (self._override_keys, MAX_OVERRIDE_ROUTES)
             if key[1]
@@ -517,8 +516,7 @@ class Router(Service[Request, Response]):
             heap.trim()
 
     def _evict_route(self, key: tuple[Path, str]) -> None:
-        route = self._routes.pop(key)
-        self._loop_markers.pop(route.dst_header, None)  # remade on demand
+        del self._routes[key]
         self._route_queue.discard(key)
         self._override_keys.discard(key)
         self._closing("service", key[0], self._binders.pop(key).close)
@@ -576,14 +574,21 @@ class _Route(Service[Request, Response]):
     the ``l5d-dst-service`` value ready-encoded.
     """
 
-    __slots__ = ("classifier", "service", "dst_header", "__weakref__")
+    # (the loop marker too: a router-wide dict of them was one more entry per name, and its
+    # key a second copy of ``dst_header``; issue 17)
+    __slots__ = ("classifier", "service", "dst_header", "loop_marker", "__weakref__")
 
     def __init__(
-        self, classifier: ResponseClassifier, service: Service[Request, Response], path: Path
+        self,
+        classifier: ResponseClassifier,
+        service: Service[Request, Response],
+        dst_header: bytes,
+        loop_marker: bytes,
     ) -> None:
         self.classifier = classifier
         self.service = service
-        self.dst_header = h.dst_service(path)
+        self.dst_header = dst_header
+        self.loop_marker = loop_marker
 
     def __call__(self, request: Request) -> Deferred[Response]:
         request.ctx[CLASSIFIER] = self.classifier
