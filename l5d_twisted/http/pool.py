@@ -223,6 +223,28 @@ def _closed_factory() -> Any:
     raise ConnectionFailed("the connection pool is closed")
 
 
+class _FewConns(list[Any]):
+    """A pool's open connections while they are few: a list with a set's ``add`` and
+    ``discard`` (an empty set is 216 bytes, a list of one 88, and nearly every pool of a
+    node's thousands of names holds one connection; issue 17).  The pool swaps it for a
+    set past :data:`_FEW` connections, where the linear ``remove`` would start to cost."""
+
+    __slots__ = ()
+
+    def add(self, conn: Any) -> None:
+        if conn not in self:
+            self.append(conn)
+
+    def discard(self, conn: Any) -> None:
+        try:
+            self.remove(conn)
+        except ValueError:
+            pass
+
+
+_FEW = 8
+
+
 class ConnectionPool(Generic[S]):
     """Connections to one address; the pooled sessions are the client protocols."""
 
@@ -270,7 +292,7 @@ class ConnectionPool(Generic[S]):
         # made at the first connect: a pool whose connection stays open never needs it
         # again, and a Twisted endpoint is ~110 bytes per pool (issue 17)
         self._endpoint: Any = None
-        self._open: set[S] = set()
+        self._open: set[S] | _FewConns = _FewConns()
         self._idle: list[S] = []
         self._connecting = 0
         # () until a request first waits (an empty deque is ~760 bytes, per pool, and most
@@ -372,7 +394,10 @@ class ConnectionPool(Generic[S]):
         def connected(conn: S) -> S:
             self._connecting -= 1
             self._connects.incr()
-            self._open.add(conn)
+            opened = self._open
+            opened.add(conn)
+            if len(opened) > _FEW and type(opened) is _FewConns:
+                self._open = set(opened)
             return conn
 
         def failed(reason: Failure) -> Any:
