@@ -569,7 +569,6 @@ class EndpointClient(Service[Request, Response]):
         "address",
         "pool_settings",
         "buffered_response_limit",
-        "authority",
         "pending",
         "_closed",
         "sent_bytes",
@@ -578,6 +577,11 @@ class EndpointClient(Service[Request, Response]):
         "_pool",
         "__weakref__",
     )
+
+    @property
+    def authority(self) -> bytes:
+        """The Host of a request that came without one (rare: computed when needed)."""
+        return self.address.show().encode("ascii")
 
     def __init__(
         self,
@@ -593,7 +597,6 @@ class EndpointClient(Service[Request, Response]):
         self.address = address
         self.pool_settings = pool
         self.buffered_response_limit = pool.max_buffered_response_kb * 1024
-        self.authority = address.show().encode("ascii")
         self.pending = 0
         self._closed = False
         # the counters, not their bound ``incr``s: two bound methods were 128 bytes per
@@ -605,14 +608,12 @@ class EndpointClient(Service[Request, Response]):
             reactor,
             address,
             pool,
-            self._new_protocol,  # (a bound method: no closure and cell per endpoint)
+            HttpClientProtocol,  # called with this client (no bound method per endpoint)
+            self,
             stats,
             connect_timeout_s,
             tls,
         )
-
-    def _new_protocol(self) -> HttpClientProtocol:
-        return HttpClientProtocol(self)
 
     @property
     def status(self) -> Status:

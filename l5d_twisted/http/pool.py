@@ -219,7 +219,7 @@ class _OneShotFactory(Factory):
         return protocol
 
 
-def _closed_factory() -> Any:
+def _closed_factory(owner: Any) -> Any:
     raise ConnectionFailed("the connection pool is closed")
 
 
@@ -255,6 +255,7 @@ class ConnectionPool(Generic[S]):
         "address",
         "settings",
         "_protocol_factory",
+        "_owner",
         "_connect_timeout_s",
         "_tls",
         "_endpoint",
@@ -278,7 +279,8 @@ class ConnectionPool(Generic[S]):
         reactor: Any,
         address: Address,
         settings: PoolSettings,
-        protocol_factory: Callable[[], S],
+        protocol_factory: Callable[[Any], S],
+        owner: Any,
         stats: StatsReceiver,
         connect_timeout_s: float,
         tls: Any = None,
@@ -286,7 +288,10 @@ class ConnectionPool(Generic[S]):
         self.reactor = reactor
         self.address = address
         self.settings = settings
+        # a session is protocol_factory(owner) (a class and its argument, not a bound
+        # method or a closure per pool: 64 bytes; issue 17)
         self._protocol_factory = protocol_factory
+        self._owner = owner
         self._connect_timeout_s = connect_timeout_s
         self._tls = tls
         # made at the first connect: a pool whose connection stays open never needs it
@@ -389,7 +394,7 @@ class ConnectionPool(Generic[S]):
                         f"unable to connect to {address.show()}: {e}", address=address.show()
                     )
                 )
-        d: Deferred[S] = endpoint.connect(_OneShotFactory(self._protocol_factory()))
+        d: Deferred[S] = endpoint.connect(_OneShotFactory(self._protocol_factory(self._owner)))
 
         def connected(conn: S) -> S:
             self._connecting -= 1
@@ -513,9 +518,10 @@ class ConnectionPool(Generic[S]):
             if self._budget is not None:  # has idle connections)
                 self._budget.unpark(conn)
             conn.close_idle()
-        # no connection is made from now on; the factory (a closure over the pool's owner,
-        # which holds the pool) would keep them in a reference cycle
+        # no connection is made from now on; the owner (which holds the pool) would keep
+        # them in a reference cycle
         self._protocol_factory = _closed_factory
+        self._owner = None
         d: Deferred[None] = Deferred()
         if not isinstance(self._close_waiters, list):
             self._close_waiters = []
