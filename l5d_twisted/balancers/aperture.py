@@ -52,7 +52,7 @@ class ApertureBalancer(NodeBalancer):
         self._aperture_gauge = ctx.stats.scope("loadbalancer").gauge(
             "aperture", fn=lambda: float(self.aperture)
         )
-        self._gauges.append(self._aperture_gauge)
+        self._gauges += (self._aperture_gauge,)
 
     @property
     def aperture(self) -> int:

@@ -73,6 +73,22 @@ class NodeBalancer(Balancer):
 
     node_type: type[Node] = Node
 
+    # slotted (every routed name has a balancer; issue 17); the base class keeps a
+    # ``__dict__`` for subclasses and tests that add attributes
+    __slots__ = (
+        "_clock",
+        "_rng",
+        "_nodes",
+        "_by_address",
+        "_draining",
+        "_load",
+        "_closed",
+        "_gauges",
+        "_adds",
+        "_removes",
+        "_fail_open",
+    )
+
     def __init__(self, ctx: BalancerContext) -> None:
         self._clock = ctx.clock
         self._rng = ctx.rng
@@ -85,11 +101,11 @@ class NodeBalancer(Balancer):
         self._closed = False
         stats = ctx.stats.scope("loadbalancer")
         # (bound methods, not lambdas: no function, cell and closure per gauge)
-        self._gauges = [
+        self._gauges: tuple[Any, ...] = (
             stats.gauge("size", fn=self._size_gauge),
             stats.gauge("available", fn=self._available_gauge),
             stats.gauge("load", fn=self._load_gauge),
-        ]
+        )
         self._adds = stats.counter("adds")
         self._removes = stats.counter("removes")
         self._fail_open = stats.counter("fail_open")
@@ -326,7 +342,7 @@ class NodeBalancer(Balancer):
         if self._closed:
             return succeed(None)
         self._closed = True
-        gauges, self._gauges = self._gauges, []  # (their functions hold this balancer: a cycle)
+        gauges, self._gauges = self._gauges, ()  # (their functions hold this balancer: a cycle)
         for gauge in gauges:
             gauge.remove()
         nodes = self._nodes + list(self._draining)

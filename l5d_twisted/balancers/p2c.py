@@ -17,6 +17,8 @@ from l5d_twisted.registry import BALANCERS
 
 
 class P2CBalancer(NodeBalancer):
+    __slots__ = ("max_effort",)
+
     def __init__(self, ctx: BalancerContext, max_effort: int = 5) -> None:
         super().__init__(ctx)
         self.max_effort = max_effort
