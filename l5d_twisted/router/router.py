@@ -50,7 +50,7 @@ from .client import BoundClient
 from .expiry import ExpiryWheel
 from .lru import SecondChanceQueue
 from .route import BindingService
-from .stacks import RouterStacks, StackParams
+from .stacks import RouterStacks, StackParams, seconds
 
 log = Logger()
 
@@ -396,7 +396,7 @@ class Router(Service[Request, Response]):
             spec.config, BalancerContext(self._reactor, scope, self._rng)
         )
         settings = self.protocol.client_settings(self.config, client_params)
-        connect_timeout_s = client_params.connect_timeout_ms / 1000.0
+        connect_timeout_s = seconds(client_params.connect_timeout_ms)
         tls = self._client_tls(bound, client_params)
         # a transformer's names (/%/...) are the operator's way to the mesh's routers
         transformed = bound.id.startswith(_TRANSFORMED)

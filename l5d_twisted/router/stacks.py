@@ -58,6 +58,20 @@ class StackParams:
     ADDRESS: Param[Address | None] = Param("address", None)  # endpoint layer
 
 
+_SECONDS: dict[float, float] = {}
+
+
+def seconds(ms: float) -> float:
+    """``ms / 1000``, one float object per distinct value: a configured timeout divided per
+    route or client was a float (32 bytes) per name, kept by its filter (issue 17)."""
+    value = _SECONDS.get(ms)
+    if value is None:
+        if len(_SECONDS) > 1000:  # (values come from the configuration: a handful)
+            _SECONDS.clear()
+        value = _SECONDS[ms] = ms / 1000.0
+    return value
+
+
 def _stats(params: Params, next_: HttpService) -> HttpService:
     return StatsFilter(
         params[StackParams.STATS], params[StackParams.CLASSIFIER], params[StackParams.REACTOR]
@@ -66,7 +80,7 @@ def _stats(params: Params, next_: HttpService) -> HttpService:
 
 def _deadline(params: Params, next_: HttpService) -> HttpService:
     total_ms = params[StackParams.SERVICE].total_timeout_ms
-    total = total_ms / 1000.0 if total_ms else None
+    total = seconds(total_ms) if total_ms else None
     return DeadlineFilter(params[StackParams.REACTOR], total).and_then(next_)
 
 
