@@ -36,8 +36,9 @@ from typing import Any
 
 import httptools
 from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.endpoints import _WrappingFactory
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -96,6 +97,37 @@ class _HeadOnly(Exception):
 def origin_form(request: Request) -> tuple[bytes, bytes | None]:
     """The target to send upstream and the authority of an absolute-form target."""
     return split_target(request.uri)
+
+
+class _SpentFactory(ClientFactory):
+    """What a connected connector keeps as its factory: Twisted's connector tells its
+    factory when the connection is lost (``clientConnectionLost``, ``doStop``), which for
+    an endpoint's connection is nothing anyone waits for."""
+
+
+_SPENT_FACTORY = _SpentFactory()
+
+
+def _spare_connect_factories(transport: Any) -> None:
+    """Once connected, let go of the factories that made the connection.
+
+    A connected ``tcp.Client``'s connector keeps the endpoint's ``_WrappingFactory``, which
+    keeps our one-shot factory and, through its fired Deferred's canceller, itself: two
+    objects with a ``__dict__`` each (~200 bytes) per pooled connection, i.e. per name
+    (issue 17).  The connection's protocols do not use them.
+    """
+    for _ in range(3):  # (a TLS wrapper forwards unknown attributes to what it wraps)
+        inner = getattr(transport, "transport", None)
+        if inner is None:
+            break
+        transport = inner
+    connector: Any = getattr(transport, "connector", None)
+    factory = getattr(connector, "factory", None)
+    if isinstance(factory, _WrappingFactory):
+        connected = factory._onConnection
+        if connected.called:
+            connected._canceller = None  # (only used to cancel a connection not made yet)
+            connector.factory = _SPENT_FACTORY
 
 
 def _forget_connector(transport: Any) -> None:
@@ -640,6 +672,8 @@ class EndpointClient(Service[Request, Response]):
         self.pending -= 1
         if isinstance(conn, Failure):
             return conn
+        if conn._exchanges == 0:  # a new connection
+            _spare_connect_factories(conn.transport)
         return conn.send(request, may_resend)
 
     def _resend(self, request: Request) -> Deferred[Response]:
