@@ -56,6 +56,9 @@ class RetryBudget:
         "_slices",
         "_window_sum",
         "_current_until",
+        # a weak reference lets the metrics tree hold the ``retries/budget`` gauge by its
+        # owner: one registration object, gone with the budget (a route's or a client's)
+        "__weakref__",
     )
 
     def __init__(
