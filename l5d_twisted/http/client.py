@@ -641,10 +641,10 @@ class EndpointClient(Service[Request, Response]):
             address,
             pool,
             HttpClientProtocol,  # called with this client (no bound method per endpoint)
-            self,
             stats,
             connect_timeout_s,
             tls,
+            owner=self,
         )
 
     @property

@@ -219,8 +219,13 @@ class _OneShotFactory(Factory):
         return protocol
 
 
-def _closed_factory(owner: Any) -> Any:
+def _closed_factory(*_owner: Any) -> Any:
     raise ConnectionFailed("the connection pool is closed")
+
+
+_NO_OWNER: Any = object()
+"""A pool made without ``owner=`` calls its protocol factory with no argument (the
+signature protocol plugins use, docs/architecture.md)."""
 
 
 class _FewConns(list[Any]):
@@ -279,17 +284,19 @@ class ConnectionPool(Generic[S]):
         reactor: Any,
         address: Address,
         settings: PoolSettings,
-        protocol_factory: Callable[[Any], S],
-        owner: Any,
+        protocol_factory: Callable[..., S],
         stats: StatsReceiver,
         connect_timeout_s: float,
         tls: Any = None,
+        *,
+        owner: Any = _NO_OWNER,
     ) -> None:
         self.reactor = reactor
         self.address = address
         self.settings = settings
-        # a session is protocol_factory(owner) (a class and its argument, not a bound
-        # method or a closure per pool: 64 bytes; issue 17)
+        # a session is protocol_factory(owner) when an owner is given (a class and its
+        # argument, not a bound method or a closure per pool: 64 bytes; issue 17), else
+        # protocol_factory() as protocol plugins make theirs
         self._protocol_factory = protocol_factory
         self._owner = owner
         self._connect_timeout_s = connect_timeout_s
@@ -394,7 +401,15 @@ class ConnectionPool(Generic[S]):
                         f"unable to connect to {address.show()}: {e}", address=address.show()
                     )
                 )
-        d: Deferred[S] = endpoint.connect(_OneShotFactory(self._protocol_factory(self._owner)))
+        owner = self._owner
+        try:
+            session = (
+                self._protocol_factory() if owner is _NO_OWNER else self._protocol_factory(owner)
+            )
+        except Exception as e:  # a closed pool, or a plugin's factory failing
+            self._connecting -= 1
+            return fail(e)
+        d: Deferred[S] = endpoint.connect(_OneShotFactory(session))
 
         def connected(conn: S) -> S:
             self._connecting -= 1
@@ -521,7 +536,7 @@ class ConnectionPool(Generic[S]):
         # no connection is made from now on; the owner (which holds the pool) would keep
         # them in a reference cycle
         self._protocol_factory = _closed_factory
-        self._owner = None
+        self._owner = _NO_OWNER
         d: Deferred[None] = Deferred()
         if not isinstance(self._close_waiters, list):
             self._close_waiters = []
