@@ -7,16 +7,30 @@ and stops what it started.  No sleeps as synchronisation: poll with a deadline.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic collector off (after one full collection): what a test frees inside must
+    go by reference counting alone, as the per-name objects of a busy node should."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

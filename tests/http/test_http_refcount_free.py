@@ -8,12 +8,11 @@ the collector disabled (never calling ``gc.collect()``) that it is gone.
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
+from l5d_testing import no_gc
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
@@ -30,16 +29,6 @@ from l5d_twisted.service import FunctionService
 from l5d_twisted.telemetry.stats import NULL_STATS
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def freed(build: Callable[[], Any]) -> bool:

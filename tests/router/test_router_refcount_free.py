@@ -8,27 +8,15 @@ disabled while the test evicts (``gc.collect()`` is never called to free them).
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from l5d_testing import no_gc
 from test_router_routing import CONFIG, Harness, cached, ok
 
 import l5d_twisted.router.router as router_module
 from l5d_twisted.errors import NoHostsAvailable
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from l5d_testing import no_gc as gc_off
 from twisted.internet.task import Clock
 
 from l5d_twisted.telemetry.filters import StatsFilter
@@ -49,12 +50,8 @@ class Slotted:
 @pytest.fixture
 def no_gc() -> Iterator[None]:
     """What these tests free must go by reference counting alone."""
-    gc.collect()
-    gc.disable()
-    try:
+    with gc_off():
         yield
-    finally:
-        gc.enable()
 
 
 def tree() -> MetricsTree:
