@@ -12,6 +12,7 @@ plain TCP connection (TLS, tests' ``StringTransport``) just gets ``transport.wri
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.internet import tcp
@@ -25,9 +26,10 @@ def is_plain_tcp(transport: Any) -> bool:
 
 
 def direct_write(t: Any, data: bytes) -> None:
-    """:func:`direct_writer`'s write as a function of the transport: for a connection that
-    keeps no writer of its own (a pooled upstream connection: the closure, its three cells
-    and two bound methods were ~450 bytes per connection, i.e. per name; issue 17)."""
+    """Send ``data`` at once if ``t`` (a plain TCP transport) has nothing queued, queue
+    what the kernel did not take; otherwise Twisted's ``write``.  A pooled upstream
+    connection calls it with its transport (it keeps no writer of its own: a closure per
+    connection was ~450 bytes, i.e. per name; issue 17)."""
     if (
         t._tempDataLen
         or t.offset != len(t.dataBuffer)
@@ -49,34 +51,12 @@ def direct_write(t: Any, data: bytes) -> None:
 
 
 def direct_writer(transport: Any) -> Callable[[bytes], None]:
-    if type(transport) not in _PLAIN_TCP or getattr(transport, "TLS", False):
+    """A write function for ``transport``: :func:`direct_write` bound to it for a plain
+    TCP connection, ``transport.write`` for anything else."""
+    if not is_plain_tcp(transport):
         write: Callable[[bytes], None] = transport.write
         return write
-    send = transport.socket.send
-    queue = transport.write
-
-    def write_now(data: bytes) -> None:
-        t = transport
-        if (
-            t._tempDataLen
-            or t.offset != len(t.dataBuffer)
-            or not t.connected
-            or t.disconnecting
-            or t.TLS
-        ):
-            queue(data)
-            return
-        try:
-            sent = send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            queue(data)  # Twisted's own write path notices and reports the failure
-            return
-        if sent < len(data):
-            queue(data[sent:])
-
-    return write_now
+    return partial(direct_write, transport)
 
 
 def set_no_delay(transport: Any) -> None:
