@@ -40,7 +40,8 @@ class _AnswersTwiceThenOnce(Protocol):
 
 @pytest_twisted.ensureDeferred
 async def test_an_unasked_response_is_never_the_next_requests_answer() -> None:
-    backend = type("Backend", (_AnswersTwiceThenOnce,), {"seen": 0})
+    backend = _AnswersTwiceThenOnce
+    backend.seen = 0
     port = reactor.listenTCP(0, Factory.forProtocol(backend), interface="127.0.0.1")
     client = EndpointClient(
         reactor, Address("127.0.0.1", port.getHost().port), PoolSettings(), NULL_STATS
