@@ -41,7 +41,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from l5d_twisted import heap
     from l5d_twisted.config.errors import ConfigErrors
+
+    heap.pin_mmap_threshold()  # as `run`: large, short-lived buffers stay out of the heap
     from l5d_twisted.namerd.config import load_namerd_config, load_namerd_config_file
 
     try:

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from l5d_twisted import heap
+
+    # before anything large is allocated: keeps MB-sized scrape buffers out of the heap
+    heap.pin_mmap_threshold()
     from l5d_twisted.tls_imports import (
         leave_out_http2,
         leave_out_libyaml,
