@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 
+from l5d_twisted import heap
+
 T = TypeVar("T")
 
 # Steps run back to back for this long, then the reactor gets a turn.
@@ -145,6 +147,13 @@ class IdleForget:
 # Bytes handed to the transport per turn when writing a rendered body.
 WRITE_CHUNK = 64 * 1024
 
+# A body at least this large was a render that allocated and freed MBs (lines, pieces,
+# chunks): once it is written, the C heap's free pages go back to the system.  Without
+# it, names.py at 2,000 names (1,000 scopes, a 3.9 MB exposition scraped every 2 s while
+# every name expired) left the malloc heap at 34 MB mapped with 13-16 MB free in holes
+# that the next round of names touched again (RSS +10-12 % after a second round).
+TRIM_AFTER_BYTES = 1 << 20
+
 
 class PiecesProducer:
     """Writes a body made of pieces to a twisted.web request as the socket drains.
@@ -158,11 +167,13 @@ class PiecesProducer:
         self.request = request
         self.pieces = pieces
         self.chunk = chunk
+        self.size = 0
         self._next = 0
         self._stopped = False
 
     def start(self) -> None:
-        self.request.setHeader(b"content-length", str(sum(len(p) for p in self.pieces)).encode())
+        self.size = sum(len(p) for p in self.pieces)
+        self.request.setHeader(b"content-length", str(self.size).encode())
         self.request.registerProducer(self, False)
 
     def resumeProducing(self) -> None:
@@ -181,6 +192,9 @@ class PiecesProducer:
             self._stopped = True
             self.request.unregisterProducer()
             self.request.finish()
+            self.pieces = []
+            if self.size >= TRIM_AFTER_BYTES:
+                heap.trim()  # ~2 ms for a 30 MB heap, against 50+ ms for such a render
 
     def pauseProducing(self) -> None:
         pass

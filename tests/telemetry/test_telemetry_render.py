@@ -186,3 +186,86 @@ def test_cancelling_stops_the_render() -> None:
     for _ in range(100):
         clock.advance(1)
     assert errors == [CancelledError] and len(out) == produced and not clock.getDelayedCalls()
+
+
+class _Request:
+    """What PiecesProducer uses of a twisted.web request: the written body, its end."""
+
+    def __init__(self) -> None:
+        self.headers: dict[bytes, bytes] = {}
+        self.body: list[bytes] = []
+        self.producer: object = None
+        self.finished = False
+
+    def setHeader(self, name: bytes, value: bytes) -> None:
+        self.headers[name] = value
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.body.append(data)
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def _drain(request: _Request) -> None:
+    while request.producer is not None:
+        request.producer.resumeProducing()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("piece", "count", "trims"),
+    [
+        (b"x" * 1000, 1100, 1),  # 1.1 MB: the C heap's free pages go back once it is written
+        (b"x" * 1000, 1000, 0),  # under TRIM_AFTER_BYTES: a small scrape costs no trim
+    ],
+)
+def test_a_large_body_gives_the_heap_back_once_written(
+    monkeypatch: pytest.MonkeyPatch, piece: bytes, count: int, trims: int
+) -> None:
+    from l5d_twisted import heap
+    from l5d_twisted.telemetry import render
+
+    assert render.TRIM_AFTER_BYTES == 1 << 20
+    calls: list[None] = []
+
+    def trim() -> bool:
+        calls.append(None)
+        return True
+
+    monkeypatch.setattr(heap, "trim", trim)
+    request = _Request()
+    producer = render.PiecesProducer(request, [piece] * count)
+    producer.start()
+    assert request.headers[b"content-length"] == str(len(piece) * count).encode()
+    producer.resumeProducing()
+    assert calls == [] and not request.finished  # not while the body is being written
+    _drain(request)
+    assert request.finished and b"".join(request.body) == piece * count
+    assert len(calls) == trims
+    assert producer.pieces == []  # the written pieces are not kept for the trim to miss
+
+
+def test_a_body_cut_short_does_not_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    from l5d_twisted import heap
+    from l5d_twisted.telemetry import render
+
+    calls: list[None] = []
+
+    def trim() -> bool:
+        calls.append(None)
+        return True
+
+    monkeypatch.setattr(heap, "trim", trim)
+    request = _Request()
+    producer = render.PiecesProducer(request, [b"x" * 1000] * 2000)
+    producer.start()
+    producer.resumeProducing()
+    producer.stopProducing()  # the scraper went away
+    producer.resumeProducing()
+    assert calls == [] and not request.finished
