@@ -24,7 +24,6 @@ Names looked up but not observed (unknown Host values, routes expired) stay cach
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -108,38 +107,88 @@ T = TypeVar("T")
 _NO_ERRORS: list[LineError] = []  # shared, never appended to: a file without bad lines
 
 
+class _Forgotten:
+    """Where a var of a forgotten entry finds its name again (see :meth:`_Name.forget`)."""
+
+    __slots__ = ("namer", "name", "mirror")
+
+    def __init__(self, namer: FsNamer, name: str) -> None:
+        self.namer = namer
+        self.name = name
+        self.mirror: Closable | None = None  # observing the name's current var
+
+
 class _EntryVar(Var[T]):
     """A name's var: observed, it has its entry watch the file; sampled unobserved, it has
     the entry re-read it first.  It calls the entry itself (a :class:`WatchedVar` holds two
-    bound methods: four per name; issue 17)."""
+    bound methods: four per name; issue 17).
+
+    Once the namer has forgotten its entry (:meth:`_Name.forget`), a var someone still
+    holds (a route cache, for a moment) follows the namer's current entry of that name:
+    sampled, it takes that entry's value; observed, it mirrors that entry's var for as long
+    as it is observed.  So a forgotten entry's var neither goes stale nor keeps the entry
+    in a reference cycle with it.
+    """
 
     __slots__ = ("_entry",)
 
+    _kind = ""  # which var of the entry this is: "addr" or "tree"
+
     def __init__(self, value: T, entry: _Name) -> None:
         super().__init__(value)
-        self._entry: _Name | None = entry
+        self._entry: _Name | _Forgotten = entry
+
+    def _current(self, forgotten: _Forgotten) -> Var[T]:
+        entry = forgotten.namer._entry(forgotten.name)
+        var: Var[T] = getattr(entry, self._kind)
+        return var
 
     def sample(self) -> T:
-        if not self.observed and self._entry is not None:
-            self._entry.refresh()  # unobserved, nobody keeps the value fresh
+        if not self.observed:  # nobody keeps the value fresh
+            entry = self._entry
+            if isinstance(entry, _Forgotten):
+                self.update(self._current(entry).sample())
+            else:
+                entry.refresh()
         return self._value
 
     def observe(self, fn: Callable[[T], None]) -> Closable:
-        if not self.observed and self._entry is not None:
-            self._entry.refresh()  # fresh before the first observer sees it
+        if not self.observed:  # fresh before the first observer sees it
+            entry = self._entry
+            if isinstance(entry, _Forgotten):
+                if entry.mirror is None:
+                    entry.mirror = self._current(entry).observe(self.update)
+            else:
+                entry.refresh()
         return super().observe(fn)
 
-    def detach(self) -> None:
-        """Forget the entry (it holds this var: a cycle), for an entry nobody else holds."""
-        self._entry = None
+    def forget(self, namer: FsNamer, name: str) -> None:
+        """Its entry is forgotten: let go of it (it holds this var: a cycle)."""
+        self._entry = _Forgotten(namer, name)
 
     def _on_first_observer(self) -> None:
-        if self._entry is not None:
-            self._entry._watch(True)
+        entry = self._entry
+        if not isinstance(entry, _Forgotten):
+            entry._watch(True)
 
     def _on_last_observer_gone(self) -> None:
-        if self._entry is not None:
-            self._entry._watch(False)
+        entry = self._entry
+        if isinstance(entry, _Forgotten):
+            mirror, entry.mirror = entry.mirror, None
+            if mirror is not None:
+                mirror.close()
+        else:
+            entry._watch(False)
+
+
+class _AddrVar(_EntryVar[Addr]):
+    __slots__ = ()
+    _kind = "addr"
+
+
+class _TreeVar(_EntryVar[State]):
+    __slots__ = ()
+    _kind = "tree"
 
 
 class _Name:
@@ -167,26 +216,23 @@ class _Name:
         self.text: str | None = None  # the content last parsed
         self.racy = False  # the signature alone cannot tell a change yet (see _RACY_NS)
         self.errors: list[LineError] = _NO_ERRORS
-        self.addr: Var[Addr] = _EntryVar(ADDR_NEG, self)
+        self.addr: _EntryVar[Addr] = _AddrVar(ADDR_NEG, self)
         self.bound = BoundName(namer.id_prefix + Path.of(name), self.addr)
-        self.tree: Var[State] = _EntryVar(Ok(NEG), self)
+        self.tree: _EntryVar[State] = _TreeVar(Ok(NEG), self)
         self.refresh()
 
     @property
     def file(self) -> str:
         return os.path.join(self.namer.root_dir, self.name)
 
-    def release_if_unheld(self) -> None:
-        """The namer forgets this entry: if nothing else holds its vars, cut the entry <->
-        vars cycle (each var calls back the entry), so that the entry is freed now by
-        reference counting rather than at the next full GC (issue 17: 1,000s of forgotten
-        names' entries were garbage that only a full collection of the heap freed)."""
-        # the references an unheld entry's vars have: the entry's own (addr also from
-        # entry.bound) and getrefcount's argument
-        if sys.getrefcount(self.addr) <= 3 and sys.getrefcount(self.tree) <= 2:
-            for var in (self.addr, self.tree):
-                if isinstance(var, _EntryVar):
-                    var.detach()
+    def forget(self) -> None:
+        """The namer lets go of this idle entry: its vars let go of it too, so that it is
+        freed now by reference counting, not at the next full collection of the heap
+        (issue 17: each var calls back its entry, a cycle; thousands of forgotten names'
+        entries were garbage that only a full GC freed).  A var still held elsewhere
+        follows the name's current entry from then on (see :class:`_EntryVar`)."""
+        self.addr.forget(self.namer, self.name)
+        self.tree.forget(self.namer, self.name)
 
     def _watch(self, on: bool) -> None:
         self.watchers += 1 if on else -1
@@ -301,7 +347,7 @@ class FsNamer:
         self._idle.move_to_end(name)
         while len(self._idle) > self._max_idle:
             oldest, _ = self._idle.popitem(last=False)
-            self._names.pop(oldest).release_if_unheld()
+            self._names.pop(oldest).forget()
 
     def _watching_changed(self, entry: _Name) -> None:
         if entry.watched:
@@ -388,7 +434,8 @@ class FsNamer:
         for name in files:
             if not os.path.isfile(os.path.join(self.root_dir, name)):
                 continue
-            entry = self._names.get(name) or _Name(self, name)
+            cached = self._names.get(name)
+            entry = cached or _Name(self, name)
             if not entry.watched:
                 entry.refresh()
             names[name] = {
@@ -397,6 +444,8 @@ class FsNamer:
                 "addr": addr_json(entry.addr.sample()),
                 "errors": [e.show(name) for e in entry.errors],
             }
+            if cached is None:
+                entry.forget()  # read for this page only: no cycle left behind
         return {"rootDir": self.root_dir, "names": names}
 
 

@@ -200,16 +200,56 @@ def test_names_the_idle_cache_forgets_are_freed_without_a_full_gc(tmp_path: FsPa
             namer.lookup(P(f"/s{i}"))
             refs.append(weakref.ref(namer._names[f"s{i}"]))
         alive = [i for i, ref in enumerate(refs) if ref() is not None]
-        assert alive == [0, 17, 18, 19], "forgotten entries freed by reference counting"
+        # s0's var is held, but it does not hold its forgotten entry: no cycle is left to
+        # wait for a full collection (with one, the entry of a var dropped later was garbage)
+        assert alive == [17, 18, 19], "forgotten entries freed by reference counting"
+        var_ref = weakref.ref(held)
+        still_held = held
+        del held
+        assert var_ref() is still_held
     finally:
         gc.enable()
+    held = still_held
     seen: list[Any] = []
     watch = held.observe(seen.append)  # the held one still works: watched and refreshed
+    assert namer._names["s0"].watched, "it follows the name's current entry"
     addr = seen[-1].value.value.addr
     addrs: list[Any] = []
     addr_watch = addr.observe(addrs.append)
     (tmp_path / "s0").write_text("127.0.0.1 2\n")
     namer.poll()
     assert ports(addrs[-1]) == {2}
+    assert ports(seen[-1].value.value.addr.sample()) == {2}
     addr_watch.close()
     watch.close()
+    assert not namer._names["s0"].watched, "the mirror ends with the last observer"
+    assert not namer._watched
+
+
+def test_a_var_held_past_its_entry_samples_the_file_and_leaves_no_garbage(
+    tmp_path: FsPath,
+) -> None:
+    import gc
+
+    from l5d_twisted.namers import fs
+
+    (tmp_path / "hello").write_text("127.0.0.1 1\n")
+    namer = FsNamer(str(tmp_path), P("/io.l5d.fs"), Clock(), 0.5, max_idle=1)
+    held = namer.lookup(P("/hello"))
+    namer.lookup(P("/other"))  # hello's entry is forgotten while its var is held
+    assert "hello" not in namer._names
+    (tmp_path / "hello").write_text("127.0.0.1 2\n")
+    state = held.sample()  # unobserved: read through the name's current entry
+    assert ports(state.value.value.addr.sample()) == {2}  # type: ignore[union-attr]
+    del state
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        del held
+        namer.lookup(P("/third"))  # forgets hello's current entry in turn
+        gc.collect()
+        left = [o for o in gc.garbage if type(o).__module__ == fs.__name__]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == [], "no name's objects wait for a full collection"
