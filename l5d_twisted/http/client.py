@@ -38,7 +38,7 @@ import httptools
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.endpoints import _WrappingFactory
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -68,7 +68,7 @@ from l5d_twisted.http.hop import (
     strip_nominated,
 )
 from l5d_twisted.http.message import Headers, Request, Response, split_target
-from l5d_twisted.http.pool import ConnectionPool, PoolSettings
+from l5d_twisted.http.pool import SPENT_FACTORY, ConnectionPool, PoolSettings
 from l5d_twisted.http.reader import NO_FIELDS, MessageReader, ProtocolError
 from l5d_twisted.http.sockopts import set_socket_options
 from l5d_twisted.http.stream import StreamBody
@@ -99,18 +99,11 @@ def origin_form(request: Request) -> tuple[bytes, bytes | None]:
     return split_target(request.uri)
 
 
-class _SpentFactory(ClientFactory):
-    """What a connected connector keeps as its factory: Twisted's connector tells its
-    factory when the connection is lost (``clientConnectionLost``, ``doStop``), which for
-    an endpoint's connection is nothing anyone waits for."""
-
-
-_SPENT_FACTORY = _SpentFactory()
-
-
 def _spare_connect_factories(transport: Any) -> None:
     """Once connected, let go of the factories that made the connection.
 
+    (For TLS and host-name endpoints: a plain IP connection's connector is given the spent
+    factory as it connects, by :class:`~l5d_twisted.http.pool._DirectTCPEndpoint`.)
     A connected ``tcp.Client``'s connector keeps the endpoint's ``_WrappingFactory``, which
     keeps our one-shot factory and, through its fired Deferred's canceller, itself: two
     objects with a ``__dict__`` each (~200 bytes) per pooled connection, i.e. per name
@@ -127,7 +120,7 @@ def _spare_connect_factories(transport: Any) -> None:
         connected = factory._onConnection
         if connected.called:
             connected._canceller = None  # (only used to cancel a connection not made yet)
-            connector.factory = _SPENT_FACTORY
+            connector.factory = SPENT_FACTORY
 
 
 def _forget_connector(transport: Any) -> None:

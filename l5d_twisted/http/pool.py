@@ -30,14 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    SSL4ClientEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-)
+from twisted.internet.endpoints import HostnameEndpoint, SSL4ClientEndpoint
 from twisted.internet.error import ConnectingCancelledError
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import ClientFactory, Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from l5d_twisted.errors import ConnectionFailed, Overloaded
@@ -194,12 +189,122 @@ def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: Any = Non
         # connectSSL takes both connection creators (validating) and plain context factories
         return SSL4ClientEndpoint(reactor, host, port, tls, timeout=timeout)  # type: ignore[no-untyped-call, unused-ignore]  # untyped in Twisted
     try:
-        ip = ipaddress.ip_address(host)
+        ipaddress.ip_address(host)
     except ValueError:
         return HostnameEndpoint(reactor, host.encode("idna"), port, timeout=timeout)
-    if ip.version == 4:
-        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
-    return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)  # type: ignore[no-untyped-call, unused-ignore]  # untyped in Twisted
+    return _DirectTCPEndpoint(reactor, host, port, timeout)
+
+
+class _DirectTCPEndpoint:
+    """Connects to an IP address with ``reactor.connectTCP``, without Twisted's endpoint
+    wrappers.
+
+    ``TCP4ClientEndpoint`` wraps the protocol for the connection's whole life (a
+    ``_WrappingProtocol``, its factory and a Deferred: ~400 bytes per pooled connection,
+    a pool per routed name and endpoint; issue 17) and adds a call to every read.  A
+    plain TCP connection needs a stand-in only until ``makeConnection``
+    (:class:`_Connecting`).  ``connect`` takes the one-shot factory the pool makes and
+    returns a Deferred of the session, cancellable while connecting; a connect that times
+    out or is refused fails it, as the endpoint's did.
+    """
+
+    __slots__ = ("reactor", "host", "port", "timeout")
+
+    def __init__(self, reactor: Any, host: str, port: int, timeout: float) -> None:
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    def connect(self, factory: Factory) -> Deferred[Any]:
+        session = factory.buildProtocol(None)
+        connecting = _DirectConnect(session)
+        d: Deferred[Any] = Deferred(connecting.cancel)
+        connecting.deferred = d
+        self.reactor.connectTCP(self.host, self.port, connecting, timeout=self.timeout)
+        return d
+
+
+class _Connecting(Protocol):
+    """Stands in for a session until its connection is made, then steps aside.
+
+    In ``makeConnection`` it hands the transport to the session (``transport.protocol``,
+    which Twisted's TCP transport reads at every event, so reads and the connection's end
+    go to the session directly) and fires the connect's Deferred; nothing keeps it after.
+    It forwards events to the session for a transport that keeps its first protocol (the
+    memory transports of tests).
+    """
+
+    def __init__(self, session: Any, made: Deferred[Any]) -> None:
+        self.session = session
+        self._made = made
+
+    def logPrefix(self) -> str:
+        return str(self.session.__class__.__name__)
+
+    def makeConnection(self, transport: Any) -> None:
+        session = self.session
+        transport.protocol = session
+        session.makeConnection(transport)
+        self._made.callback(session)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.session.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.session.connectionLost(reason)
+
+
+class _SpentFactory(ClientFactory):
+    """What a connected connector keeps as its factory: Twisted's connector tells its
+    factory when the connection is lost (``clientConnectionLost``, ``doStop``), which for
+    a pooled connection is nothing anyone waits for.  One shared instance, instead of the
+    factory that made each connection (an object with a ``__dict__``, ~200 bytes each)."""
+
+    noisy = False
+
+
+SPENT_FACTORY = _SpentFactory()
+
+
+class _DirectConnect(ClientFactory):
+    """The connector's factory: builds the stand-in once, or fails the connect."""
+
+    noisy = False  # no "Starting factory" log line per connection
+
+    def __init__(self, session: Any) -> None:
+        self.session: Any = session
+        self.deferred: Deferred[Any] | None = None
+        self.connector: Any = None
+
+    def startedConnecting(self, connector: Any) -> None:
+        self.connector = connector  # (the connector calls this from connectTCP)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        session, self.session = self.session, None
+        d, self.deferred = self.deferred, None
+        connector, self.connector = self.connector, None
+        if connector is not None:
+            connector.factory = SPENT_FACTORY  # connected: this factory's work is done
+        if session is None or d is None:
+            return None  # cancelled meanwhile: Twisted closes the connection
+        return _Connecting(session, d)
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        d, self.deferred = self.deferred, None
+        self.session = self.connector = None
+        if d is not None:
+            d.errback(reason)
+
+    def cancel(self, d: Deferred[Any]) -> None:
+        """The caller gave up while connecting (the Deferred fails with CancelledError)."""
+        connector, self.connector = self.connector, None
+        self.deferred = self.session = None
+        if connector is not None:
+            try:
+                connector.stopConnecting()
+            except Exception:  # already connected or failed: nothing to stop
+                pass
 
 
 class _OneShotFactory(Factory):

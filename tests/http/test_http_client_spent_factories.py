@@ -9,8 +9,9 @@ import pytest_twisted
 from twisted.internet import reactor as _reactor
 from twisted.internet.protocol import Factory, Protocol
 
-from l5d_twisted.http.client import _SPENT_FACTORY, EndpointClient, PoolSettings
+from l5d_twisted.http.client import EndpointClient, PoolSettings
 from l5d_twisted.http.message import Headers, Request
+from l5d_twisted.http.pool import SPENT_FACTORY
 from l5d_twisted.naming.addr import Address
 from l5d_twisted.telemetry.stats import NULL_STATS
 
@@ -38,7 +39,7 @@ async def test_a_connected_connection_keeps_no_connect_factories() -> None:
             response.body.discard()
             assert client._pool.size == 1
             conn: Any = next(iter(client._pool._open))
-            assert conn.transport.connector.factory is _SPENT_FACTORY
+            assert conn.transport.connector.factory is SPENT_FACTORY
     finally:
         # closing it goes through Twisted's connector with the spent factory
         await client.close()

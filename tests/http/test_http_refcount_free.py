@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from l5d_twisted.http.body import BufferedBody
 from l5d_twisted.http.client import EndpointClient, HttpClientProtocol, PoolSettings
 from l5d_twisted.http.message import Headers, Request, Response
+from l5d_twisted.http.pool import SPENT_FACTORY
 from l5d_twisted.http.server import HttpServer, ServerSettings
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.naming.addr import Address
@@ -59,6 +60,10 @@ class Server:
 
 
 def lost(proto: Any, reason: BaseException | None = None) -> None:
+    """The connection ends as Twisted's TCP transport ends it: it drops its protocol first."""
+    transport = getattr(proto, "transport", None)
+    if getattr(transport, "protocol", None) is proto:
+        del transport.protocol
     proto.connectionLost(Failure(reason or ConnectionDone()))
 
 
@@ -131,14 +136,15 @@ def make_client() -> tuple[MemoryReactorClock, EndpointClient]:
 
 
 def accept(reactor: MemoryReactorClock) -> Any:
-    """The connection the pool asked for, connected through the endpoint's factories: the
-    transport's protocol is Twisted's wrapper around ours (returned as ``.inner``)."""
+    """The connection the pool asked for, connected through the connector's factory: its
+    stand-in hands the transport to our protocol (``transport.protocol``) and steps aside,
+    so the protocol returned is ours, with nothing of Twisted's wrapped around it."""
     _, _, factory, _, _ = reactor.tcpClients.pop(0)
-    wrapper = factory.buildProtocol(None)
-    wrapper.makeConnection(StringTransport())
-    wrapper.inner = wrapper._wrappedProtocol
-    assert type(wrapper.inner) is HttpClientProtocol
-    return wrapper
+    transport = StringTransport()
+    factory.buildProtocol(None).makeConnection(transport)
+    proto = transport.protocol  # type: ignore[attr-defined]
+    assert type(proto) is HttpClientProtocol
+    return proto
 
 
 def test_an_upstream_connection_is_freed_once_closed() -> None:
@@ -151,14 +157,14 @@ def test_an_upstream_connection_is_freed_once_closed() -> None:
         proto.dataReceived(OK)
         assert answers[-1].status == 200
         lost(proto)
-        return proto.inner
+        return proto
 
     def mid_response() -> Any:
         client(Request(b"GET", b"/x")).addBoth(answers.append)
         proto = accept(reactor)
         proto.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhi")
         lost(proto, ConnectionLost())
-        return proto.inner
+        return proto
 
     assert freed(build)
     assert freed(mid_response)
@@ -227,7 +233,7 @@ def test_a_streamed_body_lets_go_of_its_pipe_and_source_once_delivered() -> None
 
 
 def test_a_closed_upstream_connection_cuts_twisteds_connector_cycles() -> None:
-    """tcp.Client <-> Connector, and the endpoint factory <-> its Deferred and the connector."""
+    """tcp.Client <-> Connector, and the connector's factory (a shared spent one once connected)."""
 
     class Connector:
         transport: Any = None
@@ -245,14 +251,16 @@ def test_a_closed_upstream_connection_cuts_twisteds_connector_cycles() -> None:
         connector = Connector()
         connector.factory = factory
         factory.startedConnecting(connector)
-        wrapper = factory.buildProtocol(None)
+        stand_in = factory.buildProtocol(None)
         transport = Transport()
         transport.connector = connector
         connector.transport = transport  # as tcp.Client and its Connector do
-        wrapper.makeConnection(transport)
-        wrapper.dataReceived(OK)
+        stand_in.makeConnection(transport)
+        proto = transport.protocol  # type: ignore[attr-defined]
+        assert connector.factory is SPENT_FACTORY  # the connector let go of its factory
+        proto.dataReceived(OK)
         assert answers[-1].status == 200
-        wrapper.connectionLost(Failure(ConnectionDone()))
+        lost(proto)
         return connector
 
     assert freed(build)
