@@ -149,6 +149,10 @@ def _forget_connector(transport: Any) -> None:
             connected._canceller = None  # (only used to cancel a connection not made yet)
 
 
+# what Twisted's TCP transport names a connection of ours in legacy log lines
+_LOGSTR = "HttpClientProtocol,client"
+
+
 class HttpClientProtocol(Protocol):
     """One upstream connection, carrying one exchange at a time."""
 
@@ -196,6 +200,10 @@ class HttpClientProtocol(Protocol):
     def connectionMade(self) -> None:
         set_no_delay(self.transport)
         self._direct = is_plain_tcp(self.transport)
+        if self._direct and getattr(self.transport, "logstr", None) == _LOGSTR:
+            # Twisted formats this per connection: the same 74-byte string per pooled
+            # connection, i.e. per name (issue 17); the one shared copy instead
+            self.transport.logstr = _LOGSTR
         self._client._connection_made(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -621,7 +629,7 @@ class EndpointClient(Service[Request, Response]):
         self.reactor = reactor
         self.address = address
         self.pool_settings = pool
-        self.buffered_response_limit = pool.max_buffered_response_kb * 1024
+        self.buffered_response_limit = pool.max_buffered_response_bytes  # (the shared int)
         self.pending = 0
         self._closed = False
         # the counters, not their bound ``incr``s: two bound methods were 128 bytes per

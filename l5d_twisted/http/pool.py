@@ -167,19 +167,24 @@ class PoolSettings:
     one settings object per client, so this is per client (None: no cap)."""
     idle_budget: IdleBudget | None = field(init=False, compare=False, repr=False, default=None)
     socket_options: tuple[tuple[int, int, int], ...] = ()
+    """``(level, option, value)`` set on each connection once connected (client socketOptions)."""
     max_buffered_response_kb: int = 64
     """Responses with a Content-Length up to this arrive whole (``BufferedBody``); larger
     and chunked ones stream (``streamAfterContentLengthKB``)."""
-    """``(level, option, value)`` set on each connection once connected (client socketOptions)."""
 
     max_head_bytes: int = field(init=False, compare=False, repr=False, default=0)
-    """``max_headers_kb`` in bytes, and ``max_line_bytes`` ``max_initial_line_kb``: computed
-    once (ints past 256 are objects: two per connection otherwise)."""
+    """``max_headers_kb`` in bytes, ``max_line_bytes`` ``max_initial_line_kb`` and
+    ``max_buffered_response_bytes`` ``max_buffered_response_kb``: computed once (ints past
+    256 are objects: one per connection or endpoint client otherwise)."""
     max_line_bytes: int = field(init=False, compare=False, repr=False, default=0)
+    max_buffered_response_bytes: int = field(init=False, compare=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_head_bytes", self.max_headers_kb * 1024)
         object.__setattr__(self, "max_line_bytes", self.max_initial_line_kb * 1024)
+        object.__setattr__(
+            self, "max_buffered_response_bytes", self.max_buffered_response_kb * 1024
+        )
         if self.max_idle_per_client is not None:
             object.__setattr__(self, "idle_budget", IdleBudget(self.max_idle_per_client))
 

@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet import reactor as _reactor
 from twisted.internet.protocol import Factory, Protocol
 
-from l5d_twisted.http.client import EndpointClient, PoolSettings
+from l5d_twisted.http.client import _LOGSTR, EndpointClient, PoolSettings
 from l5d_twisted.http.message import Headers, Request
 from l5d_twisted.http.pool import SPENT_FACTORY
 from l5d_twisted.naming.addr import Address
@@ -40,6 +40,7 @@ async def test_a_connected_connection_keeps_no_connect_factories() -> None:
             assert client._pool.size == 1
             conn: Any = next(iter(client._pool._open))
             assert conn.transport.connector.factory is SPENT_FACTORY
+            assert conn.transport.logstr is _LOGSTR  # one shared string, not one each
     finally:
         # closing it goes through Twisted's connector with the spent factory
         await client.close()
