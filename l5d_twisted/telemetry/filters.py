@@ -35,7 +35,7 @@ from l5d_twisted.errors import ClientFault, MeshError
 from l5d_twisted.http.message import Request, Response
 from l5d_twisted.resilience.classifier import ResponseClass, ResponseClassifier
 from l5d_twisted.service import Filter, Service
-from l5d_twisted.telemetry.metrics import WeakGauge
+from l5d_twisted.telemetry.metrics import MetricsTree, Name, ScopedStats
 from l5d_twisted.telemetry.stats import Counter, StatsReceiver
 
 log = Logger()
@@ -49,22 +49,55 @@ def failure_kind(error: BaseException) -> str:
     return type(error).__name__
 
 
-class _PendingGauge(WeakGauge):
-    """The ``pending`` gauge: the filter's count, through a weak reference; one object per
-    filter, which is also its registration in the gauge (see :class:`.metrics.WeakGauge`),
-    so a filter freed leaves the gauge at once (a scope shared by many names, the
-    overflow scope, shows the sum of their requests in flight)."""
+class _Pending:
+    """The requests in flight of every :class:`StatsFilter` reporting under one scope, and
+    that scope's ``pending`` gauge.
 
-    __slots__ = ()
+    One object per scope, registered once (its gauge holds it weakly, see
+    :class:`.metrics.GaugeMetric`): a registration per filter was ~90 bytes, two filters per
+    routed name, and thousands of names share the ``<overflow>`` scope (issue 17).  The
+    filters hold it; the last one freed takes the registration with it.  A filter counts a
+    request in at ``apply`` and out when its outcome arrives (the outcome's callback holds
+    the filter, so no filter is freed with requests of its own still counted).
+    """
 
-    def __call__(self) -> float:
-        stats_filter = _deref(self)
-        if stats_filter is None or self.metric is None:  # freed, or removed
-            return 0.0
-        return float(stats_filter.pending)
+    __slots__ = ("n", "entry", "__weakref__")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.entry: Any = None  # the registration (its ``metric``: where it counts)
+
+    def read(self) -> float:
+        return float(self.n)
 
 
-_deref = weakref.ref.__call__
+# the shared counts, by (tree, scope); an entry lives while a filter holds its count
+_SHARED: weakref.WeakValueDictionary[tuple[MetricsTree, Name], _Pending] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _pending_of(stats: StatsReceiver) -> _Pending:
+    """The in-flight count of the scope ``stats`` reports under, registered as its gauge."""
+    if type(stats) is not ScopedStats:  # a receiver of another kind: a count of its own
+        pending = _Pending()
+        pending.entry = stats.gauge("pending", fn=pending.read)
+        return pending
+    key = (stats.tree, stats.prefix)
+    found = _SHARED.get(key)
+    if found is None:
+        found = _SHARED[key] = _Pending()
+    pending = found
+    entry = pending.entry
+    # registered in the scope's current gauge (a scope that expired and came back has a
+    # new one; registering the same owner again there replaces, never double counts)
+    if (
+        entry is None
+        or entry.metric is None
+        or entry.metric is not stats.tree.get(*stats.prefix, "pending")
+    ):
+        pending.entry = stats.gauge("pending", fn=pending.read)
+    return pending
 
 
 class StatsFilter(Filter[Request, Response]):
@@ -84,8 +117,7 @@ class StatsFilter(Filter[Request, Response]):
         "_status",
         "_failure_kinds",
         "_client_errors",
-        "pending",
-        "_pending_gauge",
+        "_pending",
         "__weakref__",
     )
 
@@ -110,14 +142,13 @@ class StatsFilter(Filter[Request, Response]):
         self._status: dict[int, tuple[Counter, Counter]] = _NONE
         self._failure_kinds: dict[str, Counter] = _NONE
         self._client_errors: Counter | None = None  # made at the first one
-        self.pending = 0
-        # through a weak reference: the filter holding its gauge, whose function held the
-        # filter, was a cycle that kept an expired name's metrics for a full GC (issue 17)
-        self._pending_gauge = stats.gauge("pending", fn=_PendingGauge(self))
+        # shared by the filters of this scope (see _Pending); its gauge holds it weakly, so
+        # no cycle keeps an expired name's metrics for a full GC (issue 17)
+        self._pending = _pending_of(stats)
 
     def apply(self, request: Request, service: Service[Request, Response]) -> Deferred[Response]:
         self._requests.incr()
-        self.pending += 1
+        self._pending.n += 1
         start = self._clock.seconds()
         try:
             d = service(request)
@@ -133,7 +164,7 @@ class StatsFilter(Filter[Request, Response]):
             return self._on_error(response, request, start)
         # The common path, kept to one Python frame: it runs three times per routed request
         # (server, service and client layers).
-        self.pending -= 1
+        self._pending.n -= 1
         self._latency.add((self._clock.seconds() - start) * 1000.0)
         status = response.status
         if status == self._status1:
@@ -156,7 +187,7 @@ class StatsFilter(Filter[Request, Response]):
         return response
 
     def _on_error(self, failure: Failure, request: Request, start: float) -> Failure:
-        self.pending -= 1
+        self._pending.n -= 1
         self._latency.add((self._clock.seconds() - start) * 1000.0)
         error = failure.value
         if self._error_status:

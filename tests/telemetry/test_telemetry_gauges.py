@@ -18,7 +18,7 @@ from l5d_testing import no_gc as gc_off
 from twisted.internet.task import Clock
 
 from l5d_twisted.telemetry.filters import StatsFilter
-from l5d_twisted.telemetry.metrics import GaugeMetric, MetricsTree, WeakGauge
+from l5d_twisted.telemetry.metrics import GaugeMetric, MetricsTree
 from l5d_twisted.telemetry.metrics_json import MetricsJsonExposition, metrics_json
 from l5d_twisted.telemetry.prometheus import PrometheusExposition
 
@@ -144,20 +144,65 @@ def test_the_same_owner_registering_again_replaces_its_registration(no_gc: None)
 
 
 def test_stats_filters_sharing_a_scope_sum_their_pending(no_gc: None) -> None:
+    from twisted.internet.defer import Deferred
+
+    from l5d_twisted.http.body import BufferedBody
+    from l5d_twisted.http.message import Headers, Request, Response
+    from l5d_twisted.service import FunctionService
+
     t = tree()
     clock = Clock()
     scope = t.stats.scope(*SCOPE)
-    a, b = StatsFilter(scope, None, clock), StatsFilter(scope, None, clock)  # type: ignore[arg-type]
-    a.pending, b.pending = 2, 3
+    waiting: list[Deferred[Response]] = []
+
+    def slow(request: Request) -> Deferred[Response]:
+        d: Deferred[Response] = Deferred()
+        waiting.append(d)
+        return d
+
+    class Classifier:
+        def classify(self, request: object, response: object) -> object:
+            from l5d_twisted.resilience.classifier import ResponseClass
+
+            return ResponseClass.SUCCESS
+
+    a = StatsFilter(scope, Classifier(), clock)  # type: ignore[arg-type]
+    b = StatsFilter(scope, Classifier(), clock)  # type: ignore[arg-type]
+    service = FunctionService(slow)
+    for f, n in ((a, 2), (b, 3)):
+        for _ in range(n):
+            f.apply(Request(b"GET", b"/"), service)
     pending = t.get(*SCOPE, "pending")
     assert isinstance(pending, GaugeMetric) and pending.read() == 5.0
-    del a
+    assert pending.registrations() == 1, "one registration for the scope, not one per filter"
+    for d in waiting[:2]:  # a's two requests answer
+        d.callback(Response(200, Headers(), BufferedBody(b"")))
     assert pending.read() == 3.0
-    # a filter's gauge is its own registration: made again, it is not counted twice
-    gauge = b._pending_gauge
-    assert isinstance(gauge, WeakGauge)
-    assert scope.gauge("pending", fn=gauge) is gauge
+    del a
     assert pending.read() == 3.0 and pending.registrations() == 1
+    for d in waiting[2:]:
+        d.callback(Response(200, Headers(), BufferedBody(b"")))
+    assert pending.read() == 0.0
+    waiting.clear()
+    del b, f, service
+    assert pending.registrations() == 0, "the last filter freed takes the registration"
+
+
+def test_a_filter_of_a_scope_made_again_counts_in_its_new_gauge(no_gc: None) -> None:
+    t = tree()
+    clock = Clock()
+    first = StatsFilter(t.stats.scope(*SCOPE), None, clock)  # type: ignore[arg-type]
+    old = t.get(*SCOPE, "pending")
+    assert isinstance(old, GaugeMetric)
+    # the scope's group goes away (as metric expiry removes it) while the filter lives on
+    t._groups.pop(next(k for k in t._groups if k and k[:4] == SCOPE))
+    second = StatsFilter(t.stats.scope(*SCOPE), None, clock)  # type: ignore[arg-type]
+    new = t.get(*SCOPE, "pending")
+    assert isinstance(new, GaugeMetric) and new is not old
+    assert new.registrations() == 1
+    first._pending.n += 2  # (both filters count in the one shared object)
+    assert new.read() == 2.0
+    del first, second
 
 
 def test_functions_it_cannot_watch_count_while_their_handle_is_held(no_gc: None) -> None:
