@@ -19,7 +19,9 @@ keep-alive connection, one request at a time (``GET /echo``, ``Host: s<i>``):
 4. ``--scrapes`` scrapes of ``/admin/metrics/prometheus`` and of ``/admin/metrics.json``:
    wall time to the whole body, the proxy's CPU time meanwhile, lines and bytes;
 5. idle CPU: the proxy's CPU time (utime + stime from ``/proc``) over ``--idle`` seconds
-   with nothing sent, every name still routed and watched;
+   with nothing sent, every name still routed and watched: right after the load (round 1's
+   pooled connections close during it, after ``idleTimeMs``), then "settled", over the
+   next ``--idle`` seconds;
 6. (not with ``--legacy``) idle expiry: nothing sent until every route, client and metric
    scope has expired (up to 2.5 TTLs, checked on the exposition), then RSS; round 2 (every
    name again, the revisits and scrapes again) and RSS after it, against RSS before expiry
@@ -552,6 +554,13 @@ def main() -> None:
             result["idle_cpu_pct_per_5s"] = series
             if spy is not None:
                 spy.wait(30)
+            # the same again once round 1's pooled connections have closed (idleTimeMs 10 s,
+            # the first window is longer): what every routed and watched name costs while
+            # nothing happens, apart from the one-off cost of closing those connections
+            cpu0, t0 = cpu_s(pid), time.monotonic()
+            phase(f"settled idle for {args.idle} s")
+            time.sleep(args.idle)
+            result["idle_settled_cpu_pct"] = 100 * (cpu_s(pid) - cpu0) / (time.monotonic() - t0)
             if args.probe:
                 result["probe_idle"] = probe_summary(proxy.probe("stats")[0])
                 result["mem_before_expiry"] = proxy.probe("mem")[0]
