@@ -366,6 +366,14 @@ def _normalise(segments: tuple[str, ...]) -> Name:
     return tuple(out)
 
 
+# Groups a tick looks at per reactor turn.  A tick reads every group (the sum of its
+# counters; every histogram when the windows rotate): 5.3-5.7 ms at 2,002 groups in one go,
+# 7.9-13 ms with the rotation (bench/scrape/stall.py's 1,000-service tree), a stall every
+# TTL/10 that grows with the scopes kept.  500 groups a turn measured 3.2-3.4 ms with the
+# rotation; 200 keeps a turn near 1 ms, requests served between turns.
+TICK_GROUPS_PER_TURN = 200
+
+
 class MetricsTree:
     def __init__(
         self,
@@ -390,6 +398,7 @@ class MetricsTree:
         # receivers many layers share (the overflow scopes: one per name was 240 bytes)
         self._shared: dict[Name, ScopedStats] = {}
         self._ticker: LoopingCall | None = None
+        self._tick_rest: Any = None  # the rest of a tick spread over reactor turns
         self.expired_total = 0
         if start:
             self.start()
@@ -415,6 +424,9 @@ class MetricsTree:
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
         self._ticker = None
+        rest, self._tick_rest = self._tick_rest, None
+        if rest is not None and rest.active():
+            rest.cancel()
 
     def set_expiry_ttl(self, seconds: float) -> None:
         """Idle time after which service/client/server metrics leave (0 = never)."""
@@ -613,7 +625,22 @@ class MetricsTree:
         rotate = now - self._last_rotation >= self.window_s - 1e-6
         if rotate:
             self._last_rotation = now
-        for group in list(self._groups.values()):
+        rest, self._tick_rest = self._tick_rest, None
+        if rest is not None and rest.active():
+            rest.cancel()  # (a tick still spread over turns: this one covers every group)
+        self._tick_groups(list(self._groups.values()), 0, now, rotate)
+
+    def _tick_groups(self, groups: list[_Group], start: int, now: float, rotate: bool) -> None:
+        """Ticks ``groups[start:]``, :data:`TICK_GROUPS_PER_TURN` per reactor turn."""
+        self._tick_rest = None
+        end = min(len(groups), start + TICK_GROUPS_PER_TURN)
+        if end < len(groups):
+            self._tick_rest = self.clock.callLater(0, self._tick_more, groups, end, now, rotate)
+        live = self._groups
+        for index in range(start, end):
+            group = groups[index]
+            if live.get(group.key) is not group:
+                continue  # gone since the tick began
             if rotate:
                 for metric in group.metrics.values():
                     if isinstance(metric, Histogram):
@@ -633,6 +660,12 @@ class MetricsTree:
                 group.sleep()
                 self.expired_total += 1
                 log.debug("metrics of {scope} expired", scope="/".join(group.key))
+
+    def _tick_more(self, groups: list[_Group], start: int, now: float, rotate: bool) -> None:
+        try:
+            self._tick_groups(groups, start, now, rotate)
+        except Exception:
+            log.failure("metrics tick failed")
 
     def _revive_dormant(self) -> None:
         if not self._dormant:
