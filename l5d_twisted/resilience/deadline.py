@@ -18,6 +18,7 @@ stricter wins), then:
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from typing import Any
 
@@ -180,18 +181,11 @@ class _TotalTimer:
             self._call = self._clock.callLater(max(queue[0].deadline - now, 0.0), self._fire)
 
 
-_NS_OF: dict[float, int] = {}
-
-
+@functools.lru_cache(maxsize=1024)  # (from the configuration: a handful)
 def _nanoseconds(seconds: float) -> int:
     """``seconds`` in integer nanoseconds, one int object per distinct value (past 2**30
     an int is an object of its own: 32 bytes per route's filter otherwise; issue 17)."""
-    ns = _NS_OF.get(seconds)
-    if ns is None:
-        if len(_NS_OF) > 1000:  # (from the configuration: a handful)
-            _NS_OF.clear()
-        ns = _NS_OF[seconds] = int(seconds * _NS)
-    return ns
+    return int(seconds * _NS)
 
 
 class DeadlineFilter(Filter[Any, Any]):

@@ -20,6 +20,7 @@ are the attributes of :class:`StackParams`.  A protocol supplies its :class:`Rou
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,18 +59,11 @@ class StackParams:
     ADDRESS: Param[Address | None] = Param("address", None)  # endpoint layer
 
 
-_SECONDS: dict[float, float] = {}
-
-
+@functools.lru_cache(maxsize=1024)  # (values come from the configuration: a handful)
 def seconds(ms: float) -> float:
     """``ms / 1000``, one float object per distinct value: a configured timeout divided per
     route or client was a float (32 bytes) per name, kept by its filter (issue 17)."""
-    value = _SECONDS.get(ms)
-    if value is None:
-        if len(_SECONDS) > 1000:  # (values come from the configuration: a handful)
-            _SECONDS.clear()
-        value = _SECONDS[ms] = ms / 1000.0
-    return value
+    return ms / 1000.0
 
 
 def _stats(params: Params, next_: HttpService) -> HttpService:
