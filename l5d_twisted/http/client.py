@@ -99,6 +99,16 @@ def origin_form(request: Request) -> tuple[bytes, bytes | None]:
     return split_target(request.uri)
 
 
+def _tcp_transport(transport: Any) -> Any:
+    """The TCP transport under ``transport``'s TLS wrappers, if any."""
+    for _ in range(3):  # (a TLS wrapper forwards unknown attributes to what it wraps)
+        inner = getattr(transport, "transport", None)
+        if inner is None:
+            break
+        transport = inner
+    return transport
+
+
 def _spare_connect_factories(transport: Any) -> None:
     """Once connected, let go of the factories that made the connection.
 
@@ -109,11 +119,7 @@ def _spare_connect_factories(transport: Any) -> None:
     objects with a ``__dict__`` each (~200 bytes) per pooled connection, i.e. per name
     (issue 17).  The connection's protocols do not use them.
     """
-    for _ in range(3):  # (a TLS wrapper forwards unknown attributes to what it wraps)
-        inner = getattr(transport, "transport", None)
-        if inner is None:
-            break
-        transport = inner
+    transport = _tcp_transport(transport)
     connector: Any = getattr(transport, "connector", None)
     factory = getattr(connector, "factory", None)
     if isinstance(factory, _WrappingFactory):
@@ -131,11 +137,7 @@ def _forget_connector(transport: Any) -> None:
     waited for a full garbage collection.  The connector no longer needs the transport once
     the connection is lost (``Connector.connectionLost`` follows and does not use it).
     """
-    for _ in range(3):  # (a TLS wrapper forwards unknown attributes to what it wraps)
-        inner = getattr(transport, "transport", None)
-        if inner is None:
-            break
-        transport = inner
+    transport = _tcp_transport(transport)
     connector = getattr(transport, "connector", None)
     if connector is not None and getattr(connector, "transport", None) is transport:
         connector.transport = None
