@@ -83,9 +83,9 @@ class IdleReaper:
     """
 
     # Closing an idle TCP connection costs ~60-100 us of CPU here (py-spy: most of it the
-    # kernel's shutdown of the socket): 64 per turn held the reactor ~5-6 ms, and requests
-    # arriving meanwhile waited (names.py: round 1's last cold binds, once its first
-    # connections reached idleTimeMs, p99 1.7-1.9x the first ones').  8 is under 1 ms.
+    # kernel's shutdown of the socket): 64 per turn held the reactor ~5-6 ms while requests
+    # waited; 8 is under 1 ms.  (It was meant for names.py's cold-bind drift, which stayed:
+    # that drift appears without any close, bench/README.md "Fourth pass".)
     BATCH = 8
 
     __slots__ = ("idle_time_s", "gap_s", "_reactor", "_idle", "_call", "__weakref__")
