@@ -218,20 +218,11 @@ def _drain(request: _Request) -> None:
         request.producer.resumeProducing()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(
-    ("piece", "count", "trims"),
-    [
-        (b"x" * 1000, 1100, 1),  # 1.1 MB: the C heap's free pages go back once it is written
-        (b"x" * 1000, 1000, 0),  # under TRIM_AFTER_BYTES: a small scrape costs no trim
-    ],
-)
-def test_a_large_body_gives_the_heap_back_once_written(
-    monkeypatch: pytest.MonkeyPatch, piece: bytes, count: int, trims: int
-) -> None:
+@pytest.fixture
+def trims(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per ``heap.trim()`` call (none made for real)."""
     from l5d_twisted import heap
-    from l5d_twisted.telemetry import render
 
-    assert render.TRIM_AFTER_BYTES == 1 << 20
     calls: list[None] = []
 
     def trim() -> bool:
@@ -239,6 +230,23 @@ def test_a_large_body_gives_the_heap_back_once_written(
         return True
 
     monkeypatch.setattr(heap, "trim", trim)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("piece", "count", "expected"),
+    [
+        (b"x" * 1000, 1100, 1),  # 1.1 MB: the C heap's free pages go back once it is written
+        (b"x" * 1000, 1000, 0),  # under TRIM_AFTER_BYTES: a small scrape costs no trim
+    ],
+)
+def test_a_large_body_gives_the_heap_back_once_written(
+    trims: list[None], piece: bytes, count: int, expected: int
+) -> None:
+    from l5d_twisted.telemetry import render
+
+    assert render.TRIM_AFTER_BYTES == 1 << 20
+    calls = trims
     request = _Request()
     producer = render.PiecesProducer(request, [piece] * count)
     producer.start()
@@ -247,21 +255,14 @@ def test_a_large_body_gives_the_heap_back_once_written(
     assert calls == [] and not request.finished  # not while the body is being written
     _drain(request)
     assert request.finished and b"".join(request.body) == piece * count
-    assert len(calls) == trims
+    assert len(calls) == expected
     assert producer.pieces == []  # the written pieces are not kept for the trim to miss
 
 
-def test_a_body_cut_short_does_not_trim(monkeypatch: pytest.MonkeyPatch) -> None:
-    from l5d_twisted import heap
+def test_a_body_cut_short_does_not_trim(trims: list[None]) -> None:
     from l5d_twisted.telemetry import render
 
-    calls: list[None] = []
-
-    def trim() -> bool:
-        calls.append(None)
-        return True
-
-    monkeypatch.setattr(heap, "trim", trim)
+    calls = trims
     request = _Request()
     producer = render.PiecesProducer(request, [b"x" * 1000] * 2000)
     producer.start()
