@@ -4,7 +4,8 @@
     python3 bench/scale/names.py --names 5000 --max-metric-scopes 0   # every name with metrics
     python3 bench/scale/names.py --names 1000 --repo /tmp/old --legacy  # an older tree, no expiry
 
-On free 127.0.0.1 ports: one ``tests/http/backend.py`` backend and one ``l5d-twisted run``
+On free 127.0.0.1 ports: one backend (``--backend``: nginx, one worker, by default when it is
+installed; else ``tests/http/backend.py``) and one ``l5d-twisted run``
 router (``/svc => /#/io.l5d.fs;``, the project's defaults but ``bindingCache.idleTtlSecs``
 and the telemeter's ``metricsExpiryTtlSecs`` both ``--ttl``) whose ``io.l5d.fs`` directory
 holds ``--names`` files ``s0 .. s<N-1>``, all naming the backend.  From this process, one
@@ -27,6 +28,13 @@ keep-alive connection, one request at a time (``GET /echo``, ``Host: s<i>``):
    name again, the revisits and scrapes again) and RSS after it, against RSS before expiry
    (after the same work in round 1).
 
+Why nginx: every name has its own client, so round 1 opens one pooled connection per name
+and the backend holds up to ``--names`` of them at once.  ``tests/http/backend.py`` starts a
+thread per connection: by the end of round 1 it ran ~8,000 threads, starting new ones
+while the first ones exited, so the last tenth's latency included the backend's own growth
+(a bind of 140 ms with no busy span in the proxy was one).  One nginx worker answers from
+one epoll loop whatever the number of connections (``--backend threads`` keeps the old one).
+
 Every process is stopped by PID; nothing leaves 127.0.0.1.  CPU times survive contention
 better than wall times: print ``uptime`` next to any figure you record.
 """
@@ -37,6 +45,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +62,32 @@ REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).resolve().parent / "names_probe.py"
 BACKEND = REPO / "tests" / "http" / "backend.py"
 HOST = "127.0.0.1"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+# One worker, enough connections for one per name (plus the pool's slack), keep-alive for
+# longer than the proxy's idleTimeMs so that it is the proxy that closes them.
+NGINX_BACKEND_CONF = """\
+worker_processes 1;
+worker_rlimit_nofile {files};
+daemon off;
+pid {dir}/backend.pid;
+error_log {dir}/backend-error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{ return 200 "hello from the backend\\n"; }}
+  }}
+}}
+"""
 TICK = os.sysconf("SC_CLK_TCK")
 
 # ``--gc-probe``: the proxy runs with a SIGUSR2 handler that makes a full collection and
@@ -179,7 +214,19 @@ class Proxy:
         self.env.pop("http_proxy", None)
         self.repo = repo
         self.backend = free_port()
-        self._start("backend", sys.executable, str(BACKEND), str(self.backend))
+        if args.backend == "nginx":
+            if NGINX is None:
+                raise SystemExit("--backend nginx: nginx is not installed (or --backend threads)")
+            (work / "tmp").mkdir()
+            connections = args.names + 2048
+            (work / "backend.conf").write_text(
+                NGINX_BACKEND_CONF.format(
+                    dir=work, port=self.backend, connections=connections, files=connections + 64
+                )
+            )
+            self._start("backend", NGINX, "-c", str(work / "backend.conf"), "-p", str(work))
+        else:
+            self._start("backend", sys.executable, str(BACKEND), str(self.backend))
         wait_for_port(self.backend)
         disco = work / "disco"
         disco.mkdir()
@@ -417,6 +464,13 @@ def main() -> None:
     parser.add_argument("--max-metric-scopes", type=int, default=None)
     parser.add_argument("--repo", default=None, help="run the proxy from another tree")
     parser.add_argument("--legacy", action="store_true", help="no bindingCache key, no expiry")
+    parser.add_argument(
+        "--backend",
+        choices=("nginx", "threads"),
+        default="nginx" if NGINX else "threads",
+        help="nginx (one worker, one epoll loop) or tests/http/backend.py (a thread per"
+        " connection) (default %(default)s)",
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument(
         "--rounds", type=int, default=2, help="rounds of all names, with expiry between"
@@ -457,7 +511,11 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             timeout=300,
         )
-    result: dict[str, Any] = {"names": args.names, "uptime_start": os.getloadavg()}
+    result: dict[str, Any] = {
+        "names": args.names,
+        "backend": args.backend,
+        "uptime_start": os.getloadavg(),
+    }
     result["byte_compiled"] = not args.from_source
     with tempfile.TemporaryDirectory(prefix="l5d-names-") as tmp:
         proxy = Proxy(args, Path(tmp))
