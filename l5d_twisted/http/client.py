@@ -69,7 +69,13 @@ from l5d_twisted.http.hop import (
 )
 from l5d_twisted.http.message import Headers, Request, Response, split_target
 from l5d_twisted.http.pool import SPENT_FACTORY, ConnectionPool, PoolSettings
-from l5d_twisted.http.reader import NO_FIELDS, MessageReader, ProtocolError
+from l5d_twisted.http.reader import (
+    NO_FIELDS,
+    MessageReader,
+    ProtocolError,
+    give_back_response_reader,
+    take_response_reader,
+)
 from l5d_twisted.http.sockopts import set_socket_options
 from l5d_twisted.http.stream import StreamBody
 from l5d_twisted.http.tls import is_tls_failure
@@ -164,15 +170,9 @@ class HttpClientProtocol(Protocol):
         self._client = client
         pool = client.pool_settings
         self._max_head = pool.max_head_bytes  # (the settings' int: shared, not one per connection)
-        self._reader = MessageReader(
-            False,
-            _RESPONSE_DROPPED,
-            self._max_head,
-            pool.max_line_bytes,
-            self._on_head,
-            self._on_body,
-            self._on_end,
-        )
+        # the response's parse state: taken by send(), given back once the connection is
+        # idle (see dataReceived), so an idle pooled connection holds none
+        self._reader: MessageReader | None = None
         self._deferred: Deferred[Response] | None = None
         self._request: Request | None = None
         self._is_head = False
@@ -214,6 +214,7 @@ class HttpClientProtocol(Protocol):
         stream = self._stream
         if stream is not None and not self._response_done:
             reader = self._reader
+            assert reader is not None  # (an exchange is on this connection)
             if (
                 reader.content_length is None
                 and not reader.chunked
@@ -251,7 +252,8 @@ class HttpClientProtocol(Protocol):
         self._client._connection_lost(self)
         # the parser and the reader point back at this connection: let go, so reference
         # counting frees it, not a full collection
-        self._reader.close()
+        if self._reader is not None:
+            self._reader.close()
         _forget_connector(self.transport)
         if resend and d is not None and self._request is not None:
             handoff = self._client._resend(self._request)
@@ -300,7 +302,16 @@ class HttpClientProtocol(Protocol):
         self._answered = False
         self._may_resend = may_resend
         reader = self._reader
-        if reader.parser is None:  # idle since the last exchange (see _exchange_done)
+        if reader is None:  # the first exchange, or idle since the last one (dataReceived)
+            reader = self._reader = take_response_reader(
+                _RESPONSE_DROPPED,
+                self._max_head,
+                self._client.pool_settings.max_line_bytes,
+                self._on_head,
+                self._on_body,
+                self._on_end,
+            )
+        elif reader.parser is None:  # idle since the last exchange (see _exchange_done)
             reader.on_headers_complete = self._on_head
             reader.on_message_complete = self._on_end
             reader.body = self._on_body
@@ -419,6 +430,7 @@ class HttpClientProtocol(Protocol):
             True  # the server began to answer: never resent (see _stale_close_is_resendable)
         )
         reader = self._reader
+        assert reader is not None  # (an exchange is on this connection)
         try:
             too_large = reader.feed(data)
         except httptools.HttpParserCallbackError as e:
@@ -435,12 +447,19 @@ class HttpClientProtocol(Protocol):
         if too_large and not self._lost:
             # httptools buffers a field until it ends: bound what it holds by the raw bytes
             self._head_too_large()
+        elif reader.parser is None and self._request is None and not self._lost:
+            # the exchange is over and no other began on this connection during the read:
+            # its reader may serve another connection (only now that its parse returned)
+            self._reader = None
+            give_back_response_reader(reader)
 
     def _callback_failed(self, cause: BaseException | None) -> None:
         if self._lost:
             return  # the connection closed during this read (the reader is closed)
         if isinstance(cause, _HeadOnly):
-            self._reader.new_parser()
+            reader = self._reader
+            assert reader is not None  # (its parse raised this)
+            reader.new_parser()
             self._complete_held()
         elif isinstance(cause, ProtocolError):  # the head is over maxHeadersKB
             self._head_too_large()
@@ -466,6 +485,7 @@ class HttpClientProtocol(Protocol):
 
     def _on_head(self) -> None:
         reader = self._reader
+        assert reader is not None  # (an exchange is on this connection)
         reader.in_head = False
         parser = reader.parser
         status: int = parser.get_status_code()
@@ -510,6 +530,7 @@ class HttpClientProtocol(Protocol):
             self._interim = False
             return
         reader = self._reader
+        assert reader is not None  # (an exchange is on this connection)
         collected = reader.collect
         if collected is not None:
             held = self._held
@@ -549,7 +570,9 @@ class HttpClientProtocol(Protocol):
             self._paused = False
             self.transport.resumeProducing()
         if stream is not None:
-            stream.finish(self._reader.trailers)
+            reader = self._reader
+            assert reader is not None  # (its parser called this)
+            stream.finish(reader.trailers)
         if self._request_done:
             self._exchange_done()
         elif self._pipe is not None:
@@ -567,7 +590,9 @@ class HttpClientProtocol(Protocol):
             # send() makes them again (~0.5 us), and a fresh parser is what a parser is
             # between messages.  (Called from the parser's own callback: the parser lives
             # on until its feed_data returns, with the callbacks it looked up.)
-            self._reader.idle()
+            reader = self._reader
+            if reader is not None:
+                reader.idle()
         self._client._release(self)
 
     # -- BodySource (the response body stream pauses this connection) --------------------
