@@ -68,8 +68,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench" / "startup"))
 sys.path.insert(0, str(REPO / "bench" / "percore"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import breakdown  # noqa: E402  (bench/percore/breakdown.py)
+import hostnoise  # noqa: E402  (bench/hostnoise.py)
 import startup  # noqa: E402  (bench/startup/startup.py)
 
 BACKEND_CONF = """\
@@ -547,6 +549,7 @@ class Bench:
                     file=sys.stderr,
                     flush=True,
                 )
+                steal = hostnoise.StealMeter()
                 if target.inside is not None:
                     inside, result = target.inside.window(
                         "tail", lambda t=target: self.rate(t, a.rate_seconds, a.rate_warmup)
@@ -555,6 +558,7 @@ class Bench:
                 else:
                     result = self.rate(target, a.rate_seconds, a.rate_warmup)
                 result["round"] = r
+                result["steal_pct"] = steal.pct
                 target.results.setdefault("rate_rounds", []).append(result)
                 self.alive(target)
         direct = targets[0].results["rate_rounds"] if targets[0].key == "direct" else None
@@ -1041,6 +1045,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     env_line = f"{environment(bench)}; {compiled}"
     before = uptime()
+    loop_before = hostnoise.loop_ms()
+    steal = hostnoise.StealMeter()
     started = time.monotonic()
     try:
         with running(bench) as all_targets:
@@ -1054,6 +1060,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     after = uptime()
     took = time.monotonic() - started
+    noise = {"steal_pct": steal.pct, "loop_ms_before": loop_before}
+    noise["loop_ms_after"] = hostnoise.loop_ms()
+    rounds = [
+        r["steal_pct"]
+        for t in targets
+        for r in t.results.get("rate_rounds", [])
+        if "steal_pct" in r
+    ]
+    noise["steal_pct_rate_rounds_max"] = max(rounds) if rounds else 0.0
     command = "python3 bench/proxy_bench.py" + (
         " " + " ".join(argv if argv is not None else sys.argv[1:])
         if (argv if argv is not None else sys.argv[1:])
@@ -1061,6 +1076,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"`{command}` at {commit()}; {env_line}\n")
     print(f"uptime before: {before}  \nuptime after: {after}  ")
+    print(
+        f"host (bench/hostnoise.py): steal {noise['steal_pct']:.1f} % of all CPU time over the "
+        f"run, at most {noise['steal_pct_rate_rounds_max']:.1f} % in a fixed-rate run; "
+        f"the fixed Python loop {noise['loop_ms_before']:.0f} ms before, "
+        f"{noise['loop_ms_after']:.0f} ms after  "
+    )
     print(f"(the whole run took {took:.0f} s)\n")
     print(report(targets, args, bench.startup))
     if args.json:
@@ -1072,6 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
                     "environment": env_line,
                     "uptime_before": before,
                     "uptime_after": after,
+                    "host": noise,
                     "startup": bench.startup,
                     "results": {
                         t.key: {"name": t.name, "skipped": t.skipped, **t.results} for t in targets

@@ -58,6 +58,9 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import hostnoise  # noqa: E402  (bench/hostnoise.py)
+
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).resolve().parent / "names_probe.py"
 BACKEND = REPO / "tests" / "http" / "backend.py"
@@ -134,6 +137,18 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def sockets(pid: int) -> int:
+    """The process's open sockets (listeners, the bench's connection, pooled upstreams)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:  # closed meanwhile
+            pass
+    return count
 
 
 def cpu_s(pid: int) -> float:
@@ -515,7 +530,10 @@ def main() -> None:
         "names": args.names,
         "backend": args.backend,
         "uptime_start": os.getloadavg(),
+        # how fast the VM was (see bench/hostnoise.py): compare runs only at similar values
+        "loop_ms_start": hostnoise.loop_ms(),
     }
+    steal = hostnoise.StealMeter()
     result["byte_compiled"] = not args.from_source
     with tempfile.TemporaryDirectory(prefix="l5d-names-") as tmp:
         proxy = Proxy(args, Path(tmp))
@@ -525,6 +543,7 @@ def main() -> None:
             route_all(client, ["warm"] * 20)
             time.sleep(1.0)
             result["rss_start_mb"] = rss_kb(pid) / 1024
+            sockets_start = sockets(pid)
             names = [f"s{i}" for i in range(args.names)]
             cpu0 = cpu_s(pid)
             t0 = time.perf_counter()
@@ -548,6 +567,9 @@ def main() -> None:
                 "proxy_cpu_ms_per_name": (cpu_s(pid) - cpu0) * 1000 / args.names,
             }
             result["rss_round1_mb"] = rss_kb(pid) / 1024
+            # RSS per name depends on how many of round 1's pooled connections (~2.25 KB
+            # each with Twisted's transport) are still open: those of the last idleTimeMs
+            result["upstream_sockets_round1"] = sockets(pid) - sockets_start
             result["clients_round1"] = live_clients(proxy)
             result["kb_per_name"] = (
                 (result["rss_round1_mb"] - result["rss_start_mb"]) * 1024 / args.names
@@ -693,6 +715,8 @@ def main() -> None:
             client.close()
             proxy.stop()
     result["uptime_end"] = os.getloadavg()
+    result["steal_pct"] = steal.pct
+    result["loop_ms_end"] = hostnoise.loop_ms()
     print(json.dumps(result, indent=1, default=lambda x: round(x, 3)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
