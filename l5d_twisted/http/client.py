@@ -243,7 +243,7 @@ class HttpClientProtocol(Protocol):
                     f"TLS with {address} failed: {reason.getErrorMessage()}", address=address
                 )
             )
-        else:
+        elif d is not None:  # (an idle connection closing: no error to make)
             self._fail(
                 ConnectionReset(
                     "the upstream connection closed before responding", reason=str(reason.value)
