@@ -11,9 +11,17 @@ and the telemeter's ``metricsExpiryTtlSecs`` both ``--ttl``) whose ``io.l5d.fs``
 holds ``--names`` files ``s0 .. s<N-1>``, all naming the backend.  From this process, one
 keep-alive connection, one request at a time (``GET /echo``, ``Host: s<i>``):
 
-1. round 1: every name once, in order: each request's latency is a cold bind (namer
-   lookup, route, client, balancer, endpoint); reported as the p99 of the first and of the
-   last 10 % of names (a cache that thrashes or an eviction that scans makes the end slower);
+1. round 1: every name once, in order, at ``--rate`` names per second (500 by default; 0
+   sends back to back): each request's latency is a cold bind (namer lookup, route,
+   client, balancer, endpoint); reported as the p99 of the first and of the last 10 % of
+   names (a cache that thrashes or an eviction that scans makes the end slower).  Why a
+   fixed pace: every name opens a pooled connection that closes ``idleTimeMs`` (10 s) after
+   its request, so a round holds rate x 10 s connections at its peak (~2.25 KB each, i.e.
+   up to 22 MB at 10,000 names).  Back to back, that peak followed the machine's speed:
+   round 1 took 8-20 s in runs an hour apart, round 2 (warm code) was faster than round 1,
+   and the RSS after round 2 came out 2.6-7.0 % over that before expiry in one hour, with
+   the same code, according to how many connections round 1 had left open.  At a pace the
+   proxy keeps up with, both rounds peak at the same count;
 2. revisits: ``--revisits`` requests to random names already routed (p50/p99);
 3. the proxy's RSS (``VmRSS``) before round 1 (after one warm-up name) and after it, per
    name;
@@ -53,6 +61,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -350,9 +359,27 @@ class Proxy:
         return body, time.perf_counter() - started, cpu_s(self.proxy.pid) - cpu0
 
 
-def route_all(client: Client, names: list[str]) -> list[float]:
+def pace(rate: float) -> Callable[[int], None]:
+    """Waits until request ``i`` is due at ``rate`` per second from the first call (0: no
+    wait).  A round at a fixed pace opens the same number of pooled connections per
+    idleTimeMs whatever the machine's speed, so two rounds reach the same peak of open
+    connections (see ``--rate``)."""
+    start = time.monotonic()
+
+    def wait(i: int) -> None:
+        if rate > 0:
+            left = start + i / rate - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+
+    return wait
+
+
+def route_all(client: Client, names: list[str], rate: float = 0.0) -> list[float]:
     latencies = []
-    for name in names:
+    due = pace(rate)
+    for i, name in enumerate(names):
+        due(i)
         status, ms = client.get(name)
         if status != 200:
             raise RuntimeError(f"{name}: {status}")
@@ -360,10 +387,12 @@ def route_all(client: Client, names: list[str]) -> list[float]:
     return latencies
 
 
-def route_timed(client: Client, names: list[str]) -> list[tuple[float, float]]:
+def route_timed(client: Client, names: list[str], rate: float = 0.0) -> list[tuple[float, float]]:
     """(wall-clock start, latency ms) of each request: to set against the probe's records."""
     out = []
-    for name in names:
+    due = pace(rate)
+    for i, name in enumerate(names):
+        due(i)
         t = time.time()
         status, ms = client.get(name)
         if status != 200:
@@ -480,6 +509,13 @@ def main() -> None:
     parser.add_argument("--repo", default=None, help="run the proxy from another tree")
     parser.add_argument("--legacy", action="store_true", help="no bindingCache key, no expiry")
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="names per second in each round (0: back to back, as before the fifth pass)"
+        " (default %(default)s)",
+    )
+    parser.add_argument(
         "--backend",
         choices=("nginx", "threads"),
         default="nginx" if NGINX else "threads",
@@ -529,6 +565,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "names": args.names,
         "backend": args.backend,
+        "rate": args.rate,
         "uptime_start": os.getloadavg(),
         # how fast the VM was (see bench/hostnoise.py): compare runs only at similar values
         "loop_ms_start": hostnoise.loop_ms(),
@@ -548,13 +585,10 @@ def main() -> None:
             cpu0 = cpu_s(pid)
             t0 = time.perf_counter()
             phase(f"round 1: {args.names} names (proxy pid {pid})")
-            round1_t0 = time.monotonic()
-            round1_timed = route_timed(client, names)
+            round1_timed = route_timed(client, names, args.rate)
             round1 = [ms for _, ms in round1_timed]
-            sent_at, elapsed = {}, round1_t0
-            for name, ms in zip(names, round1):
-                elapsed += ms / 1000
-                sent_at[name] = elapsed
+            # when each name's request ended (its connection's idle time starts then)
+            sent_at = {name: t + ms / 1000 for name, (t, ms) in zip(names, round1_timed)}
             if args.probe:
                 stats = proxy.probe("stats")[0]
                 result["probe_round1"] = probe_summary(stats)
@@ -576,7 +610,7 @@ def main() -> None:
             )
             rng = random.Random(17)
             chosen = [rng.choice(names) for _ in range(args.revisits)]
-            revisit_t0 = time.monotonic()
+            revisit_t0 = time.time()
             timed = route_timed(client, chosen)
             revisits = [ms for _, ms in timed]
             result["revisit"] = {"p50_ms": pct(revisits, 0.5), "p99_ms": pct(revisits, 0.99)}
@@ -673,7 +707,7 @@ def main() -> None:
                     result["rss_after_expiry_gc_mb"] = rss_kb(pid) / 1024
                 cpu0 = cpu_s(pid)
                 phase("round 2")
-                round2 = route_all(client, names)
+                round2 = route_all(client, names, args.rate)
                 result["round2"] = bind_summary(round2) | {
                     "proxy_cpu_ms_per_name": (cpu_s(pid) - cpu0) * 1000 / args.names
                 }
@@ -706,7 +740,7 @@ def main() -> None:
                 for n in range(3, args.rounds + 1):
                     phase(f"expiry, then round {n}")
                     time.sleep(args.ttl * 1.1 + args.ttl / 10 + 4)
-                    route_all(client, names)
+                    route_all(client, names, args.rate)
                     route_all(client, [rng.choice(names) for _ in range(args.revisits)])
                     scrapes(proxy, "/admin/metrics/prometheus", args.scrapes)
                     scrapes(proxy, "/admin/metrics.json", args.scrapes)
