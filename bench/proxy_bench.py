@@ -73,27 +73,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import breakdown  # noqa: E402  (bench/percore/breakdown.py)
 import hostnoise  # noqa: E402  (bench/hostnoise.py)
 import startup  # noqa: E402  (bench/startup/startup.py)
-
-BACKEND_CONF = """\
-worker_processes 1;
-daemon off;
-pid {dir}/backend.pid;
-error_log {dir}/backend-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/tmp;
-  proxy_temp_path {dir}/tmp;
-  fastcgi_temp_path {dir}/tmp;
-  uwsgi_temp_path {dir}/tmp;
-  scgi_temp_path {dir}/tmp;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ return 200 "hello from the backend\\n"; }}
-  }}
-}}
-"""
+from nginx_backend import backend_conf  # noqa: E402  (bench/nginx_backend.py)
 
 NGINX_PROXY_CONF = """\
 worker_processes 1;
@@ -425,7 +405,7 @@ class Bench:
     def setup(self) -> list[Target]:
         wanted = set(self.args.targets)
         backend_port = free_port()
-        self.nginx("backend", BACKEND_CONF.format(dir=self.dir, port=backend_port), role="load")
+        self.nginx("backend", backend_conf(self.dir, backend_port), role="load")
         wait_for_http(backend_port, "backend", proc=self.procs[-1])
         (self.dir / "disco" / "backend").write_text(f"127.0.0.1 {backend_port}\n")
         targets = [Target("direct", "direct", backend_port)]

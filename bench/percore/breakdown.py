@@ -62,27 +62,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-
-BACKEND_CONF = """\
-worker_processes 1;
-daemon off;
-pid {dir}/backend.pid;
-error_log {dir}/backend-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/tmp;
-  proxy_temp_path {dir}/tmp;
-  fastcgi_temp_path {dir}/tmp;
-  uwsgi_temp_path {dir}/tmp;
-  scgi_temp_path {dir}/tmp;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ return 200 "hello from the backend\\n"; }}
-  }}
-}}
-"""
+sys.path.insert(0, str(HERE.parent))
+from nginx_backend import backend_conf  # noqa: E402  (bench/nginx_backend.py)
 
 # bench/proxy_bench.py's l5d-twisted config
 L5D_CONF = """\
@@ -321,7 +302,7 @@ def main() -> int:
         (workdir / "tmp").mkdir()
         (workdir / "disco").mkdir()
         backend_port, port, admin_port = free_port(), free_port(), free_port()
-        (workdir / "backend.conf").write_text(BACKEND_CONF.format(dir=workdir, port=backend_port))
+        (workdir / "backend.conf").write_text(backend_conf(workdir, backend_port))
         nginx = ["nginx", "-p", str(workdir), "-c", str(workdir / "backend.conf")]
         nginx += ["-e", str(workdir / "backend-startup.log")]
         if load_cpus is not None:

@@ -69,6 +69,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hostnoise  # noqa: E402  (bench/hostnoise.py)
+from nginx_backend import backend_conf  # noqa: E402  (bench/nginx_backend.py)
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).resolve().parent / "names_probe.py"
@@ -76,30 +77,6 @@ BACKEND = REPO / "tests" / "http" / "backend.py"
 HOST = "127.0.0.1"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
-# One worker, enough connections for one per name (plus the pool's slack), keep-alive for
-# longer than the proxy's idleTimeMs so that it is the proxy that closes them.
-NGINX_BACKEND_CONF = """\
-worker_processes 1;
-worker_rlimit_nofile {files};
-daemon off;
-pid {dir}/backend.pid;
-error_log {dir}/backend-error.log warn;
-events {{ worker_connections {connections}; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/tmp;
-  proxy_temp_path {dir}/tmp;
-  fastcgi_temp_path {dir}/tmp;
-  uwsgi_temp_path {dir}/tmp;
-  scgi_temp_path {dir}/tmp;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{ return 200 "hello from the backend\\n"; }}
-  }}
-}}
-"""
 TICK = os.sysconf("SC_CLK_TCK")
 
 # ``--gc-probe``: the proxy runs with a SIGUSR2 handler that makes a full collection and
@@ -242,10 +219,16 @@ class Proxy:
             if NGINX is None:
                 raise SystemExit("--backend nginx: nginx is not installed (or --backend threads)")
             (work / "tmp").mkdir()
+            # one connection per name (and the pool's slack); keep-alive longer than the
+            # proxy's idleTimeMs, so that it is the proxy that closes them
             connections = args.names + 2048
             (work / "backend.conf").write_text(
-                NGINX_BACKEND_CONF.format(
-                    dir=work, port=self.backend, connections=connections, files=connections + 64
+                backend_conf(
+                    work,
+                    self.backend,
+                    connections=connections,
+                    open_files=connections + 64,
+                    keepalive_timeout="300s",
                 )
             )
             self._start("backend", NGINX, "-c", str(work / "backend.conf"), "-p", str(work))
