@@ -82,6 +82,11 @@ class MessageReader:
         "trailers",
     )
 
+    # the owner's callbacks (set by reuse(); idle() and close() set harmless ones)
+    on_headers_complete: Callable[[], None]
+    on_message_complete: Callable[[], None]
+    body: Callable[[bytes], None]
+
     def __init__(
         self,
         request: bool,
@@ -94,34 +99,11 @@ class MessageReader:
     ) -> None:
         """``request``: parse requests (strict, the head counted only when it can be too big);
         else responses (every head counted, as a response's limit also covers trailers)."""
-        # httptools looks its callbacks up on this object: the owner's head and end are
-        # called without a hop through the reader
-        self.on_headers_complete = head
-        self.on_message_complete = end
-        self.body = body
         self.dropped = dropped
-        self.max_head = max_head
-        self.max_line = max_line
         self.strict = request
         self.always_count = not request
-        self.keep_length = False  # keep Content-Length in ``fields`` (a HEAD's response)
-        self.count_head = True
-        self.in_head = not request  # a client waits for a response head from the start
-        self.began = False  # a message began during the current read
-        self.head_bytes = 0  # of the head being parsed (completed fields)
-        self.partial_head = 0  # raw bytes of it, while httptools still buffers a field
-        self.body_bytes = 0  # body bytes read on this connection (for the body's pace)
-        self.url = b""
-        self.fields: Fields = NO_FIELDS
-        self.conn_values: list[bytes] | None = None
-        self.content_length: int | None = None
-        self.chunked = False
-        self.expect = False
-        self.host_at = -1  # where the Host field is in ``fields`` (-1: none yet)
-        self.collect: list[bytes] | None = None
-        self.trailers: Trailers | None = None
         self.parser: Any = None
-        self.new_parser()
+        self.reuse(max_head, max_line, head, body, end)
 
     def new_parser(self) -> None:
         """A fresh parser (llhttp stops for good after an upgrade request)."""
@@ -145,29 +127,32 @@ class MessageReader:
         body: Callable[[bytes], None],
         end: Callable[[], None],
     ) -> None:
-        """Make an idle reader (see :func:`take_response_reader`) what the constructor makes
-        for a response reader with these limits and callbacks."""
+        """Start over, as a new reader of the same kind with these limits and callbacks:
+        the constructor's second half, and how an idle response reader given back (see
+        :func:`take_response_reader`) serves another connection."""
+        # httptools looks its callbacks up on this object: the owner's head and end are
+        # called without a hop through the reader
         self.on_headers_complete = head
         self.on_message_complete = end
         self.body = body
         self.max_head = max_head
         self.max_line = max_line
-        self.keep_length = False
+        self.keep_length = False  # keep Content-Length in ``fields`` (a HEAD's response)
         self.count_head = True
-        self.in_head = True
-        self.began = False
-        self.head_bytes = 0
-        self.partial_head = 0
-        self.body_bytes = 0
+        self.in_head = not self.strict  # a client waits for a response head from the start
+        self.began = False  # a message began during the current read
+        self.head_bytes = 0  # of the head being parsed (completed fields)
+        self.partial_head = 0  # raw bytes of it, while httptools still buffers a field
+        self.body_bytes = 0  # body bytes read on this connection (for the body's pace)
         self.url = b""
-        self.fields = NO_FIELDS
-        self.conn_values = None
-        self.content_length = None
+        self.fields: Fields = NO_FIELDS
+        self.conn_values: list[bytes] | None = None
+        self.content_length: int | None = None
         self.chunked = False
         self.expect = False
-        self.host_at = -1
-        self.collect = None
-        self.trailers = None
+        self.host_at = -1  # where the Host field is in ``fields`` (-1: none yet)
+        self.collect: list[bytes] | None = None
+        self.trailers: Trailers | None = None
         self.new_parser()
 
     def close(self) -> None:
