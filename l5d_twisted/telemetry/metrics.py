@@ -424,6 +424,10 @@ class MetricsTree:
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
         self._ticker = None
+        self._cancel_tick_rest()
+
+    def _cancel_tick_rest(self) -> None:
+        """Drop what is left of a tick spread over reactor turns."""
         rest, self._tick_rest = self._tick_rest, None
         if rest is not None and rest.active():
             rest.cancel()
@@ -625,9 +629,7 @@ class MetricsTree:
         rotate = now - self._last_rotation >= self.window_s - 1e-6
         if rotate:
             self._last_rotation = now
-        rest, self._tick_rest = self._tick_rest, None
-        if rest is not None and rest.active():
-            rest.cancel()  # (a tick still spread over turns: this one covers every group)
+        self._cancel_tick_rest()  # (a tick still spread over turns: this one covers every group)
         self._tick_groups(list(self._groups.values()), 0, now, rotate)
 
     def _tick_groups(self, groups: list[_Group], start: int, now: float, rotate: bool) -> None:
