@@ -370,17 +370,31 @@ def route_all(client: Client, names: list[str], rate: float = 0.0) -> list[float
     return latencies
 
 
-def route_timed(client: Client, names: list[str], rate: float = 0.0) -> list[tuple[float, float]]:
-    """(wall-clock start, latency ms) of each request: to set against the probe's records."""
+def route_timed(
+    client: Client,
+    names: list[str],
+    rate: float = 0.0,
+    at_tenth: Callable[[], None] | None = None,
+) -> list[tuple[float, float]]:
+    """(wall-clock start, latency ms) of each request: to set against the probe's records.
+
+    ``at_tenth`` is called before each tenth of ``names`` and after the last (the caller
+    reads the proxy's CPU there: whether a tenth's binds were slower because the proxy
+    did more work for them, or because the VM ran it more slowly then)."""
     out = []
     due = pace(rate)
+    tenth = max(1, len(names) // 10)
     for i, name in enumerate(names):
         due(i)
+        if at_tenth is not None and i % tenth == 0:
+            at_tenth()
         t = time.time()
         status, ms = client.get(name)
         if status != 200:
             raise RuntimeError(f"{name}: {status}")
         out.append((t, ms))
+    if at_tenth is not None:
+        at_tenth()
     return out
 
 
@@ -438,13 +452,28 @@ def slow_requests(
     }
 
 
-def bind_summary(latencies: list[float]) -> dict[str, float]:
+def bind_summary(latencies: list[float], cpu_marks: list[float] | None = None) -> dict[str, Any]:
+    """p50/p99 of the whole round and of its first and last tenth (the drift target), and
+    per tenth: p50, p99 and, with ``cpu_marks`` (the proxy's CPU seconds at each tenth,
+    see :func:`route_timed`), its CPU ms per bind.  The p99 of ~1,000 binds is their
+    10th-slowest, so a few ms of VM stall in one tenth moves it; a drift that the proxy
+    causes shows in every tenth after it, and in its CPU per bind."""
     tenth = max(1, len(latencies) // 10)
+    tenths = []
+    for k in range(10):
+        part = latencies[k * tenth : (k + 1) * tenth]
+        if not part:
+            break
+        row = {"p50_ms": round(pct(part, 0.5), 3), "p99_ms": round(pct(part, 0.99), 3)}
+        if cpu_marks is not None and k + 1 < len(cpu_marks):
+            row["cpu_ms_per_bind"] = round((cpu_marks[k + 1] - cpu_marks[k]) * 1000 / len(part), 3)
+        tenths.append(row)
     return {
         "p50_ms": pct(latencies, 0.5),
         "p99_ms": pct(latencies, 0.99),
         "start_p99_ms": pct(latencies[:tenth], 0.99),
         "end_p99_ms": pct(latencies[-tenth:], 0.99),
+        "tenths": tenths,
     }
 
 
@@ -568,7 +597,10 @@ def main() -> None:
             cpu0 = cpu_s(pid)
             t0 = time.perf_counter()
             phase(f"round 1: {args.names} names (proxy pid {pid})")
-            round1_timed = route_timed(client, names, args.rate)
+            round1_cpu: list[float] = []  # the proxy's CPU s at each tenth
+            round1_timed = route_timed(
+                client, names, args.rate, at_tenth=lambda: round1_cpu.append(cpu_s(pid))
+            )
             round1 = [ms for _, ms in round1_timed]
             # when each name's request ended (its connection's idle time starts then)
             sent_at = {name: t + ms / 1000 for name, (t, ms) in zip(names, round1_timed)}
@@ -579,7 +611,7 @@ def main() -> None:
                 result["round1_slow_start"] = slow_requests(round1_timed[:tenth], stats, 5.0)
                 result["round1_slow_end"] = slow_requests(round1_timed[-tenth:], stats, 5.0)
                 result["round1_busy_over_10ms"] = [b for b in stats["busy"] if b["cpu_ms"] >= 10]
-            result["round1"] = bind_summary(round1) | {
+            result["round1"] = bind_summary(round1, round1_cpu) | {
                 "wall_s": time.perf_counter() - t0,
                 "proxy_cpu_ms_per_name": (cpu_s(pid) - cpu0) * 1000 / args.names,
             }
