@@ -82,11 +82,15 @@ class IdleReaper:
     each with a timer of its own.  Nothing runs while nothing is idle.
     """
 
-    # Closing an idle TCP connection costs ~60-100 us of CPU here (py-spy: most of it the
-    # kernel's shutdown of the socket): 64 per turn held the reactor ~5-6 ms while requests
-    # waited; 8 is under 1 ms.  (It was meant for names.py's cold-bind drift, which stayed:
-    # that drift appears without any close, bench/README.md "Fourth pass".)
-    BATCH = 8
+    # Closing an idle TCP connection costs ~40-100 us of CPU here (half of it the kernel's
+    # shutdown of the socket): 64 per turn held the reactor ~5-6 ms while requests waited,
+    # and 8 (0.3-0.8 ms) still showed in the latency of every request that arrived while
+    # a second's worth of connections closed: names.py at 10,000 names, 3 interleaved
+    # pairs, revisit p99 0.82-1.19 ms with 8 against 0.58-0.81 with 2, the cold binds of
+    # round 1's second half (when its first connections idle out) +0.5-1.2 ms p99 against
+    # -0.2 to +0.3 ms (bench/README.md "Sixth pass").  A turn more per 2 closes costs
+    # ~15 us, while connections close only.
+    BATCH = 2
 
     __slots__ = ("idle_time_s", "gap_s", "_reactor", "_idle", "_call", "__weakref__")
 

@@ -370,8 +370,11 @@ def _normalise(segments: tuple[str, ...]) -> Name:
 # counters; every histogram when the windows rotate): 5.3-5.7 ms at 2,002 groups in one go,
 # 7.9-13 ms with the rotation (bench/scrape/stall.py's 1,000-service tree), a stall every
 # TTL/10 that grows with the scopes kept.  500 groups a turn measured 3.2-3.4 ms with the
-# rotation; 200 keeps a turn near 1 ms, requests served between turns.
-TICK_GROUPS_PER_TURN = 200
+# rotation; 200 about 1 ms, still the p99 of the requests that waited for it; 50 keeps a
+# turn near 0.25 ms, for ~30 more turns per tick over 2,000 groups (~15 us each): names.py
+# at 10,000 names, cold-bind p99 of round 1's first half 1.45-1.88 ms against 1.57-2.37
+# with 200 (3 interleaved pairs, bench/README.md "Sixth pass").
+TICK_GROUPS_PER_TURN = 50
 
 
 class MetricsTree:
