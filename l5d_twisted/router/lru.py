@@ -11,6 +11,18 @@ one to evict, and one used since goes to the back of the queue with its new last
 second chance).  Each key moves back at most once per use, so an eviction costs O(1)
 amortised.  Entries keep recording their own use (one attribute write on the request
 path); the queue reads it through ``last_used(key)`` only when it looks at a key.
+
+Two bounds make every single eviction O(1) too, not just their average:
+
+* a use within ``first_use_s`` of the key being queued is the request that made the entry
+  (the router queues a route or client, then sends the request that asked for it), not a
+  reuse.  Counted as one on a real clock (the two readings of the time differ by
+  microseconds), it gave every entry a second chance: the first eviction from a full
+  cache of 10,000 moved all 10,000 keys, a ~5-10 ms stall of the reactor, for each of
+  the route and client caches (bench/README.md "Sixth pass");
+* one eviction moves at most ``max_moves`` keys back: when more of the oldest were all
+  used since, the next oldest goes although it was used (every candidate is then about
+  as recent as the others, and the cache is busier than its size).
 """
 
 from __future__ import annotations
@@ -23,8 +35,15 @@ K = TypeVar("K", bound=Hashable)
 
 
 class SecondChanceQueue(Generic[K]):
-    def __init__(self, last_used: Callable[[K], float]) -> None:
+    def __init__(
+        self,
+        last_used: Callable[[K], float],
+        first_use_s: float = 0.0,
+        max_moves: int = 32,
+    ) -> None:
         self._last_used = last_used
+        self._first_use_s = first_use_s
+        self._max_moves = max_moves
         self._queue: OrderedDict[K, float] = OrderedDict()  # key -> its last use when queued
 
     def __len__(self) -> int:
@@ -46,11 +65,14 @@ class SecondChanceQueue(Generic[K]):
     def pop_oldest(self) -> K | None:
         """Take out and return the key to evict (``None`` when the queue is empty)."""
         queue = self._queue
+        moves = self._max_moves
         while queue:
             key, queued_at = queue.popitem(last=False)
             used = self._last_used(key)
-            if used > queued_at:  # used since it was queued: to the back, once
+            if used > queued_at + self._first_use_s and moves:
+                # used since it was queued: to the back, once
                 queue[key] = used
+                moves -= 1
                 continue
             return key
         return None

@@ -85,6 +85,10 @@ def sweep_interval(idle_ttl_s: float) -> float:
 # cache of their own: a client sending a different dtab on every request evicts only such
 # routes, never the operator's, and what they hold (bound trees, explanations) stays small.
 MAX_OVERRIDE_ROUTES = 100
+# A use of a cached route or client this soon after it was made is the request that made
+# it (a route is called in the same reactor turn; a client once its name is bound), not a
+# reuse earning it a second chance against eviction (see lru.py).
+FIRST_USE_S = 0.1
 
 
 _TRANSFORMED = Path.of("%")
@@ -195,16 +199,16 @@ class Router(Service[Request, Response]):
         self._routes: dict[tuple[Path, str], _Route] = {}
         self._binders: dict[tuple[Path, str], BindingService] = {}
         # Eviction order (near-LRU, O(1)) of the configured and the override routes, and
-        # of the clients.
+        # of the clients; the request that made an entry is not a reuse of it.
         self._route_queue: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(
-            lambda key: self._binders[key].last_used
+            lambda key: self._binders[key].last_used, first_use_s=FIRST_USE_S
         )
         self._override_keys: SecondChanceQueue[tuple[Path, str]] = SecondChanceQueue(
-            lambda key: self._binders[key].last_used
+            lambda key: self._binders[key].last_used, first_use_s=FIRST_USE_S
         )
         self._clients: dict[BoundName, BoundClient] = {}
         self._client_queue: SecondChanceQueue[BoundName] = SecondChanceQueue(
-            lambda bound: self._clients[bound].last_used
+            lambda bound: self._clients[bound].last_used, first_use_s=FIRST_USE_S
         )
         self._client_services: dict[BoundName, Service[Request, Response]] = {}
         self._binding_timeout_s = config.binding_timeout_ms / 1000.0

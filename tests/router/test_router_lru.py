@@ -131,3 +131,49 @@ def test_a_new_bound_name_in_a_full_client_cache_evicts_without_scanning_every_c
     assert len(kept) == 300
     assert all(f"/#/mem/n{i}" in kept for i in range(0, 200, 2)), "recently used clients are kept"
     assert not any(f"/#/mem/n{i}" in kept for i in range(1, 200, 2)), "unused ones went first"
+
+
+def test_the_use_that_made_an_entry_is_not_a_reuse() -> None:
+    """On a real clock the request that made an entry reads the time again microseconds
+    after it was queued: that is no second chance, else the first eviction from a full
+    cache moved every key."""
+    clock = Clock()
+    entries: dict[str, float] = {}
+    queue: SecondChanceQueue[str] = SecondChanceQueue(entries.__getitem__, first_use_s=0.1)
+    for i in range(1000):
+        clock.advance(1)
+        entries[f"k{i}"] = clock.seconds()
+        queue.add(f"k{i}")
+        entries[f"k{i}"] = clock.seconds() + 0.000_05  # its own request, just after
+    assert [queue.pop_oldest() for _ in range(3)] == ["k0", "k1", "k2"]  # no key moved
+    assert len(queue) == 997
+    entries["k3"] = clock.seconds()  # a real reuse, later
+    assert queue.pop_oldest() == "k4"  # k3 went to the back
+
+
+def test_one_eviction_moves_a_bounded_number_of_keys() -> None:
+    """Every key used since it was queued: the eviction still looks at max_moves + 1 keys,
+    not at all of them, and takes the next oldest."""
+    clock = Clock()
+    entries: dict[str, float] = {}
+    reads = []
+
+    def last_used(key: str) -> float:
+        reads.append(key)
+        return entries[key]
+
+    queue: SecondChanceQueue[str] = SecondChanceQueue(last_used, max_moves=32)
+    for i in range(10_000):
+        entries[f"k{i}"] = clock.seconds()
+        queue.add(f"k{i}")
+    clock.advance(5)
+    for key in entries:
+        entries[key] = clock.seconds()  # every one used again
+    reads.clear()
+    assert queue.pop_oldest() == "k32"
+    assert len(reads) == 33
+    assert len(queue) == 9_999
+    # the 32 moved went to the back: the next eviction starts after them
+    reads.clear()
+    assert queue.pop_oldest() == "k65"
+    assert len(reads) == 33
