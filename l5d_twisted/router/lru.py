@@ -1,9 +1,10 @@
 """Eviction order for a bounded cache whose entries note their own last use, in O(1).
 
-The router's route and client caches hold up to 1,000 entries each, and names come from
-request data: a flood of new names means an eviction per request.  Finding the least
-recently used entry by a ``min()`` over all of them cost a scan per new name (the mixed
-attack of issue 10 measured stalls of hundreds of ms once a GC pause queued some up).
+The router's route and client caches hold up to 10,000 entries each (``bindingCache``),
+and names come from request data: a flood of new names means an eviction per request.
+Finding the least recently used entry by a ``min()`` over all of them cost a scan per new
+name (the mixed attack of issue 10 measured stalls of hundreds of ms once a GC pause
+queued some up).
 
 :class:`SecondChanceQueue` gives the near-LRU order of the CLOCK algorithm instead: keys
 are queued with their last use when queued; the oldest queued key not used since is the
@@ -12,14 +13,15 @@ second chance).  Each key moves back at most once per use, so an eviction costs 
 amortised.  Entries keep recording their own use (one attribute write on the request
 path); the queue reads it through ``last_used(key)`` only when it looks at a key.
 
-Two bounds make every single eviction O(1) too, not just their average:
+Two rules bound the work of each single eviction, not only the average:
 
 * a use within ``first_use_s`` of the key being queued is the request that made the entry
   (the router queues a route or client, then sends the request that asked for it), not a
   reuse.  Counted as one on a real clock (the two readings of the time differ by
   microseconds), it gave every entry a second chance: the first eviction from a full
-  cache of 10,000 moved all 10,000 keys, a ~5-10 ms stall of the reactor, for each of
-  the route and client caches (bench/README.md "Sixth pass");
+  cache of 10,000 moved all 10,000 keys, in the route and in the client cache (18.9 ms
+  of the reactor for the two under cProfile; bench/README.md "Sixth pass"); a cache that
+  new names fill now moves no key at all;
 * one eviction moves at most ``max_moves`` keys back: when more of the oldest were all
   used since, the next oldest goes although it was used (every candidate is then about
   as recent as the others, and the cache is busier than its size).
