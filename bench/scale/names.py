@@ -210,6 +210,14 @@ class Proxy:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.work = work
         self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            self._start_all(args, work)
+        except BaseException:
+            # (a proxy that never listened left the backend running: stop what started)
+            self.stop()
+            raise
+
+    def _start_all(self, args: argparse.Namespace, work: Path) -> None:
         repo = Path(args.repo).resolve() if args.repo else REPO
         self.env = dict(os.environ, PYTHONPATH=str(repo))
         self.env.pop("http_proxy", None)
